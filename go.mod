@@ -1,0 +1,3 @@
+module github.com/iked/iked
+
+go 1.26
