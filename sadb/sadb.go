@@ -1,0 +1,242 @@
+// Package sadb is the database of negotiated Child SAs: SPI allocation,
+// keys, counters, and the hand-over to a data-plane Backend (the Linux
+// kernel, a userspace ESP engine, or memory for tests). Backends are the
+// only code that touches the OS data plane.
+package sadb
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/iked/iked/ike/wire"
+)
+
+// Protocol is the IPsec protocol of an SA.
+type Protocol uint8
+
+// Protocols, numbered as IP protocol numbers.
+const (
+	ESP Protocol = 50
+	AH  Protocol = 51
+)
+
+// String returns "esp" or "ah".
+func (p Protocol) String() string {
+	switch p {
+	case ESP:
+		return "esp"
+	case AH:
+		return "ah"
+	}
+	return fmt.Sprintf("proto%d", uint8(p))
+}
+
+// Mode is the IPsec mode of an SA.
+type Mode uint8
+
+// Modes.
+const (
+	Tunnel Mode = iota
+	Transport
+)
+
+// String returns "tunnel" or "transport".
+func (m Mode) String() string {
+	if m == Transport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// Key is key material that never prints its contents.
+type Key []byte
+
+// String implements fmt.Stringer without revealing the key.
+func (Key) String() string { return "[redacted]" }
+
+// GoString implements fmt.GoStringer without revealing the key.
+func (Key) GoString() string { return "sadb.Key{[redacted]}" }
+
+// Wipe overwrites the key.
+func (k Key) Wipe() {
+	for i := range k {
+		k[i] = 0
+	}
+}
+
+// SA is one unidirectional IPsec SA as handed to a backend.
+type SA struct {
+	// SPI identifies the SA at its destination.
+	SPI      uint32
+	Protocol Protocol
+	Mode     Mode
+	// Inbound is true for the SA that protects traffic to this host.
+	Inbound bool
+	// Src and Dst are the outer (tunnel or transport) addresses.
+	Src, Dst netip.Addr
+	// EncrID and EncrKeyBits are the IKEv2 encryption transform and key
+	// size; EncrKey includes the salt for AEAD ciphers.
+	EncrID      uint16
+	EncrKeyBits uint16
+	EncrKey     Key
+	// IntegID is the IKEv2 integrity transform (0 for AEAD); IntegKey its key.
+	IntegID  uint16
+	IntegKey Key
+	// ESN enables 64-bit extended sequence numbers.
+	ESN bool
+	// LocalTS and RemoteTS are the negotiated traffic selectors.
+	LocalTS, RemoteTS []wire.TrafficSelector
+	// Installed is when the SA was added.
+	Installed time.Time
+}
+
+// ID identifies an SA within a backend.
+type ID struct {
+	Dst      netip.Addr
+	Protocol Protocol
+	SPI      uint32
+}
+
+// ID returns the SA's identifier.
+func (sa *SA) ID() ID { return ID{Dst: sa.Dst, Protocol: sa.Protocol, SPI: sa.SPI} }
+
+// Counters are an SA's traffic counters.
+type Counters struct {
+	Bytes, Packets uint64
+}
+
+// Backend is a data plane that holds SAs.
+type Backend interface {
+	// Name is the config name of the backend ("memory", "xfrm", "userspace").
+	Name() string
+	// AddSA installs sa. Adding an SA whose ID exists is an error.
+	AddSA(sa *SA) error
+	// DeleteSA removes an SA; removing a missing SA is an error
+	// satisfying errors.Is(err, ErrNotFound).
+	DeleteSA(id ID) error
+	// Counters reads an SA's counters.
+	Counters(id ID) (Counters, error)
+	// Close removes every SA the backend installed and releases it.
+	Close() error
+}
+
+// ErrNotFound is returned for operations on an SA that is not installed.
+var ErrNotFound = errors.New("sadb: SA not found")
+
+// DB allocates SPIs and tracks which SAs are installed in its backend.
+type DB struct {
+	backend Backend
+
+	mu       sync.Mutex
+	reserved map[uint32]struct{} // inbound SPIs allocated, installed or not
+	sas      map[ID]*SA
+}
+
+// New returns a DB over backend.
+func New(backend Backend) *DB {
+	return &DB{backend: backend, reserved: map[uint32]struct{}{}, sas: map[ID]*SA{}}
+}
+
+// Backend returns the DB's backend.
+func (db *DB) Backend() Backend { return db.backend }
+
+// AllocateSPI reserves a fresh inbound SPI: random, so that it reveals
+// nothing, and never one of 0-255, which RFC 4303 §2.1 reserves.
+func (db *DB) AllocateSPI() (uint32, error) {
+	var b [4]byte
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for range 64 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		spi := binary.BigEndian.Uint32(b[:])
+		if spi < 256 {
+			continue
+		}
+		if _, used := db.reserved[spi]; used {
+			continue
+		}
+		db.reserved[spi] = struct{}{}
+		return spi, nil
+	}
+	return 0, errors.New("sadb: no free SPI found")
+}
+
+// ReleaseSPI returns an allocated inbound SPI that was never installed.
+func (db *DB) ReleaseSPI(spi uint32) {
+	db.mu.Lock()
+	delete(db.reserved, spi)
+	db.mu.Unlock()
+}
+
+// Install hands the SAs to the backend, all or none.
+func (db *DB) Install(sas ...*SA) error {
+	for i, sa := range sas {
+		if err := db.backend.AddSA(sa); err != nil {
+			for _, done := range sas[:i] {
+				_ = db.backend.DeleteSA(done.ID())
+			}
+			return fmt.Errorf("install %s SA %08x: %w", sa.Protocol, sa.SPI, err)
+		}
+	}
+	db.mu.Lock()
+	for _, sa := range sas {
+		db.sas[sa.ID()] = sa
+	}
+	db.mu.Unlock()
+	return nil
+}
+
+// Remove deletes the SAs from the backend and forgets them; it returns the
+// first error but always tries every SA.
+func (db *DB) Remove(ids ...ID) error {
+	var first error
+	for _, id := range ids {
+		err := db.backend.DeleteSA(id)
+		if err != nil && first == nil {
+			first = err
+		}
+		db.mu.Lock()
+		if sa, ok := db.sas[id]; ok {
+			if sa.Inbound {
+				delete(db.reserved, sa.SPI)
+			}
+			sa.EncrKey.Wipe()
+			sa.IntegKey.Wipe()
+			delete(db.sas, id)
+		}
+		db.mu.Unlock()
+	}
+	return first
+}
+
+// Counters reads an SA's counters from the backend.
+func (db *DB) Counters(id ID) (Counters, error) { return db.backend.Counters(id) }
+
+// Len returns the number of installed SAs.
+func (db *DB) Len() int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return len(db.sas)
+}
+
+// Close removes every SA and closes the backend.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	ids := make([]ID, 0, len(db.sas))
+	for id := range db.sas {
+		ids = append(ids, id)
+	}
+	db.mu.Unlock()
+	err := db.Remove(ids...)
+	if cerr := db.backend.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
