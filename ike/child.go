@@ -1,0 +1,184 @@
+package ike
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+)
+
+// childSA is a negotiated pair of IPsec SAs.
+type childSA struct {
+	suite    *suite
+	mode     Mode
+	inbound  *sadb.SA
+	outbound *sadb.SA
+	localTS  []wire.TrafficSelector
+	remoteTS []wire.TrafficSelector
+}
+
+// childRequest is what a Child SA request carries (§1.2, §1.3).
+type childRequest struct {
+	sa        *wire.SA
+	tsi, tsr  *wire.TS
+	transport bool
+}
+
+func childRequestFrom(ps []wire.Payload) childRequest {
+	var r childRequest
+	for _, p := range ps {
+		switch v := p.(type) {
+		case *wire.SA:
+			r.sa = v
+		case *wire.TS:
+			if v.Responder {
+				r.tsr = v
+			} else {
+				r.tsi = v
+			}
+		case *wire.Notify:
+			if v.Code == wire.NotifyUseTransportMode {
+				r.transport = true
+			}
+		}
+	}
+	return r
+}
+
+// localSelectors and remoteSelectors are the connection's traffic
+// selectors, defaulting to the IKE addresses (host to host).
+func (sa *ikeSA) localSelectors(c *Connection) []wire.TrafficSelector {
+	if len(c.LocalTS) > 0 && c.Mode == ModeTunnel {
+		return c.LocalTS
+	}
+	return []wire.TrafficSelector{HostSelector(sa.local.Addr())}
+}
+
+func (sa *ikeSA) remoteSelectors(c *Connection) []wire.TrafficSelector {
+	if len(c.RemoteTS) > 0 && c.Mode == ModeTunnel {
+		return c.RemoteTS
+	}
+	return []wire.TrafficSelector{HostSelector(sa.remote.Addr())}
+}
+
+// acceptChild is the responder's Child SA negotiation: choose an ESP
+// proposal, narrow the selectors (§2.9), settle the mode, derive keys and
+// install. It returns the response payloads, or the notify to answer with.
+// Caller holds mu.
+func (sa *ikeSA) acceptChild(c *Connection, req childRequest) ([]wire.Payload, wire.NotifyType, error) {
+	if req.tsi == nil || req.tsr == nil {
+		return nil, wire.NotifyInvalidSyntax, errors.New("SA without TSi and TSr")
+	}
+	s := selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
+	if s == nil {
+		return nil, wire.NotifyNoProposalChosen, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals))
+	}
+	if len(s.spi) != 4 {
+		return nil, wire.NotifyInvalidSyntax, errors.New("ESP proposal without a 4-octet SPI")
+	}
+	// TSi is the initiator's side: our remote.
+	tsi := Narrow(req.tsi.Selectors, sa.remoteSelectors(c))
+	tsr := Narrow(req.tsr.Selectors, sa.localSelectors(c))
+	if len(tsi) == 0 || len(tsr) == 0 {
+		return nil, wire.NotifyTSUnacceptable, errors.New("traffic selectors do not overlap the configured ones")
+	}
+	mode := ModeTunnel
+	if req.transport && c.Mode == ModeTransport {
+		mode = ModeTransport
+	}
+	spi, err := sa.eng.cfg.SADB.AllocateSPI()
+	if err != nil {
+		return nil, wire.NotifyTemporaryFailure, err
+	}
+	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi)
+	if err != nil {
+		sa.eng.cfg.SADB.ReleaseSPI(spi)
+		return nil, wire.NotifyTemporaryFailure, err
+	}
+	var spiBytes [4]byte
+	binary.BigEndian.PutUint32(spiBytes[:], spi)
+	chosen := s.wire(spiBytes[:])
+	out := []wire.Payload{}
+	if mode == ModeTransport {
+		out = append(out, &wire.Notify{Code: wire.NotifyUseTransportMode})
+	}
+	out = append(out, &chosen,
+		&wire.TS{Responder: false, Selectors: child.remoteTS},
+		&wire.TS{Responder: true, Selectors: child.localTS})
+	return out, 0, nil
+}
+
+// installChild derives the Child SA keys (§2.17) and hands both SAs to the
+// data plane. Caller holds mu.
+func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector) (*childSA, error) {
+	integLen := 0
+	var integID uint16
+	if s.integ != nil {
+		integLen, integID = s.integ.KeyLen, s.integ.ID
+	}
+	keys, err := transform.DeriveChildKeys(sa.suite.prf, sa.keys.SkD, nil, sa.ni, sa.nr, s.encr.KeyMaterialLen(s.keyBits), integLen)
+	if err != nil {
+		return nil, err
+	}
+	// i is initiator to responder.
+	encIn, intIn, encOut, intOut := keys.EncR, keys.IntegR, keys.EncI, keys.IntegI
+	if !sa.initiator {
+		encIn, intIn, encOut, intOut = keys.EncI, keys.IntegI, keys.EncR, keys.IntegR
+	}
+	now := sa.eng.cfg.Now()
+	local, remote := sa.local.Addr(), sa.remote.Addr()
+	base := sadb.SA{Protocol: sadb.ESP, Mode: sadb.Mode(mode), EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
+		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
+	in, out := base, base
+	in.SPI, in.Inbound, in.Src, in.Dst, in.EncrKey, in.IntegKey = spiIn, true, remote, local, sadb.Key(encIn), sadb.Key(intIn)
+	out.SPI, out.Src, out.Dst, out.EncrKey, out.IntegKey = spiOut, local, remote, sadb.Key(encOut), sadb.Key(intOut)
+	if err := sa.eng.cfg.SADB.Install(&in, &out); err != nil {
+		keys.Wipe()
+		return nil, err
+	}
+	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS}
+	sa.children = append(sa.children, c)
+	sa.eng.keyLog.child(sa, c)
+	sa.logger().Info("CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
+		"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))
+	return c, nil
+}
+
+func formatTSList(ts []wire.TrafficSelector) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = FormatTrafficSelector(t)
+	}
+	return out
+}
+
+// info snapshots the Child SA with its data-plane counters.
+func (c *childSA) info(db *sadb.DB) ChildInfo {
+	in := ChildInfo{
+		SPIIn: fmt.Sprintf("%08x", c.inbound.SPI), SPIOut: fmt.Sprintf("%08x", c.outbound.SPI),
+		Protocol: c.inbound.Protocol.String(), Mode: c.mode.String(),
+		LocalTS: formatTSList(c.localTS), RemoteTS: formatTSList(c.remoteTS),
+		Algorithms: c.suite.String(), Installed: c.inbound.Installed,
+	}
+	if ctr, err := db.Counters(c.inbound.ID()); err == nil {
+		in.BytesIn, in.PacketsIn = ctr.Bytes, ctr.Packets
+	}
+	if ctr, err := db.Counters(c.outbound.ID()); err == nil {
+		in.BytesOut, in.PacketsOut = ctr.Bytes, ctr.Packets
+	}
+	return in
+}
+
+// childBySPI finds a Child SA by the SPI the peer names in a Delete: the
+// SPI of the peer's inbound SA, which is our outbound one (§3.11).
+func (sa *ikeSA) childByPeerSPI(spi uint32) *childSA {
+	for _, c := range sa.children {
+		if c.outbound.SPI == spi {
+			return c
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+// Package ike is the IKEv2 engine (RFC 7296): the per-IKE-SA state machine,
+// the initiator and responder handshakes, informational exchanges,
+// retransmission and cookies. It knows nothing of YAML, netlink or TUN
+// devices: the daemon hands it connections, binds and an SA database.
+package ike
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+)
+
+// Mode is the IPsec mode a connection negotiates for its Child SAs.
+type Mode uint8
+
+// Modes.
+const (
+	ModeTunnel Mode = iota
+	ModeTransport
+)
+
+// String returns "tunnel" or "transport".
+func (m Mode) String() string {
+	if m == ModeTransport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// Connection is a configured peer: how to reach it, who it is, how to
+// authenticate and what to protect.
+type Connection struct {
+	// Name is the connection's unique name.
+	Name string
+	// Local is the local IKE address; the zero Addr means any.
+	Local netip.Addr
+	// Remote is the peer's IKE endpoint; a zero Addr means any peer
+	// (responder only).
+	Remote netip.AddrPort
+	// LocalID is sent as IDi/IDr; zero means the local IP address.
+	LocalID Identity
+	// RemoteID is the identity the peer must present; zero means any.
+	RemoteID Identity
+	// Auth proves this side's identity and verifies the peer's.
+	Auth auth.Method
+	// IKEProposals and ESPProposals are in preference order.
+	IKEProposals []transform.Proposal
+	ESPProposals []transform.Proposal
+	// LocalTS and RemoteTS are the traffic selectors to protect; empty means
+	// the IKE addresses themselves (host to host).
+	LocalTS, RemoteTS []wire.TrafficSelector
+	// Mode is the Child SA mode.
+	Mode Mode
+	// Initiate starts the connection when the engine starts.
+	Initiate bool
+}
+
+// Config is the engine's configuration. Zero values take the defaults
+// documented on each field.
+type Config struct {
+	// Connections are the configured peers.
+	Connections []*Connection
+	// SADB receives negotiated Child SAs. Required.
+	SADB *sadb.DB
+	// CookieThreshold is the number of half-open IKE SAs at which the
+	// responder starts to demand a COOKIE (RFC 7296 §2.6). Zero means
+	// always demand one; negative means never (default: see DefaultCookieThreshold
+	// when left unset via NewConfigDefaults).
+	CookieThreshold int
+	// HalfOpenTimeout bounds how long a responder keeps an IKE SA that has
+	// not completed IKE_AUTH. Default 30s.
+	HalfOpenTimeout time.Duration
+	// RetransmitTimeout is the first retransmission timeout; each next one
+	// is multiplied by RetransmitBase; after RetransmitTries retransmissions
+	// the exchange fails. Defaults 2s, 1.8, 5.
+	RetransmitTimeout time.Duration
+	RetransmitBase    float64
+	RetransmitTries   int
+	// Readers is the number of goroutines reading each bind; default GOMAXPROCS.
+	Readers int
+	// Logger receives one line per SA event; default slog.Default().
+	Logger *slog.Logger
+	// Rand is the source of nonces, SPIs, IVs and DH keys; default crypto/rand.
+	Rand io.Reader
+	// Now is the clock; default time.Now. Golden transcripts fix it.
+	Now func() time.Time
+	// KeyLog, when set, receives IKE and Child SA keys in the form
+	// Wireshark's IKEv2 and ESP decryption tables take. Off by default:
+	// keys are secrets.
+	KeyLog io.Writer
+}
+
+// DefaultCookieThreshold is the half-open count at which cookies are
+// demanded unless configured otherwise.
+const DefaultCookieThreshold = 10
+
+func (c *Config) applyDefaults() {
+	if c.HalfOpenTimeout == 0 {
+		c.HalfOpenTimeout = 30 * time.Second
+	}
+	if c.RetransmitTimeout == 0 {
+		c.RetransmitTimeout = 2 * time.Second
+	}
+	if c.RetransmitBase == 0 {
+		c.RetransmitBase = 1.8
+	}
+	if c.RetransmitTries == 0 {
+		c.RetransmitTries = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+func validateConnection(c *Connection) error {
+	switch {
+	case c.Name == "":
+		return fmt.Errorf("connection without a name")
+	case c.Auth == nil:
+		return fmt.Errorf("connection %s: no auth method", c.Name)
+	case len(c.IKEProposals) == 0:
+		return fmt.Errorf("connection %s: no IKE proposals", c.Name)
+	case len(c.ESPProposals) == 0:
+		return fmt.Errorf("connection %s: no ESP proposals", c.Name)
+	}
+	return nil
+}

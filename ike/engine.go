@@ -1,0 +1,340 @@
+package ike
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/ike/wire"
+)
+
+// maxDatagram is the largest IKE message accepted; RFC 7296 §2 requires
+// 1280 octets at least and UDP allows 65507.
+const maxDatagram = 65535
+
+// Engine runs IKE SAs over a set of binds.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	conns atomic.Pointer[[]*Connection]
+
+	mu       sync.RWMutex
+	sas      map[uint64]*ikeSA // by local SPI
+	halfOpen map[halfOpenKey]*ikeSA
+	binds    []transport.Bind
+
+	halfOpenCount atomic.Int64
+	nextID        atomic.Uint64
+	stats         *counters
+	cookies       *cookieJar
+	keyLog        *keyLogger
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// halfOpenKey finds a responder SA by what an IKE_SA_INIT request carries,
+// so that its retransmission is answered from the cached response.
+type halfOpenKey struct {
+	peer netip.AddrPort
+	spii uint64
+}
+
+// New returns an engine for cfg; it does nothing until binds are added.
+func New(cfg Config) (*Engine, error) {
+	cfg.applyDefaults()
+	if cfg.SADB == nil {
+		return nil, errors.New("ike: no SA database")
+	}
+	for _, c := range cfg.Connections {
+		if err := validateConnection(c); err != nil {
+			return nil, err
+		}
+	}
+	e := &Engine{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		sas:      map[uint64]*ikeSA{},
+		halfOpen: map[halfOpenKey]*ikeSA{},
+		stats:    newCounters(),
+		closing:  make(chan struct{}),
+	}
+	if e.cfg.Rand == nil {
+		e.cfg.Rand = rand.Reader
+	}
+	jar, err := newCookieJar(e.cfg.Rand, e.cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	e.cookies = jar
+	if cfg.KeyLog != nil {
+		e.keyLog = &keyLogger{w: cfg.KeyLog}
+	}
+	conns := append([]*Connection(nil), cfg.Connections...)
+	e.conns.Store(&conns)
+	return e, nil
+}
+
+// SetConnections replaces the configured connections. Established SAs
+// keep running; new handshakes use the new set.
+func (e *Engine) SetConnections(conns []*Connection) error {
+	for _, c := range conns {
+		if err := validateConnection(c); err != nil {
+			return err
+		}
+	}
+	cs := append([]*Connection(nil), conns...)
+	e.conns.Store(&cs)
+	return nil
+}
+
+// Connections returns the configured connections.
+func (e *Engine) Connections() []*Connection { return *e.conns.Load() }
+
+func (e *Engine) connection(name string) *Connection {
+	for _, c := range e.Connections() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// AddBind starts serving b. The engine closes it on Close.
+func (e *Engine) AddBind(b transport.Bind) {
+	e.mu.Lock()
+	e.binds = append(e.binds, b)
+	e.mu.Unlock()
+	readers := e.cfg.Readers
+	if readers <= 0 {
+		readers = runtime.GOMAXPROCS(0)
+	}
+	for range readers {
+		e.wg.Add(1)
+		go e.readLoop(b)
+	}
+}
+
+// StartConnections initiates every connection configured to start, each
+// in its own goroutine; failures are logged.
+func (e *Engine) StartConnections(ctx context.Context) {
+	for _, c := range e.Connections() {
+		if !c.Initiate {
+			continue
+		}
+		go func() {
+			if _, err := e.Initiate(ctx, c.Name); err != nil {
+				e.log.Warn("start action failed", "connection", c.Name, "err", err)
+			}
+		}()
+	}
+}
+
+func (e *Engine) readLoop(b transport.Bind) {
+	defer e.wg.Done()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			select {
+			case <-e.closing:
+				return
+			default:
+			}
+			if errors.Is(err, transport.ErrClosed) || isClosedErr(err) {
+				return
+			}
+			e.log.Warn("read failed", "local", b.LocalAddr(), "err", err)
+			continue
+		}
+		e.stats.received.Add(1)
+		e.handlePacket(b, from, buf[:n])
+	}
+}
+
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// send writes a datagram and counts it.
+func (e *Engine) send(b transport.Bind, to netip.AddrPort, pkt []byte) {
+	if err := b.WriteTo(pkt, to); err != nil {
+		e.log.Debug("send failed", "peer", to, "err", err)
+		return
+	}
+	e.stats.sent.Add(1)
+}
+
+// handlePacket is the entry point of every received datagram: parse,
+// find the SA, dispatch. It never panics on bad input and never blocks on
+// another SA.
+func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte) {
+	hdr, err := wire.ParseHeader(pkt)
+	if err != nil {
+		e.stats.drop(DropMalformed)
+		e.log.Debug("dropped malformed header", "peer", from, "err", err)
+		return
+	}
+	msg, perr := wire.Parse(pkt)
+	if perr != nil {
+		e.handleParseError(b, from, &hdr, perr)
+		return
+	}
+	if hdr.Exchange == wire.IKE_SA_INIT && !hdr.IsResponse() {
+		if hdr.SPIr != 0 || hdr.MessageID != 0 {
+			e.stats.drop(DropMalformed)
+			return
+		}
+		e.respondSAInit(b, from, pkt, msg)
+		return
+	}
+	// Our SPI is the responder's when the sender is the original initiator.
+	local := hdr.SPIi
+	if hdr.FromInitiator() {
+		local = hdr.SPIr
+	}
+	e.mu.RLock()
+	sa := e.sas[local]
+	e.mu.RUnlock()
+	if sa == nil || (hdr.FromInitiator() && sa.spii != hdr.SPIi) || (!hdr.FromInitiator() && hdr.Exchange != wire.IKE_SA_INIT && sa.spir != hdr.SPIr) {
+		// §2.21.4: a request for an unknown SA may be answered with
+		// INVALID_IKE_SPI, but that invites reflection; like strongSwan we
+		// only count it.
+		e.stats.drop(DropUnknownSPI)
+		e.log.Debug("dropped message for unknown IKE SA", "peer", from, "spi_i", spiHex(hdr.SPIi), "spi_r", spiHex(hdr.SPIr))
+		return
+	}
+	sa.receive(b, from, pkt, msg)
+}
+
+// handleParseError answers a message that failed to parse, as §2.21 says.
+// Only an IKE_SA_INIT request can be answered without protection; an
+// encrypted message that did not parse cannot be authenticated and is
+// dropped.
+func (e *Engine) handleParseError(b transport.Bind, from netip.AddrPort, hdr *wire.Header, err error) {
+	var we *wire.Error
+	errors.As(err, &we)
+	e.stats.drop(DropMalformed)
+	e.log.Info("dropped malformed message", "peer", from, "exchange", exchangeName(hdr.Exchange), "err", err)
+	if we == nil || hdr.IsResponse() || hdr.Exchange != wire.IKE_SA_INIT || hdr.SPIr != 0 {
+		return
+	}
+	switch we.Notify {
+	case wire.NotifyUnsupportedCriticalPayload:
+		// §2.5: the response MUST carry UNSUPPORTED_CRITICAL_PAYLOAD with the type.
+		e.sendInitError(b, from, hdr, wire.NotifyUnsupportedCriticalPayload, []byte{byte(we.Payload)})
+	case wire.NotifyInvalidMajorVersion:
+		// §2.5: answer with the highest version we support.
+		e.sendInitError(b, from, hdr, wire.NotifyInvalidMajorVersion, []byte{wire.Version})
+	}
+	// INVALID_SYNTAX may only be sent in an encrypted packet (§3.10.1).
+}
+
+// sendInitError answers an IKE_SA_INIT request with one unprotected
+// error notify (§2.21.1).
+func (e *Engine) sendInitError(b transport.Bind, to netip.AddrPort, req *wire.Header, code wire.NotifyType, data []byte) {
+	m := wire.Message{
+		Header:   wire.Header{SPIi: req.SPIi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
+		Payloads: []wire.Payload{&wire.Notify{Code: code, Data: data}},
+	}
+	e.stats.notify(notifyName(code))
+	e.send(b, to, m.Marshal())
+}
+
+// newSPI returns a fresh nonzero IKE SPI not in use.
+func (e *Engine) newSPI() (uint64, error) {
+	var b [8]byte
+	for range 16 {
+		if _, err := e.cfg.Rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		spi := binary.BigEndian.Uint64(b[:])
+		if spi == 0 {
+			continue
+		}
+		e.mu.RLock()
+		_, used := e.sas[spi]
+		e.mu.RUnlock()
+		if !used {
+			return spi, nil
+		}
+	}
+	return 0, errors.New("ike: no free SPI")
+}
+
+func (e *Engine) register(sa *ikeSA) {
+	e.mu.Lock()
+	e.sas[sa.localSPI()] = sa
+	e.mu.Unlock()
+}
+
+// unregister removes sa from every index.
+func (e *Engine) unregister(sa *ikeSA) {
+	e.mu.Lock()
+	if e.sas[sa.localSPI()] == sa {
+		delete(e.sas, sa.localSPI())
+	}
+	key := halfOpenKey{sa.remote, sa.spii}
+	if e.halfOpen[key] == sa {
+		delete(e.halfOpen, key)
+	}
+	e.mu.Unlock()
+}
+
+// bindFor picks the bind to initiate from: one on the connection's local
+// address (or any) in the remote's address family.
+func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, b := range e.binds {
+		la := b.LocalAddr().Addr()
+		if la.Is4() != c.Remote.Addr().Is4() {
+			continue
+		}
+		if c.Local.IsValid() && la != c.Local && !la.IsUnspecified() {
+			continue
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("no listen address to reach %s from", c.Remote)
+}
+
+// snapshotSAs returns all SAs in a stable order.
+func (e *Engine) allSAs() []*ikeSA {
+	e.mu.RLock()
+	out := make([]*ikeSA, 0, len(e.sas))
+	for _, sa := range e.sas {
+		out = append(out, sa)
+	}
+	e.mu.RUnlock()
+	return out
+}
+
+// Close stops reading, without sending anything; see Shutdown.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		close(e.closing)
+		e.mu.Lock()
+		binds := e.binds
+		e.mu.Unlock()
+		for _, b := range binds {
+			_ = b.Close()
+		}
+	})
+	e.wg.Wait()
+	for _, sa := range e.allSAs() {
+		sa.destroy("engine closed")
+	}
+	return nil
+}
+
+func spiHex(spi uint64) string { return fmt.Sprintf("%016x", spi) }

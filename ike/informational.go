@@ -1,0 +1,87 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/iked/iked/ike/wire"
+)
+
+// respondInformational answers an INFORMATIONAL request (§1.4): Deletes of
+// the IKE SA or of Child SAs, and the empty liveness check. Caller holds mu.
+func (sa *ikeSA) respondInformational(inner []wire.Payload) []byte {
+	var resp []wire.Payload
+	deleteIKE := false
+	var ourSPIs [][]byte
+	for _, p := range inner {
+		d, ok := p.(*wire.Delete)
+		if !ok {
+			continue
+		}
+		switch d.Protocol {
+		case wire.ProtoIKE:
+			deleteIKE = true
+		case wire.ProtoESP, wire.ProtoAH:
+			for _, spi := range d.SPIs {
+				if len(spi) != 4 {
+					continue
+				}
+				c := sa.childByPeerSPI(binary.BigEndian.Uint32(spi))
+				if c == nil {
+					continue // §1.4.1: already gone is fine
+				}
+				var b [4]byte
+				binary.BigEndian.PutUint32(b[:], c.inbound.SPI)
+				ourSPIs = append(ourSPIs, b[:])
+				sa.removeChild(c)
+				sa.dropChild(c)
+			}
+		}
+	}
+	if !deleteIKE && len(ourSPIs) > 0 {
+		// §1.4.1: answer a Child SA delete with the Delete of our half.
+		resp = append(resp, &wire.Delete{Protocol: wire.ProtoESP, SPISize: 4, SPIs: ourSPIs})
+	}
+	pkt, err := sa.sealMessage(wire.INFORMATIONAL, sa.nextRecvID, true, resp)
+	if err != nil {
+		sa.logger().Error("cannot seal INFORMATIONAL response", "err", err)
+		return nil
+	}
+	if deleteIKE {
+		// §1.4.1: deleting the IKE SA deletes its Child SAs; the response
+		// is empty.
+		sa.logger().Info("peer deleted the IKE SA")
+		sa.destroyLocked("deleted by peer")
+	}
+	return pkt
+}
+
+// dropChild forgets a Child SA already removed from the data plane.
+func (sa *ikeSA) dropChild(c *childSA) {
+	for i, x := range sa.children {
+		if x == c {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			return
+		}
+	}
+}
+
+// deleteIKE sends a Delete for the IKE SA (§1.4.1) and removes it whether or
+// not the peer answers: a departing host must not wait for a dead peer.
+func (sa *ikeSA) deleteIKE(ctx context.Context, reason string) {
+	sa.mu.Lock()
+	established := sa.state == stateEstablished
+	if established {
+		sa.state = stateDeleting
+	}
+	sa.mu.Unlock()
+	if established {
+		_, err := sa.request(ctx, func(id uint32) ([]byte, error) {
+			return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+		})
+		if err != nil {
+			sa.logger().Info("peer did not confirm the delete", "err", err)
+		}
+	}
+	sa.destroy(reason)
+}

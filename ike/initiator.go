@@ -1,0 +1,392 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+)
+
+// maxSAInitRetries bounds the IKE_SA_INIT restarts for COOKIE and
+// INVALID_KE_PAYLOAD, so that a hostile responder cannot loop us.
+const maxSAInitRetries = 4
+
+// initiator is the state of one handshake this side starts. handshake()
+// lists the steps of RFC 7296 §1.2 in order.
+type initiator struct {
+	eng     *Engine
+	ctx     context.Context
+	conn    *Connection
+	sa      *ikeSA
+	group   transform.Group
+	dh      transform.PrivateKey
+	cookie  []byte
+	resp    *response
+	session auth.Session
+	espSPI  uint32
+	idi     *wire.ID
+	idr     *wire.ID // the IDr we asked for, if a remote ID is configured
+}
+
+// Initiate establishes an IKE SA and its first Child SA for the named
+// connection and returns the SA's snapshot.
+func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
+	c := e.connection(name)
+	if c == nil {
+		return nil, fmt.Errorf("no connection named %q", name)
+	}
+	if !c.Remote.Addr().IsValid() || c.Remote.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("connection %s has no remote address to initiate to", name)
+	}
+	hs := &initiator{eng: e, ctx: ctx, conn: c}
+	err := hs.handshake()
+	if hs.sa == nil {
+		return nil, err
+	}
+	if err != nil {
+		e.stats.failure(hs.failureLabel(err))
+		hs.sa.logger().Warn("initiation failed", "err", err)
+		hs.sa.destroy("initiation failed")
+		return nil, err
+	}
+	return []SAInfo{hs.sa.info()}, nil
+}
+
+func (hs *initiator) failureLabel(err error) string {
+	var n *notifyError
+	switch {
+	case errors.As(err, &n):
+		return failureReason(n.code)
+	case errors.Is(err, errTimeout):
+		return "timeout"
+	}
+	var f *auth.Failure
+	if errors.As(err, &f) {
+		return "authentication_failed"
+	}
+	return "other"
+}
+
+// notifyError is a handshake ended by the peer's error notify.
+type notifyError struct {
+	code wire.NotifyType
+	when string
+}
+
+func (n *notifyError) Error() string {
+	return fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+}
+
+func (hs *initiator) handshake() error {
+	if err := hs.newSA(); err != nil {
+		return err
+	}
+	if err := hs.exchangeSAInit(); err != nil {
+		return err
+	}
+	if err := hs.processSAInit(); err != nil {
+		return err
+	}
+	if err := hs.exchangeAuth(); err != nil {
+		return err
+	}
+	if err := hs.verifyResponder(); err != nil {
+		hs.reportAuthFailure()
+		return err
+	}
+	hs.completeChild()
+	return nil
+}
+
+// newSA creates and registers the SA with a fresh SPIi and Ni.
+func (hs *initiator) newSA() error {
+	e := hs.eng
+	bind, err := e.bindFor(hs.conn)
+	if err != nil {
+		return err
+	}
+	spii, err := e.newSPI()
+	if err != nil {
+		return err
+	}
+	prf := transform.PRFByID(hs.conn.IKEProposals[0].PRF[0])
+	ni := make([]byte, nonceLen(prf))
+	if _, err := e.cfg.Rand.Read(ni); err != nil {
+		return err
+	}
+	hs.sa = &ikeSA{
+		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: true, started: e.cfg.Now(),
+		state: stateConnecting, conn: hs.conn, spii: spii, bind: bind,
+		local: bind.LocalAddr(), remote: hs.conn.Remote, ni: ni,
+		localID: e.localIdentity(hs.conn, bind.LocalAddr().Addr()), remoteID: hs.conn.RemoteID,
+		authName: hs.conn.Auth.Name(),
+	}
+	hs.group = transform.GroupByID(hs.conn.IKEProposals[0].DH[0])
+	e.register(hs.sa)
+	hs.sa.logger().Info("initiating IKE SA")
+	return nil
+}
+
+// exchangeSAInit sends IKE_SA_INIT until it gets an answer to proceed with,
+// following COOKIE (§2.6) and INVALID_KE_PAYLOAD (§1.2) requests.
+func (hs *initiator) exchangeSAInit() error {
+	sa := hs.sa
+	for try := 0; ; try++ {
+		if hs.dh == nil || hs.dh != nil && try > 0 && hs.needNewKey() {
+			dh, err := hs.group.GenerateKey(hs.eng.cfg.Rand)
+			if err != nil {
+				return err
+			}
+			hs.dh = dh
+		}
+		sa.mu.Lock()
+		sa.nextSendID = 0 // every IKE_SA_INIT attempt is message 0
+		sa.mu.Unlock()
+		resp, err := sa.request(hs.ctx, hs.buildSAInit)
+		if err != nil {
+			return err
+		}
+		hs.resp = resp
+		if try >= maxSAInitRetries {
+			return errors.New("too many IKE_SA_INIT restarts")
+		}
+		if n := wire.FindNotify(resp.payloads, wire.NotifyCookie); n != nil {
+			hs.cookie = append([]byte(nil), n.Data...)
+			sa.logger().Debug("responder demands a cookie")
+			continue
+		}
+		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil {
+			if len(n.Data) != 2 {
+				return errors.New("INVALID_KE_PAYLOAD without a group")
+			}
+			want := binary.BigEndian.Uint16(n.Data)
+			if !hs.offersGroup(want) || want == hs.group.ID() {
+				return fmt.Errorf("responder asks for DH group %d, which we did not offer", want)
+			}
+			sa.logger().Info("responder asks for another key exchange group", "group", transform.GroupByID(want).Name())
+			hs.group = transform.GroupByID(want)
+			hs.dh = nil
+			continue
+		}
+		for _, p := range resp.payloads {
+			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
+				return &notifyError{code: n.Code, when: "IKE_SA_INIT"}
+			}
+		}
+		return nil
+	}
+}
+
+func (hs *initiator) needNewKey() bool { return hs.dh == nil }
+
+func (hs *initiator) offersGroup(id uint16) bool {
+	for _, p := range hs.conn.IKEProposals {
+		if containsID(p.DH, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildSAInit builds IKE_SA_INIT: [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*).
+// Called with mu held.
+func (hs *initiator) buildSAInit(msgID uint32) ([]byte, error) {
+	sa := hs.sa
+	var ps []wire.Payload
+	if hs.cookie != nil {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyCookie, Data: hs.cookie})
+	}
+	props := toWire(hs.conn.IKEProposals, wire.ProtoIKE, nil, true)
+	ps = append(ps, &wire.SA{Proposals: props}, &wire.KE{Group: hs.group.ID(), Data: hs.dh.Public()}, &wire.Nonce{Data: sa.ni})
+	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote)...)
+	m := wire.Message{
+		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
+		Payloads: ps,
+	}
+	sa.msgI = m.Marshal()
+	return sa.msgI, nil
+}
+
+// processSAInit checks the responder's choice, KE and nonce, and derives
+// the IKE SA's keys (§2.14).
+func (hs *initiator) processSAInit() error {
+	sa, resp := hs.sa, hs.resp
+	saP, _ := wire.Find(resp.payloads, wire.PayloadSA).(*wire.SA)
+	ke, _ := wire.Find(resp.payloads, wire.PayloadKE).(*wire.KE)
+	nonce, _ := wire.Find(resp.payloads, wire.PayloadNonce).(*wire.Nonce)
+	if saP == nil || ke == nil || nonce == nil || resp.hdr.SPIr == 0 {
+		return errors.New("IKE_SA_INIT response without SA, KE, Nonce or SPIr")
+	}
+	s := acceptChosen(hs.conn.IKEProposals, saP, wire.ProtoIKE, true)
+	if s == nil {
+		return errors.New("responder chose a proposal we did not offer")
+	}
+	if s.group.ID() != hs.group.ID() || ke.Group != hs.group.ID() {
+		return fmt.Errorf("responder's KE group %d differs from the one sent (%d)", ke.Group, hs.group.ID())
+	}
+	shared, err := hs.dh.SharedSecret(ke.Data)
+	if err != nil {
+		return fmt.Errorf("responder's key exchange value: %w", err)
+	}
+	hs.dh = nil
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	sa.suite = s
+	sa.spir = resp.hdr.SPIr
+	sa.nr = append([]byte(nil), nonce.Data...)
+	sa.msgR = resp.raw
+	sa.natLocal, sa.natRemote = detectNAT(resp.payloads, sa.spii, sa.spir, sa.local, sa.remote)
+	if err := sa.deriveKeys(shared); err != nil {
+		return err
+	}
+	sa.state = stateAuthenticating
+	session, err := hs.conn.Auth.NewSession(&auth.Params{
+		Initiator: true, PRF: s.prf, SPIi: sa.spii, SPIr: sa.spir, LocalAddr: sa.local, PeerAddr: sa.remote,
+	})
+	if err != nil {
+		return err
+	}
+	hs.session = session
+	sa.sessions = []auth.Session{session}
+	return nil
+}
+
+// exchangeAuth sends IKE_AUTH: IDi, [IDr,] AUTH, [N(USE_TRANSPORT_MODE),]
+// SA, TSi, TSr (§1.2), and waits for the answer.
+func (hs *initiator) exchangeAuth() error {
+	sa := hs.sa
+	spi, err := hs.eng.cfg.SADB.AllocateSPI()
+	if err != nil {
+		return err
+	}
+	hs.espSPI = spi
+	resp, err := sa.request(hs.ctx, func(msgID uint32) ([]byte, error) {
+		hs.idi = sa.localID.Payload(false)
+		ps := []wire.Payload{hs.idi}
+		if !hs.conn.RemoteID.IsZero() {
+			hs.idr = hs.conn.RemoteID.Payload(true)
+			ps = append(ps, hs.idr)
+		}
+		proof, err := hs.session.Prove(sa.signedOctets(true, hs.idi), hs.resp.payloads)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, proof...)
+		if hs.conn.Mode == ModeTransport {
+			ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
+		}
+		var spiB [4]byte
+		binary.BigEndian.PutUint32(spiB[:], spi)
+		ps = append(ps, &wire.SA{Proposals: toWire(hs.conn.ESPProposals, wire.ProtoESP, spiB[:], false)},
+			&wire.TS{Selectors: sa.localSelectors(hs.conn)},
+			&wire.TS{Responder: true, Selectors: sa.remoteSelectors(hs.conn)})
+		return sa.sealMessage(wire.IKE_AUTH, msgID, false, ps)
+	})
+	if err != nil {
+		hs.eng.cfg.SADB.ReleaseSPI(spi)
+		return err
+	}
+	hs.resp = resp
+	if n := wire.FindNotify(resp.payloads, wire.NotifyAuthenticationFailed); n != nil {
+		hs.eng.cfg.SADB.ReleaseSPI(spi)
+		return &notifyError{code: n.Code, when: "IKE_AUTH"}
+	}
+	if wire.Find(resp.payloads, wire.PayloadAUTH) == nil {
+		hs.eng.cfg.SADB.ReleaseSPI(spi)
+		for _, p := range resp.payloads {
+			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
+				return &notifyError{code: n.Code, when: "IKE_AUTH"}
+			}
+		}
+		return errors.New("IKE_AUTH response without AUTH")
+	}
+	return nil
+}
+
+// verifyResponder checks IDr against the configured remote identity and
+// the responder's AUTH over ResponderSignedOctets (§2.15).
+func (hs *initiator) verifyResponder() error {
+	sa := hs.sa
+	idr, _ := wire.Find(hs.resp.payloads, wire.PayloadIDr).(*wire.ID)
+	if idr == nil {
+		return auth.Failf("IKE_AUTH response without IDr")
+	}
+	if !hs.conn.RemoteID.Matches(idr) {
+		return auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID)
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if err := hs.session.Verify(sa.signedOctets(false, idr), hs.resp.payloads); err != nil {
+		return err
+	}
+	sa.remoteID = IdentityFromPayload(idr)
+	sa.establish()
+	return nil
+}
+
+// reportAuthFailure tells the responder, in a separate INFORMATIONAL, that
+// its AUTH did not verify (§2.21.2). Best effort: one try.
+func (hs *initiator) reportAuthFailure() {
+	sa := hs.sa
+	if sa.out == nil {
+		return
+	}
+	sa.mu.Lock()
+	id := sa.nextSendID
+	pkt, err := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Notify{Code: wire.NotifyAuthenticationFailed}})
+	sa.mu.Unlock()
+	if err == nil {
+		hs.eng.stats.notify(notifyName(wire.NotifyAuthenticationFailed))
+		hs.eng.send(sa.bind, sa.remote, pkt)
+	}
+}
+
+// completeChild installs the first Child SA from the IKE_AUTH response,
+// after checking that the responder chose what we offered (§2.7) and
+// narrowed the selectors within ours (§2.9). A failed Child SA leaves the
+// IKE SA up, as §1.2 says.
+func (hs *initiator) completeChild() {
+	sa := hs.sa
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	req := childRequestFrom(hs.resp.payloads)
+	fail := func(msg string, args ...any) {
+		hs.eng.cfg.SADB.ReleaseSPI(hs.espSPI)
+		sa.logger().Warn("Child SA not created: "+msg, args...)
+	}
+	if req.sa == nil {
+		for _, p := range hs.resp.payloads {
+			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
+				fail("responder refused", "notify", notifyName(n.Code))
+				return
+			}
+		}
+		fail("responder sent no SA")
+		return
+	}
+	s := acceptChosen(hs.conn.ESPProposals, req.sa, wire.ProtoESP, false)
+	if s == nil || len(s.spi) != 4 || req.tsi == nil || req.tsr == nil {
+		fail("responder chose an ESP proposal we did not offer")
+		return
+	}
+	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
+	if !Covers(local, req.tsi.Selectors) || !Covers(remote, req.tsr.Selectors) {
+		fail("responder widened the traffic selectors")
+		return
+	}
+	mode := ModeTunnel
+	if req.transport {
+		mode = ModeTransport
+	}
+	if mode != hs.conn.Mode {
+		fail("responder answered with another mode", "mode", mode.String())
+		return
+	}
+	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors); err != nil {
+		fail("data plane refused it", "err", err)
+	}
+}

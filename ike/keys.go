@@ -1,0 +1,54 @@
+package ike
+
+import (
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+)
+
+// deriveKeys computes the IKE SA's keys from g^ir (§2.14) and sets up the
+// SK protectors for both directions. Caller holds mu; ni, nr and the SPIs
+// are set.
+func (sa *ikeSA) deriveKeys(shared []byte) error {
+	s := sa.suite
+	skeyseed := transform.SKEYSEED(s.prf, sa.ni, sa.nr, shared)
+	keys, err := transform.DeriveIKEKeys(s.prf, skeyseed, sa.ni, sa.nr, sa.spii, sa.spir, s.encr.KeyMaterialLen(s.keyBits), s.integ)
+	wipe(skeyseed)
+	wipe(shared)
+	if err != nil {
+		return err
+	}
+	sa.keys = keys
+	// The initiator sends with SK_ei/SK_ai and receives with SK_er/SK_ar.
+	ei, ai, er, ar := keys.SkEi, keys.SkAi, keys.SkEr, keys.SkAr
+	if !sa.initiator {
+		ei, ai, er, ar = er, ar, ei, ai
+	}
+	if sa.out, err = transform.NewProtector(s.encr, ei, s.integ, ai); err != nil {
+		return err
+	}
+	if sa.in, err = transform.NewProtector(s.encr, er, s.integ, ar); err != nil {
+		return err
+	}
+	sa.eng.keyLog.ike(sa)
+	return nil
+}
+
+// signedOctets returns the octets the AUTH payload of the initiator
+// (forInitiator) or responder covers (§2.15):
+// RealMessage | Nonce of the other side | prf(SK_p, RestOfIDPayload).
+func (sa *ikeSA) signedOctets(forInitiator bool, id *wire.ID) []byte {
+	msg, nonce, skp := sa.msgI, sa.nr, sa.keys.SkPi
+	if !forInitiator {
+		msg, nonce, skp = sa.msgR, sa.ni, sa.keys.SkPr
+	}
+	out := make([]byte, 0, len(msg)+len(nonce)+sa.suite.prf.Size)
+	out = append(out, msg...)
+	out = append(out, nonce...)
+	return sa.suite.prf.Sum(out, skp, id.AppendBody(nil))
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}

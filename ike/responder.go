@@ -1,0 +1,462 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/ike/wire"
+)
+
+// saInitResponder is the responder's state for one IKE_SA_INIT request.
+// Its steps run in order and each fails where the fault is found, with
+// the notify RFC 7296 prescribes.
+type saInitResponder struct {
+	eng   *Engine
+	bind  transport.Bind
+	from  netip.AddrPort
+	pkt   []byte
+	msg   *wire.Message
+	cands []*Connection
+	sa    *wire.SA
+	ke    *wire.KE
+	nonce *wire.Nonce
+	suite *suite
+}
+
+// errAnswered means the step already answered the request (or chose to
+// drop it) and counted what happened.
+var errAnswered = errors.New("answered")
+
+// respondSAInit answers an IKE_SA_INIT request (§1.2).
+func (e *Engine) respondSAInit(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
+	hs := &saInitResponder{eng: e, bind: b, from: from, pkt: pkt, msg: msg}
+	if err := hs.handshake(); err != nil && err != errAnswered {
+		e.log.Warn("IKE_SA_INIT failed", "peer", from, "err", err)
+	}
+}
+
+func (hs *saInitResponder) handshake() error {
+	if hs.answerRetransmission() {
+		return nil
+	}
+	if err := hs.findConnections(); err != nil {
+		return err
+	}
+	if err := hs.readPayloads(); err != nil {
+		return err
+	}
+	if err := hs.checkCookie(); err != nil {
+		return err
+	}
+	if err := hs.chooseProposal(); err != nil {
+		return err
+	}
+	if err := hs.checkKE(); err != nil {
+		return err
+	}
+	return hs.createSA()
+}
+
+// answerRetransmission resends the cached response to a request already
+// answered (§2.1): the same SPIi from the same peer.
+func (hs *saInitResponder) answerRetransmission() bool {
+	e := hs.eng
+	e.mu.RLock()
+	sa := e.halfOpen[halfOpenKey{hs.from, hs.msg.Header.SPIi}]
+	e.mu.RUnlock()
+	if sa == nil {
+		return false
+	}
+	sa.mu.Lock()
+	resp := sa.msgR
+	sa.mu.Unlock()
+	if resp != nil {
+		e.stats.retransmitsAnswered.Add(1)
+		e.send(hs.bind, hs.from, resp)
+	}
+	return true
+}
+
+// findConnections picks the connections that may answer this peer, by
+// address; IKE_AUTH narrows them by identity.
+func (hs *saInitResponder) findConnections() error {
+	local := hs.bind.LocalAddr().Addr()
+	for _, c := range hs.eng.Connections() {
+		if c.Local.IsValid() && !local.IsUnspecified() && c.Local != local {
+			continue
+		}
+		if c.Remote.Addr().IsValid() && !c.Remote.Addr().IsUnspecified() && c.Remote.Addr() != hs.from.Addr() {
+			continue
+		}
+		hs.cands = append(hs.cands, c)
+	}
+	if len(hs.cands) == 0 {
+		// §2.21.1 allows NO_PROPOSAL_CHOSEN for a peer we have no
+		// configuration for; it tells a misconfigured peer why.
+		hs.eng.stats.failure("no_connection")
+		hs.eng.log.Info("IKE_SA_INIT from a peer no connection matches", "peer", hs.from)
+		hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyNoProposalChosen, nil)
+		return errAnswered
+	}
+	return nil
+}
+
+// readPayloads finds SA, KE and Ni (§1.2). A request without them cannot be
+// answered: INVALID_SYNTAX may only be sent encrypted.
+func (hs *saInitResponder) readPayloads() error {
+	hs.sa, _ = wire.Find(hs.msg.Payloads, wire.PayloadSA).(*wire.SA)
+	hs.ke, _ = wire.Find(hs.msg.Payloads, wire.PayloadKE).(*wire.KE)
+	hs.nonce, _ = wire.Find(hs.msg.Payloads, wire.PayloadNonce).(*wire.Nonce)
+	if hs.sa == nil || hs.ke == nil || hs.nonce == nil {
+		hs.eng.stats.drop(DropMalformed)
+		hs.eng.log.Info("dropped IKE_SA_INIT without SA, KE and Nonce", "peer", hs.from)
+		return errAnswered
+	}
+	return nil
+}
+
+// checkCookie demands a cookie once too many SAs are half open (§2.6).
+func (hs *saInitResponder) checkCookie() error {
+	e := hs.eng
+	threshold := e.cfg.CookieThreshold
+	if threshold < 0 || e.halfOpenCount.Load() < int64(threshold) {
+		return nil
+	}
+	// §2.6: the COOKIE notify is the first payload of the retried request.
+	if len(hs.msg.Payloads) > 0 {
+		if n, ok := hs.msg.Payloads[0].(*wire.Notify); ok && n.Code == wire.NotifyCookie {
+			if e.cookies.valid(n.Data, hs.nonce.Data, hs.from.Addr(), hs.msg.Header.SPIi) {
+				return nil
+			}
+		}
+	}
+	cookie := e.cookies.make(hs.nonce.Data, hs.from.Addr(), hs.msg.Header.SPIi)
+	e.stats.drop(DropCookieRequired)
+	e.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyCookie, cookie)
+	return errAnswered
+}
+
+// chooseProposal selects by our preference (§2.7), answering
+// NO_PROPOSAL_CHOSEN when nothing fits.
+func (hs *saInitResponder) chooseProposal() error {
+	hs.suite = selectProposal(hs.cands[0].IKEProposals, hs.sa.Proposals, wire.ProtoIKE, true)
+	if hs.suite == nil {
+		hs.eng.stats.failure("no_proposal_chosen")
+		hs.eng.log.Info("IKE_SA_INIT: no acceptable proposal", "peer", hs.from, "connection", hs.cands[0].Name,
+			"offered", describeOffer(hs.sa.Proposals))
+		hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyNoProposalChosen, nil)
+		return errAnswered
+	}
+	return nil
+}
+
+// checkKE asks for the selected group when the initiator guessed another
+// (§1.2, §3.4): INVALID_KE_PAYLOAD with the group number.
+func (hs *saInitResponder) checkKE() error {
+	want := hs.suite.group.ID()
+	if hs.ke.Group == want {
+		return nil
+	}
+	hs.eng.log.Info("IKE_SA_INIT: asking for another key exchange group", "peer", hs.from,
+		"received", hs.ke.Group, "requested", hs.suite.group.Name())
+	hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyInvalidKEPayload, []byte{byte(want >> 8), byte(want)})
+	return errAnswered
+}
+
+// createSA makes the half-open IKE SA, computes its keys and answers.
+func (hs *saInitResponder) createSA() error {
+	e := hs.eng
+	spir, err := e.newSPI()
+	if err != nil {
+		return err
+	}
+	dh, err := hs.suite.group.GenerateKey(e.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	shared, err := dh.SharedSecret(hs.ke.Data)
+	if err != nil {
+		// RFC 6989: an invalid public value ends the exchange; the
+		// message cannot be answered with INVALID_SYNTAX unencrypted.
+		e.stats.failure("invalid_ke")
+		e.stats.drop(DropMalformed)
+		e.log.Info("IKE_SA_INIT: invalid key exchange value", "peer", hs.from, "err", err)
+		return errAnswered
+	}
+	nr := make([]byte, nonceLen(hs.suite.prf))
+	if _, err := e.cfg.Rand.Read(nr); err != nil {
+		return err
+	}
+	sa := &ikeSA{
+		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), started: e.cfg.Now(),
+		state: stateAuthenticating, conn: hs.cands[0], candidates: hs.cands,
+		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
+		local: hs.bind.LocalAddr(), remote: hs.from, suite: hs.suite,
+		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
+		msgI:       append([]byte(nil), hs.pkt...),
+		nextRecvID: 1,
+	}
+	sa.natLocal, sa.natRemote = detectNAT(hs.msg.Payloads, sa.spii, 0, sa.local, sa.remote)
+	if err := sa.deriveKeys(shared); err != nil {
+		return err
+	}
+	params := &auth.Params{PRF: hs.suite.prf, SPIi: sa.spii, SPIr: sa.spir, LocalAddr: sa.local, PeerAddr: sa.remote}
+	var extra []wire.Payload
+	for _, c := range hs.cands {
+		s, err := c.Auth.NewSession(params)
+		if err != nil {
+			sa.destroyLocked("auth setup failed")
+			return fmt.Errorf("connection %s: %w", c.Name, err)
+		}
+		sa.sessions = append(sa.sessions, s)
+		extra = append(extra, s.SAInitPayloads()...)
+	}
+	chosen := hs.suite.wire(nil)
+	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: dh.Public()}, &wire.Nonce{Data: nr}}
+	payloads = append(payloads, natNotifies(sa.spii, sa.spir, sa.local, sa.remote)...)
+	payloads = append(payloads, extra...)
+	resp := wire.Message{
+		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
+		Payloads: payloads,
+	}
+	sa.msgR = resp.Marshal()
+
+	e.mu.Lock()
+	e.sas[spir] = sa
+	e.halfOpen[halfOpenKey{hs.from, sa.spii}] = sa
+	e.mu.Unlock()
+	e.halfOpenCount.Add(1)
+	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
+	e.send(hs.bind, hs.from, sa.msgR)
+	sa.logger().Debug("IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	return nil
+}
+
+// expireHalfOpen removes a responder SA whose IKE_AUTH never came.
+func (sa *ikeSA) expireHalfOpen() {
+	sa.mu.Lock()
+	if sa.state != stateAuthenticating {
+		sa.mu.Unlock()
+		return
+	}
+	sa.eng.stats.failure("half_open_timeout")
+	sa.logger().Info("half-open IKE SA expired: no IKE_AUTH received")
+	sa.destroyLocked("half-open timeout")
+	sa.mu.Unlock()
+	sa.eng.unregister(sa)
+}
+
+// nonceLen is the nonce size: at least half the PRF key size and 16
+// octets (§2.10); a full PRF output is what strongSwan sends too.
+func nonceLen(prf *transform.PRF) int { return max(32, prf.Size) }
+
+func describeOffer(props []wire.Proposal) string {
+	s := ""
+	for i, p := range props {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("#%d:", p.Number)
+		for j, t := range p.Transforms {
+			if j > 0 {
+				s += "/"
+			}
+			s += fmt.Sprintf("%d.%d", t.Type, t.ID)
+			if t.KeyLength != 0 {
+				s += fmt.Sprintf("-%d", t.KeyLength)
+			}
+		}
+	}
+	return s
+}
+
+// authResponder is the responder's state for the IKE_AUTH request. It
+// runs with the SA's mutex held.
+type authResponder struct {
+	sa      *ikeSA
+	inner   []wire.Payload
+	idi     *wire.ID
+	idr     *wire.ID
+	authP   *wire.Auth
+	conn    *Connection
+	session auth.Session
+	resp    []wire.Payload
+}
+
+// respondAuth answers IKE_AUTH (§1.2, §2.15) and returns the response
+// packet. On failure the response carries the error and the SA is dead.
+func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) []byte {
+	hs := &authResponder{sa: sa, inner: inner}
+	code, err := hs.handshake()
+	if err == nil {
+		return hs.finish()
+	}
+	sa.eng.stats.failure(failureReason(code))
+	sa.logger().Warn("IKE_AUTH failed", "err", err, "notify", notifyName(code))
+	var extra []wire.Payload
+	var f *auth.Failure
+	if errors.As(err, &f) {
+		for _, n := range f.Notifies {
+			extra = append(extra, n)
+		}
+	}
+	pkt := sa.errorResponse(wire.IKE_AUTH, code, extra)
+	sa.destroyLocked("IKE_AUTH failed")
+	return pkt
+}
+
+func (hs *authResponder) handshake() (wire.NotifyType, error) {
+	if err := hs.readPayloads(); err != nil {
+		return wire.NotifyInvalidSyntax, err
+	}
+	if err := hs.pickConnection(); err != nil {
+		return wire.NotifyAuthenticationFailed, err
+	}
+	if err := hs.verifyPeer(); err != nil {
+		return wire.NotifyAuthenticationFailed, err
+	}
+	if err := hs.prove(); err != nil {
+		return wire.NotifyAuthenticationFailed, err
+	}
+	hs.negotiateChild()
+	return 0, nil
+}
+
+// readPayloads checks that IDi and AUTH are present (§1.2).
+func (hs *authResponder) readPayloads() error {
+	for _, p := range hs.inner {
+		switch v := p.(type) {
+		case *wire.ID:
+			if v.Responder {
+				hs.idr = v
+			} else {
+				hs.idi = v
+			}
+		case *wire.Auth:
+			hs.authP = v
+		}
+	}
+	if hs.idi == nil || hs.authP == nil {
+		return errors.New("IKE_AUTH request without IDi or AUTH")
+	}
+	return nil
+}
+
+// pickConnection chooses, among the connections that matched by address,
+// the first whose remote identity matches IDi, whose local identity
+// matches IDr when the initiator named one, and whose auth method takes
+// the peer's AUTH method.
+func (hs *authResponder) pickConnection() error {
+	sa := hs.sa
+	for i, c := range sa.candidates {
+		if !c.RemoteID.Matches(hs.idi) || !c.Auth.Accepts(hs.authP.Method) {
+			continue
+		}
+		if hs.idr != nil && !sa.eng.localIdentity(c, sa.local.Addr()).Matches(hs.idr) {
+			continue
+		}
+		hs.conn, hs.session = c, sa.sessions[i]
+		sa.conn = c
+		sa.remoteID = IdentityFromPayload(hs.idi)
+		sa.localID = sa.eng.localIdentity(c, sa.local.Addr())
+		sa.authName = c.Auth.Name()
+		return nil
+	}
+	return fmt.Errorf("no connection accepts peer identity %s with auth method %d", IdentityFromPayload(hs.idi), hs.authP.Method)
+}
+
+// verifyPeer checks the initiator's AUTH over InitiatorSignedOctets.
+func (hs *authResponder) verifyPeer() error {
+	octets := hs.sa.signedOctets(true, hs.idi)
+	return hs.session.Verify(octets, hs.inner)
+}
+
+// prove builds IDr and AUTH over ResponderSignedOctets.
+func (hs *authResponder) prove() error {
+	idr := hs.sa.localID.Payload(true)
+	payloads, err := hs.session.Prove(hs.sa.signedOctets(false, idr), hs.inner)
+	if err != nil {
+		return err
+	}
+	hs.resp = append([]wire.Payload{idr}, payloads...)
+	return nil
+}
+
+// negotiateChild creates the first Child SA from SAr1/TSi/TSr. A failure
+// here does not fail the IKE SA (§1.2): the response carries the error
+// notify instead of SA, TSi and TSr.
+func (hs *authResponder) negotiateChild() {
+	sa := hs.sa
+	req := childRequestFrom(hs.inner)
+	if req.sa == nil {
+		return // childless (RFC 6023) or malformed; nothing to create
+	}
+	payloads, code, err := sa.acceptChild(hs.conn, req)
+	if err != nil {
+		sa.eng.stats.notify(notifyName(code))
+		sa.logger().Warn("Child SA not created", "err", err, "notify", notifyName(code))
+		hs.resp = append(hs.resp, &wire.Notify{Code: code})
+		return
+	}
+	hs.resp = append(hs.resp, payloads...)
+}
+
+// finish marks the SA established and seals the response.
+func (hs *authResponder) finish() []byte {
+	sa := hs.sa
+	pkt, err := sa.sealMessage(wire.IKE_AUTH, 1, true, hs.resp)
+	if err != nil {
+		sa.logger().Error("cannot seal IKE_AUTH response", "err", err)
+		sa.destroyLocked("internal error")
+		return nil
+	}
+	sa.establish()
+	return pkt
+}
+
+// establish marks the SA established, counts and logs it. Caller holds mu.
+func (sa *ikeSA) establish() {
+	if !sa.initiator {
+		sa.eng.halfOpenCount.Add(-1)
+		if sa.halfOpenTimer != nil {
+			sa.halfOpenTimer.Stop()
+		}
+		sa.eng.mu.Lock()
+		delete(sa.eng.halfOpen, halfOpenKey{sa.remote, sa.spii})
+		sa.eng.mu.Unlock()
+	}
+	sa.state = stateEstablished
+	sa.established = sa.eng.cfg.Now()
+	sa.candidates = nil
+	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
+	sa.logger().Info("IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
+		"auth", sa.authName, "algorithms", sa.suite.String())
+}
+
+// localIdentity is the connection's local ID, or the local address.
+func (e *Engine) localIdentity(c *Connection, local netip.Addr) Identity {
+	if !c.LocalID.IsZero() {
+		return c.LocalID
+	}
+	return IdentityFromAddr(local)
+}
+
+// failureReason maps the notify a handshake failed with to a metric label.
+func failureReason(code wire.NotifyType) string {
+	switch code {
+	case wire.NotifyAuthenticationFailed:
+		return "authentication_failed"
+	case wire.NotifyNoProposalChosen:
+		return "no_proposal_chosen"
+	case wire.NotifyInvalidSyntax:
+		return "invalid_syntax"
+	case wire.NotifyTSUnacceptable:
+		return "ts_unacceptable"
+	}
+	return "other"
+}

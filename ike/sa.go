@@ -1,0 +1,480 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+)
+
+// state is an IKE SA's place in its life.
+type state uint8
+
+const (
+	stateConnecting     state = iota // IKE_SA_INIT in progress
+	stateAuthenticating              // IKE_SA_INIT done, IKE_AUTH pending
+	stateEstablished
+	stateDeleting
+	stateDead
+)
+
+func (s state) String() string {
+	return [...]string{"connecting", "authenticating", "established", "deleting", "dead"}[s]
+}
+
+// ikeSA is one IKE SA. mu guards everything below it; handshake steps run
+// with it held, so that one SA's messages are processed in order while
+// other SAs proceed in parallel.
+type ikeSA struct {
+	eng       *Engine
+	id        string
+	initiator bool
+	started   time.Time
+
+	mu          sync.Mutex
+	state       state
+	conn        *Connection
+	candidates  []*Connection // responder: connections that may answer, until IKE_AUTH picks one
+	spii, spir  uint64
+	bind        transport.Bind
+	local       netip.AddrPort
+	remote      netip.AddrPort
+	suite       *suite
+	keys        *transform.IKEKeys
+	out, in     *transform.Protector // protect our messages / open the peer's
+	ni, nr      []byte
+	msgI, msgR  []byte // the IKE_SA_INIT messages, signed by AUTH (§2.15)
+	natLocal    bool
+	natRemote   bool
+	localID     Identity
+	remoteID    Identity
+	authName    string
+	sessions    []auth.Session
+	established time.Time
+	children    []*childSA
+
+	// Requests we send: one outstanding at a time (window size 1, §2.3).
+	nextSendID uint32
+	pending    *pendingRequest
+
+	// Requests the peer sends: the next expected ID and the cached
+	// response to the last one, resent on retransmission (§2.1).
+	nextRecvID   uint32
+	lastResponse []byte
+
+	halfOpenTimer *time.Timer
+}
+
+// pendingRequest is a request waiting for its response.
+type pendingRequest struct {
+	id   uint32
+	resp chan *response
+}
+
+// response is a decrypted response handed to the waiting requester.
+type response struct {
+	hdr      wire.Header
+	payloads []wire.Payload
+	raw      []byte // the whole message, for IKE_SA_INIT (signed by AUTH)
+}
+
+func (sa *ikeSA) localSPI() uint64 {
+	if sa.initiator {
+		return sa.spii
+	}
+	return sa.spir
+}
+
+func (sa *ikeSA) role() string {
+	if sa.initiator {
+		return "initiator"
+	}
+	return "responder"
+}
+
+// logAttrs are the attributes of every log line about this SA.
+func (sa *ikeSA) logAttrs() []any {
+	attrs := []any{"sa", sa.id, "spi_i", spiHex(sa.spii), "spi_r", spiHex(sa.spir), "peer", sa.remote.String(), "role", sa.role()}
+	if sa.conn != nil {
+		attrs = append(attrs, "connection", sa.conn.Name)
+	}
+	return attrs
+}
+
+func (sa *ikeSA) logger() *slog.Logger { return sa.eng.log.With(sa.logAttrs()...) }
+
+// flags returns the header flags for a message we send.
+func (sa *ikeSA) flags(isResponse bool) wire.Flags {
+	var f wire.Flags
+	if sa.initiator {
+		f |= wire.FlagInitiator
+	}
+	if isResponse {
+		f |= wire.FlagResponse
+	}
+	return f
+}
+
+// sealMessage builds a complete encrypted message: header, SK payload with
+// inner payloads (§3.14). Caller holds mu.
+func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bool, inner []wire.Payload) ([]byte, error) {
+	plain := wire.AppendPayloads(nil, inner)
+	first := wire.PayloadNone
+	if len(inner) > 0 {
+		first = inner[0].Type()
+	}
+	bodyLen := sa.out.SealedLen(len(plain))
+	total := wire.HeaderLen + wire.GenericHeaderLen + bodyLen
+	hdr := wire.Header{
+		SPIi: sa.spii, SPIr: sa.spir, NextPayload: wire.PayloadSK, Version: wire.Version,
+		Exchange: exch, Flags: sa.flags(isResponse), MessageID: msgID, Length: uint32(total),
+	}
+	buf := make([]byte, 0, total)
+	buf = wire.AppendHeader(buf, &hdr)
+	skLen := wire.GenericHeaderLen + bodyLen
+	buf = append(buf, byte(first), 0, byte(skLen>>8), byte(skLen))
+	out, err := sa.out.Seal(buf, plain, sa.eng.cfg.Rand)
+	for i := range plain {
+		plain[i] = 0
+	}
+	return out, err
+}
+
+// openMessage authenticates and decrypts msg's SK payload. Caller holds mu.
+func (sa *ikeSA) openMessage(pkt []byte, msg *wire.Message) ([]wire.Payload, error) {
+	if sa.in == nil {
+		return nil, errUnexpected
+	}
+	n := len(msg.Payloads)
+	if n == 0 {
+		return nil, errUnexpected
+	}
+	sk, ok := msg.Payloads[n-1].(*wire.Encrypted)
+	if !ok {
+		return nil, errUnexpected
+	}
+	aad := pkt[:len(pkt)-len(sk.Body)]
+	plain, err := sa.in.Open(aad, sk.Body)
+	if err != nil {
+		return nil, err
+	}
+	return wire.ParsePayloads(sk.First, plain)
+}
+
+var (
+	errUnexpected = errors.New("unexpected message")
+	errTimeout    = errors.New("peer did not answer (retransmissions exhausted)")
+	errClosed     = errors.New("IKE SA closed")
+)
+
+// receive handles one message for this SA.
+func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.state == stateDead {
+		sa.eng.stats.drop(DropUnknownSPI)
+		return
+	}
+	hdr := &msg.Header
+	if hdr.IsResponse() {
+		sa.receiveResponse(pkt, msg)
+		return
+	}
+	// A request. §2.2: the responder processes the next expected ID,
+	// answers a retransmission of the previous one from its cache, and
+	// drops anything else.
+	switch {
+	case hdr.MessageID == sa.nextRecvID-1 && sa.lastResponse != nil && sa.nextRecvID > 0:
+		// Verify it is genuine before answering, so a forged header cannot
+		// make us reflect the cached response.
+		if _, err := sa.openMessage(pkt, msg); err != nil {
+			sa.eng.stats.drop(DropIntegrity)
+			return
+		}
+		sa.eng.stats.retransmitsAnswered.Add(1)
+		sa.eng.send(sa.bind, sa.remote, sa.lastResponse)
+		return
+	case hdr.MessageID != sa.nextRecvID:
+		sa.eng.stats.drop(DropInvalidMsgID)
+		return
+	}
+	inner, err := sa.openMessage(pkt, msg)
+	if err != nil {
+		sa.dropUndecryptable(err)
+		return
+	}
+	var resp []byte
+	switch hdr.Exchange {
+	case wire.IKE_AUTH:
+		if sa.initiator || sa.state != stateAuthenticating {
+			sa.eng.stats.drop(DropUnexpected)
+			return
+		}
+		resp = sa.respondAuth(msg, inner)
+	case wire.INFORMATIONAL:
+		if sa.state < stateEstablished && !sa.initiator && sa.state != stateAuthenticating {
+			sa.eng.stats.drop(DropUnexpected)
+			return
+		}
+		resp = sa.respondInformational(inner)
+	case wire.CREATE_CHILD_SA:
+		// Rekeying and further Child SAs are not negotiated yet; §2.21.2
+		// lets a responder refuse with NO_ADDITIONAL_SAS.
+		resp = sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyNoAdditionalSAs, nil)
+	default:
+		sa.eng.stats.drop(DropUnsupported)
+		return
+	}
+	if resp == nil {
+		return
+	}
+	sa.nextRecvID++
+	sa.lastResponse = resp
+	sa.eng.send(sa.bind, sa.remote, resp)
+	if sa.state == stateDead {
+		sa.eng.unregister(sa)
+	}
+}
+
+// dropUndecryptable counts a message whose SK payload failed.
+func (sa *ikeSA) dropUndecryptable(err error) {
+	switch {
+	case errors.Is(err, transform.ErrIntegrity):
+		sa.eng.stats.drop(DropIntegrity)
+		sa.logger().Debug("dropped message failing the integrity check")
+	default:
+		sa.eng.stats.drop(DropMalformed)
+		sa.logger().Debug("dropped undecryptable message", "err", err)
+	}
+}
+
+// receiveResponse hands a response to the waiting requester. Caller holds mu.
+func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
+	p := sa.pending
+	if p == nil || msg.Header.MessageID != p.id {
+		sa.eng.stats.drop(DropInvalidMsgID)
+		return
+	}
+	r := &response{hdr: msg.Header}
+	if msg.Header.Exchange == wire.IKE_SA_INIT {
+		// Detach from the reader's buffer: parse our own copy.
+		r.raw = append([]byte(nil), pkt...)
+		m, err := wire.Parse(r.raw)
+		if err != nil {
+			return
+		}
+		r.payloads = m.Payloads
+	} else {
+		inner, err := sa.openMessage(pkt, msg)
+		if err != nil {
+			sa.dropUndecryptable(err)
+			return
+		}
+		r.payloads = inner // decrypted into a fresh slice: safe to keep
+	}
+	sa.pending = nil
+	p.resp <- r
+}
+
+// request sends a request and waits for its response, retransmitting with
+// exponential backoff (§2.1). build is called with mu held and the message
+// ID to use; it returns the packet. request must be called without mu held.
+func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([]byte, error)) (*response, error) {
+	sa.mu.Lock()
+	if sa.state == stateDead {
+		sa.mu.Unlock()
+		return nil, errClosed
+	}
+	if sa.pending != nil {
+		sa.mu.Unlock()
+		return nil, errors.New("another request is outstanding")
+	}
+	id := sa.nextSendID
+	pkt, err := build(id)
+	if err != nil {
+		sa.mu.Unlock()
+		return nil, err
+	}
+	p := &pendingRequest{id: id, resp: make(chan *response, 1)}
+	sa.pending = p
+	bind, remote := sa.bind, sa.remote
+	sa.mu.Unlock()
+
+	cfg := &sa.eng.cfg
+	timeout := cfg.RetransmitTimeout
+	for try := 0; ; try++ {
+		sa.eng.send(bind, remote, pkt)
+		timer := time.NewTimer(timeout)
+		select {
+		case r := <-p.resp:
+			timer.Stop()
+			sa.mu.Lock()
+			sa.nextSendID = id + 1
+			sa.mu.Unlock()
+			return r, nil
+		case <-ctx.Done():
+			timer.Stop()
+			sa.clearPending(p)
+			return nil, ctx.Err()
+		case <-sa.eng.closing:
+			timer.Stop()
+			sa.clearPending(p)
+			return nil, errClosed
+		case <-timer.C:
+		}
+		if try >= cfg.RetransmitTries {
+			sa.clearPending(p)
+			return nil, errTimeout
+		}
+		sa.eng.stats.retransmissions.Add(1)
+		sa.logger().Debug("retransmitting request", "message_id", id, "try", try+1)
+		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
+	}
+}
+
+func (sa *ikeSA) clearPending(p *pendingRequest) {
+	sa.mu.Lock()
+	if sa.pending == p {
+		sa.pending = nil
+	}
+	sa.mu.Unlock()
+}
+
+// errorResponse builds an encrypted response carrying one error notify.
+// Caller holds mu.
+func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) []byte {
+	sa.eng.stats.notify(notifyName(code))
+	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
+	pkt, err := sa.sealMessage(exch, sa.nextRecvID, true, payloads)
+	if err != nil {
+		sa.logger().Error("cannot build error response", "err", err)
+		return nil
+	}
+	return pkt
+}
+
+// destroy removes the SA and its Child SAs from everywhere. Caller must
+// not hold mu.
+func (sa *ikeSA) destroy(reason string) {
+	sa.mu.Lock()
+	sa.destroyLocked(reason)
+	sa.mu.Unlock()
+	sa.eng.unregister(sa)
+}
+
+// destroyLocked tears down the SA's state; the caller unregisters it.
+func (sa *ikeSA) destroyLocked(reason string) {
+	if sa.state == stateDead {
+		return
+	}
+	wasHalfOpen := !sa.initiator && sa.state < stateEstablished
+	if wasHalfOpen {
+		sa.eng.halfOpenCount.Add(-1)
+	}
+	if sa.halfOpenTimer != nil {
+		sa.halfOpenTimer.Stop()
+	}
+	for _, c := range sa.children {
+		sa.removeChild(c)
+	}
+	sa.children = nil
+	if sa.state >= stateEstablished || sa.state == stateDeleting {
+		sa.logger().Info("IKE SA deleted", "reason", reason)
+	}
+	sa.state = stateDead
+	for _, s := range sa.sessions {
+		s.Close()
+	}
+	sa.sessions = nil
+	if sa.keys != nil {
+		sa.keys.Wipe()
+	}
+	if sa.pending != nil {
+		sa.pending = nil
+	}
+}
+
+// removeChild removes a Child SA from the data plane. Caller holds mu.
+func (sa *ikeSA) removeChild(c *childSA) {
+	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+		sa.logger().Warn("removing Child SA from the data plane failed", "err", err)
+	}
+	sa.logger().Info("CHILD SA removed", "spi_in", fmt.Sprintf("%08x", c.inbound.SPI), "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
+}
+
+// info snapshots the SA for ikectl.
+func (sa *ikeSA) info() SAInfo {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	in := SAInfo{
+		ID: sa.id, SPIi: spiHex(sa.spii), SPIr: spiHex(sa.spir), State: sa.state.String(), Role: sa.role(),
+		LocalAddr: sa.local.String(), RemoteAddr: sa.remote.String(),
+		LocalID: sa.localID.String(), RemoteID: sa.remoteID.String(), Auth: sa.authName,
+		NATLocal: sa.natLocal, NATRemote: sa.natRemote, Established: sa.established,
+		Children: []ChildInfo{},
+	}
+	if sa.conn != nil {
+		in.Connection = sa.conn.Name
+	}
+	if sa.suite != nil {
+		in.Algorithms = sa.suite.String()
+	}
+	for _, c := range sa.children {
+		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))
+	}
+	return in
+}
+
+// exchangeName names an exchange type for logs.
+func exchangeName(t wire.ExchangeType) string {
+	switch t {
+	case wire.IKE_SA_INIT:
+		return "IKE_SA_INIT"
+	case wire.IKE_AUTH:
+		return "IKE_AUTH"
+	case wire.CREATE_CHILD_SA:
+		return "CREATE_CHILD_SA"
+	case wire.INFORMATIONAL:
+		return "INFORMATIONAL"
+	}
+	return fmt.Sprintf("exchange-%d", t)
+}
+
+// notifyNames are the error notifies iked sends or reports, as metric labels.
+var notifyNames = map[wire.NotifyType]string{
+	wire.NotifyUnsupportedCriticalPayload: "UNSUPPORTED_CRITICAL_PAYLOAD",
+	wire.NotifyInvalidIKESPI:              "INVALID_IKE_SPI",
+	wire.NotifyInvalidMajorVersion:        "INVALID_MAJOR_VERSION",
+	wire.NotifyInvalidSyntax:              "INVALID_SYNTAX",
+	wire.NotifyInvalidMessageID:           "INVALID_MESSAGE_ID",
+	wire.NotifyInvalidSPI:                 "INVALID_SPI",
+	wire.NotifyNoProposalChosen:           "NO_PROPOSAL_CHOSEN",
+	wire.NotifyInvalidKEPayload:           "INVALID_KE_PAYLOAD",
+	wire.NotifyAuthenticationFailed:       "AUTHENTICATION_FAILED",
+	wire.NotifySinglePairRequired:         "SINGLE_PAIR_REQUIRED",
+	wire.NotifyNoAdditionalSAs:            "NO_ADDITIONAL_SAS",
+	wire.NotifyInternalAddressFailure:     "INTERNAL_ADDRESS_FAILURE",
+	wire.NotifyFailedCPRequired:           "FAILED_CP_REQUIRED",
+	wire.NotifyTSUnacceptable:             "TS_UNACCEPTABLE",
+	wire.NotifyInvalidSelectors:           "INVALID_SELECTORS",
+	wire.NotifyTemporaryFailure:           "TEMPORARY_FAILURE",
+	wire.NotifyChildSANotFound:            "CHILD_SA_NOT_FOUND",
+	wire.NotifyCookie:                     "COOKIE",
+}
+
+func notifyName(t wire.NotifyType) string {
+	if n, ok := notifyNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("NOTIFY_%d", t)
+}
