@@ -1,5 +1,11 @@
 package transform
 
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+)
+
 // IKEKeys are the keys of an IKE SA (RFC 7296 §2.14). SkAi/SkAr are empty
 // for AEAD encryption; SkEi/SkEr include the salt for AEAD encryption.
 type IKEKeys struct {
@@ -7,17 +13,62 @@ type IKEKeys struct {
 }
 
 // Wipe overwrites every key with zeros.
-func (k *IKEKeys) Wipe() { panic("unimplemented") }
+func (k *IKEKeys) Wipe() {
+	for _, b := range [][]byte{k.SkD, k.SkAi, k.SkAr, k.SkEi, k.SkEr, k.SkPi, k.SkPr} {
+		clear(b)
+	}
+}
 
 // SKEYSEED computes prf(Ni | Nr, g^ir) (§2.14). For the PRFs iked implements
 // (HMAC), the nonces are used whole as the key.
-func SKEYSEED(prf *PRF, ni, nr, sharedSecret []byte) []byte { panic("unimplemented") }
+func SKEYSEED(prf *PRF, ni, nr, sharedSecret []byte) []byte {
+	key := slices.Concat(ni, nr)
+	defer clear(key)
+	return prf.Sum(nil, key, sharedSecret)
+}
 
 // DeriveIKEKeys computes {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
 // = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) (§2.14). encKeyLen is the
 // Encr.KeyMaterialLen; integ is nil for AEAD ciphers.
 func DeriveIKEKeys(prf *PRF, skeyseed, ni, nr []byte, spii, spir uint64, encKeyLen int, integ *Integ) (*IKEKeys, error) {
-	panic("unimplemented")
+	if encKeyLen <= 0 {
+		return nil, errors.New("transform: IKE SA needs an encryption key length")
+	}
+	integLen := 0
+	if integ != nil {
+		integLen = integ.KeyLen
+	}
+	seed := make([]byte, 0, len(ni)+len(nr)+16)
+	seed = append(seed, ni...)
+	seed = append(seed, nr...)
+	seed = binary.BigEndian.AppendUint64(seed, spii)
+	seed = binary.BigEndian.AppendUint64(seed, spir)
+	km, err := prf.Plus(skeyseed, seed, 3*prf.Size+2*integLen+2*encKeyLen)
+	if err != nil {
+		return nil, err
+	}
+	var k IKEKeys
+	s := splitter{b: km}
+	k.SkD = s.next(prf.Size)
+	if integ != nil {
+		k.SkAi = s.next(integLen)
+		k.SkAr = s.next(integLen)
+	}
+	k.SkEi = s.next(encKeyLen)
+	k.SkEr = s.next(encKeyLen)
+	k.SkPi = s.next(prf.Size)
+	k.SkPr = s.next(prf.Size)
+	return &k, nil
+}
+
+// splitter hands out consecutive pieces of a key stream, each capped so
+// that appending to one cannot overwrite the next.
+type splitter struct{ b []byte }
+
+func (s *splitter) next(n int) []byte {
+	p := s.b[:n:n]
+	s.b = s.b[n:]
+	return p
 }
 
 // ChildKeys are the keys of a Child SA (§2.17) for one direction each:
@@ -28,11 +79,34 @@ type ChildKeys struct {
 }
 
 // Wipe overwrites every key with zeros.
-func (k *ChildKeys) Wipe() { panic("unimplemented") }
+func (k *ChildKeys) Wipe() {
+	for _, b := range [][]byte{k.EncI, k.IntegI, k.EncR, k.IntegR} {
+		clear(b)
+	}
+}
 
 // DeriveChildKeys computes KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) and
 // splits it in the order of §2.17: initiator-to-responder encryption then
 // integrity, then responder-to-initiator. sharedSecret is nil without PFS.
 func DeriveChildKeys(prf *PRF, skd, sharedSecret, ni, nr []byte, encKeyLen, integKeyLen int) (*ChildKeys, error) {
-	panic("unimplemented")
+	if encKeyLen <= 0 || integKeyLen < 0 {
+		return nil, errors.New("transform: invalid Child SA key lengths")
+	}
+	seed := slices.Concat(sharedSecret, ni, nr)
+	defer clear(seed)
+	km, err := prf.Plus(skd, seed, 2*(encKeyLen+integKeyLen))
+	if err != nil {
+		return nil, err
+	}
+	var k ChildKeys
+	s := splitter{b: km}
+	k.EncI = s.next(encKeyLen)
+	if integKeyLen > 0 {
+		k.IntegI = s.next(integKeyLen)
+	}
+	k.EncR = s.next(encKeyLen)
+	if integKeyLen > 0 {
+		k.IntegR = s.next(integKeyLen)
+	}
+	return &k, nil
 }

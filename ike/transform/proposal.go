@@ -1,5 +1,12 @@
 package transform
 
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
 // Proposal is one proposal as configured: for each transform type the
 // algorithms acceptable, in preference order. It is parsed from a
 // strongSwan-style proposal string.
@@ -28,16 +35,204 @@ type EncrChoice struct {
 // implied), a DH group, and integrity unless every encryption is AEAD; AEAD
 // and non-AEAD encryption cannot be mixed in one proposal. Errors name the
 // offending keyword.
-func ParseIKEProposal(s string) (Proposal, error) { panic("unimplemented") }
+func ParseIKEProposal(s string) (Proposal, error) { return parseProposal(s, false) }
 
 // ParseESPProposal parses an ESP proposal string such as "aes256gcm16",
 // "aes128-sha256-modp2048" (with PFS) or "chacha20poly1305-esn". Keywords
 // as for IKE without prf*, plus esn and noesn.
-func ParseESPProposal(s string) (Proposal, error) { panic("unimplemented") }
+func ParseESPProposal(s string) (Proposal, error) { return parseProposal(s, true) }
 
 // String prints the proposal in strongSwan's log style, e.g.
 // "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" (all choices joined by "/").
-func (p Proposal) String() string { panic("unimplemented") }
+func (p Proposal) String() string {
+	var parts []string
+	for _, e := range p.Encr {
+		if t := EncrByID(e.ID); t != nil {
+			parts = append(parts, t.String(e.KeyBits))
+		} else if e.KeyBits != 0 {
+			parts = append(parts, "ENCR_"+strconv.Itoa(int(e.ID))+"-"+strconv.Itoa(int(e.KeyBits)))
+		} else {
+			parts = append(parts, "ENCR_"+strconv.Itoa(int(e.ID)))
+		}
+	}
+	for _, id := range p.Integ {
+		if t := IntegByID(id); t != nil {
+			parts = append(parts, t.Name)
+		} else {
+			parts = append(parts, "INTEG_"+strconv.Itoa(int(id)))
+		}
+	}
+	for _, id := range p.PRF {
+		if t := PRFByID(id); t != nil {
+			parts = append(parts, t.Name)
+		} else {
+			parts = append(parts, "PRF_"+strconv.Itoa(int(id)))
+		}
+	}
+	for _, id := range p.DH {
+		if g := GroupByID(id); g != nil {
+			parts = append(parts, g.Name())
+		} else {
+			parts = append(parts, "DH_"+strconv.Itoa(int(id)))
+		}
+	}
+	for _, id := range p.ESN {
+		switch id {
+		case ESNNo:
+			parts = append(parts, "NO_EXT_SEQ")
+		case ESNYes:
+			parts = append(parts, "EXT_SEQ")
+		default:
+			parts = append(parts, "ESN_"+strconv.Itoa(int(id)))
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// keyword kinds.
+const (
+	kwEncr = iota
+	kwInteg
+	kwPRF
+	kwDH
+	kwESN
+)
+
+type keyword struct {
+	kind    int
+	id      uint16
+	keyBits uint16
+}
+
+// keywords maps strongSwan's proposal keywords to transforms. A hash
+// keyword (sha256...) is an integrity algorithm that also implies the PRF
+// of the same hash.
+var keywords = map[string]keyword{
+	"aes128":           {kwEncr, EncrAESCBC, 128},
+	"aes192":           {kwEncr, EncrAESCBC, 192},
+	"aes256":           {kwEncr, EncrAESCBC, 256},
+	"aes128gcm16":      {kwEncr, EncrAESGCM16, 128},
+	"aes256gcm16":      {kwEncr, EncrAESGCM16, 256},
+	"aes128gcm":        {kwEncr, EncrAESGCM16, 128},
+	"aes256gcm":        {kwEncr, EncrAESGCM16, 256},
+	"chacha20poly1305": {kwEncr, EncrChaCha20Poly1305, 0},
+	"sha256":           {kwInteg, IntegHMACSHA2_256_128, 0},
+	"sha384":           {kwInteg, IntegHMACSHA2_384_192, 0},
+	"sha512":           {kwInteg, IntegHMACSHA2_512_256, 0},
+	"prfsha256":        {kwPRF, PRFHMACSHA2_256, 0},
+	"prfsha384":        {kwPRF, PRFHMACSHA2_384, 0},
+	"prfsha512":        {kwPRF, PRFHMACSHA2_512, 0},
+	"modp2048":         {kwDH, DHModp2048, 0},
+	"ecp256":           {kwDH, DHECP256, 0},
+	"ecp384":           {kwDH, DHECP384, 0},
+	"ecp521":           {kwDH, DHECP521, 0},
+	"x25519":           {kwDH, DHCurve25519, 0},
+	"curve25519":       {kwDH, DHCurve25519, 0},
+	"esn":              {kwESN, ESNYes, 0},
+	"noesn":            {kwESN, ESNNo, 0},
+}
+
+// prfOfInteg is the PRF implied by a hash keyword.
+var prfOfInteg = map[uint16]uint16{
+	IntegHMACSHA2_256_128: PRFHMACSHA2_256,
+	IntegHMACSHA2_384_192: PRFHMACSHA2_384,
+	IntegHMACSHA2_512_256: PRFHMACSHA2_512,
+}
+
+func appendUnique[T comparable](list []T, v T) []T {
+	if slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
+}
+
+// parseProposal parses an IKE (esp false) or ESP proposal string.
+//
+// With AEAD encryption, an IKE proposal's hash keywords only imply the PRF
+// (RFC 5282 §8 forbids an integrity transform beside a combined-mode
+// cipher); an ESP proposal rejects them.
+func parseProposal(s string, esp bool) (Proposal, error) {
+	var p Proposal
+	kind := "IKE"
+	if esp {
+		kind = "ESP"
+	}
+	if s == "" {
+		return p, fmt.Errorf("empty %s proposal", kind)
+	}
+	var (
+		impliedPRF          []uint16
+		hashWords           []string
+		aeadWord, otherWord string
+	)
+	for _, w := range strings.Split(s, "-") {
+		if w == "" {
+			return Proposal{}, fmt.Errorf("empty algorithm in proposal %q", s)
+		}
+		k, ok := keywords[w]
+		if !ok {
+			return Proposal{}, fmt.Errorf("unknown algorithm %q in proposal %q", w, s)
+		}
+		switch k.kind {
+		case kwEncr:
+			if EncrByID(k.id).AEAD {
+				if aeadWord == "" {
+					aeadWord = w
+				}
+			} else if otherWord == "" {
+				otherWord = w
+			}
+			p.Encr = appendUnique(p.Encr, EncrChoice{ID: k.id, KeyBits: k.keyBits})
+		case kwInteg:
+			p.Integ = appendUnique(p.Integ, k.id)
+			impliedPRF = appendUnique(impliedPRF, prfOfInteg[k.id])
+			hashWords = append(hashWords, w)
+		case kwPRF:
+			if esp {
+				return Proposal{}, fmt.Errorf("algorithm %q is not allowed in ESP proposal %q", w, s)
+			}
+			p.PRF = appendUnique(p.PRF, k.id)
+		case kwDH:
+			p.DH = appendUnique(p.DH, k.id)
+		case kwESN:
+			if !esp {
+				return Proposal{}, fmt.Errorf("algorithm %q is not allowed in IKE proposal %q", w, s)
+			}
+			p.ESN = appendUnique(p.ESN, k.id)
+		}
+	}
+	if len(p.Encr) == 0 {
+		return Proposal{}, fmt.Errorf("%s proposal %q has no encryption algorithm", kind, s)
+	}
+	if aeadWord != "" && otherWord != "" {
+		return Proposal{}, fmt.Errorf("%s proposal %q mixes AEAD %q and non-AEAD %q encryption", kind, s, aeadWord, otherWord)
+	}
+	if aeadWord != "" && len(p.Integ) > 0 {
+		if esp {
+			return Proposal{}, fmt.Errorf("integrity algorithm %q is not allowed with AEAD %q in ESP proposal %q", hashWords[0], aeadWord, s)
+		}
+		p.Integ = nil
+	}
+	if aeadWord == "" && len(p.Integ) == 0 {
+		return Proposal{}, fmt.Errorf("%s proposal %q needs an integrity algorithm for %q", kind, s, otherWord)
+	}
+	if esp {
+		if len(p.ESN) == 0 {
+			p.ESN = []uint16{ESNNo}
+		}
+		return p, nil
+	}
+	if len(p.PRF) == 0 {
+		if len(impliedPRF) == 0 {
+			return Proposal{}, fmt.Errorf("IKE proposal %q has no PRF (add prfsha256 or a hash such as sha256)", s)
+		}
+		p.PRF = impliedPRF
+	}
+	if len(p.DH) == 0 {
+		return Proposal{}, fmt.Errorf("IKE proposal %q has no Diffie-Hellman group", s)
+	}
+	return p, nil
+}
 
 // Errors returned by Protector.Open.
 var (

@@ -9,9 +9,11 @@
 package transform
 
 import (
-	"crypto/cipher"
+	"crypto/hmac"
+	"fmt"
 	"hash"
 	"io"
+	"strconv"
 )
 
 // Transform IDs (IANA "Transform Type Values").
@@ -54,15 +56,27 @@ type Encr struct {
 	ICVLen int
 	// BlockLen is the padding unit of the plaintext (16 for CBC, 1 for AEAD).
 	BlockLen int
+
+	keyLen int // key octets (without salt) of a transform without KeySizes
 }
 
 // KeyMaterialLen returns the octets of keying material this transform takes
 // for keyBits (the Key Length attribute; 0 when it has none): key plus salt.
-func (e *Encr) KeyMaterialLen(keyBits uint16) int { panic("unimplemented") }
+func (e *Encr) KeyMaterialLen(keyBits uint16) int {
+	if len(e.KeySizes) == 0 {
+		return e.keyLen + e.SaltLen
+	}
+	return int(keyBits)/8 + e.SaltLen
+}
 
 // String returns strongSwan's name, with keyBits appended when nonzero,
 // e.g. "AES_GCM_16-256".
-func (e *Encr) String(keyBits uint16) string { panic("unimplemented") }
+func (e *Encr) String(keyBits uint16) string {
+	if keyBits == 0 {
+		return e.Name
+	}
+	return e.Name + "-" + strconv.Itoa(int(keyBits))
+}
 
 // PRF describes a pseudo-random function transform.
 type PRF struct {
@@ -73,14 +87,35 @@ type PRF struct {
 }
 
 // New returns a keyed instance of the PRF (an HMAC).
-func (p *PRF) New(key []byte) hash.Hash { panic("unimplemented") }
+func (p *PRF) New(key []byte) hash.Hash { return hmac.New(p.newHash, key) }
 
 // Sum appends prf(key, data) to dst.
-func (p *PRF) Sum(dst, key, data []byte) []byte { panic("unimplemented") }
+func (p *PRF) Sum(dst, key, data []byte) []byte {
+	h := p.New(key)
+	h.Write(data)
+	return h.Sum(dst)
+}
 
 // Plus returns the first n octets of prf+(key, seed) (RFC 7296 §2.13).
 // It fails when n exceeds 255 PRF outputs.
-func (p *PRF) Plus(key, seed []byte, n int) ([]byte, error) { panic("unimplemented") }
+func (p *PRF) Plus(key, seed []byte, n int) ([]byte, error) {
+	if n < 0 || n > 255*p.Size {
+		return nil, fmt.Errorf("transform: prf+ of %d octets exceeds 255 outputs of %s", n, p.Name)
+	}
+	out := make([]byte, 0, (n+p.Size-1)/p.Size*p.Size)
+	h := p.New(key)
+	var prev []byte
+	for i := 1; len(out) < n; i++ {
+		h.Reset()
+		h.Write(prev)
+		h.Write(seed)
+		h.Write([]byte{byte(i)})
+		start := len(out)
+		out = h.Sum(out)
+		prev = out[start:]
+	}
+	return out[:n:n], nil
+}
 
 // Integ describes an integrity transform.
 type Integ struct {
@@ -92,7 +127,7 @@ type Integ struct {
 }
 
 // New returns an HMAC keyed with key; callers truncate its Sum to ICVLen.
-func (i *Integ) New(key []byte) hash.Hash { panic("unimplemented") }
+func (i *Integ) New(key []byte) hash.Hash { return hmac.New(i.newHash, key) }
 
 // Group describes a Diffie-Hellman group.
 type Group interface {
@@ -115,56 +150,3 @@ type PrivateKey interface {
 	// MODP, on-curve for ECP, non-zero result for Curve25519) and returns g^ir.
 	SharedSecret(peerPublic []byte) ([]byte, error)
 }
-
-// Lookups by IANA ID; each returns nil for an ID iked does not implement.
-
-// EncrByID returns the encryption transform with this ID.
-func EncrByID(id uint16) *Encr { panic("unimplemented") }
-
-// PRFByID returns the PRF with this ID.
-func PRFByID(id uint16) *PRF { panic("unimplemented") }
-
-// IntegByID returns the integrity transform with this ID.
-func IntegByID(id uint16) *Integ { panic("unimplemented") }
-
-// GroupByID returns the Diffie-Hellman group with this ID.
-func GroupByID(id uint16) Group { panic("unimplemented") }
-
-// Protector protects SK payloads in one direction (RFC 7296 §3.14; RFC 5282
-// for AES-GCM; RFC 7634 for ChaCha20-Poly1305). It is safe for use by one
-// goroutine at a time.
-type Protector struct {
-	encr  *Encr
-	aead  cipher.AEAD
-	salt  []byte
-	block cipher.Block
-	integ *Integ
-	mac   hash.Hash
-}
-
-// NewProtector makes a Protector from the negotiated transforms and this
-// direction's keys: encKey is SK_e (with the salt at its end for AEAD
-// ciphers), integKey is SK_a (nil, and integ nil, for AEAD ciphers).
-func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Protector, error) {
-	panic("unimplemented")
-}
-
-// SealedLen returns the length of an SK payload body (IV, ciphertext with
-// padding and pad length, ICV) that carries plainLen octets of inner payloads.
-func (p *Protector) SealedLen(plainLen int) int { panic("unimplemented") }
-
-// Seal appends the SK payload body for plaintext to msg and returns the
-// extended slice. msg must already hold the IKE header, any payloads before
-// SK and the SK generic payload header, with the header's Length and the SK
-// payload's length already final (they are covered by the ICV/AAD). The IV
-// comes from rand.
-func (p *Protector) Seal(msg, plaintext []byte, rand io.Reader) ([]byte, error) {
-	panic("unimplemented")
-}
-
-// Open authenticates and decrypts an SK payload body. aad is the message
-// from its first octet up to and including the SK generic payload header;
-// body is the rest of the message (IV, ciphertext, ICV). It returns the inner
-// payloads' octets with padding removed, in a new slice. Any failure
-// (short body, bad ICV, bad padding) returns ErrIntegrity or ErrMalformed.
-func (p *Protector) Open(aad, body []byte) ([]byte, error) { panic("unimplemented") }

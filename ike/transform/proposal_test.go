@@ -1,0 +1,147 @@
+package transform
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseIKEProposal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Proposal
+		str  string
+	}{
+		{"aes256gcm16-prfsha256-x25519",
+			Proposal{Encr: []EncrChoice{{EncrAESGCM16, 256}}, PRF: []uint16{PRFHMACSHA2_256}, DH: []uint16{DHCurve25519}},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519"},
+		{"aes128-aes256-sha256-sha384-modp2048-ecp256",
+			Proposal{
+				Encr:  []EncrChoice{{EncrAESCBC, 128}, {EncrAESCBC, 256}},
+				PRF:   []uint16{PRFHMACSHA2_256, PRFHMACSHA2_384},
+				Integ: []uint16{IntegHMACSHA2_256_128, IntegHMACSHA2_384_192},
+				DH:    []uint16{DHModp2048, DHECP256},
+			},
+			"AES_CBC-128/AES_CBC-256/HMAC_SHA2_256_128/HMAC_SHA2_384_192/PRF_HMAC_SHA2_256/PRF_HMAC_SHA2_384/MODP_2048/ECP_256"},
+		{"aes192-sha512-prfsha384-ecp384-ecp521",
+			Proposal{
+				Encr: []EncrChoice{{EncrAESCBC, 192}}, PRF: []uint16{PRFHMACSHA2_384},
+				Integ: []uint16{IntegHMACSHA2_512_256}, DH: []uint16{DHECP384, DHECP521},
+			},
+			"AES_CBC-192/HMAC_SHA2_512_256/PRF_HMAC_SHA2_384/ECP_384/ECP_521"},
+		// A hash keyword with AEAD only implies the PRF.
+		{"aes128gcm-aes256gcm-sha384-curve25519",
+			Proposal{Encr: []EncrChoice{{EncrAESGCM16, 128}, {EncrAESGCM16, 256}}, PRF: []uint16{PRFHMACSHA2_384}, DH: []uint16{DHCurve25519}},
+			"AES_GCM_16-128/AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519"},
+		{"chacha20poly1305-prfsha512-ecp256",
+			Proposal{Encr: []EncrChoice{{EncrChaCha20Poly1305, 0}}, PRF: []uint16{PRFHMACSHA2_512}, DH: []uint16{DHECP256}},
+			"CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_256"},
+		// Any order; duplicates collapse.
+		{"x25519-sha256-aes128-aes128-sha256",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, PRF: []uint16{PRFHMACSHA2_256}, Integ: []uint16{IntegHMACSHA2_256_128}, DH: []uint16{DHCurve25519}},
+			"AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519"},
+	}
+	for _, tc := range tests {
+		got, err := ParseIKEProposal(tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q:\n got  %+v\n want %+v", tc.in, got, tc.want)
+		}
+		if s := got.String(); s != tc.str {
+			t.Errorf("%q: String() = %q, want %q", tc.in, s, tc.str)
+		}
+	}
+}
+
+func TestParseESPProposal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Proposal
+		str  string
+	}{
+		{"aes256gcm16",
+			Proposal{Encr: []EncrChoice{{EncrAESGCM16, 256}}, ESN: []uint16{ESNNo}},
+			"AES_GCM_16-256/NO_EXT_SEQ"},
+		{"aes128-sha256",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, Integ: []uint16{IntegHMACSHA2_256_128}, ESN: []uint16{ESNNo}},
+			"AES_CBC-128/HMAC_SHA2_256_128/NO_EXT_SEQ"},
+		{"aes128-sha256-modp2048",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, Integ: []uint16{IntegHMACSHA2_256_128}, DH: []uint16{DHModp2048}, ESN: []uint16{ESNNo}},
+			"AES_CBC-128/HMAC_SHA2_256_128/MODP_2048/NO_EXT_SEQ"},
+		{"chacha20poly1305-esn",
+			Proposal{Encr: []EncrChoice{{EncrChaCha20Poly1305, 0}}, ESN: []uint16{ESNYes}},
+			"CHACHA20_POLY1305/EXT_SEQ"},
+		{"aes128gcm16-x25519-esn-noesn",
+			Proposal{Encr: []EncrChoice{{EncrAESGCM16, 128}}, DH: []uint16{DHCurve25519}, ESN: []uint16{ESNYes, ESNNo}},
+			"AES_GCM_16-128/CURVE_25519/EXT_SEQ/NO_EXT_SEQ"},
+	}
+	for _, tc := range tests {
+		got, err := ParseESPProposal(tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q:\n got  %+v\n want %+v", tc.in, got, tc.want)
+		}
+		if s := got.String(); s != tc.str {
+			t.Errorf("%q: String() = %q, want %q", tc.in, s, tc.str)
+		}
+	}
+}
+
+func TestParseProposalErrors(t *testing.T) {
+	tests := []struct {
+		esp  bool
+		in   string
+		want []string // substrings of the error
+	}{
+		{false, "aes999-sha256-x25519", []string{`unknown algorithm "aes999" in proposal "aes999-sha256-x25519"`}},
+		{false, "", []string{"empty"}},
+		{false, "aes128--sha256-x25519", []string{"empty algorithm"}},
+		{false, "aes128-sha256-x25519-", []string{"empty algorithm"}},
+		{false, "AES128-sha256-x25519", []string{`"AES128"`}},
+		{false, "sha256-x25519", []string{"no encryption"}},
+		{false, "aes128-sha256", []string{"no Diffie-Hellman"}},
+		{false, "aes128-prfsha256-x25519", []string{"integrity", `"aes128"`}},
+		{false, "aes128gcm16-x25519", []string{"no PRF"}},
+		{false, "aes128-aes128gcm16-sha256-x25519", []string{"mixes", `"aes128gcm16"`, `"aes128"`}},
+		{false, "aes128-sha256-x25519-esn", []string{`"esn"`, "IKE"}},
+		{false, "aes128-sha1-x25519", []string{`unknown algorithm "sha1"`}},
+		{false, "aes128-sha256-modp1024", []string{`unknown algorithm "modp1024"`}},
+		{false, "aes192gcm16-prfsha256-x25519", []string{`"aes192gcm16"`}},
+		{true, "aes256gcm16-prfsha256", []string{`"prfsha256"`, "ESP"}},
+		{true, "aes128", []string{"integrity", `"aes128"`}},
+		{true, "aes128gcm16-sha256", []string{`"sha256"`, "AEAD"}},
+		{true, "chacha20poly1305-aes256-sha256", []string{"mixes"}},
+		{true, "sha256", []string{"no encryption"}},
+		{true, "aes128-sha256-esnx", []string{`unknown algorithm "esnx"`}},
+		{true, "", []string{"empty"}},
+	}
+	for _, tc := range tests {
+		parse := ParseIKEProposal
+		if tc.esp {
+			parse = ParseESPProposal
+		}
+		p, err := parse(tc.in)
+		if err == nil {
+			t.Errorf("%q (esp %v): no error, got %v", tc.in, tc.esp, p)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q (esp %v): error %q does not contain %q", tc.in, tc.esp, err, w)
+			}
+		}
+	}
+}
+
+func TestProposalStringUnknown(t *testing.T) {
+	p := Proposal{Encr: []EncrChoice{{3, 0}, {99, 128}}, PRF: []uint16{2}, Integ: []uint16{2}, DH: []uint16{2}, ESN: []uint16{7}}
+	if got, want := p.String(), "ENCR_3/ENCR_99-128/INTEG_2/PRF_2/DH_2/ESN_7"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
