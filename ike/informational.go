@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 
 	"github.com/iked/iked/ike/wire"
 )
@@ -44,13 +45,13 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) []byte {
 	}
 	pkt, err := sa.sealMessage(wire.INFORMATIONAL, sa.nextRecvID, true, resp)
 	if err != nil {
-		sa.logger().Error("cannot seal INFORMATIONAL response", "err", err)
+		sa.log(slog.LevelError, "cannot seal INFORMATIONAL response", "err", err)
 		return nil
 	}
 	if deleteIKE {
 		// §1.4.1: deleting the IKE SA deletes its Child SAs; the response
 		// is empty.
-		sa.logger().Info("peer deleted the IKE SA")
+		sa.log(slog.LevelInfo, "peer deleted the IKE SA")
 		sa.destroyLocked("deleted by peer")
 	}
 	return pkt
@@ -80,7 +81,7 @@ func (sa *ikeSA) deleteIKE(ctx context.Context, reason string) {
 			return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
 		})
 		if err != nil {
-			sa.logger().Info("peer did not confirm the delete", "err", err)
+			sa.log(slog.LevelInfo, "peer did not confirm the delete", "err", err)
 		}
 	}
 	sa.destroy(reason)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike/transform"
@@ -49,7 +50,7 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 	}
 	if err != nil {
 		e.stats.failure(hs.failureLabel(err))
-		hs.sa.logger().Warn("initiation failed", "err", err)
+		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func (hs *initiator) newSA() error {
 	}
 	hs.group = transform.GroupByID(hs.conn.IKEProposals[0].DH[0])
 	e.register(hs.sa)
-	hs.sa.logger().Info("initiating IKE SA")
+	hs.sa.log(slog.LevelInfo, "initiating IKE SA")
 	return nil
 }
 
@@ -156,7 +157,7 @@ func (hs *initiator) exchangeSAInit() error {
 		}
 		if n := wire.FindNotify(resp.payloads, wire.NotifyCookie); n != nil {
 			hs.cookie = append([]byte(nil), n.Data...)
-			sa.logger().Debug("responder demands a cookie")
+			sa.log(slog.LevelDebug, "responder demands a cookie")
 			continue
 		}
 		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil {
@@ -167,7 +168,7 @@ func (hs *initiator) exchangeSAInit() error {
 			if !hs.offersGroup(want) || want == hs.group.ID() {
 				return fmt.Errorf("responder asks for DH group %d, which we did not offer", want)
 			}
-			sa.logger().Info("responder asks for another key exchange group", "group", transform.GroupByID(want).Name())
+			sa.log(slog.LevelInfo, "responder asks for another key exchange group", "group", transform.GroupByID(want).Name())
 			hs.group = transform.GroupByID(want)
 			hs.dh = nil
 			continue
@@ -356,7 +357,7 @@ func (hs *initiator) completeChild() {
 	req := childRequestFrom(hs.resp.payloads)
 	fail := func(msg string, args ...any) {
 		hs.eng.cfg.SADB.ReleaseSPI(hs.espSPI)
-		sa.logger().Warn("Child SA not created: "+msg, args...)
+		sa.log(slog.LevelWarn, "Child SA not created: "+msg, args...)
 	}
 	if req.sa == nil {
 		for _, p := range hs.resp.payloads {

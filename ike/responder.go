@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -233,7 +234,7 @@ func (hs *saInitResponder) createSA() error {
 	e.halfOpenCount.Add(1)
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
 	e.send(hs.bind, hs.from, sa.msgR)
-	sa.logger().Debug("IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
 	return nil
 }
 
@@ -245,7 +246,7 @@ func (sa *ikeSA) expireHalfOpen() {
 		return
 	}
 	sa.eng.stats.failure("half_open_timeout")
-	sa.logger().Info("half-open IKE SA expired: no IKE_AUTH received")
+	sa.log(slog.LevelInfo, "half-open IKE SA expired: no IKE_AUTH received")
 	sa.destroyLocked("half-open timeout")
 	sa.mu.Unlock()
 	sa.eng.unregister(sa)
@@ -297,7 +298,7 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) []byte {
 		return hs.finish()
 	}
 	sa.eng.stats.failure(failureReason(code))
-	sa.logger().Warn("IKE_AUTH failed", "err", err, "notify", notifyName(code))
+	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", notifyName(code))
 	var extra []wire.Payload
 	var f *auth.Failure
 	if errors.As(err, &f) {
@@ -399,7 +400,7 @@ func (hs *authResponder) negotiateChild() {
 	payloads, code, err := sa.acceptChild(hs.conn, req)
 	if err != nil {
 		sa.eng.stats.notify(notifyName(code))
-		sa.logger().Warn("Child SA not created", "err", err, "notify", notifyName(code))
+		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", notifyName(code))
 		hs.resp = append(hs.resp, &wire.Notify{Code: code})
 		return
 	}
@@ -411,7 +412,7 @@ func (hs *authResponder) finish() []byte {
 	sa := hs.sa
 	pkt, err := sa.sealMessage(wire.IKE_AUTH, 1, true, hs.resp)
 	if err != nil {
-		sa.logger().Error("cannot seal IKE_AUTH response", "err", err)
+		sa.log(slog.LevelError, "cannot seal IKE_AUTH response", "err", err)
 		sa.destroyLocked("internal error")
 		return nil
 	}
@@ -434,7 +435,7 @@ func (sa *ikeSA) establish() {
 	sa.established = sa.eng.cfg.Now()
 	sa.candidates = nil
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
-	sa.logger().Info("IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
+	sa.log(slog.LevelInfo, "IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
 		"auth", sa.authName, "algorithms", sa.suite.String())
 }
 

@@ -111,7 +111,15 @@ func (sa *ikeSA) logAttrs() []any {
 	return attrs
 }
 
-func (sa *ikeSA) logger() *slog.Logger { return sa.eng.log.With(sa.logAttrs()...) }
+// log writes one line about this SA. The level is checked first so that
+// disabled debug lines cost nothing on the handshake path.
+func (sa *ikeSA) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !sa.eng.log.Enabled(ctx, level) {
+		return
+	}
+	sa.eng.log.Log(ctx, level, msg, append(sa.logAttrs(), args...)...)
+}
 
 // flags returns the header flags for a message we send.
 func (sa *ikeSA) flags(isResponse bool) wire.Flags {
@@ -251,10 +259,10 @@ func (sa *ikeSA) dropUndecryptable(err error) {
 	switch {
 	case errors.Is(err, transform.ErrIntegrity):
 		sa.eng.stats.drop(DropIntegrity)
-		sa.logger().Debug("dropped message failing the integrity check")
+		sa.log(slog.LevelDebug, "dropped message failing the integrity check")
 	default:
 		sa.eng.stats.drop(DropMalformed)
-		sa.logger().Debug("dropped undecryptable message", "err", err)
+		sa.log(slog.LevelDebug, "dropped undecryptable message", "err", err)
 	}
 }
 
@@ -337,7 +345,7 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([]byte, 
 			return nil, errTimeout
 		}
 		sa.eng.stats.retransmissions.Add(1)
-		sa.logger().Debug("retransmitting request", "message_id", id, "try", try+1)
+		sa.log(slog.LevelDebug, "retransmitting request", "message_id", id, "try", try+1)
 		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
 	}
 }
@@ -357,7 +365,7 @@ func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, ext
 	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
 	pkt, err := sa.sealMessage(exch, sa.nextRecvID, true, payloads)
 	if err != nil {
-		sa.logger().Error("cannot build error response", "err", err)
+		sa.log(slog.LevelError, "cannot build error response", "err", err)
 		return nil
 	}
 	return pkt
@@ -389,7 +397,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	}
 	sa.children = nil
 	if sa.state >= stateEstablished || sa.state == stateDeleting {
-		sa.logger().Info("IKE SA deleted", "reason", reason)
+		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
 	for _, s := range sa.sessions {
@@ -407,9 +415,9 @@ func (sa *ikeSA) destroyLocked(reason string) {
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
 	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
-		sa.logger().Warn("removing Child SA from the data plane failed", "err", err)
+		sa.log(slog.LevelWarn, "removing Child SA from the data plane failed", "err", err)
 	}
-	sa.logger().Info("CHILD SA removed", "spi_in", fmt.Sprintf("%08x", c.inbound.SPI), "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
+	sa.log(slog.LevelInfo, "CHILD SA removed", "spi_in", fmt.Sprintf("%08x", c.inbound.SPI), "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
 }
 
 // info snapshots the SA for ikectl.
