@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/iked/iked/config"
+	"github.com/iked/iked/control"
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/memory"
+)
+
+// natTPort is the port whose datagrams carry the non-ESP marker (RFC 3948).
+const natTPort = 4500
+
+// shutdownGrace bounds how long the daemon waits for peers to confirm the
+// Deletes it sends on exit.
+const shutdownGrace = 5 * time.Second
+
+// daemon is one running iked.
+type daemon struct {
+	configPath string
+	started    time.Time
+	log        *slog.Logger
+	keyLog     *os.File
+
+	mu  sync.Mutex
+	cfg *config.Config
+
+	db      *sadb.DB
+	engine  *ike.Engine
+	control *control.Server
+	metrics *http.Server
+}
+
+func checkConfig(path string) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("%s: OK (%d connections)\n", path, len(cfg.Connections))
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// engineConnections maps configured connections to the engine's.
+func engineConnections(cfg *config.Config) []*ike.Connection {
+	out := make([]*ike.Connection, 0, len(cfg.Connections))
+	for _, c := range cfg.Connections {
+		mode := ike.ModeTunnel
+		if c.Mode == config.ModeTransport {
+			mode = ike.ModeTransport
+		}
+		out = append(out, &ike.Connection{
+			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
+			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+		})
+	}
+	return out
+}
+
+// openKeyLog opens the opt-in key log, private to its owner: it holds
+// every session key.
+func openKeyLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func newDaemon(path string) (*daemon, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	if cfg.Backend != config.BackendMemory {
+		return nil, fmt.Errorf("backend %q is not available", cfg.Backend)
+	}
+	d.db = sadb.New(memory.New())
+	var keyLog io.Writer
+	if cfg.KeyLog != "" {
+		if d.keyLog, err = openKeyLog(cfg.KeyLog); err != nil {
+			return nil, fmt.Errorf("key log: %w", err)
+		}
+		keyLog = d.keyLog
+		d.log.Warn("key log enabled: session keys are written to it", "path", cfg.KeyLog)
+	}
+	d.engine, err = ike.New(ike.Config{
+		Connections: engineConnections(cfg), SADB: d.db,
+		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
+		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
+		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// serve binds, serves until a terminating signal, then shuts down.
+func (d *daemon) serve() (err error) {
+	cfg := d.cfg
+	var binds []transport.Bind
+	defer func() {
+		if err != nil {
+			for _, b := range binds {
+				b.Close()
+			}
+		}
+	}()
+	for _, addr := range cfg.Listen {
+		u, err := transport.ListenUDP(addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		var b transport.Bind = u
+		if addr.Port() == natTPort {
+			b = transport.WithNonESPMarker(u)
+		}
+		binds = append(binds, b)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	d.control, err = control.Listen(cfg.ControlSocket, d, d.log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := d.control.Serve(); err != nil {
+			d.log.Error("control socket failed", "err", err)
+		}
+	}()
+	if cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			d.control.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(d.engine))
+		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = d.metrics.Serve(ln) }()
+	}
+	for _, b := range binds {
+		d.engine.AddBind(b)
+	}
+	listen := make([]string, len(binds))
+	for i, b := range binds {
+		listen[i] = b.LocalAddr().String()
+	}
+	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
+		"connections", len(cfg.Connections), "backend", cfg.Backend, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.engine.StartConnections(ctx)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			d.reload()
+			continue
+		}
+		d.log.Info("shutting down", "signal", sig.String())
+		break
+	}
+	cancel()
+	return d.shutdown()
+}
+
+// shutdown deletes every IKE SA, empties the data plane and stops.
+func (d *daemon) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	d.control.Close()
+	err := d.engine.Shutdown(ctx)
+	if cerr := d.db.Close(); err == nil {
+		err = cerr
+	}
+	if d.metrics != nil {
+		_ = d.metrics.Shutdown(ctx)
+	}
+	if d.keyLog != nil {
+		d.keyLog.Close()
+	}
+	d.log.Info("iked stopped")
+	return err
+}
+
+// reload re-reads the configuration; on error the running one stays.
+func (d *daemon) reload() {
+	cfg, err := config.Load(d.configPath)
+	if err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+		return
+	}
+	if err := d.engine.SetConnections(engineConnections(cfg)); err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+		return
+	}
+	d.mu.Lock()
+	old := d.cfg
+	d.cfg = cfg
+	d.mu.Unlock()
+	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
+		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog {
+		d.log.Warn("listen, control_socket, metrics_listen, backend and key_log changes take effect at restart")
+	}
+	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
+}
+
+func sameAddrs(a, b []netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// The control.Handler implementation.
+
+// SAs implements control.Handler.
+func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
+
+// Initiate implements control.Handler.
+func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
+	return d.engine.Initiate(ctx, name)
+}
+
+// Terminate implements control.Handler.
+func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
+	return d.engine.Terminate(ctx, target)
+}
+
+// Status implements control.Handler.
+func (d *daemon) Status() control.Status {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	stats := d.engine.Stats()
+	st := control.Status{
+		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: cfg.Backend,
+		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
+	}
+	for _, a := range cfg.Listen {
+		st.Listen = append(st.Listen, a.String())
+	}
+	for _, n := range stats.IKESAs {
+		st.IKESAs += n
+	}
+	perConn := map[string]int{}
+	for _, sa := range d.engine.SAs() {
+		perConn[sa.Connection]++
+	}
+	for _, c := range cfg.Connections {
+		local := "%any"
+		if c.Local.IsValid() {
+			local = c.Local.String()
+		}
+		remote := "%any"
+		if !c.RemoteIsAny() {
+			remote = c.Remote.String()
+		}
+		st.Connections = append(st.Connections, control.ConnectionStatus{
+			Name: c.Name, Local: local, Remote: remote, LocalID: c.LocalID.String(), RemoteID: c.RemoteID.String(),
+			Auth: c.AuthName, IKEProposals: strings.Join(c.IKEProposalStrings, ","),
+			ESPProposals: strings.Join(c.ESPProposalStrings, ","), Mode: c.Mode, StartAction: c.StartAction,
+			IKESAs: perConn[c.Name],
+		})
+	}
+	return st
+}
+
+var _ control.Handler = (*daemon)(nil)

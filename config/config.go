@@ -1,0 +1,220 @@
+// Package config reads iked's YAML configuration file.
+//
+// The format is strict: unknown keys, duplicate keys, values of the wrong
+// type and invalid values are all refused, and every error names the file
+// and the line of the offending YAML node ("iked.yaml:12: …"), together with
+// what was expected. Values are parsed here (addresses, identities,
+// proposals, traffic selectors, auth methods), so a Config that loads is one
+// the daemon can run. docs/configuration.md documents every key.
+//
+// The package imports the "psk" auth method so that Load works on its own;
+// other auth methods register themselves with package auth when imported.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/iked/iked/auth"
+	_ "github.com/iked/iked/auth/psk" // registers the "psk" auth method
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+)
+
+// Config is the daemon's whole configuration, parsed and validated, with
+// defaults applied.
+type Config struct {
+	// File is the file name the configuration was read from, as given to
+	// Load or Parse; it prefixes error messages.
+	File string
+	// Listen are the UDP addresses IKE binds (key "listen").
+	Listen []netip.AddrPort
+	// ControlSocket is the path of the control socket (key "control_socket").
+	ControlSocket string
+	// MetricsListen is the TCP address of the metrics endpoint, host:port;
+	// empty means no metrics endpoint (key "metrics_listen").
+	MetricsListen string
+	// Log configures logging (key "log").
+	Log Log
+	// Backend names the data-plane backend (key "backend"); only
+	// BackendMemory is implemented.
+	Backend string
+	// KeyLog is the path of the opt-in key log; empty means off (key
+	// "key_log"). It is carried as written.
+	KeyLog string
+	// IKE holds the engine's tunables (key "ike").
+	IKE IKE
+	// Connections are the configured connections, in file order.
+	Connections []Connection
+}
+
+// Log configures the daemon's logging.
+type Log struct {
+	// Format is "text" or "json".
+	Format string
+	// Level is "debug", "info", "warn" or "error".
+	Level string
+}
+
+// IKE holds the IKE engine's tunables.
+type IKE struct {
+	// CookieThreshold is the number of half-open IKE SAs above which a
+	// responder demands COOKIEs (RFC 7296 §2.6); 0 means always.
+	CookieThreshold int
+	// HalfOpenTimeout is how long a responder keeps an IKE SA whose
+	// IKE_AUTH has not completed.
+	HalfOpenTimeout time.Duration
+	// RetransmitTimeout is the first retransmission timeout of a request.
+	RetransmitTimeout time.Duration
+	// RetransmitBase is the multiplier applied to the timeout after each
+	// retransmission (exponential backoff).
+	RetransmitBase float64
+	// RetransmitTries is the number of retransmissions before an exchange
+	// is given up.
+	RetransmitTries int
+}
+
+// Connection is one configured connection: an IKE SA with a peer and the
+// Child SA negotiated with it.
+type Connection struct {
+	// Name is the connection's name, its key under "connections".
+	Name string
+	// Line is the line of the name in the configuration file.
+	Line int
+	// Local is the local IKE address; the zero Addr means any.
+	Local netip.Addr
+	// Remote is the peer's IKE endpoint; a zero (invalid) Remote.Addr()
+	// means any peer ("%any", responder only).
+	Remote netip.AddrPort
+	// LocalID is the identity sent to the peer. When "local_id" is not
+	// configured it is the IP identity of Local, or the zero Identity when
+	// Local is any (the engine then uses the IKE SA's local address).
+	LocalID ike.Identity
+	// RemoteID is the identity the peer must present; the zero Identity
+	// accepts any.
+	RemoteID ike.Identity
+	// Auth is the authentication method, built by the factory registered
+	// with package auth under AuthName.
+	Auth auth.Method
+	// AuthName is the auth method's name, e.g. "psk".
+	AuthName string
+	// IKEProposals are the IKE SA proposals, in preference order.
+	IKEProposals []transform.Proposal
+	// ESPProposals are the Child SA (ESP) proposals, in preference order.
+	ESPProposals []transform.Proposal
+	// IKEProposalStrings are IKEProposals as written (or the defaults).
+	IKEProposalStrings []string
+	// ESPProposalStrings are ESPProposals as written (or the defaults).
+	ESPProposalStrings []string
+	// LocalTS are the local traffic selectors; empty means the default,
+	// a host selector for the IKE SA's local address, filled by the engine.
+	LocalTS []wire.TrafficSelector
+	// RemoteTS are the remote traffic selectors; empty means the default,
+	// a host selector for the peer's address, filled by the engine.
+	RemoteTS []wire.TrafficSelector
+	// Mode is ModeTunnel or ModeTransport.
+	Mode string
+	// StartAction is StartNone or StartInitiate.
+	StartAction string
+}
+
+// RemoteIsAny reports whether the connection accepts any peer address
+// ("remote: %any").
+func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() }
+
+// Connection returns the connection named name, or nil.
+func (c *Config) Connection(name string) *Connection {
+	for i := range c.Connections {
+		if c.Connections[i].Name == name {
+			return &c.Connections[i]
+		}
+	}
+	return nil
+}
+
+// Values of Connection.Mode.
+const (
+	// ModeTunnel is ESP tunnel mode, the default.
+	ModeTunnel = "tunnel"
+	// ModeTransport is ESP transport mode (RFC 7296 §1.3.1, USE_TRANSPORT_MODE).
+	ModeTransport = "transport"
+)
+
+// Values of Connection.StartAction.
+const (
+	// StartNone waits for the peer (or the control socket) to start the
+	// connection; the default.
+	StartNone = "none"
+	// StartInitiate initiates the connection when the daemon starts.
+	StartInitiate = "initiate"
+)
+
+// BackendMemory is the in-memory data-plane backend, the only one so far.
+const BackendMemory = "memory"
+
+// Defaults applied by Parse.
+const (
+	// DefaultControlSocket is the default of "control_socket".
+	DefaultControlSocket = "/run/iked/iked.sock"
+	// DefaultLogFormat is the default of "log.format".
+	DefaultLogFormat = "text"
+	// DefaultLogLevel is the default of "log.level".
+	DefaultLogLevel = "info"
+	// DefaultCookieThreshold is the default of "ike.cookie_threshold".
+	DefaultCookieThreshold = 10
+	// DefaultHalfOpenTimeout is the default of "ike.half_open_timeout".
+	DefaultHalfOpenTimeout = 30 * time.Second
+	// DefaultRetransmitTimeout is the default of "ike.retransmit_timeout".
+	DefaultRetransmitTimeout = 2 * time.Second
+	// DefaultRetransmitBase is the default of "ike.retransmit_base".
+	DefaultRetransmitBase = 1.8
+	// DefaultRetransmitTries is the default of "ike.retransmit_tries".
+	DefaultRetransmitTries = 5
+	// DefaultIKEPort is the port of a remote address written without one.
+	DefaultIKEPort = 500
+)
+
+// DefaultListen returns the default of "listen": IKE's ports 500 and 4500
+// on all IPv4 and IPv6 addresses.
+func DefaultListen() []netip.AddrPort {
+	return []netip.AddrPort{
+		netip.MustParseAddrPort("0.0.0.0:500"),
+		netip.MustParseAddrPort("0.0.0.0:4500"),
+		netip.MustParseAddrPort("[::]:500"),
+		netip.MustParseAddrPort("[::]:4500"),
+	}
+}
+
+// DefaultIKEProposals returns the default of a connection's
+// "ike_proposals".
+func DefaultIKEProposals() []string {
+	return []string{"aes256gcm16-prfsha256-x25519", "aes256-sha256-modp2048"}
+}
+
+// DefaultESPProposals returns the default of a connection's
+// "esp_proposals".
+func DefaultESPProposals() []string {
+	return []string{"aes256gcm16", "aes256-sha256"}
+}
+
+// Error is a configuration error at a line of a file. Parse and Load
+// return one *Error, or several joined with errors.Join (use errors.As to
+// get the first).
+type Error struct {
+	// File is the file name as given to Load or Parse.
+	File string
+	// Line is the 1-based line of the offending YAML node; 0 when unknown.
+	Line int
+	// Msg says what is wrong and what was expected.
+	Msg string
+}
+
+// Error formats the error as "FILE:LINE: message".
+func (e *Error) Error() string {
+	if e.Line <= 0 {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
