@@ -1,0 +1,194 @@
+// Command ikectl controls a running iked through its control socket.
+//
+//	ikectl [--socket PATH] COMMAND [ARGS]
+//
+// Commands: sas [--json], initiate CONN, terminate CONN|SA-ID,
+// status [--json]. See docs/ikectl.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/iked/iked/control"
+)
+
+const usage = `usage: ikectl [--socket PATH] COMMAND [ARGS]
+
+Commands:
+  sas [--json]            list IKE SAs and their Child SAs
+  initiate CONN           establish connection CONN
+  terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
+  status [--json]         show the daemon's status and connections
+  help                    show this help
+
+Options:
+  --socket PATH   control socket (default $IKED_SOCKET, else ` + control.DefaultSocket + `)
+  --json          print JSON for scripts instead of text
+`
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// How long each command may take; initiating waits for the handshake.
+const (
+	queryTimeout    = 15 * time.Second
+	initiateTimeout = 90 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a command line mistake: reported with exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// run executes ikectl with args (without the program name) and returns the
+// exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	err := runErr(ctx, args, stdout, getenv)
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	// One line, whatever the error says.
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "ikectl: %s\n", msg)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "Run 'ikectl --help' for usage.")
+		return exitUsage
+	}
+	return exitError
+}
+
+func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	socket := getenv("IKED_SOCKET")
+	if socket == "" {
+		socket = control.DefaultSocket
+	}
+	fs := newFlagSet("ikectl")
+	fs.StringVar(&socket, "socket", socket, "control socket")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		return usageError{"missing command"}
+	}
+	cmd, args := args[0], args[1:]
+
+	switch cmd {
+	case "help":
+		return flag.ErrHelp
+	case "sas", "status":
+		fs := newFlagSet(cmd)
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() != 0 {
+			return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
+		}
+		ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		defer cancel()
+		resp, err := control.Do(ctx, socket, control.Request{Command: cmd})
+		if err != nil {
+			return err
+		}
+		if cmd == "sas" {
+			if *asJSON {
+				return writeSAsJSON(stdout, resp.SAs)
+			}
+			return writeSAs(stdout, resp.SAs, time.Now())
+		}
+		if resp.Status == nil {
+			return errors.New("iked sent no status")
+		}
+		if *asJSON {
+			return writeJSON(stdout, resp.Status)
+		}
+		return writeStatus(stdout, resp.Status, time.Now())
+	case "initiate", "terminate":
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		if len(args) != 1 || args[0] == "" {
+			what := "connection name"
+			if cmd == "terminate" {
+				what = "connection name or SA ID"
+			}
+			return usageError{fmt.Sprintf("%s takes one argument, a %s", cmd, what)}
+		}
+		ctx, cancel := context.WithTimeout(ctx, initiateTimeout)
+		defer cancel()
+		if cmd == "initiate" {
+			resp, err := control.Do(ctx, socket, control.Request{Command: cmd, Connection: args[0]})
+			if err != nil {
+				return daemonError("initiate", args[0], resp, err)
+			}
+			fmt.Fprintf(stdout, "initiated %s\n", args[0])
+			if len(resp.SAs) == 0 {
+				return nil
+			}
+			return writeSAs(stdout, resp.SAs, time.Now())
+		}
+		resp, err := control.Do(ctx, socket, control.Request{Command: cmd, Target: args[0]})
+		if err != nil {
+			return daemonError("terminate", args[0], resp, err)
+		}
+		if resp.Terminated == 0 {
+			return fmt.Errorf("terminate %s: no IKE SA matches", args[0])
+		}
+		fmt.Fprintf(stdout, "terminated %s\n", plural(resp.Terminated, "IKE SA"))
+		return nil
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+}
+
+// daemonError prefixes an error the daemon answered with the command and
+// its argument; errors reaching the daemon are clear enough on their own.
+func daemonError(cmd, arg string, resp *control.Response, err error) error {
+	if resp == nil {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", cmd, arg, err)
+}
+
+// newFlagSet returns a flag set that reports errors to run, not to stderr.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses args, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err.Error()}
+}

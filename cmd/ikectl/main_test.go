@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/iked/iked/control"
+	"github.com/iked/iked/ike"
+)
+
+// fakeDaemon is a control.Handler with canned answers.
+type fakeDaemon struct {
+	sas       []ike.SAInfo
+	initiated []string
+}
+
+func (f *fakeDaemon) SAs() []ike.SAInfo { return f.sas }
+
+func (f *fakeDaemon) Initiate(_ context.Context, conn string) ([]ike.SAInfo, error) {
+	f.initiated = append(f.initiated, conn)
+	if conn != "site-a" {
+		return nil, errors.New("no connection named \"" + conn + "\"")
+	}
+	return f.sas[:1], nil
+}
+
+func (f *fakeDaemon) Terminate(_ context.Context, target string) (int, error) {
+	if target == "ike-1" {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (f *fakeDaemon) Status() control.Status {
+	return control.Status{Version: "test", PID: 99, Backend: "fake", IKESAs: len(f.sas)}
+}
+
+// startDaemon serves h on a socket in a temporary directory.
+func startDaemon(t *testing.T, h control.Handler) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "iked.sock")
+	s, err := control.Listen(path, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Close() })
+	return path
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runIkectl(env map[string]string, args ...string) result {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	return result{code, out.String(), errOut.String()}
+}
+
+func TestRunAgainstDaemon(t *testing.T) {
+	d := &fakeDaemon{sas: sampleSAs()}
+	sock := startDaemon(t, d)
+
+	r := runIkectl(nil, "--socket", sock, "sas")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ike-1   site-a       established") || strings.Count(r.stdout, "\n") != 4 || r.stderr != "" {
+		t.Errorf("sas: %+v", r)
+	}
+
+	// The socket can come from the environment.
+	r = runIkectl(map[string]string{"IKED_SOCKET": sock}, "sas", "--json")
+	var sas []ike.SAInfo
+	if err := json.Unmarshal([]byte(r.stdout), &sas); r.code != 0 || err != nil || len(sas) != 2 || sas[1].ID != "ike-12" {
+		t.Errorf("sas --json: %+v (%v)", r, err)
+	}
+	// --socket wins over the environment.
+	r = runIkectl(map[string]string{"IKED_SOCKET": "/nonexistent"}, "--socket="+sock, "status")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "iked test, pid 99\n") || !strings.Contains(r.stdout, "backend:    fake\n") {
+		t.Errorf("status: %+v", r)
+	}
+	r = runIkectl(nil, "--socket", sock, "status", "--json")
+	var st control.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil || st.PID != 99 {
+		t.Errorf("status --json: %+v (%v)", r, err)
+	}
+
+	r = runIkectl(nil, "--socket", sock, "initiate", "site-a")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "initiated site-a\nike-1  site-a  established") {
+		t.Errorf("initiate: %+v", r)
+	}
+	r = runIkectl(nil, "--socket", sock, "initiate", "nope")
+	if r.code != 1 || r.stdout != "" || r.stderr != "ikectl: initiate nope: no connection named \"nope\"\n" {
+		t.Errorf("initiate unknown: %+v", r)
+	}
+	if want := []string{"site-a", "nope"}; strings.Join(d.initiated, ",") != strings.Join(want, ",") {
+		t.Errorf("daemon saw initiate %q, want %q", d.initiated, want)
+	}
+
+	r = runIkectl(nil, "--socket", sock, "terminate", "ike-1")
+	if r.code != 0 || r.stdout != "terminated 1 IKE SA\n" {
+		t.Errorf("terminate: %+v", r)
+	}
+	r = runIkectl(nil, "--socket", sock, "terminate", "ike-77")
+	if r.code != 1 || r.stderr != "ikectl: terminate ike-77: no IKE SA matches\n" {
+		t.Errorf("terminate no match: %+v", r)
+	}
+}
+
+func TestRunEmpty(t *testing.T) {
+	sock := startDaemon(t, &fakeDaemon{})
+	if r := runIkectl(nil, "--socket", sock, "sas"); r.code != 0 || r.stdout != "no security associations\n" {
+		t.Errorf("sas: %+v", r)
+	}
+	if r := runIkectl(nil, "--socket", sock, "sas", "--json"); r.code != 0 || r.stdout != "[]\n" {
+		t.Errorf("sas --json: %+v", r)
+	}
+}
+
+func TestRunNoDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "iked.sock")
+	for _, args := range [][]string{{"sas"}, {"sas", "--json"}, {"status"}, {"initiate", "x"}, {"terminate", "x"}} {
+		r := runIkectl(map[string]string{"IKED_SOCKET": sock}, args...)
+		want := "ikectl: iked is not running (no control socket at " + sock + ")\n"
+		if r.code != 1 || r.stdout != "" || r.stderr != want {
+			t.Errorf("%q: %+v, want stderr %q", args, r, want)
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"--bogus", "sas"},
+		{"--socket"},
+		{"sas", "extra"},
+		{"sas", "--yaml"},
+		{"initiate"},
+		{"initiate", "a", "b"},
+		{"terminate"},
+	} {
+		r := runIkectl(nil, args...)
+		if r.code != 2 || r.stdout != "" || !strings.HasPrefix(r.stderr, "ikectl: ") ||
+			!strings.HasSuffix(r.stderr, "Run 'ikectl --help' for usage.\n") || strings.Count(r.stderr, "\n") != 2 {
+			t.Errorf("%q: %+v", args, r)
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"sas", "--help"}, {"initiate", "--help"}} {
+		r := runIkectl(nil, args...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: ikectl") || r.stderr != "" {
+			t.Errorf("%q: %+v", args, r)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+// Package control implements iked's control protocol: a unix stream socket
+// on which a client (ikectl) sends one JSON Request line and receives one
+// JSON Response line, after which the daemon closes the connection.
+//
+// The socket is created with mode 0600, so only the daemon's user (root)
+// can use it. A request looks like
+//
+//	{"command":"initiate","connection":"site-a"}
+//
+// and its response like
+//
+//	{"sas":[{"id":"ike-1","connection":"site-a",...}]}
+//
+// or, on failure, {"error":"..."}.
+package control
+
+import (
+	"context"
+	"time"
+
+	"github.com/iked/iked/ike"
+)
+
+// Commands understood by the daemon, as Request.Command.
+const (
+	// CommandSAs lists the IKE SAs and their Child SAs.
+	CommandSAs = "sas"
+	// CommandInitiate establishes the connection named in
+	// Request.Connection and answers with the resulting SAs.
+	CommandInitiate = "initiate"
+	// CommandTerminate deletes the IKE SAs selected by Request.Target, a
+	// connection name or an SA ID ("ike-<n>").
+	CommandTerminate = "terminate"
+	// CommandStatus reports the daemon's status.
+	CommandStatus = "status"
+)
+
+// DefaultSocket is where iked creates its control socket unless configured
+// otherwise, and where ikectl looks for it.
+const DefaultSocket = "/run/iked/iked.sock"
+
+// MaxRequestSize is the largest request line, newline included, the server
+// accepts.
+const MaxRequestSize = 64 << 10
+
+// Request is one client request.
+type Request struct {
+	// Command is one of the Command constants.
+	Command string `json:"command"`
+	// Connection names the connection for "initiate".
+	Connection string `json:"connection,omitempty"`
+	// Target selects what "terminate" deletes: a connection name (all its
+	// IKE SAs) or an IKE SA ID.
+	Target string `json:"target,omitempty"`
+}
+
+// Response is the daemon's answer to a Request. Error is set if and only if
+// the request failed; otherwise the field for the command is set.
+type Response struct {
+	// Error describes why the request failed.
+	Error string `json:"error,omitempty"`
+	// SAs answers "sas" and "initiate".
+	SAs []ike.SAInfo `json:"sas,omitempty"`
+	// Status answers "status".
+	Status *Status `json:"status,omitempty"`
+	// Terminated answers "terminate": the number of IKE SAs deleted.
+	Terminated int `json:"terminated,omitempty"`
+}
+
+// Status is the daemon's overall state, answered to "status".
+type Status struct {
+	// Version is the daemon's version string.
+	Version string `json:"version"`
+	// PID is the daemon's process ID.
+	PID int `json:"pid"`
+	// Started is when the daemon started.
+	Started time.Time `json:"started"`
+	// ConfigFile is the path of the configuration file in use.
+	ConfigFile string `json:"config_file"`
+	// Listen are the addresses (address:port) the daemon receives IKE on.
+	Listen []string `json:"listen"`
+	// Backend names the data plane the Child SAs are installed in.
+	Backend string `json:"backend"`
+	// Connections are the configured connections.
+	Connections []ConnectionStatus `json:"connections"`
+	// IKESAs counts all IKE SAs, ChildSAs all installed Child SAs.
+	IKESAs   int `json:"ike_sas"`
+	ChildSAs int `json:"child_sas"`
+	// HalfOpen counts responder IKE SAs between IKE_SA_INIT and IKE_AUTH.
+	HalfOpen int `json:"half_open"`
+}
+
+// ConnectionStatus describes one configured connection.
+type ConnectionStatus struct {
+	// Name is the connection's name.
+	Name string `json:"name"`
+	// Local and Remote are the configured IKE endpoints.
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
+	// LocalID and RemoteID are the configured identities ("type:value").
+	LocalID  string `json:"local_id"`
+	RemoteID string `json:"remote_id"`
+	// Auth is the authentication method ("psk").
+	Auth string `json:"auth"`
+	// IKEProposals and ESPProposals are the configured proposals.
+	IKEProposals string `json:"ike_proposals"`
+	ESPProposals string `json:"esp_proposals"`
+	// Mode is the Child SA mode ("tunnel" or "transport").
+	Mode string `json:"mode"`
+	// StartAction is what the daemon does with the connection at startup.
+	StartAction string `json:"start_action"`
+	// IKESAs counts the connection's current IKE SAs.
+	IKESAs int `json:"ike_sas"`
+}
+
+// Handler executes control requests; the daemon's engine implements it.
+// Its methods are called concurrently from the server's goroutines.
+type Handler interface {
+	// SAs returns a snapshot of all IKE SAs.
+	SAs() []ike.SAInfo
+	// Initiate establishes the named connection and returns the SAs it
+	// created. It should return when ctx is cancelled.
+	Initiate(ctx context.Context, connection string) ([]ike.SAInfo, error)
+	// Terminate deletes the IKE SAs matching target (a connection name or
+	// an SA ID) and returns how many it deleted.
+	Terminate(ctx context.Context, target string) (int, error)
+	// Status returns the daemon's status.
+	Status() Status
+}

@@ -1,0 +1,329 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server timeouts. They are variables so tests can shorten them.
+var (
+	// readTimeout bounds how long a client may take to send its request.
+	readTimeout = 10 * time.Second
+	// requestTimeout bounds how long a request may run; initiating a
+	// connection can take ~30 s when the peer retransmits.
+	requestTimeout = 60 * time.Second
+	// writeTimeout bounds writing the response.
+	writeTimeout = 10 * time.Second
+)
+
+// Server serves the control protocol on a unix socket.
+type Server struct {
+	path string
+	ln   *net.UnixListener
+	info os.FileInfo // the socket file we created, to remove only ours
+	h    Handler
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled by Close; parent of request contexts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Listen creates the control socket at path, with mode 0600, and returns a
+// Server ready to Serve it with h. If a socket file already exists at path,
+// Listen replaces it only if nothing answers on it (a stale socket left by a
+// crashed daemon); if another daemon is listening there, it fails. It also
+// refuses to replace a file that is not a socket. A nil log discards logs.
+func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("control: nil handler")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ln, info, err := listenPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		path:   path,
+		ln:     ln,
+		info:   info,
+		h:      h,
+		log:    log,
+		ctx:    ctx,
+		cancel: cancel,
+	}, nil
+}
+
+// removeStale removes a socket file at path that nobody listens on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control socket %s: file exists and is not a socket", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s is in use: another iked is running", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("control socket %s: cannot tell whether another iked is running: %w", path, err)
+	}
+	// Nobody listens: a leftover of a daemon that did not clean up.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing stale control socket: %w", err)
+	}
+	return nil
+}
+
+// listenPrivate binds the socket inside a fresh mode-0700 directory next to
+// path, sets its mode to 0600, and only then links it to path, so that
+// nobody can connect to it while it has the umask's permissions. This
+// avoids changing the process-wide umask.
+func listenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	// The file is removed by Close (if it is still ours), not by the
+	// listener, which only knows the temporary name.
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
+		ln.Close()
+		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fail(err)
+	}
+	// Link, unlike rename, does not replace a socket another daemon may
+	// have created since removeStale looked.
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return fail(errors.New("file created concurrently, is another iked starting?"))
+	} else if err != nil {
+		// A file system without hard links: rename, which cannot fail
+		// because of an existing file.
+		if err := os.Rename(tmp, path); err != nil {
+			return fail(err)
+		}
+	}
+	info, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	return ln, info, nil
+}
+
+// Path returns the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Serve accepts connections until Close is called, handling each in its own
+// goroutine. It returns nil after Close, or the error that stopped it.
+func (s *Server) Serve() error {
+	var backoff time.Duration
+	for {
+		conn, err := s.ln.AcceptUnix()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Probably out of file descriptors: wait and retry, as
+			// net/http does, instead of spinning or giving up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("control socket accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(conn)
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops the server: it stops accepting, cancels running requests,
+// waits for their handlers to return and removes the socket file (unless
+// it has been replaced by someone else's). It is safe to call more than
+// once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	s.cancel()
+	err := s.ln.Close()
+	if fi, serr := os.Lstat(s.path); serr == nil && os.SameFile(fi, s.info) {
+		if rerr := os.Remove(s.path); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	s.wg.Wait()
+	return err
+}
+
+// handle serves one connection: one request line, one response line.
+func (s *Server) handle(conn *net.UnixConn) {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(readTimeout))
+	line, err := readLine(conn, MaxRequestSize)
+	tooLarge := errors.Is(err, errTooLarge)
+	var resp Response
+	switch {
+	case tooLarge:
+		resp.Error = fmt.Sprintf("request too large (limit %d bytes)", MaxRequestSize)
+	case err != nil:
+		s.log.Debug("control request not read", "err", err)
+		return // nobody to answer
+	default:
+		var req Request
+		if err := json.Unmarshal(line, &req); err != nil {
+			resp.Error = "malformed request: " + err.Error()
+		} else {
+			resp = s.dispatch(req)
+		}
+	}
+	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(Response{Error: "encoding response: " + err.Error()})
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		s.log.Debug("control response not sent", "err", err)
+		return
+	}
+	if tooLarge {
+		// The client may still be writing its request and only read our
+		// answer once done: swallow (a bounded amount of) the rest until
+		// it hangs up, so that it sees the answer rather than a reset.
+		conn.SetReadDeadline(time.Now().Add(drainTimeout))
+		io.CopyN(io.Discard, conn, drainLimit)
+	}
+}
+
+// Bounds on reading what follows an oversized request.
+const (
+	drainTimeout = 2 * time.Second
+	drainLimit   = 4 << 20
+)
+
+var errTooLarge = errors.New("line too long")
+
+// readLine reads one newline-terminated line of at most limit bytes
+// (newline included) and returns it without the newline. A last line
+// without a newline is accepted at EOF.
+func readLine(r io.Reader, limit int) ([]byte, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, int64(limit)+1), 4096)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > limit {
+			return nil, errTooLarge
+		}
+		switch {
+		case err == nil:
+			return bytes.TrimSuffix(line[:len(line)-1], []byte("\r")), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return line, nil
+		default:
+			return nil, err
+		}
+	}
+}
+
+// dispatch runs a request and builds its response.
+func (s *Server) dispatch(req Request) (resp Response) {
+	defer func() {
+		// A bug in one request must not take the daemon down.
+		if p := recover(); p != nil {
+			s.log.Error("control request panicked", "command", req.Command, "panic", p)
+			resp = Response{Error: "internal error"}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	s.log.Debug("control request", "command", req.Command, "connection", req.Connection, "target", req.Target)
+	switch req.Command {
+	case CommandSAs:
+		resp.SAs = s.h.SAs()
+	case CommandInitiate:
+		if req.Connection == "" {
+			return Response{Error: "initiate: missing connection name"}
+		}
+		sas, err := s.h.Initiate(ctx, req.Connection)
+		if err != nil {
+			return Response{Error: err.Error(), SAs: sas}
+		}
+		resp.SAs = sas
+	case CommandTerminate:
+		if req.Target == "" {
+			return Response{Error: "terminate: missing connection name or SA ID"}
+		}
+		n, err := s.h.Terminate(ctx, req.Target)
+		if err != nil {
+			return Response{Error: err.Error(), Terminated: n}
+		}
+		resp.Terminated = n
+	case CommandStatus:
+		st := s.h.Status()
+		resp.Status = &st
+	case "":
+		return Response{Error: "missing command"}
+	default:
+		return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}
+	}
+	return resp
+}
