@@ -118,6 +118,9 @@ type Connection struct {
 	Mode string
 	// StartAction is StartNone or StartInitiate.
 	StartAction string
+	// ForceEncap pretends this side is behind a NAT so that ESP travels in
+	// UDP on port 4500 (key "force_encap", default false).
+	ForceEncap bool
 }
 
 // RemoteIsAny reports whether the connection accepts any peer address

@@ -384,7 +384,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -479,6 +479,10 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		case "start_action":
 			if s, ok := w.oneOf(v, kv.key, StartNone, StartInitiate); ok {
 				c.StartAction = s
+			}
+		case "force_encap":
+			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
+				c.ForceEncap = s == "true"
 			}
 		}
 	}

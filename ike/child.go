@@ -134,6 +134,10 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	base := sadb.SA{Protocol: sadb.ESP, Mode: sadb.Mode(mode), EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
 		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
 	in, out := base, base
+	if sa.encap {
+		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
+		out.EncapSrcPort, out.EncapDstPort = sa.local.Port(), sa.remote.Port()
+	}
 	in.SPI, in.Inbound, in.Src, in.Dst, in.EncrKey, in.IntegKey = spiIn, true, remote, local, sadb.Key(encIn), sadb.Key(intIn)
 	out.SPI, out.Src, out.Dst, out.EncrKey, out.IntegKey = spiOut, local, remote, sadb.Key(encOut), sadb.Key(intOut)
 	if err := sa.eng.cfg.SADB.Install(&in, &out); err != nil {

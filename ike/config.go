@@ -60,6 +60,10 @@ type Connection struct {
 	Mode Mode
 	// Initiate starts the connection when the engine starts.
 	Initiate bool
+	// ForceEncap makes the peer believe this side is behind a NAT (a
+	// random NAT_DETECTION_SOURCE_IP hash, as strongSwan's encap=yes), so
+	// that ESP goes inside UDP on port 4500 even without a NAT.
+	ForceEncap bool
 }
 
 // Config is the engine's configuration. Zero values take the defaults

@@ -111,6 +111,27 @@ func (e *Engine) connection(name string) *Connection {
 	return nil
 }
 
+// natTPort is the NAT traversal port (RFC 3948); binds on it are wrapped in
+// transport.NonESPMarker.
+const natTPort = 4500
+
+// nattBindFor returns the NAT-T bind on address a (or on the unspecified
+// address of a's family), or nil.
+func (e *Engine) nattBindFor(a netip.Addr) transport.Bind {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, b := range e.binds {
+		if _, ok := b.(*transport.NonESPMarker); !ok {
+			continue
+		}
+		la := b.LocalAddr().Addr()
+		if la == a || (la.IsUnspecified() && la.Is4() == a.Is4()) {
+			return b
+		}
+	}
+	return nil
+}
+
 // AddBind starts serving b. The engine closes it on Close.
 func (e *Engine) AddBind(b transport.Bind) {
 	e.mu.Lock()
@@ -283,9 +304,8 @@ func (e *Engine) unregister(sa *ikeSA) {
 	if e.sas[sa.localSPI()] == sa {
 		delete(e.sas, sa.localSPI())
 	}
-	key := halfOpenKey{sa.remote, sa.spii}
-	if e.halfOpen[key] == sa {
-		delete(e.halfOpen, key)
+	if e.halfOpen[sa.initKey] == sa {
+		delete(e.halfOpen, sa.initKey)
 	}
 	e.mu.Unlock()
 }
@@ -296,6 +316,9 @@ func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, b := range e.binds {
+		if _, natt := b.(*transport.NonESPMarker); natt {
+			continue
+		}
 		la := b.LocalAddr().Addr()
 		if la.Is4() != c.Remote.Addr().Is4() {
 			continue

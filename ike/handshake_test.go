@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 
+	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 )
 
@@ -272,4 +274,32 @@ func mustTS(t testing.TB, s ...string) []wire.TrafficSelector {
 		out = append(out, ts)
 	}
 	return out
+}
+
+// TestForceEncapFloats: with forced encapsulation the initiator moves to
+// the NAT-T port after IKE_SA_INIT (§2.23), the responder follows it, and
+// the Child SAs are marked for ESP-in-UDP on port 4500.
+func TestForceEncapFloats(t *testing.T) {
+	p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.ForceEncap = true })
+	na, nb := transport.Pipe(netip.AddrPortFrom(addrA.Addr(), 4500), netip.AddrPortFrom(addrB.Addr(), 4500))
+	p.a.AddBind(transport.WithNonESPMarker(na))
+	p.b.AddBind(transport.WithNonESPMarker(nb))
+	var onMain, onNATT atomic.Int32
+	p.ba.Filter = func(b []byte) bool { onMain.Add(1); return true }
+	na.Filter = func(b []byte) bool { onNATT.Add(1); return true }
+	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onMain.Load() != 1 || onNATT.Load() != 1 {
+		t.Fatalf("initiator sent %d messages on port 500 and %d on 4500, want 1 and 1", onMain.Load(), onNATT.Load())
+	}
+	if !p.b.SAs()[0].NATRemote || infos[0].RemoteAddr != "192.0.2.2:4500" || p.b.SAs()[0].RemoteAddr != "192.0.2.1:4500" {
+		t.Fatalf("addresses after the float: %+v / %+v", infos[0], p.b.SAs()[0])
+	}
+	for _, s := range append(p.memA.SAs(), p.memB.SAs()...) {
+		if s.EncapSrcPort != 4500 || s.EncapDstPort != 4500 {
+			t.Fatalf("Child SA %08x not UDP-encapsulated: %d->%d", s.SPI, s.EncapSrcPort, s.EncapDstPort)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike/transform"
@@ -203,7 +204,11 @@ func (hs *initiator) buildSAInit(msgID uint32) ([]byte, error) {
 	}
 	props := toWire(hs.conn.IKEProposals, wire.ProtoIKE, nil, true)
 	ps = append(ps, &wire.SA{Proposals: props}, &wire.KE{Group: hs.group.ID(), Data: hs.dh.Public()}, &wire.Nonce{Data: sa.ni})
-	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote)...)
+	nat := natNotifies(sa.spii, 0, sa.local, sa.remote)
+	if hs.conn.ForceEncap {
+		fakeNATSource(nat, hs.eng.cfg.Rand)
+	}
+	ps = append(ps, nat...)
 	m := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
 		Payloads: ps,
@@ -241,6 +246,9 @@ func (hs *initiator) processSAInit() error {
 	sa.nr = append([]byte(nil), nonce.Data...)
 	sa.msgR = resp.raw
 	sa.natLocal, sa.natRemote = detectNAT(resp.payloads, sa.spii, sa.spir, sa.local, sa.remote)
+	if sa.natLocal || sa.natRemote || hs.conn.ForceEncap {
+		hs.floatToNATT()
+	}
 	if err := sa.deriveKeys(shared); err != nil {
 		return err
 	}
@@ -254,6 +262,23 @@ func (hs *initiator) processSAInit() error {
 	hs.session = session
 	sa.sessions = []auth.Session{session}
 	return nil
+}
+
+// floatToNATT moves the SA to the NAT-T port once a NAT is detected: §2.23
+// says the initiator sends everything after IKE_SA_INIT from and to port
+// 4500, with the non-ESP marker. Without a NAT-T bind on our address the
+// SA stays where it is. Caller holds mu.
+func (hs *initiator) floatToNATT() {
+	sa := hs.sa
+	b := hs.eng.nattBindFor(sa.local.Addr())
+	if b == nil {
+		sa.log(slog.LevelWarn, "NAT detected but no NAT-T (port 4500) listen address to move to")
+		return
+	}
+	to := netip.AddrPortFrom(sa.remote.Addr(), natTPort)
+	sa.log(slog.LevelInfo, "NAT detected, moving to the NAT-T port", "nat_local", sa.natLocal, "nat_remote", sa.natRemote,
+		"local", b.LocalAddr().String(), "remote", to.String())
+	sa.bind, sa.local, sa.remote, sa.encap = b, b.LocalAddr(), to, true
 }
 
 // exchangeAuth sends IKE_AUTH: IDi, [IDr,] AUTH, [N(USE_TRANSPORT_MODE),]

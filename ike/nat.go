@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/binary"
+	"io"
 	"net/netip"
 
 	"github.com/iked/iked/ike/wire"
@@ -31,6 +32,18 @@ func natNotifies(spii, spir uint64, local, remote netip.AddrPort) []wire.Payload
 	return []wire.Payload{
 		&wire.Notify{Code: wire.NotifyNATDetectionSourceIP, Data: natHash(spii, spir, local)},
 		&wire.Notify{Code: wire.NotifyNATDetectionDestinationIP, Data: natHash(spii, spir, remote)},
+	}
+}
+
+// fakeNATSource replaces the NAT_DETECTION_SOURCE_IP hash in nat with
+// random octets, so that the peer sees this side as behind a NAT.
+func fakeNATSource(nat []wire.Payload, rand io.Reader) {
+	for _, p := range nat {
+		if n := p.(*wire.Notify); n.Code == wire.NotifyNATDetectionSourceIP {
+			fake := make([]byte, len(n.Data))
+			_, _ = io.ReadFull(rand, fake)
+			n.Data = fake
+		}
 	}
 }
 

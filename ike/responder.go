@@ -201,7 +201,9 @@ func (hs *saInitResponder) createSA() error {
 		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
 		msgI:       append([]byte(nil), hs.pkt...),
 		nextRecvID: 1,
+		initKey:    halfOpenKey{hs.from, hs.msg.Header.SPIi},
 	}
+	_, sa.encap = hs.bind.(*transport.NonESPMarker)
 	sa.natLocal, sa.natRemote = detectNAT(hs.msg.Payloads, sa.spii, 0, sa.local, sa.remote)
 	if err := sa.deriveKeys(shared); err != nil {
 		return err
@@ -219,7 +221,11 @@ func (hs *saInitResponder) createSA() error {
 	}
 	chosen := hs.suite.wire(nil)
 	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: dh.Public()}, &wire.Nonce{Data: nr}}
-	payloads = append(payloads, natNotifies(sa.spii, sa.spir, sa.local, sa.remote)...)
+	nat := natNotifies(sa.spii, sa.spir, sa.local, sa.remote)
+	if hs.cands[0].ForceEncap {
+		fakeNATSource(nat, e.cfg.Rand)
+	}
+	payloads = append(payloads, nat...)
 	payloads = append(payloads, extra...)
 	resp := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
@@ -229,7 +235,7 @@ func (hs *saInitResponder) createSA() error {
 
 	e.mu.Lock()
 	e.sas[spir] = sa
-	e.halfOpen[halfOpenKey{hs.from, sa.spii}] = sa
+	e.halfOpen[sa.initKey] = sa
 	e.mu.Unlock()
 	e.halfOpenCount.Add(1)
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
@@ -428,7 +434,7 @@ func (sa *ikeSA) establish() {
 			sa.halfOpenTimer.Stop()
 		}
 		sa.eng.mu.Lock()
-		delete(sa.eng.halfOpen, halfOpenKey{sa.remote, sa.spii})
+		delete(sa.eng.halfOpen, sa.initKey)
 		sa.eng.mu.Unlock()
 	}
 	sa.state = stateEstablished

@@ -49,6 +49,8 @@ type ikeSA struct {
 	bind        transport.Bind
 	local       netip.AddrPort
 	remote      netip.AddrPort
+	initKey     halfOpenKey // how the IKE_SA_INIT request found us (responder)
+	encap       bool        // on the NAT-T port: ESP goes in UDP (RFC 3948)
 	suite       *suite
 	keys        *transform.IKEKeys
 	out, in     *transform.Protector // protect our messages / open the peer's
@@ -210,7 +212,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 			return
 		}
 		sa.eng.stats.retransmitsAnswered.Add(1)
-		sa.eng.send(sa.bind, sa.remote, sa.lastResponse)
+		sa.eng.send(b, from, sa.lastResponse)
 		return
 	case hdr.MessageID != sa.nextRecvID:
 		sa.eng.stats.drop(DropInvalidMsgID)
@@ -221,6 +223,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		sa.dropUndecryptable(err)
 		return
 	}
+	sa.notePath(b, from)
 	var resp []byte
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
@@ -248,10 +251,23 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	}
 	sa.nextRecvID++
 	sa.lastResponse = resp
-	sa.eng.send(sa.bind, sa.remote, resp)
+	// §2.11: a response goes back to the address and port the request came from.
+	sa.eng.send(b, from, resp)
 	if sa.state == stateDead {
 		sa.eng.unregister(sa)
 	}
+}
+
+// notePath follows the peer to the address and port an authenticated
+// request came from: the initiator's move to the NAT-T port after
+// IKE_SA_INIT (§2.23), or a NAT mapping that changed. Caller holds mu.
+func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
+	if b == sa.bind && from == sa.remote {
+		return
+	}
+	sa.log(slog.LevelInfo, "peer moved", "from", sa.remote.String(), "to", from.String(), "local", b.LocalAddr().String())
+	sa.bind, sa.remote, sa.local = b, from, b.LocalAddr()
+	_, sa.encap = b.(*transport.NonESPMarker)
 }
 
 // dropUndecryptable counts a message whose SK payload failed.

@@ -89,6 +89,9 @@ type SA struct {
 	IntegKey Key
 	// ESN enables 64-bit extended sequence numbers.
 	ESN bool
+	// EncapSrcPort and EncapDstPort are the UDP ports of ESP-in-UDP
+	// encapsulation (RFC 3948); both zero means plain ESP.
+	EncapSrcPort, EncapDstPort uint16
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []wire.TrafficSelector
 	// Installed is when the SA was added.

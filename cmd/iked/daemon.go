@@ -80,6 +80,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+			ForceEncap: c.ForceEncap,
 		})
 	}
 	return out
