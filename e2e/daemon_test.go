@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ type daemon struct {
 	socket  string
 	metrics string
 	addr    netip.AddrPort
-	log     *bytes.Buffer
+	log     *syncBuffer
 	done    chan error
 }
 
@@ -82,7 +83,7 @@ type daemon struct {
 func startDaemon(t *testing.T, name string, addr netip.AddrPort, config string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, name: name, socket: filepath.Join(dir, "iked.sock"), metrics: freeTCP(t), addr: addr, log: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{t: t, name: name, socket: filepath.Join(dir, "iked.sock"), metrics: freeTCP(t), addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
 	config = strings.NewReplacer("CONTROL", d.socket, "METRICS", d.metrics).Replace(config)
 	path := filepath.Join(dir, "iked.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -191,6 +192,24 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 const pskSecret = "e2e test pre-shared key"

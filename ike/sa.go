@@ -75,6 +75,10 @@ type ikeSA struct {
 	lastResponse []byte
 
 	halfOpenTimer *time.Timer
+
+	logMu       sync.Mutex // log lines are also written without mu held
+	logCache    []slog.Attr
+	logCacheKey logKey
 }
 
 // pendingRequest is a request waiting for its response.
@@ -104,13 +108,32 @@ func (sa *ikeSA) role() string {
 	return "responder"
 }
 
-// logAttrs are the attributes of every log line about this SA.
-func (sa *ikeSA) logAttrs() []any {
-	attrs := []any{"sa", sa.id, "spi_i", spiHex(sa.spii), "spi_r", spiHex(sa.spir), "peer", sa.remote.String(), "role", sa.role()}
-	if sa.conn != nil {
-		attrs = append(attrs, "connection", sa.conn.Name)
+// logAttrs are the attributes of every log line about this SA. They are
+// built once and rebuilt only when what they show changes, because SPIs
+// and addresses are formatted into strings. The fields read here change
+// only under mu, and lines written without mu come after the handshake;
+// the race detector runs the tests to keep it so.
+func (sa *ikeSA) logAttrs() []slog.Attr {
+	key := logKey{spir: sa.spir, remote: sa.remote, conn: sa.conn}
+	sa.logMu.Lock()
+	defer sa.logMu.Unlock()
+	if sa.logCache != nil && sa.logCacheKey == key {
+		return sa.logCache
 	}
+	attrs := []slog.Attr{slog.String("sa", sa.id), slog.String("spi_i", spiHex(sa.spii)), slog.String("spi_r", spiHex(sa.spir)),
+		slog.String("peer", sa.remote.String()), slog.String("role", sa.role())}
+	if sa.conn != nil {
+		attrs = append(attrs, slog.String("connection", sa.conn.Name))
+	}
+	sa.logCache, sa.logCacheKey = attrs, key
 	return attrs
+}
+
+// logKey is what the cached log attributes depend on.
+type logKey struct {
+	spir   uint64
+	remote netip.AddrPort
+	conn   *Connection
 }
 
 // log writes one line about this SA. The level is checked first so that
@@ -120,7 +143,10 @@ func (sa *ikeSA) log(level slog.Level, msg string, args ...any) {
 	if !sa.eng.log.Enabled(ctx, level) {
 		return
 	}
-	sa.eng.log.Log(ctx, level, msg, append(sa.logAttrs(), args...)...)
+	r := slog.NewRecord(sa.eng.cfg.Now(), level, msg, 0)
+	r.AddAttrs(sa.logAttrs()...)
+	r.Add(args...)
+	_ = sa.eng.log.Handler().Handle(ctx, r)
 }
 
 // flags returns the header flags for a message we send.
