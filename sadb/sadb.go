@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"time"
@@ -61,6 +62,10 @@ func (Key) String() string { return "[redacted]" }
 
 // GoString implements fmt.GoStringer without revealing the key.
 func (Key) GoString() string { return "sadb.Key{[redacted]}" }
+
+// Format implements fmt.Formatter: whatever the verb, and wherever the key
+// sits (a struct, a slice of pointers), it prints as [redacted].
+func (Key) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[redacted]") }
 
 // Wipe overwrites the key.
 func (k Key) Wipe() {

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,10 @@ func (Secret) String() string { return "[redacted]" }
 // GoString implements fmt.GoStringer without revealing the secret.
 func (Secret) GoString() string { return "psk.Secret{[redacted]}" }
 
+// Format implements fmt.Formatter: whatever the verb, the secret shows as
+// [redacted], also inside structs where fmt would not call String.
+func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[redacted]") }
+
 // Wipe overwrites the secret.
 func (s *Secret) Wipe() {
 	for i := range s.b {
@@ -52,6 +57,11 @@ func NewSecret(b []byte) (Secret, error) {
 type Method struct {
 	secret Secret
 }
+
+// Format implements fmt.Formatter so that printing a Method, for example
+// inside a logged configuration, never shows the key: fmt does not call
+// the methods of unexported fields such as the secret.
+func (Method) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "psk.Method{[redacted]}") }
 
 // New returns a PSK method for secret.
 func New(secret Secret) *Method { return &Method{secret: secret} }
@@ -129,6 +139,9 @@ type session struct {
 	params *auth.Params
 	key    []byte
 }
+
+// Format implements fmt.Formatter: the derived key never prints.
+func (session) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "psk.session{[redacted]}") }
 
 func (s *session) mic(signedOctets []byte) []byte {
 	return s.params.PRF.Sum(nil, s.key, signedOctets)
