@@ -147,8 +147,10 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS}
 	sa.children = append(sa.children, c)
 	sa.eng.keyLog.child(sa, c)
-	sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
-		"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))
+	if sa.logs(slog.LevelInfo) {
+		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
+			"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))
+	}
 	return c, nil
 }
 

@@ -82,6 +82,8 @@ func newPair(t testing.TB, opts ...pairOpt) *pair {
 		Auth: mustPSK(t, "correct horse battery"), IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
 		ESPProposals: mustESP(t, "aes256gcm16"),
 	}
+	// Info lines go to a discarding handler, so that their formatting cost
+	// is counted as it would be in the daemon.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		quiet = slog.Default()

@@ -136,6 +136,10 @@ type logKey struct {
 	conn   *Connection
 }
 
+// logs reports whether lines of level are written: callers whose
+// attributes cost something to format check it first.
+func (sa *ikeSA) logs(level slog.Level) bool { return sa.eng.log.Enabled(context.Background(), level) }
+
 // log writes one line about this SA. The level is checked first so that
 // disabled debug lines cost nothing on the handshake path.
 func (sa *ikeSA) log(level slog.Level, msg string, args ...any) {
@@ -459,7 +463,9 @@ func (sa *ikeSA) removeChild(c *childSA) {
 	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
 		sa.log(slog.LevelWarn, "removing Child SA from the data plane failed", "err", err)
 	}
-	sa.log(slog.LevelInfo, "CHILD SA removed", "spi_in", fmt.Sprintf("%08x", c.inbound.SPI), "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
+	if sa.logs(slog.LevelInfo) {
+		sa.log(slog.LevelInfo, "CHILD SA removed", "spi_in", fmt.Sprintf("%08x", c.inbound.SPI), "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
+	}
 }
 
 // info snapshots the SA for ikectl.
