@@ -303,3 +303,33 @@ func TestForceEncapFloats(t *testing.T) {
 		}
 	}
 }
+
+// TestCriticalPayloadInsideSK: an unknown critical payload inside an
+// authentic INFORMATIONAL is answered, protected, with
+// UNSUPPORTED_CRITICAL_PAYLOAD naming its type (§2.5); the SA stays up.
+func TestCriticalPayloadInsideSK(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	sa := p.a.allSAs()[0]
+	resp, err := sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+		return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Unknown{T: 211, Critical: true, Data: []byte{7}}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := wire.FindNotify(resp.payloads, wire.NotifyUnsupportedCriticalPayload)
+	if n == nil || len(n.Data) != 1 || n.Data[0] != 211 {
+		t.Fatalf("response %+v", resp.payloads)
+	}
+	if p.b.SAs()[0].State != "established" {
+		t.Fatal("responder dropped the SA")
+	}
+	// A later liveness check still works: message IDs stayed in step.
+	if _, err := sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+		return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

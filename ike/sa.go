@@ -249,6 +249,13 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	inner, err := sa.openMessage(pkt, msg)
+	var we *wire.Error
+	if errors.As(err, &we) {
+		// Authentic but malformed inside: answer it, protected (§2.5, §3.10.1).
+		sa.notePath(b, from)
+		sa.answerMalformed(hdr.Exchange, we)
+		return
+	}
 	if err != nil {
 		sa.dropUndecryptable(err)
 		return
@@ -284,6 +291,34 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	// §2.11: a response goes back to the address and port the request came from.
 	sa.eng.send(b, from, resp)
 	if sa.state == stateDead {
+		sa.eng.unregister(sa)
+	}
+}
+
+// answerMalformed answers an authenticated request whose inner payloads do
+// not parse: UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, else
+// INVALID_SYNTAX. A malformed IKE_AUTH ends the SA, which cannot be
+// authenticated any more. Caller holds mu.
+func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
+	sa.eng.stats.drop(DropMalformed)
+	sa.log(slog.LevelInfo, "malformed request", "exchange", exchangeName(exch), "err", we.Error())
+	var n *wire.Notify
+	if we.Notify == wire.NotifyUnsupportedCriticalPayload {
+		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
+	} else {
+		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
+	}
+	sa.eng.stats.notify(notifyName(n.Code))
+	resp, err := sa.sealMessage(exch, sa.nextRecvID, true, []wire.Payload{n})
+	if err != nil {
+		return
+	}
+	sa.nextRecvID++
+	sa.lastResponse = resp
+	sa.eng.send(sa.bind, sa.remote, resp)
+	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+		sa.eng.stats.failure(failureReason(n.Code))
+		sa.destroyLocked("malformed IKE_AUTH")
 		sa.eng.unregister(sa)
 	}
 }
