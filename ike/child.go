@@ -131,7 +131,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	now := sa.eng.cfg.Now()
 	local, remote := sa.local.Addr(), sa.remote.Addr()
-	base := sadb.SA{Protocol: sadb.ESP, Mode: sadb.Mode(mode), EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
+	base := sadb.SA{Protocol: sadb.ESP, Mode: mode, EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
 		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
 	in, out := base, base
 	if sa.encap {

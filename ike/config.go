@@ -17,22 +17,15 @@ import (
 	"github.com/iked/iked/sadb"
 )
 
-// Mode is the IPsec mode a connection negotiates for its Child SAs.
-type Mode uint8
+// Mode is the IPsec mode a connection negotiates for its Child SAs; it is
+// the data plane's notion of mode.
+type Mode = sadb.Mode
 
 // Modes.
 const (
-	ModeTunnel Mode = iota
-	ModeTransport
+	ModeTunnel    = sadb.Tunnel
+	ModeTransport = sadb.Transport
 )
-
-// String returns "tunnel" or "transport".
-func (m Mode) String() string {
-	if m == ModeTransport {
-		return "transport"
-	}
-	return "tunnel"
-}
 
 // Connection is a configured peer: how to reach it, who it is, how to
 // authenticate and what to protect.
