@@ -1,0 +1,162 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// capture is a tcpdump writing the UDP traffic of one interface in a
+// namespace to a pcap file, packet by packet (--immediate-mode -U), so
+// nothing is lost when it is stopped.
+type capture struct {
+	t       *testing.T
+	path    string
+	errPath string
+	cmd     *exec.Cmd
+	done    chan error
+	stopped bool
+}
+
+// startCapture starts tcpdump on dev in ns and waits until it listens.
+// t.Cleanup stops it.
+func startCapture(t *testing.T, ns *netns, dev string) *capture {
+	t.Helper()
+	requireTools(t, "tcpdump")
+	dir := t.TempDir()
+	c := &capture{t: t, path: filepath.Join(dir, dev+".pcap"), errPath: filepath.Join(dir, "tcpdump.err"), done: make(chan error, 1)}
+	ef, err := os.Create(c.errPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	c.cmd = ns.command(context.Background(), "tcpdump", "-i", dev, "-n", "-s", "0", "--immediate-mode", "-U", "-w", c.path, "udp")
+	c.cmd.Stdout, c.cmd.Stderr = ef, ef
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("starting tcpdump: %v", err)
+	}
+	go func() { c.done <- c.cmd.Wait() }()
+	t.Cleanup(c.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(c.errPath)
+		if strings.Contains(string(b), "listening on") {
+			return c
+		}
+		select {
+		case err := <-c.done:
+			c.stopped = true
+			t.Fatalf("tcpdump exited: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump not listening after 10s: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop ends the capture; the pcap file stays readable. Safe to call twice.
+func (c *capture) Stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	_ = c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// tshark runs tshark on the capture (stopping it first) with the given
+// preferences (e.g. iked's key log lines) and arguments.
+func (c *capture) tshark(prefs []string, args ...string) (string, error) {
+	c.Stop()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		return "", fmt.Errorf("tshark not found: %v", err)
+	}
+	argv := []string{"-r", c.path, "-n"}
+	for _, p := range prefs {
+		argv = append(argv, "-o", p)
+	}
+	argv = append(argv, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "tshark", argv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("tshark %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// ikePayloadNames are the short names of IKEv2 payload types (RFC 7296
+// §3.2) as charon logs them; Proposal and Transform substructures are left
+// out of summaries.
+var ikePayloadNames = map[string]string{
+	"2": "", "3": "", "33": "SA", "34": "KE", "35": "IDi", "36": "IDr", "37": "CERT", "38": "CERTREQ",
+	"39": "AUTH", "40": "No", "41": "N", "42": "D", "43": "V", "44": "TSi", "45": "TSr", "46": "SK",
+	"47": "CP", "48": "EAP", "53": "SKF",
+}
+
+// Summary returns one line per captured packet: number, time, source and
+// destination with ports, tshark's info column, and for IKE the payloads
+// (decrypted with prefs, the key log, when given) and notify types, e.g.
+//
+//	3  0.002771  10.99.1.1:4500 -> 10.99.1.2:4500  IKE_AUTH MID=01 Initiator Request  [SK IDi IDr AUTH SA TSi TSr]
+func (c *capture) Summary(prefs []string) string {
+	out, err := c.tshark(prefs, "-T", "fields", "-E", "separator=/t", "-E", "aggregator=,",
+		"-e", "frame.number", "-e", "frame.time_relative", "-e", "ip.src", "-e", "udp.srcport",
+		"-e", "ip.dst", "-e", "udp.dstport", "-e", "_ws.col.Info", "-e", "isakmp.typepayload", "-e", "isakmp.notify.msgtype")
+	if err != nil {
+		return fmt.Sprintf("%s(%v)", out, err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 9 {
+			b.WriteString(line + "\n")
+			continue
+		}
+		var payloads []string
+		for _, n := range strings.Split(f[7], ",") {
+			name, ok := ikePayloadNames[n]
+			if !ok {
+				name = n
+			}
+			if name != "" {
+				payloads = append(payloads, name)
+			}
+		}
+		extra := ""
+		if len(payloads) > 0 {
+			extra = "  [" + strings.Join(payloads, " ") + "]"
+		}
+		if f[8] != "" {
+			extra += "  notify types " + f[8]
+		}
+		fmt.Fprintf(&b, "%4s  %9s  %s:%s -> %s:%s  %s%s\n", f[0], f[1], f[2], f[3], f[4], f[5], f[6], extra)
+	}
+	return b.String()
+}
+
+// Details returns tshark's full decode (-V) of the packets matching the
+// display filter, e.g. "isakmp".
+func (c *capture) Details(prefs []string, filter string) string {
+	out, err := c.tshark(prefs, "-V", "-Y", filter)
+	if err != nil {
+		return fmt.Sprintf("%s(%v)", out, err)
+	}
+	return out
+}

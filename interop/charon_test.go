@@ -1,0 +1,526 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// charonPlugins is the explicit plugin list. kernel-libipsec comes before
+// kernel-netlink so that SAs live in charon (ESP in UDP through the TUN
+// device ipsec0): the kernel here has XFRM but no ESP.
+const charonPlugins = "random nonce openssl aes sha1 sha2 hmac gcm chapoly curve25519 kdf pem pkcs1 x509 pubkey gmp kernel-libipsec kernel-netlink socket-default vici updown"
+
+// charonLogLevels are charon's filelog levels per subsystem (-1 silent, 0
+// to 4; at 4, ike logs the SK_* keys and chd the ESP keys).
+type charonLogLevels struct {
+	Default, IKE, CFG, ENC, NET, CHD, KNL int
+}
+
+// defaultCharonLog shows the exchanges and their payloads.
+var defaultCharonLog = charonLogLevels{Default: 1, IKE: 2, CFG: 2, ENC: 1, NET: 1, CHD: 2, KNL: 1}
+
+// charonConn is one swanctl connection with one child.
+type charonConn struct {
+	Name       string // connection (IKE) name
+	Child      string // child name
+	LocalAddr  string // local_addrs
+	RemoteAddr string // remote_addrs
+	LocalID    string // e.g. "fqdn:charon.example"
+	RemoteID   string
+	PSK        string
+	// IKEProposals and ESPProposals in strongSwan notation; empty means
+	// charon's default.
+	IKEProposals []string
+	ESPProposals []string
+	LocalTS      []string
+	RemoteTS     []string
+	Mode         string        // tunnel (default) or transport
+	DPDDelay     time.Duration // 0: no DPD
+	// Encap forces UDP encapsulation (encap = yes).
+	Encap bool
+}
+
+// charonOptions configure a charon instance.
+type charonOptions struct {
+	Log   charonLogLevels
+	Conns []charonConn
+	// RetransmitTimeout (seconds) and RetransmitTries keep failing
+	// exchanges short; zero values mean 1s and 2 tries.
+	RetransmitTimeout float64
+	RetransmitTries   int
+}
+
+// charon is a running strongSwan charon inside a namespace.
+type charon struct {
+	t       *testing.T
+	ns      *netns
+	dir     string
+	conf    string // strongswan.conf
+	swanDir string // SWANCTL_DIR
+	uri     string // vici URI
+	logPath string
+	cmd     *exec.Cmd
+	outPath string // charon's stdout and stderr
+	outFile *os.File
+	done    chan error
+	exited  bool  // Wait returned (its result is in err)
+	err     error // exit status, once exited
+}
+
+// quoteSS quotes a strongswan.conf / swanctl.conf value.
+func quoteSS(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// strongswanConf renders strongswan.conf for a charon whose files live in dir.
+func strongswanConf(dir string, o charonOptions) string {
+	l := o.Log
+	rt, tries := o.RetransmitTimeout, o.RetransmitTries
+	if rt == 0 {
+		rt = 1
+	}
+	if tries == 0 {
+		tries = 2
+	}
+	return fmt.Sprintf(`charon {
+	load = %s
+	install_routes = no
+	install_virtual_ip = no
+	retransmit_timeout = %g
+	retransmit_tries = %d
+	retransmit_base = 1.4
+	port = 500
+	port_nat_t = 4500
+	filelog {
+		interop {
+			path = %s
+			time_format = %%H:%%M:%%S
+			append = no
+			flush_line = yes
+			ike_name = yes
+			default = %d
+			ike = %d
+			cfg = %d
+			enc = %d
+			net = %d
+			chd = %d
+			knl = %d
+		}
+	}
+	syslog {
+		daemon {
+			default = -1
+		}
+	}
+	plugins {
+		vici {
+			socket = unix://%s
+		}
+	}
+}
+`, charonPlugins, rt, tries, filepath.Join(dir, "charon.log"),
+		l.Default, l.IKE, l.CFG, l.ENC, l.NET, l.CHD, l.KNL, filepath.Join(dir, "charon.vici"))
+}
+
+// swanctlConf renders swanctl.conf: the connections and one PSK secret per
+// connection.
+func swanctlConf(conns []charonConn) string {
+	var b strings.Builder
+	list := func(xs []string) string { return strings.Join(xs, ",") }
+	b.WriteString("connections {\n")
+	for _, c := range conns {
+		fmt.Fprintf(&b, "\t%s {\n\t\tversion = 2\n", c.Name)
+		fmt.Fprintf(&b, "\t\tlocal_addrs = %s\n\t\tremote_addrs = %s\n", c.LocalAddr, c.RemoteAddr)
+		if len(c.IKEProposals) > 0 {
+			fmt.Fprintf(&b, "\t\tproposals = %s\n", list(c.IKEProposals))
+		}
+		fmt.Fprintf(&b, "\t\tdpd_delay = %ds\n", int(c.DPDDelay/time.Second))
+		if c.Encap {
+			b.WriteString("\t\tencap = yes\n")
+		}
+		fmt.Fprintf(&b, "\t\tlocal {\n\t\t\tauth = psk\n\t\t\tid = %s\n\t\t}\n", quoteSS(c.LocalID))
+		fmt.Fprintf(&b, "\t\tremote {\n\t\t\tauth = psk\n\t\t\tid = %s\n\t\t}\n", quoteSS(c.RemoteID))
+		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n", c.Child)
+		if len(c.LocalTS) > 0 {
+			fmt.Fprintf(&b, "\t\t\t\tlocal_ts = %s\n", list(c.LocalTS))
+		}
+		if len(c.RemoteTS) > 0 {
+			fmt.Fprintf(&b, "\t\t\t\tremote_ts = %s\n", list(c.RemoteTS))
+		}
+		if len(c.ESPProposals) > 0 {
+			fmt.Fprintf(&b, "\t\t\t\tesp_proposals = %s\n", list(c.ESPProposals))
+		}
+		mode := c.Mode
+		if mode == "" {
+			mode = "tunnel"
+		}
+		fmt.Fprintf(&b, "\t\t\t\tmode = %s\n\t\t\t\tstart_action = none\n", mode)
+		b.WriteString("\t\t\t}\n\t\t}\n\t}\n")
+	}
+	b.WriteString("}\nsecrets {\n")
+	for i, c := range conns {
+		fmt.Fprintf(&b, "\tike-%d {\n\t\tid-1 = %s\n\t\tid-2 = %s\n\t\tsecret = %s\n\t}\n",
+			i, quoteSS(c.LocalID), quoteSS(c.RemoteID), quoteSS(c.PSK))
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// startCharon writes the configuration, starts charon in ns with a
+// private /run (its pid file is compiled in as /var/run/charon.pid), waits
+// for the vici socket and loads the connections with swanctl --load-all.
+// t.Cleanup stops it (SIGTERM, then SIGKILL) and logs its log on failure.
+func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
+	t.Helper()
+	requireCharon(t)
+	dir := t.TempDir()
+	c := &charon{
+		t: t, ns: ns, dir: dir,
+		conf:    filepath.Join(dir, "strongswan.conf"),
+		swanDir: filepath.Join(dir, "swanctl"),
+		uri:     "unix://" + filepath.Join(dir, "charon.vici"),
+		logPath: filepath.Join(dir, "charon.log"),
+		outPath: filepath.Join(dir, "charon.out"),
+		done:    make(chan error, 1),
+	}
+	if o.Log == (charonLogLevels{}) {
+		o.Log = defaultCharonLog
+	}
+	run := filepath.Join(dir, "run")
+	for _, d := range []string{run, c.swanDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(c.conf, []byte(strongswanConf(dir, o)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.swanDir, "swanctl.conf"), []byte(swanctlConf(o.Conns)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// ip netns exec gives the command its own mount namespace, so the bind
+	// mount is private to charon; exec keeps the PID charon's.
+	c.cmd = ns.command(context.Background(), "sh", "-c", `mount --bind "$1" /run && exec "$2"`, "sh", run, charonPath)
+	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
+	f, err := os.Create(c.outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.outFile = f
+	c.cmd.Stdout, c.cmd.Stderr = f, f
+	if err := c.cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("starting charon: %v", err)
+	}
+	go func() { c.done <- c.cmd.Wait() }()
+	t.Cleanup(c.stop)
+
+	sock := filepath.Join(dir, "charon.vici")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case err := <-c.done:
+			c.exited, c.err = true, err
+			t.Fatalf("charon exited: %v\n%s\n%s", err, c.output(), c.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon: no vici socket after 10s\n%s", c.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, err := c.swanctl(15*time.Second, "--load-all"); err != nil {
+		t.Fatalf("swanctl --load-all: %v\n%s", err, out)
+	}
+	return c
+}
+
+// stop terminates charon and, if the test failed, logs its output.
+func (c *charon) stop() {
+	if !c.exited {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case c.err = <-c.done:
+			c.exited = true
+		case <-time.After(5 * time.Second):
+			_ = c.cmd.Process.Kill()
+			c.err = <-c.done
+			c.exited = true
+		}
+	}
+	c.outFile.Close()
+	if c.t.Failed() || verbose() {
+		c.t.Logf("charon log (%s):\n%s", c.logPath, c.Log())
+		if out := c.output(); out != "" {
+			c.t.Logf("charon stdout/stderr:\n%s", out)
+		}
+	}
+}
+
+// output returns what charon wrote to stdout and stderr.
+func (c *charon) output() string {
+	b, _ := os.ReadFile(c.outPath)
+	return string(b)
+}
+
+// swanctl runs swanctl CMD --uri URI ARGS... against this charon (the
+// vici socket is on the shared file system, so swanctl runs outside the
+// namespace) and returns its combined output.
+func (c *charon) swanctl(timeout time.Duration, cmd string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	x := exec.CommandContext(ctx, "swanctl", append([]string{cmd, "--uri", c.uri}, args...)...)
+	x.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf, "SWANCTL_DIR="+c.swanDir)
+	out, err := x.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("swanctl %s: timed out after %v", cmd, timeout)
+	} else if err != nil {
+		err = fmt.Errorf("swanctl %s %s: %v", cmd, strings.Join(args, " "), err)
+	}
+	return string(out), err
+}
+
+// Initiate runs swanctl --initiate for child of ike and returns swanctl's
+// output (charon's log of the exchange) and an error when the Child SA
+// was not established within 10 seconds.
+func (c *charon) Initiate(child, ike string) (string, error) {
+	return c.swanctl(20*time.Second, "--initiate", "--child", child, "--ike", ike, "--timeout", "10")
+}
+
+// Terminate deletes the IKE SAs of connection ike.
+func (c *charon) Terminate(ike string) (string, error) {
+	return c.swanctl(20*time.Second, "--terminate", "--ike", ike, "--timeout", "10")
+}
+
+// Log returns charon's filelog so far.
+func (c *charon) Log() string {
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", c.logPath, err)
+	}
+	return string(b)
+}
+
+// charonIKESA is one IKE SA as swanctl --list-sas reports it.
+type charonIKESA struct {
+	Name       string // connection name
+	UniqueID   string
+	State      string // e.g. ESTABLISHED, CONNECTING
+	LocalHost  string
+	LocalPort  string
+	RemoteHost string
+	RemotePort string
+	LocalID    string
+	RemoteID   string
+	Initiator  bool
+	SPIi, SPIr string // 16 hex digits
+	EncrAlg    string // e.g. AES_GCM_16
+	EncrKey    string // key size in bits, e.g. 256; empty when fixed
+	IntegAlg   string // empty for AEAD
+	PRFAlg     string // e.g. PRF_HMAC_SHA2_256
+	DHGroup    string // e.g. CURVE_25519
+	NATRemote  bool   // nat-remote = yes
+	NATLocal   bool   // nat-local = yes
+	NATAny     bool   // nat-any = yes (also set when charon fakes a NAT)
+	Children   []charonChildSA
+	Raw        map[string]string // every scalar of the IKE SA section
+}
+
+// Algorithms returns the IKE algorithms in iked's notation:
+// ENCR[-KEYSIZE]/[INTEG/]PRF/DH.
+func (s charonIKESA) Algorithms() string {
+	return joinAlgs(s.EncrAlg, s.EncrKey, s.IntegAlg, s.PRFAlg, s.DHGroup)
+}
+
+// charonChildSA is one Child SA of a charonIKESA.
+type charonChildSA struct {
+	Name      string
+	UniqueID  string
+	State     string // INSTALLED, ...
+	Mode      string // TUNNEL, TRANSPORT
+	Protocol  string // ESP
+	Encap     bool
+	SPIIn     string // 8 hex digits
+	SPIOut    string
+	EncrAlg   string
+	EncrKey   string
+	IntegAlg  string
+	DHGroup   string
+	ESN       bool
+	LocalTS   []string
+	RemoteTS  []string
+	BytesIn   string
+	PacketsIn string
+	Raw       map[string]string
+}
+
+// Algorithms returns the ESP algorithms in iked's notation:
+// ENCR[-KEYSIZE]/[INTEG/][DH/]NO_EXT_SEQ|EXT_SEQ.
+func (c charonChildSA) Algorithms() string {
+	esn := "NO_EXT_SEQ"
+	if c.ESN {
+		esn = "EXT_SEQ"
+	}
+	return joinAlgs(c.EncrAlg, c.EncrKey, c.IntegAlg, c.DHGroup, esn)
+}
+
+func joinAlgs(encr, keysize string, rest ...string) string {
+	parts := []string{encr}
+	if keysize != "" {
+		parts[0] += "-" + keysize
+	}
+	for _, r := range rest {
+		if r != "" {
+			parts = append(parts, r)
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// ListSAs returns the IKE SAs charon knows, from swanctl --list-sas --pretty.
+func (c *charon) ListSAs() ([]charonIKESA, error) {
+	out, err := c.swanctl(10*time.Second, "--list-sas", "--pretty")
+	if err != nil {
+		return nil, fmt.Errorf("%v\n%s", err, out)
+	}
+	return parseListSAs(out)
+}
+
+// mustListSAs is ListSAs that fails the test on error.
+func (c *charon) mustListSAs() []charonIKESA {
+	c.t.Helper()
+	sas, err := c.ListSAs()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return sas
+}
+
+// viciNode is a section of swanctl's pretty-printed vici message.
+type viciNode struct {
+	name     string
+	values   map[string]string
+	lists    map[string][]string
+	sections []*viciNode
+}
+
+// parseVici parses swanctl's --pretty output: "name {" opens a section,
+// "}" closes it, "key = value" is a value, "key = [" ... "]" a list.
+func parseVici(out string) (*viciNode, error) {
+	root := &viciNode{values: map[string]string{}, lists: map[string][]string{}}
+	stack := []*viciNode{root}
+	var listNode *viciNode // the node whose list listKey is open
+	var listKey string
+	for i, line := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(line)
+		cur := stack[len(stack)-1]
+		switch {
+		case l == "":
+		case listNode != nil:
+			if l == "]" {
+				listNode = nil
+			} else {
+				listNode.lists[listKey] = append(listNode.lists[listKey], l)
+			}
+		case l == "}":
+			if len(stack) == 1 {
+				return nil, fmt.Errorf("line %d: unbalanced }", i+1)
+			}
+			stack = stack[:len(stack)-1]
+		case strings.HasSuffix(l, " {"):
+			n := &viciNode{name: strings.TrimSuffix(l, " {"), values: map[string]string{}, lists: map[string][]string{}}
+			cur.sections = append(cur.sections, n)
+			stack = append(stack, n)
+		case strings.HasSuffix(l, " = ["):
+			listNode, listKey = cur, strings.TrimSuffix(l, " = [")
+			listNode.lists[listKey] = []string{}
+		case strings.Contains(l, " = "):
+			k, v, _ := strings.Cut(l, " = ")
+			cur.values[k] = v
+		case strings.HasSuffix(l, " ="):
+			cur.values[strings.TrimSuffix(l, " =")] = ""
+		default:
+			// swanctl may print log lines before the message; ignore them
+			// outside sections.
+			if len(stack) > 1 {
+				return nil, fmt.Errorf("line %d: unexpected %q", i+1, l)
+			}
+		}
+	}
+	if len(stack) != 1 || listNode != nil {
+		return nil, errors.New("unterminated section or list")
+	}
+	return root, nil
+}
+
+// parseListSAs turns swanctl --list-sas --pretty output into IKE SAs.
+func parseListSAs(out string) ([]charonIKESA, error) {
+	root, err := parseVici(out)
+	if err != nil {
+		return nil, fmt.Errorf("parsing swanctl --list-sas: %v\n%s", err, out)
+	}
+	var sas []charonIKESA
+	for _, ev := range root.sections {
+		if ev.name != "list-sa event" {
+			continue
+		}
+		for _, s := range ev.sections {
+			v := s.values
+			sa := charonIKESA{
+				Name: s.name, UniqueID: v["uniqueid"], State: v["state"],
+				LocalHost: v["local-host"], LocalPort: v["local-port"],
+				RemoteHost: v["remote-host"], RemotePort: v["remote-port"],
+				LocalID: v["local-id"], RemoteID: v["remote-id"],
+				Initiator: v["initiator"] == "yes",
+				SPIi:      v["initiator-spi"], SPIr: v["responder-spi"],
+				EncrAlg: v["encr-alg"], EncrKey: v["encr-keysize"], IntegAlg: v["integ-alg"],
+				PRFAlg: v["prf-alg"], DHGroup: v["dh-group"],
+				NATRemote: v["nat-remote"] == "yes", NATLocal: v["nat-local"] == "yes", NATAny: v["nat-any"] == "yes",
+				Raw: v,
+			}
+			for _, sub := range s.sections {
+				if sub.name != "child-sas" {
+					continue
+				}
+				for _, ch := range sub.sections {
+					cv := ch.values
+					sa.Children = append(sa.Children, charonChildSA{
+						Name: cv["name"], UniqueID: cv["uniqueid"], State: cv["state"],
+						Mode: cv["mode"], Protocol: cv["protocol"], Encap: cv["encap"] == "yes",
+						SPIIn: cv["spi-in"], SPIOut: cv["spi-out"],
+						EncrAlg: cv["encr-alg"], EncrKey: cv["encr-keysize"], IntegAlg: cv["integ-alg"],
+						DHGroup: cv["dh-group"], ESN: cv["esn"] == "1" || cv["esn"] == "yes",
+						LocalTS: ch.lists["local-ts"], RemoteTS: ch.lists["remote-ts"],
+						BytesIn: cv["bytes-in"], PacketsIn: cv["packets-in"],
+						Raw: cv,
+					})
+				}
+			}
+			sas = append(sas, sa)
+		}
+	}
+	return sas, nil
+}
+
+// spiHex normalises an SPI written in hex (with or without 0x, any case)
+// to lower-case digits padded to width.
+func spiHex(s string, width int) string {
+	s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x")
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return s
+	}
+	return fmt.Sprintf("%0*x", width, v)
+}

@@ -1,0 +1,257 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iked/iked/ike"
+)
+
+// ikedConn is one connection of iked's configuration.
+type ikedConn struct {
+	Name         string
+	Local        string // IP address
+	Remote       string // IP or IP:port
+	LocalID      string // e.g. "fqdn:iked.example"
+	RemoteID     string
+	PSK          string
+	IKEProposals []string // empty: iked's default
+	ESPProposals []string
+	LocalTS      []string
+	RemoteTS     []string
+	Mode         string // empty: tunnel
+	StartAction  string // empty: none
+}
+
+// ikedOptions configure an iked instance.
+type ikedOptions struct {
+	// Listen addresses (IP:port); each test passes the iked side's
+	// address on ports 500 and 4500.
+	Listen []string
+	Conns  []ikedConn
+	// RetransmitTimeout and RetransmitTries; zero values mean 1s and 2.
+	RetransmitTimeout time.Duration
+	RetransmitTries   int
+}
+
+// iked is a running iked inside a namespace.
+type iked struct {
+	t       *testing.T
+	ns      *netns
+	dir     string
+	config  string
+	socket  string
+	keyLog  string
+	logPath string // iked's stderr: its JSON log
+	cmd     *exec.Cmd
+	logFile *os.File
+	done    chan error
+	exited  bool  // Wait returned (its result is in err)
+	err     error // exit status, once exited
+}
+
+// yamlList renders a YAML flow list of double-quoted strings.
+func yamlList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = yamlQuote(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// yamlQuote double-quotes s for YAML (JSON strings are valid YAML).
+func yamlQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// ikedConfig renders iked's YAML configuration.
+func ikedConfig(socket, keyLog string, o ikedOptions) string {
+	rt, tries := o.RetransmitTimeout, o.RetransmitTries
+	if rt == 0 {
+		rt = time.Second
+	}
+	if tries == 0 {
+		tries = 2
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nlog: {format: json, level: debug}\nkey_log: %s\n",
+		yamlList(o.Listen), yamlQuote(socket), yamlQuote(keyLog))
+	fmt.Fprintf(&b, "ike: {retransmit_timeout: %s, retransmit_tries: %d}\nconnections:\n", rt, tries)
+	for _, c := range o.Conns {
+		fmt.Fprintf(&b, "  %s:\n", c.Name)
+		field := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(&b, "    %s: %s\n", k, yamlQuote(v))
+			}
+		}
+		lst := func(k string, v []string) {
+			if len(v) > 0 {
+				fmt.Fprintf(&b, "    %s: %s\n", k, yamlList(v))
+			}
+		}
+		field("local", c.Local)
+		field("remote", c.Remote)
+		field("local_id", c.LocalID)
+		field("remote_id", c.RemoteID)
+		fmt.Fprintf(&b, "    auth: {method: psk, secret: %s}\n", yamlQuote(c.PSK))
+		lst("ike_proposals", c.IKEProposals)
+		lst("esp_proposals", c.ESPProposals)
+		lst("local_ts", c.LocalTS)
+		lst("remote_ts", c.RemoteTS)
+		field("mode", c.Mode)
+		field("start_action", c.StartAction)
+	}
+	return b.String()
+}
+
+// startIked writes the configuration, starts iked in ns and waits for its
+// control socket. t.Cleanup stops it (SIGTERM, then SIGKILL) and logs its
+// log on failure.
+func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
+	t.Helper()
+	dir := t.TempDir()
+	d := &iked{
+		t: t, ns: ns, dir: dir,
+		config:  filepath.Join(dir, "iked.yaml"),
+		socket:  filepath.Join(dir, "iked.sock"),
+		keyLog:  filepath.Join(dir, "keys.log"),
+		logPath: filepath.Join(dir, "iked.log"),
+		done:    make(chan error, 1),
+	}
+	if err := os.WriteFile(d.config, []byte(ikedConfig(d.socket, d.keyLog, o)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(d.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.logFile = f
+	d.cmd = ns.command(context.Background(), filepath.Join(binDir, "iked"), "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = f, f
+	if err := d.cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("starting iked: %v", err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(d.stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(d.socket); err == nil {
+			return d
+		}
+		select {
+		case err := <-d.done:
+			d.exited, d.err = true, err
+			t.Fatalf("iked exited: %v\nconfig:\n%s\nlog:\n%s", err, ikedConfig(d.socket, d.keyLog, o), d.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("iked: no control socket after 10s\n%s", d.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop terminates iked (SIGTERM makes it delete its SAs, telling the peer),
+// fails the test unless it exited 0, and, if the test failed, logs its log.
+func (d *iked) stop() {
+	if !d.exited {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case d.err = <-d.done:
+			d.exited = true
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+			d.err = <-d.done
+			d.exited = true
+		}
+	}
+	d.logFile.Close()
+	if d.err != nil {
+		// SIGTERM makes iked delete its SAs and exit 0; anything else
+		// (a panic, a hang ended by SIGKILL) is a bug.
+		d.t.Errorf("iked exited with %v", d.err)
+	}
+	if d.t.Failed() || verbose() {
+		d.t.Logf("iked log (%s):\n%s", d.logPath, d.Log())
+	}
+}
+
+// ikectl runs ikectl against this iked and returns its stdout.
+func (d *iked) ikectl(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ikectl"), append([]string{"--socket", d.socket}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v", timeout)
+		}
+		return out.String(), fmt.Errorf("ikectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// SAs returns iked's IKE SAs from ikectl sas --json.
+func (d *iked) SAs() ([]ike.SAInfo, error) {
+	out, err := d.ikectl(10*time.Second, "sas", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var sas []ike.SAInfo
+	if err := json.Unmarshal([]byte(out), &sas); err != nil {
+		return nil, fmt.Errorf("ikectl sas --json: %v\n%s", err, out)
+	}
+	return sas, nil
+}
+
+// Initiate runs ikectl initiate CONN (which waits for the handshake) and
+// returns its output.
+func (d *iked) Initiate(conn string) (string, error) {
+	return d.ikectl(30*time.Second, "initiate", conn)
+}
+
+// Terminate runs ikectl terminate TARGET (a connection or an SA ID).
+func (d *iked) Terminate(target string) (string, error) {
+	return d.ikectl(30*time.Second, "terminate", target)
+}
+
+// Log returns iked's log so far (JSON lines).
+func (d *iked) Log() string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", d.logPath, err)
+	}
+	return string(b)
+}
+
+// KeyLog returns the key log: tshark preferences, one per line.
+func (d *iked) KeyLog() string {
+	b, err := os.ReadFile(d.keyLog)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// KeyLogPrefs returns the key log's lines, each an argument for tshark -o.
+func (d *iked) KeyLogPrefs() []string {
+	var prefs []string
+	for _, l := range strings.Split(d.KeyLog(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			prefs = append(prefs, l)
+		}
+	}
+	return prefs
+}
