@@ -22,19 +22,37 @@ import (
 	"github.com/iked/iked/ike/wire"
 )
 
-// Params is what the engine knows about the handshake when it opens a
-// Session. The PRF is the IKE SA's negotiated PRF.
+// Params is what the engine knows about the handshake. An initiator opens
+// its Session before IKE_SA_INIT (so that SAInitPayloads can go into the
+// request); the engine fills in what IKE_SA_INIT settles (PRF, SPIr,
+// PeerInit, addresses after a NAT-T move) before it calls Prove or Verify.
+// A responder opens its sessions once IKE_SA_INIT is answered, with
+// everything but LocalID set.
 type Params struct {
 	// Initiator is true when the local side is the IKE SA's initiator.
 	Initiator bool
-	// PRF is the negotiated pseudo-random function.
+	// PRF is the negotiated pseudo-random function; nil before IKE_SA_INIT
+	// completes.
 	PRF *transform.PRF
-	// SPIi and SPIr are the IKE SA's SPIs.
+	// SPIi and SPIr are the IKE SA's SPIs; SPIr is zero until known.
 	SPIi, SPIr uint64
 	// LocalAddr and PeerAddr are the IKE endpoints.
 	LocalAddr, PeerAddr netip.AddrPort
-	// LocalID is the identity this side sends.
+	// LocalID is the identity this side sends; set before Prove.
 	LocalID *wire.ID
+	// PeerInit holds the peer's IKE_SA_INIT payloads once received: the
+	// request for a responder, the response for an initiator (for CERTREQ,
+	// SIGNATURE_HASH_ALGORITHMS, or a notify announcing a method).
+	PeerInit []wire.Payload
+}
+
+// Retrier is implemented by sessions whose failure may be cured by trying
+// again with fresh credentials, such as a Kerberos ticket the KDC has since
+// replaced. When the responder answers IKE_AUTH with AUTHENTICATION_FAILED,
+// the initiating engine asks RetryAfter with the notifies of that answer
+// and, when it returns true, starts one new IKE SA.
+type Retrier interface {
+	RetryAfter(notifies []*wire.Notify) bool
 }
 
 // Method is a configured authentication method (one per connection and

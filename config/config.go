@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	_ "github.com/iked/iked/auth/psk" // registers the "psk" auth method
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"

@@ -20,18 +20,20 @@ const maxSAInitRetries = 4
 // initiator is the state of one handshake this side starts. handshake()
 // lists the steps of RFC 7296 §1.2 in order.
 type initiator struct {
-	eng     *Engine
-	ctx     context.Context
-	conn    *Connection
-	sa      *ikeSA
-	group   transform.Group
-	dh      transform.PrivateKey
-	cookie  []byte
-	resp    *response
-	session auth.Session
-	espSPI  uint32
-	idi     *wire.ID
-	idr     *wire.ID // the IDr we asked for, if a remote ID is configured
+	eng          *Engine
+	ctx          context.Context
+	conn         *Connection
+	sa           *ikeSA
+	group        transform.Group
+	dh           transform.PrivateKey
+	cookie       []byte
+	resp         *response
+	params       *auth.Params
+	session      auth.Session
+	initPayloads []wire.Payload // what the session adds to IKE_SA_INIT
+	espSPI       uint32
+	idi          *wire.ID
+	idr          *wire.ID // the IDr we asked for, if a remote ID is configured
 }
 
 // Initiate establishes an IKE SA and its first Child SA for the named
@@ -44,18 +46,40 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 	if !c.Remote.Addr().IsValid() || c.Remote.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("connection %s has no remote address to initiate to", name)
 	}
-	hs := &initiator{eng: e, ctx: ctx, conn: c}
-	err := hs.handshake()
-	if hs.sa == nil {
-		return nil, err
-	}
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		hs := &initiator{eng: e, ctx: ctx, conn: c}
+		err := hs.handshake()
+		if hs.sa == nil {
+			return nil, err
+		}
+		if err == nil {
+			return []SAInfo{hs.sa.info()}, nil
+		}
 		e.stats.failure(hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
-		return nil, err
+		if attempt > 0 || !hs.retryable(err) {
+			return nil, err
+		}
+		hs.sa.log(slog.LevelInfo, "retrying once with fresh credentials")
 	}
-	return []SAInfo{hs.sa.info()}, nil
+}
+
+// retryable reports whether the auth method asks for one more try after
+// the responder refused our AUTH (auth.Retrier).
+func (hs *initiator) retryable(err error) bool {
+	var n *notifyError
+	r, ok := hs.session.(auth.Retrier)
+	if !ok || !errors.As(err, &n) || n.code != wire.NotifyAuthenticationFailed || hs.resp == nil {
+		return false
+	}
+	var notifies []*wire.Notify
+	for _, p := range hs.resp.payloads {
+		if x, ok := p.(*wire.Notify); ok {
+			notifies = append(notifies, x)
+		}
+	}
+	return r.RetryAfter(notifies)
 }
 
 func (hs *initiator) failureLabel(err error) string {
@@ -128,6 +152,16 @@ func (hs *initiator) newSA() error {
 		authName: hs.conn.Auth.Name(),
 	}
 	hs.group = transform.GroupByID(hs.conn.IKEProposals[0].DH[0])
+	// The auth session exists before IKE_SA_INIT so that it can announce
+	// itself there; what IKE_SA_INIT settles is filled in later.
+	hs.params = &auth.Params{Initiator: true, SPIi: spii, LocalAddr: hs.sa.local, PeerAddr: hs.sa.remote, LocalID: hs.sa.localID.Payload(false)}
+	session, err := hs.conn.Auth.NewSession(hs.params)
+	if err != nil {
+		return err
+	}
+	hs.session = session
+	hs.sa.sessions = []auth.Session{session}
+	hs.initPayloads = session.SAInitPayloads()
 	e.register(hs.sa)
 	hs.sa.log(slog.LevelInfo, "initiating IKE SA")
 	return nil
@@ -209,6 +243,7 @@ func (hs *initiator) buildSAInit(msgID uint32) ([]byte, error) {
 		fakeNATSource(nat, hs.eng.cfg.Rand)
 	}
 	ps = append(ps, nat...)
+	ps = append(ps, hs.initPayloads...)
 	m := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
 		Payloads: ps,
@@ -253,14 +288,8 @@ func (hs *initiator) processSAInit() error {
 		return err
 	}
 	sa.state = stateAuthenticating
-	session, err := hs.conn.Auth.NewSession(&auth.Params{
-		Initiator: true, PRF: s.prf, SPIi: sa.spii, SPIr: sa.spir, LocalAddr: sa.local, PeerAddr: sa.remote,
-	})
-	if err != nil {
-		return err
-	}
-	hs.session = session
-	sa.sessions = []auth.Session{session}
+	hs.params.PRF, hs.params.SPIr, hs.params.PeerInit = s.prf, sa.spir, resp.payloads
+	hs.params.LocalAddr, hs.params.PeerAddr = sa.local, sa.remote
 	return nil
 }
 

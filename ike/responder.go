@@ -209,6 +209,11 @@ func (hs *saInitResponder) createSA() error {
 		return err
 	}
 	params := &auth.Params{PRF: hs.suite.prf, SPIi: sa.spii, SPIr: sa.spir, LocalAddr: sa.local, PeerAddr: sa.remote}
+	// The request's payloads alias the reader's buffer; the session gets
+	// them parsed from the SA's own copy.
+	if m, err := wire.Parse(sa.msgI); err == nil {
+		params.PeerInit = m.Payloads
+	}
 	var extra []wire.Payload
 	for _, c := range hs.cands {
 		s, err := c.Auth.NewSession(params)

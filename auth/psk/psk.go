@@ -126,31 +126,39 @@ func (*Method) Accepts(m wire.AuthMethod) bool { return m == wire.AuthSharedKeyM
 
 // NewSession implements auth.Method.
 func (m *Method) NewSession(p *auth.Params) (auth.Session, error) {
-	if p.PRF == nil {
-		return nil, errors.New("psk: no PRF negotiated")
-	}
-	// prf(Shared Secret, "Key Pad for IKEv2") is the same for both
-	// directions, so it is computed once per handshake.
-	key := p.PRF.Sum(nil, m.secret.b, []byte(keyPad))
-	return &session{params: p, key: key}, nil
+	return &session{params: p, secret: m.secret.b}, nil
 }
 
 type session struct {
 	params *auth.Params
-	key    []byte
+	secret []byte
+	key    []byte // prf(secret, keyPad), made at first use
 }
 
 // Format implements fmt.Formatter: the derived key never prints.
 func (session) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "psk.session{[redacted]}") }
 
-func (s *session) mic(signedOctets []byte) []byte {
-	return s.params.PRF.Sum(nil, s.key, signedOctets)
+// mic computes AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"),
+// <SignedOctets>) (§2.15). The inner prf is the same for both directions,
+// so it is computed once per handshake, once the PRF is negotiated.
+func (s *session) mic(signedOctets []byte) ([]byte, error) {
+	if s.params.PRF == nil {
+		return nil, errors.New("psk: no PRF negotiated")
+	}
+	if s.key == nil {
+		s.key = s.params.PRF.Sum(nil, s.secret, []byte(keyPad))
+	}
+	return s.params.PRF.Sum(nil, s.key, signedOctets), nil
 }
 
 func (*session) SAInitPayloads() []wire.Payload { return nil }
 
 func (s *session) Prove(signedOctets []byte, _ []wire.Payload) ([]wire.Payload, error) {
-	return []wire.Payload{&wire.Auth{Method: wire.AuthSharedKeyMIC, Data: s.mic(signedOctets)}}, nil
+	mic, err := s.mic(signedOctets)
+	if err != nil {
+		return nil, err
+	}
+	return []wire.Payload{&wire.Auth{Method: wire.AuthSharedKeyMIC, Data: mic}}, nil
 }
 
 func (s *session) Verify(signedOctets []byte, peer []wire.Payload) error {
@@ -161,8 +169,12 @@ func (s *session) Verify(signedOctets []byte, peer []wire.Payload) error {
 	if a.Method != wire.AuthSharedKeyMIC {
 		return auth.Failf("peer used auth method %d, expected shared key MIC (2)", a.Method)
 	}
+	want, err := s.mic(signedOctets)
+	if err != nil {
+		return err
+	}
 	// hmac.Equal compares in constant time.
-	if !hmac.Equal(a.Data, s.mic(signedOctets)) {
+	if !hmac.Equal(a.Data, want) {
 		return auth.Failf("pre-shared key MIC mismatch (the peers' keys differ)")
 	}
 	return nil

@@ -163,9 +163,23 @@ func TestVerifyRejectsMalformedAuth(t *testing.T) {
 	}
 }
 
-func TestNewSessionNeedsPRF(t *testing.T) {
-	if _, err := newMethod(t, testSecret).NewSession(&auth.Params{}); err == nil {
-		t.Fatal("NewSession without a PRF succeeded")
+// TestProveNeedsPRF: an initiator's session exists before IKE_SA_INIT has
+// negotiated a PRF, but cannot prove or verify until the engine sets it.
+func TestProveNeedsPRF(t *testing.T) {
+	p := &auth.Params{}
+	s, err := newMethod(t, testSecret).NewSession(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prove(signedOctets, nil); err == nil {
+		t.Fatal("Prove without a PRF succeeded")
+	}
+	if err := s.Verify(signedOctets, []wire.Payload{&wire.Auth{Method: wire.AuthSharedKeyMIC, Data: make([]byte, 32)}}); err == nil {
+		t.Fatal("Verify without a PRF succeeded")
+	}
+	p.PRF = transform.PRFByID(transform.PRFHMACSHA2_256)
+	if a := proveAuth(t, s, signedOctets); !bytes.Equal(a.Data, expectedMIC(sha256.New, []byte(testSecret), signedOctets)) {
+		t.Fatal("MIC wrong once the PRF is set")
 	}
 }
 
@@ -405,6 +419,7 @@ func TestCloseZeroesKey(t *testing.T) {
 	if !ok {
 		t.Fatalf("session is %T", s)
 	}
+	proveAuth(t, s, signedOctets) // the key is derived at first use
 	k := hmac.New(sha512.New, []byte(testSecret))
 	k.Write([]byte("Key Pad for IKEv2"))
 	if !bytes.Equal(ss.key, k.Sum(nil)) {
