@@ -73,6 +73,12 @@ type IKE struct {
 	// RetransmitTries is the number of retransmissions before an exchange
 	// is given up.
 	RetransmitTries int
+	// Fragmentation announces and uses IKE fragmentation (RFC 7383); on by
+	// default.
+	Fragmentation bool
+	// FragmentSize is the largest datagram (UDP payload) sent when
+	// fragmenting; default 1232.
+	FragmentSize int
 }
 
 // Connection is one configured connection: an IKE SA with a peer and the
@@ -174,6 +180,9 @@ const (
 	DefaultRetransmitBase = 1.8
 	// DefaultRetransmitTries is the default of "ike.retransmit_tries".
 	DefaultRetransmitTries = 5
+	// DefaultFragmentSize is the default of "ike.fragment_size": the IPv6
+	// minimum MTU less the IPv6 and UDP headers.
+	DefaultFragmentSize = 1232
 	// DefaultIKEPort is the port of a remote address written without one.
 	DefaultIKEPort = 500
 )

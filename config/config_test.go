@@ -29,6 +29,8 @@ ike:
   retransmit_timeout: 500ms
   retransmit_base: 2
   retransmit_tries: 3
+  fragmentation: false
+  fragment_size: 1400
 connections:
   a-to-b:
     local: 127.0.0.1
@@ -76,7 +78,7 @@ func TestParseFull(t *testing.T) {
 	if c.Log != (Log{Format: "json", Level: "debug"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3}
+	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3, Fragmentation: false, FragmentSize: 1400}
 	if c.IKE != wantIKE {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, wantIKE)
 	}
@@ -85,8 +87,8 @@ func TestParseFull(t *testing.T) {
 	}
 
 	a := c.Connections[0]
-	if a.Name != "a-to-b" || a.Line != 15 {
-		t.Errorf("connection 0 = %q at line %d, want a-to-b at 15", a.Name, a.Line)
+	if a.Name != "a-to-b" || a.Line != 17 {
+		t.Errorf("connection 0 = %q at line %d, want a-to-b at 17", a.Name, a.Line)
 	}
 	if a.Local != netip.MustParseAddr("127.0.0.1") || a.Remote != netip.MustParseAddrPort("127.0.0.2:4500") {
 		t.Errorf("Local, Remote = %v, %v", a.Local, a.Remote)
@@ -141,7 +143,7 @@ func TestParseFull(t *testing.T) {
 	}
 
 	b := c.Connections[1]
-	if b.Name != "road.warrior_2" || b.Line != 27 {
+	if b.Name != "road.warrior_2" || b.Line != 29 {
 		t.Errorf("connection 1 = %q at line %d", b.Name, b.Line)
 	}
 	if b.Local != netip.MustParseAddr("::1") || !b.RemoteIsAny() || b.Remote != (netip.AddrPort{}) {
@@ -187,7 +189,7 @@ connections:
 	if c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5}
+	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5, Fragmentation: true, FragmentSize: 1232}
 	if c.IKE != want {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, want)
 	}

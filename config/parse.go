@@ -59,6 +59,8 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 			RetransmitTimeout: DefaultRetransmitTimeout,
 			RetransmitBase:    DefaultRetransmitBase,
 			RetransmitTries:   DefaultRetransmitTries,
+			Fragmentation:     true,
+			FragmentSize:      DefaultFragmentSize,
 		},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -329,7 +331,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 }
 
 // ikeKeys are the keys of the "ike" section.
-var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries"}
+var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size"}
 
 // ike decodes the "ike" section.
 func (w *walker) ike(n *yaml.Node, c *IKE) {
@@ -356,6 +358,14 @@ func (w *walker) ike(n *yaml.Node, c *IKE) {
 		case "retransmit_tries":
 			if v, ok := w.integer(p.vNode, name, 0, 100); ok {
 				c.RetransmitTries = int(v)
+			}
+		case "fragmentation":
+			if s, ok := w.oneOf(p.vNode, name, "true", "false"); ok {
+				c.Fragmentation = s == "true"
+			}
+		case "fragment_size":
+			if v, ok := w.integer(p.vNode, name, 576, 65535); ok {
+				c.FragmentSize = int(v)
 			}
 		}
 	}

@@ -80,6 +80,12 @@ type Config struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
+	// NoFragmentation turns IKE fragmentation (RFC 7383) off: it is not
+	// announced, and large messages rely on IP fragmentation.
+	NoFragmentation bool
+	// FragmentSize is the largest datagram (UDP payload) sent when a
+	// message is fragmented; default DefaultFragmentSize.
+	FragmentSize int
 	// Readers is the number of goroutines reading each bind; default GOMAXPROCS.
 	Readers int
 	// Logger receives one line per SA event; default slog.Default().
@@ -110,6 +116,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RetransmitTries == 0 {
 		c.RetransmitTries = 5
+	}
+	if c.FragmentSize == 0 {
+		c.FragmentSize = DefaultFragmentSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -195,6 +195,13 @@ func (e *Engine) send(b transport.Bind, to netip.AddrPort, pkt []byte) {
 	e.stats.sent.Add(1)
 }
 
+// sendAll writes the datagrams of one message (several when fragmented).
+func (e *Engine) sendAll(b transport.Bind, to netip.AddrPort, pkts [][]byte) {
+	for _, p := range pkts {
+		e.send(b, to, p)
+	}
+}
+
 // handlePacket is the entry point of every received datagram: parse,
 // find the SA, dispatch. It never panics on bad input and never blocks on
 // another SA.

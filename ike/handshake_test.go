@@ -236,7 +236,7 @@ func TestLivenessAndChildDelete(t *testing.T) {
 	}
 	sa := p.a.allSAs()[0]
 	// An empty INFORMATIONAL is a liveness check (§1.4); it is answered.
-	resp, err := sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+	resp, err := sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
 		return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
 	})
 	if err != nil || len(resp.payloads) != 0 {
@@ -247,7 +247,7 @@ func TestLivenessAndChildDelete(t *testing.T) {
 	child := sa.children[0]
 	sa.mu.Unlock()
 	spi := []byte{byte(child.inbound.SPI >> 24), byte(child.inbound.SPI >> 16), byte(child.inbound.SPI >> 8), byte(child.inbound.SPI)}
-	resp, err = sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+	resp, err = sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
 		return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Delete{Protocol: wire.ProtoESP, SPISize: 4, SPIs: [][]byte{spi}}})
 	})
 	if err != nil {
@@ -313,7 +313,7 @@ func TestCriticalPayloadInsideSK(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]
-	resp, err := sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+	resp, err := sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
 		return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Unknown{T: 211, Critical: true, Data: []byte{7}}})
 	})
 	if err != nil {
@@ -327,7 +327,7 @@ func TestCriticalPayloadInsideSK(t *testing.T) {
 		t.Fatal("responder dropped the SA")
 	}
 	// A later liveness check still works: message IDs stayed in step.
-	if _, err := sa.request(ctxT(t), func(id uint32) ([]byte, error) {
+	if _, err := sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
 		return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
 	}); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 // respondInformational answers an INFORMATIONAL request (§1.4): Deletes of
 // the IKE SA or of Child SAs, and the empty liveness check. Caller holds mu.
-func (sa *ikeSA) respondInformational(inner []wire.Payload) []byte {
+func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
 	var resp []wire.Payload
 	deleteIKE := false
 	var ourSPIs [][]byte
@@ -77,7 +77,7 @@ func (sa *ikeSA) deleteIKE(ctx context.Context, reason string) {
 	}
 	sa.mu.Unlock()
 	if established {
-		_, err := sa.request(ctx, func(id uint32) ([]byte, error) {
+		_, err := sa.request(ctx, func(id uint32) ([][]byte, error) {
 			return sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
 		})
 		if err != nil {

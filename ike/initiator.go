@@ -230,7 +230,7 @@ func (hs *initiator) offersGroup(id uint16) bool {
 
 // buildSAInit builds IKE_SA_INIT: [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*).
 // Called with mu held.
-func (hs *initiator) buildSAInit(msgID uint32) ([]byte, error) {
+func (hs *initiator) buildSAInit(msgID uint32) ([][]byte, error) {
 	sa := hs.sa
 	var ps []wire.Payload
 	if hs.cookie != nil {
@@ -243,13 +243,16 @@ func (hs *initiator) buildSAInit(msgID uint32) ([]byte, error) {
 		fakeNATSource(nat, hs.eng.cfg.Rand)
 	}
 	ps = append(ps, nat...)
+	if !hs.eng.cfg.NoFragmentation {
+		ps = append(ps, fragmentNotify())
+	}
 	ps = append(ps, hs.initPayloads...)
 	m := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
 		Payloads: ps,
 	}
 	sa.msgI = m.Marshal()
-	return sa.msgI, nil
+	return [][]byte{sa.msgI}, nil
 }
 
 // processSAInit checks the responder's choice, KE and nonce, and derives
@@ -281,6 +284,7 @@ func (hs *initiator) processSAInit() error {
 	sa.nr = append([]byte(nil), nonce.Data...)
 	sa.msgR = resp.raw
 	sa.natLocal, sa.natRemote = detectNAT(resp.payloads, sa.spii, sa.spir, sa.local, sa.remote)
+	sa.fragments = !hs.eng.cfg.NoFragmentation && wire.FindNotify(resp.payloads, wire.NotifyIKEv2FragmentationSupported) != nil
 	if sa.natLocal || sa.natRemote || hs.conn.ForceEncap {
 		hs.floatToNATT()
 	}
@@ -319,7 +323,7 @@ func (hs *initiator) exchangeAuth() error {
 		return err
 	}
 	hs.espSPI = spi
-	resp, err := sa.request(hs.ctx, func(msgID uint32) ([]byte, error) {
+	resp, err := sa.request(hs.ctx, func(msgID uint32) ([][]byte, error) {
 		hs.idi = sa.localID.Payload(false)
 		ps := []wire.Payload{hs.idi}
 		if !hs.conn.RemoteID.IsZero() {
@@ -396,7 +400,7 @@ func (hs *initiator) reportAuthFailure() {
 	sa.mu.Unlock()
 	if err == nil {
 		hs.eng.stats.notify(notifyName(wire.NotifyAuthenticationFailed))
-		hs.eng.send(sa.bind, sa.remote, pkt)
+		hs.eng.sendAll(sa.bind, sa.remote, pkt)
 	}
 }
 

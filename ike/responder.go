@@ -231,6 +231,11 @@ func (hs *saInitResponder) createSA() error {
 		fakeNATSource(nat, e.cfg.Rand)
 	}
 	payloads = append(payloads, nat...)
+	// RFC 7383 §2.3: answer the announcement with our own.
+	if !e.cfg.NoFragmentation && wire.FindNotify(hs.msg.Payloads, wire.NotifyIKEv2FragmentationSupported) != nil {
+		sa.fragments = true
+		payloads = append(payloads, fragmentNotify())
+	}
 	payloads = append(payloads, extra...)
 	resp := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
@@ -302,7 +307,7 @@ type authResponder struct {
 
 // respondAuth answers IKE_AUTH (§1.2, §2.15) and returns the response
 // packet. On failure the response carries the error and the SA is dead.
-func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) []byte {
+func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 	hs := &authResponder{sa: sa, inner: inner}
 	code, err := hs.handshake()
 	if err == nil {
@@ -419,7 +424,7 @@ func (hs *authResponder) negotiateChild() {
 }
 
 // finish marks the SA established and seals the response.
-func (hs *authResponder) finish() []byte {
+func (hs *authResponder) finish() [][]byte {
 	sa := hs.sa
 	pkt, err := sa.sealMessage(wire.IKE_AUTH, 1, true, hs.resp)
 	if err != nil {

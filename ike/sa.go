@@ -72,7 +72,13 @@ type ikeSA struct {
 	// Requests the peer sends: the next expected ID and the cached
 	// response to the last one, resent on retransmission (§2.1).
 	nextRecvID   uint32
-	lastResponse []byte
+	lastResponse [][]byte
+
+	// RFC 7383 fragmentation: whether both sides announced it, and the
+	// message being reassembled in each direction.
+	fragments     bool
+	reqFragments  *reassembly
+	respFragments *reassembly
 
 	halfOpenTimer *time.Timer
 
@@ -166,15 +172,20 @@ func (sa *ikeSA) flags(isResponse bool) wire.Flags {
 }
 
 // sealMessage builds a complete encrypted message: header, SK payload with
-// inner payloads (§3.14). Caller holds mu.
-func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bool, inner []wire.Payload) ([]byte, error) {
+// inner payloads (§3.14); or, when both sides support RFC 7383 and the
+// message is larger than the fragment size, its fragments. Caller holds mu.
+func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bool, inner []wire.Payload) ([][]byte, error) {
 	plain := wire.AppendPayloads(nil, inner)
+	defer wipe(plain)
 	first := wire.PayloadNone
 	if len(inner) > 0 {
 		first = inner[0].Type()
 	}
 	bodyLen := sa.out.SealedLen(len(plain))
 	total := wire.HeaderLen + wire.GenericHeaderLen + bodyLen
+	if sa.fragments && total > sa.eng.cfg.FragmentSize {
+		return sa.sealFragments(exch, msgID, isResponse, first, plain)
+	}
 	hdr := wire.Header{
 		SPIi: sa.spii, SPIr: sa.spir, NextPayload: wire.PayloadSK, Version: wire.Version,
 		Exchange: exch, Flags: sa.flags(isResponse), MessageID: msgID, Length: uint32(total),
@@ -184,10 +195,10 @@ func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bo
 	skLen := wire.GenericHeaderLen + bodyLen
 	buf = append(buf, byte(first), 0, byte(skLen>>8), byte(skLen))
 	out, err := sa.out.Seal(buf, plain, sa.eng.cfg.Rand)
-	for i := range plain {
-		plain[i] = 0
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return [][]byte{out}, nil
 }
 
 // openMessage authenticates and decrypts msg's SK payload. Caller holds mu.
@@ -199,16 +210,55 @@ func (sa *ikeSA) openMessage(pkt []byte, msg *wire.Message) ([]wire.Payload, err
 	if n == 0 {
 		return nil, errUnexpected
 	}
-	sk, ok := msg.Payloads[n-1].(*wire.Encrypted)
-	if !ok {
-		return nil, errUnexpected
+	switch sk := msg.Payloads[n-1].(type) {
+	case *wire.Encrypted:
+		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
+		if err != nil {
+			return nil, err
+		}
+		return wire.ParsePayloads(sk.First, plain)
+	case *wire.EncryptedFragment:
+		if !sa.fragments {
+			return nil, errUnexpected
+		}
+		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
+		if err != nil {
+			return nil, err
+		}
+		return sa.reassemble(&msg.Header, sk, plain)
 	}
-	aad := pkt[:len(pkt)-len(sk.Body)]
-	plain, err := sa.in.Open(aad, sk.Body)
-	if err != nil {
-		return nil, err
+	return nil, errUnexpected
+}
+
+// isFirstFragmentOrWhole reports whether msg is an SK message or the first
+// fragment of one: what a retransmission is answered on (RFC 7383 §2.6.1).
+func isFirstFragmentOrWhole(msg *wire.Message) bool {
+	if n := len(msg.Payloads); n > 0 {
+		if f, ok := msg.Payloads[n-1].(*wire.EncryptedFragment); ok {
+			return f.Number == 1
+		}
 	}
-	return wire.ParsePayloads(sk.First, plain)
+	return true
+}
+
+// checkOnly authenticates msg's SK or SKF payload without keeping anything.
+func (sa *ikeSA) checkOnly(pkt []byte, msg *wire.Message) error {
+	n := len(msg.Payloads)
+	if sa.in == nil || n == 0 {
+		return errUnexpected
+	}
+	var body []byte
+	switch sk := msg.Payloads[n-1].(type) {
+	case *wire.Encrypted:
+		body = sk.Body
+	case *wire.EncryptedFragment:
+		body = sk.Body
+	default:
+		return errUnexpected
+	}
+	plain, err := sa.in.Open(pkt[:len(pkt)-len(body)], body)
+	wipe(plain)
+	return err
 }
 
 var (
@@ -237,18 +287,23 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	case hdr.MessageID == sa.nextRecvID-1 && sa.lastResponse != nil && sa.nextRecvID > 0:
 		// Verify it is genuine before answering, so a forged header cannot
 		// make us reflect the cached response.
-		if _, err := sa.openMessage(pkt, msg); err != nil {
+		if err := sa.checkOnly(pkt, msg); err != nil {
 			sa.eng.stats.drop(DropIntegrity)
 			return
 		}
-		sa.eng.stats.retransmitsAnswered.Add(1)
-		sa.eng.send(b, from, sa.lastResponse)
+		if isFirstFragmentOrWhole(msg) {
+			sa.eng.stats.retransmitsAnswered.Add(1)
+			sa.eng.sendAll(b, from, sa.lastResponse)
+		}
 		return
 	case hdr.MessageID != sa.nextRecvID:
 		sa.eng.stats.drop(DropInvalidMsgID)
 		return
 	}
 	inner, err := sa.openMessage(pkt, msg)
+	if err == errIncomplete {
+		return
+	}
 	var we *wire.Error
 	if errors.As(err, &we) {
 		// Authentic but malformed inside: answer it, protected (§2.5, §3.10.1).
@@ -261,7 +316,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.notePath(b, from)
-	var resp []byte
+	var resp [][]byte
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
 		if sa.initiator || sa.state != stateAuthenticating {
@@ -289,7 +344,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	sa.nextRecvID++
 	sa.lastResponse = resp
 	// §2.11: a response goes back to the address and port the request came from.
-	sa.eng.send(b, from, resp)
+	sa.eng.sendAll(b, from, resp)
 	if sa.state == stateDead {
 		sa.eng.unregister(sa)
 	}
@@ -315,7 +370,7 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	}
 	sa.nextRecvID++
 	sa.lastResponse = resp
-	sa.eng.send(sa.bind, sa.remote, resp)
+	sa.eng.sendAll(sa.bind, sa.remote, resp)
 	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
 		sa.eng.stats.failure(failureReason(n.Code))
 		sa.destroyLocked("malformed IKE_AUTH")
@@ -365,6 +420,9 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 		r.payloads = m.Payloads
 	} else {
 		inner, err := sa.openMessage(pkt, msg)
+		if err == errIncomplete {
+			return
+		}
 		if err != nil {
 			sa.dropUndecryptable(err)
 			return
@@ -378,7 +436,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 // request sends a request and waits for its response, retransmitting with
 // exponential backoff (§2.1). build is called with mu held and the message
 // ID to use; it returns the packet. request must be called without mu held.
-func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([]byte, error)) (*response, error) {
+func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte, error)) (*response, error) {
 	sa.mu.Lock()
 	if sa.state == stateDead {
 		sa.mu.Unlock()
@@ -402,7 +460,7 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([]byte, 
 	cfg := &sa.eng.cfg
 	timeout := cfg.RetransmitTimeout
 	for try := 0; ; try++ {
-		sa.eng.send(bind, remote, pkt)
+		sa.eng.sendAll(bind, remote, pkt)
 		timer := time.NewTimer(timeout)
 		select {
 		case r := <-p.resp:
@@ -441,7 +499,7 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 
 // errorResponse builds an encrypted response carrying one error notify.
 // Caller holds mu.
-func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) []byte {
+func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
 	sa.eng.stats.notify(notifyName(code))
 	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
 	pkt, err := sa.sealMessage(exch, sa.nextRecvID, true, payloads)
@@ -491,6 +549,9 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if sa.pending != nil {
 		sa.pending = nil
 	}
+	sa.reqFragments.wipe()
+	sa.respFragments.wipe()
+	sa.reqFragments, sa.respFragments = nil, nil
 }
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
