@@ -97,6 +97,13 @@ type SA struct {
 	// EncapSrcPort and EncapDstPort are the UDP ports of ESP-in-UDP
 	// encapsulation (RFC 3948); both zero means plain ESP.
 	EncapSrcPort, EncapDstPort uint16
+	// ReqID links the SA to the policies of its Child SA.
+	ReqID uint32
+	// Lifetime bounds the SA in time and bytes.
+	Lifetime Lifetime
+	// ReplayWindow is the anti-replay window in packets (RFC 4303 §3.4.3);
+	// 0 means the backend's default.
+	ReplayWindow uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []wire.TrafficSelector
 	// Installed is when the SA was added.
