@@ -19,6 +19,8 @@ type childSA struct {
 	outbound *sadb.SA
 	localTS  []wire.TrafficSelector
 	remoteTS []wire.TrafficSelector
+	reqID    uint32
+	policies []sadb.PolicyID
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -133,6 +135,8 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	local, remote := sa.local.Addr(), sa.remote.Addr()
 	base := sadb.SA{Protocol: sadb.ESP, Mode: mode, EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
 		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
+	reqID := sa.eng.nextReqID.Add(1)
+	base.ReqID = reqID
 	in, out := base, base
 	if sa.encap {
 		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
@@ -144,7 +148,15 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		keys.Wipe()
 		return nil, err
 	}
-	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS}
+	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID}
+	policies := childPolicies(c, local, remote)
+	if err := sa.eng.cfg.SADB.AddPolicies(policies...); err != nil {
+		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
+		return nil, err
+	}
+	for _, p := range policies {
+		c.policies = append(c.policies, p.ID())
+	}
 	sa.children = append(sa.children, c)
 	sa.eng.keyLog.child(sa, c)
 	if sa.logs(slog.LevelInfo) {

@@ -35,6 +35,7 @@ type Engine struct {
 
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
+	nextReqID     atomic.Uint32
 	stats         *counters
 	cookies       *cookieJar
 	keyLog        *keyLogger

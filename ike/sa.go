@@ -556,6 +556,9 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
+	if err := sa.eng.cfg.SADB.DeletePolicies(c.policies...); err != nil {
+		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
+	}
 	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
 		sa.log(slog.LevelWarn, "removing Child SA from the data plane failed", "err", err)
 	}

@@ -255,3 +255,51 @@ func (db *DB) Close() error {
 	}
 	return err
 }
+
+// Policies reports whether the backend holds policies.
+func (db *DB) Policies() bool {
+	_, ok := db.backend.(PolicyBackend)
+	return ok
+}
+
+// AddPolicies installs policies, all or none; with a backend that holds no
+// policies it does nothing.
+func (db *DB) AddPolicies(ps ...*Policy) error {
+	pb, ok := db.backend.(PolicyBackend)
+	if !ok {
+		return nil
+	}
+	for i, p := range ps {
+		if err := pb.AddPolicy(p); err != nil {
+			for _, done := range ps[:i] {
+				_ = pb.DeletePolicy(done.ID())
+			}
+			return fmt.Errorf("install %s policy %s: %w", p.Direction, p.Selector, err)
+		}
+	}
+	return nil
+}
+
+// DeletePolicies removes policies, trying every one; it returns the first
+// error other than not-found.
+func (db *DB) DeletePolicies(ids ...PolicyID) error {
+	pb, ok := db.backend.(PolicyBackend)
+	if !ok {
+		return nil
+	}
+	var first error
+	for _, id := range ids {
+		if err := pb.DeletePolicy(id); err != nil && !errors.Is(err, ErrNotFound) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Events returns the backend's event stream, or nil when it has none.
+func (db *DB) Events() <-chan Event {
+	if pb, ok := db.backend.(PolicyBackend); ok {
+		return pb.Events()
+	}
+	return nil
+}

@@ -12,8 +12,10 @@ import (
 // Backend is an in-memory sadb.Backend. Its counters only change through
 // Count, which tests use to simulate traffic.
 type Backend struct {
-	mu  sync.Mutex
-	sas map[sadb.ID]*entry
+	mu       sync.Mutex
+	sas      map[sadb.ID]*entry
+	policies map[sadb.PolicyID]sadb.Policy
+	events   chan sadb.Event
 }
 
 type entry struct {
@@ -22,7 +24,9 @@ type entry struct {
 }
 
 // New returns an empty in-memory backend.
-func New() *Backend { return &Backend{sas: map[sadb.ID]*entry{}} }
+func New() *Backend {
+	return &Backend{sas: map[sadb.ID]*entry{}, policies: map[sadb.PolicyID]sadb.Policy{}, events: make(chan sadb.Event, 16)}
+}
 
 // Name implements sadb.Backend.
 func (*Backend) Name() string { return "memory" }
@@ -88,6 +92,52 @@ func (b *Backend) SAs() []sadb.SA {
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	b.sas = map[sadb.ID]*entry{}
+	b.policies = map[sadb.PolicyID]sadb.Policy{}
 	b.mu.Unlock()
 	return nil
+}
+
+// AddPolicy implements sadb.PolicyBackend.
+func (b *Backend) AddPolicy(p *sadb.Policy) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.policies == nil {
+		b.policies = map[sadb.PolicyID]sadb.Policy{}
+	}
+	b.policies[p.ID()] = *p
+	return nil
+}
+
+// DeletePolicy implements sadb.PolicyBackend.
+func (b *Backend) DeletePolicy(id sadb.PolicyID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.policies[id]; !ok {
+		return fmt.Errorf("memory: %s policy %s: %w", id.Direction, id.Selector, sadb.ErrNotFound)
+	}
+	delete(b.policies, id)
+	return nil
+}
+
+// Policies returns copies of the installed policies.
+func (b *Backend) Policies() []sadb.Policy {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]sadb.Policy, 0, len(b.policies))
+	for _, p := range b.policies {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Events implements sadb.PolicyBackend; tests raise events with Raise.
+func (b *Backend) Events() <-chan sadb.Event { return b.events }
+
+// Raise delivers an event as the data plane would (non-blocking: dropped
+// when nobody reads).
+func (b *Backend) Raise(ev sadb.Event) {
+	select {
+	case b.events <- ev:
+	default:
+	}
 }

@@ -1,0 +1,87 @@
+package ike
+
+import (
+	"net/netip"
+
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+)
+
+// childPolicies are the data-plane policies that steer a Child SA's
+// traffic (out) and require it to arrive protected (in, and fwd for a
+// tunnel gateway): one per pair of local and remote selector.
+func childPolicies(c *childSA, local, remote netip.Addr) []*sadb.Policy {
+	var ps []*sadb.Policy
+	for _, l := range c.localTS {
+		for _, r := range c.remoteTS {
+			for _, lp := range rangePrefixes(l.StartAddr, l.EndAddr) {
+				for _, rp := range rangePrefixes(r.StartAddr, r.EndAddr) {
+					out := sadb.Selector{Src: lp, Dst: rp, Proto: selectorProto(l, r), SrcPort: singlePort(l), DstPort: singlePort(r)}
+					in := sadb.Selector{Src: rp, Dst: lp, Proto: out.Proto, SrcPort: out.DstPort, DstPort: out.SrcPort}
+					base := sadb.Policy{Action: sadb.Protect, Level: sadb.Required, Protocol: sadb.ESP, Mode: c.mode, ReqID: c.reqID}
+					po, pi := base, base
+					po.Selector, po.Direction = out, sadb.Out
+					pi.Selector, pi.Direction = in, sadb.In
+					if c.mode == ModeTunnel {
+						po.TunnelSrc, po.TunnelDst = local, remote
+						pi.TunnelSrc, pi.TunnelDst = remote, local
+					}
+					ps = append(ps, &po, &pi)
+					if c.mode == ModeTunnel {
+						pf := pi
+						pf.Direction = sadb.Fwd
+						ps = append(ps, &pf)
+					}
+				}
+			}
+		}
+	}
+	return ps
+}
+
+// selectorProto is the protocol both selectors agree on (0 = any).
+func selectorProto(a, b wire.TrafficSelector) uint8 {
+	if a.IPProtocol != 0 {
+		return a.IPProtocol
+	}
+	return b.IPProtocol
+}
+
+// singlePort is the selector's port when it names exactly one; data-plane
+// selectors hold one port or any, so a wider range protects all ports.
+func singlePort(ts wire.TrafficSelector) uint16 {
+	if ts.StartPort == ts.EndPort {
+		return ts.StartPort
+	}
+	return 0
+}
+
+// rangePrefixes splits an address range into the fewest prefixes that
+// cover exactly it.
+func rangePrefixes(start, end netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for !end.Less(start) {
+		bits := start.BitLen()
+		// Grow the prefix while it stays aligned and within the range.
+		for bits > 0 {
+			p := netip.PrefixFrom(start, bits-1)
+			if p.Masked().Addr() != start {
+				break
+			}
+			_, last := prefixRange(p)
+			if end.Less(last) {
+				break
+			}
+			bits--
+		}
+		p := netip.PrefixFrom(start, bits)
+		out = append(out, p)
+		_, last := prefixRange(p)
+		next := last.Next()
+		if !next.IsValid() || next.IsUnspecified() && !last.IsUnspecified() {
+			break
+		}
+		start = next
+	}
+	return out
+}
