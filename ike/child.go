@@ -11,6 +11,11 @@ import (
 	"github.com/iked/iked/sadb"
 )
 
+// keySeed is what a Child SA's keys are derived from besides SK_d (§2.17).
+type keySeed struct {
+	shared, ni, nr []byte
+}
+
 // childSA is a negotiated pair of IPsec SAs.
 type childSA struct {
 	suite    *suite
@@ -21,6 +26,11 @@ type childSA struct {
 	remoteTS []wire.TrafficSelector
 	reqID    uint32
 	policies []sadb.PolicyID
+	// nonces are those of the CREATE_CHILD_SA that made the SA (none for
+	// IKE_AUTH's), for the rekey collision rule of §2.8.1.
+	nonces [2][]byte
+	// rekeyedBy is the Child SA that replaced this one, once rekeyed.
+	rekeyedBy *childSA
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -28,6 +38,7 @@ type childRequest struct {
 	sa        *wire.SA
 	tsi, tsr  *wire.TS
 	transport bool
+	suite     *suite // chosen already (CREATE_CHILD_SA, where the KE group matters)
 }
 
 func childRequestFrom(ps []wire.Payload) childRequest {
@@ -71,11 +82,14 @@ func (sa *ikeSA) remoteSelectors(c *Connection) []wire.TrafficSelector {
 // proposal, narrow the selectors (§2.9), settle the mode, derive keys and
 // install. It returns the response payloads, or the notify to answer with.
 // Caller holds mu.
-func (sa *ikeSA) acceptChild(c *Connection, req childRequest) ([]wire.Payload, wire.NotifyType, error) {
+func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, wire.NotifyType, error) {
 	if req.tsi == nil || req.tsr == nil {
 		return nil, wire.NotifyInvalidSyntax, errors.New("SA without TSi and TSr")
 	}
-	s := selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
+	s := req.suite
+	if s == nil {
+		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
+	}
 	if s == nil {
 		return nil, wire.NotifyNoProposalChosen, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals))
 	}
@@ -96,7 +110,7 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest) ([]wire.Payload, w
 	if err != nil {
 		return nil, wire.NotifyTemporaryFailure, err
 	}
-	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi)
+	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi, seed, rekeys)
 	if err != nil {
 		sa.eng.cfg.SADB.ReleaseSPI(spi)
 		return nil, wire.NotifyTemporaryFailure, err
@@ -116,13 +130,18 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest) ([]wire.Payload, w
 
 // installChild derives the Child SA keys (§2.17) and hands both SAs to the
 // data plane. Caller holds mu.
-func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector) (*childSA, error) {
+//
+// seed holds the nonces (and the new g^ir with PFS) of the exchange that
+// created the Child SA: IKE_AUTH's, or CREATE_CHILD_SA's. A rekeyed Child
+// SA (rekeys non-nil) takes over the old one's ReqID and policies, so that
+// the data plane switches to it without a gap (make-before-break).
+func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector, seed keySeed, rekeys *childSA) (*childSA, error) {
 	integLen := 0
 	var integID uint16
 	if s.integ != nil {
 		integLen, integID = s.integ.KeyLen, s.integ.ID
 	}
-	keys, err := transform.DeriveChildKeys(sa.suite.prf, sa.keys.SkD, nil, sa.ni, sa.nr, s.encr.KeyMaterialLen(s.keyBits), integLen)
+	keys, err := transform.DeriveChildKeys(sa.suite.prf, sa.keys.SkD, seed.shared, seed.ni, seed.nr, s.encr.KeyMaterialLen(s.keyBits), integLen)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +154,12 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	local, remote := sa.local.Addr(), sa.remote.Addr()
 	base := sadb.SA{Protocol: sadb.ESP, Mode: mode, EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
 		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
-	reqID := sa.eng.nextReqID.Add(1)
+	var reqID uint32
+	if rekeys != nil {
+		reqID = rekeys.reqID
+	} else {
+		reqID = sa.eng.nextReqID.Add(1)
+	}
 	base.ReqID = reqID
 	in, out := base, base
 	if sa.encap {
@@ -149,13 +173,17 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		return nil, err
 	}
 	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID}
-	policies := childPolicies(c, local, remote)
-	if err := sa.eng.cfg.SADB.AddPolicies(policies...); err != nil {
-		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
-		return nil, err
-	}
-	for _, p := range policies {
-		c.policies = append(c.policies, p.ID())
+	if rekeys != nil {
+		c.policies, rekeys.policies = rekeys.policies, nil
+	} else {
+		policies := childPolicies(c, local, remote)
+		if err := sa.eng.cfg.SADB.AddPolicies(policies...); err != nil {
+			_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
+			return nil, err
+		}
+		for _, p := range policies {
+			c.policies = append(c.policies, p.ID())
+		}
 	}
 	sa.children = append(sa.children, c)
 	sa.eng.keyLog.child(sa, c)

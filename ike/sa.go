@@ -331,9 +331,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		}
 		resp = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
-		// Rekeying and further Child SAs are not negotiated yet; §2.21.2
-		// lets a responder refuse with NO_ADDITIONAL_SAS.
-		resp = sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyNoAdditionalSAs, nil)
+		resp = sa.respondCreateChild(inner)
 	default:
 		sa.eng.stats.drop(DropUnsupported)
 		return

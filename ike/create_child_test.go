@@ -1,0 +1,100 @@
+package ike
+
+import (
+	"testing"
+
+	"github.com/iked/iked/sadb"
+)
+
+// childKeysPair checks that every SA on one side has its twin with the
+// same SPI and keys on the other.
+func childKeysPair(t *testing.T, p *pair) {
+	t.Helper()
+	b := map[uint32]sadb.SA{}
+	for _, s := range p.memB.SAs() {
+		b[s.SPI] = s
+	}
+	for _, s := range p.memA.SAs() {
+		o, ok := b[s.SPI]
+		if !ok || string(o.EncrKey) != string(s.EncrKey) || string(o.IntegKey) != string(s.IntegKey) || o.Inbound == s.Inbound {
+			t.Fatalf("SA %08x does not pair between the peers", s.SPI)
+		}
+	}
+	if len(p.memA.SAs()) != len(b) {
+		t.Fatalf("%d SAs on A, %d on B", len(p.memA.SAs()), len(b))
+	}
+}
+
+// TestCreateChildAndRekey: an additional Child SA, then a rekey with PFS
+// that replaces it make-before-break: new SPIs and keys on both sides, the
+// old SAs gone, the policies kept.
+func TestCreateChildAndRekey(t *testing.T) {
+	for _, esp := range []string{"aes256gcm16", "aes128-sha256-x25519"} {
+		t.Run(esp, func(t *testing.T) {
+			p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
+				ca.ESPProposals, cb.ESPProposals = mustESP(t, esp), mustESP(t, esp)
+			})
+			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := infos[0].ID
+			if err := p.a.CreateChild(ctxT(t), id, 0); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(p.a.SAs()[0].Children); n != 2 || len(p.b.SAs()[0].Children) != 2 {
+				t.Fatalf("children after CREATE_CHILD_SA: %d / %d", n, len(p.b.SAs()[0].Children))
+			}
+			childKeysPair(t, p)
+			policies := len(p.memA.Policies())
+
+			first := p.a.allSAs()[0].children[0]
+			oldIn, oldOut := first.inbound.SPI, first.outbound.SPI
+			if err := p.a.CreateChild(ctxT(t), id, oldIn); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return len(p.memB.SAs()) == 4 })
+			childKeysPair(t, p)
+			for _, s := range append(p.memA.SAs(), p.memB.SAs()...) {
+				if s.SPI == oldIn || s.SPI == oldOut {
+					t.Fatalf("old SA %08x still installed", s.SPI)
+				}
+			}
+			if len(p.memA.Policies()) != policies || len(p.memB.Policies()) != policies {
+				t.Fatalf("policies changed across the rekey: %d -> %d / %d", policies, len(p.memA.Policies()), len(p.memB.Policies()))
+			}
+			want := "AES_GCM_16-256/NO_EXT_SEQ"
+			if esp != "aes256gcm16" {
+				want = "AES_CBC-128/HMAC_SHA2_256_128/CURVE_25519/NO_EXT_SEQ"
+			}
+			if got := p.a.SAs()[0].Children[1].Algorithms; got != want {
+				t.Fatalf("rekeyed Child SA algorithms %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestRekeyUnknownChild: a REKEY_SA for an SPI the responder does not know
+// is answered with CHILD_SA_NOT_FOUND.
+func TestRekeyUnknownChild(t *testing.T) {
+	p := newPair(t)
+	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := p.a.allSAs()[0]
+	sa.mu.Lock()
+	c := sa.children[0]
+	sa.mu.Unlock()
+	// The responder forgets its half first.
+	bsa := p.b.allSAs()[0]
+	bsa.mu.Lock()
+	bc := bsa.children[0]
+	bsa.removeChild(bc)
+	bsa.dropChild(bc)
+	bsa.mu.Unlock()
+	err = p.a.CreateChild(ctxT(t), infos[0].ID, c.inbound.SPI)
+	if ne, ok := err.(*notifyError); !ok || ne.code != 44 {
+		t.Fatalf("err = %v, want CHILD_SA_NOT_FOUND", err)
+	}
+}
