@@ -1,10 +1,237 @@
 package ike
 
-import "github.com/iked/iked/ike/wire"
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
 
-// respondRekeyIKE answers a CREATE_CHILD_SA that rekeys the IKE SA
-// (§1.3.2). Not negotiated yet: refused with NO_ADDITIONAL_SAS, which
-// §2.21.2 allows, so the peer reauthenticates instead. Caller holds mu.
-func (sa *ikeSA) respondRekeyIKE(_ []wire.Payload) [][]byte {
-	return sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyNoAdditionalSAs, nil)
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+)
+
+// IKE SA rekeying (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA on the old IKE
+// SA whose SA payload proposes protocol IKE with the new SPI. The new SA's
+// keys come from the old SK_d and a fresh Diffie-Hellman; the Child SAs move
+// over; the side that started the rekey then deletes the old SA and is the
+// original initiator of the new one.
+
+// respondRekeyIKE answers an IKE SA rekey request. Caller holds mu.
+func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
+	refuse := func(n *wire.Notify, err error) [][]byte {
+		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", notifyName(n.Code))
+		sa.eng.stats.notify(notifyName(n.Code))
+		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, []wire.Payload{n})
+		return pkt
+	}
+	saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA)
+	nonce, _ := wire.Find(inner, wire.PayloadNonce).(*wire.Nonce)
+	ke, _ := wire.Find(inner, wire.PayloadKE).(*wire.KE)
+	if saP == nil || nonce == nil || ke == nil {
+		return refuse(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey without SA, Nonce or KE"))
+	}
+	s := selectProposal(sa.conn.IKEProposals, saP.Proposals, wire.ProtoIKE, true)
+	if s == nil {
+		return refuse(&wire.Notify{Code: wire.NotifyNoProposalChosen}, errors.New("no acceptable IKE proposal"))
+	}
+	if len(s.spi) != 8 {
+		return refuse(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey proposal without an 8-octet SPI"))
+	}
+	if ke.Group != s.group.ID() {
+		g := s.group.ID()
+		return refuse(&wire.Notify{Code: wire.NotifyInvalidKEPayload, Data: []byte{byte(g >> 8), byte(g)}}, errors.New("KE group differs"))
+	}
+	newSA, payloads, err := sa.rekeyedSA(s, false, binary.BigEndian.Uint64(s.spi), nonce.Data, ke)
+	if err != nil {
+		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
+	}
+	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, payloads)
+	if err != nil {
+		return nil
+	}
+	sa.handOver(newSA)
+	return pkt
+}
+
+// rekeyedSA makes the new IKE SA: for the responder of the rekey from the
+// requester's nonce and KE (returning the response payloads), for its
+// requester from the response (peerKE is the responder's). Caller holds mu.
+func (sa *ikeSA) rekeyedSA(s *suite, weStarted bool, peerSPI uint64, peerNonce []byte, peerKE *wire.KE) (*ikeSA, []wire.Payload, error) {
+	e := sa.eng
+	spi, err := e.newSPI()
+	if err != nil {
+		return nil, nil, err
+	}
+	dh, err := s.group.GenerateKey(e.cfg.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	shared, err := dh.SharedSecret(peerKE.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce := make([]byte, nonceLen(s.prf))
+	if _, err := e.cfg.Rand.Read(nonce); err != nil {
+		return nil, nil, err
+	}
+	n := sa.successor(s, weStarted, spi, peerSPI)
+	n.ni, n.nr = append([]byte(nil), peerNonce...), nonce
+	var spiB [8]byte
+	binary.BigEndian.PutUint64(spiB[:], spi)
+	chosen := s.wire(spiB[:])
+	payloads := []wire.Payload{&chosen, &wire.Nonce{Data: nonce}, &wire.KE{Group: s.group.ID(), Data: dh.Public()}}
+	if err := n.deriveRekeyed(sa, shared); err != nil {
+		return nil, nil, err
+	}
+	return n, payloads, nil
+}
+
+// successor is the new IKE SA that takes over from sa: same peer,
+// connection and identities, new SPIs, message IDs from zero.
+func (sa *ikeSA) successor(s *suite, weStarted bool, ourSPI, peerSPI uint64) *ikeSA {
+	e := sa.eng
+	n := &ikeSA{
+		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: weStarted, started: e.cfg.Now(),
+		state: stateEstablished, conn: sa.conn, bind: sa.bind, local: sa.local, remote: sa.remote, encap: sa.encap,
+		suite: s, natLocal: sa.natLocal, natRemote: sa.natRemote, localID: sa.localID, remoteID: sa.remoteID,
+		authName: sa.authName, established: e.cfg.Now(), fragments: sa.fragments,
+	}
+	if weStarted {
+		n.spii, n.spir = ourSPI, peerSPI
+	} else {
+		n.spii, n.spir = peerSPI, ourSPI
+	}
+	return n
+}
+
+// deriveRekeyed computes the new SA's keys (§2.18): SKEYSEED =
+// prf(SK_d (old), g^ir (new) | Ni | Nr), the old SA's PRF keying it.
+func (n *ikeSA) deriveRekeyed(old *ikeSA, shared []byte) error {
+	data := make([]byte, 0, len(shared)+len(n.ni)+len(n.nr))
+	data = append(append(append(data, shared...), n.ni...), n.nr...)
+	skeyseed := old.suite.prf.Sum(nil, old.keys.SkD, data)
+	wipe(data)
+	wipe(shared)
+	s := n.suite
+	keys, err := transform.DeriveIKEKeys(s.prf, skeyseed, n.ni, n.nr, n.spii, n.spir, s.encr.KeyMaterialLen(s.keyBits), s.integ)
+	wipe(skeyseed)
+	if err != nil {
+		return err
+	}
+	n.keys = keys
+	ei, ai, er, ar := keys.SkEi, keys.SkAi, keys.SkEr, keys.SkAr
+	if !n.initiator {
+		ei, ai, er, ar = er, ar, ei, ai
+	}
+	if n.out, err = transform.NewProtector(s.encr, ei, s.integ, ai); err != nil {
+		return err
+	}
+	if n.in, err = transform.NewProtector(s.encr, er, s.integ, ar); err != nil {
+		return err
+	}
+	n.eng.keyLog.ike(n)
+	return nil
+}
+
+// handOver moves sa's Child SAs to n and registers n; sa stays until its
+// Delete. Caller holds sa.mu.
+func (sa *ikeSA) handOver(n *ikeSA) {
+	n.children, sa.children = sa.children, nil
+	sa.rekeyedBy = n
+	n.eng.register(n)
+	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id, "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
+		"algorithms", n.suite.String())
+}
+
+// RekeyIKE rekeys the IKE SA with ID id and returns the new SA's ID.
+func (e *Engine) RekeyIKE(ctx context.Context, id string) (string, error) {
+	for _, sa := range e.allSAs() {
+		if sa.id == id {
+			return sa.rekeyIKE(ctx)
+		}
+	}
+	return "", fmt.Errorf("no IKE SA %q", id)
+}
+
+// rekeyIKE runs the IKE SA rekey as requester, then deletes the old SA.
+func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
+	sa.mu.Lock()
+	if sa.state != stateEstablished {
+		sa.mu.Unlock()
+		return "", errors.New("IKE SA not established")
+	}
+	props := sa.conn.IKEProposals
+	prf := sa.suite.prf
+	group := sa.suite.group
+	sa.mu.Unlock()
+
+	e := sa.eng
+	spi, err := e.newSPI()
+	if err != nil {
+		return "", err
+	}
+	ni := make([]byte, nonceLen(prf))
+	if _, err := e.cfg.Rand.Read(ni); err != nil {
+		return "", err
+	}
+	for try := 0; ; try++ {
+		dh, err := group.GenerateKey(e.cfg.Rand)
+		if err != nil {
+			return "", err
+		}
+		resp, err := sa.request(ctx, func(msgID uint32) ([][]byte, error) {
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], spi)
+			ps := []wire.Payload{&wire.SA{Proposals: toWire(props, wire.ProtoIKE, b[:], true)}, &wire.Nonce{Data: ni},
+				&wire.KE{Group: group.ID(), Data: dh.Public()}}
+			return sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
+		})
+		if err != nil {
+			return "", err
+		}
+		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil && try == 0 && len(n.Data) == 2 {
+			if g := transform.GroupByID(binary.BigEndian.Uint16(n.Data)); g != nil && offersGroupIn(props, g.ID()) {
+				group = g
+				continue
+			}
+		}
+		newSA, err := sa.completeRekeyIKE(resp, props, spi, ni, dh)
+		if err != nil {
+			return "", err
+		}
+		sa.deleteIKE(ctx, "rekeyed")
+		return newSA.id, nil
+	}
+}
+
+func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, spi uint64, ni []byte, dh transform.PrivateKey) (*ikeSA, error) {
+	for _, p := range resp.payloads {
+		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
+			return nil, &notifyError{code: n.Code, when: "IKE SA rekey"}
+		}
+	}
+	saP, _ := wire.Find(resp.payloads, wire.PayloadSA).(*wire.SA)
+	nonce, _ := wire.Find(resp.payloads, wire.PayloadNonce).(*wire.Nonce)
+	ke, _ := wire.Find(resp.payloads, wire.PayloadKE).(*wire.KE)
+	if saP == nil || nonce == nil || ke == nil {
+		return nil, errors.New("IKE rekey response without SA, Nonce or KE")
+	}
+	s := acceptChosen(props, saP, wire.ProtoIKE, true)
+	if s == nil || len(s.spi) != 8 || ke.Group != s.group.ID() {
+		return nil, errors.New("responder chose an IKE proposal we did not offer")
+	}
+	shared, err := dh.SharedSecret(ke.Data)
+	if err != nil {
+		return nil, err
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	n := sa.successor(s, true, spi, binary.BigEndian.Uint64(s.spi))
+	n.ni, n.nr = ni, append([]byte(nil), nonce.Data...)
+	if err := n.deriveRekeyed(sa, shared); err != nil {
+		return nil, err
+	}
+	sa.handOver(n)
+	return n, nil
 }

@@ -82,6 +82,9 @@ type ikeSA struct {
 
 	halfOpenTimer *time.Timer
 
+	// rekeyedBy is the IKE SA that took over after a rekey.
+	rekeyedBy *ikeSA
+
 	logMu       sync.Mutex // log lines are also written without mu held
 	logCache    []slog.Attr
 	logCacheKey logKey
