@@ -29,8 +29,13 @@ type childSA struct {
 	// nonces are those of the CREATE_CHILD_SA that made the SA (none for
 	// IKE_AUTH's), for the rekey collision rule of §2.8.1.
 	nonces [2][]byte
-	// rekeyedBy is the Child SA that replaced this one, once rekeyed.
+	// rekeyedBy is the Child SA our rekey replaced this one with;
+	// peerRekey the one the peer's rekey did. Both set means the two sides
+	// rekeyed at once (§2.8.1).
 	rekeyedBy *childSA
+	peerRekey *childSA
+	// deleting is set once this side has decided to delete the SA.
+	deleting bool
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).

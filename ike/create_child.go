@@ -101,6 +101,11 @@ func (hs *createChildResponder) findRekeyed() (*wire.Notify, error) {
 		return &wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("REKEY_SA without a 4-octet SPI")
 	}
 	hs.rekeys = hs.sa.childByPeerSPI(binary.BigEndian.Uint32(n.SPI))
+	if hs.rekeys != nil && hs.rekeys.deleting {
+		// §2.25: a rekey of an SA this side is closing (it finished its own
+		// rekey of it first) is refused for now; the Delete follows.
+		return &wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("Child SA %x is being deleted", n.SPI)
+	}
 	if hs.rekeys == nil {
 		// §2.25: the SA may have been deleted meanwhile.
 		return &wire.Notify{Code: wire.NotifyChildSANotFound, Protocol: wire.ProtoESP, SPI: append([]byte(nil), n.SPI...)},
@@ -161,7 +166,7 @@ func (hs *createChildResponder) accept() ([]wire.Payload, wire.NotifyType, error
 	created := sa.children[len(sa.children)-1]
 	created.nonces = [2][]byte{ni, hs.nr}
 	if hs.rekeys != nil {
-		hs.rekeys.rekeyedBy = created
+		hs.rekeys.peerRekey = created
 		sa.log(slog.LevelInfo, "CHILD SA rekeyed by the peer", "old_spi_in", fmt.Sprintf("%08x", hs.rekeys.inbound.SPI))
 	}
 	// Order: SA, Nr, [KEr], TSi, TSr; a transport-mode notify first if any.
@@ -284,9 +289,32 @@ func (sa *ikeSA) createChild(ctx context.Context, old *childSA) error {
 		break
 	}
 	if old != nil {
-		sa.deleteChild(ctx, old)
+		sa.finishRekey(ctx, old)
 	}
 	return nil
+}
+
+// finishRekey deletes what our rekey of old left behind. Normally that is
+// old. If the peer rekeyed old at the same time, §2.8.1 decides: the
+// exchange holding the lowest of the four nonces made the redundant SA, and
+// its initiator deletes that SA; the other side deletes old.
+func (sa *ikeSA) finishRekey(ctx context.Context, old *childSA) {
+	sa.mu.Lock()
+	ours, theirs := old.rekeyedBy, old.peerRekey
+	victim := old
+	if theirs != nil && ours != nil {
+		oursLow := lowestNonce(ours.nonces[0], ours.nonces[1])
+		theirsLow := lowestNonce(theirs.nonces[0], theirs.nonces[1])
+		if bytes.Compare(oursLow, theirsLow) < 0 {
+			sa.log(slog.LevelInfo, "simultaneous Child SA rekey: ours is redundant", "spi_in", fmt.Sprintf("%08x", ours.inbound.SPI))
+			victim = ours
+		} else {
+			sa.log(slog.LevelInfo, "simultaneous Child SA rekey: the peer's is redundant")
+		}
+	}
+	victim.deleting = true
+	sa.mu.Unlock()
+	sa.deleteChild(ctx, victim)
 }
 
 func offersGroupIn(props []transform.Proposal, id uint16) bool {

@@ -1,7 +1,10 @@
 package ike
 
 import (
+	"sync"
 	"testing"
+
+	"github.com/iked/iked/ike/wire"
 
 	"github.com/iked/iked/sadb"
 )
@@ -96,5 +99,56 @@ func TestRekeyUnknownChild(t *testing.T) {
 	err = p.a.CreateChild(ctxT(t), infos[0].ID, c.inbound.SPI)
 	if ne, ok := err.(*notifyError); !ok || ne.code != 44 {
 		t.Fatalf("err = %v, want CHILD_SA_NOT_FOUND", err)
+	}
+}
+
+// TestSimultaneousChildRekey: both sides rekey the same Child SA at once
+// (each request is held until the other side has sent its own), twenty
+// times; every time the sides converge to one Child SA whose keys pair, with
+// the policies kept. When both exchanges complete, the nonce rule of §2.8.1
+// removes the redundant SA; when one side finished first and is deleting the
+// old SA, the other's rekey is refused with TEMPORARY_FAILURE, or with
+// CHILD_SA_NOT_FOUND once the old SA is gone (§2.25).
+func TestSimultaneousChildRekey(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	var barrier sync.WaitGroup
+	hold := func(b []byte) bool {
+		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.CREATE_CHILD_SA && !h.IsResponse() {
+			barrier.Done()
+			barrier.Wait()
+		}
+		return true
+	}
+	p.ba.Filter, p.bb.Filter = hold, hold
+	policies := len(p.memA.Policies())
+	for round := range 20 {
+		sa, sb := p.a.allSAs()[0], p.b.allSAs()[0]
+		sa.mu.Lock()
+		ca := sa.children[0]
+		sa.mu.Unlock()
+		sb.mu.Lock()
+		cb := sb.children[0]
+		sb.mu.Unlock()
+		barrier.Add(2)
+		errs := make(chan error, 2)
+		go func() { errs <- p.a.CreateChild(ctxT(t), sa.id, ca.inbound.SPI) }()
+		go func() { errs <- p.b.CreateChild(ctxT(t), sb.id, cb.inbound.SPI) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				if ne, ok := err.(*notifyError); !ok || (ne.code != wire.NotifyTemporaryFailure && ne.code != wire.NotifyChildSANotFound) {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+		}
+		waitFor(t, func() bool {
+			return len(p.memA.SAs()) == 2 && len(p.memB.SAs()) == 2 && len(p.a.SAs()[0].Children) == 1 && len(p.b.SAs()[0].Children) == 1
+		})
+		childKeysPair(t, p)
+		if len(p.memA.Policies()) != policies || len(p.memB.Policies()) != policies {
+			t.Fatalf("round %d: policies %d / %d, want %d", round, len(p.memA.Policies()), len(p.memB.Policies()), policies)
+		}
 	}
 }
