@@ -179,6 +179,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID}
 	if rekeys != nil {
+		sa.eng.stats.rekeys("child")
 		c.policies, rekeys.policies = rekeys.policies, nil
 	} else {
 		policies := childPolicies(c, local, remote)
@@ -191,6 +192,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		}
 	}
 	sa.children = append(sa.children, c)
+	sa.startChildTimer(c)
 	sa.eng.keyLog.child(sa, c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),

@@ -53,6 +53,17 @@ type Connection struct {
 	Mode Mode
 	// Initiate starts the connection when the engine starts.
 	Initiate bool
+	// RekeyTime is how long a Child SA lives before it is rekeyed (less a
+	// random tenth); zero means never.
+	RekeyTime time.Duration
+	// IKERekeyTime is the same for the IKE SA.
+	IKERekeyTime time.Duration
+	// DPDDelay is the idle time after which a liveness check is sent;
+	// zero turns dead peer detection off (exhausted retransmissions of any
+	// request still end the SA).
+	DPDDelay time.Duration
+	// DPDAction is what follows a dead peer.
+	DPDAction DPDAction
 	// ForceEncap makes the peer believe this side is behind a NAT (a
 	// random NAT_DETECTION_SOURCE_IP hash, as strongSwan's encap=yes), so
 	// that ESP goes inside UDP on port 4500 even without a NAT.

@@ -139,6 +139,14 @@ func (n *ikeSA) deriveRekeyed(old *ikeSA, shared []byte) error {
 func (sa *ikeSA) handOver(n *ikeSA) {
 	n.children, sa.children = sa.children, nil
 	sa.rekeyedBy = n
+	sa.stopTimers()
+	sa.eng.stats.rekeys("ike")
+	n.lastRecv = n.established
+	n.startTimers()
+	// The Child SAs' rekey timers were the old SA's; arm them on the new.
+	for _, c := range n.children {
+		n.startChildTimer(c)
+	}
 	n.eng.register(n)
 	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id, "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
 		"algorithms", n.suite.String())

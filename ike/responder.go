@@ -451,6 +451,8 @@ func (sa *ikeSA) establish() {
 	sa.established = sa.eng.cfg.Now()
 	sa.candidates = nil
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
+	sa.lastRecv = sa.established
+	sa.startTimers()
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
 			"auth", sa.authName, "algorithms", sa.suite.String())

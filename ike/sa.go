@@ -68,6 +68,8 @@ type ikeSA struct {
 	// Requests we send: one outstanding at a time (window size 1, §2.3).
 	nextSendID uint32
 	pending    *pendingRequest
+	reqSlot    chan struct{}
+	slotOnce   sync.Once
 
 	// Requests the peer sends: the next expected ID and the cached
 	// response to the last one, resent on retransmission (§2.1).
@@ -84,6 +86,10 @@ type ikeSA struct {
 
 	// rekeyedBy is the IKE SA that took over after a rekey.
 	rekeyedBy *ikeSA
+	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
+	// when the peer last sent an authentic message (for DPD).
+	timers   []*time.Timer
+	lastRecv time.Time
 
 	logMu       sync.Mutex // log lines are also written without mu held
 	logCache    []slog.Attr
@@ -319,6 +325,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.notePath(b, from)
+	sa.lastRecv = sa.eng.cfg.Now()
 	var resp [][]byte
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
@@ -429,6 +436,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 			return
 		}
 		r.payloads = inner // decrypted into a fresh slice: safe to keep
+		sa.lastRecv = sa.eng.cfg.Now()
 	}
 	sa.pending = nil
 	p.resp <- r
@@ -438,14 +446,19 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 // exponential backoff (§2.1). build is called with mu held and the message
 // ID to use; it returns the packet. request must be called without mu held.
 func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte, error)) (*response, error) {
+	// One request at a time (window size 1, §2.3): later ones wait here.
+	select {
+	case sa.slot() <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-sa.eng.closing:
+		return nil, errClosed
+	}
+	defer func() { <-sa.slot() }()
 	sa.mu.Lock()
 	if sa.state == stateDead {
 		sa.mu.Unlock()
 		return nil, errClosed
-	}
-	if sa.pending != nil {
-		sa.mu.Unlock()
-		return nil, errors.New("another request is outstanding")
 	}
 	id := sa.nextSendID
 	pkt, err := build(id)
@@ -482,12 +495,26 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 		}
 		if try >= cfg.RetransmitTries {
 			sa.clearPending(p)
+			// §2.4: a peer that answers none of the retransmissions is
+			// dead; an established SA goes (with the DPD action).
+			sa.mu.Lock()
+			established := sa.state == stateEstablished
+			sa.mu.Unlock()
+			if established {
+				sa.peerDead()
+			}
 			return nil, errTimeout
 		}
 		sa.eng.stats.retransmissions.Add(1)
 		sa.log(slog.LevelDebug, "retransmitting request", "message_id", id, "try", try+1)
 		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
 	}
+}
+
+// slot is the SA's request slot: a channel of capacity one, made on first use.
+func (sa *ikeSA) slot() chan struct{} {
+	sa.slotOnce.Do(func() { sa.reqSlot = make(chan struct{}, 1) })
+	return sa.reqSlot
 }
 
 func (sa *ikeSA) clearPending(p *pendingRequest) {
@@ -532,6 +559,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()
 	}
+	sa.stopTimers()
 	for _, c := range sa.children {
 		sa.removeChild(c)
 	}

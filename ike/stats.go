@@ -41,6 +41,8 @@ type Stats struct {
 	PacketsDropped map[string]uint64
 	// NotifiesSent counts error notifications sent, by notify name.
 	NotifiesSent map[string]uint64
+	// Rekeys counts Child SA and IKE SA rekeys completed, by "child" or "ike".
+	Rekeys map[string]uint64
 	// HandshakeDuration is a histogram of IKE_SA_INIT start to IKE_AUTH end.
 	HandshakeDuration Histogram
 }
@@ -71,6 +73,7 @@ type counters struct {
 	failed    map[string]uint64
 	dropped   map[string]uint64
 	notifies  map[string]uint64
+	rekeyed   map[string]uint64
 	hist      Histogram
 }
 
@@ -80,6 +83,7 @@ func newCounters() *counters {
 		failed:    map[string]uint64{},
 		dropped:   map[string]uint64{},
 		notifies:  map[string]uint64{},
+		rekeyed:   map[string]uint64{},
 		hist: Histogram{
 			Bounds: handshakeBuckets,
 			Counts: make([]uint64, len(handshakeBuckets)),
@@ -96,6 +100,7 @@ func (c *counters) inc(m map[string]uint64, label string) {
 func (c *counters) drop(reason string)    { c.inc(c.dropped, reason) }
 func (c *counters) failure(reason string) { c.inc(c.failed, reason) }
 func (c *counters) notify(name string)    { c.inc(c.notifies, name) }
+func (c *counters) rekeys(kind string)    { c.inc(c.rekeyed, kind) }
 
 func (c *counters) completedHandshake(role string, d time.Duration) {
 	s := d.Seconds()
@@ -131,6 +136,7 @@ func (c *counters) snapshot(s *Stats) {
 	s.HandshakesFailed = copyMap(c.failed)
 	s.PacketsDropped = copyMap(c.dropped)
 	s.NotifiesSent = copyMap(c.notifies)
+	s.Rekeys = copyMap(c.rekeyed)
 	s.HandshakeDuration = Histogram{
 		Bounds: c.hist.Bounds,
 		Counts: append([]uint64(nil), c.hist.Counts...),

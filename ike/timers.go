@@ -1,0 +1,183 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/ike/wire"
+)
+
+// Timers of an established IKE SA: Child SA and IKE SA rekeying before the
+// lifetimes end, dead peer detection, NAT keepalives. Each is a
+// time.AfterFunc whose callback starts the exchange in its own goroutine;
+// all of them stop when the SA dies.
+
+// DPDAction is what the engine does when dead peer detection declares the
+// peer dead.
+type DPDAction uint8
+
+// DPD actions, as strongSwan names them.
+const (
+	// DPDClear removes the SAs.
+	DPDClear DPDAction = iota
+	// DPDRestart removes the SAs and initiates the connection again.
+	DPDRestart
+	// DPDHold removes the SAs and keeps the connection's policies, so that
+	// traffic triggers a new negotiation (with trap policies).
+	DPDHold
+)
+
+// natKeepaliveInterval is how often a host behind a NAT sends a keepalive
+// (RFC 3948 §4: 20 seconds is the suggested default).
+const natKeepaliveInterval = 20 * time.Second
+
+// jitter shortens d by a random amount of up to a tenth, so that SAs made
+// at the same moment (a reboot, a policy push) do not rekey in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+// startTimers arms the SA's timers once it is established. Caller holds mu.
+func (sa *ikeSA) startTimers() {
+	c := sa.conn
+	if c == nil {
+		return
+	}
+	if c.IKERekeyTime > 0 {
+		sa.after(jitter(c.IKERekeyTime), func() {
+			if _, err := sa.rekeyIKE(context.Background()); err != nil && !errors.Is(err, errClosed) {
+				sa.log(slog.LevelWarn, "IKE SA rekey failed", "err", err)
+			}
+		})
+	}
+	if c.DPDDelay > 0 {
+		sa.after(c.DPDDelay, sa.dpdCheck)
+	}
+	if sa.natLocal && sa.encap {
+		sa.after(natKeepaliveInterval, sa.natKeepalive)
+	}
+}
+
+// startChildTimer arms the rekey of a Child SA. Caller holds mu.
+func (sa *ikeSA) startChildTimer(c *childSA) {
+	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
+		return
+	}
+	sa.after(jitter(sa.conn.RekeyTime), func() { sa.rekeyChild(c) })
+}
+
+// rekeyChild rekeys c if it is still current.
+func (sa *ikeSA) rekeyChild(c *childSA) {
+	sa.mu.Lock()
+	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && sa.hasChild(c)
+	sa.mu.Unlock()
+	if !live {
+		return
+	}
+	if err := sa.createChild(context.Background(), c); err != nil && !errors.Is(err, errClosed) {
+		sa.log(slog.LevelWarn, "Child SA rekey failed", "err", err)
+	}
+}
+
+func (sa *ikeSA) hasChild(c *childSA) bool {
+	for _, x := range sa.children {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// after runs f in a new goroutine after d, unless the SA is dead by then.
+// Caller holds mu.
+func (sa *ikeSA) after(d time.Duration, f func()) {
+	t := time.AfterFunc(d, func() {
+		sa.mu.Lock()
+		dead := sa.state == stateDead
+		sa.mu.Unlock()
+		if !dead {
+			f()
+		}
+	})
+	sa.timers = append(sa.timers, t)
+}
+
+// stopTimers stops every timer. Caller holds mu.
+func (sa *ikeSA) stopTimers() {
+	for _, t := range sa.timers {
+		t.Stop()
+	}
+	sa.timers = nil
+}
+
+// dpdCheck sends a liveness check when nothing came from the peer for the
+// DPD delay (§2.4); a peer that does not answer within the retransmissions
+// is dead, and the configured action follows.
+func (sa *ikeSA) dpdCheck() {
+	sa.mu.Lock()
+	delay := sa.conn.DPDDelay
+	idle := sa.eng.cfg.Now().Sub(sa.lastRecv)
+	busy := sa.pending != nil
+	sa.mu.Unlock()
+	if idle < delay || busy {
+		sa.mu.Lock()
+		sa.after(delay-min(idle, delay)+time.Millisecond, sa.dpdCheck)
+		sa.mu.Unlock()
+		return
+	}
+	_, err := sa.request(context.Background(), func(id uint32) ([][]byte, error) {
+		return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
+	})
+	// A timeout has already applied the DPD action (see request).
+	if err == nil {
+		sa.mu.Lock()
+		sa.after(delay, sa.dpdCheck)
+		sa.mu.Unlock()
+	}
+}
+
+// peerDead applies the DPD action after the peer stopped answering.
+func (sa *ikeSA) peerDead() {
+	sa.mu.Lock()
+	if sa.state != stateEstablished {
+		sa.mu.Unlock()
+		return
+	}
+	conn := sa.conn
+	sa.eng.stats.failure("dead_peer")
+	sa.log(slog.LevelWarn, "peer is dead: no answer to retransmissions", "action", conn.DPDAction.String())
+	sa.destroyLocked("dead peer")
+	sa.mu.Unlock()
+	sa.eng.unregister(sa)
+	if conn.DPDAction == DPDRestart {
+		go func() {
+			if _, err := sa.eng.Initiate(context.Background(), conn.Name); err != nil {
+				sa.eng.log.Warn("restart after dead peer failed", "connection", conn.Name, "err", err)
+			}
+		}()
+	}
+}
+
+// String returns "clear", "restart" or "hold".
+func (a DPDAction) String() string {
+	return [...]string{"clear", "restart", "hold"}[a]
+}
+
+// natKeepalive sends the one-octet 0xFF keepalive (RFC 3948 §2.3) that
+// keeps the NAT's mapping alive, as raw UDP below the non-ESP marker.
+func (sa *ikeSA) natKeepalive() {
+	sa.mu.Lock()
+	b, to := sa.bind, sa.remote
+	sa.after(natKeepaliveInterval, sa.natKeepalive)
+	sa.mu.Unlock()
+	if m, ok := b.(*transport.NonESPMarker); ok {
+		_ = m.Bind.WriteTo([]byte{0xff}, to)
+	}
+}

@@ -1,0 +1,68 @@
+package ike
+
+import (
+	"testing"
+	"time"
+)
+
+// TestAutomaticRekeys: with lifetimes of a fraction of a second, Child SAs
+// and the IKE SA rekey on their own, repeatedly, and the peers keep exactly
+// one IKE SA and one Child SA whose keys pair.
+func TestAutomaticRekeys(t *testing.T) {
+	p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
+		ca.RekeyTime, cb.RekeyTime = 60*time.Millisecond, 90*time.Millisecond
+		ca.IKERekeyTime, cb.IKERekeyTime = 200*time.Millisecond, 300*time.Millisecond
+	})
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		sa, sb := p.a.Stats(), p.b.Stats()
+		return sa.Rekeys["child"]+sb.Rekeys["child"] >= 12 && sa.Rekeys["ike"]+sb.Rekeys["ike"] >= 6
+	})
+	// Stop rekeying and let the last exchanges settle: the SAs' connection
+	// becomes a copy without lifetimes, so no new timer is armed.
+	for _, e := range []*Engine{p.a, p.b} {
+		for _, sa := range e.allSAs() {
+			sa.mu.Lock()
+			c := *sa.conn
+			c.RekeyTime, c.IKERekeyTime = 0, 0
+			sa.conn = &c
+			sa.stopTimers()
+			sa.mu.Unlock()
+		}
+	}
+	waitFor(t, func() bool {
+		a, b := p.a.SAs(), p.b.SAs()
+		if len(a) != 1 || len(b) != 1 || len(a[0].Children) != 1 || len(b[0].Children) != 1 {
+			return false
+		}
+		return a[0].SPIi == b[0].SPIi && a[0].Children[0].SPIIn == b[0].Children[0].SPIOut && len(p.memA.SAs()) == 2 && len(p.memB.SAs()) == 2
+	})
+	childKeysPair(t, p)
+}
+
+// TestDeadPeer: the responder vanishes; dead peer detection notices within
+// the DPD delay plus the retransmissions, and the initiator removes its
+// SAs from the data plane.
+func TestDeadPeer(t *testing.T) {
+	p := newPair(t, func(ca, _ *Connection, cfgA, _ *Config) {
+		ca.DPDDelay = 50 * time.Millisecond
+		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 20*time.Millisecond, 2
+	})
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	// While the peer answers, DPD keeps the SA.
+	time.Sleep(200 * time.Millisecond)
+	if len(p.a.SAs()) != 1 {
+		t.Fatal("SA removed while the peer was alive")
+	}
+	p.ba.Filter = func([]byte) bool { return false } // the peer is gone
+	start := time.Now()
+	waitFor(t, func() bool { return len(p.a.SAs()) == 0 && len(p.memA.SAs()) == 0 })
+	if p.a.Stats().HandshakesFailed["dead_peer"] != 1 {
+		t.Fatalf("dead peer not counted: %v", p.a.Stats().HandshakesFailed)
+	}
+	t.Logf("dead peer detected after %v", time.Since(start))
+}
