@@ -1,0 +1,24 @@
+package kdctest
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestRealm checks the throwaway realm with MIT's own client tools.
+func TestRealm(t *testing.T) {
+	k := Start(t, "EXAMPLE.TEST")
+	kt := k.AddHost("host/a.example.test", filepath.Join(k.Dir, "a.keytab"))
+	k.AddHost("host/b.example.test", filepath.Join(k.Dir, "b.keytab"))
+	for _, args := range [][]string{{"kinit", "-k", "-t", kt, "host/a.example.test"}, {"kvno", "host/b.example.test"}} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = k.Env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			if _, lerr := exec.LookPath(args[0]); lerr != nil {
+				t.Skipf("%s not installed (krb5-user)", args[0])
+			}
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+}
