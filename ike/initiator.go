@@ -99,12 +99,17 @@ func (hs *initiator) failureLabel(err error) string {
 
 // notifyError is a handshake ended by the peer's error notify.
 type notifyError struct {
-	code wire.NotifyType
-	when string
+	code   wire.NotifyType
+	when   string
+	others []wire.NotifyType // further notifies of the answer, e.g. a method's error code
 }
 
 func (n *notifyError) Error() string {
-	return fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+	s := fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+	for _, o := range n.others {
+		s += " and " + notifyName(o)
+	}
+	return s
 }
 
 func (hs *initiator) handshake() error {
@@ -352,7 +357,13 @@ func (hs *initiator) exchangeAuth() error {
 	hs.resp = resp
 	if n := wire.FindNotify(resp.payloads, wire.NotifyAuthenticationFailed); n != nil {
 		hs.eng.cfg.SADB.ReleaseSPI(spi)
-		return &notifyError{code: n.Code, when: "IKE_AUTH"}
+		ne := &notifyError{code: n.Code, when: "IKE_AUTH"}
+		for _, p := range resp.payloads {
+			if x, ok := p.(*wire.Notify); ok && x != n {
+				ne.others = append(ne.others, x.Code)
+			}
+		}
+		return ne
 	}
 	if wire.Find(resp.payloads, wire.PayloadAUTH) == nil {
 		hs.eng.cfg.SADB.ReleaseSPI(spi)

@@ -222,7 +222,13 @@ func (hs *saInitResponder) createSA() error {
 			return fmt.Errorf("connection %s: %w", c.Name, err)
 		}
 		sa.sessions = append(sa.sessions, s)
-		extra = append(extra, s.SAInitPayloads()...)
+		for _, p := range s.SAInitPayloads() {
+			// Several candidate connections may use the same method: its
+			// announcement goes once.
+			if !containsPayload(extra, p) {
+				extra = append(extra, p)
+			}
+		}
 	}
 	chosen := hs.suite.wire(nil)
 	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: dh.Public()}, &wire.Nonce{Data: nr}}
@@ -480,4 +486,15 @@ func failureReason(code wire.NotifyType) string {
 		return "ts_unacceptable"
 	}
 	return "other"
+}
+
+// containsPayload reports whether ps holds a payload encoding like p.
+func containsPayload(ps []wire.Payload, p wire.Payload) bool {
+	enc := wire.AppendPayloads(nil, []wire.Payload{p})
+	for _, x := range ps {
+		if x.Type() == p.Type() && string(wire.AppendPayloads(nil, []wire.Payload{x})) == string(enc) {
+			return true
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iked/iked/auth/kerberos"
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
@@ -106,6 +107,7 @@ func newDaemon(path string) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if cfg.Backend != config.BackendMemory {
 		return nil, fmt.Errorf("backend %q is not available", cfg.Backend)
 	}
