@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
@@ -149,15 +150,30 @@ func (e *Engine) AddBind(b transport.Bind) {
 }
 
 // StartConnections initiates every connection configured to start, each
-// in its own goroutine; failures are logged.
+// in its own goroutine. A failure is logged and retried with exponential
+// backoff (1 s doubling to 2 min) until it succeeds or ctx ends: a peer
+// that is down when the daemon starts is reached once it is up.
 func (e *Engine) StartConnections(ctx context.Context) {
 	for _, c := range e.Connections() {
 		if !c.Initiate {
 			continue
 		}
 		go func() {
-			if _, err := e.Initiate(ctx, c.Name); err != nil {
-				e.log.Warn("start action failed", "connection", c.Name, "err", err)
+			wait := time.Second
+			for {
+				_, err := e.Initiate(ctx, c.Name)
+				if err == nil {
+					return
+				}
+				e.log.Warn("start action failed, will retry", "connection", c.Name, "err", err, "retry_in", wait.String())
+				select {
+				case <-ctx.Done():
+					return
+				case <-e.closing:
+					return
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 2*time.Minute)
 			}
 		}()
 	}
