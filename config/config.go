@@ -123,6 +123,14 @@ type Connection struct {
 	Mode string
 	// StartAction is StartNone or StartInitiate.
 	StartAction string
+	// RekeyTime and IKERekeyTime are the Child SA and IKE SA lifetimes
+	// before a rekey (keys "rekey_time", "ike_rekey_time"; 0 = never).
+	RekeyTime, IKERekeyTime time.Duration
+	// DPDDelay is the idle time before a liveness check (key "dpd_delay";
+	// 0 = off); DPDAction is "clear", "restart" or "hold" (key
+	// "dpd_action"; default restart for start_action initiate, else clear).
+	DPDDelay  time.Duration
+	DPDAction string
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
@@ -180,6 +188,13 @@ const (
 	DefaultRetransmitBase = 1.8
 	// DefaultRetransmitTries is the default of "ike.retransmit_tries".
 	DefaultRetransmitTries = 5
+	// DefaultRekeyTime is the default Child SA lifetime before a rekey:
+	// an hour, as strongSwan and Windows' quick mode.
+	DefaultRekeyTime = time.Hour
+	// DefaultIKERekeyTime is the default IKE SA lifetime before a rekey.
+	DefaultIKERekeyTime = 4 * time.Hour
+	// DefaultDPDDelay is the default idle time before a liveness check.
+	DefaultDPDDelay = 30 * time.Second
 	// DefaultFragmentSize is the default of "ike.fragment_size": the IPv6
 	// minimum MTU less the IPv6 and UDP headers.
 	DefaultFragmentSize = 1232

@@ -394,12 +394,13 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "dpd_delay", "dpd_action"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
 	errsBefore := len(w.errs)
-	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone}
+	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone,
+		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay}
 	var info connInfo
 	context := fmt.Sprintf("in connection %q", p.key)
 	pairs, ok := w.mapping(p.vNode, fmt.Sprintf("connection %q", p.key), context, connKeys, false)
@@ -490,6 +491,21 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, StartNone, StartInitiate); ok {
 				c.StartAction = s
 			}
+		case "rekey_time", "ike_rekey_time", "dpd_delay":
+			if d, ok := w.duration(v, kv.key); ok {
+				switch kv.key {
+				case "rekey_time":
+					c.RekeyTime = d
+				case "ike_rekey_time":
+					c.IKERekeyTime = d
+				default:
+					c.DPDDelay = d
+				}
+			}
+		case "dpd_action":
+			if s, ok := w.oneOf(v, kv.key, "clear", "restart", "hold"); ok {
+				c.DPDAction = s
+			}
 		case "force_encap":
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
@@ -513,6 +529,13 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	}
 	if !localIDSet && c.Local.IsValid() {
 		c.LocalID = ike.IdentityFromAddr(c.Local)
+	}
+	if c.DPDAction == "" {
+		// A connection this side brings up is brought up again.
+		c.DPDAction = "clear"
+		if c.StartAction == StartInitiate {
+			c.DPDAction = "restart"
+		}
 	}
 
 	// Checks spanning several keys, made only when the keys were valid.

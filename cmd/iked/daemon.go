@@ -69,6 +69,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// dpdActions maps the configuration's DPD action names.
+var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.DPDRestart, "hold": ike.DPDHold}
+
 // engineConnections maps configured connections to the engine's.
 func engineConnections(cfg *config.Config) []*ike.Connection {
 	out := make([]*ike.Connection, 0, len(cfg.Connections))
@@ -81,7 +84,8 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
-			ForceEncap: c.ForceEncap,
+			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, DPDDelay: c.DPDDelay,
+			DPDAction: dpdActions[c.DPDAction],
 		})
 	}
 	return out
