@@ -528,7 +528,11 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		c.ESPProposalStrings, c.ESPProposals = w.proposals(nil, "esp_proposals", transform.ParseESPProposal, DefaultESPProposals()...)
 	}
 	if !localIDSet && c.Local.IsValid() {
-		c.LocalID = ike.IdentityFromAddr(c.Local)
+		// A method that proves a particular identity (a certificate's
+		// subject) supplies the default itself, through the engine.
+		if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); !ok || m.LocalIdentity() == nil {
+			c.LocalID = ike.IdentityFromAddr(c.Local)
+		}
 	}
 	if c.DPDAction == "" {
 		// A connection this side brings up is brought up again.

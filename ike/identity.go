@@ -22,11 +22,13 @@ var idPrefixes = map[string]wire.IDType{
 	"email": wire.IDRFC822Addr,
 	"ip":    0, // v4 or v6, decided by the address
 	"keyid": wire.IDKeyID,
+	"dn":    wire.IDDERASN1DN,
 }
 
 // ParseIdentity parses an identity as strongSwan users write it:
-// "fqdn:host.example", "email:user@example", "ip:192.0.2.1", "keyid:abc";
-// without a prefix an IP literal is an IP address ID, "user@host" an email
+// "fqdn:host.example", "email:user@example", "ip:192.0.2.1", "keyid:abc",
+// "dn:C=CH, O=Example, CN=gw"; without a prefix an IP literal is an IP
+// address ID, anything with "=" a distinguished name, "user@host" an email
 // (RFC 822) ID, "@host" an FQDN, and anything else an FQDN.
 func ParseIdentity(s string) (Identity, error) {
 	if s == "" {
@@ -37,14 +39,20 @@ func ParseIdentity(s string) (Identity, error) {
 			if rest == "" {
 				return Identity{}, fmt.Errorf("identity %q: empty value", s)
 			}
-			if prefix == "ip" {
+			switch prefix {
+			case "ip":
 				return ipIdentity(rest)
+			case "dn":
+				return dnIdentity(rest)
 			}
 			return Identity{Type: t, Value: []byte(rest)}, nil
 		}
 	}
 	if _, err := netip.ParseAddr(s); err == nil {
 		return ipIdentity(s)
+	}
+	if strings.Contains(s, "=") {
+		return dnIdentity(s)
 	}
 	if strings.HasPrefix(s, "@") {
 		return Identity{Type: wire.IDFQDN, Value: []byte(s[1:])}, nil
@@ -53,6 +61,14 @@ func ParseIdentity(s string) (Identity, error) {
 		return Identity{Type: wire.IDRFC822Addr, Value: []byte(s)}, nil
 	}
 	return Identity{Type: wire.IDFQDN, Value: []byte(s)}, nil
+}
+
+func dnIdentity(s string) (Identity, error) {
+	der, err := parseDN(s)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Type: wire.IDDERASN1DN, Value: der}, nil
 }
 
 func ipIdentity(s string) (Identity, error) {
@@ -89,6 +105,9 @@ func (id Identity) Matches(p *wire.ID) bool {
 	if id.IsZero() {
 		return true
 	}
+	if id.Type == wire.IDDERASN1DN && p.IDType == wire.IDDERASN1DN {
+		return dnEqual(id.Value, p.Data)
+	}
 	return p.IDType == id.Type && string(p.Data) == string(id.Value)
 }
 
@@ -113,6 +132,8 @@ func (id Identity) String() string {
 		return fmt.Sprintf("ip:%x", id.Value)
 	case wire.IDKeyID:
 		return "keyid:" + string(id.Value)
+	case wire.IDDERASN1DN:
+		return "dn:" + formatDN(id.Value)
 	default:
 		return fmt.Sprintf("type%d:%x", id.Type, id.Value)
 	}

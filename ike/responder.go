@@ -209,6 +209,7 @@ func (hs *saInitResponder) createSA() error {
 		return err
 	}
 	params := &auth.Params{PRF: hs.suite.prf, SPIi: sa.spii, SPIr: sa.spir, LocalAddr: sa.local, PeerAddr: sa.remote}
+	sa.authParams = params
 	// The request's payloads alias the reader's buffer; the session gets
 	// them parsed from the SA's own copy.
 	if m, err := wire.Parse(sa.msgI); err == nil {
@@ -402,6 +403,7 @@ func (hs *authResponder) verifyPeer() error {
 // prove builds IDr and AUTH over ResponderSignedOctets.
 func (hs *authResponder) prove() error {
 	idr := hs.sa.localID.Payload(true)
+	hs.sa.authParams.LocalID = idr
 	payloads, err := hs.session.Prove(hs.sa.signedOctets(false, idr), hs.inner)
 	if err != nil {
 		return err
@@ -466,9 +468,17 @@ func (sa *ikeSA) establish() {
 }
 
 // localIdentity is the connection's local ID, or the local address.
+//
+// An auth method that proves a particular identity (a certificate's subject)
+// supplies the default instead, through LocalIdentity() *wire.ID.
 func (e *Engine) localIdentity(c *Connection, local netip.Addr) Identity {
 	if !c.LocalID.IsZero() {
 		return c.LocalID
+	}
+	if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); ok {
+		if id := m.LocalIdentity(); id != nil {
+			return Identity{Type: id.IDType, Value: id.Data}
+		}
 	}
 	return IdentityFromAddr(local)
 }

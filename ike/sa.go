@@ -62,6 +62,7 @@ type ikeSA struct {
 	remoteID    Identity
 	authName    string
 	sessions    []auth.Session
+	authParams  *auth.Params // what the sessions know of the handshake
 	established time.Time
 	children    []*childSA
 
