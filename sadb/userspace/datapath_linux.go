@@ -1,0 +1,318 @@
+//go:build linux
+
+package userspace
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/userspace/esp"
+)
+
+const (
+	headRoom = 64 // the largest header: outer IPv4 and AH with a 32-octet ICV
+	tailRoom = 64 // the largest ESP trailer: 15 octets of padding, 2, a 32-octet ICV
+	// maxDatagram is the receive buffer of the shared socket: IKE messages
+	// without IKE fragmentation may use all of a UDP datagram.
+	maxDatagram = 65535
+)
+
+func closedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed)
+}
+
+// tunWriter writes a list of packets to the TUN device.
+type tunWriter struct {
+	b    *Backend
+	pkts [][]byte
+	i    int
+	fn   func(fd uintptr) bool
+}
+
+func newTUNWriter(b *Backend, n int) *tunWriter {
+	w := &tunWriter{b: b, pkts: make([][]byte, 0, n)}
+	w.fn = w.write
+	return w
+}
+
+func (w *tunWriter) write(fd uintptr) bool {
+	for ; w.i < len(w.pkts); w.i++ {
+		_, e := rawWrite(fd, w.pkts[w.i])
+		switch e {
+		case 0:
+			w.b.st.tunWritten.Add(1)
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+			w.i--
+		default:
+			w.b.st.tunWriteErrors.Add(1)
+		}
+	}
+	return true
+}
+
+func (w *tunWriter) flush() {
+	if len(w.pkts) == 0 {
+		return
+	}
+	w.i = 0
+	if err := w.b.tun.rc.Write(w.fn); err != nil {
+		w.b.st.tunWriteErrors.Add(uint64(len(w.pkts) - w.i))
+	}
+	clear(w.pkts)
+	w.pkts = w.pkts[:0]
+}
+
+// outbound reads packets from the TUN device in batches, seals them and
+// sends them, ESP-in-UDP in batches.
+func (b *Backend) outbound() {
+	defer b.wg.Done()
+	n := b.cfg.Batch
+	maxPkt := b.cfg.MTU
+	bufs := make([][]byte, n)
+	lens := make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, headRoom+maxPkt+tailRoom)
+	}
+	var got int
+	var rerr unix.Errno
+	read := func(fd uintptr) bool {
+		got, rerr = 0, 0
+		for got < n {
+			k, e := rawRead(fd, bufs[got][headRoom:headRoom+maxPkt])
+			if e == unix.EINTR {
+				continue
+			}
+			if e == unix.EAGAIN {
+				break
+			}
+			if e != 0 {
+				rerr = e
+				return true
+			}
+			lens[got] = k
+			got++
+		}
+		return got > 0
+	}
+	tx := newTxBatch(n)
+	var f flow
+	for {
+		if err := b.tun.rc.Read(read); err != nil {
+			if !closedErr(err) {
+				b.log.Warn("TUN read failed; outbound path stopped", "err", err)
+			}
+			return
+		}
+		if rerr != 0 && got == 0 {
+			select {
+			case <-b.done:
+				return
+			default:
+			}
+			b.log.Warn("TUN read", "err", rerr)
+			continue
+		}
+		b.st.tunRead.Add(uint64(got))
+		t := b.tables.Load()
+		for i := range got {
+			b.sealOne(t, &f, bufs[i], lens[i], tx)
+		}
+		if errs := tx.flush(b.udp.rc); errs != 0 {
+			b.st.sendErrors.Add(errs)
+		}
+	}
+}
+
+func (b *Backend) sealOne(t *tables, f *flow, buf []byte, n int, tx *txBatch) {
+	pkt := buf[headRoom : headRoom+n]
+	if parseFlow(pkt, f) != nil {
+		b.st.malformed.Add(1)
+		return
+	}
+	s, p := t.lookupOut(f)
+	if s == nil {
+		if p == nil {
+			b.st.noRoute.Add(1)
+			return
+		}
+		b.st.policyDrops.Add(1)
+		if p.p.Action == sadb.Protect && p.p.Level == sadb.Required {
+			b.acquire(p, f)
+		}
+		return
+	}
+	next := esp.NextIPv4
+	if pkt[0]>>4 == 6 {
+		next = esp.NextIPv6
+	}
+	var out []byte
+	var err error
+	s.mu.Lock()
+	if s.esp != nil {
+		out, err = s.esp.Seal(buf, headRoom, n, next)
+	} else {
+		out, err = s.ah.SealIPv4(buf, headRoom, n, next, s.cfg.Src.Unmap().As4(), s.cfg.Dst.Unmap().As4(), uint16(b.ipID.Add(1)))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		b.st.seqExhausted.Add(1)
+		return
+	}
+	b.count(s, n)
+	b.st.sent.Add(1)
+	if s.encap {
+		tx.add(out, &s.peer)
+		return
+	}
+	sock := b.raw.esp
+	if s.ah != nil {
+		sock = b.raw.ah
+	}
+	if err := unix.Sendto(sock.fd, out, unix.MSG_DONTWAIT, s.peer.sa4); err != nil {
+		b.st.sendErrors.Add(1)
+	}
+}
+
+// inboundUDP reads the shared socket in batches: IKE to the IKE bind,
+// keepalives dropped, ESP opened and written to the TUN device.
+func (b *Backend) inboundUDP() {
+	defer b.wg.Done()
+	rx := newRxBatch(b.cfg.Batch, maxDatagram)
+	w := newTUNWriter(b, b.cfg.Batch)
+	for {
+		if err := rx.read(b.udp.rc); err != nil {
+			if closedErr(err) {
+				return
+			}
+			select {
+			case <-b.done:
+				return
+			default:
+			}
+			// ICMP errors surface as ECONNREFUSED and the like: not fatal.
+			continue
+		}
+		t := b.tables.Load()
+		for i := range rx.n {
+			d := rx.bufs[i][:rx.msgs[i].Len]
+			switch {
+			case rx.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0:
+				b.st.malformed.Add(1)
+			case len(d) == 1 && d[0] == 0xff:
+				b.st.keepalives.Add(1)
+			case len(d) >= 4 && d[0]|d[1]|d[2]|d[3] == 0:
+				b.ike.deliver(d[4:], parseSockaddr(&rx.names[i]))
+			case len(d) < 8:
+				b.st.malformed.Add(1)
+			default:
+				s := t.in[inKey(sadb.ESP, binary.BigEndian.Uint32(d))]
+				if s == nil || !s.encap {
+					b.st.noSA.Add(1)
+					continue
+				}
+				b.openOne(s, d, w)
+			}
+		}
+		w.flush()
+	}
+}
+
+// openOne opens an ESP or AH packet of s and queues its inner packet.
+func (b *Backend) openOne(s *sa, pkt []byte, w *tunWriter) {
+	if s.dead.Load() {
+		b.st.noSA.Add(1)
+		return
+	}
+	var inner []byte
+	var next byte
+	var err error
+	s.mu.Lock()
+	if s.esp != nil {
+		inner, next, _, err = s.esp.Open(pkt)
+	} else {
+		inner, next, _, err = s.ah.OpenIPv4(pkt)
+	}
+	s.mu.Unlock()
+	switch err {
+	case nil:
+	case esp.ErrReplay:
+		b.st.replay.Add(1)
+		s.replay.Add(1)
+		return
+	case esp.ErrAuth:
+		b.st.auth.Add(1)
+		s.auth.Add(1)
+		return
+	default:
+		b.st.malformed.Add(1)
+		return
+	}
+	b.st.received.Add(1)
+	if next == esp.NextNoNext {
+		return // a dummy packet
+	}
+	var f flow
+	version := byte(4)
+	if next == esp.NextIPv6 {
+		version = 6
+	}
+	if (next != esp.NextIPv4 && next != esp.NextIPv6) || len(inner) == 0 || inner[0]>>4 != version || parseFlow(inner, &f) != nil {
+		b.st.malformed.Add(1)
+		return
+	}
+	// RFC 4301 §5.2: the inner packet must fall within the SA's selectors.
+	if !tsMatch(s.cfg.RemoteTS, f.src, f.proto, f.srcPort, f.opaque) || !tsMatch(s.cfg.LocalTS, f.dst, f.proto, f.dstPort, f.opaque) {
+		b.st.policyDrops.Add(1)
+		s.polDrops.Add(1)
+		return
+	}
+	b.count(s, len(inner))
+	w.pkts = append(w.pkts, inner)
+}
+
+// inboundRaw reads plain ESP or AH from a raw IPv4 socket.
+func (b *Backend) inboundRaw(sock *rawSock, proto sadb.Protocol) {
+	defer b.wg.Done()
+	rx := newRawRx(maxDatagram)
+	w := newTUNWriter(b, 1)
+	for {
+		if err := sock.rc.Read(rx.fn); err != nil {
+			return
+		}
+		if rx.err != nil {
+			continue
+		}
+		p := rx.buf[:rx.n]
+		if len(p) < 20 || p[0]>>4 != 4 {
+			b.st.malformed.Add(1)
+			continue
+		}
+		ihl := int(p[0]&0xf) * 4
+		if len(p) < ihl+8 {
+			b.st.malformed.Add(1)
+			continue
+		}
+		var spi uint32
+		pkt := p
+		if proto == sadb.ESP {
+			pkt = p[ihl:]
+			spi = binary.BigEndian.Uint32(pkt)
+		} else {
+			spi = binary.BigEndian.Uint32(p[ihl+4:])
+		}
+		s := b.tables.Load().in[inKey(proto, spi)]
+		if s == nil || s.encap {
+			b.st.noSA.Add(1)
+			continue
+		}
+		b.openOne(s, pkt, w)
+		w.flush()
+	}
+}
