@@ -91,6 +91,10 @@ type Config struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
+	// ForceEncap applies Connection.ForceEncap to every connection: for a
+	// data plane that only speaks ESP-in-UDP (the userspace one, like
+	// strongSwan's kernel-libipsec).
+	ForceEncap bool
 	// NoFragmentation turns IKE fragmentation (RFC 7383) off: it is not
 	// announced, and large messages rely on IP fragmentation.
 	NoFragmentation bool

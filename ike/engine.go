@@ -85,6 +85,10 @@ func New(cfg Config) (*Engine, error) {
 	}
 	conns := append([]*Connection(nil), cfg.Connections...)
 	e.conns.Store(&conns)
+	if events := cfg.SADB.Events(); events != nil {
+		e.wg.Add(1)
+		go e.handleEvents(events)
+	}
 	return e, nil
 }
 
@@ -114,7 +118,7 @@ func (e *Engine) connection(name string) *Connection {
 }
 
 // natTPort is the NAT traversal port (RFC 3948); binds on it are wrapped in
-// transport.NonESPMarker.
+// transport.NATTBind.
 const natTPort = 4500
 
 // nattBindFor returns the NAT-T bind on address a (or on the unspecified
@@ -123,7 +127,7 @@ func (e *Engine) nattBindFor(a netip.Addr) transport.Bind {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, b := range e.binds {
-		if _, ok := b.(*transport.NonESPMarker); !ok {
+		if _, ok := b.(transport.NATTBind); !ok {
 			continue
 		}
 		la := b.LocalAddr().Addr()
@@ -340,7 +344,7 @@ func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, b := range e.binds {
-		if _, natt := b.(*transport.NonESPMarker); natt {
+		if _, natt := b.(transport.NATTBind); natt {
 			continue
 		}
 		la := b.LocalAddr().Addr()

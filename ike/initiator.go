@@ -244,7 +244,7 @@ func (hs *initiator) buildSAInit(msgID uint32) ([][]byte, error) {
 	props := toWire(hs.conn.IKEProposals, wire.ProtoIKE, nil, true)
 	ps = append(ps, &wire.SA{Proposals: props}, &wire.KE{Group: hs.group.ID(), Data: hs.dh.Public()}, &wire.Nonce{Data: sa.ni})
 	nat := natNotifies(sa.spii, 0, sa.local, sa.remote)
-	if hs.conn.ForceEncap {
+	if hs.conn.ForceEncap || hs.eng.cfg.ForceEncap {
 		fakeNATSource(nat, hs.eng.cfg.Rand)
 	}
 	ps = append(ps, nat...)
@@ -290,7 +290,7 @@ func (hs *initiator) processSAInit() error {
 	sa.msgR = resp.raw
 	sa.natLocal, sa.natRemote = detectNAT(resp.payloads, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.fragments = !hs.eng.cfg.NoFragmentation && wire.FindNotify(resp.payloads, wire.NotifyIKEv2FragmentationSupported) != nil
-	if sa.natLocal || sa.natRemote || hs.conn.ForceEncap {
+	if sa.natLocal || sa.natRemote || hs.conn.ForceEncap || hs.eng.cfg.ForceEncap {
 		hs.floatToNATT()
 	}
 	if err := sa.deriveKeys(shared); err != nil {

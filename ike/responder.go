@@ -203,7 +203,7 @@ func (hs *saInitResponder) createSA() error {
 		nextRecvID: 1,
 		initKey:    halfOpenKey{hs.from, hs.msg.Header.SPIi},
 	}
-	_, sa.encap = hs.bind.(*transport.NonESPMarker)
+	_, sa.encap = hs.bind.(transport.NATTBind)
 	sa.natLocal, sa.natRemote = detectNAT(hs.msg.Payloads, sa.spii, 0, sa.local, sa.remote)
 	if err := sa.deriveKeys(shared); err != nil {
 		return err
@@ -234,7 +234,7 @@ func (hs *saInitResponder) createSA() error {
 	chosen := hs.suite.wire(nil)
 	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: dh.Public()}, &wire.Nonce{Data: nr}}
 	nat := natNotifies(sa.spii, sa.spir, sa.local, sa.remote)
-	if hs.cands[0].ForceEncap {
+	if hs.cands[0].ForceEncap || e.cfg.ForceEncap {
 		fakeNATSource(nat, e.cfg.Rand)
 	}
 	payloads = append(payloads, nat...)

@@ -396,7 +396,7 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 	}
 	sa.log(slog.LevelInfo, "peer moved", "from", sa.remote.String(), "to", from.String(), "local", b.LocalAddr().String())
 	sa.bind, sa.remote, sa.local = b, from, b.LocalAddr()
-	_, sa.encap = b.(*transport.NonESPMarker)
+	_, sa.encap = b.(transport.NATTBind)
 }
 
 // dropUndecryptable counts a message whose SK payload failed.

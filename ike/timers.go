@@ -177,7 +177,7 @@ func (sa *ikeSA) natKeepalive() {
 	b, to := sa.bind, sa.remote
 	sa.after(natKeepaliveInterval, sa.natKeepalive)
 	sa.mu.Unlock()
-	if m, ok := b.(*transport.NonESPMarker); ok {
-		_ = m.Bind.WriteTo([]byte{0xff}, to)
+	if m, ok := b.(transport.NATTBind); ok {
+		_ = m.SendKeepalive(to)
 	}
 }

@@ -3,6 +3,8 @@ package ike
 import (
 	"testing"
 	"time"
+
+	"github.com/iked/iked/sadb"
 )
 
 // TestAutomaticRekeys: with lifetimes of a fraction of a second, Child SAs
@@ -65,4 +67,26 @@ func TestDeadPeer(t *testing.T) {
 		t.Fatalf("dead peer not counted: %v", p.a.Stats().HandshakesFailed)
 	}
 	t.Logf("dead peer detected after %v", time.Since(start))
+}
+
+// TestSoftExpireRekeys: a soft expiry from the data plane rekeys the
+// Child SA; a hard expiry deletes it on both sides.
+func TestSoftExpireRekeys(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	old := p.memA.SAs()[0]
+	p.memA.Raise(sadb.Event{Kind: sadb.SoftExpire, SA: old.ID(), ReqID: old.ReqID})
+	waitFor(t, func() bool {
+		sas := p.memA.SAs()
+		return len(sas) == 2 && sas[0].SPI != old.SPI && sas[1].SPI != old.SPI && len(p.memB.SAs()) == 2
+	})
+	childKeysPair(t, p)
+	cur := p.memA.SAs()[0]
+	p.memA.Raise(sadb.Event{Kind: sadb.HardExpire, SA: cur.ID(), ReqID: cur.ReqID})
+	waitFor(t, func() bool { return len(p.memA.SAs()) == 0 && len(p.memB.SAs()) == 0 })
+	if n := len(p.a.SAs()[0].Children); n != 0 {
+		t.Fatalf("%d Child SAs left", n)
+	}
 }

@@ -44,6 +44,11 @@ func (m *NonESPMarker) WriteTo(b []byte, addr netip.AddrPort) error {
 	return m.Bind.WriteTo(append(buf, b...), addr)
 }
 
+// SendKeepalive implements NATTBind.
+func (m *NonESPMarker) SendKeepalive(addr netip.AddrPort) error {
+	return m.Bind.WriteTo([]byte{0xff}, addr)
+}
+
 // Skipped returns how many non-IKE datagrams were skipped.
 func (m *NonESPMarker) Skipped() uint64 {
 	m.mu.Lock()

@@ -22,5 +22,15 @@ type Bind interface {
 	Close() error
 }
 
+// NATTBind is a bind on the NAT-T port (4500): its IKE messages carry the
+// non-ESP marker, which the bind adds and removes, and ESP-in-UDP may share
+// its socket. NonESPMarker is one; a userspace data plane that owns the
+// socket provides another.
+type NATTBind interface {
+	Bind
+	// SendKeepalive sends the one-octet NAT keepalive (RFC 3948 §2.3).
+	SendKeepalive(addr netip.AddrPort) error
+}
+
 // ErrClosed is returned by operations on a closed in-memory bind.
 var ErrClosed = errors.New("transport: bind closed")

@@ -641,3 +641,9 @@ func (k *ikeBind) Close() error {
 	k.once.Do(func() { close(k.done) })
 	return nil
 }
+
+// SendKeepalive implements transport.NATTBind: the one-octet NAT
+// keepalive of RFC 3948 §2.3, without the marker.
+func (k *ikeBind) SendKeepalive(addr netip.AddrPort) error {
+	return k.b.udp.writeTo([]byte{0xff}, addr)
+}
