@@ -112,17 +112,22 @@ var ikePayloadNames = map[string]string{
 
 // Summary returns one line per captured packet: number, time, source and
 // destination with ports, tshark's info column, and for IKE the payloads
-// (decrypted with prefs, the key log, when given) and notify types, e.g.
+// (decrypted with prefs, the key log, when given; lines tshark refuses,
+// such as ChaCha20-Poly1305 in tshark 4.0, are left out and named) and
+// notify types, e.g.
 //
 //	3  0.002771  10.99.1.1:4500 -> 10.99.1.2:4500  IKE_AUTH MID=01 Initiator Request  [SK IDi IDr AUTH SA TSi TSr]
 func (c *capture) Summary(prefs []string) string {
-	out, err := c.tshark(prefs, "-T", "fields", "-E", "separator=/t", "-E", "aggregator=,",
+	out, dropped, err := c.tsharkPrefs(prefs, "-T", "fields", "-E", "separator=/t", "-E", "aggregator=,",
 		"-e", "frame.number", "-e", "frame.time_relative", "-e", "ip.src", "-e", "udp.srcport",
 		"-e", "ip.dst", "-e", "udp.dstport", "-e", "_ws.col.Info", "-e", "isakmp.typepayload", "-e", "isakmp.notify.msgtype")
 	if err != nil {
 		return fmt.Sprintf("%s(%v)", out, err)
 	}
 	var b strings.Builder
+	for _, dp := range dropped {
+		fmt.Fprintf(&b, "(tshark refused key log line, not used: %s: %s)\n", dp.Reason, dp.Pref)
+	}
 	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) < 9 {
@@ -154,7 +159,7 @@ func (c *capture) Summary(prefs []string) string {
 // Details returns tshark's full decode (-V) of the packets matching the
 // display filter, e.g. "isakmp".
 func (c *capture) Details(prefs []string, filter string) string {
-	out, err := c.tshark(prefs, "-V", "-Y", filter)
+	out, _, err := c.tsharkPrefs(prefs, "-V", "-Y", filter)
 	if err != nil {
 		return fmt.Sprintf("%s(%v)", out, err)
 	}

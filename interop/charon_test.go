@@ -241,8 +241,17 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if out, err := c.swanctl(15*time.Second, "--load-all"); err != nil {
-		t.Fatalf("swanctl --load-all: %v\n%s", err, out)
+	// The socket file exists once vici has bound it, which may be a
+	// moment before it listens: retry while the connection is refused.
+	for {
+		out, err := c.swanctl(15*time.Second, "--load-all")
+		if err == nil {
+			break
+		}
+		if !strings.Contains(out, "Connection refused") || time.Now().After(deadline) {
+			t.Fatalf("swanctl --load-all: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return c
 }

@@ -1,9 +1,12 @@
 package interop
 
 import (
+	"encoding/hex"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // listSAsSample is swanctl 5.9.8 --list-sas --pretty output for one
@@ -134,5 +137,79 @@ func TestConfigRendering(t *testing.T) {
 		if !strings.Contains(y, want) {
 			t.Errorf("iked config lacks %q:\n%s", want, y)
 		}
+	}
+}
+
+func TestConfigRenderingKnobs(t *testing.T) {
+	zero := 0
+	y := ikedConfig("/d/s", "/d/k", ikedOptions{Listen: []string{"10.99.1.1:500"}, CookieThreshold: &zero, Metrics: true})
+	for _, want := range []string{"retransmit_tries: 2, cookie_threshold: 0}", `metrics_listen: "127.0.0.1:9764"`} {
+		if !strings.Contains(y, want) {
+			t.Errorf("iked config lacks %q:\n%s", want, y)
+		}
+	}
+	if y := ikedConfig("/d/s", "/d/k", ikedOptions{}); strings.Contains(y, "cookie_threshold") || strings.Contains(y, "metrics_listen") {
+		t.Errorf("defaults render cookie_threshold or metrics_listen:\n%s", y)
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	m := "# TYPE iked_handshakes_failed_total counter\niked_handshakes_failed_total{reason=\"no_proposal_chosen\"} 2\niked_retransmissions_total 0\n"
+	if v, ok := metricValue(m, "iked_handshakes_failed_total", `reason="no_proposal_chosen"`); !ok || v != 2 {
+		t.Errorf("labelled sample: %v %v", v, ok)
+	}
+	if v, ok := metricValue(m, "iked_retransmissions_total", ""); !ok || v != 0 {
+		t.Errorf("plain sample: %v %v", v, ok)
+	}
+	if _, ok := metricValue(m, "iked_handshakes_failed_total", `reason="timeout"`); ok {
+		t.Error("absent sample found")
+	}
+}
+
+// TestOpenChaChaSK seals a synthetic IKE_AUTH request (behind a non-ESP
+// marker) as RFC 7634 describes and checks that openChaChaSK opens it
+// with the logged initiator key and refuses it with a changed one.
+func TestOpenChaChaSK(t *testing.T) {
+	ski := make([]byte, 36)
+	for i := range ski {
+		ski[i] = byte(i + 1)
+	}
+	line := "uat:ikev2_decryption_table:0102030405060708,1112131415161718," + hex.EncodeToString(ski) + "," +
+		strings.Repeat("ee", 36) + `,"CHACHA20-POLY1305 [RFC7634]",,,"NONE [RFC4306]"`
+	sas, err := parseKeyLogIKE([]string{line, "uat:esp_sa:ignored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, ok := sas["0102030405060708"+"1112131415161718"]
+	if !ok || sa.Encr != "CHACHA20-POLY1305 [RFC7634]" || sa.Integ != "NONE [RFC4306]" || len(sa.SKai) != 0 {
+		t.Fatalf("parsed %+v", sas)
+	}
+	plain := []byte{0, 0, 0, 12, 2, 0, 0, 0, 'a', 'b', 'c', 'd'} // IDi, no next payload
+	iv := []byte{9, 8, 7, 6, 5, 4, 3, 2}
+	hdr := []byte{1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 46, 0x20, 35, 0x08, 0, 0, 0, 1}
+	skLen := 4 + len(iv) + len(plain) + 16
+	total := len(hdr) + 4 + 4 + skLen
+	msg := append(append([]byte(nil), hdr...), byte(total>>24), byte(total>>16), byte(total>>8), byte(total))
+	msg = append(msg, 35, 0, byte(skLen>>8), byte(skLen))
+	aead, err := chacha20poly1305.New(ski[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append(append([]byte(nil), ski[32:]...), iv...)
+	sealed := aead.Seal(nil, nonce, plain, msg)
+	msg = append(append(msg, iv...), sealed...)
+	f := ikeFrame{Num: 3, Exchange: "IKE_AUTH", Initiator: true, Payload: append([]byte{0, 0, 0, 0}, msg...)}
+	if err := openChaChaSK(f, sa); err != nil {
+		t.Fatalf("open with the right key: %v", err)
+	}
+	bad := sa
+	bad.SKei = append([]byte(nil), ski...)
+	bad.SKei[0] ^= 1
+	if err := openChaChaSK(f, bad); err == nil {
+		t.Fatal("opened with a changed key")
+	}
+	f.Initiator = false // the responder's key (SK_er) does not open it
+	if err := openChaChaSK(f, sa); err == nil {
+		t.Fatal("opened with SK_er")
 	}
 }

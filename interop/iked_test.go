@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,7 +42,17 @@ type ikedOptions struct {
 	// RetransmitTimeout and RetransmitTries; zero values mean 1s and 2.
 	RetransmitTimeout time.Duration
 	RetransmitTries   int
+	// CookieThreshold sets ike.cookie_threshold when not nil (0: demand a
+	// COOKIE from every initiator); nil keeps iked's default.
+	CookieThreshold *int
+	// Metrics makes iked serve its metrics on 127.0.0.1:9764 inside its
+	// namespace (read with (*iked).Metrics).
+	Metrics bool
 }
+
+// ikedMetricsAddr is where iked serves metrics when ikedOptions.Metrics is
+// set: the loopback of iked's own namespace.
+const ikedMetricsAddr = "127.0.0.1:9764"
 
 // iked is a running iked inside a namespace.
 type iked struct {
@@ -86,7 +97,14 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nlog: {format: json, level: debug}\nkey_log: %s\n",
 		yamlList(o.Listen), yamlQuote(socket), yamlQuote(keyLog))
-	fmt.Fprintf(&b, "ike: {retransmit_timeout: %s, retransmit_tries: %d}\nconnections:\n", rt, tries)
+	if o.Metrics {
+		fmt.Fprintf(&b, "metrics_listen: %s\n", yamlQuote(ikedMetricsAddr))
+	}
+	cookie := ""
+	if o.CookieThreshold != nil {
+		cookie = fmt.Sprintf(", cookie_threshold: %d", *o.CookieThreshold)
+	}
+	fmt.Fprintf(&b, "ike: {retransmit_timeout: %s, retransmit_tries: %d%s}\nconnections:\n", rt, tries, cookie)
 	for _, c := range o.Conns {
 		fmt.Fprintf(&b, "  %s:\n", c.Name)
 		field := func(k, v string) {
@@ -234,6 +252,43 @@ func (d *iked) Log() string {
 		return fmt.Sprintf("(reading %s: %v)", d.logPath, err)
 	}
 	return string(b)
+}
+
+// Metrics returns iked's metrics (Prometheus text format), fetched by
+// this test binary re-run inside iked's namespace as an HTTP client (see
+// httpGetEnv); iked must run with ikedOptions.Metrics.
+func (d *iked) Metrics() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := d.ns.command(ctx, self)
+	cmd.Env = append(os.Environ(), httpGetEnv+"=http://"+ikedMetricsAddr+"/metrics")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("fetching iked's metrics: %v: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// metricValue returns the value of the sample name{labels} (labels as
+// written by Prometheus, e.g. `reason="timeout"`; empty for none) and
+// whether it is present.
+func metricValue(metrics, name, labels string) (float64, bool) {
+	want := name
+	if labels != "" {
+		want += "{" + labels + "}"
+	}
+	for _, l := range strings.Split(metrics, "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == want {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // KeyLog returns the key log: tshark preferences, one per line.

@@ -35,6 +35,14 @@ type pair struct {
 // test fails, the capture is printed, IKE decrypted with iked's key log.
 func newPair(t *testing.T, edit func(*ikedConn, *charonConn)) *pair {
 	t.Helper()
+	return newPairOpts(t, edit, nil)
+}
+
+// newPairOpts is newPair with a hook that adjusts the daemons' options
+// (iked's engine tunables, charon's retransmission settings) after the
+// connections are set.
+func newPairOpts(t *testing.T, edit func(*ikedConn, *charonConn), opts func(*ikedOptions, *charonOptions)) *pair {
+	t.Helper()
 	requireCharon(t)
 	p := &pair{topo: newTopology(t)}
 	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
@@ -65,11 +73,16 @@ func newPair(t *testing.T, edit func(*ikedConn, *charonConn)) *pair {
 		}
 		t.Logf("capture on %s (IKE decrypted with iked's key log):\n%s", "veth-s", p.cap.Summary(prefs))
 	})
-	p.iked = startIked(t, p.topo.I, ikedOptions{
+	io := ikedOptions{
 		Listen: []string{iAddr + ":500", iAddr + ":4500"},
 		Conns:  []ikedConn{p.ic},
-	})
-	p.charon = startCharon(t, p.topo.S, charonOptions{Conns: []charonConn{p.cc}})
+	}
+	co := charonOptions{Conns: []charonConn{p.cc}}
+	if opts != nil {
+		opts(&io, &co)
+	}
+	p.iked = startIked(t, p.topo.I, io)
+	p.charon = startCharon(t, p.topo.S, co)
 	return p
 }
 
@@ -197,7 +210,8 @@ func checkEstablished(t *testing.T, p *pair, charonInitiated bool, wantIKE, want
 }
 
 // TestCharonInitiates: charon initiates to iked with a PSK, AES-GCM-256,
-// X25519 and ESP AES-GCM-256; both list the same established SAs.
+// X25519 and ESP AES-GCM-256; both list the same established SAs, and the
+// keys are proven on the wire.
 func TestCharonInitiates(t *testing.T) {
 	p := newPair(t, nil)
 	out, err := p.charon.Initiate(childName, connName)
@@ -213,6 +227,7 @@ func TestCharonInitiates(t *testing.T) {
 		t.Fatalf("charon terminate: %v\n%s", err, out)
 	}
 	waitGone(t, p)
+	checkWireDecrypts(t, p.cap, p.iked)
 }
 
 // waitGone waits until neither daemon lists an IKE SA.
@@ -249,4 +264,5 @@ func TestIkedInitiates(t *testing.T) {
 		t.Fatalf("iked terminate: %v\n%s", err, out)
 	}
 	waitGone(t, p)
+	checkWireDecrypts(t, p.cap, p.iked)
 }

@@ -7,16 +7,46 @@ package interop
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // binDir holds the iked and ikectl binaries built by TestMain.
 var binDir string
 
+// httpGetEnv, when set to a URL, turns the test binary into a one-shot
+// HTTP client: it prints the body of GET URL and exits, without running
+// tests. (*iked).Metrics runs it inside iked's namespace that way.
+const httpGetEnv = "IKED_INTEROP_HTTP_GET"
+
+func httpGet(url string) int {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "GET", url, resp.Status)
+		return 1
+	}
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
 func TestMain(m *testing.M) {
+	if url := os.Getenv(httpGetEnv); url != "" {
+		os.Exit(httpGet(url))
+	}
 	dir, err := os.MkdirTemp("", "iked-interop-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
