@@ -37,9 +37,11 @@ type Config struct {
 	MetricsListen string
 	// Log configures logging (key "log").
 	Log Log
-	// Backend names the data-plane backend (key "backend"); only
-	// BackendMemory is implemented.
+	// Backend names the data-plane backend (key "backend", default
+	// BackendAuto).
 	Backend string
+	// Userspace configures the userspace data plane.
+	Userspace Userspace
 	// KeyLog is the path of the opt-in key log; empty means off (key
 	// "key_log"). It is carried as written.
 	KeyLog string
@@ -167,8 +169,34 @@ const (
 	StartInitiate = "initiate"
 )
 
-// BackendMemory is the in-memory data-plane backend, the only one so far.
-const BackendMemory = "memory"
+// Data-plane backends (key "backend").
+const (
+	// BackendAuto picks xfrm when the kernel can hold ESP SAs, else
+	// userspace, and logs why.
+	BackendAuto = "auto"
+	// BackendMemory keeps SAs in memory and moves no packets (tests,
+	// unprivileged runs).
+	BackendMemory = "memory"
+	// BackendUserspace is iked's own ESP over a TUN device.
+	BackendUserspace = "userspace"
+	// BackendXFRM is the Linux kernel through XFRM netlink.
+	BackendXFRM = "xfrm"
+)
+
+// Userspace configures the userspace data plane (key "userspace").
+type Userspace struct {
+	// TUN is the TUN device name (default iked0).
+	TUN string
+	// MTU of the TUN device (default 1400).
+	MTU int
+	// Addresses are put on the TUN device: this host's inner addresses.
+	Addresses []netip.Prefix
+	// ReplayWindow is the anti-replay window in packets (default 1024).
+	ReplayWindow uint32
+	// RawIPv4 allows ESP without UDP encapsulation, and AH, over raw IPv4
+	// sockets.
+	RawIPv4 bool
+}
 
 // Defaults applied by Parse.
 const (

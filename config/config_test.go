@@ -183,7 +183,7 @@ connections:
 	if !reflect.DeepEqual(c.Listen, DefaultListen()) || len(c.Listen) != 4 {
 		t.Errorf("Listen = %v", c.Listen)
 	}
-	if c.ControlSocket != "/run/iked/iked.sock" || c.MetricsListen != "" || c.KeyLog != "" || c.Backend != "memory" {
+	if c.ControlSocket != "/run/iked/iked.sock" || c.MetricsListen != "" || c.KeyLog != "" || c.Backend != "auto" {
 		t.Errorf("defaults wrong: %+v", c)
 	}
 	if c.Log != (Log{Format: "text", Level: "info"}) {
@@ -219,7 +219,7 @@ connections:
 			t.Errorf("Parse(%q): %v", empty, err)
 			continue
 		}
-		if len(c.Connections) != 0 || c.Backend != "memory" || len(c.Listen) != 4 {
+		if len(c.Connections) != 0 || c.Backend != "auto" || len(c.Listen) != 4 {
 			t.Errorf("Parse(%q) = %+v", empty, c)
 		}
 	}

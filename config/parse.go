@@ -52,7 +52,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 		Listen:        DefaultListen(),
 		ControlSocket: DefaultControlSocket,
 		Log:           Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
-		Backend:       BackendMemory,
+		Backend:       BackendAuto,
 		IKE: IKE{
 			CookieThreshold:   DefaultCookieThreshold,
 			HalfOpenTimeout:   DefaultHalfOpenTimeout,
@@ -170,7 +170,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "key_log", "ike", "connections"}
+var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -212,13 +212,11 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 		case "log":
 			w.log(v, &cfg.Log)
 		case "backend":
-			if s, ok := w.str(v, p.key); ok {
-				if s != BackendMemory {
-					w.errorf(v, "backend: unknown backend %q (expected %q; xfrm and userspace backends are not implemented yet)", s, BackendMemory)
-				} else {
-					cfg.Backend = s
-				}
+			if s, ok := w.oneOf(v, p.key, BackendAuto, BackendMemory, BackendUserspace, BackendXFRM); ok {
+				cfg.Backend = s
 			}
+		case "userspace":
+			w.userspace(v, &cfg.Userspace)
 		case "key_log":
 			if s, ok := w.str(v, p.key); ok {
 				cfg.KeyLog = s
@@ -559,6 +557,55 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		}
 	}
 	return c, info, len(w.errs) == errsBefore
+}
+
+// userspaceKeys are the keys of the "userspace" section.
+var userspaceKeys = []string{"tun", "mtu", "addresses", "replay_window", "raw_ipv4"}
+
+// userspace reads the userspace data plane's section.
+func (w *walker) userspace(n *yaml.Node, u *Userspace) {
+	pairs, _ := w.mapping(n, "userspace", "in userspace", userspaceKeys, false)
+	for _, p := range pairs {
+		name := "userspace." + p.key
+		switch p.key {
+		case "tun":
+			if s, ok := w.str(p.vNode, name); ok {
+				if len(s) == 0 || len(s) > 15 {
+					w.errorf(p.vNode, "%s: %q is not a valid interface name (1 to 15 characters)", name, s)
+				} else {
+					u.TUN = s
+				}
+			}
+		case "mtu":
+			if v, ok := w.integer(p.vNode, name, 576, 9000); ok {
+				u.MTU = int(v)
+			}
+		case "addresses":
+			if list, nodes, ok := w.strList(p.vNode, name); ok {
+				for i, s := range list {
+					pfx, err := netip.ParsePrefix(s)
+					if err != nil {
+						if a, aerr := netip.ParseAddr(s); aerr == nil {
+							pfx, err = netip.PrefixFrom(a, a.BitLen()), nil
+						}
+					}
+					if err != nil {
+						w.errorf(nodes[i], "%s: %q is not an address or prefix", name, s)
+						continue
+					}
+					u.Addresses = append(u.Addresses, pfx)
+				}
+			}
+		case "replay_window":
+			if v, ok := w.integer(p.vNode, name, 0, 1<<20); ok {
+				u.ReplayWindow = uint32(v)
+			}
+		case "raw_ipv4":
+			if s, ok := w.oneOf(p.vNode, name, "true", "false"); ok {
+				u.RawIPv4 = s == "true"
+			}
+		}
+	}
 }
 
 // auth builds the connection's auth method from its section, kv.

@@ -217,6 +217,7 @@ const pskSecret = "e2e test pre-shared key"
 func peerConfig(local, remote netip.AddrPort, localID, remoteID, extra string) string {
 	return fmt.Sprintf(`listen: ["%s"]
 control_socket: CONTROL
+backend: memory
 metrics_listen: METRICS
 log: {format: json, level: debug}
 ike: {retransmit_timeout: 300ms, retransmit_tries: 3}

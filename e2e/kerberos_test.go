@@ -15,6 +15,7 @@ import (
 func kerberosConfig(local, remote netip.AddrPort, host, peer, kdc, keytab, allowed string) string {
 	return fmt.Sprintf(`listen: ["%s"]
 control_socket: CONTROL
+backend: memory
 metrics_listen: METRICS
 log: {format: json, level: debug}
 ike: {retransmit_timeout: 300ms, retransmit_tries: 3}

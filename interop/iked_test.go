@@ -95,7 +95,7 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		tries = 2
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nlog: {format: json, level: debug}\nkey_log: %s\n",
+	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nbackend: memory\nlog: {format: json, level: debug}\nkey_log: %s\n",
 		yamlList(o.Listen), yamlQuote(socket), yamlQuote(keyLog))
 	if o.Metrics {
 		fmt.Fprintf(&b, "metrics_listen: %s\n", yamlQuote(ikedMetricsAddr))

@@ -26,6 +26,7 @@ for side in alice bob; do
   cat > "$work/$side.yaml" <<CONF
 listen: ["$me:5500"]
 control_socket: $work/$side.sock
+backend: memory   # the demo moves no packets; "auto" protects real traffic
 log: {format: text, level: info}
 connections:
   to-peer:

@@ -23,7 +23,6 @@ import (
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/sadb"
-	"github.com/iked/iked/sadb/memory"
 )
 
 // natTPort is the port whose datagrams carry the non-ESP marker (RFC 3948).
@@ -43,6 +42,7 @@ type daemon struct {
 	mu  sync.Mutex
 	cfg *config.Config
 
+	dp      *dataPlane
 	db      *sadb.DB
 	engine  *ike.Engine
 	control *control.Server
@@ -112,10 +112,10 @@ func newDaemon(path string) (*daemon, error) {
 	}
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
-	if cfg.Backend != config.BackendMemory {
-		return nil, fmt.Errorf("backend %q is not available", cfg.Backend)
+	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
+		return nil, err
 	}
-	d.db = sadb.New(memory.New())
+	d.db = sadb.New(d.dp.backend)
 	var keyLog io.Writer
 	if cfg.KeyLog != "" {
 		if d.keyLog, err = openKeyLog(cfg.KeyLog); err != nil {
@@ -130,8 +130,10 @@ func newDaemon(path string) (*daemon, error) {
 		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize,
+		ForceEncap: d.dp.forceEncap,
 	})
 	if err != nil {
+		_ = d.db.Close()
 		return nil, err
 	}
 	return d, nil
@@ -148,10 +150,26 @@ func (d *daemon) serve() (err error) {
 			}
 		}
 	}()
+	nattTaken := false
 	for _, addr := range cfg.Listen {
+		if addr.Port() == natTPort && d.dp.natt != nil {
+			// The userspace data plane owns its NAT-T socket.
+			if !nattTaken {
+				binds, nattTaken = append(binds, d.dp.natt), true
+			} else {
+				d.log.Warn("the userspace data plane uses one NAT-T address; ignoring", "listen", addr.String())
+			}
+			continue
+		}
 		u, err := transport.ListenUDP(addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		if d.dp.prepare != nil {
+			if err := d.dp.prepare(u, addr.Port() == natTPort); err != nil {
+				u.Close()
+				return fmt.Errorf("listen %s: %s data plane: %w", addr, d.dp.name, err)
+			}
 		}
 		var b transport.Bind = u
 		if addr.Port() == natTPort {
@@ -190,7 +208,7 @@ func (d *daemon) serve() (err error) {
 		listen[i] = b.LocalAddr().String()
 	}
 	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
-		"connections", len(cfg.Connections), "backend", cfg.Backend, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
+		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -285,7 +303,7 @@ func (d *daemon) Status() control.Status {
 	d.mu.Unlock()
 	stats := d.engine.Stats()
 	st := control.Status{
-		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: cfg.Backend,
+		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
 		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
 	}
 	for _, a := range cfg.Listen {

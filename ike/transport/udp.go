@@ -43,5 +43,9 @@ func (u *UDP) WriteTo(b []byte, addr netip.AddrPort) error {
 // LocalAddr implements Bind.
 func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
 
+// Conn returns the socket, for socket options a data plane sets (the XFRM
+// bypass policy, ESP-in-UDP decapsulation).
+func (u *UDP) Conn() *net.UDPConn { return u.conn }
+
 // Close implements Bind.
 func (u *UDP) Close() error { return u.conn.Close() }
