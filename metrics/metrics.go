@@ -139,8 +139,11 @@ func histogram(d *prometheus.Desc, h ike.Histogram) prometheus.Metric {
 // Handler returns an HTTP handler serving, in the Prometheus exposition
 // format, src's metrics together with the Go runtime and process metrics
 // (go_*, process_*). Each call uses its own registry.
-func Handler(src Source) http.Handler {
+//
+// more are further collectors to serve, such as NewDataPlaneCollector.
+func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(more...)
 	reg.MustRegister(
 		NewCollector(src),
 		KerberosCollector(),

@@ -303,3 +303,18 @@ func (db *DB) Events() <-chan Event {
 	}
 	return nil
 }
+
+// DataPlaneStats are a packet-moving backend's totals across its SAs.
+type DataPlaneStats struct {
+	// Sent and Received count ESP and AH packets.
+	Sent, Received uint64
+	// Dropped counts inbound or outbound packets not carried, by reason:
+	// "replay", "integrity", "unknown_spi", "malformed", "policy",
+	// "no_route", "send_error".
+	Dropped map[string]uint64
+}
+
+// StatsReporter is a Backend that moves packets and counts them.
+type StatsReporter interface {
+	DataPlaneStats() DataPlaneStats
+}

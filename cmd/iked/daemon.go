@@ -23,6 +23,7 @@ import (
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/sadb"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // natTPort is the port whose datagrams carry the non-ESP marker (RFC 3948).
@@ -196,7 +197,11 @@ func (d *daemon) serve() (err error) {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(d.engine))
+		var more []prometheus.Collector
+		if r, ok := d.dp.backend.(sadb.StatsReporter); ok {
+			more = append(more, metrics.NewDataPlaneCollector(r))
+		}
+		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
 	}

@@ -174,6 +174,9 @@ func (b *Backend) RequiresUDPEncap() bool { return b.raw == nil }
 // Stats returns the backend's counters.
 func (b *Backend) Stats() Stats { return b.st.snapshot() }
 
+// DataPlaneStats implements sadb.StatsReporter.
+func (b *Backend) DataPlaneStats() sadb.DataPlaneStats { return b.Stats().dataPlaneStats() }
+
 // SAStats returns an SA's counters, drops included.
 func (b *Backend) SAStats(id sadb.ID) (SAStats, error) {
 	b.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/iked/iked/sadb"
 )
 
 // Config configures a Backend. Zero fields take the defaults.
@@ -120,4 +122,15 @@ type SAStats struct {
 	// Replay and Auth count inbound packets refused by the window or the
 	// integrity check; PolicyDrops inner packets outside the selectors.
 	Replay, Auth, PolicyDrops uint64
+}
+
+// dataPlaneStats sums Stats up for sadb.StatsReporter.
+func (s Stats) dataPlaneStats() sadb.DataPlaneStats {
+	return sadb.DataPlaneStats{
+		Sent: s.Sent, Received: s.Received,
+		Dropped: map[string]uint64{
+			"replay": s.Replay, "integrity": s.Auth, "unknown_spi": s.NoSA, "malformed": s.Malformed,
+			"policy": s.PolicyDrops, "no_route": s.NoRoute, "send_error": s.SendErrors + s.TUNWriteErrors + s.SeqExhausted,
+		},
+	}
 }
