@@ -180,16 +180,17 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID}
 	if rekeys != nil {
 		sa.eng.stats.rekeys("child")
-		c.policies, rekeys.policies = rekeys.policies, nil
-	} else {
-		policies := childPolicies(c, local, remote)
-		if err := sa.eng.cfg.SADB.AddPolicies(policies...); err != nil {
-			_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
-			return nil, err
-		}
-		for _, p := range policies {
-			c.policies = append(c.policies, p.ID())
-		}
+	}
+	// A rekeyed SA installs the same policies again (same ReqID); a
+	// reauthenticated one replaces them with its own ReqID. Either way the
+	// engine counts references, so the old SA's removal keeps them.
+	policies := childPolicies(c, local, remote)
+	if err := sa.eng.addPolicies(policies); err != nil {
+		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
+		return nil, err
+	}
+	for _, p := range policies {
+		c.policies = append(c.policies, p.ID())
 	}
 	sa.children = append(sa.children, c)
 	sa.startChildTimer(c)

@@ -58,6 +58,11 @@ type Connection struct {
 	RekeyTime time.Duration
 	// IKERekeyTime is the same for the IKE SA.
 	IKERekeyTime time.Duration
+	// ReauthTime is how long an IKE SA lives before it is replaced by a
+	// fresh authentication (make-before-break: a new IKE SA and Child SAs,
+	// then the old one is deleted); zero means never. Only a connection
+	// with a remote address reauthenticates.
+	ReauthTime time.Duration
 	// DPDDelay is the idle time after which a liveness check is sent;
 	// zero turns dead peer detection off (exhausted retransmissions of any
 	// request still end the SA).

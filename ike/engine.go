@@ -16,6 +16,7 @@ import (
 
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
 )
 
 // maxDatagram is the largest IKE message accepted; RFC 7296 §2 requires
@@ -33,6 +34,9 @@ type Engine struct {
 	sas      map[uint64]*ikeSA // by local SPI
 	halfOpen map[halfOpenKey]*ikeSA
 	binds    []transport.Bind
+
+	policyMu   sync.Mutex
+	policyRefs map[sadb.PolicyID]int
 
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
@@ -65,12 +69,13 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	e := &Engine{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		sas:      map[uint64]*ikeSA{},
-		halfOpen: map[halfOpenKey]*ikeSA{},
-		stats:    newCounters(),
-		closing:  make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		sas:        map[uint64]*ikeSA{},
+		halfOpen:   map[halfOpenKey]*ikeSA{},
+		policyRefs: map[sadb.PolicyID]int{},
+		stats:      newCounters(),
+		closing:    make(chan struct{}),
 	}
 	if e.cfg.Rand == nil {
 		e.cfg.Rand = rand.Reader

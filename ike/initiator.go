@@ -34,6 +34,7 @@ type initiator struct {
 	espSPI       uint32
 	idi          *wire.ID
 	idr          *wire.ID // the IDr we asked for, if a remote ID is configured
+	reauth       bool
 }
 
 // Initiate establishes an IKE SA and its first Child SA for the named
@@ -43,17 +44,27 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 	if c == nil {
 		return nil, fmt.Errorf("no connection named %q", name)
 	}
+	sa, err := e.initiate(ctx, c, false)
+	if err != nil {
+		return nil, err
+	}
+	return []SAInfo{sa.info()}, nil
+}
+
+// initiate establishes an IKE SA for c. A reauthentication (reauth) does not
+// claim INITIAL_CONTACT: the old IKE SA still stands until the new one is up.
+func (e *Engine) initiate(ctx context.Context, c *Connection, reauth bool) (*ikeSA, error) {
 	if !c.Remote.Addr().IsValid() || c.Remote.Addr().IsUnspecified() {
-		return nil, fmt.Errorf("connection %s has no remote address to initiate to", name)
+		return nil, fmt.Errorf("connection %s has no remote address to initiate to", c.Name)
 	}
 	for attempt := 0; ; attempt++ {
-		hs := &initiator{eng: e, ctx: ctx, conn: c}
+		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth}
 		err := hs.handshake()
 		if hs.sa == nil {
 			return nil, err
 		}
 		if err == nil {
-			return []SAInfo{hs.sa.info()}, nil
+			return hs.sa, nil
 		}
 		e.stats.failure(hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
@@ -340,6 +351,11 @@ func (hs *initiator) exchangeAuth() error {
 			return nil, err
 		}
 		ps = append(ps, proof...)
+		if !hs.reauth && !hs.eng.hasOtherSA(sa) {
+			// §2.4: the first IKE SA with this peer tells it to drop state
+			// left from before a restart.
+			ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
+		}
 		if hs.conn.Mode == ModeTransport {
 			ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
 		}
@@ -458,5 +474,42 @@ func (hs *initiator) completeChild() {
 	}
 	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr}, nil); err != nil {
 		fail("data plane refused it", "err", err)
+	}
+}
+
+// hasOtherSA reports whether another established IKE SA of sa's connection
+// exists.
+func (e *Engine) hasOtherSA(sa *ikeSA) bool {
+	for _, x := range e.allSAs() {
+		if x == sa {
+			continue
+		}
+		x.mu.Lock()
+		same := x.conn == sa.conn && x.state == stateEstablished
+		x.mu.Unlock()
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// dropStale removes the IKE SAs that fresh replaces after an INITIAL_CONTACT:
+// same local and remote identities, established before it.
+func (e *Engine) dropStale(fresh *ikeSA) {
+	fresh.mu.Lock()
+	lid, rid := fresh.localID.String(), fresh.remoteID.String()
+	fresh.mu.Unlock()
+	for _, x := range e.allSAs() {
+		if x == fresh {
+			continue
+		}
+		x.mu.Lock()
+		stale := x.state == stateEstablished && x.localID.String() == lid && x.remoteID.String() == rid
+		x.mu.Unlock()
+		if stale {
+			x.log(slog.LevelInfo, "removing IKE SA replaced after the peer's INITIAL_CONTACT", "new_sa", fresh.id)
+			x.destroy("peer restarted (INITIAL_CONTACT)")
+		}
 	}
 }

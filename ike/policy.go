@@ -85,3 +85,33 @@ func rangePrefixes(start, end netip.Addr) []netip.Prefix {
 	}
 	return out
 }
+
+// addPolicies installs (or replaces) policies and counts a reference to
+// each: Child SAs with the same selectors (a rekey, a reauthentication)
+// share them.
+func (e *Engine) addPolicies(ps []*sadb.Policy) error {
+	e.policyMu.Lock()
+	defer e.policyMu.Unlock()
+	if err := e.cfg.SADB.AddPolicies(ps...); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		e.policyRefs[p.ID()]++
+	}
+	return nil
+}
+
+// releasePolicies drops a reference to each policy and removes those no
+// Child SA uses any more.
+func (e *Engine) releasePolicies(ids []sadb.PolicyID) error {
+	e.policyMu.Lock()
+	defer e.policyMu.Unlock()
+	var gone []sadb.PolicyID
+	for _, id := range ids {
+		if e.policyRefs[id]--; e.policyRefs[id] <= 0 {
+			delete(e.policyRefs, id)
+			gone = append(gone, id)
+		}
+	}
+	return e.cfg.SADB.DeletePolicies(gone...)
+}

@@ -348,6 +348,9 @@ func (hs *authResponder) handshake() (wire.NotifyType, error) {
 		return wire.NotifyAuthenticationFailed, err
 	}
 	hs.negotiateChild()
+	if wire.FindNotify(hs.inner, wire.NotifyInitialContact) != nil {
+		hs.sa.initialContact = true
+	}
 	return 0, nil
 }
 
@@ -441,6 +444,11 @@ func (hs *authResponder) finish() [][]byte {
 		return nil
 	}
 	sa.establish()
+	if sa.initialContact {
+		// §2.4: the peer restarted; its older IKE SAs (same identities)
+		// are stale and go now, without waiting for their timeouts.
+		go sa.eng.dropStale(sa)
+	}
 	return pkt
 }
 

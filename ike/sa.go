@@ -85,6 +85,8 @@ type ikeSA struct {
 
 	halfOpenTimer *time.Timer
 
+	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
+	initialContact bool
 	// rekeyedBy is the IKE SA that took over after a rekey.
 	rekeyedBy *ikeSA
 	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
@@ -586,15 +588,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
-	// Policies are shared by a Child SA and its rekeyed successors: while
-	// another SA of the same lineage lives, it keeps them.
-	for _, x := range sa.children {
-		if x != c && x.reqID == c.reqID && len(c.policies) > 0 {
-			x.policies, c.policies = append(x.policies, c.policies...), nil
-			break
-		}
-	}
-	if err := sa.eng.cfg.SADB.DeletePolicies(c.policies...); err != nil {
+	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}
 	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {

@@ -57,12 +57,38 @@ func (sa *ikeSA) startTimers() {
 			}
 		})
 	}
+	if c.ReauthTime > 0 && c.Remote.Addr().IsValid() && !c.Remote.Addr().IsUnspecified() {
+		sa.after(jitter(c.ReauthTime), sa.reauthenticate)
+	}
 	if c.DPDDelay > 0 {
 		sa.after(c.DPDDelay, sa.dpdCheck)
 	}
 	if sa.natLocal && sa.encap {
 		sa.after(natKeepaliveInterval, sa.natKeepalive)
 	}
+}
+
+// reauthenticate replaces the IKE SA with a freshly authenticated one, make
+// before break: the new IKE SA and its Child SA come up while the old ones
+// still carry traffic, then the old IKE SA is deleted with its Child SAs.
+func (sa *ikeSA) reauthenticate() {
+	sa.mu.Lock()
+	conn := sa.conn
+	live := sa.state == stateEstablished && sa.rekeyedBy == nil
+	sa.mu.Unlock()
+	if !live {
+		return
+	}
+	sa.log(slog.LevelInfo, "reauthenticating")
+	ctx := context.Background()
+	fresh, err := sa.eng.initiate(ctx, conn, true)
+	if err != nil {
+		sa.log(slog.LevelWarn, "reauthentication failed; the IKE SA stays until it is deleted or expires", "err", err)
+		return
+	}
+	sa.eng.stats.rekeys("reauth")
+	sa.log(slog.LevelInfo, "reauthenticated", "new_sa", fresh.id)
+	sa.deleteIKE(ctx, "reauthenticated")
 }
 
 // startChildTimer arms the rekey of a Child SA. Caller holds mu.

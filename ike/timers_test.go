@@ -90,3 +90,46 @@ func TestSoftExpireRekeys(t *testing.T) {
 		t.Fatalf("%d Child SAs left", n)
 	}
 }
+
+// TestReauthentication: after the reauthentication interval the initiator
+// brings up a new IKE SA and Child SA, then deletes the old ones; the data
+// plane never lacks an SA pair for the selectors (make-before-break).
+func TestReauthentication(t *testing.T) {
+	p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.ReauthTime = 150 * time.Millisecond })
+	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := infos[0]
+	stop := make(chan struct{})
+	gap := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if len(p.memA.Policies()) == 0 || len(p.memA.SAs()) < 2 {
+				select {
+				case gap <- "initiator data plane without policies or SAs":
+				default:
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	waitFor(t, func() bool { return p.a.Stats().Rekeys["reauth"] >= 2 })
+	close(stop)
+	select {
+	case g := <-gap:
+		t.Fatal(g)
+	default:
+	}
+	waitFor(t, func() bool { return len(p.a.SAs()) == 1 && len(p.b.SAs()) == 1 && len(p.memB.SAs()) == 2 })
+	now := p.a.SAs()[0]
+	if now.SPIi == first.SPIi || now.ID == first.ID || len(now.Children) != 1 {
+		t.Fatalf("after reauthentication: %+v", now)
+	}
+	childKeysPair(t, p)
+}
