@@ -128,6 +128,9 @@ type Connection struct {
 	// RekeyTime and IKERekeyTime are the Child SA and IKE SA lifetimes
 	// before a rekey (keys "rekey_time", "ike_rekey_time"; 0 = never).
 	RekeyTime, IKERekeyTime time.Duration
+	// ReauthTime is the interval of reauthentication (key "reauth_time",
+	// default 0 = never).
+	ReauthTime time.Duration
 	// DPDDelay is the idle time before a liveness check (key "dpd_delay";
 	// 0 = off); DPDAction is "clear", "restart" or "hold" (key
 	// "dpd_action"; default restart for start_action initiate, else clear).

@@ -392,7 +392,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "dpd_delay", "dpd_action"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -489,13 +489,15 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, StartNone, StartInitiate); ok {
 				c.StartAction = s
 			}
-		case "rekey_time", "ike_rekey_time", "dpd_delay":
+		case "rekey_time", "ike_rekey_time", "reauth_time", "dpd_delay":
 			if d, ok := w.duration(v, kv.key); ok {
 				switch kv.key {
 				case "rekey_time":
 					c.RekeyTime = d
 				case "ike_rekey_time":
 					c.IKERekeyTime = d
+				case "reauth_time":
+					c.ReauthTime = d
 				default:
 					c.DPDDelay = d
 				}

@@ -495,7 +495,9 @@ func (e *Engine) hasOtherSA(sa *ikeSA) bool {
 }
 
 // dropStale removes the IKE SAs that fresh replaces after an INITIAL_CONTACT:
-// same local and remote identities, established before it.
+// same local and remote identities, begun before fresh was. (It runs after
+// fresh is up; SAs made since, such as fresh's own rekeyed successor, are
+// not stale.)
 func (e *Engine) dropStale(fresh *ikeSA) {
 	fresh.mu.Lock()
 	lid, rid := fresh.localID.String(), fresh.remoteID.String()
@@ -505,7 +507,8 @@ func (e *Engine) dropStale(fresh *ikeSA) {
 			continue
 		}
 		x.mu.Lock()
-		stale := x.state == stateEstablished && x.localID.String() == lid && x.remoteID.String() == rid
+		stale := x.state == stateEstablished && x.started.Before(fresh.started) &&
+			x.localID.String() == lid && x.remoteID.String() == rid
 		x.mu.Unlock()
 		if stale {
 			x.log(slog.LevelInfo, "removing IKE SA replaced after the peer's INITIAL_CONTACT", "new_sa", fresh.id)
