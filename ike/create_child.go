@@ -44,13 +44,13 @@ func (sa *ikeSA) respondCreateChild(inner []wire.Payload) [][]byte {
 	if err != nil {
 		sa.log(slog.LevelWarn, "CREATE_CHILD_SA refused", "err", err, "notify", notifyName(refusal.Code))
 		sa.eng.stats.notify(notifyName(refusal.Code))
-		pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, []wire.Payload{refusal})
+		pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{refusal})
 		if err != nil {
 			return nil
 		}
 		return pkt
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, payloads)
+	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal CREATE_CHILD_SA response", "err", err)
 		return nil

@@ -43,7 +43,7 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
 		// §1.4.1: answer a Child SA delete with the Delete of our half.
 		resp = append(resp, &wire.Delete{Protocol: wire.ProtoESP, SPISize: 4, SPIs: ourSPIs})
 	}
-	pkt, err := sa.sealMessage(wire.INFORMATIONAL, sa.nextRecvID, true, resp)
+	pkt, err := sa.sealMessage(wire.INFORMATIONAL, sa.respID, true, resp)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal INFORMATIONAL response", "err", err)
 		return nil

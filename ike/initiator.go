@@ -356,6 +356,7 @@ func (hs *initiator) exchangeAuth() error {
 			// left from before a restart.
 			ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
 		}
+		ps = append(ps, windowNotify())
 		if hs.conn.Mode == ModeTransport {
 			ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
 		}
@@ -410,6 +411,7 @@ func (hs *initiator) verifyResponder() error {
 		return err
 	}
 	sa.remoteID = IdentityFromPayload(idr)
+	sa.setSendWindow(peerWindow(hs.resp.payloads))
 	sa.establish()
 	return nil
 }

@@ -22,7 +22,7 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 	refuse := func(n *wire.Notify, err error) [][]byte {
 		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", notifyName(n.Code))
 		sa.eng.stats.notify(notifyName(n.Code))
-		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, []wire.Payload{n})
+		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{n})
 		return pkt
 	}
 	saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA)
@@ -46,7 +46,7 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 	if err != nil {
 		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.nextRecvID, true, payloads)
+	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
 	if err != nil {
 		return nil
 	}

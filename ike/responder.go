@@ -199,9 +199,9 @@ func (hs *saInitResponder) createSA() error {
 		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
 		local: hs.bind.LocalAddr(), remote: hs.from, suite: hs.suite,
 		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
-		msgI:       append([]byte(nil), hs.pkt...),
-		nextRecvID: 1,
-		initKey:    halfOpenKey{hs.from, hs.msg.Header.SPIi},
+		msgI:      append([]byte(nil), hs.pkt...),
+		responses: respCache{next: 1},
+		initKey:   halfOpenKey{hs.from, hs.msg.Header.SPIi},
 	}
 	_, sa.encap = hs.bind.(transport.NATTBind)
 	sa.natLocal, sa.natRemote = detectNAT(hs.msg.Payloads, sa.spii, 0, sa.local, sa.remote)
@@ -411,7 +411,8 @@ func (hs *authResponder) prove() error {
 	if err != nil {
 		return err
 	}
-	hs.resp = append([]wire.Payload{idr}, payloads...)
+	hs.resp = append(append([]wire.Payload{idr}, payloads...), windowNotify())
+	hs.sa.setSendWindow(peerWindow(hs.inner))
 	return nil
 }
 

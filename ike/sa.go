@@ -66,16 +66,19 @@ type ikeSA struct {
 	established time.Time
 	children    []*childSA
 
-	// Requests we send: one outstanding at a time (window size 1, §2.3).
+	// Requests we send: up to the peer's window outstanding (§2.3), each
+	// waiting for its response in pending; reqSlot holds one token per
+	// request in flight.
 	nextSendID uint32
-	pending    *pendingRequest
+	pending    map[uint32]*pendingRequest
 	reqSlot    chan struct{}
-	slotOnce   sync.Once
+	sendWindow int
 
-	// Requests the peer sends: the next expected ID and the cached
-	// response to the last one, resent on retransmission (§2.1).
-	nextRecvID   uint32
-	lastResponse [][]byte
+	// Requests the peer sends: the responses within the window, resent on
+	// retransmission (§2.1); respID is the message ID of the request being
+	// answered.
+	responses respCache
+	respID    uint32
 
 	// RFC 7383 fragmentation: whether both sides announced it, and the
 	// message being reassembled in each direction.
@@ -292,11 +295,16 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		sa.receiveResponse(pkt, msg)
 		return
 	}
-	// A request. §2.2: the responder processes the next expected ID,
-	// answers a retransmission of the previous one from its cache, and
-	// drops anything else.
+	// A request. §2.2, §2.3: within the window, a new ID is processed and
+	// one already answered is answered again from the cache; anything else
+	// is dropped.
+	window := uint32(1)
+	if sa.state >= stateEstablished {
+		window = recvWindow
+	}
+	cached, process := sa.responses.classify(hdr.MessageID, window)
 	switch {
-	case hdr.MessageID == sa.nextRecvID-1 && sa.lastResponse != nil && sa.nextRecvID > 0:
+	case cached != nil:
 		// Verify it is genuine before answering, so a forged header cannot
 		// make us reflect the cached response.
 		if err := sa.checkOnly(pkt, msg); err != nil {
@@ -305,13 +313,14 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		}
 		if isFirstFragmentOrWhole(msg) {
 			sa.eng.stats.retransmitsAnswered.Add(1)
-			sa.eng.sendAll(b, from, sa.lastResponse)
+			sa.eng.sendAll(b, from, cached)
 		}
 		return
-	case hdr.MessageID != sa.nextRecvID:
+	case !process:
 		sa.eng.stats.drop(DropInvalidMsgID)
 		return
 	}
+	sa.respID = hdr.MessageID
 	inner, err := sa.openMessage(pkt, msg)
 	if err == errIncomplete {
 		return
@@ -352,8 +361,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	if resp == nil {
 		return
 	}
-	sa.nextRecvID++
-	sa.lastResponse = resp
+	sa.responses.store(hdr.MessageID, resp, recvWindow)
 	// §2.11: a response goes back to the address and port the request came from.
 	sa.eng.sendAll(b, from, resp)
 	if sa.state == stateDead {
@@ -375,12 +383,11 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	}
 	sa.eng.stats.notify(notifyName(n.Code))
-	resp, err := sa.sealMessage(exch, sa.nextRecvID, true, []wire.Payload{n})
+	resp, err := sa.sealMessage(exch, sa.respID, true, []wire.Payload{n})
 	if err != nil {
 		return
 	}
-	sa.nextRecvID++
-	sa.lastResponse = resp
+	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
 	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
 		sa.eng.stats.failure(failureReason(n.Code))
@@ -415,8 +422,8 @@ func (sa *ikeSA) dropUndecryptable(err error) {
 
 // receiveResponse hands a response to the waiting requester. Caller holds mu.
 func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
-	p := sa.pending
-	if p == nil || msg.Header.MessageID != p.id {
+	p := sa.pending[msg.Header.MessageID]
+	if p == nil {
 		sa.eng.stats.drop(DropInvalidMsgID)
 		return
 	}
@@ -441,7 +448,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 		r.payloads = inner // decrypted into a fresh slice: safe to keep
 		sa.lastRecv = sa.eng.cfg.Now()
 	}
-	sa.pending = nil
+	delete(sa.pending, p.id)
 	p.resp <- r
 }
 
@@ -449,28 +456,35 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 // exponential backoff (§2.1). build is called with mu held and the message
 // ID to use; it returns the packet. request must be called without mu held.
 func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte, error)) (*response, error) {
-	// One request at a time (window size 1, §2.3): later ones wait here.
+	// No more requests in flight than the peer's window (§2.3): later
+	// ones wait here.
+	slot := sa.slot()
 	select {
-	case sa.slot() <- struct{}{}:
+	case slot <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-sa.eng.closing:
 		return nil, errClosed
 	}
-	defer func() { <-sa.slot() }()
+	defer func() { <-slot }()
 	sa.mu.Lock()
 	if sa.state == stateDead {
 		sa.mu.Unlock()
 		return nil, errClosed
 	}
+	// IDs go out in order; an ID is used up once sent (§2.2).
 	id := sa.nextSendID
 	pkt, err := build(id)
 	if err != nil {
 		sa.mu.Unlock()
 		return nil, err
 	}
+	sa.nextSendID = id + 1
 	p := &pendingRequest{id: id, resp: make(chan *response, 1)}
-	sa.pending = p
+	if sa.pending == nil {
+		sa.pending = map[uint32]*pendingRequest{}
+	}
+	sa.pending[id] = p
 	bind, remote := sa.bind, sa.remote
 	sa.mu.Unlock()
 
@@ -482,9 +496,6 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 		select {
 		case r := <-p.resp:
 			timer.Stop()
-			sa.mu.Lock()
-			sa.nextSendID = id + 1
-			sa.mu.Unlock()
 			return r, nil
 		case <-ctx.Done():
 			timer.Stop()
@@ -514,16 +525,30 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 	}
 }
 
-// slot is the SA's request slot: a channel of capacity one, made on first use.
+// slot returns the channel whose capacity is the send window: one token
+// per request in flight. It is replaced when the peer announces a window;
+// a request gives its token back to the channel it took it from.
 func (sa *ikeSA) slot() chan struct{} {
-	sa.slotOnce.Do(func() { sa.reqSlot = make(chan struct{}, 1) })
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.reqSlot == nil {
+		sa.reqSlot = make(chan struct{}, max(1, sa.sendWindow))
+	}
 	return sa.reqSlot
+}
+
+// setSendWindow takes the peer's announced window. Caller holds mu.
+func (sa *ikeSA) setSendWindow(w int) {
+	if w != sa.sendWindow {
+		sa.sendWindow = w
+		sa.reqSlot = nil
+	}
 }
 
 func (sa *ikeSA) clearPending(p *pendingRequest) {
 	sa.mu.Lock()
-	if sa.pending == p {
-		sa.pending = nil
+	if sa.pending[p.id] == p {
+		delete(sa.pending, p.id)
 	}
 	sa.mu.Unlock()
 }
@@ -533,7 +558,7 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
 	sa.eng.stats.notify(notifyName(code))
 	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
-	pkt, err := sa.sealMessage(exch, sa.nextRecvID, true, payloads)
+	pkt, err := sa.sealMessage(exch, sa.respID, true, payloads)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot build error response", "err", err)
 		return nil
@@ -578,9 +603,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
-	if sa.pending != nil {
-		sa.pending = nil
-	}
+	sa.pending = nil
 	sa.reqFragments.wipe()
 	sa.respFragments.wipe()
 	sa.reqFragments, sa.respFragments = nil, nil

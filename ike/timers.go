@@ -150,7 +150,7 @@ func (sa *ikeSA) dpdCheck() {
 	sa.mu.Lock()
 	delay := sa.conn.DPDDelay
 	idle := sa.eng.cfg.Now().Sub(sa.lastRecv)
-	busy := sa.pending != nil
+	busy := len(sa.pending) > 0
 	sa.mu.Unlock()
 	if idle < delay || busy {
 		sa.mu.Lock()
