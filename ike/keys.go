@@ -9,11 +9,18 @@ import (
 // SK protectors for both directions. Caller holds mu; ni, nr and the SPIs
 // are set.
 func (sa *ikeSA) deriveKeys(shared []byte) error {
+	skeyseed := transform.SKEYSEED(sa.suite.prf, sa.ni, sa.nr, shared)
+	wipe(shared)
+	return sa.keysFrom(skeyseed)
+}
+
+// keysFrom derives {SK_d | SK_ai | … | SK_pr} = prf+(SKEYSEED, Ni | Nr |
+// SPIi | SPIr) (§2.14) and sets up the SK protectors for both directions;
+// it wipes skeyseed. Caller holds mu.
+func (sa *ikeSA) keysFrom(skeyseed []byte) error {
 	s := sa.suite
-	skeyseed := transform.SKEYSEED(s.prf, sa.ni, sa.nr, shared)
 	keys, err := transform.DeriveIKEKeys(s.prf, skeyseed, sa.ni, sa.nr, sa.spii, sa.spir, s.encr.KeyMaterialLen(s.keyBits), s.integ)
 	wipe(skeyseed)
-	wipe(shared)
 	if err != nil {
 		return err
 	}

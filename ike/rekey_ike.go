@@ -113,25 +113,7 @@ func (n *ikeSA) deriveRekeyed(old *ikeSA, shared []byte) error {
 	skeyseed := old.suite.prf.Sum(nil, old.keys.SkD, data)
 	wipe(data)
 	wipe(shared)
-	s := n.suite
-	keys, err := transform.DeriveIKEKeys(s.prf, skeyseed, n.ni, n.nr, n.spii, n.spir, s.encr.KeyMaterialLen(s.keyBits), s.integ)
-	wipe(skeyseed)
-	if err != nil {
-		return err
-	}
-	n.keys = keys
-	ei, ai, er, ar := keys.SkEi, keys.SkAi, keys.SkEr, keys.SkAr
-	if !n.initiator {
-		ei, ai, er, ar = er, ar, ei, ai
-	}
-	if n.out, err = transform.NewProtector(s.encr, ei, s.integ, ai); err != nil {
-		return err
-	}
-	if n.in, err = transform.NewProtector(s.encr, er, s.integ, ar); err != nil {
-		return err
-	}
-	n.eng.keyLog.ike(n)
-	return nil
+	return n.keysFrom(skeyseed)
 }
 
 // handOver moves sa's Child SAs to n and registers n; sa stays until its
