@@ -333,3 +333,39 @@ func TestCriticalPayloadInsideSK(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPeerMovesBehindNAT: after the peer's NAT mapping changes (its
+// requests arrive from a new port), the responder answers there and its
+// Child SAs' encapsulation follows.
+func TestPeerMovesBehindNAT(t *testing.T) {
+	p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.ForceEncap = true })
+	na, nb := transport.Pipe(netip.AddrPortFrom(addrA.Addr(), 4500), netip.AddrPortFrom(addrB.Addr(), 4500))
+	p.a.AddBind(transport.WithNonESPMarker(na))
+	p.b.AddBind(transport.WithNonESPMarker(nb))
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	// A new mapping: the NAT now shows the initiator as port 4999.
+	moved := netip.AddrPortFrom(addrA.Addr(), 4999)
+	nb2, na2 := transport.Pipe(netip.AddrPortFrom(addrB.Addr(), 4500), moved)
+	wa2 := transport.WithNonESPMarker(na2)
+	p.a.AddBind(wa2)
+	p.b.AddBind(transport.WithNonESPMarker(nb2))
+	sa := p.a.allSAs()[0]
+	sa.mu.Lock()
+	sa.bind = wa2
+	sa.mu.Unlock()
+	if _, err := sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
+		return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.b.SAs()[0].RemoteAddr; got != moved.String() {
+		t.Fatalf("responder still sends to %s", got)
+	}
+	for _, s := range p.memB.SAs() {
+		if s.Inbound && s.EncapSrcPort != 4999 || !s.Inbound && s.EncapDstPort != 4999 {
+			t.Fatalf("Child SA %08x encapsulation not moved: %d -> %d", s.SPI, s.EncapSrcPort, s.EncapDstPort)
+		}
+	}
+}

@@ -406,6 +406,20 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 	sa.log(slog.LevelInfo, "peer moved", "from", sa.remote.String(), "to", from.String(), "local", b.LocalAddr().String())
 	sa.bind, sa.remote, sa.local = b, from, b.LocalAddr()
 	_, sa.encap = b.(transport.NATTBind)
+	if !sa.encap {
+		return
+	}
+	// The Child SAs' ESP-in-UDP follows the peer to its new NAT mapping.
+	db := sa.eng.cfg.SADB
+	for _, c := range sa.children {
+		lp, rp := sa.local.Port(), sa.remote.Port()
+		if err := db.Move(c.inbound, sa.remote.Addr(), sa.local.Addr(), rp, lp); err != nil {
+			sa.log(slog.LevelWarn, "moving the inbound Child SA failed", "err", err)
+		}
+		if err := db.Move(c.outbound, sa.local.Addr(), sa.remote.Addr(), lp, rp); err != nil {
+			sa.log(slog.LevelWarn, "moving the outbound Child SA failed", "err", err)
+		}
+	}
 }
 
 // dropUndecryptable counts a message whose SK payload failed.

@@ -318,3 +318,25 @@ type DataPlaneStats struct {
 type StatsReporter interface {
 	DataPlaneStats() DataPlaneStats
 }
+
+// Move changes where an installed SA's packets go: its outer addresses and
+// UDP encapsulation ports, when a NAT mapping of the peer changes (RFC 7296
+// §2.23). The SA is re-added with the new addresses; its keys, SPI and
+// sequence numbers stay.
+func (db *DB) Move(sa *SA, src, dst netip.Addr, sport, dport uint16) error {
+	old := sa.ID()
+	moved := *sa
+	moved.Src, moved.Dst, moved.EncapSrcPort, moved.EncapDstPort = src, dst, sport, dport
+	if err := db.backend.DeleteSA(old); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := db.backend.AddSA(&moved); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	delete(db.sas, old)
+	*sa = moved
+	db.sas[sa.ID()] = sa
+	db.mu.Unlock()
+	return nil
+}
