@@ -11,7 +11,6 @@ import (
 	"testing/cryptotest"
 	"time"
 
-	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/ike/transcript"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
@@ -38,11 +37,11 @@ func TestReplayTranscripts(t *testing.T) {
 
 func transcriptConnection(t *testing.T, tc transcript.Connection) *Connection {
 	t.Helper()
-	secret, err := psk.NewSecret([]byte(tc.PSK))
+	method, err := tc.Method(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Connection{Name: "recorded", Auth: psk.New(secret), IKEProposals: mustIKE(t, tc.IKEProposals...), ESPProposals: mustESP(t, tc.ESPProposals...),
+	c := &Connection{Name: "recorded", Auth: method, IKEProposals: mustIKE(t, tc.IKEProposals...), ESPProposals: mustESP(t, tc.ESPProposals...),
 		LocalTS: mustTS(t, tc.LocalTS...), RemoteTS: mustTS(t, tc.RemoteTS...)}
 	c.Local = netip.MustParseAddr(tc.Local)
 	c.Remote = netip.MustParseAddrPort(tc.Remote)

@@ -40,16 +40,25 @@ type Transcript struct {
 
 // Connection is the connection iked used, as configuration strings.
 type Connection struct {
-	Local        string   `json:"local"`
-	Remote       string   `json:"remote"`
-	LocalID      string   `json:"local_id"`
-	RemoteID     string   `json:"remote_id"`
-	PSK          string   `json:"psk"`
-	IKEProposals []string `json:"ike_proposals"`
-	ESPProposals []string `json:"esp_proposals"`
-	LocalTS      []string `json:"local_ts"`
-	RemoteTS     []string `json:"remote_ts"`
-	Mode         string   `json:"mode"`
+	Local    string `json:"local"`
+	Remote   string `json:"remote"`
+	LocalID  string `json:"local_id"`
+	RemoteID string `json:"remote_id"`
+	PSK      string `json:"psk,omitempty"`
+	// Auth is the method: "psk" (or empty) uses PSK; "cert" the
+	// certificate material below, inline PEM (throwaway test keys).
+	Auth          string   `json:"auth,omitempty"`
+	Cert          string   `json:"cert,omitempty"`
+	Key           string   `json:"key,omitempty"`
+	CA            []string `json:"ca,omitempty"`
+	Intermediates []string `json:"intermediates,omitempty"`
+	CRLs          []string `json:"crls,omitempty"`
+	Signature     string   `json:"signature,omitempty"`
+	IKEProposals  []string `json:"ike_proposals"`
+	ESPProposals  []string `json:"esp_proposals"`
+	LocalTS       []string `json:"local_ts"`
+	RemoteTS      []string `json:"remote_ts"`
+	Mode          string   `json:"mode"`
 }
 
 // Message is one datagram as it crossed the bind (with the non-ESP marker
