@@ -28,6 +28,13 @@ type capture struct {
 // t.Cleanup stops it.
 func startCapture(t *testing.T, ns *netns, dev string) *capture {
 	t.Helper()
+	return startCaptureFilter(t, ns, dev, "udp")
+}
+
+// startCaptureFilter is startCapture with a tcpdump filter expression
+// (empty: every packet).
+func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
+	t.Helper()
 	requireTools(t, "tcpdump")
 	dir := t.TempDir()
 	c := &capture{t: t, path: filepath.Join(dir, dev+".pcap"), errPath: filepath.Join(dir, "tcpdump.err"), done: make(chan error, 1)}
@@ -36,7 +43,11 @@ func startCapture(t *testing.T, ns *netns, dev string) *capture {
 		t.Fatal(err)
 	}
 	defer ef.Close()
-	c.cmd = ns.command(context.Background(), "tcpdump", "-i", dev, "-n", "-s", "0", "--immediate-mode", "-U", "-w", c.path, "udp")
+	argv := []string{"tcpdump", "-i", dev, "-n", "-s", "0", "--immediate-mode", "-U", "-w", c.path}
+	if filter != "" {
+		argv = append(argv, filter)
+	}
+	c.cmd = ns.command(context.Background(), argv...)
 	c.cmd.Stdout, c.cmd.Stderr = ef, ef
 	if err := c.cmd.Start(); err != nil {
 		t.Fatalf("starting tcpdump: %v", err)

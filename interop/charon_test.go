@@ -47,6 +47,17 @@ type charonConn struct {
 	DPDDelay     time.Duration // 0: no DPD
 	// Encap forces UDP encapsulation (encap = yes).
 	Encap bool
+	// LocalAuth and RemoteAuth are the auth rounds' methods ("psk" when
+	// empty; e.g. "pubkey", "rsa/pss"). A secret is written only for
+	// connections with a PSK.
+	LocalAuth, RemoteAuth string
+	// LocalCerts (certs =, files in swanctl/x509/) and RemoteCACerts
+	// (cacerts =, files in swanctl/x509ca/) for certificate rounds.
+	LocalCerts    []string
+	RemoteCACerts []string
+	// Fragmentation is the connection's fragmentation setting (yes,
+	// accept, force, no); empty: charon's default (yes).
+	Fragmentation string
 }
 
 // charonOptions configure a charon instance.
@@ -57,6 +68,16 @@ type charonOptions struct {
 	// exchanges short; zero values mean 1s and 2 tries.
 	RetransmitTimeout float64
 	RetransmitTries   int
+	// Files are written below the swanctl directory before --load-all
+	// (e.g. "x509/charon.pem", "x509ca/root.pem", "private/charon.key").
+	Files map[string][]byte
+	// Settings are extra lines of strongswan.conf's charon section, e.g.
+	// "rsa_pss = yes".
+	Settings []string
+	// InstallRoutes lets kernel-libipsec route the remote traffic
+	// selectors through its TUN device ipsec0 (routing table 220, source
+	// the local address inside the local selector); off by default.
+	InstallRoutes bool
 }
 
 // charon is a running strongSwan charon inside a namespace.
@@ -91,16 +112,24 @@ func strongswanConf(dir string, o charonOptions) string {
 	if tries == 0 {
 		tries = 2
 	}
+	settings := ""
+	for _, l := range o.Settings {
+		settings += "\t" + l + "\n"
+	}
+	installRoutes := "no"
+	if o.InstallRoutes {
+		installRoutes = "yes"
+	}
 	return fmt.Sprintf(`charon {
 	load = %s
-	install_routes = no
+	install_routes = %s
 	install_virtual_ip = no
 	retransmit_timeout = %g
 	retransmit_tries = %d
 	retransmit_base = 1.4
 	port = 500
 	port_nat_t = 4500
-	filelog {
+%s	filelog {
 		interop {
 			path = %s
 			time_format = %%H:%%M:%%S
@@ -127,7 +156,7 @@ func strongswanConf(dir string, o charonOptions) string {
 		}
 	}
 }
-`, charonPlugins, rt, tries, filepath.Join(dir, "charon.log"),
+`, charonPlugins, installRoutes, rt, tries, settings, filepath.Join(dir, "charon.log"),
 		l.Default, l.IKE, l.CFG, l.ENC, l.NET, l.CHD, l.KNL, filepath.Join(dir, "charon.vici"))
 }
 
@@ -147,8 +176,24 @@ func swanctlConf(conns []charonConn) string {
 		if c.Encap {
 			b.WriteString("\t\tencap = yes\n")
 		}
-		fmt.Fprintf(&b, "\t\tlocal {\n\t\t\tauth = psk\n\t\t\tid = %s\n\t\t}\n", quoteSS(c.LocalID))
-		fmt.Fprintf(&b, "\t\tremote {\n\t\t\tauth = psk\n\t\t\tid = %s\n\t\t}\n", quoteSS(c.RemoteID))
+		if c.Fragmentation != "" {
+			fmt.Fprintf(&b, "\t\tfragmentation = %s\n", c.Fragmentation)
+		}
+		round := func(name, method, id, key string, files []string) {
+			if method == "" {
+				method = "psk"
+			}
+			fmt.Fprintf(&b, "\t\t%s {\n\t\t\tauth = %s\n", name, method)
+			if id != "" {
+				fmt.Fprintf(&b, "\t\t\tid = %s\n", quoteSS(id))
+			}
+			if len(files) > 0 {
+				fmt.Fprintf(&b, "\t\t\t%s = %s\n", key, list(files))
+			}
+			b.WriteString("\t\t}\n")
+		}
+		round("local", c.LocalAuth, c.LocalID, "certs", c.LocalCerts)
+		round("remote", c.RemoteAuth, c.RemoteID, "cacerts", c.RemoteCACerts)
 		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n", c.Child)
 		if len(c.LocalTS) > 0 {
 			fmt.Fprintf(&b, "\t\t\t\tlocal_ts = %s\n", list(c.LocalTS))
@@ -168,6 +213,9 @@ func swanctlConf(conns []charonConn) string {
 	}
 	b.WriteString("}\nsecrets {\n")
 	for i, c := range conns {
+		if c.PSK == "" {
+			continue
+		}
 		fmt.Fprintf(&b, "\tike-%d {\n\t\tid-1 = %s\n\t\tid-2 = %s\n\t\tsecret = %s\n\t}\n",
 			i, quoteSS(c.LocalID), quoteSS(c.RemoteID), quoteSS(c.PSK))
 	}
@@ -206,6 +254,15 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 	}
 	if err := os.WriteFile(filepath.Join(c.swanDir, "swanctl.conf"), []byte(swanctlConf(o.Conns)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	for name, data := range o.Files {
+		path := filepath.Join(c.swanDir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// ip netns exec gives the command its own mount namespace, so the bind
 	// mount is private to charon; exec keeps the PID charon's.

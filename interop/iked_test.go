@@ -31,6 +31,18 @@ type ikedConn struct {
 	RemoteTS     []string
 	Mode         string // empty: tunnel
 	StartAction  string // empty: none
+	// Cert, when set, replaces the PSK with certificate authentication.
+	Cert *ikedCertAuth
+}
+
+// ikedCertAuth is iked's auth: {method: cert, ...}; paths are relative to
+// iked's directory (see ikedOptions.Files).
+type ikedCertAuth struct {
+	Cert, Key     string
+	CA            []string
+	Intermediates []string
+	CRLs          []string
+	Signature     string // empty: auto
 }
 
 // ikedOptions configure an iked instance.
@@ -48,6 +60,26 @@ type ikedOptions struct {
 	// Metrics makes iked serve its metrics on 127.0.0.1:9764 inside its
 	// namespace (read with (*iked).Metrics).
 	Metrics bool
+	// Fragmentation sets ike.fragmentation when not nil; FragmentSize
+	// sets ike.fragment_size when not zero.
+	Fragmentation *bool
+	FragmentSize  int
+	// Files are written into iked's directory (mode 0600) before it
+	// starts: certificates, keys, CRLs.
+	Files map[string][]byte
+	// Backend is iked's data plane (backend:); empty means memory.
+	Backend string
+	// Userspace, when not nil, is rendered as the userspace: section.
+	Userspace *ikedUserspace
+}
+
+// ikedUserspace is the userspace: section of iked's configuration; zero
+// values are left out (iked's defaults).
+type ikedUserspace struct {
+	TUN          string
+	MTU          int
+	Addresses    []string // e.g. "10.1.0.1/32"
+	ReplayWindow int
 }
 
 // ikedMetricsAddr is where iked serves metrics when ikedOptions.Metrics is
@@ -94,15 +126,41 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 	if tries == 0 {
 		tries = 2
 	}
+	backend := o.Backend
+	if backend == "" {
+		backend = "memory"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nbackend: memory\nlog: {format: json, level: debug}\nkey_log: %s\n",
-		yamlList(o.Listen), yamlQuote(socket), yamlQuote(keyLog))
+	fmt.Fprintf(&b, "listen: %s\ncontrol_socket: %s\nbackend: %s\nlog: {format: json, level: debug}\nkey_log: %s\n",
+		yamlList(o.Listen), yamlQuote(socket), backend, yamlQuote(keyLog))
+	if u := o.Userspace; u != nil {
+		var kv []string
+		if u.TUN != "" {
+			kv = append(kv, "tun: "+yamlQuote(u.TUN))
+		}
+		if u.MTU != 0 {
+			kv = append(kv, fmt.Sprintf("mtu: %d", u.MTU))
+		}
+		if len(u.Addresses) > 0 {
+			kv = append(kv, "addresses: "+yamlList(u.Addresses))
+		}
+		if u.ReplayWindow != 0 {
+			kv = append(kv, fmt.Sprintf("replay_window: %d", u.ReplayWindow))
+		}
+		fmt.Fprintf(&b, "userspace: {%s}\n", strings.Join(kv, ", "))
+	}
 	if o.Metrics {
 		fmt.Fprintf(&b, "metrics_listen: %s\n", yamlQuote(ikedMetricsAddr))
 	}
 	cookie := ""
 	if o.CookieThreshold != nil {
 		cookie = fmt.Sprintf(", cookie_threshold: %d", *o.CookieThreshold)
+	}
+	if o.Fragmentation != nil {
+		cookie += fmt.Sprintf(", fragmentation: %v", *o.Fragmentation)
+	}
+	if o.FragmentSize != 0 {
+		cookie += fmt.Sprintf(", fragment_size: %d", o.FragmentSize)
 	}
 	fmt.Fprintf(&b, "ike: {retransmit_timeout: %s, retransmit_tries: %d%s}\nconnections:\n", rt, tries, cookie)
 	for _, c := range o.Conns {
@@ -121,7 +179,21 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		field("remote", c.Remote)
 		field("local_id", c.LocalID)
 		field("remote_id", c.RemoteID)
-		fmt.Fprintf(&b, "    auth: {method: psk, secret: %s}\n", yamlQuote(c.PSK))
+		if a := c.Cert; a != nil {
+			fmt.Fprintf(&b, "    auth: {method: cert, cert: %s, key: %s, ca: %s", yamlQuote(a.Cert), yamlQuote(a.Key), yamlList(a.CA))
+			if len(a.Intermediates) > 0 {
+				fmt.Fprintf(&b, ", intermediates: %s", yamlList(a.Intermediates))
+			}
+			if len(a.CRLs) > 0 {
+				fmt.Fprintf(&b, ", crls: %s", yamlList(a.CRLs))
+			}
+			if a.Signature != "" {
+				fmt.Fprintf(&b, ", signature: %s", a.Signature)
+			}
+			b.WriteString("}\n")
+		} else {
+			fmt.Fprintf(&b, "    auth: {method: psk, secret: %s}\n", yamlQuote(c.PSK))
+		}
 		lst("ike_proposals", c.IKEProposals)
 		lst("esp_proposals", c.ESPProposals)
 		lst("local_ts", c.LocalTS)
@@ -145,6 +217,11 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 		keyLog:  filepath.Join(dir, "keys.log"),
 		logPath: filepath.Join(dir, "iked.log"),
 		done:    make(chan error, 1),
+	}
+	for name, data := range o.Files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(d.config, []byte(ikedConfig(d.socket, d.keyLog, o)), 0o600); err != nil {
 		t.Fatal(err)

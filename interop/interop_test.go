@@ -107,6 +107,18 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 	}
 }
 
+// idValue is an identity in iked's notation without its type prefix, as
+// charon prints it: "fqdn:a.example" is "a.example", "dn:C=CH, CN=a" is
+// "C=CH, CN=a".
+func idValue(id string) string {
+	for _, prefix := range []string{"fqdn:", "dn:", "email:", "ip:"} {
+		if v, ok := strings.CutPrefix(id, prefix); ok {
+			return v
+		}
+	}
+	return id
+}
+
 // algParts splits an algorithm string such as
 // "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" into its parts.
 func algParts(s string) []string { return strings.Split(s, "/") }
@@ -180,11 +192,14 @@ func checkEstablished(t *testing.T, p *pair, charonInitiated bool, wantIKE, want
 	if is.Algorithms != wantIKE {
 		t.Errorf("iked IKE algorithms %q, want %q", is.Algorithms, wantIKE)
 	}
-	if is.LocalID != ikedID || is.RemoteID != charonID {
-		t.Errorf("iked identities %s === %s, want %s === %s", is.LocalID, is.RemoteID, ikedID, charonID)
+	// The identities iked is configured with (ikedID and charonID unless
+	// a test changed them, e.g. to charon's subject DN).
+	wantLocal, wantRemote := p.ic.LocalID, p.ic.RemoteID
+	if is.LocalID != wantLocal || is.RemoteID != wantRemote {
+		t.Errorf("iked identities %s === %s, want %s === %s", is.LocalID, is.RemoteID, wantLocal, wantRemote)
 	}
-	if !strings.HasSuffix(cs.LocalID, strings.TrimPrefix(charonID, "fqdn:")) || !strings.HasSuffix(cs.RemoteID, strings.TrimPrefix(ikedID, "fqdn:")) {
-		t.Errorf("charon identities %s === %s", cs.LocalID, cs.RemoteID)
+	if !strings.HasSuffix(cs.LocalID, idValue(wantRemote)) || !strings.HasSuffix(cs.RemoteID, idValue(wantLocal)) {
+		t.Errorf("charon identities %s === %s, want %s === %s", cs.LocalID, cs.RemoteID, idValue(wantRemote), idValue(wantLocal))
 	}
 
 	ic, cc := is.Children[0], cs.Children[0]

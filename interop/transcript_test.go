@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/iked/iked/auth/psk"
+	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transcript"
 	"github.com/iked/iked/ike/transform"
@@ -96,12 +96,19 @@ func listenUDPIn(ns *netns, addr netip.AddrPort) (*transport.UDP, error) {
 }
 
 // engineConnection builds iked's connection from the transcript's strings.
-func engineConnection(tc transcript.Connection) (*ike.Connection, error) {
-	secret, err := psk.NewSecret([]byte(tc.PSK))
+func engineConnection(t *testing.T, tc transcript.Connection) (*ike.Connection, error) {
+	m, err := tc.Method(t.TempDir())
 	if err != nil {
 		return nil, err
 	}
-	c := &ike.Connection{Name: "recorded", Auth: psk.New(secret), Local: netip.MustParseAddr(tc.Local), Remote: netip.MustParseAddrPort(tc.Remote)}
+	return engineConnectionAuth(tc, m)
+}
+
+// engineConnectionAuth builds iked's connection from the transcript's
+// strings with the given authentication method.
+func engineConnectionAuth(tc transcript.Connection, method auth.Method) (*ike.Connection, error) {
+	var err error
+	c := &ike.Connection{Name: "recorded", Auth: method, Local: netip.MustParseAddr(tc.Local), Remote: netip.MustParseAddrPort(tc.Remote)}
 	if c.LocalID, err = ike.ParseIdentity(tc.LocalID); err != nil {
 		return nil, err
 	}
@@ -137,14 +144,11 @@ func engineConnection(tc transcript.Connection) (*ike.Connection, error) {
 	return c, nil
 }
 
-// newRecordingEngine is the engine configuration both the recording and the
-// replay use: they must draw randomness identically.
-func newRecordingEngine(t *testing.T, tr *transcript.Transcript) (*ike.Engine, *memory.Backend) {
+// newRecordingEngineConn is the engine configuration both the recording and
+// the replay use (they must draw randomness identically), with the
+// connection built by the caller.
+func newRecordingEngineConn(t *testing.T, tr *transcript.Transcript, conn *ike.Connection) (*ike.Engine, *memory.Backend) {
 	t.Helper()
-	conn, err := engineConnection(tr.Connection)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mem := memory.New()
 	e, err := ike.New(ike.Config{
 		Connections: []*ike.Connection{conn}, SADB: sadb.New(mem), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -175,10 +179,24 @@ func recordSession(t *testing.T, role string, seed uint64) *transcript.Transcrip
 		IKEProposals: []string{"aes256gcm16-prfsha256-x25519"}, ESPProposals: []string{"aes256gcm16"},
 		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet},
 	}}})
-	e, _ := newRecordingEngine(t, tr)
+	conn, err := engineConnection(t, tr.Connection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recordWith(t, topo, c, tr, conn)
+}
+
+// recordWith runs the session of tr (iked's role tr.Role) against the
+// running charon c with iked's connection conn, recording what iked's
+// binds carry, and returns the recording once both sides hold the SAs.
+// The caller has seeded iked's randomness (cryptotest.SetGlobalRandom).
+func recordWith(t *testing.T, topo *topology, c *charon, tr *transcript.Transcript, conn *ike.Connection) *transcript.Transcript {
+	t.Helper()
+	iAddr, role := topo.IkedAddr, tr.Role
+	e, _ := newRecordingEngineConn(t, tr, conn)
 	rec := transcript.NewRecorder(tr)
 	for _, port := range []uint16{500, 4500} {
-		u, err := listenUDPIn(topo.I, netip.AddrPortFrom(topo.IkedAddr, port))
+		u, err := listenUDPIn(topo.I, netip.AddrPortFrom(iAddr, port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,12 +238,23 @@ func recordSession(t *testing.T, role string, seed uint64) *transcript.Transcrip
 }
 
 func replaySession(t *testing.T, tr *transcript.Transcript) {
+	replayWith(t, tr, func() (*ike.Connection, error) { return engineConnection(t, tr.Connection) })
+}
+
+// replayWith replays tr offline with iked's connection from conn, built
+// after the randomness is seeded as during the recording.
+func replayWith(t *testing.T, tr *transcript.Transcript, conn func() (*ike.Connection, error)) {
+	t.Helper()
 	cryptotest.SetGlobalRandom(t, tr.Seed)
 	network, err := transcript.NewNetwork(tr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := newRecordingEngine(t, tr)
+	c, err := conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := newRecordingEngineConn(t, tr, c)
 	for _, b := range network.Binds() {
 		e.AddBind(b)
 	}

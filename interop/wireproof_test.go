@@ -139,7 +139,10 @@ type ikeFrame struct {
 	MsgID      string
 	SPIi, SPIr string
 	Payloads   []string // top-level payload types in order (numbers; SA substructures left out)
-	SK         bool     // carries an Encrypted payload
+	SK         bool     // carries an Encrypted payload (SK, or SKF for a fragment)
+	SKF        bool     // carries an Encrypted Fragment payload (RFC 7383)
+	AuthMethod string   // AUTH method inside SK, e.g. "14"
+	CertReqCAs []string // CERTREQ certification authorities (SHA-1 of the SPKI, hex)
 	Decrypted  bool     // tshark shows isakmp.enc.decrypted
 	ICD        []string // shownames of isakmp.enc.icd
 	BadICD     bool     // expert isakmp.ikev2.integrity_checksum
@@ -210,8 +213,13 @@ func ikeFrames(c *capture, prefs []string) ([]ikeFrame, []droppedPref, error) {
 					fr.Inner = append(fr.Inner, f.Show)
 				default:
 					fr.Payloads = append(fr.Payloads, f.Show)
-					fr.SK = fr.SK || f.Show == "46"
+					fr.SK = fr.SK || f.Show == "46" || f.Show == "53"
+					fr.SKF = fr.SKF || f.Show == "53"
 				}
+			case "isakmp.ike.certreq.authority":
+				fr.CertReqCAs = append(fr.CertReqCAs, f.Value)
+			case "isakmp.auth.method":
+				fr.AuthMethod = f.Show
 			case "isakmp.notify.msgtype":
 				fr.Notifies = append(fr.Notifies, f.Show)
 			case "isakmp.enc.decrypted":
