@@ -11,7 +11,7 @@ var (
 	descESPSent = prometheus.NewDesc("iked_esp_packets_sent_total",
 		"ESP and AH packets the data plane sent.", nil, nil)
 	descESPReceived = prometheus.NewDesc("iked_esp_packets_received_total",
-		"ESP and AH packets the data plane received.", nil, nil)
+		"ESP and AH packets the data plane received and accepted (authentic, not replayed).", nil, nil)
 	descESPDropped = prometheus.NewDesc("iked_esp_packets_dropped_total",
 		"Packets the data plane did not carry, by reason (replay, integrity, unknown_spi, malformed, policy, no_route, send_error).",
 		[]string{"reason"}, nil)

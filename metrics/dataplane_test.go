@@ -19,7 +19,7 @@ func TestDataPlaneCollector(t *testing.T) {
 # TYPE iked_esp_packets_dropped_total counter
 iked_esp_packets_dropped_total{reason="integrity"} 1
 iked_esp_packets_dropped_total{reason="replay"} 2
-# HELP iked_esp_packets_received_total ESP and AH packets the data plane received.
+# HELP iked_esp_packets_received_total ESP and AH packets the data plane received and accepted (authentic, not replayed).
 # TYPE iked_esp_packets_received_total counter
 iked_esp_packets_received_total 5
 # HELP iked_esp_packets_sent_total ESP and AH packets the data plane sent.

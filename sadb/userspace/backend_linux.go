@@ -106,6 +106,9 @@ func New(cfg Config) (*Backend, error) {
 	if b.tun, err = openTUN(cfg.TUN); err != nil {
 		return fail(err)
 	}
+	if err := b.nl.prepareLink(b.tun.index); err != nil {
+		return fail(fmt.Errorf("tun %s: %w", b.tun.name, err))
+	}
 	if err := b.nl.linkUp(b.tun.index, cfg.MTU); err != nil {
 		return fail(fmt.Errorf("tun %s up, mtu %d: %w", b.tun.name, cfg.MTU, err))
 	}

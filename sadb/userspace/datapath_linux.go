@@ -105,8 +105,12 @@ func (b *Backend) outbound() {
 	var f flow
 	for {
 		if err := b.tun.rc.Read(read); err != nil {
-			if !closedErr(err) {
-				b.log.Warn("TUN read failed; outbound path stopped", "err", err)
+			select {
+			case <-b.done: // closing: the TUN went away on purpose
+			default:
+				if !closedErr(err) {
+					b.log.Warn("TUN read failed; outbound path stopped", "err", err)
+				}
 			}
 			return
 		}

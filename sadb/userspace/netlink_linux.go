@@ -112,6 +112,31 @@ func (r *rtnl) addr(add bool, p netip.Prefix, ifindex int) error {
 	return r.request(unix.RTM_DELADDR, 0, body)
 }
 
+// tunTxQueueLen is the TUN device's transmit queue: the kernel queues the
+// inner packets there while the outbound path seals a batch, and the
+// default of 500 overflowed under a single TCP stream (the drops were TCP
+// retransmissions).
+const tunTxQueueLen = 5000
+
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of <linux/if_link.h>: no
+// IPv6 link-local address is generated (x/sys/unix lacks the constant).
+const in6AddrGenModeNone = 1
+
+// prepareLink sets what must be in place before the device is up: a longer
+// transmit queue, and no IPv6 link-local address, whose router
+// solicitations and MLD reports would otherwise go into the tunnel and be
+// counted as packets without a route.
+func (r *rtnl) prepareLink(ifindex int) error {
+	body := make([]byte, unix.SizeofIfInfomsg)
+	body[0] = unix.AF_UNSPEC
+	binary.NativeEndian.PutUint32(body[4:8], uint32(ifindex))
+	body = appendAttr(body, unix.IFLA_TXQLEN, binary.NativeEndian.AppendUint32(nil, tunTxQueueLen))
+	inet6 := appendAttr(nil, unix.IFLA_INET6_ADDR_GEN_MODE, []byte{in6AddrGenModeNone})
+	af := appendAttr(nil, unix.AF_INET6, inet6)
+	body = appendAttr(body, unix.IFLA_AF_SPEC|unix.NLA_F_NESTED, af)
+	return r.request(unix.RTM_NEWLINK, 0, body)
+}
+
 // linkUp sets the MTU of ifindex and brings it up.
 func (r *rtnl) linkUp(ifindex, mtu int) error {
 	body := make([]byte, unix.SizeofIfInfomsg)
