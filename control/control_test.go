@@ -66,6 +66,16 @@ func (f *fakeHandler) Terminate(_ context.Context, target string) (int, error) {
 
 func (f *fakeHandler) Status() Status { return f.status }
 
+func (f *fakeHandler) Rekey(_ context.Context, target string, spi uint32) (string, error) {
+	if target != "ike-1" {
+		return "", errors.New("no IKE SA " + target)
+	}
+	if spi != 0 {
+		return target, nil
+	}
+	return "ike-2", nil
+}
+
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func sampleSAs() []ike.SAInfo {

@@ -33,6 +33,9 @@ const (
 	CommandTerminate = "terminate"
 	// CommandStatus reports the daemon's status.
 	CommandStatus = "status"
+	// CommandRekey rekeys the IKE SA named by Request.Target, or, with
+	// Request.Child, that Child SA of it.
+	CommandRekey = "rekey"
 )
 
 // DefaultSocket is where iked creates its control socket unless configured
@@ -52,6 +55,9 @@ type Request struct {
 	// Target selects what "terminate" deletes: a connection name (all its
 	// IKE SAs) or an IKE SA ID.
 	Target string `json:"target,omitempty"`
+	// Child is the inbound SPI (8 hex digits) of the Child SA "rekey"
+	// rekeys; empty rekeys the IKE SA.
+	Child string `json:"child,omitempty"`
 }
 
 // Response is the daemon's answer to a Request. Error is set if and only if
@@ -65,6 +71,9 @@ type Response struct {
 	Status *Status `json:"status,omitempty"`
 	// Terminated answers "terminate": the number of IKE SAs deleted.
 	Terminated int `json:"terminated,omitempty"`
+	// Rekeyed answers "rekey": the ID of the IKE SA now carrying the
+	// connection (a new one after an IKE SA rekey).
+	Rekeyed string `json:"rekeyed,omitempty"`
 }
 
 // Status is the daemon's overall state, answered to "status".
@@ -126,4 +135,7 @@ type Handler interface {
 	Terminate(ctx context.Context, target string) (int, error)
 	// Status returns the daemon's status.
 	Status() Status
+	// Rekey rekeys an IKE SA (childSPI zero) or one of its Child SAs,
+	// identified by its inbound SPI, and returns the IKE SA's ID after it.
+	Rekey(ctx context.Context, target string, childSPI uint32) (string, error)
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -320,6 +321,22 @@ func (s *Server) dispatch(req Request) (resp Response) {
 	case CommandStatus:
 		st := s.h.Status()
 		resp.Status = &st
+	case CommandRekey:
+		if req.Target == "" {
+			return Response{Error: "rekey: missing IKE SA ID"}
+		}
+		var spi uint64
+		if req.Child != "" {
+			var err error
+			if spi, err = strconv.ParseUint(req.Child, 16, 32); err != nil || spi == 0 {
+				return Response{Error: fmt.Sprintf("rekey: %q is not a Child SA SPI (8 hex digits)", req.Child)}
+			}
+		}
+		id, err := s.h.Rekey(ctx, req.Target, uint32(spi))
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		resp.Rekeyed = id
 	case "":
 		return Response{Error: "missing command"}
 	default:

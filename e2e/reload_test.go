@@ -61,3 +61,35 @@ func TestReload(t *testing.T) {
 	da.stop()
 	db.stop()
 }
+
+// TestIkectlRekey: `ikectl rekey SA-ID SPI` replaces the Child SA and
+// `ikectl rekey SA-ID` the IKE SA, on both daemons.
+func TestIkectlRekey(t *testing.T) {
+	a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t, "127.0.0.1")))
+	b := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.5"), uint16(freePort(t, "127.0.0.5")))
+	da := startDaemon(t, "alice", a, peerConfig(a, b, "fqdn:alice.example", "fqdn:bob.example", ""))
+	db := startDaemon(t, "bob", b, peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""))
+	if _, err := da.ikectl("initiate", "peer"); err != nil {
+		t.Fatal(err)
+	}
+	before := da.sas()[0]
+	if out, err := da.ikectl("rekey", before.ID, before.Children[0].SPIIn); err != nil || !strings.Contains(out, "rekeyed Child SA") {
+		t.Fatalf("rekey child: %q %v", out, err)
+	}
+	waitUntil(t, "the new Child SA on bob", func() bool {
+		c := db.sas()[0].Children
+		return len(c) == 1 && c[0].SPIIn != before.Children[0].SPIOut
+	})
+	if out, err := da.ikectl("rekey", before.ID); err != nil || !strings.Contains(out, "now ike-") {
+		t.Fatalf("rekey IKE SA: %q %v", out, err)
+	}
+	waitUntil(t, "one IKE SA with new SPIs on both", func() bool {
+		x, y := da.sas(), db.sas()
+		return len(x) == 1 && len(y) == 1 && x[0].SPIi != before.SPIi && x[0].SPIi == y[0].SPIi && len(y[0].Children) == 1
+	})
+	if _, err := da.ikectl("rekey", "ike-999"); err == nil {
+		t.Fatal("rekey of an unknown SA succeeded")
+	}
+	da.stop()
+	db.stop()
+}

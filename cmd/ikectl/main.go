@@ -27,6 +27,7 @@ Commands:
   sas [--json]            list IKE SAs and their Child SAs
   initiate CONN           establish connection CONN
   terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
+  rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
   status [--json]         show the daemon's status and connections
   help                    show this help
 
@@ -161,6 +162,26 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 			return fmt.Errorf("terminate %s: no IKE SA matches", args[0])
 		}
 		fmt.Fprintf(stdout, "terminated %s\n", plural(resp.Terminated, "IKE SA"))
+		return nil
+	case "rekey":
+		if len(args) < 1 || len(args) > 2 || args[0] == "" {
+			return usageError{"rekey takes an IKE SA ID, and optionally a Child SA's inbound SPI"}
+		}
+		req := control.Request{Command: cmd, Target: args[0]}
+		if len(args) == 2 {
+			req.Child = args[1]
+		}
+		ctx, cancel := context.WithTimeout(ctx, initiateTimeout)
+		defer cancel()
+		resp, err := control.Do(ctx, socket, req)
+		if err != nil {
+			return daemonError("rekey", args[0], resp, err)
+		}
+		if req.Child != "" {
+			fmt.Fprintf(stdout, "rekeyed Child SA %s of %s\n", req.Child, resp.Rekeyed)
+		} else {
+			fmt.Fprintf(stdout, "rekeyed %s: now %s\n", args[0], resp.Rekeyed)
+		}
 		return nil
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}

@@ -36,6 +36,13 @@ func (f *fakeDaemon) Terminate(_ context.Context, target string) (int, error) {
 	return 0, nil
 }
 
+func (f *fakeDaemon) Rekey(_ context.Context, target string, spi uint32) (string, error) {
+	if target != "ike-1" {
+		return "", errors.New("no IKE SA " + target)
+	}
+	return "ike-2", nil
+}
+
 func (f *fakeDaemon) Status() control.Status {
 	return control.Status{Version: "test", PID: 99, Backend: "fake", IKESAs: len(f.sas)}
 }

@@ -301,6 +301,14 @@ func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
 	return d.engine.Terminate(ctx, target)
 }
 
+// Rekey implements control.Handler.
+func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
+	if childSPI != 0 {
+		return target, d.engine.CreateChild(ctx, target, childSPI)
+	}
+	return d.engine.RekeyIKE(ctx, target)
+}
+
 // Status implements control.Handler.
 func (d *daemon) Status() control.Status {
 	d.mu.Lock()

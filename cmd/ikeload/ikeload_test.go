@@ -1,0 +1,454 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/auth/psk"
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/memory"
+)
+
+const testSecret = "correct horse battery staple"
+
+func mustPSK(t testing.TB, s string) *psk.Method {
+	t.Helper()
+	secret, err := psk.NewSecret([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return psk.New(secret)
+}
+
+func mustIKE(t testing.TB, s ...string) []transform.Proposal {
+	t.Helper()
+	var out []transform.Proposal
+	for _, x := range s {
+		p, err := transform.ParseIKEProposal(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func mustESP(t testing.TB, s string) []transform.Proposal {
+	t.Helper()
+	p, err := transform.ParseESPProposal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []transform.Proposal{p}
+}
+
+// responder is an in-process iked engine on a loopback UDP port that
+// answers any peer with the PSK.
+type responder struct {
+	eng  *ike.Engine
+	addr netip.AddrPort
+}
+
+type responderOpt func(*ike.Connection, *ike.Config)
+
+func newResponder(t *testing.T, opts ...responderOpt) *responder {
+	t.Helper()
+	conn := &ike.Connection{
+		Name:         "load",
+		LocalID:      ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")},
+		Auth:         mustPSK(t, testSecret),
+		IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		ESPProposals: mustESP(t, "aes256gcm16"),
+	}
+	cfg := ike.Config{
+		SADB:              sadb.New(memory.New()),
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		CookieThreshold:   -1,
+		RetransmitTimeout: 200 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(conn, &cfg)
+	}
+	cfg.Connections = []*ike.Connection{conn}
+	eng, err := ike.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.AddBind(b)
+	t.Cleanup(func() { eng.Close() })
+	return &responder{eng: eng, addr: b.LocalAddr()}
+}
+
+// established counts the responder's established IKE SAs.
+func (r *responder) established() int { return r.eng.Stats().IKESAs["established"] }
+
+func (r *responder) completed() uint64 { return r.eng.Stats().HandshakesCompleted["responder"] }
+
+func baseOptions(t *testing.T, r *responder) Options {
+	return Options{
+		Target:            r.addr,
+		Auth:              mustPSK(t, testSecret),
+		AuthName:          "psk",
+		IKEProposals:      mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		ProposalText:      "aes256gcm16-prfsha256-x25519",
+		ESPProposals:      mustESP(t, "aes256gcm16"),
+		Concurrency:       4,
+		RetransmitTimeout: 500 * time.Millisecond,
+		RetransmitTries:   3,
+	}
+}
+
+func runT(t *testing.T, o Options) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// waitFor polls cond for up to 5 s: the responder may process a Delete
+// a moment after its answer arrives.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestChildlessDeleted(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Count = true, 50
+	res := runT(t, o)
+	if res.Completed != 50 || res.Failed != 0 {
+		t.Fatalf("completed %d failed %d %v (%s)", res.Completed, res.Failed, res.Failures, res.FirstFailure)
+	}
+	if res.Deleted != 50 || res.ChildSAs != 0 {
+		t.Errorf("deleted %d child SAs %d, want 50 and 0", res.Deleted, res.ChildSAs)
+	}
+	if got := r.completed(); got != 50 {
+		t.Errorf("responder completed %d handshakes, want 50", got)
+	}
+	waitFor(t, "every SA deleted", func() bool { return r.established() == 0 })
+	if s := r.eng.Stats(); s.ChildSAs != 0 {
+		t.Errorf("responder has %d Child SAs after childless handshakes", s.ChildSAs)
+	}
+	if res.LatencyP50 <= 0 || res.LatencyP99 < res.LatencyP50 || res.LatencyMax < res.LatencyP99 {
+		t.Errorf("latency percentiles out of order: %+v", res)
+	}
+	if res.CPUTotalUS <= 0 {
+		t.Errorf("no CPU time per handshake: %+v", res)
+	}
+}
+
+func TestChildSAKept(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Count, o.Keep = 20, true
+	res := runT(t, o)
+	if res.Completed != 20 || res.ChildSAs != 20 || res.Deleted != 0 {
+		t.Fatalf("completed %d child SAs %d deleted %d (%v %s)", res.Completed, res.ChildSAs, res.Deleted, res.Failures, res.FirstFailure)
+	}
+	if got := r.established(); got != 20 {
+		t.Errorf("responder holds %d established IKE SAs, want 20", got)
+	}
+	if got := r.eng.Stats().ChildSAs; got != 20 {
+		t.Errorf("responder holds %d Child SAs, want 20", got)
+	}
+}
+
+// TestIdentityPerSA numbers IDi per handshake: the responder sees as many
+// identities as SAs.
+func TestIdentityPerSA(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Keep, o.Count = true, true, 10
+	o.LocalID = "fqdn:client-%d.example"
+	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")}
+	res := runT(t, o)
+	if res.Completed != 10 {
+		t.Fatalf("completed %d (%v %s)", res.Completed, res.Failures, res.FirstFailure)
+	}
+	ids := map[string]bool{}
+	for _, sa := range r.eng.SAs() {
+		ids[sa.RemoteID] = true
+	}
+	if len(ids) != 10 {
+		t.Errorf("responder saw %d identities, want 10: %v", len(ids), ids)
+	}
+}
+
+func TestWrongRemoteID(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Count = true, 3
+	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("someone-else.example")}
+	res := runT(t, o)
+	if res.Completed != 0 || res.Failures["authentication_failed"] != 3 {
+		t.Fatalf("want 3 authentication failures, got %+v", res)
+	}
+}
+
+func TestWrongPSK(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Count = true, 5
+	o.Auth = mustPSK(t, "not the responder's secret")
+	res := runT(t, o)
+	if res.Completed != 0 || res.Failed != 5 || res.Failures["authentication_failed"] != 5 {
+		t.Fatalf("want 5 authentication failures, got completed %d %v", res.Completed, res.Failures)
+	}
+	waitFor(t, "no SA left", func() bool { return r.established() == 0 })
+}
+
+func TestNoProposalChosen(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Count = true, 2
+	o.IKEProposals = mustIKE(t, "aes128-sha256-modp2048")
+	res := runT(t, o)
+	if res.Failures["no_proposal_chosen"] != 2 {
+		t.Fatalf("want no_proposal_chosen, got %v", res.Failures)
+	}
+}
+
+// TestCookie makes the responder demand a cookie on every IKE_SA_INIT.
+func TestCookie(t *testing.T) {
+	r := newResponder(t, func(_ *ike.Connection, c *ike.Config) { c.CookieThreshold = 0 })
+	o := baseOptions(t, r)
+	o.Childless, o.Count = true, 10
+	res := runT(t, o)
+	if res.Completed != 10 || res.Cookies != 10 {
+		t.Fatalf("completed %d cookies %d (%v %s)", res.Completed, res.Cookies, res.Failures, res.FirstFailure)
+	}
+}
+
+// TestInvalidKE offers ECP-256 first; the responder wants X25519 and says
+// so with INVALID_KE_PAYLOAD.
+func TestInvalidKE(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		r := newResponder(t)
+		o := baseOptions(t, r)
+		o.Childless, o.Count, o.FreshDH = true, 5, fresh
+		o.IKEProposals = mustIKE(t, "aes256gcm16-prfsha256-ecp256-x25519")
+		res := runT(t, o)
+		if res.Completed != 5 || res.InvalidKE != 5 {
+			t.Fatalf("fresh DH %v: completed %d invalid_ke %d (%v %s)", fresh, res.Completed, res.InvalidKE, res.Failures, res.FirstFailure)
+		}
+	}
+}
+
+func TestSeveralSources(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Keep, o.Count = true, true, 8
+	o.Sources = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")}
+	res := runT(t, o)
+	if res.Completed != 8 {
+		t.Fatalf("completed %d (%v %s)", res.Completed, res.Failures, res.FirstFailure)
+	}
+	peers := map[string]bool{}
+	for _, sa := range r.eng.SAs() {
+		a, err := netip.ParseAddrPort(sa.RemoteAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[a.Addr().String()] = true
+	}
+	if !peers["127.0.0.1"] || !peers["127.0.0.2"] {
+		t.Errorf("responder's peers %v, want both sources", peers)
+	}
+}
+
+// TestRate asks for 100 handshakes/s for one second.
+func TestRate(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Childless, o.Rate, o.Duration = true, 100, time.Second
+	res := runT(t, o)
+	if res.Completed < 70 || res.Completed > 110 {
+		t.Fatalf("completed %d at 100/s for 1 s", res.Completed)
+	}
+}
+
+// TestTimeout: nothing answers on the target port.
+func TestTimeout(t *testing.T) {
+	b, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	o := Options{
+		Target: b.LocalAddr(), Auth: mustPSK(t, testSecret), IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		Childless: true, Count: 1, RetransmitTimeout: 20 * time.Millisecond, RetransmitTries: 2,
+	}
+	res := runT(t, o)
+	if res.Failures["timeout"] != 1 || res.Retransmits != 2 {
+		t.Fatalf("want one timeout after 2 retransmissions, got %+v", res)
+	}
+}
+
+// lossyProxy relays datagrams between a client and the responder and drops
+// the first copy of every request, so that each exchange needs one
+// retransmission.
+func lossyProxy(t *testing.T, to netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	front, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close(); back.Close() })
+	var client netip.AddrPort
+	clientCh := make(chan netip.AddrPort, 1)
+	go func() {
+		seen := map[string]bool{}
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := front.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case clientCh <- from:
+			default:
+			}
+			key := string(buf[:min(n, 28)])
+			if !seen[key] {
+				seen[key] = true
+				continue
+			}
+			_ = back.WriteTo(buf[:n], to)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := back.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if !client.IsValid() {
+				client = <-clientCh
+			}
+			_ = front.WriteTo(buf[:n], client)
+		}
+	}()
+	return front.LocalAddr()
+}
+
+func TestRetransmission(t *testing.T) {
+	r := newResponder(t)
+	o := baseOptions(t, r)
+	o.Target = lossyProxy(t, r.addr)
+	o.Childless, o.Count, o.Concurrency = true, 3, 1
+	o.RetransmitTimeout = 20 * time.Millisecond
+	res := runT(t, o)
+	if res.Completed != 3 || res.Retransmits != 9 {
+		t.Fatalf("completed %d retransmits %d (want 3 and 9: INIT, AUTH, Delete each once) %v %s",
+			res.Completed, res.Retransmits, res.Failures, res.FirstFailure)
+	}
+}
+
+func TestReportFormat(t *testing.T) {
+	res := &Result{
+		Target: "192.0.2.1:500", Proposal: "aes256gcm16-prfsha256-x25519", Auth: "psk", Childless: true,
+		Concurrency: 8, Sources: 1, Completed: 1000, Failed: 3,
+		Failures: map[string]uint64{"timeout": 2, "authentication_failed": 1},
+		Elapsed:  2, Rate: 500, LatencyP50: 1.5, LatencyP90: 2.5, LatencyP99: 4, LatencyMax: 9,
+		CPUUserUS: 40, CPUSysUS: 10, CPUTotalUS: 50, Deleted: 1000,
+	}
+	var b bytes.Buffer
+	if err := res.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ikeload → 192.0.2.1:500  aes256gcm16-prfsha256-x25519  psk  childless, SAs deleted after each handshake",
+		"  completed    1000\n",
+		"  failed       3 (timeout 2, authentication_failed 1)\n",
+		"  rate         500.0 handshakes/s\n",
+		"  latency      p50 1.500 ms  p90 2.500 ms  p99 4.000 ms  max 9.000 ms\n",
+		"  cpu          50.0 µs/handshake (user 40.0, sys 10.0)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := res.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"completed", "failed", "failures", "rate", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "cpu_us_per_handshake"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, b.String())
+		}
+	}
+	var back Result
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back.Completed != 1000 || back.Failures["timeout"] != 2 {
+		t.Errorf("JSON does not round-trip: %v %+v", err, back)
+	}
+}
+
+// TestCLI runs the command's entry point with flags against the responder.
+func TestCLI(t *testing.T) {
+	r := newResponder(t)
+	var out, errOut bytes.Buffer
+	code := cli(context.Background(), []string{
+		"--target", r.addr.String(), "--psk", testSecret, "--childless", "--count", "20",
+		"--concurrency", "2", "--json", "--progress", "10ms", "--id", "fqdn:load-%d.example",
+	}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	var res Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if res.Completed != 20 || !res.Childless || res.Auth != "psk" {
+		t.Errorf("result %+v", res)
+	}
+	// Bad flags exit 2 with a message.
+	errOut.Reset()
+	if code := cli(context.Background(), []string{"--target", r.addr.String()}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "no authentication") {
+		t.Errorf("without auth: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := cli(context.Background(), []string{"--target", r.addr.String(), "--psk", testSecret, "--proposal", "aes256-bogus"}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "bogus") {
+		t.Errorf("bad proposal: exit %d, %q", code, errOut.String())
+	}
+}
+
+// ensure auth.Method is what Options takes (compile-time).
+var _ auth.Method = (*psk.Method)(nil)
