@@ -81,6 +81,9 @@ type IKE struct {
 	// FragmentSize is the largest datagram (UDP payload) sent when
 	// fragmenting; default 1232.
 	FragmentSize int
+	// NATKeepalive is the interval of NAT keepalives when this side is
+	// behind a NAT (default 20s).
+	NATKeepalive time.Duration
 }
 
 // Connection is one configured connection: an IKE SA with a peer and the
@@ -219,6 +222,8 @@ const (
 	DefaultRetransmitBase = 1.8
 	// DefaultRetransmitTries is the default of "ike.retransmit_tries".
 	DefaultRetransmitTries = 5
+	// DefaultNATKeepalive is the default of "ike.nat_keepalive" (RFC 3948 §4).
+	DefaultNATKeepalive = 20 * time.Second
 	// DefaultRekeyTime is the default Child SA lifetime before a rekey:
 	// an hour, as strongSwan and Windows' quick mode.
 	DefaultRekeyTime = time.Hour

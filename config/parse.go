@@ -61,6 +61,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 			RetransmitTries:   DefaultRetransmitTries,
 			Fragmentation:     true,
 			FragmentSize:      DefaultFragmentSize,
+			NATKeepalive:      DefaultNATKeepalive,
 		},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -329,7 +330,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 }
 
 // ikeKeys are the keys of the "ike" section.
-var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size"}
+var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive"}
 
 // ike decodes the "ike" section.
 func (w *walker) ike(n *yaml.Node, c *IKE) {
@@ -360,6 +361,10 @@ func (w *walker) ike(n *yaml.Node, c *IKE) {
 		case "fragmentation":
 			if s, ok := w.oneOf(p.vNode, name, "true", "false"); ok {
 				c.Fragmentation = s == "true"
+			}
+		case "nat_keepalive":
+			if d, ok := w.duration(p.vNode, name); ok {
+				c.NATKeepalive = d
 			}
 		case "fragment_size":
 			if v, ok := w.integer(p.vNode, name, 576, 65535); ok {

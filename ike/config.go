@@ -96,6 +96,9 @@ type Config struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
+	// NATKeepalive is the interval of NAT keepalives sent by a host
+	// behind a NAT; default 20s (RFC 3948 §4).
+	NATKeepalive time.Duration
 	// ForceEncap applies Connection.ForceEncap to every connection: for a
 	// data plane that only speaks ESP-in-UDP (the userspace one, like
 	// strongSwan's kernel-libipsec).
@@ -136,6 +139,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RetransmitTries == 0 {
 		c.RetransmitTries = 5
+	}
+	if c.NATKeepalive == 0 {
+		c.NATKeepalive = natKeepaliveInterval
 	}
 	if c.FragmentSize == 0 {
 		c.FragmentSize = DefaultFragmentSize

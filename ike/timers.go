@@ -64,7 +64,7 @@ func (sa *ikeSA) startTimers() {
 		sa.after(c.DPDDelay, sa.dpdCheck)
 	}
 	if sa.natLocal && sa.encap {
-		sa.after(natKeepaliveInterval, sa.natKeepalive)
+		sa.after(sa.eng.cfg.NATKeepalive, sa.natKeepalive)
 	}
 }
 
@@ -201,7 +201,7 @@ func (a DPDAction) String() string {
 func (sa *ikeSA) natKeepalive() {
 	sa.mu.Lock()
 	b, to := sa.bind, sa.remote
-	sa.after(natKeepaliveInterval, sa.natKeepalive)
+	sa.after(sa.eng.cfg.NATKeepalive, sa.natKeepalive)
 	sa.mu.Unlock()
 	if m, ok := b.(transport.NATTBind); ok {
 		_ = m.SendKeepalive(to)
