@@ -53,6 +53,8 @@ var (
 		"IKE datagrams sent.", nil, nil)
 	descDropped = prometheus.NewDesc("iked_packets_dropped_total",
 		"Received IKE datagrams not processed, by reason.", []string{"reason"}, nil)
+	descRekeys = prometheus.NewDesc("iked_rekeys_total",
+		"Rekeys completed, by type: child, ike, reauth.", []string{"type"}, nil)
 	descNotifies = prometheus.NewDesc("iked_notifies_sent_total",
 		"Error notifications sent, by notify type.", []string{"type"}, nil)
 	descDuration = prometheus.NewDesc("iked_handshake_duration_seconds",
@@ -75,7 +77,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descIKESAs, descChildSAs, descHalfOpen, descCompleted, descFailed,
 		descRetransmissions, descRetransmitsAnswered, descReceived, descSent,
-		descDropped, descNotifies, descDuration,
+		descDropped, descNotifies, descRekeys, descDuration,
 	} {
 		ch <- d
 	}
@@ -101,6 +103,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.PacketsSent))
 	labelled(ch, descDropped, prometheus.CounterValue, s.PacketsDropped, knownDrops)
 	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, nil)
+	labelled(ch, descRekeys, prometheus.CounterValue, s.Rekeys, []string{"child", "ike", "reauth"})
 
 	ch <- histogram(descDuration, s.HandshakeDuration)
 }

@@ -96,6 +96,11 @@ iked_packets_dropped_total{reason="unsupported"} 0
 # HELP iked_notifies_sent_total Error notifications sent, by notify type.
 # TYPE iked_notifies_sent_total counter
 iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN"} 3
+# HELP iked_rekeys_total Rekeys completed, by type: child, ike, reauth.
+# TYPE iked_rekeys_total counter
+iked_rekeys_total{type="child"} 0
+iked_rekeys_total{type="ike"} 0
+iked_rekeys_total{type="reauth"} 0
 # HELP iked_handshake_duration_seconds Time from the start of IKE_SA_INIT to the end of IKE_AUTH.
 # TYPE iked_handshake_duration_seconds histogram
 iked_handshake_duration_seconds_bucket{le="0.01"} 2
@@ -170,8 +175,8 @@ iked_handshake_duration_seconds_count 0
 		t.Error(err)
 	}
 	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 8 drop reasons + 0 + 1.
-	if n := testutil.CollectAndCount(c); n != 21 {
-		t.Errorf("collected %d metrics from empty stats, want 21", n)
+	if n := testutil.CollectAndCount(c); n != 24 {
+		t.Errorf("collected %d metrics from empty stats, want 24", n)
 	}
 }
 
