@@ -104,7 +104,7 @@ func (hs *createChildResponder) findRekeyed() (*wire.Notify, error) {
 	if hs.rekeys != nil && hs.rekeys.deleting {
 		// §2.25: a rekey of an SA this side is closing (it finished its own
 		// rekey of it first) is refused for now; the Delete follows.
-		return &wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("Child SA %x is being deleted", n.SPI)
+		return &wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is being deleted", n.SPI)
 	}
 	if hs.rekeys == nil {
 		// §2.25: the SA may have been deleted meanwhile.
