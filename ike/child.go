@@ -14,6 +14,9 @@ import (
 // keySeed is what a Child SA's keys are derived from besides SK_d (§2.17).
 type keySeed struct {
 	shared, ni, nr []byte
+	// initiator: this side started the exchange (IKE_AUTH or
+	// CREATE_CHILD_SA) whose nonces these are.
+	initiator bool
 }
 
 // childSA is a negotiated pair of IPsec SAs.
@@ -140,6 +143,10 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 // created the Child SA: IKE_AUTH's, or CREATE_CHILD_SA's. A rekeyed Child
 // SA (rekeys non-nil) takes over the old one's ReqID and policies, so that
 // the data plane switches to it without a gap (make-before-break).
+//
+// seed.initiator says whether this side started the exchange that made the
+// SA: KEYMAT's first half protects traffic from that exchange's initiator
+// (§2.17), which in CREATE_CHILD_SA need not be the IKE SA's initiator.
 func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector, seed keySeed, rekeys *childSA) (*childSA, error) {
 	integLen := 0
 	var integID uint16
@@ -150,9 +157,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	if err != nil {
 		return nil, err
 	}
-	// i is initiator to responder.
+	// "I" is the exchange initiator to its responder.
 	encIn, intIn, encOut, intOut := keys.EncR, keys.IntegR, keys.EncI, keys.IntegI
-	if !sa.initiator {
+	if !seed.initiator {
 		encIn, intIn, encOut, intOut = keys.EncI, keys.IntegI, keys.EncR, keys.IntegR
 	}
 	now := sa.eng.cfg.Now()

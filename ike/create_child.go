@@ -157,7 +157,7 @@ func (hs *createChildResponder) keyExchange() error {
 func (hs *createChildResponder) accept() ([]wire.Payload, wire.NotifyType, error) {
 	sa := hs.sa
 	ni := append([]byte(nil), hs.nonce.Data...)
-	seed := keySeed{shared: hs.shared, ni: ni, nr: hs.nr}
+	seed := keySeed{shared: hs.shared, ni: ni, nr: hs.nr, initiator: false}
 	payloads, code, err := sa.acceptChild(sa.conn, hs.req, seed, hs.rekeys)
 	wipe(hs.shared)
 	if err != nil {
@@ -366,7 +366,7 @@ func (sa *ikeSA) completeCreateChild(resp *response, props []transform.Proposal,
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	seed := keySeed{shared: shared, ni: ni, nr: append([]byte(nil), nonce.Data...)}
+	seed := keySeed{shared: shared, ni: ni, nr: append([]byte(nil), nonce.Data...), initiator: true}
 	c, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, seed, old)
 	wipe(shared)
 	if err != nil {

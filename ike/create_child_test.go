@@ -152,3 +152,31 @@ func TestSimultaneousChildRekey(t *testing.T) {
 		}
 	}
 }
+
+// TestChildKeyDirection: KEYMAT's first key protects traffic from the
+// initiator of the CREATE_CHILD_SA exchange (§2.17), here the IKE
+// responder, not from the IKE SA's initiator.
+func TestChildKeyDirection(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	bsa := p.b.allSAs()[0]
+	if err := p.b.CreateChild(ctxT(t), bsa.id, 0); err != nil {
+		t.Fatal(err)
+	}
+	bsa.mu.Lock()
+	c := bsa.children[1]
+	skd := append([]byte(nil), bsa.keys.SkD...)
+	prf := bsa.suite.prf
+	bsa.mu.Unlock()
+	seed := append(append([]byte(nil), c.nonces[0]...), c.nonces[1]...)
+	n := c.suite.encr.KeyMaterialLen(c.suite.keyBits)
+	keymat, err := prf.Plus(skd, seed, 2*n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.outbound.EncrKey) != string(keymat[:n]) || string(c.inbound.EncrKey) != string(keymat[n:2*n]) {
+		t.Fatal("the exchange initiator's outbound key is not KEYMAT's first key")
+	}
+}

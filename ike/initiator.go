@@ -474,7 +474,7 @@ func (hs *initiator) completeChild() {
 		fail("responder answered with another mode", "mode", mode.String())
 		return
 	}
-	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr}, nil); err != nil {
+	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil); err != nil {
 		fail("data plane refused it", "err", err)
 	}
 }

@@ -425,7 +425,7 @@ func (hs *authResponder) negotiateChild() {
 	if req.sa == nil {
 		return // childless (RFC 6023) or malformed; nothing to create
 	}
-	payloads, code, err := sa.acceptChild(hs.conn, req, keySeed{ni: sa.ni, nr: sa.nr}, nil)
+	payloads, code, err := sa.acceptChild(hs.conn, req, keySeed{ni: sa.ni, nr: sa.nr, initiator: false}, nil)
 	if err != nil {
 		sa.eng.stats.notify(notifyName(code))
 		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", notifyName(code))
