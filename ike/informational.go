@@ -48,6 +48,13 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
 		sa.log(slog.LevelError, "cannot seal INFORMATIONAL response", "err", err)
 		return nil
 	}
+	if deleteIKE && sa.peerIKERekey != nil && sa.rekeyedBy == nil {
+		// The peer rekeyed this SA while our own rekey was outstanding and
+		// now deletes it: its new SA survives and takes the Child SAs.
+		pend := sa.peerIKERekey
+		sa.peerIKERekey = nil
+		sa.moveTo(pend)
+	}
 	if deleteIKE {
 		// §1.4.1: deleting the IKE SA deletes its Child SAs; the response
 		// is empty.

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,6 +17,14 @@ import (
 // keys come from the old SK_d and a fresh Diffie-Hellman; the Child SAs move
 // over; the side that started the rekey then deletes the old SA and is the
 // original initiator of the new one.
+//
+// Both sides may rekey at once (§2.8.2). A side that answers the peer's
+// rekey while its own is outstanding keeps the peer's new SA aside
+// (peerIKERekey); once its own completes, the exchange holding the lowest of
+// the four nonces made the redundant SA: its initiator deletes that new SA,
+// the other side deletes the old one, and the Child SAs go to the survivor.
+// A rekey request arriving after this side finished its own rekey is
+// refused with TEMPORARY_FAILURE: the old SA is about to go.
 
 // respondRekeyIKE answers an IKE SA rekey request. Caller holds mu.
 func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
@@ -24,6 +33,9 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 		sa.eng.stats.notify(notifyName(n.Code))
 		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{n})
 		return pkt
+	}
+	if sa.rekeyedBy != nil || sa.state != stateEstablished {
+		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("this IKE SA is already rekeyed"))
 	}
 	saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA)
 	nonce, _ := wire.Find(inner, wire.PayloadNonce).(*wire.Nonce)
@@ -49,6 +61,13 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
 	if err != nil {
 		return nil
+	}
+	if sa.ikeRekeying {
+		// Our own rekey is outstanding: which new SA survives is decided
+		// when it completes.
+		sa.peerIKERekey = newSA
+		newSA.eng.register(newSA)
+		return pkt
 	}
 	sa.handOver(newSA)
 	return pkt
@@ -81,7 +100,7 @@ func (sa *ikeSA) rekeyedSA(s *suite, weStarted bool, peerSPI uint64, peerNonce [
 	binary.BigEndian.PutUint64(spiB[:], spi)
 	chosen := s.wire(spiB[:])
 	payloads := []wire.Payload{&chosen, &wire.Nonce{Data: nonce}, &wire.KE{Group: s.group.ID(), Data: dh.Public()}}
-	if err := n.deriveRekeyed(sa, shared); err != nil {
+	if err := n.deriveRekeyed(sa.suite.prf, sa.keys.SkD, shared); err != nil {
 		return nil, nil, err
 	}
 	return n, payloads, nil
@@ -107,10 +126,13 @@ func (sa *ikeSA) successor(s *suite, weStarted bool, ourSPI, peerSPI uint64) *ik
 
 // deriveRekeyed computes the new SA's keys (§2.18): SKEYSEED =
 // prf(SK_d (old), g^ir (new) | Ni | Nr), the old SA's PRF keying it.
-func (n *ikeSA) deriveRekeyed(old *ikeSA, shared []byte) error {
+//
+// skd is the old SA's SK_d, copied when the rekey began: the old SA may be
+// deleted (and its keys wiped) before our exchange completes.
+func (n *ikeSA) deriveRekeyed(oldPRF *transform.PRF, skd, shared []byte) error {
 	data := make([]byte, 0, len(shared)+len(n.ni)+len(n.nr))
 	data = append(append(append(data, shared...), n.ni...), n.nr...)
-	skeyseed := old.suite.prf.Sum(nil, old.keys.SkD, data)
+	skeyseed := oldPRF.Sum(nil, skd, data)
 	wipe(data)
 	wipe(shared)
 	return n.keysFrom(skeyseed)
@@ -119,7 +141,16 @@ func (n *ikeSA) deriveRekeyed(old *ikeSA, shared []byte) error {
 // handOver moves sa's Child SAs to n and registers n; sa stays until its
 // Delete. Caller holds sa.mu.
 func (sa *ikeSA) handOver(n *ikeSA) {
-	n.children, sa.children = sa.children, nil
+	sa.moveTo(n)
+	n.eng.register(n)
+}
+
+// moveTo moves sa's Child SAs and timers to n, the IKE SA that survives
+// the rekey. Caller holds sa.mu.
+func (sa *ikeSA) moveTo(n *ikeSA) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.children, sa.children = append(n.children, sa.children...), nil
 	sa.rekeyedBy = n
 	sa.stopTimers()
 	sa.eng.stats.rekeys("ike")
@@ -129,7 +160,6 @@ func (sa *ikeSA) handOver(n *ikeSA) {
 	for _, c := range n.children {
 		n.startChildTimer(c)
 	}
-	n.eng.register(n)
 	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id, "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
 		"algorithms", n.suite.String())
 }
@@ -151,11 +181,34 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 		sa.mu.Unlock()
 		return "", errors.New("IKE SA not established")
 	}
+	if sa.ikeRekeying || sa.rekeyedBy != nil {
+		sa.mu.Unlock()
+		return "", errors.New("IKE SA is being rekeyed already")
+	}
+	sa.ikeRekeying = true
 	props := sa.conn.IKEProposals
 	prf := sa.suite.prf
 	group := sa.suite.group
+	skd := append([]byte(nil), sa.keys.SkD...)
 	sa.mu.Unlock()
+	id, err := sa.rekeyIKEExchange(ctx, props, prf, group, skd)
+	wipe(skd)
+	sa.endRekeying()
+	if err != nil {
+		// The peer's simultaneous rekey may have won: then the SA lives on
+		// under its SPIs, which is what the caller asked for.
+		sa.mu.Lock()
+		n := sa.rekeyedBy
+		sa.mu.Unlock()
+		if n != nil {
+			return n.id, nil
+		}
+	}
+	return id, err
+}
 
+// rekeyIKEExchange runs the CREATE_CHILD_SA that rekeys the IKE SA.
+func (sa *ikeSA) rekeyIKEExchange(ctx context.Context, props []transform.Proposal, prf *transform.PRF, group transform.Group, skd []byte) (string, error) {
 	e := sa.eng
 	spi, err := e.newSPI()
 	if err != nil {
@@ -186,42 +239,85 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 				continue
 			}
 		}
-		newSA, err := sa.completeRekeyIKE(resp, props, spi, ni, dh)
+		newSA, redundant, err := sa.completeRekeyIKE(resp, props, spi, ni, dh, prf, skd)
 		if err != nil {
 			return "", err
+		}
+		if redundant != nil {
+			// Ours lost the collision: delete it; the peer deletes the old.
+			redundant.deleteIKE(ctx, "redundant after a simultaneous rekey")
+			return newSA.id, nil
 		}
 		sa.deleteIKE(ctx, "rekeyed")
 		return newSA.id, nil
 	}
 }
 
-func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, spi uint64, ni []byte, dh transform.PrivateKey) (*ikeSA, error) {
+// endRekeying clears the rekey-in-progress mark; if the own rekey failed
+// while the peer's succeeded, the Child SAs go to the peer's new SA.
+func (sa *ikeSA) endRekeying() {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	sa.ikeRekeying = false
+	if pend := sa.peerIKERekey; pend != nil && sa.rekeyedBy == nil {
+		sa.peerIKERekey = nil
+		sa.moveTo(pend)
+	}
+}
+
+// completeRekeyIKE makes our new SA from the response. It returns the SA
+// that now carries the Child SAs and, after a collision this side lost, the
+// redundant SA of ours to delete.
+func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, spi uint64, ni []byte, dh transform.PrivateKey,
+	oldPRF *transform.PRF, skd []byte) (*ikeSA, *ikeSA, error) {
 	for _, p := range resp.payloads {
 		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-			return nil, &notifyError{code: n.Code, when: "IKE SA rekey"}
+			return nil, nil, &notifyError{code: n.Code, when: "IKE SA rekey"}
 		}
 	}
 	saP, _ := wire.Find(resp.payloads, wire.PayloadSA).(*wire.SA)
 	nonce, _ := wire.Find(resp.payloads, wire.PayloadNonce).(*wire.Nonce)
 	ke, _ := wire.Find(resp.payloads, wire.PayloadKE).(*wire.KE)
 	if saP == nil || nonce == nil || ke == nil {
-		return nil, errors.New("IKE rekey response without SA, Nonce or KE")
+		return nil, nil, errors.New("IKE rekey response without SA, Nonce or KE")
 	}
 	s := acceptChosen(props, saP, wire.ProtoIKE, true)
 	if s == nil || len(s.spi) != 8 || ke.Group != s.group.ID() {
-		return nil, errors.New("responder chose an IKE proposal we did not offer")
+		return nil, nil, errors.New("responder chose an IKE proposal we did not offer")
 	}
 	shared, err := dh.SharedSecret(ke.Data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
 	n := sa.successor(s, true, spi, binary.BigEndian.Uint64(s.spi))
 	n.ni, n.nr = ni, append([]byte(nil), nonce.Data...)
-	if err := n.deriveRekeyed(sa, shared); err != nil {
-		return nil, err
+	if err := n.deriveRekeyed(oldPRF, skd, shared); err != nil {
+		return nil, nil, err
 	}
+	if sa.rekeyedBy != nil {
+		// The peer's rekey won already (it deleted this SA while ours was
+		// outstanding): ours is redundant.
+		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", sa.rekeyedBy.id)
+		n.eng.register(n)
+		return sa.rekeyedBy, n, nil
+	}
+	theirs := sa.peerIKERekey
+	if theirs == nil {
+		sa.handOver(n)
+		return n, nil, nil
+	}
+	// §2.8.2: both rekeyed at once. The exchange with the lowest nonce
+	// made the redundant SA.
+	sa.peerIKERekey = nil
+	if bytes.Compare(lowestNonce(n.ni, n.nr), lowestNonce(theirs.ni, theirs.nr)) < 0 {
+		sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: ours is redundant", "kept", theirs.id)
+		n.eng.register(n) // to send its Delete
+		sa.moveTo(theirs)
+		return theirs, n, nil
+	}
+	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id)
 	sa.handOver(n)
-	return n, nil
+	return n, nil, nil
 }

@@ -1,7 +1,11 @@
 package ike
 
 import (
+	"log/slog"
+	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/iked/iked/ike/wire"
 )
@@ -60,5 +64,83 @@ func TestRekeyIKE(t *testing.T) {
 			}
 			waitFor(t, func() bool { return len(rekeyer.SAs()) == 1 && rekeyer.SAs()[0].Role == "responder" })
 		})
+	}
+}
+
+// TestSimultaneousIKERekey: both sides rekey the IKE SA at once (each
+// request held until the other side sent its own), ten times; every time
+// they converge to one IKE SA with the same SPIs carrying the Child SA
+// (§2.8.2), and the SA still works.
+func TestSimultaneousIKERekey(t *testing.T) {
+	dbg := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := newPair(t, func(_, _ *Connection, ca, cb *Config) {
+		if os.Getenv("IKED_DEBUG") != "" {
+			ca.Logger, cb.Logger = dbg.With("side", "A"), dbg.With("side", "B")
+		}
+	})
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	// Each round's first two rekey requests wait for each other; any
+	// later one (a retransmission) passes.
+	var mu sync.Mutex
+	var seen int
+	release := make(chan struct{})
+	hold := func(b []byte) bool {
+		h, err := wire.ParseHeader(b)
+		if err != nil || h.Exchange != wire.CREATE_CHILD_SA || h.IsResponse() {
+			return true
+		}
+		mu.Lock()
+		seen++
+		n, r := seen, release
+		if n == 2 {
+			close(release)
+		}
+		mu.Unlock()
+		if n <= 2 {
+			select {
+			case <-r:
+			case <-time.After(2 * time.Second):
+			}
+		}
+		return true
+	}
+	p.ba.Filter, p.bb.Filter = hold, hold
+	for round := range 10 {
+		ida, idb := p.a.SAs()[0].ID, p.b.SAs()[0].ID
+		mu.Lock()
+		seen, release = 0, make(chan struct{})
+		mu.Unlock()
+		errs := make(chan error, 2)
+		go func() { _, err := p.a.RekeyIKE(ctxT(t), ida); errs <- err }()
+		go func() { _, err := p.b.RekeyIKE(ctxT(t), idb); errs <- err }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				if ne, ok := err.(*notifyError); !ok || ne.code != wire.NotifyTemporaryFailure {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			x, y := p.a.SAs(), p.b.SAs()
+			if len(x) == 1 && len(y) == 1 && x[0].SPIi == y[0].SPIi && x[0].SPIr == y[0].SPIr &&
+				len(x[0].Children) == 1 && len(y[0].Children) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no convergence:\nA %+v\nB %+v\nA drops %v\nB drops %v", round, x, y,
+					p.a.Stats().PacketsDropped, p.b.Stats().PacketsDropped)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		childKeysPair(t, p)
+		sa := p.a.allSAs()[0]
+		if _, err := sa.request(ctxT(t), func(id uint32) ([][]byte, error) {
+			return sa.sealMessage(wire.INFORMATIONAL, id, false, nil)
+		}); err != nil {
+			t.Fatalf("round %d: the surviving SA does not work: %v", round, err)
+		}
 	}
 }

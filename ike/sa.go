@@ -90,8 +90,12 @@ type ikeSA struct {
 
 	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
 	initialContact bool
-	// rekeyedBy is the IKE SA that took over after a rekey.
-	rekeyedBy *ikeSA
+	// rekeyedBy is the IKE SA that took over after a rekey. ikeRekeying
+	// marks this side's own IKE SA rekey in flight; peerIKERekey is the new
+	// SA the peer's simultaneous rekey made meanwhile (§2.8.2).
+	rekeyedBy    *ikeSA
+	ikeRekeying  bool
+	peerIKERekey *ikeSA
 	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
 	// when the peer last sent an authentic message (for DPD).
 	timers   []*time.Timer
@@ -510,6 +514,9 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 		select {
 		case r := <-p.resp:
 			timer.Stop()
+			if r == nil {
+				return nil, errClosed
+			}
 			return r, nil
 		case <-ctx.Done():
 			timer.Stop()
@@ -616,6 +623,10 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	sa.sessions = nil
 	if sa.keys != nil {
 		sa.keys.Wipe()
+	}
+	// Requests waiting for a response learn at once that none will come.
+	for _, p := range sa.pending {
+		close(p.resp)
 	}
 	sa.pending = nil
 	sa.reqFragments.wipe()
