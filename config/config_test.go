@@ -335,3 +335,20 @@ func TestDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroMeansNever: "0s" turns rekeying, reauthentication and DPD off,
+// as documented; a negative duration is still refused.
+func TestZeroMeansNever(t *testing.T) {
+	c, err := Parse([]byte("connections:\n  c:\n    remote: 192.0.2.7\n    auth: {method: psk, secret: \"a long enough key\"}\n"+
+		"    rekey_time: 0s\n    ike_rekey_time: 0s\n    reauth_time: 0s\n    dpd_delay: 0s\n"), "z.yaml", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := c.Connections[0]
+	if conn.RekeyTime != 0 || conn.IKERekeyTime != 0 || conn.ReauthTime != 0 || conn.DPDDelay != 0 {
+		t.Fatalf("zero durations not kept: %+v", conn)
+	}
+	if _, err := Parse([]byte("connections:\n  c:\n    remote: 192.0.2.7\n    auth: {method: psk, secret: \"a long enough key\"}\n    dpd_delay: -1s\n"), "z.yaml", ""); err == nil || !strings.Contains(err.Error(), "z.yaml:5:") {
+		t.Fatalf("negative duration: %v", err)
+	}
+}

@@ -247,6 +247,16 @@ func (w *walker) duration(n *yaml.Node, name string) (time.Duration, bool) {
 	return d, true
 }
 
+// durationOrZero is duration where "0s" means "off" or "never".
+func (w *walker) durationOrZero(n *yaml.Node, name string) (time.Duration, bool) {
+	if s, ok := w.str(n, name); ok {
+		if d, err := time.ParseDuration(s); err == nil && d == 0 {
+			return 0, true
+		}
+	}
+	return w.duration(n, name)
+}
+
 // oneOf returns a scalar that must be one of choices.
 func (w *walker) oneOf(n *yaml.Node, name string, choices ...string) (string, bool) {
 	s, ok := w.str(n, name)

@@ -495,7 +495,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 				c.StartAction = s
 			}
 		case "rekey_time", "ike_rekey_time", "reauth_time", "dpd_delay":
-			if d, ok := w.duration(v, kv.key); ok {
+			if d, ok := w.durationOrZero(v, kv.key); ok {
 				switch kv.key {
 				case "rekey_time":
 					c.RekeyTime = d
