@@ -58,6 +58,12 @@ type charonConn struct {
 	// Fragmentation is the connection's fragmentation setting (yes,
 	// accept, force, no); empty: charon's default (yes).
 	Fragmentation string
+	// IKERekeyTime, IKEOverTime and IKERandTime are the connection's
+	// rekey_time, over_time and rand_time; ChildRekeyTime, ChildLifeTime
+	// and ChildRandTime the child's rekey_time, life_time and rand_time
+	// (strongSwan time values, e.g. "2s"); empty: charon's defaults.
+	IKERekeyTime, IKEOverTime, IKERandTime       string
+	ChildRekeyTime, ChildLifeTime, ChildRandTime string
 }
 
 // charonOptions configure a charon instance.
@@ -179,6 +185,11 @@ func swanctlConf(conns []charonConn) string {
 		if c.Fragmentation != "" {
 			fmt.Fprintf(&b, "\t\tfragmentation = %s\n", c.Fragmentation)
 		}
+		for _, kv := range [][2]string{{"rekey_time", c.IKERekeyTime}, {"over_time", c.IKEOverTime}, {"rand_time", c.IKERandTime}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, "\t\t%s = %s\n", kv[0], kv[1])
+			}
+		}
 		round := func(name, method, id, key string, files []string) {
 			if method == "" {
 				method = "psk"
@@ -209,6 +220,11 @@ func swanctlConf(conns []charonConn) string {
 			mode = "tunnel"
 		}
 		fmt.Fprintf(&b, "\t\t\t\tmode = %s\n\t\t\t\tstart_action = none\n", mode)
+		for _, kv := range [][2]string{{"rekey_time", c.ChildRekeyTime}, {"life_time", c.ChildLifeTime}, {"rand_time", c.ChildRandTime}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, "\t\t\t\t%s = %s\n", kv[0], kv[1])
+			}
+		}
 		b.WriteString("\t\t\t}\n\t\t}\n\t}\n")
 	}
 	b.WriteString("}\nsecrets {\n")

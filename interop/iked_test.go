@@ -33,6 +33,14 @@ type ikedConn struct {
 	StartAction  string // empty: none
 	// Cert, when set, replaces the PSK with certificate authentication.
 	Cert *ikedCertAuth
+	// Auth, when set, is the auth: value as written (a YAML flow mapping,
+	// e.g. "{method: kerberos, ...}"), replacing PSK and Cert.
+	Auth string
+	// RekeyTime, IKERekeyTime, DPDDelay (Go durations, e.g. "500ms") and
+	// DPDAction render as rekey_time, ike_rekey_time, dpd_delay and
+	// dpd_action when not empty; ForceEncap as force_encap: true.
+	RekeyTime, IKERekeyTime, DPDDelay, DPDAction string
+	ForceEncap                                   bool
 }
 
 // ikedCertAuth is iked's auth: {method: cert, ...}; paths are relative to
@@ -54,6 +62,11 @@ type ikedOptions struct {
 	// RetransmitTimeout and RetransmitTries; zero values mean 1s and 2.
 	RetransmitTimeout time.Duration
 	RetransmitTries   int
+	// RetransmitBase sets ike.retransmit_base when not zero (iked's
+	// default is 1.8).
+	RetransmitBase float64
+	// NATKeepalive sets ike.nat_keepalive when not zero.
+	NATKeepalive time.Duration
 	// CookieThreshold sets ike.cookie_threshold when not nil (0: demand a
 	// COOKIE from every initiator); nil keeps iked's default.
 	CookieThreshold *int
@@ -162,6 +175,12 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 	if o.FragmentSize != 0 {
 		cookie += fmt.Sprintf(", fragment_size: %d", o.FragmentSize)
 	}
+	if o.RetransmitBase != 0 {
+		cookie += fmt.Sprintf(", retransmit_base: %g", o.RetransmitBase)
+	}
+	if o.NATKeepalive != 0 {
+		cookie += fmt.Sprintf(", nat_keepalive: %s", o.NATKeepalive)
+	}
 	fmt.Fprintf(&b, "ike: {retransmit_timeout: %s, retransmit_tries: %d%s}\nconnections:\n", rt, tries, cookie)
 	for _, c := range o.Conns {
 		fmt.Fprintf(&b, "  %s:\n", c.Name)
@@ -179,7 +198,9 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		field("remote", c.Remote)
 		field("local_id", c.LocalID)
 		field("remote_id", c.RemoteID)
-		if a := c.Cert; a != nil {
+		if c.Auth != "" {
+			fmt.Fprintf(&b, "    auth: %s\n", c.Auth)
+		} else if a := c.Cert; a != nil {
 			fmt.Fprintf(&b, "    auth: {method: cert, cert: %s, key: %s, ca: %s", yamlQuote(a.Cert), yamlQuote(a.Key), yamlList(a.CA))
 			if len(a.Intermediates) > 0 {
 				fmt.Fprintf(&b, ", intermediates: %s", yamlList(a.Intermediates))
@@ -200,6 +221,13 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		lst("remote_ts", c.RemoteTS)
 		field("mode", c.Mode)
 		field("start_action", c.StartAction)
+		field("rekey_time", c.RekeyTime)
+		field("ike_rekey_time", c.IKERekeyTime)
+		field("dpd_delay", c.DPDDelay)
+		field("dpd_action", c.DPDAction)
+		if c.ForceEncap {
+			b.WriteString("    force_encap: true\n")
+		}
 	}
 	return b.String()
 }

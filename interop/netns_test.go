@@ -130,3 +130,92 @@ func deleteNetns(t *testing.T, ns *netns) {
 		t.Errorf("deleting namespace: %v", err)
 	}
 }
+
+// natTopology is three namespaces: I behind a NAT router R, and S. I and R
+// are joined by veth-i/veth-ri (10.98.<n>.0/24: I .1, R .254), R and S by
+// veth-ro/veth-s (10.99.<n>.0/24: R .1, S .2). I's default route is R; S
+// has no route to 10.98.<n>.0/24, so I reaches S only through R, which
+// forwards and masquerades (nftables) what leaves veth-ro: S sees I as
+// R's outside address. Inner host addresses are not added (the userspace
+// data plane puts them on its TUN device; charon's are added by the test).
+type natTopology struct {
+	n         int
+	I, R, S   *netns
+	IAddr     netip.Addr // I's address, behind the NAT
+	RInside   netip.Addr
+	ROutside  netip.Addr // the address S sees I's packets from
+	SAddr     netip.Addr
+	insideNet string
+}
+
+// newNATTopology creates the three namespaces, the veth pairs and the
+// masquerade; t.Cleanup deletes them.
+func newNATTopology(t *testing.T) *natTopology {
+	t.Helper()
+	requireRoot(t)
+	requireTools(t, "nft")
+	n := int(topoSeq.Add(1)-1)%250 + 1
+	pid := os.Getpid()
+	tp := &natTopology{
+		n:         n,
+		I:         &netns{name: fmt.Sprintf("iked-i-%d-%d", pid, n)},
+		R:         &netns{name: fmt.Sprintf("iked-r-%d-%d", pid, n)},
+		S:         &netns{name: fmt.Sprintf("iked-s-%d-%d", pid, n)},
+		IAddr:     netip.MustParseAddr(fmt.Sprintf("10.98.%d.1", n)),
+		RInside:   netip.MustParseAddr(fmt.Sprintf("10.98.%d.254", n)),
+		ROutside:  netip.MustParseAddr(fmt.Sprintf("10.99.%d.1", n)),
+		SAddr:     netip.MustParseAddr(fmt.Sprintf("10.99.%d.2", n)),
+		insideNet: fmt.Sprintf("10.98.%d.0/24", n),
+	}
+	for _, ns := range []*netns{tp.I, tp.R, tp.S} {
+		if err := ipCmd("netns", "add", ns.name); err != nil {
+			t.Fatalf("creating namespace: %v", err)
+		}
+		t.Cleanup(func() { deleteNetns(t, ns) })
+	}
+	steps := [][]string{
+		{"-n", tp.I.name, "link", "add", "veth-i", "type", "veth", "peer", "name", "veth-ri", "netns", tp.R.name},
+		{"-n", tp.R.name, "link", "add", "veth-ro", "type", "veth", "peer", "name", "veth-s", "netns", tp.S.name},
+		{"-n", tp.I.name, "link", "set", "lo", "up"},
+		{"-n", tp.R.name, "link", "set", "lo", "up"},
+		{"-n", tp.S.name, "link", "set", "lo", "up"},
+		{"-n", tp.I.name, "addr", "add", tp.IAddr.String() + "/24", "dev", "veth-i"},
+		{"-n", tp.R.name, "addr", "add", tp.RInside.String() + "/24", "dev", "veth-ri"},
+		{"-n", tp.R.name, "addr", "add", tp.ROutside.String() + "/24", "dev", "veth-ro"},
+		{"-n", tp.S.name, "addr", "add", tp.SAddr.String() + "/24", "dev", "veth-s"},
+		{"-n", tp.I.name, "link", "set", "veth-i", "up"},
+		{"-n", tp.R.name, "link", "set", "veth-ri", "up"},
+		{"-n", tp.R.name, "link", "set", "veth-ro", "up"},
+		{"-n", tp.S.name, "link", "set", "veth-s", "up"},
+		{"-n", tp.I.name, "route", "add", "default", "via", tp.RInside.String()},
+	}
+	for _, s := range steps {
+		if err := ipCmd(s...); err != nil {
+			t.Fatalf("building NAT topology: %v", err)
+		}
+	}
+	for _, argv := range [][]string{
+		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"nft", "add table ip nat"},
+		{"nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }"},
+		{"nft", `add rule ip nat post oifname "veth-ro" counter masquerade`},
+	} {
+		if out, err := tp.R.command(context.Background(), argv...).CombinedOutput(); err != nil {
+			t.Fatalf("NAT router: %s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, end := range []struct{ ns, dev string }{{tp.I.name, "veth-i"}, {tp.R.name, "veth-ri"}, {tp.R.name, "veth-ro"}, {tp.S.name, "veth-s"}} {
+		for {
+			out, err := exec.Command("ip", "-n", end.ns, "-o", "link", "show", end.dev).Output()
+			if err == nil && strings.Contains(string(out), "state UP") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s in %s is not up: %s", end.dev, end.ns, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return tp
+}

@@ -1,7 +1,8 @@
 // Package kdctest runs a throwaway MIT Kerberos realm for tests: a KDC
-// (Debian's krb5-kdc, started as `krb5kdc -n` on a loopback port) with its
-// database, configuration and logs in a temporary directory. Nothing is
-// installed system-wide and no systemd unit is involved.
+// (Debian's krb5-kdc, started as `krb5kdc -n` on a loopback port, or where
+// StartWith's Options say) with its database, configuration and logs in a
+// temporary directory. Nothing is installed system-wide and no systemd
+// unit is involved.
 //
 // When the MIT tools are missing the test is skipped, or fails when the
 // environment variable CI is "true", so that CI cannot pass by skipping.
@@ -24,7 +25,7 @@ type KDC struct {
 	t testing.TB
 	// Realm is the realm's name, e.g. "EXAMPLE.TEST".
 	Realm string
-	// Addr is the KDC's "127.0.0.1:port" (UDP and TCP).
+	// Addr is the KDC's "127.0.0.1:port" (UDP and TCP), or Options.Listen.
 	Addr string
 	// Dir is the temporary directory holding the database, configuration
 	// and logs.
@@ -33,6 +34,7 @@ type KDC struct {
 	Krb5Conf string
 	kdcConf  string
 	logPath  string
+	wrap     []string
 	cmd      *exec.Cmd
 	done     chan error
 }
@@ -69,14 +71,39 @@ func tool(name string) string {
 	return filepath.Join("/usr/sbin", name)
 }
 
-// Start creates the realm's database and starts its KDC; the KDC is stopped
-// when the test ends.
+// Start creates the realm's database and starts its KDC on a free
+// loopback port; the KDC is stopped when the test ends.
 func Start(t testing.TB, realm string) *KDC {
+	t.Helper()
+	return StartWith(t, realm, Options{})
+}
+
+// Options change where StartWith's KDC listens and runs; the zero value is
+// Start's behaviour.
+type Options struct {
+	// Listen is the KDC's "ip:port" for UDP and TCP, used as given (its
+	// port is not checked); empty: a free port on 127.0.0.1.
+	Listen string
+	// Wrap, when not empty, is the command line krb5kdc's own is appended
+	// to, e.g. {"ip", "netns", "exec", "ns1"} to run the KDC inside a
+	// network namespace that holds Listen's address. The wrapper must exec
+	// krb5kdc (keep its PID) and pass the environment on; kdb5_util and
+	// kadmin.local still run directly.
+	Wrap []string
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, realm string, o Options) *KDC {
 	t.Helper()
 	Require(t)
 	dir := t.TempDir()
 	k := &KDC{t: t, Realm: realm, Dir: dir, Krb5Conf: filepath.Join(dir, "krb5.conf"), kdcConf: filepath.Join(dir, "kdc.conf"), logPath: filepath.Join(dir, "kdc.log")}
-	k.Addr = freeAddr(t)
+	k.wrap = append([]string(nil), o.Wrap...)
+	if k.Addr = o.Listen; k.Addr == "" {
+		k.Addr = freeAddr(t)
+	} else if _, _, err := net.SplitHostPort(k.Addr); err != nil {
+		t.Fatalf("kdctest: Listen %q: %v", k.Addr, err)
+	}
 	k.writeConfig()
 	k.run("kdb5_util", "-r", realm, "create", "-s", "-P", "throwaway-master-password")
 	k.Restart()
@@ -124,18 +151,17 @@ func (k *KDC) writeConfig() {
 	.example.test = %[1]s
 	example.test = %[1]s
 `, k.Realm, k.Addr, k.Dir)
-	_, port, _ := net.SplitHostPort(k.Addr)
 	kdc := fmt.Sprintf(`[kdcdefaults]
-	kdc_listen = 127.0.0.1:%[2]s
-	kdc_tcp_listen = 127.0.0.1:%[2]s
+	kdc_listen = %[2]s
+	kdc_tcp_listen = %[2]s
 
 [realms]
 	%[1]s = {
 		database_name = %[3]s/principal
 		key_stash_file = %[3]s/stash
 		acl_file = %[3]s/kadm5.acl
-		kdc_listen = 127.0.0.1:%[2]s
-		kdc_tcp_listen = 127.0.0.1:%[2]s
+		kdc_listen = %[2]s
+		kdc_tcp_listen = %[2]s
 		max_life = 10h
 		max_renewable_life = 7d
 		supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
@@ -145,7 +171,7 @@ func (k *KDC) writeConfig() {
 	kdc = FILE:%[4]s
 	admin_server = FILE:%[3]s/kadmin.log
 	default = FILE:%[3]s/krb5lib.log
-`, k.Realm, port, k.Dir, k.logPath)
+`, k.Realm, k.Addr, k.Dir, k.logPath)
 	for path, s := range map[string]string{k.Krb5Conf: krb5, k.kdcConf: kdc, filepath.Join(k.Dir, "kadm5.acl"): ""} {
 		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 			k.t.Fatal(err)
@@ -199,7 +225,8 @@ func (k *KDC) Restart() {
 		return
 	}
 	before := k.logSize()
-	cmd := exec.Command(tool("krb5kdc"), "-n", "-r", k.Realm)
+	argv := append(append([]string(nil), k.wrap...), tool("krb5kdc"), "-n", "-r", k.Realm)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = k.Env()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
