@@ -181,7 +181,12 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 		sa.mu.Unlock()
 		return "", errors.New("IKE SA not established")
 	}
-	if sa.ikeRekeying || sa.rekeyedBy != nil {
+	if n := sa.rekeyedBy; n != nil {
+		// The peer rekeyed it a moment ago: what the caller asked for is done.
+		sa.mu.Unlock()
+		return n.id, nil
+	}
+	if sa.ikeRekeying {
 		sa.mu.Unlock()
 		return "", errors.New("IKE SA is being rekeyed already")
 	}

