@@ -134,6 +134,9 @@ type Connection struct {
 	// ReauthTime is the interval of reauthentication (key "reauth_time",
 	// default 0 = never).
 	ReauthTime time.Duration
+	// RekeyBytes and LifeBytes are the Child SA's soft (rekey) and hard
+	// byte limits (keys "rekey_bytes", "life_bytes"; 0 = unlimited).
+	RekeyBytes, LifeBytes uint64
 	// DPDDelay is the idle time before a liveness check (key "dpd_delay";
 	// 0 = off); DPDAction is "clear", "restart" or "hold" (key
 	// "dpd_action"; default restart for start_action initiate, else clear).

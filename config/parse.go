@@ -397,7 +397,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -505,6 +505,14 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 					c.ReauthTime = d
 				default:
 					c.DPDDelay = d
+				}
+			}
+		case "rekey_bytes", "life_bytes":
+			if v, ok := w.integer(v, kv.key, 0, 1<<62); ok {
+				if kv.key == "rekey_bytes" {
+					c.RekeyBytes = uint64(v)
+				} else {
+					c.LifeBytes = uint64(v)
 				}
 			}
 		case "dpd_action":

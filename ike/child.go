@@ -165,7 +165,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	now := sa.eng.cfg.Now()
 	local, remote := sa.local.Addr(), sa.remote.Addr()
 	base := sadb.SA{Protocol: sadb.ESP, Mode: mode, EncrID: s.encr.ID, EncrKeyBits: s.keyBits, IntegID: integID,
-		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now}
+		ESN: s.esn, LocalTS: localTS, RemoteTS: remoteTS, Installed: now, Lifetime: sa.childLifetime()}
 	var reqID uint32
 	if rekeys != nil {
 		reqID = rekeys.reqID
@@ -243,4 +243,20 @@ func (sa *ikeSA) childByPeerSPI(spi uint32) *childSA {
 		}
 	}
 	return nil
+}
+
+// childLifetime is what the data plane enforces on a Child SA: the byte
+// limits as configured, and a hard time limit a tenth beyond the rekey
+// time (as strongSwan's life_time), so that an SA whose rekey keeps
+// failing does not outlive its keys' intended life. Caller holds mu.
+func (sa *ikeSA) childLifetime() sadb.Lifetime {
+	c := sa.conn
+	if c == nil {
+		return sadb.Lifetime{}
+	}
+	l := sadb.Lifetime{SoftBytes: c.RekeyBytes, HardBytes: c.LifeBytes}
+	if c.RekeyTime > 0 {
+		l.HardTime = c.RekeyTime + c.RekeyTime/10
+	}
+	return l
 }

@@ -58,6 +58,10 @@ type Connection struct {
 	RekeyTime time.Duration
 	// IKERekeyTime is the same for the IKE SA.
 	IKERekeyTime time.Duration
+	// RekeyBytes is the traffic after which the data plane reports a soft
+	// expiry and the Child SA is rekeyed; LifeBytes the hard limit at which
+	// the data plane drops the SA. Zero means unlimited.
+	RekeyBytes, LifeBytes uint64
 	// ReauthTime is how long an IKE SA lives before it is replaced by a
 	// fresh authentication (make-before-break: a new IKE SA and Child SAs,
 	// then the old one is deleted); zero means never. Only a connection

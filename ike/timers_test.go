@@ -133,3 +133,20 @@ func TestReauthentication(t *testing.T) {
 	}
 	childKeysPair(t, p)
 }
+
+// TestChildLifetimeToDataPlane: the byte limits and a hard time limit a
+// tenth beyond the rekey time reach the data plane with each Child SA.
+func TestChildLifetimeToDataPlane(t *testing.T) {
+	p := newPair(t, func(ca, _ *Connection, _, _ *Config) {
+		ca.RekeyBytes, ca.LifeBytes, ca.RekeyTime = 1<<20, 2<<20, time.Hour
+	})
+	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.memA.SAs() {
+		want := sadb.Lifetime{SoftBytes: 1 << 20, HardBytes: 2 << 20, HardTime: 66 * time.Minute}
+		if s.Lifetime != want {
+			t.Fatalf("SA %08x lifetime %+v, want %+v", s.SPI, s.Lifetime, want)
+		}
+	}
+}
