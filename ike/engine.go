@@ -38,6 +38,11 @@ type Engine struct {
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
 
+	// byIdentity finds the established IKE SAs of a local and remote
+	// identity pair without a scan of all SAs (INITIAL_CONTACT).
+	identMu    sync.Mutex
+	byIdentity map[string]map[*ikeSA]struct{}
+
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
 	nextReqID     atomic.Uint32
@@ -74,6 +79,7 @@ func New(cfg Config) (*Engine, error) {
 		sas:        map[uint64]*ikeSA{},
 		halfOpen:   map[halfOpenKey]*ikeSA{},
 		policyRefs: map[sadb.PolicyID]int{},
+		byIdentity: map[string]map[*ikeSA]struct{}{},
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
 	}
@@ -341,6 +347,41 @@ func (e *Engine) unregister(sa *ikeSA) {
 		delete(e.halfOpen, sa.initKey)
 	}
 	e.mu.Unlock()
+	if sa.identKey != "" {
+		e.identMu.Lock()
+		if set := e.byIdentity[sa.identKey]; set != nil {
+			delete(set, sa)
+			if len(set) == 0 {
+				delete(e.byIdentity, sa.identKey)
+			}
+		}
+		e.identMu.Unlock()
+	}
+}
+
+// indexIdentity records an established SA under its identities. Caller
+// holds sa.mu.
+func (e *Engine) indexIdentity(sa *ikeSA) {
+	sa.identKey = sa.localID.String() + "\x00" + sa.remoteID.String()
+	e.identMu.Lock()
+	set := e.byIdentity[sa.identKey]
+	if set == nil {
+		set = map[*ikeSA]struct{}{}
+		e.byIdentity[sa.identKey] = set
+	}
+	set[sa] = struct{}{}
+	e.identMu.Unlock()
+}
+
+// sameIdentity returns the SAs indexed under key.
+func (e *Engine) sameIdentity(key string) []*ikeSA {
+	e.identMu.Lock()
+	defer e.identMu.Unlock()
+	out := make([]*ikeSA, 0, len(e.byIdentity[key]))
+	for x := range e.byIdentity[key] {
+		out = append(out, x)
+	}
+	return out
 }
 
 // bindFor picks the bind to initiate from: one on the connection's local

@@ -10,6 +10,8 @@ import (
 
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/memory"
 )
 
 // TestProposalMatrix negotiates every IKE transform and DH group iked
@@ -367,5 +369,33 @@ func TestPeerMovesBehindNAT(t *testing.T) {
 		if s.Inbound && s.EncapSrcPort != 4999 || !s.Inbound && s.EncapDstPort != 4999 {
 			t.Fatalf("Child SA %08x encapsulation not moved: %d -> %d", s.SPI, s.EncapSrcPort, s.EncapDstPort)
 		}
+	}
+}
+
+// TestInitialContact: the initiator restarts (its SAs gone without a
+// Delete) and connects again: its INITIAL_CONTACT makes the responder drop
+// the stale IKE SA and Child SA at once (§2.4).
+func TestInitialContact(t *testing.T) {
+	p := newPair(t)
+	first, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "Restart" A: a new engine with the same configuration and address.
+	ba2, bb2 := transport.Pipe(addrA, addrB)
+	p.b.AddBind(bb2)
+	a2, err := New(Config{Connections: []*Connection{p.connA}, SADB: sadb.New(memory.New()), Logger: p.a.log, CookieThreshold: -1, Readers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.AddBind(ba2)
+	t.Cleanup(func() { a2.Close() })
+	second, err := a2.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(p.b.SAs()) == 1 && len(p.memB.SAs()) == 2 })
+	if got := p.b.SAs()[0].SPIi; got != second[0].SPIi || got == first[0].SPIi {
+		t.Fatalf("responder kept %s, want the new %s (old %s)", got, second[0].SPIi, first[0].SPIi)
 	}
 }

@@ -502,15 +502,14 @@ func (e *Engine) hasOtherSA(sa *ikeSA) bool {
 // not stale.)
 func (e *Engine) dropStale(fresh *ikeSA) {
 	fresh.mu.Lock()
-	lid, rid := fresh.localID.String(), fresh.remoteID.String()
+	key := fresh.identKey
 	fresh.mu.Unlock()
-	for _, x := range e.allSAs() {
+	for _, x := range e.sameIdentity(key) {
 		if x == fresh {
 			continue
 		}
 		x.mu.Lock()
-		stale := x.state == stateEstablished && x.started.Before(fresh.started) &&
-			x.localID.String() == lid && x.remoteID.String() == rid
+		stale := x.state == stateEstablished && x.started.Before(fresh.started)
 		x.mu.Unlock()
 		if stale {
 			x.log(slog.LevelInfo, "removing IKE SA replaced after the peer's INITIAL_CONTACT", "new_sa", fresh.id)

@@ -67,6 +67,9 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 		// when it completes.
 		sa.peerIKERekey = newSA
 		newSA.eng.register(newSA)
+		newSA.mu.Lock()
+		newSA.eng.indexIdentity(newSA)
+		newSA.mu.Unlock()
 		return pkt
 	}
 	sa.handOver(newSA)
@@ -143,6 +146,9 @@ func (n *ikeSA) deriveRekeyed(oldPRF *transform.PRF, skd, shared []byte) error {
 func (sa *ikeSA) handOver(n *ikeSA) {
 	sa.moveTo(n)
 	n.eng.register(n)
+	n.mu.Lock()
+	n.eng.indexIdentity(n)
+	n.mu.Unlock()
 }
 
 // moveTo moves sa's Child SAs and timers to n, the IKE SA that survives

@@ -466,6 +466,7 @@ func (sa *ikeSA) establish() {
 	}
 	sa.state = stateEstablished
 	sa.established = sa.eng.cfg.Now()
+	sa.eng.indexIdentity(sa)
 	sa.candidates = nil
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
 	sa.lastRecv = sa.established

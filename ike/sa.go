@@ -90,6 +90,8 @@ type ikeSA struct {
 
 	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
 	initialContact bool
+	// identKey indexes the SA by its identities once established.
+	identKey string
 	// rekeyedBy is the IKE SA that took over after a rekey. ikeRekeying
 	// marks this side's own IKE SA rekey in flight; peerIKERekey is the new
 	// SA the peer's simultaneous rekey made meanwhile (§2.8.2).
