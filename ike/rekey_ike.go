@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
@@ -330,5 +331,17 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 	}
 	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id)
 	sa.handOver(n)
+	// The peer deletes its redundant SA once its own exchange completes;
+	// if its answer was lost and the old SA is gone by then, it never can.
+	// Then this side removes it, after the peer had time to.
+	grace := 4 * sa.eng.cfg.RetransmitTimeout
+	time.AfterFunc(grace, func() {
+		theirs.mu.Lock()
+		alive := theirs.state == stateEstablished && len(theirs.children) == 0
+		theirs.mu.Unlock()
+		if alive {
+			theirs.deleteIKE(context.Background(), "redundant after a simultaneous rekey; the peer did not delete it")
+		}
+	})
 	return n, nil, nil
 }
