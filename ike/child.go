@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
@@ -246,8 +247,9 @@ func (sa *ikeSA) childByPeerSPI(spi uint32) *childSA {
 }
 
 // childLifetime is what the data plane enforces on a Child SA: the byte
-// limits as configured, and a hard time limit a tenth beyond the rekey
-// time (as strongSwan's life_time), so that an SA whose rekey keeps
+// limits as configured, and a hard time limit beyond the rekey time (a
+// tenth, as strongSwan's life_time, but at least a minute, so that a rekey
+// slowed by load or loss is not overtaken), so that an SA whose rekey keeps
 // failing does not outlive its keys' intended life. Caller holds mu.
 func (sa *ikeSA) childLifetime() sadb.Lifetime {
 	c := sa.conn
@@ -256,7 +258,7 @@ func (sa *ikeSA) childLifetime() sadb.Lifetime {
 	}
 	l := sadb.Lifetime{SoftBytes: c.RekeyBytes, HardBytes: c.LifeBytes}
 	if c.RekeyTime > 0 {
-		l.HardTime = c.RekeyTime + c.RekeyTime/10
+		l.HardTime = c.RekeyTime + max(c.RekeyTime/10, time.Minute)
 	}
 	return l
 }

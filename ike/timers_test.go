@@ -135,7 +135,8 @@ func TestReauthentication(t *testing.T) {
 }
 
 // TestChildLifetimeToDataPlane: the byte limits and a hard time limit a
-// tenth beyond the rekey time reach the data plane with each Child SA.
+// tenth beyond the rekey time (at least a minute) reach the data plane with
+// each Child SA.
 func TestChildLifetimeToDataPlane(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, _, _ *Config) {
 		ca.RekeyBytes, ca.LifeBytes, ca.RekeyTime = 1<<20, 2<<20, time.Hour
