@@ -16,6 +16,7 @@ import (
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/userspace/esp"
+	"golang.org/x/sys/unix"
 )
 
 // Backend is the userspace data plane; it implements sadb.PolicyBackend.
@@ -42,6 +43,7 @@ type Backend struct {
 	policies  map[sadb.PolicyID]*policy
 	routes    map[netip.Prefix]int // reference counts of routes into the TUN
 	addresses []netip.Prefix
+	steered   []byte // address families with a fwmark rule (Config.SteerMark)
 }
 
 // Logger is the subset of *slog.Logger the backend uses.
@@ -60,9 +62,11 @@ type tables struct {
 func inKey(p sadb.Protocol, spi uint32) uint64 { return uint64(p)<<32 | uint64(spi) }
 
 type policy struct {
-	p       sadb.Policy
-	routes  []netip.Prefix
-	lastAcq atomic.Int64 // unix nanoseconds of the last Acquire
+	p      sadb.Policy
+	routes []netip.Prefix
+
+	acqMu   sync.Mutex
+	lastAcq map[netip.Addr]time.Time // per destination: the last Acquire
 }
 
 // sa is one installed SA.
@@ -117,6 +121,9 @@ func New(cfg Config) (*Backend, error) {
 			return fail(err)
 		}
 	}
+	if err := b.steer(); err != nil {
+		return fail(err)
+	}
 	if b.udp, err = listenUDP(cfg.Listen, cfg.Batch); err != nil {
 		return fail(err)
 	}
@@ -138,7 +145,30 @@ func New(cfg Config) (*Backend, error) {
 	return b, nil
 }
 
+// steer installs the fwmark rules and routes of Config.SteerMark.
+func (b *Backend) steer() error {
+	if b.cfg.SteerMark == 0 || b.cfg.SteerTable == 0 {
+		return nil
+	}
+	for _, fam := range []byte{unix.AF_INET, unix.AF_INET6} {
+		if err := b.nl.defaultRoute(true, fam, b.cfg.SteerTable, b.tun.index); err != nil {
+			return fmt.Errorf("default route dev %s table %d: %w", b.tun.name, b.cfg.SteerTable, err)
+		}
+		if err := b.nl.steerRule(true, fam, b.cfg.SteerMark, b.cfg.SteerTable); err != nil {
+			return fmt.Errorf("rule fwmark %#x lookup %d: %w", b.cfg.SteerMark, b.cfg.SteerTable, err)
+		}
+		b.steered = append(b.steered, fam)
+	}
+	return nil
+}
+
 func (b *Backend) release() {
+	for _, fam := range b.steered {
+		if err := b.nl.steerRule(false, fam, b.cfg.SteerMark, b.cfg.SteerTable); err != nil {
+			b.log.Warn("removing fwmark rule", "mark", b.cfg.SteerMark, "err", err)
+		}
+	}
+	b.steered = nil
 	if b.raw != nil {
 		b.raw.close()
 	}
@@ -355,7 +385,10 @@ func (b *Backend) AddPolicy(p *sadb.Policy) error {
 	if b.closed {
 		return errors.New("userspace: backend closed")
 	}
-	if p.Direction == sadb.Out && p.Action == sadb.Protect {
+	// A trap policy (ReqID 0: no Child SA yet) routes nothing: the policy
+	// layer steers its traffic here by mark (Config.SteerMark), so that a
+	// catch-all selector does not capture IKE or clear traffic.
+	if p.Direction == sadb.Out && p.Action == sadb.Protect && p.ReqID != 0 {
 		dst := p.Selector.Dst.Masked()
 		ts := []wire.TrafficSelector{{StartAddr: dst.Addr(), EndAddr: lastAddr(dst), EndPort: 0xffff}}
 		var err error
@@ -574,13 +607,29 @@ func flowInSA(s *sa, f *flow) bool {
 		tsMatch(s.cfg.RemoteTS, f.dst, f.proto, f.dstPort, f.opaque)
 }
 
-// acquire raises an Acquire for p, at most once per AcquireInterval.
+// acquire raises an Acquire for p, at most once per AcquireInterval and
+// destination: one trap policy may cover many peers, and each must get
+// its negotiation. This is the slow path (a packet without an SA), so a
+// mutex is fine.
 func (b *Backend) acquire(p *policy, f *flow) {
-	now := time.Now().UnixNano()
-	last := p.lastAcq.Load()
-	if now-last < int64(b.cfg.AcquireInterval) || !p.lastAcq.CompareAndSwap(last, now) {
+	now := time.Now()
+	p.acqMu.Lock()
+	if p.lastAcq == nil {
+		p.lastAcq = map[netip.Addr]time.Time{}
+	}
+	if last, ok := p.lastAcq[f.dst]; ok && now.Sub(last) < b.cfg.AcquireInterval {
+		p.acqMu.Unlock()
 		return
 	}
+	if len(p.lastAcq) > maxAcquireMemory {
+		for a, t := range p.lastAcq {
+			if now.Sub(t) >= b.cfg.AcquireInterval {
+				delete(p.lastAcq, a)
+			}
+		}
+	}
+	p.lastAcq[f.dst] = now
+	p.acqMu.Unlock()
 	b.st.acquires.Add(1)
 	bits := f.src.BitLen()
 	b.emit(sadb.Event{
@@ -588,6 +637,10 @@ func (b *Backend) acquire(p *policy, f *flow) {
 		Packet: sadb.Selector{Src: netip.PrefixFrom(f.src, bits), Dst: netip.PrefixFrom(f.dst, bits), Proto: f.proto, SrcPort: f.srcPort, DstPort: f.dstPort},
 	})
 }
+
+// maxAcquireMemory bounds the destinations a policy remembers before the
+// expired ones are swept.
+const maxAcquireMemory = 4096
 
 var _ sadb.PolicyBackend = (*Backend)(nil)
 

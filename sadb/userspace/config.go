@@ -29,8 +29,16 @@ type Config struct {
 	// Batch is the number of packets read and written per system call
 	// (default 32).
 	Batch int
+	// SteerMark and SteerTable, when both are set, steer marked packets
+	// into the TUN device: the backend adds the rule "fwmark SteerMark
+	// lookup SteerTable" (IPv4 and IPv6) and a default route through the
+	// device in SteerTable, and removes them at Close. A policy layer
+	// (package policy/nft) marks the traffic that must be secured; that is
+	// how host-to-host SAs, whose peer is also the IKE peer, get their
+	// traffic without a destination route that would capture IKE too.
+	SteerMark, SteerTable uint32
 	// AcquireInterval is the least time between two Acquire events of one
-	// policy (default 1s).
+	// policy for one destination (default 1s).
 	AcquireInterval time.Duration
 	// ExpireCheck is the period of the lifetime checks (default 1s).
 	ExpireCheck time.Duration

@@ -147,3 +147,35 @@ func (r *rtnl) linkUp(ifindex, mtu int) error {
 	body = appendAttr(body, unix.IFLA_MTU, binary.NativeEndian.AppendUint32(nil, uint32(mtu)))
 	return r.request(unix.RTM_NEWLINK, 0, body)
 }
+
+// steerRulePriority is the priority of the fwmark rule: before the main
+// table (32766), after the local one (0), so that local traffic stays local.
+const steerRulePriority = 1000
+
+// steerRule adds or deletes the rule "fwmark mark lookup table" of one
+// address family, which sends the packets a policy layer marked into the
+// table holding the TUN device's default route.
+func (r *rtnl) steerRule(add bool, fam byte, mark, table uint32) error {
+	body := []byte{fam, 0, 0, 0, unix.RT_TABLE_UNSPEC, 0, 0, unix.FR_ACT_TO_TBL, 0, 0, 0, 0}
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	body = appendAttr(body, unix.FRA_FWMARK, u32(mark))
+	body = appendAttr(body, unix.FRA_FWMASK, u32(mark))
+	body = appendAttr(body, unix.FRA_TABLE, u32(table))
+	body = appendAttr(body, unix.FRA_PRIORITY, u32(steerRulePriority))
+	if add {
+		return r.request(unix.RTM_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
+	}
+	return r.request(unix.RTM_DELRULE, 0, body)
+}
+
+// defaultRoute adds or deletes the default route of one address family
+// through ifindex in table.
+func (r *rtnl) defaultRoute(add bool, fam byte, table uint32, ifindex int) error {
+	body := []byte{fam, 0, 0, 0, unix.RT_TABLE_UNSPEC, unix.RTPROT_STATIC, unix.RT_SCOPE_LINK, unix.RTN_UNICAST, 0, 0, 0, 0}
+	body = appendAttr(body, unix.RTA_TABLE, binary.NativeEndian.AppendUint32(nil, table))
+	body = appendAttr(body, unix.RTA_OIF, binary.NativeEndian.AppendUint32(nil, uint32(ifindex)))
+	if add {
+		return r.request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, body)
+	}
+	return r.request(unix.RTM_DELROUTE, 0, body)
+}
