@@ -121,6 +121,9 @@ type Config struct {
 	Rand io.Reader
 	// Now is the clock; default time.Now. Golden transcripts fix it.
 	Now func() time.Time
+	// Observer, when set, hears of acquires, Child SA policies and failed
+	// handshakes: the policy layer's view of the engine.
+	Observer Observer
 	// KeyLog, when set, receives IKE and Child SA keys in the form
 	// Wireshark's IKEv2 and ESP decryption tables take. Off by default:
 	// keys are secrets.

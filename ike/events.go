@@ -9,8 +9,8 @@ import (
 
 // handleEvents turns data-plane events into exchanges: a soft expiry (bytes
 // or time) rekeys the Child SA, a hard expiry deletes it with the peer.
-// Acquires need trap policies, which the policy layer installs; until then
-// they are logged.
+// Acquires go to the Observer (the policy layer, which installed the trap
+// policies that raise them), or are logged without one.
 func (e *Engine) handleEvents(events <-chan sadb.Event) {
 	defer e.wg.Done()
 	for {
@@ -41,6 +41,10 @@ func (e *Engine) handleEvent(ev sadb.Event) {
 		sa.log(slog.LevelInfo, "Child SA reached its hard lifetime: deleting", "spi", ev.SA.SPI)
 		go sa.deleteChild(context.Background(), c)
 	case sadb.Acquire:
+		if o := e.cfg.Observer; o != nil {
+			o.Acquire(ev)
+			return
+		}
 		e.log.Info("traffic without an SA", "policy", ev.Policy.Selector.String(), "packet", ev.Packet.String())
 	}
 }

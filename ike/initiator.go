@@ -35,6 +35,7 @@ type initiator struct {
 	idi          *wire.ID
 	idr          *wire.ID // the IDr we asked for, if a remote ID is configured
 	reauth       bool
+	answered     func() // called on each answer to IKE_SA_INIT; may be nil
 }
 
 // Initiate establishes an IKE SA and its first Child SA for the named
@@ -54,11 +55,17 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 // initiate establishes an IKE SA for c. A reauthentication (reauth) does not
 // claim INITIAL_CONTACT: the old IKE SA still stands until the new one is up.
 func (e *Engine) initiate(ctx context.Context, c *Connection, reauth bool) (*ikeSA, error) {
+	return e.initiateNotify(ctx, c, reauth, nil)
+}
+
+// initiateNotify is initiate, calling answered (when not nil) on every
+// answer to IKE_SA_INIT.
+func (e *Engine) initiateNotify(ctx context.Context, c *Connection, reauth bool, answered func()) (*ikeSA, error) {
 	if !c.Remote.Addr().IsValid() || c.Remote.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("connection %s has no remote address to initiate to", c.Name)
 	}
 	for attempt := 0; ; attempt++ {
-		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth}
+		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth, answered: answered}
 		err := hs.handshake()
 		if hs.sa == nil {
 			return nil, err
@@ -67,6 +74,7 @@ func (e *Engine) initiate(ctx context.Context, c *Connection, reauth bool) (*ike
 			return hs.sa, nil
 		}
 		e.stats.failure(hs.failureLabel(err))
+		e.observeFailure(c.Remote.Addr(), true, hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
 		if attempt > 0 || !hs.retryable(err) {
@@ -201,6 +209,9 @@ func (hs *initiator) exchangeSAInit() error {
 		resp, err := sa.request(hs.ctx, hs.buildSAInit)
 		if err != nil {
 			return err
+		}
+		if hs.answered != nil {
+			hs.answered()
 		}
 		hs.resp = resp
 		if try >= maxSAInitRetries {

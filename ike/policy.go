@@ -98,6 +98,9 @@ func (e *Engine) addPolicies(ps []*sadb.Policy) error {
 	for _, p := range ps {
 		e.policyRefs[p.ID()]++
 	}
+	if o := e.cfg.Observer; o != nil {
+		o.PoliciesAdded(ps)
+	}
 	return nil
 }
 
@@ -112,6 +115,9 @@ func (e *Engine) releasePolicies(ids []sadb.PolicyID) error {
 			delete(e.policyRefs, id)
 			gone = append(gone, id)
 		}
+	}
+	if o := e.cfg.Observer; o != nil && len(gone) > 0 {
+		o.PoliciesRemoved(gone)
 	}
 	return e.cfg.SADB.DeletePolicies(gone...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/iked/iked/auth"
@@ -320,8 +321,14 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 	if err == nil {
 		return hs.finish()
 	}
-	sa.eng.stats.failure(failureReason(code))
+	reason := failureReason(code)
+	var mismatch *authMismatchError
+	if errors.As(err, &mismatch) {
+		reason = "auth_mismatch"
+	}
+	sa.eng.stats.failure(reason)
 	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", notifyName(code))
+	sa.eng.observeFailure(sa.remote.Addr(), false, reason)
 	var extra []wire.Payload
 	var f *auth.Failure
 	if errors.As(err, &f) {
@@ -394,7 +401,35 @@ func (hs *authResponder) pickConnection() error {
 		sa.authName = c.Auth.Name()
 		return nil
 	}
+	// Tell a method mismatch apart from an unknown identity: the first is
+	// two policies with no authentication method in common.
+	var accepted []string
+	anyID := false
+	for _, c := range sa.candidates {
+		if c.RemoteID.Matches(hs.idi) {
+			anyID = true
+			if !slices.Contains(accepted, c.Auth.Name()) {
+				accepted = append(accepted, c.Auth.Name())
+			}
+		}
+	}
+	if anyID {
+		return &authMismatchError{peer: authMethodName(hs.authP.Method), accepted: accepted}
+	}
 	return fmt.Errorf("no connection accepts peer identity %s with auth method %d", IdentityFromPayload(hs.idi), hs.authP.Method)
+}
+
+// authMethodName names an AUTH payload's method for logs.
+func authMethodName(m wire.AuthMethod) string {
+	switch m {
+	case wire.AuthSharedKeyMIC:
+		return "psk (shared key MIC)"
+	case wire.AuthRSASig, wire.AuthECDSA256, wire.AuthECDSA384, wire.AuthECDSA521, wire.AuthDigitalSig:
+		return fmt.Sprintf("cert (signature method %d)", m)
+	case 201: // kerberos' private-use method (auth/kerberos.AuthMethod)
+		return "kerberos (method 201)"
+	}
+	return fmt.Sprintf("auth method %d", m)
 }
 
 // verifyPeer checks the initiator's AUTH over InitiatorSignedOctets.
