@@ -1,0 +1,346 @@
+// Package agent runs the assigned IPsec policy, as Windows' IPsec Policy
+// Agent does: it turns traffic that a negotiate rule covers into IKE
+// negotiations with the peer, falls back to clear with peers that never
+// answer IKE (when the rule allows), keeps the data plane's nftables rules
+// in step with the policy and the SAs, answers "is my traffic to this host
+// encrypted?", and on a reload keeps the SAs the new policy still allows.
+//
+// The agent is an ike.Observer: the engine tells it of acquires, of Child
+// SA policies and of failed handshakes.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iked/iked/auth"
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/policy"
+	"github.com/iked/iked/policy/nft"
+	"github.com/iked/iked/sadb"
+)
+
+// Engine is what the agent needs of the IKE engine.
+type Engine interface {
+	InitiateWith(ctx context.Context, c *ike.Connection, o ike.InitiateOptions) (ike.SAInfo, error)
+	SAs() []ike.SAInfo
+	Terminate(ctx context.Context, target string) (int, error)
+}
+
+// Enforcer is the data plane's policy enforcement (*nft.Table); nil means
+// none (the memory backend: decisions are made, nothing is enforced).
+type Enforcer interface {
+	Create(ctx context.Context, r *nft.Rules) error
+	Replace(ctx context.Context, r *nft.Rules) error
+	Delete(ctx context.Context) error
+	AddSecured(ctx context.Context, key, rule string) error
+	RemoveSecured(ctx context.Context, key string) error
+	AllowClear(ctx context.Context, peer string, is4 bool, ttl time.Duration) error
+	EndClear(ctx context.Context, peer string, is4 bool) error
+	CounterValues(ctx context.Context) (map[string]uint64, error)
+}
+
+// Config configures an Agent.
+type Config struct {
+	// Policy is the assigned policy (validated).
+	Policy *policy.Policy
+	// Auth are the authentication methods the policy's rules name.
+	Auth map[string]auth.Method
+	// Template holds the settings of the connections the agent makes
+	// (proposals for IKE, rekey and DPD times, mode); its name, addresses,
+	// auth, ESP proposals and selectors are the agent's.
+	Template ike.Connection
+	// Enforcer enforces the policy in the data plane; Mark is the mark it
+	// sets on traffic to secure.
+	Enforcer Enforcer
+	Mark     uint32
+	// Traps are installed so that marked traffic without an SA raises an
+	// acquire; nil with no data plane.
+	Traps sadb.PolicyBackend
+	// ClearTTL is how long a fallback to clear lasts before the next
+	// packet negotiates again; default 5 minutes (Windows' soft SA).
+	ClearTTL time.Duration
+	// RetryAfter is how long a peer whose negotiation failed (it answered
+	// but, e.g., has no authentication method in common) is left alone;
+	// default 30s. Its traffic stays unsecured meanwhile: dropped where
+	// security is required.
+	RetryAfter time.Duration
+	// LocalAddrs lists this host's addresses (for "me").
+	LocalAddrs func() []netip.Addr
+	// Logger receives the agent's log lines.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// State is where the traffic with one peer stands.
+type State string
+
+// Peer states.
+const (
+	Negotiating   State = "negotiating"
+	Secured       State = "secured"
+	ClearFallback State = "clear-fallback"
+	Failed        State = "failed"
+)
+
+// peer is the agent's record of a peer it negotiated with.
+type peer struct {
+	addr   netip.Addr
+	rule   string
+	state  State
+	since  time.Time
+	until  time.Time // ClearFallback and Failed: when it ends
+	reason string    // Failed: why
+}
+
+// Agent runs the assigned policy.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	ctx context.Context
+	end context.CancelFunc
+	eng Engine
+	ops chan func() // enforcement changes, in order, off the engine's goroutines
+	wg  sync.WaitGroup
+
+	mu    sync.Mutex
+	pol   *policy.Policy
+	auth  map[string]auth.Method
+	peers map[netip.Addr]*peer
+	flows map[string]uint64
+}
+
+// Flow outcomes counted by Stats.
+const (
+	FlowSecured       = "secured"
+	FlowClearFallback = "clear_fallback"
+	FlowAuthMismatch  = "auth_mismatch"
+	FlowFailed        = "failed"
+)
+
+// New returns an agent; Start applies the policy.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("agent: no policy")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ClearTTL == 0 {
+		cfg.ClearTTL = 5 * time.Minute
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LocalAddrs == nil {
+		cfg.LocalAddrs = func() []netip.Addr { return nil }
+	}
+	ctx, end := context.WithCancel(context.Background())
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "policy"), ctx: ctx, end: end,
+		ops: make(chan func(), 1024), pol: cfg.Policy, auth: cfg.Auth, peers: map[netip.Addr]*peer{},
+		flows: map[string]uint64{}}
+	return a, nil
+}
+
+// trapSelectors cover everything: only traffic the enforcer marked
+// reaches the data plane, and all of it without an SA needs an acquire.
+var trapSelectors = []sadb.Selector{
+	{Src: netip.MustParsePrefix("0.0.0.0/0"), Dst: netip.MustParsePrefix("0.0.0.0/0")},
+	{Src: netip.MustParsePrefix("::/0"), Dst: netip.MustParsePrefix("::/0")},
+}
+
+// trapPriority puts the traps after every Child SA's policies (priority 0).
+const trapPriority = 1 << 20
+
+// Start enforces the policy and starts serving acquires. The engine must
+// be set first (SetEngine).
+func (a *Agent) Start(eng Engine) error {
+	a.eng = eng
+	if e := a.cfg.Enforcer; e != nil {
+		if err := e.Create(a.ctx, nft.Compile(a.pol, a.cfg.Mark)); err != nil {
+			return fmt.Errorf("policy %s: %w", a.pol.Name, err)
+		}
+	}
+	if a.cfg.Traps != nil {
+		for _, sel := range trapSelectors {
+			p := &sadb.Policy{Selector: sel, Direction: sadb.Out, Action: sadb.Protect, Level: sadb.Required, Priority: trapPriority, Protocol: sadb.ESP, Mode: a.cfg.Template.Mode}
+			if err := a.cfg.Traps.AddPolicy(p); err != nil {
+				return fmt.Errorf("policy %s: trap policy %s: %w", a.pol.Name, sel, err)
+			}
+		}
+	}
+	a.wg.Add(1)
+	go a.run()
+	a.log.Info("policy assigned", "policy", a.pol.Name, "rules", len(a.pol.Rules), "default_response", a.pol.DefaultResponse.Active)
+	return nil
+}
+
+func (a *Agent) run() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case op := <-a.ops:
+			op()
+		}
+	}
+}
+
+// enqueue runs op on the agent's goroutine, in order.
+func (a *Agent) enqueue(op func()) {
+	select {
+	case a.ops <- op:
+	default:
+		a.log.Warn("policy agent queue full: a data-plane change is lost")
+	}
+}
+
+// Stop removes the enforcement (the table) and the traps.
+func (a *Agent) Stop(ctx context.Context) error {
+	a.end()
+	a.wg.Wait()
+	var errs []error
+	if a.cfg.Traps != nil {
+		for _, sel := range trapSelectors {
+			if err := a.cfg.Traps.DeletePolicy(sadb.PolicyID{Selector: sel, Direction: sadb.Out}); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if e := a.cfg.Enforcer; e != nil {
+		errs = append(errs, e.Delete(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Policy returns the assigned policy.
+func (a *Agent) Policy() *policy.Policy {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pol
+}
+
+func (a *Agent) isLocal(ip netip.Addr) bool {
+	return slices.Contains(a.cfg.LocalAddrs(), ip.Unmap())
+}
+
+// Connections returns the responder's connections for the policy: one
+// per negotiate rule and authentication method, most specific rule first,
+// then the default response rule's; any peer may use them. The daemon
+// puts them next to its configured connections.
+func (a *Agent) Connections() []*ike.Connection {
+	a.mu.Lock()
+	p, methods := a.pol, a.auth
+	a.mu.Unlock()
+	var out []*ike.Connection
+	seen := map[*policy.Rule]bool{}
+	for _, d := range p.Ordered() {
+		r := d.Rule
+		if r.Action != policy.Negotiate || seen[r] || r.Tunnel.IsValid() {
+			continue
+		}
+		seen[r] = true
+		out = append(out, a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS)...)
+	}
+	if d := p.DefaultResponse; d.Active {
+		out = append(out, a.ruleConnections(methods, "default-response", d.Methods, d.Auth, false)...)
+	}
+	return out
+}
+
+func (a *Agent) ruleConnections(have map[string]auth.Method, rule string, methods []policy.SecurityMethod, auths []string, pfs bool) []*ike.Connection {
+	var out []*ike.Connection
+	for _, name := range auths {
+		m, ok := have[name]
+		if !ok {
+			continue
+		}
+		c := a.connection(fmt.Sprintf("policy/%s/%s", rule, name), methods, pfs)
+		c.Auth = m
+		out = append(out, c)
+	}
+	return out
+}
+
+// connection makes a connection from the template with the rule's
+// security methods.
+func (a *Agent) connection(name string, methods []policy.SecurityMethod, pfs bool) *ike.Connection {
+	c := a.cfg.Template
+	c.Name = name
+	c.Initiate = false
+	c.ESPProposals = espProposals(methods, pfs, c.IKEProposals)
+	if len(methods) > 0 {
+		if methods[0].Lifetime > 0 {
+			c.RekeyTime = methods[0].Lifetime
+		}
+		if methods[0].LifetimeBytes > 0 {
+			c.RekeyBytes = methods[0].LifetimeBytes
+		}
+	}
+	return &c
+}
+
+// espProposals parses the security methods; with PFS each gets the first
+// IKE proposal's DH group. Config validated them, so errors are skipped.
+func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transform.Proposal) []transform.Proposal {
+	var out []transform.Proposal
+	for _, m := range methods {
+		p, err := transform.ParseESPProposal(m.Proposal)
+		if err != nil {
+			continue
+		}
+		if pfs && len(p.DH) == 0 && len(ikeProps) > 0 && len(ikeProps[0].DH) > 0 {
+			p.DH = []uint16{ikeProps[0].DH[0]}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// chooseAuth picks the first of the rule's methods this host has
+// credentials for; a.mu is held.
+func (a *Agent) chooseAuth(names []string) (string, auth.Method, error) {
+	var why []string
+	for _, n := range names {
+		m, ok := a.auth[n]
+		if !ok {
+			why = append(why, n+": not configured")
+			continue
+		}
+		if ci, ok := m.(interface{ CanInitiate() error }); ok {
+			if err := ci.CanInitiate(); err != nil {
+				why = append(why, n+": "+err.Error())
+				continue
+			}
+		}
+		return n, m, nil
+	}
+	return "", nil, fmt.Errorf("no authentication method to initiate with (%s)", strings.Join(why, "; "))
+}
+
+// hostTS is a one-address selector with the filter's protocol and port.
+func hostTS(a netip.Addr, proto uint8, port uint16) wire.TrafficSelector {
+	ts := ike.HostSelector(a)
+	ts.IPProtocol = proto
+	if port != 0 {
+		ts.StartPort, ts.EndPort = port, port
+	}
+	return ts
+}

@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/policy"
+	"github.com/iked/iked/policy/nft"
+	"github.com/iked/iked/sadb"
+)
+
+var _ ike.Observer = (*Agent)(nil)
+
+// Acquire implements ike.Observer: outbound traffic reached the data plane
+// without an SA. If a negotiate rule covers it, negotiate with its peer.
+func (a *Agent) Acquire(ev sadb.Event) {
+	pkt := policy.Packet{Src: ev.Packet.Src.Addr(), Dst: ev.Packet.Dst.Addr(), Protocol: ev.Packet.Proto,
+		SrcPort: ev.Packet.SrcPort, DstPort: ev.Packet.DstPort}
+	a.mu.Lock()
+	pol := a.pol
+	a.mu.Unlock()
+	d := pol.Decide(pkt, func(ip netip.Addr) bool { return ip == pkt.Src || a.isLocal(ip) })
+	if d.Rule == nil || d.Rule.Action != policy.Negotiate {
+		a.log.Debug("acquire for traffic no negotiate rule covers", "packet", pkt.String())
+		return
+	}
+	a.negotiate(pkt, d)
+}
+
+// negotiate starts IKE with the peer of pkt under rule d, unless a
+// negotiation with it runs, its fallback to clear lasts, or it failed
+// recently.
+func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
+	r := d.Rule
+	dst := pkt.Dst
+	if r.Tunnel.IsValid() {
+		dst = r.Tunnel
+	}
+	now := a.cfg.Now()
+	a.mu.Lock()
+	if p, ok := a.peers[dst]; ok {
+		switch {
+		case p.state == Negotiating,
+			p.state == ClearFallback && now.Before(p.until),
+			p.state == Failed && now.Before(p.until):
+			a.mu.Unlock()
+			return
+		}
+	}
+	authName, method, err := a.chooseAuth(r.Auth)
+	if err != nil {
+		a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: err.Error()}
+		a.flows[FlowFailed]++
+		a.mu.Unlock()
+		a.log.Warn("cannot negotiate", "peer", dst, "rule", r.Name, "err", err)
+		return
+	}
+	a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Negotiating, since: now}
+	a.mu.Unlock()
+
+	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS)
+	c.Auth = method
+	c.Local = pkt.Src
+	c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
+	c.LocalTS, c.RemoteTS = selectors(pkt, d)
+	if r.Tunnel.IsValid() {
+		c.Mode = ike.ModeTunnel
+	}
+	a.log.Info("negotiating security", "peer", dst, "rule", r.Name, "auth", authName, "packet", pkt.String())
+	a.wg.Add(1)
+	go a.initiate(c, dst, r)
+}
+
+// selectors are the traffic selectors for the filter that matched pkt:
+// the two hosts (or, through a tunnel, the filter's remote addresses),
+// with the filter's protocol and ports oriented as the packet travels.
+func selectors(pkt policy.Packet, d policy.Decision) (local, remote []wire.TrafficSelector) {
+	f := *d.Filter
+	direct := policy.Filter{Src: f.Src, Dst: f.Dst, Protocol: f.Protocol, SrcPort: f.SrcPort, DstPort: f.DstPort}
+	if !direct.Matches(pkt, func(ip netip.Addr) bool { return ip == pkt.Src }) {
+		f.Src, f.Dst, f.SrcPort, f.DstPort = f.Dst, f.Src, f.DstPort, f.SrcPort
+	}
+	local = []wire.TrafficSelector{hostTS(pkt.Src, f.Protocol, f.SrcPort)}
+	if d.Rule.Tunnel.IsValid() {
+		for _, p := range f.Dst.Prefixes() {
+			ts := hostTS(p.Addr(), f.Protocol, f.DstPort)
+			ts.EndAddr = lastAddr(p)
+			remote = append(remote, ts)
+		}
+		if len(remote) > 0 {
+			return local, remote
+		}
+	}
+	return local, []wire.TrafficSelector{hostTS(pkt.Dst, f.Protocol, f.DstPort)}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// initiate runs one negotiation. A peer that does not answer IKE at all
+// within the rule's fallback delay gets clear traffic (fallback rules
+// only); one that answers and fails never does.
+func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
+	defer a.wg.Done()
+	answered := make(chan struct{})
+	var once sync.Once
+	var timer *time.Timer
+	if r.Fallback {
+		timer = time.AfterFunc(r.FallbackDelayOrDefault(), func() {
+			select {
+			case <-answered:
+			default:
+				a.fallBack(dst, r)
+			}
+		})
+	}
+	info, err := a.eng.InitiateWith(a.ctx, c, ike.InitiateOptions{OnAnswer: func() { once.Do(func() { close(answered) }) }})
+	if timer != nil {
+		timer.Stop()
+	}
+	now := a.cfg.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.peers[dst]
+	if p == nil {
+		p = &peer{addr: dst, rule: r.Name}
+		a.peers[dst] = p
+	}
+	if err == nil {
+		wasClear := p.state == ClearFallback
+		*p = peer{addr: dst, rule: r.Name, state: Secured, since: now}
+		a.flows[FlowSecured]++
+		a.log.Info("traffic secured", "peer", dst, "rule", r.Name, "ike_sa", info.ID, "auth", info.Auth)
+		if wasClear {
+			a.endClear(dst)
+		}
+		return
+	}
+	if a.ctx.Err() != nil {
+		return
+	}
+	if p.state == ClearFallback {
+		a.log.Info("peer still does not answer IKE; traffic stays in clear", "peer", dst, "until", p.until.Format(time.RFC3339))
+		return
+	}
+	reason := ike.FailureReason(err)
+	select {
+	case <-answered:
+	default:
+		reason = "no_answer"
+	}
+	*p = peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: describe(reason, c.Auth.Name(), err)}
+	if reason == "authentication_failed" || reason == "auth_mismatch" {
+		a.flows[FlowAuthMismatch]++
+		a.log.Warn("authentication mismatch: the peer refused our authentication; traffic to it is not secured",
+			"peer", dst, "rule", r.Name, "auth", c.Auth.Name(), "err", err)
+		return
+	}
+	a.flows[FlowFailed]++
+	a.log.Warn("negotiation failed; traffic to the peer is not secured", "peer", dst, "rule", r.Name, "reason", reason, "err", err)
+}
+
+func describe(reason, authName string, err error) string {
+	switch reason {
+	case "authentication_failed", "auth_mismatch":
+		return fmt.Sprintf("authentication mismatch: the peer refused %s authentication (%v)", authName, err)
+	case "no_answer":
+		return "the peer did not answer IKE"
+	}
+	return err.Error()
+}
+
+// fallBack lets the peer's traffic flow in clear for ClearTTL: it did not
+// answer IKE within the fallback delay.
+func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
+	now := a.cfg.Now()
+	a.mu.Lock()
+	p := a.peers[dst]
+	if p == nil || p.state != Negotiating {
+		a.mu.Unlock()
+		return
+	}
+	p.state, p.since, p.until = ClearFallback, now, now.Add(a.cfg.ClearTTL)
+	a.flows[FlowClearFallback]++
+	a.mu.Unlock()
+	a.log.Warn("peer did not answer IKE: falling back to clear", "peer", dst, "rule", r.Name,
+		"waited", r.FallbackDelayOrDefault().String(), "for", a.cfg.ClearTTL.String())
+	if e := a.cfg.Enforcer; e != nil {
+		ttl := a.cfg.ClearTTL
+		a.enqueue(func() {
+			if err := e.AllowClear(a.ctx, dst.String(), dst.Is4(), ttl); err != nil {
+				a.log.Error("allowing clear traffic", "peer", dst, "err", err)
+			}
+		})
+	}
+}
+
+// endClear ends a fallback (a.mu held).
+func (a *Agent) endClear(dst netip.Addr) {
+	if e := a.cfg.Enforcer; e != nil {
+		a.enqueue(func() {
+			if err := e.EndClear(a.ctx, dst.String(), dst.Is4()); err != nil {
+				a.log.Error("ending clear fallback", "peer", dst, "err", err)
+			}
+		})
+	}
+}
+
+// PoliciesAdded implements ike.Observer: a Child SA's outbound policies
+// get a marking rule, so that its traffic enters the data plane whatever
+// the static rules say nothing about (the default response rule's SAs);
+// a fallback to clear with its peer ends.
+func (a *Agent) PoliciesAdded(ps []*sadb.Policy) {
+	e := a.cfg.Enforcer
+	for _, p := range ps {
+		if p.Direction != sadb.Out || p.Action != sadb.Protect || p.ReqID == 0 {
+			continue
+		}
+		if dst := p.Selector.Dst; dst.IsSingleIP() {
+			a.mu.Lock()
+			if st := a.peers[dst.Addr()]; st != nil && st.state == ClearFallback {
+				st.state, st.since = Secured, a.cfg.Now()
+				a.endClear(dst.Addr())
+			}
+			a.mu.Unlock()
+		}
+		if e == nil {
+			continue
+		}
+		key, rule := nft.SecuredRule(p.Selector, a.cfg.Mark)
+		a.enqueue(func() {
+			if err := e.AddSecured(a.ctx, key, rule); err != nil {
+				a.log.Error("marking an SA's traffic", "selector", key, "err", err)
+			}
+		})
+	}
+}
+
+// PoliciesRemoved implements ike.Observer.
+func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
+	e := a.cfg.Enforcer
+	if e == nil {
+		return
+	}
+	for _, id := range ids {
+		if id.Direction != sadb.Out {
+			continue
+		}
+		key := id.Selector.String()
+		a.enqueue(func() {
+			if err := e.RemoveSecured(a.ctx, key); err != nil {
+				a.log.Error("unmarking an SA's traffic", "selector", key, "err", err)
+			}
+		})
+	}
+}
+
+// HandshakeFailed implements ike.Observer: a peer whose authentication
+// method this host does not accept is an authentication mismatch, logged
+// and counted on this side too.
+func (a *Agent) HandshakeFailed(peerAddr netip.Addr, initiator bool, reason string) {
+	if initiator || reason != "auth_mismatch" {
+		return
+	}
+	a.mu.Lock()
+	a.flows[FlowAuthMismatch]++
+	a.mu.Unlock()
+	a.log.Warn("authentication mismatch: the peer offered an authentication method the policy does not accept", "peer", peerAddr)
+}
