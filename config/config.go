@@ -20,6 +20,7 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/policy"
 )
 
 // Config is the daemon's whole configuration, parsed and validated, with
@@ -49,6 +50,16 @@ type Config struct {
 	IKE IKE
 	// Connections are the configured connections, in file order.
 	Connections []Connection
+	// Authentication are the named authentication methods that policy
+	// rules refer to (key "authentication"); AuthenticationNames lists
+	// them in file order.
+	Authentication      map[string]auth.Method
+	AuthenticationNames []string
+	// Policy is the assigned IPsec policy (keys "policy", "policies",
+	// "filter_lists"); nil when none is assigned.
+	Policy *policy.Policy
+	// PolicyOptions are the policy section's other settings.
+	PolicyOptions PolicyOptions
 }
 
 // Log configures the daemon's logging.

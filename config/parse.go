@@ -171,7 +171,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections"}
+var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -187,9 +187,19 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 	}
 	var listenNode *yaml.Node
 	var infos []connInfo
+	var refs policyRefs
+	var authNode *yaml.Node
 	for _, p := range pairs {
 		v := p.vNode
 		switch p.key {
+		case "authentication":
+			authNode = v
+		case "policy":
+			refs.section = v
+		case "policies":
+			refs.policies = v
+		case "filter_lists":
+			refs.lists = v
 		case "listen":
 			if l, ok := w.listen(v); ok {
 				cfg.Listen, listenNode = l, v
@@ -228,6 +238,10 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 			cfg.Connections, infos = w.connections(v, baseDir)
 		}
 	}
+	if authNode != nil {
+		w.authentication(authNode, cfg, baseDir)
+	}
+	w.policy(refs, cfg)
 	w.checkLocalListen(cfg, listenNode, infos)
 }
 
