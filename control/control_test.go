@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/policy/agent"
 )
 
 // fakeHandler records calls and answers from its fields.
@@ -30,6 +32,8 @@ type fakeHandler struct {
 	block   bool
 	started chan struct{}
 	panics  bool
+	policy  *agent.PolicyInfo
+	calls   []string
 }
 
 func (f *fakeHandler) SAs() []ike.SAInfo {
@@ -65,6 +69,20 @@ func (f *fakeHandler) Terminate(_ context.Context, target string) (int, error) {
 }
 
 func (f *fakeHandler) Status() Status { return f.status }
+
+func (f *fakeHandler) Policy() (*agent.PolicyInfo, error) {
+	if f.policy == nil {
+		return nil, errors.New("no IPsec policy is assigned")
+	}
+	return f.policy, nil
+}
+
+func (f *fakeHandler) Peers(peer netip.Addr, proto uint8, port uint16) ([]agent.PeerStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("peers %v %d %d", peer, proto, port))
+	return []agent.PeerStatus{{Peer: peer.String(), Verdict: agent.VerdictSecured}}, nil
+}
 
 func (f *fakeHandler) Rekey(_ context.Context, target string, spi uint32) (string, error) {
 	if target != "ike-1" {
@@ -496,5 +514,38 @@ func TestReadLine(t *testing.T) {
 		if string(got) != tc.want || !errors.Is(err, tc.err) {
 			t.Errorf("readLine(%q, %d) = %q, %v; want %q, %v", tc.in, tc.limit, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+func TestPolicyAndPeersRequestsReachTheHandlerAndBadArgumentsAreRefused(t *testing.T) {
+	h := &fakeHandler{}
+	_, path := serve(t, h)
+	ctx := context.Background()
+	if _, err := Do(ctx, path, Request{Command: CommandPolicy}); err == nil || !strings.Contains(err.Error(), "no IPsec policy is assigned") {
+		t.Fatalf("policy without one: %v", err)
+	}
+	h.policy = &agent.PolicyInfo{Name: "server-request-security"}
+	resp, err := Do(ctx, path, Request{Command: CommandPolicy})
+	if err != nil || resp.Policy == nil || resp.Policy.Name != "server-request-security" {
+		t.Fatalf("policy: %+v %v", resp, err)
+	}
+	resp, err = Do(ctx, path, Request{Command: CommandPeers, Target: "10.0.0.2", Protocol: "tcp", Port: 23})
+	if err != nil || len(resp.Peers) != 1 || resp.Peers[0].Verdict != agent.VerdictSecured {
+		t.Fatalf("peers: %+v %v", resp, err)
+	}
+	for req, want := range map[Request]string{
+		{Command: CommandPeers, Target: "host.example"}:                        "is not an IP address",
+		{Command: CommandPeers, Target: "10.0.0.2", Protocol: "tcpx"}:          "unknown protocol",
+		{Command: CommandPeers, Target: "10.0.0.2", Port: 80}:                  "a port needs protocol tcp or udp",
+		{Command: CommandPeers, Target: "10.0.0.2", Protocol: "icmp", Port: 1}: "a port needs protocol tcp or udp",
+	} {
+		if _, err := Do(ctx, path, req); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, want %q", req, err, want)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.calls) != 1 || h.calls[0] != "peers 10.0.0.2 6 23" {
+		t.Errorf("handler calls %q", h.calls)
 	}
 }

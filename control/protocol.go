@@ -16,9 +16,11 @@ package control
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/policy/agent"
 )
 
 // Commands understood by the daemon, as Request.Command.
@@ -36,6 +38,13 @@ const (
 	// CommandRekey rekeys the IKE SA named by Request.Target, or, with
 	// Request.Child, that Child SA of it.
 	CommandRekey = "rekey"
+	// CommandPolicy shows the assigned IPsec policy and its rules.
+	CommandPolicy = "policy"
+	// CommandPeers tells, for the peer address in Request.Target (with
+	// Request.Protocol and Request.Port narrowing the traffic), or for
+	// every peer known when Target is empty, whether traffic is secured,
+	// in clear (and why) or blocked.
+	CommandPeers = "peers"
 )
 
 // DefaultSocket is where iked creates its control socket unless configured
@@ -58,6 +67,10 @@ type Request struct {
 	// Child is the inbound SPI (8 hex digits) of the Child SA "rekey"
 	// rekeys; empty rekeys the IKE SA.
 	Child string `json:"child,omitempty"`
+	// Protocol ("tcp", "udp", "icmp", a number) and Port narrow the
+	// traffic "peers" asks about; empty and 0 mean any.
+	Protocol string `json:"protocol,omitempty"`
+	Port     uint16 `json:"port,omitempty"`
 }
 
 // Response is the daemon's answer to a Request. Error is set if and only if
@@ -74,6 +87,10 @@ type Response struct {
 	// Rekeyed answers "rekey": the ID of the IKE SA now carrying the
 	// connection (a new one after an IKE SA rekey).
 	Rekeyed string `json:"rekeyed,omitempty"`
+	// Policy answers "policy".
+	Policy *agent.PolicyInfo `json:"policy,omitempty"`
+	// Peers answers "peers".
+	Peers []agent.PeerStatus `json:"peers,omitempty"`
 }
 
 // Status is the daemon's overall state, answered to "status".
@@ -138,4 +155,9 @@ type Handler interface {
 	// Rekey rekeys an IKE SA (childSPI zero) or one of its Child SAs,
 	// identified by its inbound SPI, and returns the IKE SA's ID after it.
 	Rekey(ctx context.Context, target string, childSPI uint32) (string, error)
+	// Policy describes the assigned policy; an error when none is.
+	Policy() (*agent.PolicyInfo, error)
+	// Peers tells what happens to traffic with peer (protocol and port 0
+	// for any), or with every known peer when peer is invalid.
+	Peers(peer netip.Addr, protocol uint8, port uint16) ([]agent.PeerStatus, error)
 }

@@ -11,12 +11,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/iked/iked/policy"
 )
 
 // Server timeouts. They are variables so tests can shorten them.
@@ -337,6 +340,37 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			return Response{Error: err.Error()}
 		}
 		resp.Rekeyed = id
+	case CommandPolicy:
+		info, err := s.h.Policy()
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		resp.Policy = info
+	case CommandPeers:
+		var peer netip.Addr
+		if req.Target != "" {
+			a, err := netip.ParseAddr(req.Target)
+			if err != nil {
+				return Response{Error: fmt.Sprintf("peers: %q is not an IP address", req.Target)}
+			}
+			peer = a
+		}
+		var proto uint8
+		if req.Protocol != "" {
+			p, err := policy.ParseProtocol(req.Protocol)
+			if err != nil {
+				return Response{Error: "peers: " + err.Error()}
+			}
+			proto = p
+		}
+		if req.Port != 0 && proto != policy.TCP && proto != policy.UDP {
+			return Response{Error: "peers: a port needs protocol tcp or udp"}
+		}
+		peers, err := s.h.Peers(peer, proto, req.Port)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		resp.Peers = peers
 	case "":
 		return Response{Error: "missing command"}
 	default:

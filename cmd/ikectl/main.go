@@ -3,7 +3,8 @@
 //	ikectl [--socket PATH] COMMAND [ARGS]
 //
 // Commands: sas [--json], initiate CONN, terminate CONN|SA-ID,
-// status [--json]. See docs/ikectl.md.
+// rekey SA-ID [SPI], status [--json], policy [--json], peers [ADDR].
+// See docs/ikectl.md.
 package main
 
 import (
@@ -29,6 +30,10 @@ Commands:
   terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
   rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
   status [--json]         show the daemon's status and connections
+  policy [--json]         show the assigned IPsec policy and its rules
+  peers [ADDR] [--protocol P] [--port N] [--json]
+                          is traffic with ADDR (or every known peer) secured,
+                          in clear (by permit, fallback, no rule) or blocked?
   help                    show this help
 
 Options:
@@ -163,6 +168,10 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 		}
 		fmt.Fprintf(stdout, "terminated %s\n", plural(resp.Terminated, "IKE SA"))
 		return nil
+	case "policy":
+		return runPolicy(ctx, socket, args, stdout)
+	case "peers":
+		return runPeers(ctx, socket, args, stdout)
 	case "rekey":
 		if len(args) < 1 || len(args) > 2 || args[0] == "" {
 			return usageError{"rekey takes an IKE SA ID, and optionally a Child SA's inbound SPI"}

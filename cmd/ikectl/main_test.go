@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/policy/agent"
 )
 
 // fakeDaemon is a control.Handler with canned answers.
@@ -41,6 +45,39 @@ func (f *fakeDaemon) Rekey(_ context.Context, target string, spi uint32) (string
 		return "", errors.New("no IKE SA " + target)
 	}
 	return "ike-2", nil
+}
+
+func (f *fakeDaemon) Policy() (*agent.PolicyInfo, error) {
+	return &agent.PolicyInfo{Name: "server-request-security", Exempt: []string{"IKE (UDP 500, 4500), ESP, AH"},
+		Rules: []agent.RuleInfo{{Name: "all-icmp", Action: "permit", Filters: []string{"me -> any icmp (mirrored)"}, Connection: "all"},
+			{Name: "all-ip", Action: "negotiate", Filters: []string{"me -> any (mirrored)"}, Methods: []string{"esp aes256gcm16"},
+				Auth: []string{"kerberos", "psk"}, AcceptUnsecured: true, Fallback: "3s", Connection: "all"}},
+		DefaultResponse: &agent.RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}}}, nil
+}
+
+func (f *fakeDaemon) Peers(peer netip.Addr, proto uint8, port uint16) ([]agent.PeerStatus, error) {
+	return []agent.PeerStatus{{Peer: peer.String(), Traffic: fmt.Sprintf("proto %d port %d", proto, port), Verdict: agent.VerdictClearFallback,
+		Rule: "all-ip", Filter: "me -> any (mirrored)", Detail: "the peer did not answer IKE", Until: time.Now().Add(4*time.Minute + 30*time.Second)}}, nil
+}
+
+func TestPolicyAndPeersPrintWhatTheDaemonSays(t *testing.T) {
+	path := startDaemon(t, &fakeDaemon{})
+	env := map[string]string{"IKED_SOCKET": path}
+	r := runIkectl(env, "policy")
+	for _, want := range []string{"policy server-request-security", "all-ip: negotiate (accept unsecured, fallback to clear after 3s)", "auth    kerberos, psk", "default-response: negotiate"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("policy: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	r = runIkectl(env, "peers", "--protocol", "tcp", "--port", "23", "10.0.0.2")
+	for _, want := range []string{"10.0.0.2: clear-fallback", "proto 6 port 23", "the peer did not answer IKE (for 4m"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("peers: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	if r := runIkectl(env, "peers", "a", "b"); r.code != 2 {
+		t.Errorf("peers with two addresses: exit %d", r.code)
+	}
 }
 
 func (f *fakeDaemon) Status() control.Status {

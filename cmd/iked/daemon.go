@@ -22,6 +22,7 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -45,6 +46,7 @@ type daemon struct {
 
 	dp      *dataPlane
 	db      *sadb.DB
+	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
 	control *control.Server
 	metrics *http.Server
@@ -126,8 +128,16 @@ func newDaemon(path string) (*daemon, error) {
 		keyLog = d.keyLog
 		d.log.Warn("key log enabled: session keys are written to it", "path", cfg.KeyLog)
 	}
+	if d.agent, err = newAgent(cfg, d.dp, d); err != nil {
+		_ = d.db.Close()
+		return nil, err
+	}
+	var observer ike.Observer
+	if d.agent != nil {
+		observer = d.agent
+	}
 	d.engine, err = ike.New(ike.Config{
-		Connections: engineConnections(cfg), SADB: d.db,
+		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
 		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
@@ -202,6 +212,9 @@ func (d *daemon) serve() (err error) {
 		if r, ok := d.dp.backend.(sadb.StatsReporter); ok {
 			more = append(more, metrics.NewDataPlaneCollector(r))
 		}
+		if d.agent != nil {
+			more = append(more, metrics.NewPolicyCollector(d.agent))
+		}
 		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -218,6 +231,13 @@ func (d *daemon) serve() (err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if d.agent != nil {
+		if err := d.agent.Start(d.engine); err != nil {
+			cancel()
+			_ = d.shutdown()
+			return err
+		}
+	}
 	d.engine.StartConnections(ctx)
 
 	sigs := make(chan os.Signal, 4)
@@ -240,6 +260,11 @@ func (d *daemon) shutdown() error {
 	defer cancel()
 	d.control.Close()
 	err := d.engine.Shutdown(ctx)
+	if d.agent != nil {
+		if aerr := d.agent.Stop(ctx); aerr != nil {
+			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
+		}
+	}
 	if cerr := d.db.Close(); err == nil {
 		err = cerr
 	}
@@ -260,12 +285,20 @@ func (d *daemon) reload() {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return
 	}
-	if err := d.engine.SetConnections(engineConnections(cfg)); err != nil {
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+		return
+	}
+	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return
 	}
 	d.mu.Lock()
-	old := d.cfg
 	d.cfg = cfg
 	d.mu.Unlock()
 	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||

@@ -85,8 +85,14 @@ func openUserspace(cfg *config.Config, log *slog.Logger) (*dataPlane, error) {
 		return nil, fmt.Errorf("backend userspace needs a listen address on port %d: ESP travels in UDP there", natTPort)
 	}
 	u := cfg.Userspace
-	b, err := userspace.New(userspace.Config{TUN: u.TUN, MTU: u.MTU, Listen: listen, Addresses: u.Addresses,
-		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, Logger: log})
+	uc := userspace.Config{TUN: u.TUN, MTU: u.MTU, Listen: listen, Addresses: u.Addresses,
+		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, Logger: log}
+	if cfg.Policy != nil {
+		// The policy's nftables rules mark what must be secured; the mark
+		// routes it into the TUN device.
+		uc.SteerMark, uc.SteerTable = cfg.PolicyOptions.Mark, cfg.PolicyOptions.RouteTable
+	}
+	b, err := userspace.New(uc)
 	if err != nil {
 		return nil, fmt.Errorf("backend userspace: %w", err)
 	}

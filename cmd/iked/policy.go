@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/iked/iked/config"
+	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/policy/agent"
+	"github.com/iked/iked/policy/nft"
+	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/userspace"
+)
+
+// newAgent builds the policy agent for the assigned policy; nil when no
+// policy is assigned. The userspace data plane enforces the policy with
+// nftables and steers the marked traffic into its TUN device; the memory
+// one decides without enforcing (tests, demos).
+func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error) {
+	if cfg.Policy == nil {
+		return nil, nil
+	}
+	o := cfg.PolicyOptions
+	ac := agent.Config{
+		Policy: cfg.Policy, Auth: cfg.Authentication, Template: policyTemplate(dp),
+		Mark: o.Mark, ClearTTL: o.ClearTTL, RetryAfter: o.RetryAfter, Logger: d.log, LocalAddrs: localAddrs,
+	}
+	switch b := dp.backend.(type) {
+	case *userspace.Backend:
+		t, err := nft.New(nft.Config{Table: o.Table, Mark: o.Mark, TUN: b.TUNName()})
+		if err != nil {
+			return nil, err
+		}
+		ac.Enforcer, ac.Traps = t, b
+	case sadb.PolicyBackend:
+		if dp.name != "memory" {
+			return nil, fmt.Errorf("policy %s: the %s data plane cannot enforce an IPsec policy yet; use backend: userspace", cfg.Policy.Name, dp.name)
+		}
+		d.log.Warn("backend memory: the IPsec policy decides and negotiates, but nothing enforces it in the kernel")
+	}
+	return agent.New(ac)
+}
+
+// policyTemplate is what the connections the agent makes share. The
+// userspace data plane has no transport mode: host-to-host SAs are tunnel
+// mode between the two hosts' own addresses, which carries the same
+// packets.
+func policyTemplate(dp *dataPlane) ike.Connection {
+	var props []transform.Proposal
+	for _, s := range config.DefaultIKEProposals() {
+		if p, err := transform.ParseIKEProposal(s); err == nil {
+			props = append(props, p)
+		}
+	}
+	mode := ike.ModeTransport
+	if dp.name == "userspace" || dp.name == "memory" {
+		mode = ike.ModeTunnel
+	}
+	return ike.Connection{
+		IKEProposals: props, Mode: mode, ForceEncap: dp.forceEncap,
+		RekeyTime: config.DefaultRekeyTime, IKERekeyTime: config.DefaultIKERekeyTime,
+		DPDDelay: config.DefaultDPDDelay, DPDAction: ike.DPDClear,
+	}
+}
+
+// localAddrs lists the host's addresses, for the policy's "me".
+func localAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// allConnections are the configured connections and the policy's.
+func (d *daemon) allConnections(cfg *config.Config) []*ike.Connection {
+	conns := engineConnections(cfg)
+	if d.agent != nil {
+		conns = append(conns, d.agent.Connections()...)
+	}
+	return conns
+}
+
+// Policy implements control.Handler.
+func (d *daemon) Policy() (*agent.PolicyInfo, error) {
+	if d.agent == nil {
+		return nil, errors.New("no IPsec policy is assigned (see docs/policies.md)")
+	}
+	info := d.agent.Describe()
+	return &info, nil
+}
+
+// Peers implements control.Handler.
+func (d *daemon) Peers(peer netip.Addr, proto uint8, port uint16) ([]agent.PeerStatus, error) {
+	if d.agent == nil {
+		return nil, errors.New("no IPsec policy is assigned (see docs/policies.md)")
+	}
+	if !peer.IsValid() {
+		return d.agent.Peers(), nil
+	}
+	return []agent.PeerStatus{d.agent.Peer(peer, proto, port)}, nil
+}
+
+// reloadPolicy assigns the reloaded configuration's policy; a failure
+// leaves the running one.
+func (d *daemon) reloadPolicy(ctx context.Context, old, cfg *config.Config) error {
+	switch {
+	case d.agent == nil && cfg.Policy == nil:
+		return nil
+	case d.agent == nil || cfg.Policy == nil:
+		return errors.New("assigning a policy, or removing the assigned one, takes effect at restart")
+	case old.PolicyOptions != cfg.PolicyOptions:
+		return errors.New("policy.mark, route_table, nft_table, clear_ttl and retry_after changes take effect at restart")
+	}
+	_, err := d.agent.Assign(ctx, cfg.Policy, cfg.Authentication)
+	return err
+}
