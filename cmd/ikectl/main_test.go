@@ -69,7 +69,7 @@ func TestPolicyAndPeersPrintWhatTheDaemonSays(t *testing.T) {
 			t.Errorf("policy: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
 		}
 	}
-	r = runIkectl(env, "peers", "--protocol", "tcp", "--port", "23", "10.0.0.2")
+	r = runIkectl(env, "peers", "10.0.0.2", "--protocol", "tcp", "--port", "23")
 	for _, want := range []string{"10.0.0.2: clear-fallback", "proto 6 port 23", "the peer did not answer IKE (for 4m"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("peers: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)

@@ -40,16 +40,24 @@ func runPeers(ctx context.Context, socket string, args []string, stdout io.Write
 	asJSON := fs.Bool("json", false, "print JSON")
 	proto := fs.String("protocol", "", "protocol: tcp, udp, icmp or a number")
 	port := fs.Uint("port", 0, "TCP or UDP port")
+	// The address may come before the flags, as people type it.
+	var addr string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		addr, args = args[0], args[1:]
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 1 {
+	if fs.NArg() > 1 || fs.NArg() == 1 && addr != "" {
 		return usageError{"peers takes at most one argument, a peer address"}
+	}
+	if addr == "" {
+		addr = fs.Arg(0)
 	}
 	if *port > 65535 {
 		return usageError{fmt.Sprintf("peers: --port %d is not a port", *port)}
 	}
-	req := control.Request{Command: control.CommandPeers, Target: fs.Arg(0), Protocol: *proto, Port: uint16(*port)}
+	req := control.Request{Command: control.CommandPeers, Target: addr, Protocol: *proto, Port: uint16(*port)}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	resp, err := control.Do(ctx, socket, req)
