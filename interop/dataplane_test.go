@@ -249,6 +249,9 @@ func classifyFrame(d []byte) frame {
 		f.sport, f.dport = binary.BigEndian.Uint16(ip[ihl:]), binary.BigEndian.Uint16(ip[ihl+2:])
 		f.udp = ip[ihl+8:]
 	}
+	if f.proto == unix.IPPROTO_TCP && len(ip) >= ihl+4 {
+		f.sport, f.dport = binary.BigEndian.Uint16(ip[ihl:]), binary.BigEndian.Uint16(ip[ihl+2:])
+	}
 	return f
 }
 

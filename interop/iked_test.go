@@ -84,6 +84,9 @@ type ikedOptions struct {
 	Backend string
 	// Userspace, when not nil, is rendered as the userspace: section.
 	Userspace *ikedUserspace
+	// Extra is YAML appended as written (top-level sections such as
+	// authentication and policy).
+	Extra string
 }
 
 // ikedUserspace is the userspace: section of iked's configuration; zero
@@ -229,6 +232,7 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 			b.WriteString("    force_encap: true\n")
 		}
 	}
+	b.WriteString(o.Extra)
 	return b.String()
 }
 

@@ -162,6 +162,18 @@ func (d *daemon) serve() (err error) {
 			}
 		}
 	}()
+	// The policy is enforced before any IKE or control traffic: until
+	// then, traffic it must secure would flow in clear.
+	if d.agent != nil {
+		if err := d.agent.Start(d.engine); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = d.agent.Stop(context.Background())
+			}
+		}()
+	}
 	nattTaken := false
 	for _, addr := range cfg.Listen {
 		if addr.Port() == natTPort && d.dp.natt != nil {
@@ -231,13 +243,6 @@ func (d *daemon) serve() (err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if d.agent != nil {
-		if err := d.agent.Start(d.engine); err != nil {
-			cancel()
-			_ = d.shutdown()
-			return err
-		}
-	}
 	d.engine.StartConnections(ctx)
 
 	sigs := make(chan os.Signal, 4)

@@ -203,7 +203,9 @@ func (a *Agent) run() {
 	}
 }
 
-// enqueue runs op on the agent's goroutine, in order.
+// enqueue runs op on the agent's goroutine, in order. Ops use their own
+// contexts (nft calls are bounded), so that Stop does not cut one short
+// halfway.
 func (a *Agent) enqueue(op func()) {
 	select {
 	case a.ops <- op:

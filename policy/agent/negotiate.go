@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -198,7 +199,7 @@ func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
 	if e := a.cfg.Enforcer; e != nil {
 		ttl := a.cfg.ClearTTL
 		a.enqueue(func() {
-			if err := e.AllowClear(a.ctx, dst.String(), dst.Is4(), ttl); err != nil {
+			if err := e.AllowClear(context.Background(), dst.String(), dst.Is4(), ttl); err != nil {
 				a.log.Error("allowing clear traffic", "peer", dst, "err", err)
 			}
 		})
@@ -209,7 +210,7 @@ func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
 func (a *Agent) endClear(dst netip.Addr) {
 	if e := a.cfg.Enforcer; e != nil {
 		a.enqueue(func() {
-			if err := e.EndClear(a.ctx, dst.String(), dst.Is4()); err != nil {
+			if err := e.EndClear(context.Background(), dst.String(), dst.Is4()); err != nil {
 				a.log.Error("ending clear fallback", "peer", dst, "err", err)
 			}
 		})
@@ -239,7 +240,7 @@ func (a *Agent) PoliciesAdded(ps []*sadb.Policy) {
 		}
 		key, rule := nft.SecuredRule(p.Selector, a.cfg.Mark)
 		a.enqueue(func() {
-			if err := e.AddSecured(a.ctx, key, rule); err != nil {
+			if err := e.AddSecured(context.Background(), key, rule); err != nil {
 				a.log.Error("marking an SA's traffic", "selector", key, "err", err)
 			}
 		})
@@ -258,7 +259,7 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 		}
 		key := id.Selector.String()
 		a.enqueue(func() {
-			if err := e.RemoveSecured(a.ctx, key); err != nil {
+			if err := e.RemoveSecured(context.Background(), key); err != nil {
 				a.log.Error("unmarking an SA's traffic", "selector", key, "err", err)
 			}
 		})
