@@ -77,7 +77,7 @@ func newMatrix(t *testing.T, a, b policyHost) *matrix {
 			Backend: "userspace", Metrics: true, Files: h.Files,
 			Userspace:         &ikedUserspace{TUN: "iked0"},
 			RetransmitTimeout: time.Second, RetransmitTries: 2,
-			Extra:             h.yaml(),
+			Extra: h.yaml(),
 		})
 	}
 	m.a = start(topo.I, m.addrA, a)
