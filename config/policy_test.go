@@ -2,9 +2,11 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/iked/iked/internal/testpki"
 	"github.com/iked/iked/policy"
 )
 
@@ -126,5 +128,39 @@ func TestPolicyKeysAreDocumented(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+name+"`") {
 			t.Errorf("policies.md does not explain %s", name)
 		}
+	}
+}
+
+// TestPoliciesDocExampleLoads keeps the custom policy of docs/policies.md
+// correct: it is loaded with its files made up.
+func TestPoliciesDocExampleLoads(t *testing.T) {
+	doc, err := os.ReadFile("../docs/policies.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(doc), "## Writing your own")
+	_, block, ok := strings.Cut(after, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block under \"Writing your own\"")
+	}
+	dir := t.TempDir()
+	pki := testpki.New(t, "Docs", "p256", 0)
+	key := testpki.Key(t, "p256", "docs-host")
+	cert := pki.Issue(t, key, testpki.Leaf{CN: "host.example", DNS: []string{"host.example"}})
+	for name, data := range map[string][]byte{
+		"host.pem": testpki.CertPEM(cert, pki.Inter), "host.key": testpki.KeyPEM(t, key), "root.pem": testpki.CertPEM(pki.Root),
+		"lab.secret": []byte("a long enough lab secret\n"), "iked.yaml": []byte(block),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Load(filepath.Join(dir, "iked.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy == nil || c.Policy.Name != "lab-server" || len(c.Policy.Rules) != 2 {
+		t.Fatalf("policy %+v", c.Policy)
 	}
 }
