@@ -280,6 +280,16 @@ func (m *Method) Principal() Principal { return m.principal }
 // when none is configured.
 func (m *Method) Service() Principal { return m.service }
 
+// CanInitiate reports whether this method has what an initiator needs: a
+// service principal for the peer. A policy rule that lists Kerberos first
+// falls through to its next method when it cannot.
+func (m *Method) CanInitiate() error {
+	if m.service == (Principal{}) {
+		return errors.New("no service principal configured for the peer (option service)")
+	}
+	return nil
+}
+
 // FlushTickets forgets the cached TGT and service tickets, so that the
 // next handshake goes to the KDC.
 func (m *Method) FlushTickets() {
