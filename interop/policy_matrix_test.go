@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,13 +50,12 @@ func (h policyHost) yaml() string {
 
 // matrix is a running case: A in the first namespace, B in the second.
 type matrix struct {
-	t          *testing.T
-	topo       *topology
-	a, b       *iked // nil for a host without IPsec
-	addrA      netip.Addr
-	addrB      netip.Addr
-	capture    *capture
-	capStarted bool
+	t       *testing.T
+	topo    *topology
+	a, b    *iked // nil for a host without IPsec
+	addrA   netip.Addr
+	addrB   netip.Addr
+	capture *capture
 }
 
 func newMatrix(t *testing.T, a, b policyHost) *matrix {
@@ -451,5 +452,96 @@ policies:
 		m.wantVerdict(m.a, m.addrB, telnetPort, "blocked")
 		m.wantVerdict(m.a, m.addrB, matrixEchoPort, "clear-permit")
 		m.wantPackets(m.a, "blocked")
+	})
+}
+
+// reassign rewrites d's policy section and sends SIGHUP.
+func (m *matrix) reassign(d *iked, addr netip.Addr, h policyHost) {
+	m.t.Helper()
+	cfg := ikedConfig(d.socket, d.keyLog, ikedOptions{
+		Listen:  []string{addr.String() + ":500", addr.String() + ":4500"},
+		Backend: "userspace", Metrics: true, Userspace: &ikedUserspace{TUN: "iked0"},
+		RetransmitTimeout: time.Second, RetransmitTries: 2, Extra: h.yaml(),
+	})
+	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *matrix) sasOf(d *iked) []string {
+	m.t.Helper()
+	sas, err := d.SAs()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var ids []string
+	for _, sa := range sas {
+		ids = append(ids, sa.ID)
+	}
+	return ids
+}
+
+func TestPolicyReload(t *testing.T) {
+	requireRoot(t)
+	m := newMatrix(t, policyHost{Policy: request}, policyHost{Policy: request})
+	m.wantTCP(m.topo.I, m.addrB, matrixEchoPort, 10*time.Second)
+	before := m.sasOf(m.a)
+	if len(before) != 1 {
+		t.Fatalf("SAs before the reload: %v", before)
+	}
+
+	t.Run("ToAPolicyThatStillAllowsTheSA_KeepsItAndTrafficStaysSecured", func(t *testing.T) {
+		m.reassign(m.a, m.addrA, policyHost{Policy: respondOnly})
+		waitFor(t, 10*time.Second, func() string {
+			if !strings.Contains(m.a.Log(), `"previous":"server-request-security"`) {
+				return "no reload logged yet"
+			}
+			return ""
+		})
+		if after := m.sasOf(m.a); strings.Join(after, ",") != strings.Join(before, ",") {
+			t.Fatalf("SAs %v became %v", before, after)
+		}
+		m.startCapture()
+		m.wantTCP(m.topo.I, m.addrB, matrixEchoPort, 5*time.Second)
+		if w := m.wire(); w.clearTCP[matrixEchoPort] != 0 || w.esp == 0 {
+			t.Errorf("after the reload: want only ESP, got %+v", w)
+		}
+	})
+
+	t.Run("ToAPolicyThatBlocksThePeer_DeletesTheSAOnBothSides", func(t *testing.T) {
+		block := fmt.Sprintf(`filter_lists:
+  b:
+    filters: [{source: me, destination: %s}]
+policies:
+  block-b:
+    rules: [{filter_list: b, action: block}]
+`, m.addrB)
+		m.reassign(m.a, m.addrA, policyHost{Policy: "block-b", Extra: block})
+		waitFor(t, 10*time.Second, func() string {
+			if n := len(m.sasOf(m.a)) + len(m.sasOf(m.b)); n != 0 {
+				return fmt.Sprintf("%d SAs left", n)
+			}
+			return ""
+		})
+		m.wantNoTCP(m.topo.I, m.addrB, matrixEchoPort, 3*time.Second)
+		m.wantVerdict(m.a, m.addrB, matrixEchoPort, "blocked")
+	})
+
+	t.Run("ToABrokenFile_RefusedWithItsLineAndThePolicyStays", func(t *testing.T) {
+		m.reassign(m.a, m.addrA, policyHost{Policy: "no-such-policy"})
+		waitFor(t, 10*time.Second, func() string {
+			if !strings.Contains(m.a.Log(), "configuration refused; the running one stays") {
+				return "no refusal logged"
+			}
+			return ""
+		})
+		line := wantLog(t, "A", m.a.Log(), "configuration refused", `policy.assign: no policy named \"no-such-policy\"`)
+		if !strings.Contains(line, "iked.yaml:") {
+			t.Errorf("the refusal does not give file:line: %s", line)
+		}
+		m.wantVerdict(m.a, m.addrB, matrixEchoPort, "blocked")
 	})
 }

@@ -194,12 +194,17 @@ func TestReloadKeepsOnlyTheSAsTheNewPolicyStillAllows(t *testing.T) {
 		{"a block rule for the peer removes it", noTelnet, false},
 	}
 	for _, c := range cases {
-		if got, why := c.p.Keeps(sa, isA); got != c.want {
+		if got, why := c.p.Keeps(sa, isA, nil); got != c.want {
 			t.Errorf("%s: Keeps = %v (%s)", c.name, got, why)
 		}
 	}
+	// Entries are named by the configuration; the SA knows the method.
+	named, _ := Builtin(ClientRespondOnly, []string{"lab-secret"}, nil)
+	if ok, why := named.Keeps(sa, isA, func(n string) string { return map[string]string{"lab-secret": "psk"}[n] }); !ok {
+		t.Errorf("an SA authenticated by the psk entry lab-secret is removed: %s", why)
+	}
 	respond.DefaultResponse.Active = false
-	if ok, _ := respond.Keeps(sa, isA); ok {
+	if ok, _ := respond.Keeps(sa, isA, nil); ok {
 		t.Error("respond-only with the default response rule off keeps the SA")
 	}
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 )
 
 // SAView is what a reload needs to know of an established SA: the traffic
@@ -17,13 +16,32 @@ type SAView struct {
 	Auth string
 }
 
+// accepts reports whether one of names (the policy's authentication
+// entries) is of method m; methodOf maps an entry to its method's name
+// (nil: the entries are method names).
+func accepts(names []string, m string, methodOf func(string) string) bool {
+	for _, n := range names {
+		if methodOf != nil {
+			n = methodOf(n)
+		}
+		if n == m {
+			return true
+		}
+	}
+	return false
+}
+
 // Keeps reports whether the policy still allows the SA, and why: assigning
 // a policy keeps the SAs it would have negotiated or answered, and the
 // caller removes the rest. A negotiate rule keeps SAs whose auth method it
 // lists; traffic no rule matches is kept by an active default response rule
 // that lists the auth method; permit, block and exempt traffic is no longer
 // secured.
-func (p *Policy) Keeps(sa SAView, local func(netip.Addr) bool) (bool, string) {
+//
+// methodOf maps the names of the policy's authentication entries to their
+// methods' names ("corp-kerberos" to "kerberos"); nil when they are the
+// same.
+func (p *Policy) Keeps(sa SAView, local func(netip.Addr) bool, methodOf func(string) string) (bool, string) {
 	pkt := Packet{Src: sa.Local, Dst: sa.Remote, Protocol: sa.Protocol, SrcPort: sa.LocalPort, DstPort: sa.RemotePort}
 	d := p.Decide(pkt, local)
 	switch {
@@ -33,13 +51,13 @@ func (p *Policy) Keeps(sa SAView, local func(netip.Addr) bool) (bool, string) {
 		if !p.DefaultResponse.Active {
 			return false, "no rule matches and the default response rule is off"
 		}
-		if !slices.Contains(p.DefaultResponse.Auth, sa.Auth) {
+		if !accepts(p.DefaultResponse.Auth, sa.Auth, methodOf) {
 			return false, fmt.Sprintf("the default response rule does not accept %s authentication", sa.Auth)
 		}
 		return true, "default response rule"
 	case d.Rule.Action != Negotiate:
 		return false, fmt.Sprintf("rule %s now says %s", d.Rule.Name, d.Rule.Action)
-	case !slices.Contains(d.Rule.Auth, sa.Auth):
+	case !accepts(d.Rule.Auth, sa.Auth, methodOf):
 		return false, fmt.Sprintf("rule %s does not accept %s authentication", d.Rule.Name, sa.Auth)
 	}
 	return true, "rule " + d.Rule.Name

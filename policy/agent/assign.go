@@ -36,6 +36,12 @@ func (a *Agent) Assign(ctx context.Context, p *policy.Policy, methods map[string
 		delete(a.peers, addr)
 	}
 	a.mu.Unlock()
+	methodOf := func(name string) string {
+		if m, ok := methods[name]; ok {
+			return m.Name()
+		}
+		return ""
+	}
 	var removed []string
 	for _, sa := range a.eng.SAs() {
 		if !strings.HasPrefix(sa.Connection, "policy/") {
@@ -46,7 +52,8 @@ func (a *Agent) Assign(ctx context.Context, p *policy.Policy, methods map[string
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		keep, why := p.Keeps(policy.SAView{Local: l.Addr().Unmap(), Remote: r.Addr().Unmap(), Auth: sa.Auth}, func(ip netip.Addr) bool { return ip == l.Addr().Unmap() || a.isLocal(ip) })
+		local := func(ip netip.Addr) bool { return ip == l.Addr().Unmap() || a.isLocal(ip) }
+		keep, why := p.Keeps(policy.SAView{Local: l.Addr().Unmap(), Remote: r.Addr().Unmap(), Auth: sa.Auth}, local, methodOf)
 		if keep {
 			continue
 		}
