@@ -193,6 +193,16 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 			return
 		}
 	}
+	// The KDCs of Kerberos methods given by address are exempt too.
+	for _, name := range cfg.AuthenticationNames {
+		if k, ok := cfg.Authentication[name].(interface{ KDCAddresses() []netip.Addr }); ok {
+			for _, a := range k.KDCAddresses() {
+				if !slices.Contains(kdcs, a) {
+					kdcs = append(kdcs, a)
+				}
+			}
+		}
+	}
 	pol.Exempt, pol.KDCs = exempt, kdcs
 	cfg.Policy = pol
 }

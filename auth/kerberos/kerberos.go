@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -101,7 +104,29 @@ type Method struct {
 	replays       *ReplayCache
 	now           func() time.Time
 	clockShift    atomic.Int64 // test hook: added to now, in nanoseconds
+	kdcAddrs      []netip.Addr // the realm's KDCs given as IP addresses
 }
+
+// kdcAddresses returns the KDC entries ("host", "host:port", "[v6]:port")
+// that are IP addresses; names are left out (they would need DNS).
+func kdcAddresses(kdcs []string) []netip.Addr {
+	var out []netip.Addr
+	for _, k := range kdcs {
+		host := k
+		if h, _, err := net.SplitHostPort(k); err == nil {
+			host = h
+		}
+		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && !slices.Contains(out, a.Unmap()) {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// KDCAddresses returns the realm's KDCs that are configured as IP
+// addresses: an IPsec policy exempts traffic to them, because Kerberos
+// must reach its KDC before any SA exists.
+func (m *Method) KDCAddresses() []netip.Addr { return slices.Clone(m.kdcAddrs) }
 
 // Format implements fmt.Formatter: a Method prints without its keys.
 func (m *Method) Format(f fmt.State, _ rune) {
@@ -180,6 +205,11 @@ func New(o Options, baseDir string) (*Method, error) {
 		return nil, err
 	}
 	m := &Method{realm: realm, keytab: kt, maxSkew: DefaultMaxSkew, checkAddrs: o.CheckAddresses, resync: true, replays: replays, now: time.Now}
+	for _, r := range cfg.Realms {
+		if r.Realm == realm {
+			m.kdcAddrs = kdcAddresses(r.KDC)
+		}
+	}
 	if o.MaxSkew < 0 {
 		return nil, errors.New("kerberos: max_skew must be positive")
 	} else if o.MaxSkew > 0 {
