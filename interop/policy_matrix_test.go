@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/iked/iked/auth/kerberos/kdctest"
 )
 
 // The Windows policy matrix (issue 5): two hosts in network namespaces,
@@ -62,7 +65,14 @@ func newMatrix(t *testing.T, a, b policyHost) *matrix {
 	t.Helper()
 	requireTUN(t)
 	requireTools(t, "nft", "tcpdump", "ping")
-	topo := newTopology(t)
+	return newMatrixOn(t, newTopology(t), a, b)
+}
+
+// newMatrixOn is newMatrix on an existing topology.
+func newMatrixOn(t *testing.T, topo *topology, a, b policyHost) *matrix {
+	t.Helper()
+	requireTUN(t)
+	requireTools(t, "nft", "tcpdump", "ping")
 	m := &matrix{t: t, topo: topo, addrA: topo.IkedAddr, addrB: topo.CharonAddr}
 	for _, ns := range []*netns{topo.I, topo.S} {
 		for _, port := range []int{matrixEchoPort, telnetPort} {
@@ -544,4 +554,45 @@ policies:
 		}
 		m.wantVerdict(m.a, m.addrB, matrixEchoPort, "blocked")
 	})
+}
+
+// TestPolicyKerberos: two hosts with secure-server-require-security,
+// authenticated by Kerberos only, the MIT KDC of the realm in B's
+// namespace. Everything between the hosts must be secured, yet the
+// initiator must reach the KDC before any SA exists: the KDC (named by the
+// methods' kdcs) is exempt, so its exchange crosses in clear and the TCP
+// connection then runs through a Kerberos-authenticated SA.
+func TestPolicyKerberos(t *testing.T) {
+	requireRoot(t)
+	kdctest.Require(t)
+	topo := newTopology(t)
+	kdcAddr := net.JoinHostPort(topo.CharonAddr.String(), krbKDCPort)
+	kdc := kdctest.StartWith(t, krbRealm, kdctest.Options{Listen: kdcAddr, Wrap: []string{"ip", "netns", "exec", topo.S.name}})
+	ktA := kdc.AddHost("host/"+krbHostI, filepath.Join(kdc.Dir, "a.keytab"))
+	ktB := kdc.AddHost("host/"+krbHostS, filepath.Join(kdc.Dir, "b.keytab"))
+	authA := "  corp: " + kerberosAuth(kdcAddr, ktA, "host/"+krbHostI, "host/"+krbHostS, []string{"@" + krbRealm}) + "\n"
+	authB := "  corp: " + kerberosAuth(kdcAddr, ktB, "host/"+krbHostS, "host/"+krbHostI, []string{"@" + krbRealm}) + "\n"
+	m := newMatrixOn(t, topo, policyHost{Policy: require, Auth: authA}, policyHost{Policy: require, Auth: authB})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("KDC log:\n%s", kdc.Log())
+		}
+	})
+	m.startCapture()
+	m.wantTCP(m.topo.I, m.addrB, matrixEchoPort, 15*time.Second)
+	w := m.wire()
+	if w.clearTCP[matrixEchoPort] != 0 || w.esp == 0 {
+		t.Errorf("want the TCP connection only as ESP, got %+v", w)
+	}
+	if w.clearTCP[88] == 0 {
+		t.Errorf("no clear Kerberos exchange with the KDC on the wire: %+v", w)
+	}
+	sas, err := m.a.SAs()
+	if err != nil || len(sas) != 1 || sas[0].Auth != "kerberos" {
+		t.Fatalf("A's SAs: %+v %v", sas, err)
+	}
+	m.wantVerdict(m.a, m.addrB, matrixEchoPort, "secured")
+	if st := m.peerVerdict(m.a, m.addrB, 88); st != "exempt" {
+		t.Errorf("ikectl peers says %q for the KDC's port, want exempt", st)
+	}
 }

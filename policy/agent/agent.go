@@ -275,7 +275,7 @@ func (a *Agent) ruleConnections(have map[string]auth.Method, rule string, method
 			continue
 		}
 		c := a.connection(fmt.Sprintf("policy/%s/%s", rule, name), methods, pfs)
-		c.Auth = m
+		c.Auth, c.LocalID = m, localIdentity(m)
 		out = append(out, c)
 	}
 	return out
@@ -335,6 +335,20 @@ func (a *Agent) chooseAuth(names []string) (string, auth.Method, error) {
 		return n, m, nil
 	}
 	return "", nil, fmt.Errorf("no authentication method to initiate with (%s)", strings.Join(why, "; "))
+}
+
+// localIdentity is the identity a method needs this side to send (a
+// Kerberos principal's); the zero Identity, i.e. the IP address, otherwise.
+func localIdentity(m auth.Method) ike.Identity {
+	li, ok := m.(interface{ LocalIdentity() string })
+	if !ok {
+		return ike.Identity{}
+	}
+	id, err := ike.ParseIdentity(li.LocalIdentity())
+	if err != nil {
+		return ike.Identity{}
+	}
+	return id
 }
 
 // hostTS is a one-address selector with the filter's protocol and port.

@@ -64,7 +64,7 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 	a.mu.Unlock()
 
 	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS)
-	c.Auth = method
+	c.Auth, c.LocalID = method, localIdentity(method)
 	c.Local = pkt.Src
 	c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
 	c.LocalTS, c.RemoteTS = selectors(pkt, d)

@@ -43,10 +43,14 @@ func Compile(p *policy.Policy, mark uint32) *Rules {
 		"fib daddr type { broadcast, multicast } accept",
 		ndExempt,
 	)
+	// Both ways: this host talking to a KDC, and, on the KDC itself, the
+	// KDC answering.
 	for _, kdc := range p.KDCs {
 		fam := family(kdc)
-		r.ExemptOut = append(r.ExemptOut, fmt.Sprintf("%s daddr %s meta l4proto { tcp, udp } th dport %d accept", fam, kdc, policy.KerberosPort))
-		r.ExemptIn = append(r.ExemptIn, fmt.Sprintf("%s saddr %s meta l4proto { tcp, udp } th sport %d accept", fam, kdc, policy.KerberosPort))
+		toKDC := fmt.Sprintf("%s daddr %s meta l4proto { tcp, udp } th dport %d accept", fam, kdc, policy.KerberosPort)
+		fromKDC := fmt.Sprintf("%s saddr %s meta l4proto { tcp, udp } th sport %d accept", fam, kdc, policy.KerberosPort)
+		r.ExemptOut = append(r.ExemptOut, toKDC, fromKDC)
+		r.ExemptIn = append(r.ExemptIn, fromKDC, toKDC)
 	}
 	for _, e := range p.Exempt {
 		fam := family(e.Addr())
