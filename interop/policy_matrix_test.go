@@ -434,6 +434,19 @@ func TestPolicyMatrix(t *testing.T) {
 		m.wantFlows(m.a, "auth_mismatch", 1)
 	})
 
+	t.Run("NegotiateWithoutAcceptUnsecured_InboundClearTrafficIsDropped", func(t *testing.T) {
+		strict := `policies:
+  strict:
+    rules: [{filter_list: all-ip, action: negotiate, accept_unsecured: false}]
+`
+		m := newMatrix(t, policyHost{Policy: "strict", Extra: strict}, policyHost{})
+		m.wantNoTCP(m.topo.S, m.addrA, matrixEchoPort, 3*time.Second)
+		m.wantPackets(m.a, "refused")
+		if got := m.pings(m.topo.S, m.addrA, 2); got != 0 {
+			t.Errorf("%d clear pings answered: ICMP is not exempt in this policy", got)
+		}
+	})
+
 	t.Run("CustomPolicyBlockTelnetPermitRest_Port23DroppedRestPasses", func(t *testing.T) {
 		custom := `filter_lists:
   telnet:
