@@ -14,8 +14,8 @@ func childPolicies(c *childSA, local, remote netip.Addr) []*sadb.Policy {
 	var ps []*sadb.Policy
 	for _, l := range c.localTS {
 		for _, r := range c.remoteTS {
-			for _, lp := range rangePrefixes(l.StartAddr, l.EndAddr) {
-				for _, rp := range rangePrefixes(r.StartAddr, r.EndAddr) {
+			for _, lp := range sadb.RangePrefixes(l.StartAddr, l.EndAddr) {
+				for _, rp := range sadb.RangePrefixes(r.StartAddr, r.EndAddr) {
 					out := sadb.Selector{Src: lp, Dst: rp, Proto: selectorProto(l, r), SrcPort: singlePort(l), DstPort: singlePort(r)}
 					in := sadb.Selector{Src: rp, Dst: lp, Proto: out.Proto, SrcPort: out.DstPort, DstPort: out.SrcPort}
 					base := sadb.Policy{Action: sadb.Protect, Level: sadb.Required, Protocol: sadb.ESP, Mode: c.mode, ReqID: c.reqID}
@@ -54,36 +54,6 @@ func singlePort(ts wire.TrafficSelector) uint16 {
 		return ts.StartPort
 	}
 	return 0
-}
-
-// rangePrefixes splits an address range into the fewest prefixes that
-// cover exactly it.
-func rangePrefixes(start, end netip.Addr) []netip.Prefix {
-	var out []netip.Prefix
-	for !end.Less(start) {
-		bits := start.BitLen()
-		// Grow the prefix while it stays aligned and within the range.
-		for bits > 0 {
-			p := netip.PrefixFrom(start, bits-1)
-			if p.Masked().Addr() != start {
-				break
-			}
-			_, last := prefixRange(p)
-			if end.Less(last) {
-				break
-			}
-			bits--
-		}
-		p := netip.PrefixFrom(start, bits)
-		out = append(out, p)
-		_, last := prefixRange(p)
-		next := last.Next()
-		if !next.IsValid() || next.IsUnspecified() && !last.IsUnspecified() {
-			break
-		}
-		start = next
-	}
-	return out
 }
 
 // addPolicies installs (or replaces) policies and counts a reference to

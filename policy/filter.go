@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/iked/iked/sadb"
 )
 
 // AddressKind is what a filter's address names.
@@ -107,7 +109,7 @@ func (a Address) Prefixes() []netip.Prefix {
 	case Host, Subnet:
 		return []netip.Prefix{a.Prefix}
 	case Range:
-		return rangePrefixes(a.From, a.To)
+		return sadb.RangePrefixes(a.From, a.To)
 	}
 	return nil
 }
@@ -141,44 +143,6 @@ func rangeSize(from, to netip.Addr) int {
 		}
 	}
 	return 0
-}
-
-// rangePrefixes splits an address range into the fewest prefixes.
-func rangePrefixes(from, to netip.Addr) []netip.Prefix {
-	var out []netip.Prefix
-	for !to.Less(from) {
-		n := from.BitLen()
-		for n > 0 {
-			p, _ := from.Prefix(n - 1)
-			if p.Addr() != from || to.Less(lastOf(p)) {
-				break
-			}
-			n--
-		}
-		p := netip.PrefixFrom(from, n)
-		out = append(out, p)
-		next := lastOf(p).Next()
-		if !next.IsValid() {
-			break
-		}
-		from = next
-	}
-	return out
-}
-
-// lastOf returns the last address of a prefix.
-func lastOf(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As16()
-	hostBits := p.Addr().BitLen() - p.Bits()
-	for i := 15; i >= 0 && hostBits > 0; i-- {
-		n := min(hostBits, 8)
-		a[i] |= byte(1<<n - 1)
-		hostBits -= n
-	}
-	if p.Addr().Is4() {
-		return netip.AddrFrom16(a).Unmap()
-	}
-	return netip.AddrFrom16(a)
 }
 
 // Protocols known by name.

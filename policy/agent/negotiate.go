@@ -89,7 +89,7 @@ func selectors(pkt policy.Packet, d policy.Decision) (local, remote []wire.Traff
 	if d.Rule.Tunnel.IsValid() {
 		for _, p := range f.Dst.Prefixes() {
 			ts := hostTS(p.Addr(), f.Protocol, f.DstPort)
-			ts.EndAddr = lastAddr(p)
+			ts.EndAddr = sadb.LastAddr(p)
 			remote = append(remote, ts)
 		}
 		if len(remote) > 0 {
@@ -97,15 +97,6 @@ func selectors(pkt policy.Packet, d policy.Decision) (local, remote []wire.Traff
 		}
 	}
 	return local, []wire.TrafficSelector{hostTS(pkt.Dst, f.Protocol, f.DstPort)}
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 // initiate runs one negotiation. A peer that does not answer IKE at all

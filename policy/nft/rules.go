@@ -117,15 +117,7 @@ func match(f policy.Filter, out bool, ct policy.ConnectionType) (matchExpr, bool
 	}
 	addr(local, localDir)
 	addr(remote, remoteDir)
-	if f.Protocol != 0 {
-		parts = append(parts, fmt.Sprintf("meta l4proto %d", f.Protocol))
-	}
-	if f.SrcPort != 0 {
-		parts = append(parts, fmt.Sprintf("th sport %d", f.SrcPort))
-	}
-	if f.DstPort != 0 {
-		parts = append(parts, fmt.Sprintf("th dport %d", f.DstPort))
-	}
+	parts = append(parts, l4(f.Protocol, f.SrcPort, f.DstPort)...)
 	iface := "oiftype"
 	if !out {
 		iface = "iiftype"
@@ -137,6 +129,21 @@ func match(f policy.Filter, out bool, ct policy.ConnectionType) (matchExpr, bool
 		parts = append(parts, "meta "+iface+" != ether")
 	}
 	return matchExpr{fam: fam, expr: strings.Join(parts, " ")}, true
+}
+
+// l4 matches a protocol and ports (0: any).
+func l4(proto uint8, sport, dport uint16) []string {
+	var parts []string
+	if proto != 0 {
+		parts = append(parts, fmt.Sprintf("meta l4proto %d", proto))
+	}
+	if sport != 0 {
+		parts = append(parts, fmt.Sprintf("th sport %d", sport))
+	}
+	if dport != 0 {
+		parts = append(parts, fmt.Sprintf("th dport %d", dport))
+	}
+	return parts
 }
 
 func family(a netip.Addr) string {
@@ -210,15 +217,7 @@ func SecuredRule(sel sadb.Selector, mark uint32) (key, rule string) {
 		fmt.Sprintf("%s saddr %s", fam, sel.Src.Masked()),
 		fmt.Sprintf("%s daddr %s", fam, sel.Dst.Masked()),
 	}
-	if sel.Proto != 0 {
-		parts = append(parts, fmt.Sprintf("meta l4proto %d", sel.Proto))
-	}
-	if sel.SrcPort != 0 {
-		parts = append(parts, fmt.Sprintf("th sport %d", sel.SrcPort))
-	}
-	if sel.DstPort != 0 {
-		parts = append(parts, fmt.Sprintf("th dport %d", sel.DstPort))
-	}
+	parts = append(parts, l4(sel.Proto, sel.SrcPort, sel.DstPort)...)
 	parts = append(parts, fmt.Sprintf(`counter name "secured" meta mark set %#x accept`, mark))
 	return sel.String(), strings.Join(parts, " ")
 }
