@@ -27,7 +27,7 @@ func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error
 	o := cfg.PolicyOptions
 	ac := agent.Config{
 		Policy: cfg.Policy, Auth: cfg.Authentication, Template: policyTemplate(dp),
-		Mark: o.Mark, ClearTTL: o.ClearTTL, RetryAfter: o.RetryAfter, Logger: d.log, LocalAddrs: localAddrs,
+		ClearTTL: o.ClearTTL, RetryAfter: o.RetryAfter, Logger: d.log, LocalAddrs: localAddrs,
 	}
 	switch b := dp.backend.(type) {
 	case *userspace.Backend:

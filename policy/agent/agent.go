@@ -25,7 +25,6 @@ import (
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
-	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/sadb"
 )
 
@@ -36,16 +35,27 @@ type Engine interface {
 	Terminate(ctx context.Context, target string) (int, error)
 }
 
-// Enforcer is the data plane's policy enforcement (*nft.Table); nil means
-// none (the memory backend: decisions are made, nothing is enforced).
+// Enforcer is the data plane's policy enforcement: nftables with the
+// userspace data plane (*nft.Table), XFRM policies with the kernel's
+// (*xfrmpolicy.Enforcer). nil means none (the memory backend: decisions
+// are made, nothing is enforced).
 type Enforcer interface {
-	Create(ctx context.Context, r *nft.Rules) error
-	Replace(ctx context.Context, r *nft.Rules) error
+	// Create enforces p, replacing whatever a previous run left.
+	Create(ctx context.Context, p *policy.Policy) error
+	// Replace swaps the enforced policy for p (a reload).
+	Replace(ctx context.Context, p *policy.Policy) error
+	// Delete removes the enforcement.
 	Delete(ctx context.Context) error
-	AddSecured(ctx context.Context, key, rule string) error
-	RemoveSecured(ctx context.Context, key string) error
-	AllowClear(ctx context.Context, peer string, is4 bool, ttl time.Duration) error
-	EndClear(ctx context.Context, peer string, is4 bool) error
+	// AddSecured and RemoveSecured steer an established SA's outbound
+	// selector into the data plane, where the data plane needs it.
+	AddSecured(ctx context.Context, sel sadb.Selector) error
+	RemoveSecured(ctx context.Context, sel sadb.Selector) error
+	// AllowClear lets traffic with peer flow in clear for ttl (a fallback);
+	// EndClear ends that early.
+	AllowClear(ctx context.Context, peer netip.Addr, ttl time.Duration) error
+	EndClear(ctx context.Context, peer netip.Addr) error
+	// CounterValues reads the outcome counters (nft.Counters names), if
+	// the enforcement counts packets.
 	CounterValues(ctx context.Context) (map[string]uint64, error)
 }
 
@@ -59,10 +69,8 @@ type Config struct {
 	// (proposals for IKE, rekey and DPD times, mode); its name, addresses,
 	// auth, ESP proposals and selectors are the agent's.
 	Template ike.Connection
-	// Enforcer enforces the policy in the data plane; Mark is the mark it
-	// sets on traffic to secure.
+	// Enforcer enforces the policy in the data plane.
 	Enforcer Enforcer
-	Mark     uint32
 	// Traps are installed so that marked traffic without an SA raises an
 	// acquire; nil with no data plane.
 	Traps sadb.PolicyBackend
@@ -173,7 +181,7 @@ const trapPriority = 1 << 20
 func (a *Agent) Start(eng Engine) error {
 	a.eng = eng
 	if e := a.cfg.Enforcer; e != nil {
-		if err := e.Create(a.ctx, nft.Compile(a.pol, a.cfg.Mark)); err != nil {
+		if err := e.Create(a.ctx, a.pol); err != nil {
 			return fmt.Errorf("policy %s: %w", a.pol.Name, err)
 		}
 	}

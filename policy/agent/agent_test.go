@@ -16,7 +16,6 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
-	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/sadb"
 )
 
@@ -72,20 +71,20 @@ func (f *fakeEnforcer) rec(s string) error {
 	f.log = append(f.log, s)
 	return nil
 }
-func (f *fakeEnforcer) Create(context.Context, *nft.Rules) error  { return f.rec("create") }
-func (f *fakeEnforcer) Replace(context.Context, *nft.Rules) error { return f.rec("replace") }
-func (f *fakeEnforcer) Delete(context.Context) error              { return f.rec("delete") }
-func (f *fakeEnforcer) AddSecured(_ context.Context, key, _ string) error {
-	return f.rec("secured+ " + key)
+func (f *fakeEnforcer) Create(context.Context, *policy.Policy) error  { return f.rec("create") }
+func (f *fakeEnforcer) Replace(context.Context, *policy.Policy) error { return f.rec("replace") }
+func (f *fakeEnforcer) Delete(context.Context) error                  { return f.rec("delete") }
+func (f *fakeEnforcer) AddSecured(_ context.Context, sel sadb.Selector) error {
+	return f.rec("secured+ " + sel.String())
 }
-func (f *fakeEnforcer) RemoveSecured(_ context.Context, key string) error {
-	return f.rec("secured- " + key)
+func (f *fakeEnforcer) RemoveSecured(_ context.Context, sel sadb.Selector) error {
+	return f.rec("secured- " + sel.String())
 }
-func (f *fakeEnforcer) AllowClear(_ context.Context, p string, _ bool, _ time.Duration) error {
-	return f.rec("clear+ " + p)
+func (f *fakeEnforcer) AllowClear(_ context.Context, p netip.Addr, _ time.Duration) error {
+	return f.rec("clear+ " + p.String())
 }
-func (f *fakeEnforcer) EndClear(_ context.Context, p string, _ bool) error {
-	return f.rec("clear- " + p)
+func (f *fakeEnforcer) EndClear(_ context.Context, p netip.Addr) error {
+	return f.rec("clear- " + p.String())
 }
 func (f *fakeEnforcer) CounterValues(context.Context) (map[string]uint64, error) {
 	return map[string]uint64{"secured": 7}, nil
@@ -120,7 +119,7 @@ func newTestAgent(t *testing.T, p *policy.Policy, eng *fakeEngine) (*Agent, *fak
 	t.Helper()
 	enf := &fakeEnforcer{}
 	a, err := New(Config{
-		Policy: p, Enforcer: enf, Mark: 0x1,
+		Policy: p, Enforcer: enf,
 		Auth:       map[string]auth.Method{"krb": &method{name: "kerberos", cannotErr: errors.New("no service")}, "psk": &method{name: "psk"}},
 		LocalAddrs: func() []netip.Addr { return []netip.Addr{me} },
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)), RetryAfter: time.Minute,

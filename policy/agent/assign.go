@@ -8,7 +8,6 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/policy"
-	"github.com/iked/iked/policy/nft"
 )
 
 // Assign makes p the assigned policy, as a reload: the data plane's rules
@@ -22,7 +21,7 @@ func (a *Agent) Assign(ctx context.Context, p *policy.Policy, methods map[string
 		return nil, err
 	}
 	if e := a.cfg.Enforcer; e != nil {
-		if err := e.Replace(ctx, nft.Compile(p, a.cfg.Mark)); err != nil {
+		if err := e.Replace(ctx, p); err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
-	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/sadb"
 )
 
@@ -190,7 +189,7 @@ func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
 	if e := a.cfg.Enforcer; e != nil {
 		ttl := a.cfg.ClearTTL
 		a.enqueue(func() {
-			if err := e.AllowClear(context.Background(), dst.String(), dst.Is4(), ttl); err != nil {
+			if err := e.AllowClear(context.Background(), dst, ttl); err != nil {
 				a.log.Error("allowing clear traffic", "peer", dst, "err", err)
 			}
 		})
@@ -201,7 +200,7 @@ func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
 func (a *Agent) endClear(dst netip.Addr) {
 	if e := a.cfg.Enforcer; e != nil {
 		a.enqueue(func() {
-			if err := e.EndClear(context.Background(), dst.String(), dst.Is4()); err != nil {
+			if err := e.EndClear(context.Background(), dst); err != nil {
 				a.log.Error("ending clear fallback", "peer", dst, "err", err)
 			}
 		})
@@ -229,10 +228,10 @@ func (a *Agent) PoliciesAdded(ps []*sadb.Policy) {
 		if e == nil {
 			continue
 		}
-		key, rule := nft.SecuredRule(p.Selector, a.cfg.Mark)
+		sel := p.Selector
 		a.enqueue(func() {
-			if err := e.AddSecured(context.Background(), key, rule); err != nil {
-				a.log.Error("marking an SA's traffic", "selector", key, "err", err)
+			if err := e.AddSecured(context.Background(), sel); err != nil {
+				a.log.Error("steering an SA's traffic", "selector", sel.String(), "err", err)
 			}
 		})
 	}
@@ -248,10 +247,10 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 		if id.Direction != sadb.Out {
 			continue
 		}
-		key := id.Selector.String()
+		sel := id.Selector
 		a.enqueue(func() {
-			if err := e.RemoveSecured(context.Background(), key); err != nil {
-				a.log.Error("unmarking an SA's traffic", "selector", key, "err", err)
+			if err := e.RemoveSecured(context.Background(), sel); err != nil {
+				a.log.Error("releasing an SA's traffic", "selector", sel.String(), "err", err)
 			}
 		})
 	}

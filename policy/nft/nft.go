@@ -18,12 +18,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iked/iked/policy"
+	"github.com/iked/iked/sadb"
 )
 
 // Runner runs nft with args and, when script is not empty, the script on
@@ -114,8 +118,9 @@ func (t *Table) run(ctx context.Context, script string, args ...string) (string,
 }
 
 // Create replaces whatever table of this name exists (a crashed iked's)
-// with a fresh one holding rules, in one transaction.
-func (t *Table) Create(ctx context.Context, rules *Rules) error {
+// with a fresh one enforcing p, in one transaction.
+func (t *Table) Create(ctx context.Context, p *policy.Policy) error {
+	rules := Compile(p, t.cfg.Mark)
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {}\ndelete table inet %s\ntable inet %s {\n", t.cfg.Table, t.cfg.Table, t.cfg.Table)
 	for _, c := range Counters {
@@ -142,13 +147,13 @@ func (t *Table) Create(ctx context.Context, rules *Rules) error {
 	return nil
 }
 
-// Replace swaps the exemption and static rules for rules, atomically:
-// packets see either the old rules or the new ones. The counters, the
-// clear set and the rules of established SAs stay.
-func (t *Table) Replace(ctx context.Context, rules *Rules) error {
+// Replace swaps the exemption and static rules for those of p,
+// atomically: packets see either the old rules or the new ones. The
+// counters, the clear set and the rules of established SAs stay.
+func (t *Table) Replace(ctx context.Context, p *policy.Policy) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, err := t.run(ctx, t.fill(rules))
+	_, err := t.run(ctx, t.fill(Compile(p, t.cfg.Mark)))
 	return err
 }
 
@@ -178,11 +183,11 @@ func (t *Table) Delete(ctx context.Context) error {
 
 var handleRE = regexp.MustCompile(`# handle (\d+)`)
 
-// AddSecured marks the traffic of an established SA (a rule made by
-// SecuredRule), so that it goes into the data plane even where no
-// negotiate rule would send it (the default response rule's SAs). Adding
-// a key twice is a no-op.
-func (t *Table) AddSecured(ctx context.Context, key, rule string) error {
+// AddSecured marks the outbound traffic of an established SA's selector,
+// so that it goes into the data plane even where no negotiate rule would
+// send it (the default response rule's SAs). Adding one twice is a no-op.
+func (t *Table) AddSecured(ctx context.Context, sel sadb.Selector) error {
+	key, rule := SecuredRule(sel, t.cfg.Mark)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.dynamic[key]; ok {
@@ -201,8 +206,10 @@ func (t *Table) AddSecured(ctx context.Context, key, rule string) error {
 	return nil
 }
 
-// RemoveSecured removes the rule added under key; a missing key is a no-op.
-func (t *Table) RemoveSecured(ctx context.Context, key string) error {
+// RemoveSecured removes the rule AddSecured added for sel; a missing one
+// is a no-op.
+func (t *Table) RemoveSecured(ctx context.Context, sel sadb.Selector) error {
+	key := sel.String()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h, ok := t.dynamic[key]
@@ -214,7 +221,7 @@ func (t *Table) RemoveSecured(ctx context.Context, key string) error {
 	return err
 }
 
-// SecuredKeys returns the keys of the SA rules in place.
+// SecuredKeys returns the selectors (as strings) of the SA rules in place.
 func (t *Table) SecuredKeys() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -228,9 +235,9 @@ func (t *Table) SecuredKeys() []string {
 // AllowClear lets traffic with peer flow in clear for ttl (a fallback to
 // clear: the peer does not speak IKE); the kernel forgets it afterwards,
 // and the next packet negotiates again.
-func (t *Table) AllowClear(ctx context.Context, peer string, is4 bool, ttl time.Duration) error {
+func (t *Table) AllowClear(ctx context.Context, peer netip.Addr, ttl time.Duration) error {
 	set := "clear6"
-	if is4 {
+	if peer.Is4() {
 		set = "clear4"
 	}
 	secs := max(1, int(ttl.Round(time.Second)/time.Second))
@@ -239,9 +246,9 @@ func (t *Table) AllowClear(ctx context.Context, peer string, is4 bool, ttl time.
 }
 
 // EndClear stops the clear fallback with peer (its SA came up).
-func (t *Table) EndClear(ctx context.Context, peer string, is4 bool) error {
+func (t *Table) EndClear(ctx context.Context, peer netip.Addr) error {
 	set := "clear6"
-	if is4 {
+	if peer.Is4() {
 		set = "clear4"
 	}
 	_, err := t.run(ctx, fmt.Sprintf("delete element inet %s %s { %s }\n", t.cfg.Table, set, peer))

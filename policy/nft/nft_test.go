@@ -157,20 +157,19 @@ func TestTheKernelTakesTheTableAndItsChanges(t *testing.T) {
 		p := builtin(t, name)
 		p.KDCs = []netip.Addr{netip.MustParseAddr("10.0.0.53"), netip.MustParseAddr("2001:db8::53")}
 		p.Exempt = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
-		if err := tab.Create(ctx, Compile(p, mark)); err != nil {
+		if err := tab.Create(ctx, p); err != nil {
 			t.Fatalf("%s: create: %v", name, err)
 		}
 	}
 	// A reload swaps the static rules but keeps SA rules and the clear set.
 	sel := sadb.Selector{Src: netip.MustParsePrefix("10.0.0.1/32"), Dst: netip.MustParsePrefix("10.0.0.2/32"), Proto: 6, DstPort: 80}
-	key, rule := SecuredRule(sel, mark)
-	if err := tab.AddSecured(ctx, key, rule); err != nil {
+	if err := tab.AddSecured(ctx, sel); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.AllowClear(ctx, "10.0.0.9", true, time.Minute); err != nil {
+	if err := tab.AllowClear(ctx, netip.MustParseAddr("10.0.0.9"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.Replace(ctx, Compile(builtin(t, policy.ServerRequestSecurity), mark)); err != nil {
+	if err := tab.Replace(ctx, builtin(t, policy.ServerRequestSecurity)); err != nil {
 		t.Fatal(err)
 	}
 	list, err := run.Run(ctx, "", "list", "table", "inet", "iked")
@@ -182,13 +181,13 @@ func TestTheKernelTakesTheTableAndItsChanges(t *testing.T) {
 			t.Errorf("after the reload the table lacks %q:\n%s", want, list)
 		}
 	}
-	if err := tab.RemoveSecured(ctx, key); err != nil {
+	if err := tab.RemoveSecured(ctx, sel); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.EndClear(ctx, "10.0.0.9", true); err != nil {
+	if err := tab.EndClear(ctx, netip.MustParseAddr("10.0.0.9")); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.EndClear(ctx, "10.0.0.9", true); err != nil {
+	if err := tab.EndClear(ctx, netip.MustParseAddr("10.0.0.9")); err != nil {
 		t.Fatalf("ending a fallback twice: %v", err)
 	}
 	list, _ = run.Run(ctx, "", "list", "table", "inet", "iked")
