@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 
@@ -12,14 +11,16 @@ import (
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/policy/nft"
-	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/policy/xfrmpolicy"
 	"github.com/iked/iked/sadb/userspace"
+	"github.com/iked/iked/sadb/xfrm"
 )
 
 // newAgent builds the policy agent for the assigned policy; nil when no
 // policy is assigned. The userspace data plane enforces the policy with
-// nftables and steers the marked traffic into its TUN device; the memory
-// one decides without enforcing (tests, demos).
+// nftables and steers the marked traffic into its TUN device; the xfrm one
+// with XFRM policies; the memory one decides without enforcing (tests,
+// demos).
 func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error) {
 	if cfg.Policy == nil {
 		return nil, nil
@@ -36,10 +37,11 @@ func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error
 			return nil, err
 		}
 		ac.Enforcer, ac.Traps = t, b
-	case sadb.PolicyBackend:
-		if dp.name != "memory" {
-			return nil, fmt.Errorf("policy %s: the %s data plane cannot enforce an IPsec policy yet; use backend: userspace", cfg.Policy.Name, dp.name)
-		}
+	case *xfrm.Backend:
+		// The kernel raises acquires itself, from the negotiate rules'
+		// policies: no trap policies.
+		ac.Enforcer = xfrmpolicy.New(b)
+	default:
 		d.log.Warn("backend memory: the IPsec policy decides and negotiates, but nothing enforces it in the kernel")
 	}
 	return agent.New(ac)
