@@ -58,6 +58,10 @@ func checkConfig(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if cfg.Policy != nil {
+		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
+		return 0
+	}
 	fmt.Printf("%s: OK (%d connections)\n", path, len(cfg.Connections))
 	return 0
 }
