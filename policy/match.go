@@ -103,10 +103,10 @@ func (p *Policy) Decide(pkt Packet, local func(netip.Addr) bool) Decision {
 }
 
 // safer orders actions for ties: block, negotiate, permit.
-func safer(a, b Action) bool {
-	rank := map[Action]int{Block: 0, Negotiate: 1, Permit: 2}
-	return rank[a] < rank[b]
-}
+func safer(a, b Action) bool { return safety[a] < safety[b] }
+
+// safety ranks the actions for ties, safest first.
+var safety = [...]int{Block: 0, Negotiate: 1, Permit: 2}
 
 // Ordered returns every filter of every rule, most specific first, each
 // with its rule: the order in which a data plane must evaluate them.
