@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
@@ -32,6 +34,9 @@ func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error
 	}
 	switch b := dp.backend.(type) {
 	case *userspace.Backend:
+		if _, err := exec.LookPath("nft"); err != nil {
+			return nil, fmt.Errorf("policy %s: the userspace data plane enforces it with nftables, and nft is not installed (Debian package nftables)", cfg.Policy.Name)
+		}
 		t, err := nft.New(nft.Config{Table: o.Table, Mark: o.Mark, TUN: b.TUNName()})
 		if err != nil {
 			return nil, err

@@ -154,6 +154,8 @@ func (b *Backend) steer() error {
 		if err := b.nl.defaultRoute(true, fam, b.cfg.SteerTable, b.tun.index); err != nil {
 			return fmt.Errorf("default route dev %s table %d: %w", b.tun.name, b.cfg.SteerTable, err)
 		}
+		// A rule left by a daemon that did not stop cleanly is replaced.
+		_ = b.nl.steerRule(false, fam, b.cfg.SteerMark, b.cfg.SteerTable)
 		if err := b.nl.steerRule(true, fam, b.cfg.SteerMark, b.cfg.SteerTable); err != nil {
 			return fmt.Errorf("rule fwmark %#x lookup %d: %w", b.cfg.SteerMark, b.cfg.SteerTable, err)
 		}
