@@ -103,7 +103,7 @@ func New(cfg Config) (*Backend, error) {
 	if b.nl, err = openRTNL(); err != nil {
 		return fail(err)
 	}
-	if b.tun, err = openTUN(cfg.TUN); err != nil {
+	if b.tun, err = openTUN(cfg.TUN, !cfg.NoOffload); err != nil {
 		return fail(err)
 	}
 	if err := b.nl.prepareLink(b.tun.index); err != nil {
@@ -117,7 +117,7 @@ func New(cfg Config) (*Backend, error) {
 			return fail(err)
 		}
 	}
-	if b.udp, err = listenUDP(cfg.Listen, cfg.Batch); err != nil {
+	if b.udp, err = listenUDP(cfg.Listen, !cfg.NoOffload); err != nil {
 		return fail(err)
 	}
 	if cfg.RawIPv4 {

@@ -38,8 +38,8 @@ func TestPacketPathAllocs(t *testing.T) {
 		sIn := b.install(t, in)
 		inner := icmpEcho(netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"))
 		buf := make([]byte, headRoom+a.cfg.MTU+tailRoom)
-		tx := newTxBatch(4)
-		w := newTUNWriter(b, 4)
+		tx := newTxBatch(4, false)
+		w := newTUNWriter(b, 4, false)
 		var f flow
 		step := func() {
 			copy(buf[headRoom:], inner)
@@ -49,7 +49,7 @@ func TestPacketPathAllocs(t *testing.T) {
 			}
 			start := headRoom - sOut.esp.HeaderLen()
 			pkt := buf[start : start+int(tx.iovs[0].Len)]
-			tx.n = 0
+			tx.reset()
 			b.openOne(sIn, pkt, w)
 			if len(w.pkts) != 1 || string(w.pkts[0]) != string(inner) {
 				t.Fatalf("not opened: %+v", b.Stats())
