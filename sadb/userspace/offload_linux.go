@@ -108,6 +108,9 @@ func (b *Backend) outboundVnet() {
 					continue
 				}
 				b.st.tunRead.Add(1)
+				if tx.full() {
+					b.flushTx(tx)
+				}
 				b.sealOne(t, &f, buf, len(pkt), tx)
 				continue
 			}
@@ -118,11 +121,9 @@ func (b *Backend) outboundVnet() {
 			b.st.offload.Add(1)
 			b.st.tunRead.Add(uint64(sg.segments()))
 			for !sg.done() {
-				if used == len(segs) {
+				if used == len(segs) || tx.full() {
 					// Out of segment buffers: send what they hold.
-					if errs := tx.flush(b.udp.rc); errs != 0 {
-						b.st.sendErrors.Add(errs)
-					}
+					b.flushTx(tx)
 					used = 0
 				}
 				k := sg.next(segs[used][headRoom:])
@@ -130,8 +131,13 @@ func (b *Backend) outboundVnet() {
 				used++
 			}
 		}
-		if errs := tx.flush(b.udp.rc); errs != 0 {
-			b.st.sendErrors.Add(errs)
-		}
+		b.flushTx(tx)
+	}
+}
+
+// flushTx sends what tx holds, counting failures.
+func (b *Backend) flushTx(tx *txBatch) {
+	if errs := tx.flush(b.udp.rc); errs != 0 {
+		b.st.sendErrors.Add(errs)
 	}
 }
