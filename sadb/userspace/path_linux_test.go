@@ -3,8 +3,10 @@
 package userspace
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/iked/iked/sadb"
 )
@@ -113,5 +115,95 @@ func TestLookupOut(t *testing.T) {
 	f.dst = netip.MustParseAddr("10.2.1.1") // in the policy, outside the SAs' selectors
 	if s, p := b.tables.Load().lookupOut(&f); s != nil || p != protect {
 		t.Fatal("protect policy without a matching SA")
+	}
+}
+
+// TestOffloadPathAllocs: in steady state, cutting a TCP super-segment from
+// a TUN device with offloads, sealing the segments, opening them on the
+// other side and joining them again allocates nothing; what is joined is
+// the super-segment sent.
+func TestOffloadPathAllocs(t *testing.T) {
+	a, b := offline(t), offline(t)
+	a.tun, b.tun = &tun{vnet: true, tso: true}, &tun{vnet: true, tso: true}
+	out, in := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
+	a.install(t, out)
+	sIn := b.install(t, in)
+	ss := superSegment(false, make([]byte, 30000), tcpACK)
+	super := tcpPacket(ss, true)
+	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: uint16(a.cfg.MTU - 52), csumStart: 20, csumOffset: 16}
+	segs := make([][]byte, 64)
+	for i := range segs {
+		segs[i] = make([]byte, headRoom+a.cfg.MTU+tailRoom)
+	}
+	tx := newTxBatch(64, true)
+	w := newTUNWriter(b, 64, true)
+	var f flow
+	var sg segmenter
+	step := func() {
+		if err := sg.init(super, &h, a.cfg.MTU); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for ; !sg.done(); n++ {
+			k := sg.next(segs[n][headRoom:])
+			a.sealOne(a.tables.Load(), &f, segs[n], k, tx)
+		}
+		if tx.k != n || tx.n != 1 {
+			t.Fatalf("%d segments sealed into %d datagrams in %d messages", n, tx.k, tx.n)
+		}
+		for i := range tx.k {
+			b.openOne(sIn, unsafe.Slice(tx.iovs[i].Base, tx.iovs[i].Len), w)
+		}
+		tx.reset()
+		if len(w.co.items) != 1 || w.co.items[0].segs != n {
+			t.Fatalf("opened into %d packets", len(w.co.items))
+		}
+		it := &w.co.items[0]
+		it.finish()
+		if len(it.pkt) != len(super) || !bytes.Equal(it.pkt[20:], super[20:]) {
+			t.Fatal("the joined packet is not the super-segment sent")
+		}
+		w.co.reset()
+	}
+	step()
+	if n := testing.AllocsPerRun(200, step); n != 0 {
+		t.Errorf("%v allocations per super-segment", n)
+	}
+}
+
+// BenchmarkOffloadPath is the userspace work per 64 KiB TCP super-segment
+// (MTU 1400, AES-GCM-256): cut, seal, open and join again.
+func BenchmarkOffloadPath(b *testing.B) {
+	x, y := offline(b), offline(b)
+	x.tun, y.tun = &tun{vnet: true, tso: true}, &tun{vnet: true, tso: true}
+	out, in := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
+	x.install(b, out)
+	sIn := y.install(b, in)
+	super := tcpPacket(superSegment(false, make([]byte, 65535-52), tcpACK), true)
+	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: uint16(x.cfg.MTU - 52), csumStart: 20, csumOffset: 16}
+	segs := make([][]byte, 64)
+	for i := range segs {
+		segs[i] = make([]byte, headRoom+x.cfg.MTU+tailRoom)
+	}
+	tx := newTxBatch(64, true)
+	w := newTUNWriter(y, 64, true)
+	var f flow
+	var sg segmenter
+	b.SetBytes(int64(len(super)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = sg.init(super, &h, x.cfg.MTU)
+		for n := 0; !sg.done(); n++ {
+			k := sg.next(segs[n][headRoom:])
+			x.sealOne(x.tables.Load(), &f, segs[n], k, tx)
+		}
+		for i := range tx.k {
+			y.openOne(sIn, unsafe.Slice(tx.iovs[i].Base, tx.iovs[i].Len), w)
+		}
+		tx.reset()
+		for i := range w.co.items {
+			w.co.items[i].finish()
+		}
+		w.co.reset()
 	}
 }

@@ -5,6 +5,7 @@ package userspace
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 )
@@ -21,6 +22,9 @@ func TestTxBatchGSO(t *testing.T) {
 	}
 	defer snd.close()
 	if !snd.gso {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no UDP GSO in this kernel (CI=true)")
+		}
 		t.Skip("no UDP GSO in this kernel")
 	}
 	var want [][]byte
