@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike/transport"
@@ -86,10 +87,10 @@ func openUserspace(cfg *config.Config, log *slog.Logger) (*dataPlane, error) {
 	}
 	u := cfg.Userspace
 	b, err := userspace.New(userspace.Config{TUN: u.TUN, MTU: u.MTU, Listen: listen, Addresses: u.Addresses,
-		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, Logger: log})
+		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, NoOffload: u.NoOffload, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("backend userspace: %w", err)
 	}
-	log.Info("userspace data plane ready", "tun", b.TUNName(), "listen", listen.String())
+	log.Info("userspace data plane ready", "tun", b.TUNName(), "listen", listen.String(), "offloads", strings.Join(b.Offloads(), ","))
 	return &dataPlane{name: "userspace", backend: b, natt: b.IKEBind(), forceEncap: b.RequiresUDPEncap()}, nil
 }

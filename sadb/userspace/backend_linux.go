@@ -159,6 +159,23 @@ func (*Backend) Name() string { return "userspace" }
 // TUNName returns the name of the TUN device.
 func (b *Backend) TUNName() string { return b.tun.name }
 
+// Offloads names the offloads in use, for the log: "tso" (the TUN device
+// hands over TCP super-segments, cut here; received TCP segments are
+// joined before they are written to it), "udp-gso" and "udp-gro".
+func (b *Backend) Offloads() []string {
+	var o []string
+	if b.tun.tso {
+		o = append(o, "tso")
+	}
+	if b.udp.gso {
+		o = append(o, "udp-gso")
+	}
+	if b.udp.gro {
+		o = append(o, "udp-gro")
+	}
+	return o
+}
+
 // LocalAddr returns the address of the shared UDP socket.
 func (b *Backend) LocalAddr() netip.AddrPort { return b.udp.local }
 
