@@ -37,6 +37,8 @@ type tunWriter struct {
 	fn   func(fd uintptr) bool
 	iov  [2]unix.Iovec
 	hdr  [vnetHdrLen]byte
+	// scratch holds the segments of a joined packet the kernel refused.
+	scratch []byte
 }
 
 // groBufs is how many coalesced packets of 64 KiB a batch may build.
@@ -97,11 +99,7 @@ func (w *tunWriter) writeVnet(fd uintptr) bool {
 	for ; w.i < len(items); w.i++ {
 		it := &items[w.i]
 		h := it.finish()
-		h.encode(w.hdr[:])
-		w.iov[1].Base = &it.pkt[0]
-		w.iov[1].SetLen(len(it.pkt))
-		_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), 2)
-		switch e {
+		switch e := w.writev(fd, &h, it.pkt); e {
 		case 0:
 			w.b.st.tunWritten.Add(uint64(max(it.segs, 1)))
 			if it.segs > 1 {
@@ -112,10 +110,57 @@ func (w *tunWriter) writeVnet(fd uintptr) bool {
 		case unix.EINTR:
 			w.i--
 		default:
-			w.b.st.tunWriteErrors.Add(uint64(max(it.segs, 1)))
+			if it.segs > 1 {
+				w.unjoin(fd, &h, it)
+				continue
+			}
+			w.b.st.tunWriteErrors.Add(1)
 		}
 	}
 	return true
+}
+
+// writev writes pkt behind the vnet header h.
+func (w *tunWriter) writev(fd uintptr, h *vnetHdr, pkt []byte) unix.Errno {
+	h.encode(w.hdr[:])
+	w.iov[1].Base = &pkt[0]
+	w.iov[1].SetLen(len(pkt))
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), 2)
+	return e
+}
+
+// unjoin is the way back should the kernel refuse a joined packet: its
+// segments are cut again and written one by one, and this writer joins
+// no more.
+func (w *tunWriter) unjoin(fd uintptr, h *vnetHdr, it *groItem) {
+	if len(w.co.bufs) > 0 {
+		w.b.log.Warn("the TUN device refused a coalesced TCP packet; received segments are no longer joined")
+		w.co.bufs = w.co.bufs[:0]
+	}
+	if w.scratch == nil {
+		w.scratch = make([]byte, groMax)
+	}
+	var sg segmenter
+	if sg.init(it.pkt, h, len(w.scratch)) != nil {
+		w.b.st.tunWriteErrors.Add(uint64(it.segs))
+		return
+	}
+	var none vnetHdr
+	for !sg.done() {
+		k := sg.next(w.scratch)
+		for {
+			e := w.writev(fd, &none, w.scratch[:k])
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 {
+				w.b.st.tunWriteErrors.Add(1)
+			} else {
+				w.b.st.tunWritten.Add(1)
+			}
+			break
+		}
+	}
 }
 
 func (w *tunWriter) flush() {

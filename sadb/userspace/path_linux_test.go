@@ -9,6 +9,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/iked/iked/sadb"
 )
 
@@ -234,5 +236,53 @@ func BenchmarkPacketPath(b *testing.B) {
 				w.pkts = w.pkts[:0]
 			}
 		})
+	}
+}
+
+// TestUnjoin: should the TUN device refuse a joined packet, its segments
+// are written one by one (with their own checksums, behind empty vnet
+// headers) as they arrived, and joining stops.
+func TestUnjoin(t *testing.T) {
+	b := offline(t)
+	b.log = b.cfg.Logger
+	b.tun = &tun{vnet: true}
+	w := newTUNWriter(b, 8, true)
+	segs := cut(t, superSegment(false, make([]byte, 6000), tcpACK|tcpPSH), 1400)
+	for _, s := range segs {
+		w.co.add(bytes.Clone(s))
+	}
+	if len(w.co.items) != 1 {
+		t.Fatalf("%d items", len(w.co.items))
+	}
+	it := &w.co.items[0]
+	h := it.finish()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	w.unjoin(uintptr(p[1]), &h, it)
+	unix.Close(p[1])
+	var got []byte
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := unix.Read(p[0], buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		got = append(got, buf[:n]...)
+	}
+	for i, s := range segs {
+		if len(got) < vnetHdrLen+len(s) || !bytes.Equal(got[:vnetHdrLen], make([]byte, vnetHdrLen)) || !bytes.Equal(got[vnetHdrLen:vnetHdrLen+len(s)], s) {
+			t.Fatalf("segment %d not written back as it arrived", i)
+		}
+		got = got[vnetHdrLen+len(s):]
+	}
+	if len(got) != 0 || len(w.co.bufs) != 0 {
+		t.Errorf("%d octets more; %d buffers left for joining", len(got), len(w.co.bufs))
+	}
+	if st := b.Stats(); st.TUNWritten != uint64(len(segs)) || st.TUNWriteErrors != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
