@@ -68,7 +68,10 @@ func (w *tunWriter) add(p []byte) {
 		if w.co.full() {
 			w.flush()
 		}
-		w.co.add(p)
+		if !w.co.add(p) {
+			w.flush()
+			w.co.add(p)
+		}
 		return
 	}
 	if len(w.pkts) == cap(w.pkts) {

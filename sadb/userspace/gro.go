@@ -64,19 +64,33 @@ func (c *coalescer) reset() {
 func (c *coalescer) full() bool { return len(c.items) == cap(c.items) }
 
 // add adds a decrypted inner packet, which must stay unchanged until the
-// batch is written; it is joined to an earlier segment if it can be.
-func (c *coalescer) add(p []byte) {
+// batch is written; it is joined to an earlier segment if it can be. It
+// returns false, adding nothing, when p could be joined but every buffer
+// is taken: the batch is to be written and p added again, to start the
+// next one.
+func (c *coalescer) add(p []byte) bool {
 	it := groItem{pkt: p}
 	if tcpCandidate(p, &it) {
 		lo := max(0, len(c.items)-groSearch)
 		for i := len(c.items) - 1; i >= lo; i-- {
-			if c.join(&c.items[i], p, &it) {
-				return
+			switch c.join(&c.items[i], p, &it) {
+			case joined:
+				return true
+			case starved:
+				return false
 			}
 		}
 	}
 	c.items = append(c.items, it)
+	return true
 }
+
+// What join did.
+const (
+	apart   = iota // p does not continue the item
+	joined         // p was appended
+	starved        // p continues the item, but no buffer is free to join them in
+)
 
 // tcpCandidate says whether p is a TCP segment with payload that may be
 // joined to or joined by others, and fills in what it.
@@ -120,10 +134,10 @@ func tcpCandidate(p []byte, it *groItem) bool {
 }
 
 // join appends the segment p (described by in) to to if it continues it.
-func (c *coalescer) join(to *groItem, p []byte, in *groItem) bool {
+func (c *coalescer) join(to *groItem, p []byte, in *groItem) int {
 	if !to.tcp || to.closed || to.v6 != in.v6 || to.hdrLen != in.hdrLen || in.gsoSize > to.gsoSize ||
 		len(to.pkt)+in.gsoSize > groMax {
-		return false
+		return apart
 	}
 	q := to.pkt
 	th, qh := p[in.ipLen:], q[to.ipLen:]
@@ -131,18 +145,21 @@ func (c *coalescer) join(to *groItem, p []byte, in *groItem) bool {
 		!bytes.Equal(th[0:4], qh[0:4]) || // ports
 		!bytes.Equal(th[8:12], qh[8:12]) || // acknowledgement
 		!bytes.Equal(th[20:in.hdrLen-in.ipLen], qh[20:to.hdrLen-to.ipLen]) { // options
-		return false
+		return apart
 	}
 	if in.v6 {
 		if !bytes.Equal(p[0:4], q[0:4]) || p[7] != q[7] || !bytes.Equal(p[8:40], q[8:40]) {
-			return false
+			return apart
 		}
 	} else if p[1] != q[1] || p[8] != q[8] || p[6]&0x40 != q[6]&0x40 || !bytes.Equal(p[12:20], q[12:20]) {
-		return false
+		return apart
 	}
 	if to.buf == 0 {
 		if c.used == len(c.bufs) {
-			return false
+			if len(c.bufs) == 0 {
+				return apart // joining is off
+			}
+			return starved
 		}
 		b := c.bufs[c.used]
 		c.used++
@@ -159,7 +176,7 @@ func (c *coalescer) join(to *groItem, p []byte, in *groItem) bool {
 	to.segs++
 	to.nextSeq += uint32(in.gsoSize)
 	to.closed = in.closed || in.gsoSize < to.gsoSize
-	return true
+	return joined
 }
 
 // finish fixes the headers of a joined item and returns the vnet header

@@ -155,14 +155,39 @@ func TestCoalescerRefuses(t *testing.T) {
 		t.Errorf("interleaved flows: %d items", len(co.items))
 	}
 
-	// Without a free buffer, segments are written as they came.
+	// Without a free buffer, the batch is to be written first: the
+	// segment then starts the next one.
 	co = newCoalescer(64, 1)
+	var written []int
 	for i := range 4 {
-		co.add(seg(uint32(i*1000), 1000, nil))
-		co.add(seg(uint32(i*1000), 1000, other))
+		for _, p := range [][]byte{seg(uint32(i*1000), 1000, nil), seg(uint32(i*1000), 1000, other)} {
+			if !co.add(p) {
+				for j := range co.items {
+					written = append(written, co.items[j].segs)
+				}
+				co.reset()
+				if !co.add(p) {
+					t.Fatal("refused by an empty batch")
+				}
+			}
+		}
 	}
-	if len(co.items) != 5 || co.items[0].segs != 4 {
-		t.Errorf("with one buffer: %d items, the first of %d segments", len(co.items), co.items[0].segs)
+	for j := range co.items {
+		written = append(written, co.items[j].segs)
+	}
+	// A0 B0 A1(joins A0) | B1 A2 B2(joins B1) | A3 B3.
+	if !equalInts(written, []int{2, 1, 2, 1, 1, 1}) {
+		t.Errorf("with one buffer: written as %v", written)
+	}
+	// Without any buffer, nothing is joined and nothing waits.
+	co = newCoalescer(64, 0)
+	for i := range 3 {
+		if !co.add(seg(uint32(i*1000), 1000, nil)) {
+			t.Fatal("a coalescer without buffers asked to be written")
+		}
+	}
+	if len(co.items) != 3 {
+		t.Errorf("without buffers: %d items", len(co.items))
 	}
 
 	// A coalesced packet stays within 64 KiB.
