@@ -18,8 +18,8 @@ import (
 )
 
 // TestLiveTCPOffload: TCP through the tunnel carries bulk data intact in
-// both directions with offloads on at both ends, and with one end
-// without them (as a peer without offloads, such as kernel-libipsec, is
+// both directions with offloads on at both ends (over IPv4 and IPv6
+// inside the tunnel), and with one end without them (as a peer without offloads, such as kernel-libipsec, is
 // on the wire): the sender's TUN device hands over super-segments (cut
 // into MTU-sized ESP packets), and the receiver with offloads joins
 // segments before writing them to its TUN device.
@@ -28,14 +28,19 @@ func TestLiveTCPOffload(t *testing.T) {
 	for _, c := range []struct {
 		name       string
 		offA, offB bool
-	}{{"both", true, true}, {"sender-only", true, false}, {"receiver-only", false, true}} {
+		v6         bool
+	}{{"both", true, true, false}, {"sender-only", true, false, false}, {"receiver-only", false, true, false}, {"both-ipv6", true, true, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b, nsA, nsB := liveTopology(t, c.offA, c.offB)
 			if a.tun.tso != c.offA || b.tun.tso != c.offB || a.udp.gso != c.offA || b.udp.gro != c.offB {
 				t.Fatalf("offloads: A tso %v gso %v, B tso %v gro %v", a.tun.tso, a.udp.gso, b.tun.tso, b.udp.gro)
 			}
-			abOut, abIn := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
-			baOut, baIn := saPair(0x2002, "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", false)
+			netA, netB, hostA, hostB := "10.1.0.0/24", "10.2.0.0/24", "10.1.0.1", "10.2.0.1"
+			if c.v6 {
+				netA, netB, hostA, hostB = "fd00:1::/64", "fd00:2::/64", "fd00:1::1", "fd00:2::1"
+			}
+			abOut, abIn := saPair(0x1001, "192.0.2.1", "192.0.2.2", netA, netB, true)
+			baOut, baIn := saPair(0x2002, "192.0.2.2", "192.0.2.1", netB, netA, false)
 			for _, s := range []struct {
 				be *Backend
 				sa *sadb.SA
@@ -56,7 +61,7 @@ func TestLiveTCPOffload(t *testing.T) {
 			copy(downData, upData[len(upData)-down:])
 			var ln net.Listener
 			if err := inNS(nsB, func() (err error) {
-				ln, err = net.Listen("tcp4", "10.2.0.1:0")
+				ln, err = net.Listen("tcp", net.JoinHostPort(hostB, "0"))
 				return err
 			}); err != nil {
 				t.Fatal(err)
@@ -86,8 +91,8 @@ func TestLiveTCPOffload(t *testing.T) {
 			}()
 			var conn net.Conn
 			if err := inNS(nsA, func() (err error) {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(10, 1, 0, 1)}, Timeout: 5 * time.Second}
-				conn, err = d.Dial("tcp4", ln.Addr().String())
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostA)}, Timeout: 5 * time.Second}
+				conn, err = d.Dial("tcp", ln.Addr().String())
 				return err
 			}); err != nil {
 				t.Fatalf("dial through the tunnel: %v\nA: %+v\nB: %+v", err, a.Stats(), b.Stats())
@@ -145,8 +150,9 @@ func TestLiveTCPOffload(t *testing.T) {
 }
 
 // liveTopology makes two namespaces joined by a veth pair (192.0.2.1 and
-// .2) with a backend in each (10.1.0.1 on ikedA, 10.2.0.1 on ikedB), with
-// or without offloads; everything is removed when the test ends.
+// .2) with a backend in each (10.1.0.1 and fd00:1::1 on ikedA, 10.2.0.1
+// and fd00:2::1 on ikedB), with or without offloads; everything is
+// removed when the test ends.
 func liveTopology(t *testing.T, offA, offB bool) (a, b *Backend, nsA, nsB string) {
 	t.Helper()
 	suffix := fmt.Sprintf("%d%d", os.Getpid()%100000, rand.IntN(1000))
@@ -167,14 +173,14 @@ func liveTopology(t *testing.T, offA, offB bool) (a, b *Backend, nsA, nsB string
 		run(t, "ip", "-n", c[0], "link", "set", "lo", "up")
 	}
 	if err := inNS(nsA, func() (err error) {
-		a, err = New(Config{TUN: "ikedA", Listen: netip.MustParseAddrPort("192.0.2.1:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.1/32")}, NoOffload: !offA})
+		a, err = New(Config{TUN: "ikedA", Listen: netip.MustParseAddrPort("192.0.2.1:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.1/32"), netip.MustParsePrefix("fd00:1::1/128")}, NoOffload: !offA})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
 	if err := inNS(nsB, func() (err error) {
-		b, err = New(Config{TUN: "ikedB", Listen: netip.MustParseAddrPort("192.0.2.2:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.2.0.1/32")}, NoOffload: !offB})
+		b, err = New(Config{TUN: "ikedB", Listen: netip.MustParseAddrPort("192.0.2.2:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.2.0.1/32"), netip.MustParsePrefix("fd00:2::1/128")}, NoOffload: !offB})
 		return err
 	}); err != nil {
 		t.Fatal(err)
