@@ -216,6 +216,10 @@ type Userspace struct {
 	// RawIPv4 allows ESP without UDP encapsulation, and AH, over raw IPv4
 	// sockets.
 	RawIPv4 bool
+	// NoOffload ("offload: false") turns off the TUN and UDP offloads
+	// (segmentation, coalescing, UDP GSO and GRO), which are on where the
+	// kernel has them; packets on the wire are the same either way.
+	NoOffload bool
 }
 
 // Defaults applied by Parse.

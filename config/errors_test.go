@@ -130,6 +130,8 @@ func TestErrors(t *testing.T) {
 			[]string{`userspace.tun: "a-name-far-too-long" is not a valid interface name`}},
 		{"bad tun address", "userspace:\n  addresses: [10.1.0.300]\n", 2,
 			[]string{`userspace.addresses: "10.1.0.300" is not an address or prefix`}},
+		{"bad offload", "userspace:\n  offload: maybe\n", 2,
+			[]string{`userspace.offload: unknown value "maybe" (expected one of: true, false)`}},
 		{"bad log level", "log:\n  format: text\n  level: verbose\n", 3,
 			[]string{`log.level: unknown value "verbose" (expected one of: debug, info, warn, error)`}},
 		{"bad log key", "log:\n  colour: true\n", 2,

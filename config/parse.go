@@ -589,7 +589,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 }
 
 // userspaceKeys are the keys of the "userspace" section.
-var userspaceKeys = []string{"tun", "mtu", "addresses", "replay_window", "raw_ipv4"}
+var userspaceKeys = []string{"tun", "mtu", "addresses", "replay_window", "raw_ipv4", "offload"}
 
 // userspace reads the userspace data plane's section.
 func (w *walker) userspace(n *yaml.Node, u *Userspace) {
@@ -632,6 +632,10 @@ func (w *walker) userspace(n *yaml.Node, u *Userspace) {
 		case "raw_ipv4":
 			if s, ok := w.oneOf(p.vNode, name, "true", "false"); ok {
 				u.RawIPv4 = s == "true"
+			}
+		case "offload":
+			if s, ok := w.oneOf(p.vNode, name, "true", "false"); ok {
+				u.NoOffload = s == "false"
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike/transport"
@@ -86,7 +87,7 @@ func openUserspace(cfg *config.Config, log *slog.Logger) (*dataPlane, error) {
 	}
 	u := cfg.Userspace
 	uc := userspace.Config{TUN: u.TUN, MTU: u.MTU, Listen: listen, Addresses: u.Addresses,
-		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, Logger: log}
+		ReplayWindow: u.ReplayWindow, RawIPv4: u.RawIPv4, NoOffload: u.NoOffload, Logger: log}
 	if cfg.Policy != nil {
 		// The policy's nftables rules mark what must be secured; the mark
 		// routes it into the TUN device.
@@ -96,6 +97,6 @@ func openUserspace(cfg *config.Config, log *slog.Logger) (*dataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend userspace: %w", err)
 	}
-	log.Info("userspace data plane ready", "tun", b.TUNName(), "listen", listen.String())
+	log.Info("userspace data plane ready", "tun", b.TUNName(), "listen", listen.String(), "offloads", strings.Join(b.Offloads(), ","))
 	return &dataPlane{name: "userspace", backend: b, natt: b.IKEBind(), forceEncap: b.RequiresUDPEncap()}, nil
 }

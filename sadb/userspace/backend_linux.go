@@ -107,7 +107,7 @@ func New(cfg Config) (*Backend, error) {
 	if b.nl, err = openRTNL(); err != nil {
 		return fail(err)
 	}
-	if b.tun, err = openTUN(cfg.TUN); err != nil {
+	if b.tun, err = openTUN(cfg.TUN, !cfg.NoOffload); err != nil {
 		return fail(err)
 	}
 	if err := b.nl.prepareLink(b.tun.index); err != nil {
@@ -124,7 +124,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := b.steer(); err != nil {
 		return fail(err)
 	}
-	if b.udp, err = listenUDP(cfg.Listen, cfg.Batch); err != nil {
+		if b.udp, err = listenUDP(cfg.Listen, !cfg.NoOffload); err != nil {
 		return fail(err)
 	}
 	if cfg.RawIPv4 {
@@ -190,6 +190,23 @@ func (*Backend) Name() string { return "userspace" }
 
 // TUNName returns the name of the TUN device.
 func (b *Backend) TUNName() string { return b.tun.name }
+
+// Offloads names the offloads in use, for the log: "tso" (the TUN device
+// hands over TCP super-segments, cut here; received TCP segments are
+// joined before they are written to it), "udp-gso" and "udp-gro".
+func (b *Backend) Offloads() []string {
+	var o []string
+	if b.tun.tso {
+		o = append(o, "tso")
+	}
+	if b.udp.gso {
+		o = append(o, "udp-gso")
+	}
+	if b.udp.gro {
+		o = append(o, "udp-gro")
+	}
+	return o
+}
 
 // LocalAddr returns the address of the shared UDP socket.
 func (b *Backend) LocalAddr() netip.AddrPort { return b.udp.local }

@@ -37,6 +37,13 @@ type Config struct {
 	// how host-to-host SAs, whose peer is also the IKE peer, get their
 	// traffic without a destination route that would capture IKE too.
 	SteerMark, SteerTable uint32
+	// NoOffload turns off the offloads the backend otherwise uses where the
+	// kernel has them: TCP segmentation offload and checksum offload on the
+	// TUN device (IFF_VNET_HDR), the coalescing of received TCP segments
+	// written to it, and UDP GSO and GRO on the socket. None of them changes
+	// what goes on the wire: every ESP packet still carries one inner
+	// packet of at most MTU octets.
+	NoOffload bool
 	// AcquireInterval is the least time between two Acquire events of one
 	// policy for one destination (default 1s).
 	AcquireInterval time.Duration
@@ -97,6 +104,10 @@ type Stats struct {
 	// Replay, Auth and Malformed count inbound packets refused by the
 	// anti-replay window, the integrity check, or parsing.
 	Replay, Auth, Malformed uint64
+	// Offload counts TCP super-segments read from the TUN device and cut
+	// into packets; Coalesced the received TCP segments written to it
+	// joined behind another.
+	Offload, Coalesced uint64
 	// SendErrors and TUNWriteErrors count failed writes; SeqExhausted
 	// packets not sent because the SA ran out of sequence numbers.
 	SendErrors, TUNWriteErrors, SeqExhausted uint64
@@ -106,7 +117,7 @@ type Stats struct {
 
 type stats struct {
 	tunRead, tunWritten, sent, received, ikeReceived, ikeDropped, keepalives,
-	noSA, noRoute, policyDrops, acquires, replay, auth, malformed,
+	noSA, noRoute, policyDrops, acquires, replay, auth, malformed, offload, coalesced,
 	sendErrors, tunWriteErrors, seqExhausted, eventsDropped atomic.Uint64
 }
 
@@ -118,6 +129,7 @@ func (s *stats) snapshot() Stats {
 		Keepalives: s.keepalives.Load(), NoSA: s.noSA.Load(), NoRoute: s.noRoute.Load(),
 		PolicyDrops: s.policyDrops.Load(), Acquires: s.acquires.Load(),
 		Replay: s.replay.Load(), Auth: s.auth.Load(), Malformed: s.malformed.Load(),
+		Offload: s.offload.Load(), Coalesced: s.coalesced.Load(),
 		SendErrors: s.sendErrors.Load(), TUNWriteErrors: s.tunWriteErrors.Load(),
 		SeqExhausted: s.seqExhausted.Load(), EventsDropped: s.eventsDropped.Load(),
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -26,18 +27,57 @@ func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed)
 }
 
-// tunWriter writes a list of packets to the TUN device.
+// tunWriter writes a list of packets to the TUN device; with vnet headers,
+// through a coalescer, each behind its vnet header (writev).
 type tunWriter struct {
 	b    *Backend
 	pkts [][]byte
+	co   *coalescer // with vnet headers
 	i    int
 	fn   func(fd uintptr) bool
+	iov  [2]unix.Iovec
+	hdr  [vnetHdrLen]byte
+	// scratch holds the segments of a joined packet the kernel refused.
+	scratch []byte
 }
 
-func newTUNWriter(b *Backend, n int) *tunWriter {
+// groBufs is how many coalesced packets of 64 KiB a batch may build.
+const groBufs = 16
+
+func newTUNWriter(b *Backend, n int, join bool) *tunWriter {
 	w := &tunWriter{b: b, pkts: make([][]byte, 0, n)}
-	w.fn = w.write
+	if b.tun != nil && b.tun.vnet {
+		bufs := 0
+		if join {
+			bufs = groBufs
+		}
+		w.co = newCoalescer(n, bufs)
+		w.fn = w.writeVnet
+		w.iov[0].Base = &w.hdr[0]
+		w.iov[0].SetLen(vnetHdrLen)
+	} else {
+		w.fn = w.write
+	}
 	return w
+}
+
+// add queues a decrypted inner packet, which must stay unchanged until
+// the next flush.
+func (w *tunWriter) add(p []byte) {
+	if w.co != nil {
+		if w.co.full() {
+			w.flush()
+		}
+		if !w.co.add(p) {
+			w.flush()
+			w.co.add(p)
+		}
+		return
+	}
+	if len(w.pkts) == cap(w.pkts) {
+		w.flush()
+	}
+	w.pkts = append(w.pkts, p)
 }
 
 func (w *tunWriter) write(fd uintptr) bool {
@@ -57,7 +97,87 @@ func (w *tunWriter) write(fd uintptr) bool {
 	return true
 }
 
+func (w *tunWriter) writeVnet(fd uintptr) bool {
+	items := w.co.items
+	for ; w.i < len(items); w.i++ {
+		it := &items[w.i]
+		h := it.finish()
+		switch e := w.writev(fd, &h, it.pkt); e {
+		case 0:
+			w.b.st.tunWritten.Add(uint64(max(it.segs, 1)))
+			if it.segs > 1 {
+				w.b.st.coalesced.Add(uint64(it.segs - 1))
+			}
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+			w.i--
+		default:
+			if it.segs > 1 {
+				w.unjoin(fd, &h, it)
+				continue
+			}
+			w.b.st.tunWriteErrors.Add(1)
+		}
+	}
+	return true
+}
+
+// writev writes pkt behind the vnet header h.
+func (w *tunWriter) writev(fd uintptr, h *vnetHdr, pkt []byte) unix.Errno {
+	h.encode(w.hdr[:])
+	w.iov[1].Base = &pkt[0]
+	w.iov[1].SetLen(len(pkt))
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), 2)
+	return e
+}
+
+// unjoin is the way back should the kernel refuse a joined packet: its
+// segments are cut again and written one by one, and this writer joins
+// no more.
+func (w *tunWriter) unjoin(fd uintptr, h *vnetHdr, it *groItem) {
+	if len(w.co.bufs) > 0 {
+		w.b.log.Warn("the TUN device refused a coalesced TCP packet; received segments are no longer joined")
+		w.co.bufs = w.co.bufs[:0]
+	}
+	if w.scratch == nil {
+		w.scratch = make([]byte, groMax)
+	}
+	var sg segmenter
+	if sg.init(it.pkt, h, len(w.scratch)) != nil {
+		w.b.st.tunWriteErrors.Add(uint64(it.segs))
+		return
+	}
+	var none vnetHdr
+	for !sg.done() {
+		k := sg.next(w.scratch)
+		for {
+			e := w.writev(fd, &none, w.scratch[:k])
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 {
+				w.b.st.tunWriteErrors.Add(1)
+			} else {
+				w.b.st.tunWritten.Add(1)
+			}
+			break
+		}
+	}
+}
+
 func (w *tunWriter) flush() {
+	if w.co != nil {
+		if len(w.co.items) == 0 {
+			return
+		}
+		w.i = 0
+		if err := w.b.tun.rc.Write(w.fn); err != nil {
+			w.b.st.tunWriteErrors.Add(uint64(len(w.co.items) - w.i))
+		}
+		w.co.reset()
+		return
+	}
 	if len(w.pkts) == 0 {
 		return
 	}
@@ -73,6 +193,10 @@ func (w *tunWriter) flush() {
 // sends them, ESP-in-UDP in batches.
 func (b *Backend) outbound() {
 	defer b.wg.Done()
+	if b.tun.vnet {
+		b.outboundVnet()
+		return
+	}
 	n := b.cfg.Batch
 	maxPkt := b.cfg.MTU
 	bufs := make([][]byte, n)
@@ -101,7 +225,7 @@ func (b *Backend) outbound() {
 		}
 		return got > 0
 	}
-	tx := newTxBatch(n)
+	tx := newTxBatch(n, b.udp.gso)
 	var f flow
 	for {
 		if err := b.tun.rc.Read(read); err != nil {
@@ -189,7 +313,7 @@ func (b *Backend) sealOne(t *tables, f *flow, buf []byte, n int, tx *txBatch) {
 func (b *Backend) inboundUDP() {
 	defer b.wg.Done()
 	rx := newRxBatch(b.cfg.Batch, maxDatagram)
-	w := newTUNWriter(b, b.cfg.Batch)
+	w := newTUNWriter(b, 8*b.cfg.Batch, true)
 	for {
 		if err := rx.read(b.udp.rc); err != nil {
 			if closedErr(err) {
@@ -206,25 +330,41 @@ func (b *Backend) inboundUDP() {
 		t := b.tables.Load()
 		for i := range rx.n {
 			d := rx.bufs[i][:rx.msgs[i].Len]
-			switch {
-			case rx.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0:
+			if rx.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				b.st.malformed.Add(1)
-			case len(d) == 1 && d[0] == 0xff:
-				b.st.keepalives.Add(1)
-			case len(d) >= 4 && d[0]|d[1]|d[2]|d[3] == 0:
-				b.ike.deliver(d[4:], parseSockaddr(&rx.names[i]))
-			case len(d) < 8:
-				b.st.malformed.Add(1)
-			default:
-				s := t.in[inKey(sadb.ESP, binary.BigEndian.Uint32(d))]
-				if s == nil || !s.encap {
-					b.st.noSA.Add(1)
-					continue
-				}
-				b.openOne(s, d, w)
+				continue
+			}
+			// With UDP GRO, a message may be several datagrams.
+			seg := rx.segSize(i)
+			if seg <= 0 {
+				seg = len(d)
+			}
+			for len(d) > 0 {
+				k := min(seg, len(d))
+				b.datagram(t, d[:k], &rx.names[i], w)
+				d = d[k:]
 			}
 		}
 		w.flush()
+	}
+}
+
+// datagram handles one datagram of the shared socket.
+func (b *Backend) datagram(t *tables, d []byte, from *unix.RawSockaddrInet6, w *tunWriter) {
+	switch {
+	case len(d) == 1 && d[0] == 0xff:
+		b.st.keepalives.Add(1)
+	case len(d) >= 4 && d[0]|d[1]|d[2]|d[3] == 0:
+		b.ike.deliver(d[4:], parseSockaddr(from))
+	case len(d) < 8:
+		b.st.malformed.Add(1)
+	default:
+		s := t.in[inKey(sadb.ESP, binary.BigEndian.Uint32(d))]
+		if s == nil || !s.encap {
+			b.st.noSA.Add(1)
+			return
+		}
+		b.openOne(s, d, w)
 	}
 }
 
@@ -278,14 +418,14 @@ func (b *Backend) openOne(s *sa, pkt []byte, w *tunWriter) {
 		return
 	}
 	b.count(s, len(inner))
-	w.pkts = append(w.pkts, inner)
+	w.add(inner)
 }
 
 // inboundRaw reads plain ESP or AH from a raw IPv4 socket.
 func (b *Backend) inboundRaw(sock *rawSock, proto sadb.Protocol) {
 	defer b.wg.Done()
 	rx := newRawRx(maxDatagram)
-	w := newTUNWriter(b, 1)
+	w := newTUNWriter(b, 1, false)
 	for {
 		if err := sock.rc.Read(rx.fn); err != nil {
 			return

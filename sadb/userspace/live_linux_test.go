@@ -88,7 +88,11 @@ func inNS(name string, f func() error) error {
 
 func prefixTS(p string) []wire.TrafficSelector {
 	pp := netip.MustParsePrefix(p)
-	return []wire.TrafficSelector{{Type: wire.TSIPv4AddrRange, StartAddr: pp.Addr(), EndAddr: lastAddr(pp), EndPort: 0xffff}}
+	typ := wire.TSIPv4AddrRange
+	if pp.Addr().Is6() {
+		typ = wire.TSIPv6AddrRange
+	}
+	return []wire.TrafficSelector{{Type: typ, StartAddr: pp.Addr(), EndAddr: lastAddr(pp), EndPort: 0xffff}}
 }
 
 func testKey(n int, seed byte) sadb.Key {

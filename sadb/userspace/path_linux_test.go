@@ -3,8 +3,13 @@
 package userspace
 
 import (
+	"bytes"
 	"net/netip"
+	"strconv"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/iked/iked/sadb"
 )
@@ -38,8 +43,8 @@ func TestPacketPathAllocs(t *testing.T) {
 		sIn := b.install(t, in)
 		inner := icmpEcho(netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"))
 		buf := make([]byte, headRoom+a.cfg.MTU+tailRoom)
-		tx := newTxBatch(4)
-		w := newTUNWriter(b, 4)
+		tx := newTxBatch(4, false)
+		w := newTUNWriter(b, 4, false)
 		var f flow
 		step := func() {
 			copy(buf[headRoom:], inner)
@@ -49,7 +54,7 @@ func TestPacketPathAllocs(t *testing.T) {
 			}
 			start := headRoom - sOut.esp.HeaderLen()
 			pkt := buf[start : start+int(tx.iovs[0].Len)]
-			tx.n = 0
+			tx.reset()
 			b.openOne(sIn, pkt, w)
 			if len(w.pkts) != 1 || string(w.pkts[0]) != string(inner) {
 				t.Fatalf("not opened: %+v", b.Stats())
@@ -113,5 +118,171 @@ func TestLookupOut(t *testing.T) {
 	f.dst = netip.MustParseAddr("10.2.1.1") // in the policy, outside the SAs' selectors
 	if s, p := b.tables.Load().lookupOut(&f); s != nil || p != protect {
 		t.Fatal("protect policy without a matching SA")
+	}
+}
+
+// TestOffloadPathAllocs: in steady state, cutting a TCP super-segment from
+// a TUN device with offloads, sealing the segments, opening them on the
+// other side and joining them again allocates nothing; what is joined is
+// the super-segment sent.
+func TestOffloadPathAllocs(t *testing.T) {
+	a, b := offline(t), offline(t)
+	a.tun, b.tun = &tun{vnet: true, tso: true}, &tun{vnet: true, tso: true}
+	out, in := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
+	a.install(t, out)
+	sIn := b.install(t, in)
+	ss := superSegment(false, make([]byte, 30000), tcpACK)
+	super := tcpPacket(ss, true)
+	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: uint16(a.cfg.MTU - 52), csumStart: 20, csumOffset: 16}
+	segs := make([][]byte, 64)
+	for i := range segs {
+		segs[i] = make([]byte, headRoom+a.cfg.MTU+tailRoom)
+	}
+	tx := newTxBatch(64, true)
+	w := newTUNWriter(b, 64, true)
+	var f flow
+	var sg segmenter
+	step := func() {
+		if err := sg.init(super, &h, a.cfg.MTU); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for ; !sg.done(); n++ {
+			k := sg.next(segs[n][headRoom:])
+			a.sealOne(a.tables.Load(), &f, segs[n], k, tx)
+		}
+		if tx.k != n || tx.n != 1 {
+			t.Fatalf("%d segments sealed into %d datagrams in %d messages", n, tx.k, tx.n)
+		}
+		for i := range tx.k {
+			b.openOne(sIn, unsafe.Slice(tx.iovs[i].Base, tx.iovs[i].Len), w)
+		}
+		tx.reset()
+		if len(w.co.items) != 1 || w.co.items[0].segs != n {
+			t.Fatalf("opened into %d packets", len(w.co.items))
+		}
+		it := &w.co.items[0]
+		it.finish()
+		if len(it.pkt) != len(super) || !bytes.Equal(it.pkt[20:], super[20:]) {
+			t.Fatal("the joined packet is not the super-segment sent")
+		}
+		w.co.reset()
+	}
+	step()
+	if n := testing.AllocsPerRun(200, step); n != 0 {
+		t.Errorf("%v allocations per super-segment", n)
+	}
+}
+
+// BenchmarkOffloadPath is the userspace work per 64 KiB TCP super-segment
+// (MTU 1400, AES-GCM-256): cut, seal, open and join again.
+func BenchmarkOffloadPath(b *testing.B) {
+	x, y := offline(b), offline(b)
+	x.tun, y.tun = &tun{vnet: true, tso: true}, &tun{vnet: true, tso: true}
+	out, in := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
+	x.install(b, out)
+	sIn := y.install(b, in)
+	super := tcpPacket(superSegment(false, make([]byte, 65535-52), tcpACK), true)
+	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: uint16(x.cfg.MTU - 52), csumStart: 20, csumOffset: 16}
+	segs := make([][]byte, 64)
+	for i := range segs {
+		segs[i] = make([]byte, headRoom+x.cfg.MTU+tailRoom)
+	}
+	tx := newTxBatch(64, true)
+	w := newTUNWriter(y, 64, true)
+	var f flow
+	var sg segmenter
+	b.SetBytes(int64(len(super)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = sg.init(super, &h, x.cfg.MTU)
+		for n := 0; !sg.done(); n++ {
+			k := sg.next(segs[n][headRoom:])
+			x.sealOne(x.tables.Load(), &f, segs[n], k, tx)
+		}
+		for i := range tx.k {
+			y.openOne(sIn, unsafe.Slice(tx.iovs[i].Base, tx.iovs[i].Len), w)
+		}
+		tx.reset()
+		for i := range w.co.items {
+			w.co.items[i].finish()
+		}
+		w.co.reset()
+	}
+}
+
+// BenchmarkPacketPath is the userspace work per packet without offloads
+// (AES-GCM-256): look up, seal, open, check selectors, queue for the TUN
+// device.
+func BenchmarkPacketPath(b *testing.B) {
+	for _, n := range []int{64, 512, 1400} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			x, y := offline(b), offline(b)
+			out, in := saPair(0x1001, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", true)
+			x.install(b, out)
+			sIn := y.install(b, in)
+			inner := tcpPacket(tcpSeg{src: netip.MustParseAddr("10.1.0.1"), dst: netip.MustParseAddr("10.2.0.1"), flags: tcpACK, payload: make([]byte, n-40)}, false)
+			buf := make([]byte, headRoom+x.cfg.MTU+tailRoom)
+			tx := newTxBatch(4, false)
+			w := newTUNWriter(y, 4, false)
+			var f flow
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				copy(buf[headRoom:], inner)
+				x.sealOne(x.tables.Load(), &f, buf, len(inner), tx)
+				y.openOne(sIn, unsafe.Slice(tx.iovs[0].Base, tx.iovs[0].Len), w)
+				tx.reset()
+				w.pkts = w.pkts[:0]
+			}
+		})
+	}
+}
+
+// TestUnjoin: should the TUN device refuse a joined packet, its segments
+// are written one by one (with their own checksums, behind empty vnet
+// headers) as they arrived, and joining stops.
+func TestUnjoin(t *testing.T) {
+	b := offline(t)
+	b.log = b.cfg.Logger
+	b.tun = &tun{vnet: true}
+	w := newTUNWriter(b, 8, true)
+	segs := cut(t, superSegment(false, make([]byte, 6000), tcpACK|tcpPSH), 1400)
+	for _, s := range segs {
+		w.co.add(bytes.Clone(s))
+	}
+	if len(w.co.items) != 1 {
+		t.Fatalf("%d items", len(w.co.items))
+	}
+	it := &w.co.items[0]
+	h := it.finish()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	w.unjoin(uintptr(p[1]), &h, it)
+	unix.Close(p[1])
+	var got []byte
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := unix.Read(p[0], buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		got = append(got, buf[:n]...)
+	}
+	for i, s := range segs {
+		if len(got) < vnetHdrLen+len(s) || !bytes.Equal(got[:vnetHdrLen], make([]byte, vnetHdrLen)) || !bytes.Equal(got[vnetHdrLen:vnetHdrLen+len(s)], s) {
+			t.Fatalf("segment %d not written back as it arrived", i)
+		}
+		got = got[vnetHdrLen+len(s):]
+	}
+	if len(got) != 0 || len(w.co.bufs) != 0 {
+		t.Errorf("%d octets more; %d buffers left for joining", len(got), len(w.co.bufs))
+	}
+	if st := b.Stats(); st.TUNWritten != uint64(len(segs)) || st.TUNWriteErrors != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -18,9 +18,25 @@ type tun struct {
 	rc    syscall.RawConn
 	name  string
 	index int
+	// vnet is set when every packet read or written is preceded by a
+	// vnet header (IFF_VNET_HDR); tso when the kernel also hands over TCP
+	// super-segments to cut (TUNSETOFFLOAD).
+	vnet, tso bool
 }
 
-func openTUN(name string) (*tun, error) {
+// openTUN creates the device; with offload, it asks for vnet headers and
+// TCP segmentation offload, and does without them if the kernel refuses.
+func openTUN(name string, offload bool) (*tun, error) {
+	if offload {
+		t, err := openTUNFlags(name, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
+		if err == nil {
+			return t, nil
+		}
+	}
+	return openTUNFlags(name, unix.IFF_TUN|unix.IFF_NO_PI)
+}
+
+func openTUNFlags(name string, flags uint16) (*tun, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -30,12 +46,15 @@ func openTUN(name string) (*tun, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun %q: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun %q: TUNSETIFF: %w", name, err)
 	}
-	t := &tun{name: ifr.Name()}
+	t := &tun{name: ifr.Name(), vnet: flags&unix.IFF_VNET_HDR != 0}
+	if t.vnet {
+		t.tso = enableOffload(fd)
+	}
 	// The index, asked of the device itself (SIOCGIFINDEX on any socket of
 	// this namespace).
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
