@@ -124,7 +124,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := b.steer(); err != nil {
 		return fail(err)
 	}
-		if b.udp, err = listenUDP(cfg.Listen, !cfg.NoOffload); err != nil {
+	if b.udp, err = listenUDP(cfg.Listen, !cfg.NoOffload); err != nil {
 		return fail(err)
 	}
 	if cfg.RawIPv4 {
