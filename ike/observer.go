@@ -13,7 +13,10 @@ import (
 // Observer hears of what a policy layer acts on: traffic that needs an SA,
 // the data-plane policies of Child SAs as they come and go, and failed
 // handshakes. Its methods are called from the engine's goroutines and must
-// not block; they must not call back into the engine synchronously.
+// not call back into the engine synchronously. PoliciesAdded and
+// PoliciesRemoved are called in order, before the engine answers the
+// peer, and may block briefly to steer the SA's traffic; the others must
+// not block.
 type Observer interface {
 	// Acquire: traffic matched a protect policy without an SA.
 	Acquire(ev sadb.Event)

@@ -207,6 +207,9 @@ func (a *Agent) endClear(dst netip.Addr) {
 	}
 }
 
+// enforceTimeout bounds a data-plane change made on the engine's path.
+const enforceTimeout = 3 * time.Second
+
 // PoliciesAdded implements ike.Observer: a Child SA's outbound policies
 // get a marking rule, so that its traffic enters the data plane whatever
 // the static rules say nothing about (the default response rule's SAs);
@@ -228,12 +231,14 @@ func (a *Agent) PoliciesAdded(ps []*sadb.Policy) {
 		if e == nil {
 			continue
 		}
-		sel := p.Selector
-		a.enqueue(func() {
-			if err := e.AddSecured(context.Background(), sel); err != nil {
-				a.log.Error("steering an SA's traffic", "selector", sel.String(), "err", err)
-			}
-		})
+		// Synchronously: the engine answers the peer only after this, and
+		// the peer may send at once (a held packet released by its new SA),
+		// so the replies must already be steered into the SA.
+		ctx, cancel := context.WithTimeout(context.Background(), enforceTimeout)
+		if err := e.AddSecured(ctx, p.Selector); err != nil {
+			a.log.Error("steering an SA's traffic", "selector", p.Selector.String(), "err", err)
+		}
+		cancel()
 	}
 }
 
@@ -247,12 +252,13 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 		if id.Direction != sadb.Out {
 			continue
 		}
-		sel := id.Selector
-		a.enqueue(func() {
-			if err := e.RemoveSecured(context.Background(), sel); err != nil {
-				a.log.Error("releasing an SA's traffic", "selector", sel.String(), "err", err)
-			}
-		})
+		// Synchronously too, so that a removal cannot overtake a later
+		// addition of the same selector.
+		ctx, cancel := context.WithTimeout(context.Background(), enforceTimeout)
+		if err := e.RemoveSecured(ctx, id.Selector); err != nil {
+			a.log.Error("releasing an SA's traffic", "selector", id.Selector.String(), "err", err)
+		}
+		cancel()
 	}
 }
 

@@ -44,6 +44,8 @@ type Backend struct {
 	routes    map[netip.Prefix]int // reference counts of routes into the TUN
 	addresses []netip.Prefix
 	steered   []byte // address families with a fwmark rule (Config.SteerMark)
+
+	held held // packets waiting for an acquire's SA
 }
 
 // Logger is the subset of *slog.Logger the backend uses.
@@ -295,6 +297,13 @@ func (b *Backend) AddSA(in *sadb.SA) error {
 	}
 	b.sas[s.id] = s
 	b.rebuild()
+	if !in.Inbound {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.releaseHeld()
+		}()
+	}
 	return nil
 }
 

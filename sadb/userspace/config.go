@@ -99,8 +99,10 @@ type Stats struct {
 	// cannot pass clear traffic), a Protect policy without SA, or, inbound,
 	// inner packets outside the SA's traffic selectors.
 	PolicyDrops uint64
-	// Acquires counts Acquire events raised.
-	Acquires uint64
+	// Acquires counts Acquire events raised. Held counts packets kept
+	// while an acquire is answered; Released those sent once an SA came,
+	// HeldExpired those dropped after waiting too long.
+	Acquires, Held, Released, HeldExpired uint64
 	// Replay, Auth and Malformed count inbound packets refused by the
 	// anti-replay window, the integrity check, or parsing.
 	Replay, Auth, Malformed uint64
@@ -117,7 +119,7 @@ type Stats struct {
 
 type stats struct {
 	tunRead, tunWritten, sent, received, ikeReceived, ikeDropped, keepalives,
-	noSA, noRoute, policyDrops, acquires, replay, auth, malformed, offload, coalesced,
+	noSA, noRoute, policyDrops, acquires, held, released, heldExpired, replay, auth, malformed, offload, coalesced,
 	sendErrors, tunWriteErrors, seqExhausted, eventsDropped atomic.Uint64
 }
 
@@ -128,6 +130,7 @@ func (s *stats) snapshot() Stats {
 		IKEReceived: s.ikeReceived.Load(), IKEDropped: s.ikeDropped.Load(),
 		Keepalives: s.keepalives.Load(), NoSA: s.noSA.Load(), NoRoute: s.noRoute.Load(),
 		PolicyDrops: s.policyDrops.Load(), Acquires: s.acquires.Load(),
+		Held: s.held.Load(), Released: s.released.Load(), HeldExpired: s.heldExpired.Load(),
 		Replay: s.replay.Load(), Auth: s.auth.Load(), Malformed: s.malformed.Load(),
 		Offload: s.offload.Load(), Coalesced: s.coalesced.Load(),
 		SendErrors: s.sendErrors.Load(), TUNWriteErrors: s.tunWriteErrors.Load(),

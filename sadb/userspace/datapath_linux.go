@@ -270,10 +270,13 @@ func (b *Backend) sealOne(t *tables, f *flow, buf []byte, n int, tx *txBatch) {
 			b.st.noRoute.Add(1)
 			return
 		}
-		b.st.policyDrops.Add(1)
 		if p.p.Action == sadb.Protect && p.p.Level == sadb.Required {
 			b.acquire(p, f)
+			if b.hold(f.dst, pkt) {
+				return
+			}
 		}
+		b.st.policyDrops.Add(1)
 		return
 	}
 	next := esp.NextIPv4

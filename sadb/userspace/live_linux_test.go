@@ -351,9 +351,23 @@ func TestLiveNetns(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no acquire")
 	}
-	if st := a.Stats(); st.Acquires != 1 || st.PolicyDrops < 3 {
-		t.Errorf("acquires %d (want 1), policy drops %d (want 3)", st.Acquires, st.PolicyDrops)
+	if st := a.Stats(); st.Acquires != 1 || st.Held != 3 || st.Released != 0 {
+		t.Errorf("acquires %d (want 1), held %d (want the 3 pings), released %d", st.Acquires, st.Held, st.Released)
 	}
+	// The SA the acquire asked for arrives: the held pings leave through
+	// it, without being sent again.
+	acqOut, acqIn := saPair(0x7007, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.3.0.0/24", true)
+	acqOut.ReqID, acqIn.ReqID = 77, 77
+	if err := b.AddSA(acqIn); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddSA(acqOut); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "held pings released through the new SA", func() bool {
+		st, _ := b.SAStats(acqIn.ID())
+		return a.Stats().Released == 3 && st.Packets == 3
+	})
 
 	// Lifetimes: a hard byte limit removes the SA and says so.
 	hardOut, _ := saPair(0x3003, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.4.0.0/24", true)
