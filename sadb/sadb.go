@@ -310,7 +310,7 @@ type DataPlaneStats struct {
 	Sent, Received uint64
 	// Dropped counts inbound or outbound packets not carried, by reason:
 	// "replay", "integrity", "unknown_spi", "malformed", "policy",
-	// "no_route", "send_error".
+	// "no_route", "send_error", "acquire_timeout".
 	Dropped map[string]uint64
 }
 

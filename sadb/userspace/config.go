@@ -154,6 +154,7 @@ func (s Stats) dataPlaneStats() sadb.DataPlaneStats {
 		Dropped: map[string]uint64{
 			"replay": s.Replay, "integrity": s.Auth, "unknown_spi": s.NoSA, "malformed": s.Malformed,
 			"policy": s.PolicyDrops, "no_route": s.NoRoute, "send_error": s.SendErrors + s.TUNWriteErrors + s.SeqExhausted,
+			"acquire_timeout": s.HeldExpired,
 		},
 	}
 }
