@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,6 +292,24 @@ func heldSAs() int {
 	return 10000
 }
 
+// writeHeapProfile writes the heap profile with the SAs held to
+// $IKED_BENCH_HEAPPROFILE-name.pprof when that is set: what each SA keeps,
+// by allocation site (go tool pprof -sample_index=inuse_space).
+func writeHeapProfile(b *testing.B, name string) {
+	prefix := os.Getenv("IKED_BENCH_HEAPPROFILE")
+	if prefix == "" {
+		return
+	}
+	f, err := os.Create(prefix + "-" + strings.ReplaceAll(name, "=", "-") + ".pprof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // liveHeap is the heap in use after a full collection.
 func liveHeap() uint64 {
 	runtime.GC()
@@ -323,6 +343,7 @@ func BenchmarkHeldSAs(b *testing.B) {
 				b.Fatalf("%d established SAs, want %d", got, held)
 			}
 			perSA := float64(after-before) / float64(held)
+			writeHeapProfile(b, name)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

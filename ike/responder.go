@@ -445,6 +445,7 @@ func (hs *authResponder) finish() [][]byte {
 		return nil
 	}
 	sa.establish()
+	sa.releaseHandshake()
 	if sa.initialContact {
 		// §2.4: the peer restarted; its older IKE SAs (same identities)
 		// are stale and go now, without waiting for their timeouts.

@@ -626,6 +626,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
+	sa.wipeProtectors()
 	// Requests waiting for a response learn at once that none will come.
 	for _, p := range sa.pending {
 		close(p.resp)

@@ -299,7 +299,7 @@ func TestProtectorBadPadLength(t *testing.T) {
 				body = append(append(iv, ct...), m.Sum(nil)[:s.integ.ICVLen]...)
 			} else {
 				iv := seqBytes(8, 9)
-				nonce := append(bytes.Clone(p.salt), iv...)
+				nonce := append(bytes.Clone(p.key[len(p.key)-p.encr.SaltLen:]), iv...)
 				body = append(iv, p.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
 			}
 			if _, err := p.Open(aad, body); !errors.Is(err, ErrMalformed) {
