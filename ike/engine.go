@@ -39,9 +39,12 @@ type Engine struct {
 	policyRefs map[sadb.PolicyID]int
 
 	// byIdentity finds the established IKE SAs of a local and remote
-	// identity pair without a scan of all SAs (INITIAL_CONTACT).
+	// identity pair without a scan of all SAs (INITIAL_CONTACT): the first
+	// SA of a list linked through identPrev/identNext. A list in the SAs
+	// rather than a set per identity, since with one identity per peer
+	// each set would be a map of one entry.
 	identMu    sync.Mutex
-	byIdentity map[string]map[*ikeSA]struct{}
+	byIdentity map[string]*ikeSA
 
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
@@ -79,7 +82,7 @@ func New(cfg Config) (*Engine, error) {
 		sas:        map[uint64]*ikeSA{},
 		halfOpen:   map[halfOpenKey]*ikeSA{},
 		policyRefs: map[sadb.PolicyID]int{},
-		byIdentity: map[string]map[*ikeSA]struct{}{},
+		byIdentity: map[string]*ikeSA{},
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
 	}
@@ -349,27 +352,44 @@ func (e *Engine) unregister(sa *ikeSA) {
 	e.mu.Unlock()
 	if sa.identKey != "" {
 		e.identMu.Lock()
-		if set := e.byIdentity[sa.identKey]; set != nil {
-			delete(set, sa)
-			if len(set) == 0 {
-				delete(e.byIdentity, sa.identKey)
-			}
-		}
+		e.unlinkIdentity(sa)
 		e.identMu.Unlock()
 	}
+}
+
+// unlinkIdentity takes sa out of its identity list, if it is in it.
+// Caller holds identMu.
+func (e *Engine) unlinkIdentity(sa *ikeSA) {
+	switch {
+	case sa.identPrev != nil:
+		sa.identPrev.identNext = sa.identNext
+	case e.byIdentity[sa.identKey] == sa:
+		if sa.identNext != nil {
+			e.byIdentity[sa.identKey] = sa.identNext
+		} else {
+			delete(e.byIdentity, sa.identKey)
+		}
+	default:
+		return // not linked
+	}
+	if sa.identNext != nil {
+		sa.identNext.identPrev = sa.identPrev
+	}
+	sa.identPrev, sa.identNext = nil, nil
 }
 
 // indexIdentity records an established SA under its identities. Caller
 // holds sa.mu.
 func (e *Engine) indexIdentity(sa *ikeSA) {
-	sa.identKey = sa.localID.String() + "\x00" + sa.remoteID.String()
+	key := sa.localID.String() + "\x00" + sa.remoteID.String()
 	e.identMu.Lock()
-	set := e.byIdentity[sa.identKey]
-	if set == nil {
-		set = map[*ikeSA]struct{}{}
-		e.byIdentity[sa.identKey] = set
+	e.unlinkIdentity(sa) // once only, should it be indexed again
+	sa.identKey = key
+	if head := e.byIdentity[sa.identKey]; head != nil {
+		head.identPrev = sa
+		sa.identNext = head
 	}
-	set[sa] = struct{}{}
+	e.byIdentity[sa.identKey] = sa
 	e.identMu.Unlock()
 }
 
@@ -377,8 +397,8 @@ func (e *Engine) indexIdentity(sa *ikeSA) {
 func (e *Engine) sameIdentity(key string) []*ikeSA {
 	e.identMu.Lock()
 	defer e.identMu.Unlock()
-	out := make([]*ikeSA, 0, len(e.byIdentity[key]))
-	for x := range e.byIdentity[key] {
+	var out []*ikeSA
+	for x := e.byIdentity[key]; x != nil; x = x.identNext {
 		out = append(out, x)
 	}
 	return out

@@ -90,8 +90,11 @@ type ikeSA struct {
 
 	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
 	initialContact bool
-	// identKey indexes the SA by its identities once established.
-	identKey string
+	// identKey indexes the SA by its identities once established;
+	// identPrev and identNext link the SAs of one identKey (Engine.identMu
+	// guards them).
+	identKey             string
+	identPrev, identNext *ikeSA
 	// rekeyedBy is the IKE SA that took over after a rekey. ikeRekeying
 	// marks this side's own IKE SA rekey in flight; peerIKERekey is the new
 	// SA the peer's simultaneous rekey made meanwhile (§2.8.2).
