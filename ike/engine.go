@@ -46,6 +46,9 @@ type Engine struct {
 	identMu    sync.Mutex
 	byIdentity map[string]*ikeSA
 
+	// timers drives the established SAs' timers (timerheap.go).
+	timers timerHeaps
+
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
 	nextReqID     atomic.Uint32

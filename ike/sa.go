@@ -103,7 +103,7 @@ type ikeSA struct {
 	peerIKERekey *ikeSA
 	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
 	// when the peer last sent an authentic message (for DPD).
-	timers   []*time.Timer
+	timers   []*saTimer
 	lastRecv time.Time
 
 	logMu       sync.Mutex // log lines are also written without mu held
