@@ -30,10 +30,12 @@ type Engine struct {
 
 	conns atomic.Pointer[[]*Connection]
 
-	mu       sync.RWMutex
-	sas      map[uint64]*ikeSA // by local SPI
-	halfOpen map[halfOpenKey]*ikeSA
-	binds    []transport.Bind
+	// sas finds the IKE SAs by local SPI and the half-open ones by their
+	// IKE_SA_INIT request (satable.go).
+	sas saTable
+
+	mu    sync.RWMutex // guards binds
+	binds []transport.Bind
 
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
@@ -82,8 +84,6 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		sas:        map[uint64]*ikeSA{},
-		halfOpen:   map[halfOpenKey]*ikeSA{},
 		policyRefs: map[sadb.PolicyID]int{},
 		byIdentity: map[string]*ikeSA{},
 		stats:      newCounters(),
@@ -268,9 +268,7 @@ func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte)
 	if hdr.FromInitiator() {
 		local = hdr.SPIr
 	}
-	e.mu.RLock()
-	sa := e.sas[local]
-	e.mu.RUnlock()
+	sa := e.sas.get(local)
 	if sa == nil || (hdr.FromInitiator() && sa.spii != hdr.SPIi) || (!hdr.FromInitiator() && hdr.Exchange != wire.IKE_SA_INIT && sa.spir != hdr.SPIr) {
 		// §2.21.4: a request for an unknown SA may be answered with
 		// INVALID_IKE_SPI, but that invites reflection; like strongSwan we
@@ -327,10 +325,7 @@ func (e *Engine) newSPI() (uint64, error) {
 		if spi == 0 {
 			continue
 		}
-		e.mu.RLock()
-		_, used := e.sas[spi]
-		e.mu.RUnlock()
-		if !used {
+		if e.sas.get(spi) == nil {
 			return spi, nil
 		}
 	}
@@ -338,21 +333,12 @@ func (e *Engine) newSPI() (uint64, error) {
 }
 
 func (e *Engine) register(sa *ikeSA) {
-	e.mu.Lock()
-	e.sas[sa.localSPI()] = sa
-	e.mu.Unlock()
+	e.sas.put(sa)
 }
 
 // unregister removes sa from every index.
 func (e *Engine) unregister(sa *ikeSA) {
-	e.mu.Lock()
-	if e.sas[sa.localSPI()] == sa {
-		delete(e.sas, sa.localSPI())
-	}
-	if e.halfOpen[sa.initKey] == sa {
-		delete(e.halfOpen, sa.initKey)
-	}
-	e.mu.Unlock()
+	e.sas.remove(sa)
 	if sa.identKey != "" {
 		e.identMu.Lock()
 		e.unlinkIdentity(sa)
@@ -430,13 +416,7 @@ func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
 
 // snapshotSAs returns all SAs in a stable order.
 func (e *Engine) allSAs() []*ikeSA {
-	e.mu.RLock()
-	out := make([]*ikeSA, 0, len(e.sas))
-	for _, sa := range e.sas {
-		out = append(out, sa)
-	}
-	e.mu.RUnlock()
-	return out
+	return e.sas.all()
 }
 
 // Close stops reading, without sending anything; see Shutdown.

@@ -67,9 +67,7 @@ func (hs *saInitResponder) handshake() error {
 // answered (§2.1): the same SPIi from the same peer.
 func (hs *saInitResponder) answerRetransmission() bool {
 	e := hs.eng
-	e.mu.RLock()
-	sa := e.halfOpen[halfOpenKey{hs.from, hs.msg.Header.SPIi}]
-	e.mu.RUnlock()
+	sa := e.sas.getHalfOpen(halfOpenKey{hs.from, hs.msg.Header.SPIi})
 	if sa == nil {
 		return false
 	}
@@ -250,10 +248,8 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa.msgR = resp.Marshal()
 
-	e.mu.Lock()
-	e.sas[spir] = sa
-	e.halfOpen[sa.initKey] = sa
-	e.mu.Unlock()
+	e.sas.put(sa)
+	e.sas.putHalfOpen(sa)
 	e.halfOpenCount.Add(1)
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
 	e.send(hs.bind, hs.from, sa.msgR)
@@ -461,9 +457,7 @@ func (sa *ikeSA) establish() {
 		if sa.halfOpenTimer != nil {
 			sa.halfOpenTimer.Stop()
 		}
-		sa.eng.mu.Lock()
-		delete(sa.eng.halfOpen, sa.initKey)
-		sa.eng.mu.Unlock()
+		sa.eng.sas.removeHalfOpen(sa)
 	}
 	sa.state = stateEstablished
 	sa.established = sa.eng.cfg.Now()
