@@ -30,9 +30,12 @@ type Protector struct {
 	ikey    []byte // SK_a; nil for AEAD ciphers
 	compact bool
 	wiped   bool
+	st      *cipherState // nil until built, and between messages when compact
+}
 
-	// The cipher state, built from the keys by build.
-
+// cipherState is what a Protector builds from its keys. It is a separate
+// allocation so that a compact Protector is small between messages.
+type cipherState struct {
 	// AEAD ciphers.
 	aead  cipher.AEAD
 	nonce []byte // scratch: salt || IV
@@ -98,48 +101,49 @@ func (p *Protector) build() error {
 	if p.wiped {
 		return errWiped
 	}
-	if p.aead != nil || p.block != nil {
+	if p.st != nil {
 		return nil
 	}
 	encr := p.encr
+	st := &cipherState{}
 	if p.integ == nil {
 		key := p.key[:len(p.key)-encr.SaltLen]
-		var aead cipher.AEAD
 		var err error
 		if encr.ID == EncrAESGCM16 {
 			var b cipher.Block
 			if b, err = aes.NewCipher(key); err == nil {
-				aead, err = cipher.NewGCM(b)
+				st.aead, err = cipher.NewGCM(b)
 			}
 		} else {
-			aead, err = chacha20poly1305.New(key)
+			st.aead, err = chacha20poly1305.New(key)
 		}
 		if err != nil {
 			return err
 		}
-		if aead.NonceSize() != encr.SaltLen+encr.IVLen || aead.Overhead() != encr.ICVLen {
+		if st.aead.NonceSize() != encr.SaltLen+encr.IVLen || st.aead.Overhead() != encr.ICVLen {
 			return fmt.Errorf("transform: %s: unexpected AEAD geometry", encr.Name)
 		}
-		p.aead = aead
-		p.nonce = make([]byte, encr.SaltLen+encr.IVLen)
-		copy(p.nonce, p.key[len(key):])
+		st.nonce = make([]byte, encr.SaltLen+encr.IVLen)
+		copy(st.nonce, p.key[len(key):])
+		p.st = st
 		return nil
 	}
 	b, err := aes.NewCipher(p.key)
 	if err != nil {
 		return err
 	}
-	p.block = b
+	st.block = b
 	zeroIV := make([]byte, b.BlockSize())
 	enc, dec := cipher.NewCBCEncrypter(b, zeroIV), cipher.NewCBCDecrypter(b, zeroIV)
 	if _, ok := enc.(ivSetter); ok {
-		p.cbcEnc = enc
+		st.cbcEnc = enc
 	}
 	if _, ok := dec.(ivSetter); ok {
-		p.cbcDec = dec
+		st.cbcDec = dec
 	}
-	p.mac = p.integ.New(p.ikey)
-	p.sum = make([]byte, 0, p.mac.Size())
+	st.mac = p.integ.New(p.ikey)
+	st.sum = make([]byte, 0, st.mac.Size())
+	p.st = st
 	return nil
 }
 
@@ -148,10 +152,11 @@ func (p *Protector) build() error {
 // state, so the dropped state is left to the garbage collector, as it is
 // when a Protector is discarded.
 func (p *Protector) release() {
-	clear(p.nonce)
-	clear(p.sum[:cap(p.sum)])
-	p.aead, p.nonce = nil, nil
-	p.block, p.cbcEnc, p.cbcDec, p.mac, p.sum = nil, nil, nil, nil, nil
+	if p.st != nil {
+		clear(p.st.nonce)
+		clear(p.st.sum[:cap(p.st.sum)])
+		p.st = nil
+	}
 }
 
 // SetCompact makes the Protector keep only its keys between messages: the
@@ -242,22 +247,22 @@ func (p *Protector) Seal(msg, plaintext []byte, rand io.Reader) ([]byte, error) 
 	clear(body[len(plaintext) : padded-1])
 	body[padded-1] = byte(padLen)
 
-	if p.aead != nil {
-		copy(p.nonce[p.encr.SaltLen:], iv)
-		sealed := p.aead.Seal(body[:0], p.nonce, body, out[:aadLen])
+	if p.st.aead != nil {
+		copy(p.st.nonce[p.encr.SaltLen:], iv)
+		sealed := p.st.aead.Seal(body[:0], p.st.nonce, body, out[:aadLen])
 		return out[:aadLen+ivLen+len(sealed)], nil
 	}
 
-	if p.cbcEnc != nil {
-		p.cbcEnc.(ivSetter).SetIV(iv)
-		p.cbcEnc.CryptBlocks(body, body)
+	if p.st.cbcEnc != nil {
+		p.st.cbcEnc.(ivSetter).SetIV(iv)
+		p.st.cbcEnc.CryptBlocks(body, body)
 	} else {
-		cipher.NewCBCEncrypter(p.block, iv).CryptBlocks(body, body)
+		cipher.NewCBCEncrypter(p.st.block, iv).CryptBlocks(body, body)
 	}
-	p.mac.Reset()
-	p.mac.Write(out)
-	p.sum = p.mac.Sum(p.sum[:0])
-	return append(out, p.sum[:p.integ.ICVLen]...), nil
+	p.st.mac.Reset()
+	p.st.mac.Write(out)
+	p.st.sum = p.st.mac.Sum(p.st.sum[:0])
+	return append(out, p.st.sum[:p.integ.ICVLen]...), nil
 }
 
 // Open authenticates and decrypts an SK payload body. aad is the message
@@ -280,10 +285,10 @@ func (p *Protector) Open(aad, body []byte) ([]byte, error) {
 	icv := body[len(body)-icvLen:]
 
 	var plain []byte
-	if p.aead != nil {
-		copy(p.nonce[p.encr.SaltLen:], iv)
+	if p.st.aead != nil {
+		copy(p.st.nonce[p.encr.SaltLen:], iv)
 		var err error
-		plain, err = p.aead.Open(make([]byte, 0, len(ct)), p.nonce, body[ivLen:], aad)
+		plain, err = p.st.aead.Open(make([]byte, 0, len(ct)), p.st.nonce, body[ivLen:], aad)
 		if err != nil {
 			return nil, ErrIntegrity
 		}
@@ -291,19 +296,19 @@ func (p *Protector) Open(aad, body []byte) ([]byte, error) {
 		if len(ct)%p.encr.BlockLen != 0 {
 			return nil, ErrMalformed
 		}
-		p.mac.Reset()
-		p.mac.Write(aad)
-		p.mac.Write(body[:len(body)-icvLen])
-		p.sum = p.mac.Sum(p.sum[:0])
-		if !hmac.Equal(p.sum[:icvLen], icv) {
+		p.st.mac.Reset()
+		p.st.mac.Write(aad)
+		p.st.mac.Write(body[:len(body)-icvLen])
+		p.st.sum = p.st.mac.Sum(p.st.sum[:0])
+		if !hmac.Equal(p.st.sum[:icvLen], icv) {
 			return nil, ErrIntegrity
 		}
 		plain = make([]byte, len(ct))
-		if p.cbcDec != nil {
-			p.cbcDec.(ivSetter).SetIV(iv)
-			p.cbcDec.CryptBlocks(plain, ct)
+		if p.st.cbcDec != nil {
+			p.st.cbcDec.(ivSetter).SetIV(iv)
+			p.st.cbcDec.CryptBlocks(plain, ct)
 		} else {
-			cipher.NewCBCDecrypter(p.block, iv).CryptBlocks(plain, ct)
+			cipher.NewCBCDecrypter(p.st.block, iv).CryptBlocks(plain, ct)
 		}
 	}
 	padLen := int(plain[len(plain)-1])

@@ -16,7 +16,7 @@ func TestProtectorCompact(t *testing.T) {
 			compact.SetCompact()
 			check := func() {
 				t.Helper()
-				if compact.aead != nil || compact.block != nil || compact.mac != nil {
+				if compact.st != nil {
 					t.Fatal("compact protector kept its cipher state")
 				}
 			}

@@ -300,7 +300,7 @@ func TestProtectorBadPadLength(t *testing.T) {
 			} else {
 				iv := seqBytes(8, 9)
 				nonce := append(bytes.Clone(p.key[len(p.key)-p.encr.SaltLen:]), iv...)
-				body = append(iv, p.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
+				body = append(iv, p.st.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
 			}
 			if _, err := p.Open(aad, body); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("pad length beyond plaintext: %v, want ErrMalformed", err)
