@@ -69,6 +69,7 @@ type ikeloadResult struct {
 	P99        float64           `json:"latency_p99_ms"`
 	CPU        float64           `json:"cpu_us_per_handshake"`
 	Cookies    uint64            `json:"cookies"`
+	Retrans    uint64            `json:"retransmits"`
 	Shortfall  uint64            `json:"rate_shortfall"`
 	FirstError string            `json:"first_failure"`
 }
@@ -116,6 +117,7 @@ func main() {
 	flag.Float64Var(&c.floodRate, "flood", 0, "spoofed IKE_SA_INIT requests per second of the flood phase (0: no flood phase); only iked is configured for it")
 	flag.DurationVar(&c.floodFor, "flood-duration", 20*time.Second, "length of the flood")
 	flag.Float64Var(&c.floodLegit, "flood-legit-rate", 500, "ikeload's handshakes per second during the flood")
+	floodOnly := flag.Bool("flood-only", false, "run the flood phase only")
 	flag.Parse()
 	c.responders = strings.Split(resp, ",")
 	for _, s := range strings.Split(sas, ",") {
@@ -145,9 +147,17 @@ func main() {
 	defer c.teardown()
 
 	var rows []*measurement
+	if *floodOnly {
+		for _, r := range c.responders {
+			rows = append(rows, &measurement{Responder: r, RSSPerSA: map[string]float64{}, Failures: map[string]uint64{}})
+		}
+	}
 	// Pass 1: saturated rate and CPU, so that the fixed rate can be one
 	// all sustain.
 	for _, r := range c.responders {
+		if *floodOnly {
+			break
+		}
 		m := &measurement{Responder: r, RSSPerSA: map[string]float64{}, Failures: map[string]uint64{}}
 		rows = append(rows, m)
 		if err := c.saturate(m); err != nil {
@@ -184,7 +194,9 @@ func main() {
 			}
 		}
 	}
-	printTable(os.Stdout, rows, c)
+	if !*floodOnly {
+		printTable(os.Stdout, rows, c)
+	}
 	printFlood(os.Stdout, rows, c)
 	if c.out != "" {
 		b, _ := json.MarshalIndent(map[string]any{"rate": c.rate, "sas": c.sas, "duration_s": c.duration.Seconds(),
@@ -231,6 +243,9 @@ func (c *config) topology() error {
 	for _, s := range sources {
 		steps = append(steps, []string{"-n", c.nsL, "addr", "add", s + "/24", "dev", "veth-l"})
 	}
+	// The flood's spoofed sources (flood.go) are routed through ikeload's
+	// namespace, which does not forward: answers to them vanish there.
+	steps = append(steps, []string{"-n", c.nsR, "route", "add", spoofedNet, "via", sources[0], "dev", "veth-r"})
 	for _, s := range steps {
 		if err := run("ip", s...); err != nil {
 			return err
