@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iked/iked/auth"
@@ -106,9 +107,17 @@ type ikeSA struct {
 	timers   []*saTimer
 	lastRecv time.Time
 
-	logMu       sync.Mutex // log lines are also written without mu held
-	logCache    []slog.Attr
-	logCacheKey logKey
+	// logCache holds the log attributes once built. Log lines are also
+	// written without mu held, hence an atomic pointer; and a pointer, so
+	// that an SA that never logs (at the daemon's default level, most of
+	// them) carries one word for it rather than the attributes' key.
+	logCache atomic.Pointer[logAttrCache]
+}
+
+// logAttrCache is an SA's log attributes and what they were built from.
+type logAttrCache struct {
+	key   logKey
+	attrs []slog.Attr
 }
 
 // pendingRequest is a request waiting for its response.
@@ -145,17 +154,17 @@ func (sa *ikeSA) role() string {
 // the race detector runs the tests to keep it so.
 func (sa *ikeSA) logAttrs() []slog.Attr {
 	key := logKey{spir: sa.spir, remote: sa.remote, conn: sa.conn}
-	sa.logMu.Lock()
-	defer sa.logMu.Unlock()
-	if sa.logCache != nil && sa.logCacheKey == key {
-		return sa.logCache
+	if c := sa.logCache.Load(); c != nil && c.key == key {
+		return c.attrs
 	}
 	attrs := []slog.Attr{slog.String("sa", sa.id), slog.String("spi_i", spiHex(sa.spii)), slog.String("spi_r", spiHex(sa.spir)),
 		slog.String("peer", sa.remote.String()), slog.String("role", sa.role())}
 	if sa.conn != nil {
 		attrs = append(attrs, slog.String("connection", sa.conn.Name))
 	}
-	sa.logCache, sa.logCacheKey = attrs, key
+	// Two goroutines may build the attributes at once; either result is
+	// right, and the attributes are never modified once stored.
+	sa.logCache.Store(&logAttrCache{key: key, attrs: attrs})
 	return attrs
 }
 
