@@ -50,6 +50,8 @@ type Engine struct {
 
 	// timers drives the established SAs' timers (timerheap.go).
 	timers timerHeaps
+	// suites are the IKE SAs' shared suites (suitecache.go).
+	suites sync.Map
 
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64

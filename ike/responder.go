@@ -195,7 +195,7 @@ func (hs *saInitResponder) createSA() error {
 		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), started: e.cfg.Now(),
 		state: stateAuthenticating, conn: hs.cands[0], candidates: hs.cands,
 		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
-		local: hs.bind.LocalAddr(), remote: hs.from, suite: hs.suite,
+		local: hs.bind.LocalAddr(), remote: hs.from, suite: e.internSuite(hs.suite),
 		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
 		msgI:      append([]byte(nil), hs.pkt...),
 		responses: respCache{next: 1},
