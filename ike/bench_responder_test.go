@@ -124,7 +124,7 @@ func (r *benchResponder) saInit(tb testing.TB, n int, id Identity) (*benchInitia
 	_, _ = rand.Read(spi[:])
 	ni := make([]byte, 32)
 	_, _ = rand.Read(ni)
-	sa := &ikeSA{eng: r.ini, initiator: true, spii: binary.BigEndian.Uint64(spi[:]) | 1, ni: ni}
+	sa := &ikeSA{eng: r.ini, initiator: true, spii: binary.BigEndian.Uint64(spi[:]) | 1, saHandshake: &saHandshake{ni: ni}}
 	m := wire.Message{
 		Header: wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator},
 		Payloads: []wire.Payload{

@@ -72,7 +72,10 @@ func (hs *saInitResponder) answerRetransmission() bool {
 		return false
 	}
 	sa.mu.Lock()
-	resp := sa.msgR
+	var resp []byte
+	if sa.saHandshake != nil { // not established (and released) meanwhile
+		resp = sa.msgR
+	}
 	sa.mu.Unlock()
 	if resp != nil {
 		e.stats.retransmitsAnswered.Add(1)
@@ -193,11 +196,13 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa := &ikeSA{
 		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), started: e.cfg.Now(),
-		state: stateAuthenticating, conn: hs.cands[0], candidates: hs.cands,
+		state: stateAuthenticating, conn: hs.cands[0],
 		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
 		local: hs.bind.LocalAddr(), remote: hs.from, suite: e.internSuite(hs.suite),
-		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
-		msgI:      append([]byte(nil), hs.pkt...),
+		saHandshake: &saHandshake{
+			candidates: hs.cands, ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
+			msgI: append([]byte(nil), hs.pkt...),
+		},
 		responses: respCache{next: 1},
 		initKey:   halfOpenKey{hs.from, hs.msg.Header.SPIi},
 	}

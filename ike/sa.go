@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
@@ -45,7 +44,6 @@ type ikeSA struct {
 	mu          sync.Mutex
 	state       state
 	conn        *Connection
-	candidates  []*Connection // responder: connections that may answer, until IKE_AUTH picks one
 	spii, spir  uint64
 	bind        transport.Bind
 	local       netip.AddrPort
@@ -55,17 +53,17 @@ type ikeSA struct {
 	suite       *suite
 	keys        *transform.IKEKeys
 	out, in     *transform.Protector // protect our messages / open the peer's
-	ni, nr      []byte
-	msgI, msgR  []byte // the IKE_SA_INIT messages, signed by AUTH (§2.15)
 	natLocal    bool
 	natRemote   bool
 	localID     Identity
 	remoteID    Identity
 	authName    string
-	sessions    []auth.Session
-	authParams  *auth.Params // what the sessions know of the handshake
 	established time.Time
-	children    []*childSA
+
+	// The handshake's state (compact.go): nil once a responder's IKE SA
+	// is established, so code that can run after that checks it.
+	*saHandshake
+	children []*childSA
 
 	// Requests we send: up to the peer's window outstanding (§2.3), each
 	// waiting for its response in pending; reqSlot holds one token per
@@ -86,8 +84,6 @@ type ikeSA struct {
 	fragments     bool
 	reqFragments  *reassembly
 	respFragments *reassembly
-
-	halfOpenTimer *time.Timer
 
 	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
 	initialContact bool
@@ -619,7 +615,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if wasHalfOpen {
 		sa.eng.halfOpenCount.Add(-1)
 	}
-	if sa.halfOpenTimer != nil {
+	if sa.saHandshake != nil && sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()
 	}
 	sa.stopTimers()
@@ -631,10 +627,12 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
-	for _, s := range sa.sessions {
-		s.Close()
+	if sa.saHandshake != nil {
+		for _, s := range sa.sessions {
+			s.Close()
+		}
+		sa.sessions = nil
 	}
-	sa.sessions = nil
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
