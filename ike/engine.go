@@ -30,18 +30,28 @@ type Engine struct {
 
 	conns atomic.Pointer[[]*Connection]
 
-	mu       sync.RWMutex
-	sas      map[uint64]*ikeSA // by local SPI
-	halfOpen map[halfOpenKey]*ikeSA
-	binds    []transport.Bind
+	// sas finds the IKE SAs by local SPI and the half-open ones by their
+	// IKE_SA_INIT request (satable.go).
+	sas saTable
+
+	mu    sync.RWMutex // guards binds
+	binds []transport.Bind
 
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
 
 	// byIdentity finds the established IKE SAs of a local and remote
-	// identity pair without a scan of all SAs (INITIAL_CONTACT).
+	// identity pair without a scan of all SAs (INITIAL_CONTACT): the first
+	// SA of a list linked through identPrev/identNext. A list in the SAs
+	// rather than a set per identity, since with one identity per peer
+	// each set would be a map of one entry.
 	identMu    sync.Mutex
-	byIdentity map[string]map[*ikeSA]struct{}
+	byIdentity map[string]*ikeSA
+
+	// timers drives the established SAs' timers (timerheap.go).
+	timers timerHeaps
+	// suites are the IKE SAs' shared suites (suitecache.go).
+	suites sync.Map
 
 	halfOpenCount atomic.Int64
 	nextID        atomic.Uint64
@@ -76,10 +86,8 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		sas:        map[uint64]*ikeSA{},
-		halfOpen:   map[halfOpenKey]*ikeSA{},
 		policyRefs: map[sadb.PolicyID]int{},
-		byIdentity: map[string]map[*ikeSA]struct{}{},
+		byIdentity: map[string]*ikeSA{},
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
 	}
@@ -262,9 +270,7 @@ func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte)
 	if hdr.FromInitiator() {
 		local = hdr.SPIr
 	}
-	e.mu.RLock()
-	sa := e.sas[local]
-	e.mu.RUnlock()
+	sa := e.sas.get(local)
 	if sa == nil || (hdr.FromInitiator() && sa.spii != hdr.SPIi) || (!hdr.FromInitiator() && hdr.Exchange != wire.IKE_SA_INIT && sa.spir != hdr.SPIr) {
 		// §2.21.4: a request for an unknown SA may be answered with
 		// INVALID_IKE_SPI, but that invites reflection; like strongSwan we
@@ -321,10 +327,7 @@ func (e *Engine) newSPI() (uint64, error) {
 		if spi == 0 {
 			continue
 		}
-		e.mu.RLock()
-		_, used := e.sas[spi]
-		e.mu.RUnlock()
-		if !used {
+		if e.sas.get(spi) == nil {
 			return spi, nil
 		}
 	}
@@ -332,44 +335,52 @@ func (e *Engine) newSPI() (uint64, error) {
 }
 
 func (e *Engine) register(sa *ikeSA) {
-	e.mu.Lock()
-	e.sas[sa.localSPI()] = sa
-	e.mu.Unlock()
+	e.sas.put(sa)
 }
 
 // unregister removes sa from every index.
 func (e *Engine) unregister(sa *ikeSA) {
-	e.mu.Lock()
-	if e.sas[sa.localSPI()] == sa {
-		delete(e.sas, sa.localSPI())
-	}
-	if e.halfOpen[sa.initKey] == sa {
-		delete(e.halfOpen, sa.initKey)
-	}
-	e.mu.Unlock()
+	e.sas.remove(sa)
 	if sa.identKey != "" {
 		e.identMu.Lock()
-		if set := e.byIdentity[sa.identKey]; set != nil {
-			delete(set, sa)
-			if len(set) == 0 {
-				delete(e.byIdentity, sa.identKey)
-			}
-		}
+		e.unlinkIdentity(sa)
 		e.identMu.Unlock()
 	}
+}
+
+// unlinkIdentity takes sa out of its identity list, if it is in it.
+// Caller holds identMu.
+func (e *Engine) unlinkIdentity(sa *ikeSA) {
+	switch {
+	case sa.identPrev != nil:
+		sa.identPrev.identNext = sa.identNext
+	case e.byIdentity[sa.identKey] == sa:
+		if sa.identNext != nil {
+			e.byIdentity[sa.identKey] = sa.identNext
+		} else {
+			delete(e.byIdentity, sa.identKey)
+		}
+	default:
+		return // not linked
+	}
+	if sa.identNext != nil {
+		sa.identNext.identPrev = sa.identPrev
+	}
+	sa.identPrev, sa.identNext = nil, nil
 }
 
 // indexIdentity records an established SA under its identities. Caller
 // holds sa.mu.
 func (e *Engine) indexIdentity(sa *ikeSA) {
-	sa.identKey = sa.localID.String() + "\x00" + sa.remoteID.String()
+	key := sa.localID.String() + "\x00" + sa.remoteID.String()
 	e.identMu.Lock()
-	set := e.byIdentity[sa.identKey]
-	if set == nil {
-		set = map[*ikeSA]struct{}{}
-		e.byIdentity[sa.identKey] = set
+	e.unlinkIdentity(sa) // once only, should it be indexed again
+	sa.identKey = key
+	if head := e.byIdentity[sa.identKey]; head != nil {
+		head.identPrev = sa
+		sa.identNext = head
 	}
-	set[sa] = struct{}{}
+	e.byIdentity[sa.identKey] = sa
 	e.identMu.Unlock()
 }
 
@@ -377,8 +388,8 @@ func (e *Engine) indexIdentity(sa *ikeSA) {
 func (e *Engine) sameIdentity(key string) []*ikeSA {
 	e.identMu.Lock()
 	defer e.identMu.Unlock()
-	out := make([]*ikeSA, 0, len(e.byIdentity[key]))
-	for x := range e.byIdentity[key] {
+	var out []*ikeSA
+	for x := e.byIdentity[key]; x != nil; x = x.identNext {
 		out = append(out, x)
 	}
 	return out
@@ -407,13 +418,7 @@ func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
 
 // snapshotSAs returns all SAs in a stable order.
 func (e *Engine) allSAs() []*ikeSA {
-	e.mu.RLock()
-	out := make([]*ikeSA, 0, len(e.sas))
-	for _, sa := range e.sas {
-		out = append(out, sa)
-	}
-	e.mu.RUnlock()
-	return out
+	return e.sas.all()
 }
 
 // Close stops reading, without sending anything; see Shutdown.

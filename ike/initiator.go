@@ -171,7 +171,7 @@ func (hs *initiator) newSA() error {
 	hs.sa = &ikeSA{
 		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: true, started: e.cfg.Now(),
 		state: stateConnecting, conn: hs.conn, spii: spii, bind: bind,
-		local: bind.LocalAddr(), remote: hs.conn.Remote, ni: ni,
+		local: bind.LocalAddr(), remote: hs.conn.Remote, saHandshake: &saHandshake{ni: ni},
 		localID: e.localIdentity(hs.conn, bind.LocalAddr().Addr()), remoteID: hs.conn.RemoteID,
 		authName: hs.conn.Auth.Name(),
 	}

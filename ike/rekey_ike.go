@@ -118,7 +118,7 @@ func (sa *ikeSA) successor(s *suite, weStarted bool, ourSPI, peerSPI uint64) *ik
 		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: weStarted, started: e.cfg.Now(),
 		state: stateEstablished, conn: sa.conn, bind: sa.bind, local: sa.local, remote: sa.remote, encap: sa.encap,
 		suite: s, natLocal: sa.natLocal, natRemote: sa.natRemote, localID: sa.localID, remoteID: sa.remoteID,
-		authName: sa.authName, established: e.cfg.Now(), fragments: sa.fragments,
+		authName: sa.authName, established: e.cfg.Now(), fragments: sa.fragments, saHandshake: &saHandshake{},
 	}
 	if weStarted {
 		n.spii, n.spir = ourSPI, peerSPI

@@ -68,14 +68,15 @@ func (hs *saInitResponder) handshake() error {
 // answered (§2.1): the same SPIi from the same peer.
 func (hs *saInitResponder) answerRetransmission() bool {
 	e := hs.eng
-	e.mu.RLock()
-	sa := e.halfOpen[halfOpenKey{hs.from, hs.msg.Header.SPIi}]
-	e.mu.RUnlock()
+	sa := e.sas.getHalfOpen(halfOpenKey{hs.from, hs.msg.Header.SPIi})
 	if sa == nil {
 		return false
 	}
 	sa.mu.Lock()
-	resp := sa.msgR
+	var resp []byte
+	if sa.saHandshake != nil { // not established (and released) meanwhile
+		resp = sa.msgR
+	}
 	sa.mu.Unlock()
 	if resp != nil {
 		e.stats.retransmitsAnswered.Add(1)
@@ -196,11 +197,13 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa := &ikeSA{
 		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), started: e.cfg.Now(),
-		state: stateAuthenticating, conn: hs.cands[0], candidates: hs.cands,
+		state: stateAuthenticating, conn: hs.cands[0],
 		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
-		local: hs.bind.LocalAddr(), remote: hs.from, suite: hs.suite,
-		ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
-		msgI:      append([]byte(nil), hs.pkt...),
+		local: hs.bind.LocalAddr(), remote: hs.from, suite: e.internSuite(hs.suite),
+		saHandshake: &saHandshake{
+			candidates: hs.cands, ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
+			msgI: append([]byte(nil), hs.pkt...),
+		},
 		responses: respCache{next: 1},
 		initKey:   halfOpenKey{hs.from, hs.msg.Header.SPIi},
 	}
@@ -251,10 +254,8 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa.msgR = resp.Marshal()
 
-	e.mu.Lock()
-	e.sas[spir] = sa
-	e.halfOpen[sa.initKey] = sa
-	e.mu.Unlock()
+	e.sas.put(sa)
+	e.sas.putHalfOpen(sa)
 	e.halfOpenCount.Add(1)
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
 	e.send(hs.bind, hs.from, sa.msgR)
@@ -480,6 +481,7 @@ func (hs *authResponder) finish() [][]byte {
 		return nil
 	}
 	sa.establish()
+	sa.releaseHandshake()
 	if sa.initialContact {
 		// §2.4: the peer restarted; its older IKE SAs (same identities)
 		// are stale and go now, without waiting for their timeouts.
@@ -495,9 +497,7 @@ func (sa *ikeSA) establish() {
 		if sa.halfOpenTimer != nil {
 			sa.halfOpenTimer.Stop()
 		}
-		sa.eng.mu.Lock()
-		delete(sa.eng.halfOpen, sa.initKey)
-		sa.eng.mu.Unlock()
+		sa.eng.sas.removeHalfOpen(sa)
 	}
 	sa.state = stateEstablished
 	sa.established = sa.eng.cfg.Now()

@@ -8,9 +8,9 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
@@ -44,7 +44,6 @@ type ikeSA struct {
 	mu          sync.Mutex
 	state       state
 	conn        *Connection
-	candidates  []*Connection // responder: connections that may answer, until IKE_AUTH picks one
 	spii, spir  uint64
 	bind        transport.Bind
 	local       netip.AddrPort
@@ -54,17 +53,17 @@ type ikeSA struct {
 	suite       *suite
 	keys        *transform.IKEKeys
 	out, in     *transform.Protector // protect our messages / open the peer's
-	ni, nr      []byte
-	msgI, msgR  []byte // the IKE_SA_INIT messages, signed by AUTH (§2.15)
 	natLocal    bool
 	natRemote   bool
 	localID     Identity
 	remoteID    Identity
 	authName    string
-	sessions    []auth.Session
-	authParams  *auth.Params // what the sessions know of the handshake
 	established time.Time
-	children    []*childSA
+
+	// The handshake's state (compact.go): nil once a responder's IKE SA
+	// is established, so code that can run after that checks it.
+	*saHandshake
+	children []*childSA
 
 	// Requests we send: up to the peer's window outstanding (§2.3), each
 	// waiting for its response in pending; reqSlot holds one token per
@@ -86,12 +85,13 @@ type ikeSA struct {
 	reqFragments  *reassembly
 	respFragments *reassembly
 
-	halfOpenTimer *time.Timer
-
 	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
 	initialContact bool
-	// identKey indexes the SA by its identities once established.
-	identKey string
+	// identKey indexes the SA by its identities once established;
+	// identPrev and identNext link the SAs of one identKey (Engine.identMu
+	// guards them).
+	identKey             string
+	identPrev, identNext *ikeSA
 	// rekeyedBy is the IKE SA that took over after a rekey. ikeRekeying
 	// marks this side's own IKE SA rekey in flight; peerIKERekey is the new
 	// SA the peer's simultaneous rekey made meanwhile (§2.8.2).
@@ -100,12 +100,20 @@ type ikeSA struct {
 	peerIKERekey *ikeSA
 	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
 	// when the peer last sent an authentic message (for DPD).
-	timers   []*time.Timer
+	timers   []*saTimer
 	lastRecv time.Time
 
-	logMu       sync.Mutex // log lines are also written without mu held
-	logCache    []slog.Attr
-	logCacheKey logKey
+	// logCache holds the log attributes once built. Log lines are also
+	// written without mu held, hence an atomic pointer; and a pointer, so
+	// that an SA that never logs (at the daemon's default level, most of
+	// them) carries one word for it rather than the attributes' key.
+	logCache atomic.Pointer[logAttrCache]
+}
+
+// logAttrCache is an SA's log attributes and what they were built from.
+type logAttrCache struct {
+	key   logKey
+	attrs []slog.Attr
 }
 
 // pendingRequest is a request waiting for its response.
@@ -142,17 +150,17 @@ func (sa *ikeSA) role() string {
 // the race detector runs the tests to keep it so.
 func (sa *ikeSA) logAttrs() []slog.Attr {
 	key := logKey{spir: sa.spir, remote: sa.remote, conn: sa.conn}
-	sa.logMu.Lock()
-	defer sa.logMu.Unlock()
-	if sa.logCache != nil && sa.logCacheKey == key {
-		return sa.logCache
+	if c := sa.logCache.Load(); c != nil && c.key == key {
+		return c.attrs
 	}
 	attrs := []slog.Attr{slog.String("sa", sa.id), slog.String("spi_i", spiHex(sa.spii)), slog.String("spi_r", spiHex(sa.spir)),
 		slog.String("peer", sa.remote.String()), slog.String("role", sa.role())}
 	if sa.conn != nil {
 		attrs = append(attrs, slog.String("connection", sa.conn.Name))
 	}
-	sa.logCache, sa.logCacheKey = attrs, key
+	// Two goroutines may build the attributes at once; either result is
+	// right, and the attributes are never modified once stored.
+	sa.logCache.Store(&logAttrCache{key: key, attrs: attrs})
 	return attrs
 }
 
@@ -607,7 +615,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	if wasHalfOpen {
 		sa.eng.halfOpenCount.Add(-1)
 	}
-	if sa.halfOpenTimer != nil {
+	if sa.saHandshake != nil && sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()
 	}
 	sa.stopTimers()
@@ -619,13 +627,16 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
-	for _, s := range sa.sessions {
-		s.Close()
+	if sa.saHandshake != nil {
+		for _, s := range sa.sessions {
+			s.Close()
+		}
+		sa.sessions = nil
 	}
-	sa.sessions = nil
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
+	sa.wipeProtectors()
 	// Requests waiting for a response learn at once that none will come.
 	for _, p := range sa.pending {
 		close(p.resp)

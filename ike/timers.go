@@ -12,9 +12,10 @@ import (
 )
 
 // Timers of an established IKE SA: Child SA and IKE SA rekeying before the
-// lifetimes end, dead peer detection, NAT keepalives. Each is a
-// time.AfterFunc whose callback starts the exchange in its own goroutine;
-// all of them stop when the SA dies.
+// lifetimes end, dead peer detection, NAT keepalives. Each is an entry in
+// the engine's timer heaps (timerheap.go) whose function starts the
+// exchange in its own goroutine; all of them stop when the SA dies, and a
+// fired timer leaves the SA's list.
 
 // DPDAction is what the engine does when dead peer detection declares the
 // peer dead.
@@ -124,21 +125,13 @@ func (sa *ikeSA) hasChild(c *childSA) bool {
 // after runs f in a new goroutine after d, unless the SA is dead by then.
 // Caller holds mu.
 func (sa *ikeSA) after(d time.Duration, f func()) {
-	t := time.AfterFunc(d, func() {
-		sa.mu.Lock()
-		dead := sa.state == stateDead
-		sa.mu.Unlock()
-		if !dead {
-			f()
-		}
-	})
-	sa.timers = append(sa.timers, t)
+	sa.timers = append(sa.timers, sa.eng.timers.schedule(sa, d, f))
 }
 
 // stopTimers stops every timer. Caller holds mu.
 func (sa *ikeSA) stopTimers() {
 	for _, t := range sa.timers {
-		t.Stop()
+		sa.eng.timers.stop(t)
 	}
 	sa.timers = nil
 }

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"slices"
+
 	"github.com/iked/iked/ike/wire"
 )
 
@@ -22,14 +24,32 @@ type respCache struct {
 	// next is the lowest message ID not yet answered.
 	next uint32
 	// answered are responses by message ID, from next-window up, including
-	// those answered out of order above next.
-	answered map[uint32][][]byte
+	// those answered out of order above next. A few at most, so a slice:
+	// an established SA usually holds one (its IKE_AUTH response), and a
+	// map of one entry costs ten times its size at 100,000 SAs.
+	answered []cachedResponse
+}
+
+// cachedResponse is the response to the request of message ID id.
+type cachedResponse struct {
+	id   uint32
+	resp [][]byte
+}
+
+// lookup returns the cached response to request id, if any.
+func (c *respCache) lookup(id uint32) ([][]byte, bool) {
+	for _, r := range c.answered {
+		if r.id == id {
+			return r.resp, true
+		}
+	}
+	return nil, false
 }
 
 // classify says what to do with a request of message ID id: answer it
 // again from the cache, process it, or drop it as outside the window.
 func (c *respCache) classify(id uint32, window uint32) (cached [][]byte, process bool) {
-	if r, ok := c.answered[id]; ok {
+	if r, ok := c.lookup(id); ok {
 		return r, false
 	}
 	if id < c.next || id >= c.next+window {
@@ -40,21 +60,22 @@ func (c *respCache) classify(id uint32, window uint32) (cached [][]byte, process
 
 // store records the response to request id and slides the window.
 func (c *respCache) store(id uint32, resp [][]byte, window uint32) {
-	if c.answered == nil {
-		c.answered = map[uint32][][]byte{}
+	replaced := false
+	for i := range c.answered {
+		if c.answered[i].id == id {
+			c.answered[i].resp, replaced = resp, true
+		}
 	}
-	c.answered[id] = resp
+	if !replaced {
+		c.answered = append(c.answered, cachedResponse{id, resp})
+	}
 	for {
-		if _, ok := c.answered[c.next]; !ok {
+		if _, ok := c.lookup(c.next); !ok {
 			break
 		}
 		c.next++
 	}
-	for k := range c.answered {
-		if k+window < c.next {
-			delete(c.answered, k)
-		}
-	}
+	c.answered = slices.DeleteFunc(c.answered, func(r cachedResponse) bool { return r.id+window < c.next })
 }
 
 // windowNotify announces the window this side accepts.

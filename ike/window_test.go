@@ -92,7 +92,7 @@ func TestRespCache(t *testing.T) {
 	for id := uint32(4); id < 12; id++ {
 		c.store(id, [][]byte{{byte(id)}}, 4)
 	}
-	if _, ok := c.answered[3]; ok || len(c.answered) > 5 {
+	if _, ok := c.lookup(3); ok || len(c.answered) > 5 {
 		t.Fatalf("cache not trimmed: %d entries", len(c.answered))
 	}
 	if r, _ := c.classify(9, 4); r == nil {

@@ -49,6 +49,13 @@ type config struct {
 	keepFor    time.Duration
 	out        string
 	nsR, nsL   string
+
+	// The flood phase (0: skipped): spoofed IKE_SA_INIT requests per
+	// second, for floodFor, while ikeload runs at floodLegit/s.
+	floodRate  float64
+	floodFor   time.Duration
+	floodLegit float64
+	cookies    bool // start responders with cookies on (their default threshold)
 }
 
 // ikeloadResult is the part of ikeload --json this program reads.
@@ -61,6 +68,8 @@ type ikeloadResult struct {
 	P50        float64           `json:"latency_p50_ms"`
 	P99        float64           `json:"latency_p99_ms"`
 	CPU        float64           `json:"cpu_us_per_handshake"`
+	Cookies    uint64            `json:"cookies"`
+	Retrans    uint64            `json:"retransmits"`
 	Shortfall  uint64            `json:"rate_shortfall"`
 	FirstError string            `json:"first_failure"`
 }
@@ -85,10 +94,15 @@ type measurement struct {
 	HeldSAs          int                `json:"held_sas"`
 	HeldShared       int                `json:"held_sas_shared_id"`
 	Failures         map[string]uint64  `json:"failures"`
+	Flood            *floodMeasurement  `json:"flood,omitempty"`
 	Notes            []string           `json:"notes,omitempty"`
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "flood" {
+		floodMain(os.Args[2:])
+		return
+	}
 	var c config
 	var resp, sas string
 	flag.StringVar(&c.bin, "bin", "", "directory with the iked and ikeload binaries")
@@ -100,6 +114,10 @@ func main() {
 	flag.StringVar(&sas, "sas", "10000,100000", "kept-SA counts at which RSS is read; the last is also the count held for the held-SA rates")
 	flag.DurationVar(&c.keepFor, "keep-timeout", 150*time.Second, "longest time spent building the kept SAs of one count (a responder that slows down as SAs pile up holds fewer)")
 	flag.StringVar(&c.out, "out", "", "write the measurements as JSON here")
+	flag.Float64Var(&c.floodRate, "flood", 0, "spoofed IKE_SA_INIT requests per second of the flood phase (0: no flood phase); only iked is configured for it")
+	flag.DurationVar(&c.floodFor, "flood-duration", 20*time.Second, "length of the flood")
+	flag.Float64Var(&c.floodLegit, "flood-legit-rate", 500, "ikeload's handshakes per second during the flood")
+	floodOnly := flag.Bool("flood-only", false, "run the flood phase only")
 	flag.Parse()
 	c.responders = strings.Split(resp, ",")
 	for _, s := range strings.Split(sas, ",") {
@@ -129,9 +147,17 @@ func main() {
 	defer c.teardown()
 
 	var rows []*measurement
+	if *floodOnly {
+		for _, r := range c.responders {
+			rows = append(rows, &measurement{Responder: r, RSSPerSA: map[string]float64{}, Failures: map[string]uint64{}})
+		}
+	}
 	// Pass 1: saturated rate and CPU, so that the fixed rate can be one
 	// all sustain.
 	for _, r := range c.responders {
+		if *floodOnly {
+			break
+		}
 		m := &measurement{Responder: r, RSSPerSA: map[string]float64{}, Failures: map[string]uint64{}}
 		rows = append(rows, m)
 		if err := c.saturate(m); err != nil {
@@ -160,7 +186,18 @@ func main() {
 			logf("%s: %v", m.Responder, err)
 		}
 	}
-	printTable(os.Stdout, rows, c)
+	if c.floodRate > 0 {
+		for _, m := range rows {
+			if err := c.floodPhase(m); err != nil {
+				m.Notes = append(m.Notes, "flood: "+err.Error())
+				logf("%s: flood: %v", m.Responder, err)
+			}
+		}
+	}
+	if !*floodOnly {
+		printTable(os.Stdout, rows, c)
+	}
+	printFlood(os.Stdout, rows, c)
 	if c.out != "" {
 		b, _ := json.MarshalIndent(map[string]any{"rate": c.rate, "sas": c.sas, "duration_s": c.duration.Seconds(),
 			"concurrency": c.concurr, "proposal": proposal, "measurements": rows}, "", "  ")
@@ -206,6 +243,9 @@ func (c *config) topology() error {
 	for _, s := range sources {
 		steps = append(steps, []string{"-n", c.nsL, "addr", "add", s + "/24", "dev", "veth-l"})
 	}
+	// The flood's spoofed sources (flood.go) are routed through ikeload's
+	// namespace, which does not forward: answers to them vanish there.
+	steps = append(steps, []string{"-n", c.nsR, "route", "add", spoofedNet, "via", sources[0], "dev", "veth-r"})
 	for _, s := range steps {
 		if err := run("ip", s...); err != nil {
 			return err
@@ -268,12 +308,16 @@ func (c *config) start(kind string) (*daemon, string, error) {
 	var version string
 	switch kind {
 	case "iked":
+		threshold := 1000000
+		if c.cookies {
+			threshold = 10 // the default (config.DefaultCookieThreshold)
+		}
 		conf := fmt.Sprintf(`listen: ["%s:500"]
 control_socket: %s/iked.sock
 log: {level: error}
 backend: memory
 ike:
-  cookie_threshold: 1000000
+  cookie_threshold: %d
   fragmentation: false
 connections:
   load:
@@ -286,7 +330,7 @@ connections:
     dpd_delay: 24h
     rekey_time: 24h
     ike_rekey_time: 24h
-`, respAddr, dir, respAddr, psk, proposal)
+`, respAddr, dir, threshold, respAddr, psk, proposal)
 		if err := os.WriteFile(filepath.Join(dir, "iked.yaml"), []byte(conf), 0o600); err != nil {
 			return nil, "", err
 		}

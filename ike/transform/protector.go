@@ -17,19 +17,33 @@ import (
 // Protector protects SK payloads in one direction (RFC 7296 §3.14; RFC 5282
 // for AES-GCM; RFC 7634 for ChaCha20-Poly1305). It is safe for use by one
 // goroutine at a time.
+//
+// It keeps its own copy of the keys, from which the cipher state (AES key
+// schedule, GCM tables, HMAC state: about 700 octets per direction for
+// AES-GCM) is built. SetCompact makes it build that state for each message
+// and drop it afterwards: an established IKE SA mostly sits idle, and at
+// 100,000 SAs the cipher state would be most of their memory.
 type Protector struct {
-	encr *Encr
+	encr    *Encr
+	integ   *Integ // nil for AEAD ciphers
+	key     []byte // SK_e (with the salt at its end for AEAD ciphers)
+	ikey    []byte // SK_a; nil for AEAD ciphers
+	compact bool
+	wiped   bool
+	st      *cipherState // nil until built, and between messages when compact
+}
 
+// cipherState is what a Protector builds from its keys. It is a separate
+// allocation so that a compact Protector is small between messages.
+type cipherState struct {
 	// AEAD ciphers.
 	aead  cipher.AEAD
-	salt  []byte
 	nonce []byte // scratch: salt || IV
 
 	// CBC with HMAC.
 	block  cipher.Block
 	cbcEnc cipher.BlockMode // nil when the mode cannot be re-keyed with SetIV
 	cbcDec cipher.BlockMode
-	integ  *Integ
 	mac    hash.Hash
 	sum    []byte // scratch for the untruncated HMAC output
 }
@@ -37,14 +51,17 @@ type Protector struct {
 // ivSetter is implemented by the standard library's CBC modes.
 type ivSetter interface{ SetIV([]byte) }
 
+// errWiped is returned by a Protector used after Wipe.
+var errWiped = errors.New("transform: protector used after its keys were wiped")
+
 // NewProtector makes a Protector from the negotiated transforms and this
 // direction's keys: encKey is SK_e (with the salt at its end for AEAD
-// ciphers), integKey is SK_a (nil, and integ nil, for AEAD ciphers).
+// ciphers), integKey is SK_a (nil, and integ nil, for AEAD ciphers). The
+// keys are copied.
 func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Protector, error) {
 	if encr == nil {
 		return nil, errors.New("transform: no encryption transform")
 	}
-	p := &Protector{encr: encr}
 	switch encr.ID {
 	case EncrAESGCM16, EncrChaCha20Poly1305:
 		if integ != nil {
@@ -54,25 +71,6 @@ func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Pr
 		if len(encKey) < encr.SaltLen || !encr.validKeyBits(encKeyBits(encr, keyLen)) {
 			return nil, fmt.Errorf("transform: %s key material of %d octets", encr.Name, len(encKey))
 		}
-		key := encKey[:keyLen]
-		var err error
-		if encr.ID == EncrAESGCM16 {
-			var b cipher.Block
-			if b, err = aes.NewCipher(key); err == nil {
-				p.aead, err = cipher.NewGCM(b)
-			}
-		} else {
-			p.aead, err = chacha20poly1305.New(key)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if p.aead.NonceSize() != encr.SaltLen+encr.IVLen || p.aead.Overhead() != encr.ICVLen {
-			return nil, fmt.Errorf("transform: %s: unexpected AEAD geometry", encr.Name)
-		}
-		p.salt = slices.Clone(encKey[keyLen:])
-		p.nonce = make([]byte, encr.SaltLen+encr.IVLen)
-		copy(p.nonce, p.salt)
 	case EncrAESCBC:
 		if integ == nil {
 			return nil, errors.New("transform: AES_CBC needs an integrity transform")
@@ -83,26 +81,107 @@ func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Pr
 		if len(integKey) != integ.KeyLen {
 			return nil, fmt.Errorf("transform: %s key of %d octets, want %d", integ.Name, len(integKey), integ.KeyLen)
 		}
-		b, err := aes.NewCipher(encKey)
-		if err != nil {
-			return nil, err
-		}
-		p.block = b
-		zeroIV := make([]byte, b.BlockSize())
-		enc, dec := cipher.NewCBCEncrypter(b, zeroIV), cipher.NewCBCDecrypter(b, zeroIV)
-		if _, ok := enc.(ivSetter); ok {
-			p.cbcEnc = enc
-		}
-		if _, ok := dec.(ivSetter); ok {
-			p.cbcDec = dec
-		}
-		p.integ = integ
-		p.mac = integ.New(integKey)
-		p.sum = make([]byte, 0, p.mac.Size())
 	default:
 		return nil, fmt.Errorf("transform: unsupported encryption transform %d", encr.ID)
 	}
+	p := &Protector{encr: encr, integ: integ, key: slices.Clone(encKey)}
+	if integ != nil {
+		p.ikey = slices.Clone(integKey)
+	}
+	// Built once here so that a key the cipher refuses fails now.
+	if err := p.build(); err != nil {
+		p.Wipe()
+		return nil, err
+	}
 	return p, nil
+}
+
+// build makes the cipher state from the keys, unless it is there.
+func (p *Protector) build() error {
+	if p.wiped {
+		return errWiped
+	}
+	if p.st != nil {
+		return nil
+	}
+	encr := p.encr
+	st := &cipherState{}
+	if p.integ == nil {
+		key := p.key[:len(p.key)-encr.SaltLen]
+		var err error
+		if encr.ID == EncrAESGCM16 {
+			var b cipher.Block
+			if b, err = aes.NewCipher(key); err == nil {
+				st.aead, err = cipher.NewGCM(b)
+			}
+		} else {
+			st.aead, err = chacha20poly1305.New(key)
+		}
+		if err != nil {
+			return err
+		}
+		if st.aead.NonceSize() != encr.SaltLen+encr.IVLen || st.aead.Overhead() != encr.ICVLen {
+			return fmt.Errorf("transform: %s: unexpected AEAD geometry", encr.Name)
+		}
+		st.nonce = make([]byte, encr.SaltLen+encr.IVLen)
+		copy(st.nonce, p.key[len(key):])
+		p.st = st
+		return nil
+	}
+	b, err := aes.NewCipher(p.key)
+	if err != nil {
+		return err
+	}
+	st.block = b
+	zeroIV := make([]byte, b.BlockSize())
+	enc, dec := cipher.NewCBCEncrypter(b, zeroIV), cipher.NewCBCDecrypter(b, zeroIV)
+	if _, ok := enc.(ivSetter); ok {
+		st.cbcEnc = enc
+	}
+	if _, ok := dec.(ivSetter); ok {
+		st.cbcDec = dec
+	}
+	st.mac = p.integ.New(p.ikey)
+	st.sum = make([]byte, 0, st.mac.Size())
+	p.st = st
+	return nil
+}
+
+// release drops the cipher state; build makes it again from the keys. The
+// standard library offers no way to zero an AES key schedule or an HMAC
+// state, so the dropped state is left to the garbage collector, as it is
+// when a Protector is discarded.
+func (p *Protector) release() {
+	if p.st != nil {
+		clear(p.st.nonce)
+		clear(p.st.sum[:cap(p.st.sum)])
+		p.st = nil
+	}
+}
+
+// SetCompact makes the Protector keep only its keys between messages: the
+// cipher state is built for each Seal or Open and dropped after it. That
+// costs a key expansion per message (about a microsecond) and saves the
+// state's memory while the SA is idle.
+func (p *Protector) SetCompact() {
+	p.compact = true
+	p.release()
+}
+
+// Wipe zeroes the Protector's keys and drops its cipher state; Seal and
+// Open fail afterwards.
+func (p *Protector) Wipe() {
+	clear(p.key)
+	clear(p.ikey)
+	p.release()
+	p.wiped = true
+}
+
+// done ends a Seal or Open: a compact Protector drops its cipher state.
+func (p *Protector) done() {
+	if p.compact {
+		p.release()
+	}
 }
 
 // encKeyBits returns the Key Length attribute matching keyLen octets of key
@@ -122,7 +201,7 @@ func encKeyBits(encr *Encr, keyLen int) uint16 {
 
 // icvLen is the octets of integrity data after the ciphertext.
 func (p *Protector) icvLen() int {
-	if p.aead != nil {
+	if p.integ == nil {
 		return p.encr.ICVLen
 	}
 	return p.integ.ICVLen
@@ -149,6 +228,10 @@ func (p *Protector) Seal(msg, plaintext []byte, rand io.Reader) ([]byte, error) 
 	if rand == nil {
 		rand = cryptorand.Reader
 	}
+	if err := p.build(); err != nil {
+		return msg, err
+	}
+	defer p.done()
 	aadLen := len(msg)
 	ivLen := p.encr.IVLen
 	padded := p.paddedLen(len(plaintext))
@@ -164,22 +247,22 @@ func (p *Protector) Seal(msg, plaintext []byte, rand io.Reader) ([]byte, error) 
 	clear(body[len(plaintext) : padded-1])
 	body[padded-1] = byte(padLen)
 
-	if p.aead != nil {
-		copy(p.nonce[len(p.salt):], iv)
-		sealed := p.aead.Seal(body[:0], p.nonce, body, out[:aadLen])
+	if p.st.aead != nil {
+		copy(p.st.nonce[p.encr.SaltLen:], iv)
+		sealed := p.st.aead.Seal(body[:0], p.st.nonce, body, out[:aadLen])
 		return out[:aadLen+ivLen+len(sealed)], nil
 	}
 
-	if p.cbcEnc != nil {
-		p.cbcEnc.(ivSetter).SetIV(iv)
-		p.cbcEnc.CryptBlocks(body, body)
+	if p.st.cbcEnc != nil {
+		p.st.cbcEnc.(ivSetter).SetIV(iv)
+		p.st.cbcEnc.CryptBlocks(body, body)
 	} else {
-		cipher.NewCBCEncrypter(p.block, iv).CryptBlocks(body, body)
+		cipher.NewCBCEncrypter(p.st.block, iv).CryptBlocks(body, body)
 	}
-	p.mac.Reset()
-	p.mac.Write(out)
-	p.sum = p.mac.Sum(p.sum[:0])
-	return append(out, p.sum[:p.integ.ICVLen]...), nil
+	p.st.mac.Reset()
+	p.st.mac.Write(out)
+	p.st.sum = p.st.mac.Sum(p.st.sum[:0])
+	return append(out, p.st.sum[:p.integ.ICVLen]...), nil
 }
 
 // Open authenticates and decrypts an SK payload body. aad is the message
@@ -193,15 +276,19 @@ func (p *Protector) Open(aad, body []byte) ([]byte, error) {
 	if len(body) < ivLen+p.encr.BlockLen+icvLen {
 		return nil, ErrMalformed
 	}
+	if err := p.build(); err != nil {
+		return nil, err
+	}
+	defer p.done()
 	iv := body[:ivLen]
 	ct := body[ivLen : len(body)-icvLen]
 	icv := body[len(body)-icvLen:]
 
 	var plain []byte
-	if p.aead != nil {
-		copy(p.nonce[len(p.salt):], iv)
+	if p.st.aead != nil {
+		copy(p.st.nonce[p.encr.SaltLen:], iv)
 		var err error
-		plain, err = p.aead.Open(make([]byte, 0, len(ct)), p.nonce, body[ivLen:], aad)
+		plain, err = p.st.aead.Open(make([]byte, 0, len(ct)), p.st.nonce, body[ivLen:], aad)
 		if err != nil {
 			return nil, ErrIntegrity
 		}
@@ -209,19 +296,19 @@ func (p *Protector) Open(aad, body []byte) ([]byte, error) {
 		if len(ct)%p.encr.BlockLen != 0 {
 			return nil, ErrMalformed
 		}
-		p.mac.Reset()
-		p.mac.Write(aad)
-		p.mac.Write(body[:len(body)-icvLen])
-		p.sum = p.mac.Sum(p.sum[:0])
-		if !hmac.Equal(p.sum[:icvLen], icv) {
+		p.st.mac.Reset()
+		p.st.mac.Write(aad)
+		p.st.mac.Write(body[:len(body)-icvLen])
+		p.st.sum = p.st.mac.Sum(p.st.sum[:0])
+		if !hmac.Equal(p.st.sum[:icvLen], icv) {
 			return nil, ErrIntegrity
 		}
 		plain = make([]byte, len(ct))
-		if p.cbcDec != nil {
-			p.cbcDec.(ivSetter).SetIV(iv)
-			p.cbcDec.CryptBlocks(plain, ct)
+		if p.st.cbcDec != nil {
+			p.st.cbcDec.(ivSetter).SetIV(iv)
+			p.st.cbcDec.CryptBlocks(plain, ct)
 		} else {
-			cipher.NewCBCDecrypter(p.block, iv).CryptBlocks(plain, ct)
+			cipher.NewCBCDecrypter(p.st.block, iv).CryptBlocks(plain, ct)
 		}
 	}
 	padLen := int(plain[len(plain)-1])

@@ -299,8 +299,8 @@ func TestProtectorBadPadLength(t *testing.T) {
 				body = append(append(iv, ct...), m.Sum(nil)[:s.integ.ICVLen]...)
 			} else {
 				iv := seqBytes(8, 9)
-				nonce := append(bytes.Clone(p.salt), iv...)
-				body = append(iv, p.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
+				nonce := append(bytes.Clone(p.key[len(p.key)-p.encr.SaltLen:]), iv...)
+				body = append(iv, p.st.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
 			}
 			if _, err := p.Open(aad, body); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("pad length beyond plaintext: %v, want ErrMalformed", err)

@@ -1,0 +1,59 @@
+package ike
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/iked/iked/ike/wire"
+)
+
+// The identity index finds every SA of an identity pair, and forgets each
+// as it is unregistered, wherever it sits in its identity's list.
+func TestIdentityIndex(t *testing.T) {
+	e, err := New(Config{SADB: newPair(t).a.cfg.SADB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	local := Identity{Type: wire.IDFQDN, Value: []byte("gw.example")}
+	mk := func(remote string) *ikeSA {
+		sa := &ikeSA{eng: e, localID: local, remoteID: Identity{Type: wire.IDFQDN, Value: []byte(remote)}}
+		e.indexIdentity(sa)
+		return sa
+	}
+	a, b, c, other := mk("peer.example"), mk("peer.example"), mk("peer.example"), mk("other.example")
+	e.indexIdentity(b) // indexed twice: still once in the list
+	key := a.identKey
+	same := func(want ...*ikeSA) {
+		t.Helper()
+		got := e.sameIdentity(key)
+		if len(got) != len(want) {
+			t.Fatalf("%d SAs under the identity, want %d", len(got), len(want))
+		}
+		for _, x := range want {
+			if !slices.Contains(got, x) {
+				t.Fatalf("SA missing from the identity index")
+			}
+		}
+	}
+	same(a, b, c)
+	if got := e.sameIdentity(other.identKey); len(got) != 1 || got[0] != other {
+		t.Fatalf("other identity: %v", got)
+	}
+	// Newest first: b (indexed again), c, a.
+	e.unregister(c) // the middle of the list
+	same(a, b)
+	e.unregister(a) // its tail
+	same(b)
+	e.unregister(a) // again: nothing changes
+	same(b)
+	e.unregister(b) // its head, alone
+	same()
+	if _, ok := e.byIdentity[key]; ok {
+		t.Fatal("empty identity kept in the index")
+	}
+	e.unregister(other)
+	if len(e.byIdentity) != 0 {
+		t.Fatalf("%d identities left in the index", len(e.byIdentity))
+	}
+}
