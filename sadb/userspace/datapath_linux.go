@@ -189,6 +189,31 @@ func (w *tunWriter) flush() {
 	w.pkts = w.pkts[:0]
 }
 
+// tunBatch runs one batched read of the TUN device (read sets got and
+// rerr); false means the outbound path stops: the device is gone. A read
+// error with nothing read is logged, and the batch is empty.
+func (b *Backend) tunBatch(read func(fd uintptr) bool, got *int, rerr *unix.Errno) bool {
+	if err := b.tun.rc.Read(read); err != nil {
+		select {
+		case <-b.done: // closing: the TUN went away on purpose
+		default:
+			if !closedErr(err) {
+				b.log.Warn("TUN read failed; outbound path stopped", "err", err)
+			}
+		}
+		return false
+	}
+	if *rerr != 0 && *got == 0 {
+		select {
+		case <-b.done:
+			return false
+		default:
+		}
+		b.log.Warn("TUN read", "err", *rerr)
+	}
+	return true
+}
+
 // outbound reads packets from the TUN device in batches, seals them and
 // sends them, ESP-in-UDP in batches.
 func (b *Backend) outbound() {
@@ -228,23 +253,10 @@ func (b *Backend) outbound() {
 	tx := newTxBatch(n, b.udp.gso)
 	var f flow
 	for {
-		if err := b.tun.rc.Read(read); err != nil {
-			select {
-			case <-b.done: // closing: the TUN went away on purpose
-			default:
-				if !closedErr(err) {
-					b.log.Warn("TUN read failed; outbound path stopped", "err", err)
-				}
-			}
+		if !b.tunBatch(read, &got, &rerr) {
 			return
 		}
-		if rerr != 0 && got == 0 {
-			select {
-			case <-b.done:
-				return
-			default:
-			}
-			b.log.Warn("TUN read", "err", rerr)
+		if got == 0 {
 			continue
 		}
 		b.st.tunRead.Add(uint64(got))

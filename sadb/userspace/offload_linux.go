@@ -73,23 +73,10 @@ func (b *Backend) outboundVnet() {
 	var h vnetHdr
 	var sg segmenter
 	for {
-		if err := b.tun.rc.Read(read); err != nil {
-			select {
-			case <-b.done: // closing: the TUN went away on purpose
-			default:
-				if !closedErr(err) {
-					b.log.Warn("TUN read failed; outbound path stopped", "err", err)
-				}
-			}
+		if !b.tunBatch(read, &got, &rerr) {
 			return
 		}
-		if rerr != 0 && got == 0 {
-			select {
-			case <-b.done:
-				return
-			default:
-			}
-			b.log.Warn("TUN read", "err", rerr)
+		if got == 0 {
 			continue
 		}
 		t := b.tables.Load()
