@@ -293,6 +293,16 @@ func (m *matrix) wantPackets(d *iked, outcome string) {
 	}
 }
 
+// wantReleased: d held the packets that started a negotiation and sent
+// them through the new SA (the first SYN did not wait for a retransmission).
+func (m *matrix) wantReleased(d *iked) {
+	m.t.Helper()
+	metrics, err := d.Metrics()
+	if v, ok := metricValue(metrics, "iked_dataplane_events_total", `event="acquire_released"`); err != nil || !ok || v == 0 {
+		m.t.Errorf("%s: iked_dataplane_events_total{event=\"acquire_released\"} = %v (%v)", d.ns.name, v, err)
+	}
+}
+
 const (
 	respondOnly = "client-respond-only"
 	request     = "server-request-security"
@@ -362,6 +372,7 @@ func TestPolicyMatrix(t *testing.T) {
 		m.wantFlows(m.a, "secured", 1)
 		m.wantPackets(m.a, "secured")
 		m.wantPackets(m.a, "clear_permit")
+		m.wantReleased(m.a)
 	})
 
 	t.Run("RequestSecurityToNoIPsec_ClearAfterTheFallbackDelay", func(t *testing.T) {

@@ -15,6 +15,9 @@ var (
 	descESPDropped = prometheus.NewDesc("iked_esp_packets_dropped_total",
 		"Packets the data plane did not carry, by reason (replay, integrity, unknown_spi, malformed, policy, no_route, send_error).",
 		[]string{"reason"}, nil)
+	descDataPlaneEvents = prometheus.NewDesc("iked_dataplane_events_total",
+		"What the data plane did besides carrying packets, by event (tso_segmented, gro_coalesced, acquire_held, acquire_released).",
+		[]string{"event"}, nil)
 )
 
 // dataPlaneCollector reads a packet-moving backend's counters on each scrape.
@@ -31,6 +34,7 @@ func (dataPlaneCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descESPSent
 	ch <- descESPReceived
 	ch <- descESPDropped
+	ch <- descDataPlaneEvents
 }
 
 // Collect implements prometheus.Collector.
@@ -45,5 +49,13 @@ func (c dataPlaneCollector) Collect(ch chan<- prometheus.Metric) {
 	slices.Sort(reasons)
 	for _, r := range reasons {
 		ch <- prometheus.MustNewConstMetric(descESPDropped, prometheus.CounterValue, float64(s.Dropped[r]), r)
+	}
+	events := make([]string, 0, len(s.Events))
+	for e := range s.Events {
+		events = append(events, e)
+	}
+	slices.Sort(events)
+	for _, e := range events {
+		ch <- prometheus.MustNewConstMetric(descDataPlaneEvents, prometheus.CounterValue, float64(s.Events[e]), e)
 	}
 }

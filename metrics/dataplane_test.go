@@ -13,8 +13,13 @@ type fakeDataPlane struct{ s sadb.DataPlaneStats }
 func (f fakeDataPlane) DataPlaneStats() sadb.DataPlaneStats { return f.s }
 
 func TestDataPlaneCollector(t *testing.T) {
-	c := NewDataPlaneCollector(fakeDataPlane{sadb.DataPlaneStats{Sent: 7, Received: 5, Dropped: map[string]uint64{"replay": 2, "integrity": 1}}})
+	c := NewDataPlaneCollector(fakeDataPlane{sadb.DataPlaneStats{Sent: 7, Received: 5, Dropped: map[string]uint64{"replay": 2, "integrity": 1},
+		Events: map[string]uint64{"tso_segmented": 3, "acquire_held": 4}}})
 	want := `
+# HELP iked_dataplane_events_total What the data plane did besides carrying packets, by event (tso_segmented, gro_coalesced, acquire_held, acquire_released).
+# TYPE iked_dataplane_events_total counter
+iked_dataplane_events_total{event="acquire_held"} 4
+iked_dataplane_events_total{event="tso_segmented"} 3
 # HELP iked_esp_packets_dropped_total Packets the data plane did not carry, by reason (replay, integrity, unknown_spi, malformed, policy, no_route, send_error).
 # TYPE iked_esp_packets_dropped_total counter
 iked_esp_packets_dropped_total{reason="integrity"} 1

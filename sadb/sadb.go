@@ -312,6 +312,12 @@ type DataPlaneStats struct {
 	// "replay", "integrity", "unknown_spi", "malformed", "policy",
 	// "no_route", "send_error", "acquire_timeout".
 	Dropped map[string]uint64
+	// Events counts what the data plane did besides carrying packets, by
+	// name, e.g. "tso_segmented" (a TCP super-segment cut into packets),
+	// "gro_coalesced" (a received segment joined behind another),
+	// "acquire_held" and "acquire_released" (packets kept while an SA was
+	// negotiated, and sent once it came).
+	Events map[string]uint64
 }
 
 // StatsReporter is a Backend that moves packets and counts them.

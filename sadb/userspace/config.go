@@ -156,5 +156,9 @@ func (s Stats) dataPlaneStats() sadb.DataPlaneStats {
 			"policy": s.PolicyDrops, "no_route": s.NoRoute, "send_error": s.SendErrors + s.TUNWriteErrors + s.SeqExhausted,
 			"acquire_timeout": s.HeldExpired,
 		},
+		Events: map[string]uint64{
+			"tso_segmented": s.Offload, "gro_coalesced": s.Coalesced,
+			"acquire_held": s.Held, "acquire_released": s.Released,
+		},
 	}
 }
