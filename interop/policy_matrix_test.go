@@ -620,3 +620,61 @@ func TestPolicyKerberos(t *testing.T) {
 		t.Errorf("ikectl peers says %q for the KDC's port, want exempt", st)
 	}
 }
+
+// TestPolicyTunnelRule: a rule with a tunnel endpoint on each side (the
+// hosts' inner addresses, 10.1.0.1 and 10.2.0.1, reached through the
+// other host): TCP between the inner addresses is negotiated as a
+// tunnel-mode SA between the outer ones, both sides answering only their
+// tunnel endpoint, and nothing of it crosses in clear.
+func TestPolicyTunnelRule(t *testing.T) {
+	requireRoot(t)
+	topo := newTopology(t)
+	for _, r := range [][]string{
+		{"-n", topo.I.name, "route", "add", charonInnerNet, "dev", "veth-i", "src", ikedInnerHost},
+		{"-n", topo.S.name, "route", "add", ikedInnerNet, "dev", "veth-s", "src", charonInnerHost},
+	} {
+		if err := ipCmd(r...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := func(src, dst string, tunnel netip.Addr) string {
+		return fmt.Sprintf(`filter_lists:
+  far-side:
+    filters: [{source: %s, destination: %s}]
+policies:
+  site:
+    rules: [{filter_list: far-side, action: negotiate, tunnel: %s}]
+`, src, dst, tunnel)
+	}
+	m := newMatrixOn(t, topo,
+		policyHost{Policy: "site", Extra: site(ikedInnerHost, charonInnerHost, topo.CharonAddr)},
+		policyHost{Policy: "site", Extra: site(charonInnerHost, ikedInnerHost, topo.IkedAddr)})
+	m.startCapture()
+	m.wantTCP(m.topo.I, netip.MustParseAddr(charonInnerHost), matrixEchoPort, 10*time.Second)
+	m.capture.Stop()
+	frames, err := readPcap(m.capture.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := map[netip.Addr]bool{netip.MustParseAddr(ikedInnerHost): true, netip.MustParseAddr(charonInnerHost): true}
+	var clear, esp int
+	for _, f := range frames {
+		if inner[f.src] || inner[f.dst] {
+			clear++
+		}
+		if _, _, ok := f.esp(); ok && f.src == m.addrA || ok && f.src == m.addrB {
+			esp++
+		}
+	}
+	if clear != 0 || esp == 0 {
+		t.Errorf("inner traffic: %d clear frames, %d ESP frames; want only ESP%s", clear, esp, m.logs())
+	}
+	sas, err := m.a.SAs()
+	if err != nil || len(sas) != 1 || len(sas[0].Children) != 1 {
+		t.Fatalf("A's SAs: %+v %v", sas, err)
+	}
+	c := sas[0].Children[0]
+	if c.Mode != "tunnel" || strings.Join(c.LocalTS, ",") != ikedInnerHost+"/32" || strings.Join(c.RemoteTS, ",") != charonInnerHost+"/32" {
+		t.Errorf("Child SA %s %v === %v, want tunnel %s/32 === %s/32", c.Mode, c.LocalTS, c.RemoteTS, ikedInnerHost, charonInnerHost)
+	}
+}

@@ -263,11 +263,21 @@ func (a *Agent) Connections() []*ike.Connection {
 	seen := map[*policy.Rule]bool{}
 	for _, d := range p.Ordered() {
 		r := d.Rule
-		if r.Action != policy.Negotiate || seen[r] || r.Tunnel.IsValid() {
+		if r.Action != policy.Negotiate || seen[r] {
 			continue
 		}
 		seen[r] = true
-		out = append(out, a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS)...)
+		conns := a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS)
+		if r.Tunnel.IsValid() {
+			// A tunnel rule answers only its tunnel endpoint, for the
+			// filters' addresses.
+			local, remote := tunnelSelectors(r)
+			for _, c := range conns {
+				c.Remote = netip.AddrPortFrom(r.Tunnel, policy.IKEPort)
+				c.LocalTS, c.RemoteTS, c.Mode = local, remote, ike.ModeTunnel
+			}
+		}
+		out = append(out, conns...)
 	}
 	if d := p.DefaultResponse; d.Active {
 		out = append(out, a.ruleConnections(methods, "default-response", d.Methods, d.Auth, false)...)
@@ -357,6 +367,25 @@ func localIdentity(m auth.Method) ike.Identity {
 		return ike.Identity{}
 	}
 	return id
+}
+
+// tunnelSelectors are the traffic selectors a tunnel rule protects: for
+// each filter, its source (this side; "me" leaves the local selectors to
+// the IKE address) and its destination (the far side of the tunnel).
+func tunnelSelectors(r *policy.Rule) (local, remote []wire.TrafficSelector) {
+	add := func(list []wire.TrafficSelector, a policy.Address, proto uint8, port uint16) []wire.TrafficSelector {
+		for _, p := range a.Prefixes() {
+			ts := hostTS(p.Addr(), proto, port)
+			ts.EndAddr = sadb.LastAddr(p)
+			list = append(list, ts)
+		}
+		return list
+	}
+	for _, f := range r.Filters.Filters {
+		local = add(local, f.Src, f.Protocol, f.SrcPort)
+		remote = add(remote, f.Dst, f.Protocol, f.DstPort)
+	}
+	return local, remote
 }
 
 // hostTS is a one-address selector with the filter's protocol and port.

@@ -64,7 +64,9 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 
 	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS)
 	c.Auth, c.LocalID = method, localIdentity(method)
-	c.Local = pkt.Src
+	if !r.Tunnel.IsValid() {
+		c.Local = pkt.Src // host to host: IKE between the packet's own addresses
+	}
 	c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
 	c.LocalTS, c.RemoteTS = selectors(pkt, d)
 	if r.Tunnel.IsValid() {
@@ -148,7 +150,9 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 	select {
 	case <-answered:
 	default:
-		reason = "no_answer"
+		if reason == "timeout" {
+			reason = "no_answer"
+		}
 	}
 	*p = peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: describe(reason, c.Auth.Name(), err)}
 	if reason == "authentication_failed" || reason == "auth_mismatch" {
