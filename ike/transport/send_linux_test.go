@@ -26,6 +26,10 @@ func TestWriteToNeverWaits(t *testing.T) {
 	}
 	ns := fmt.Sprintf("iked-tr-%d", os.Getpid())
 	peer := ns + "-p"
+	t.Cleanup(func() { // registered first: a failed step below still cleans up
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		_ = exec.Command("ip", "netns", "del", peer).Run()
+	})
 	for _, argv := range [][]string{
 		{"netns", "add", ns}, {"netns", "add", peer},
 		{"-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", peer},
@@ -36,10 +40,6 @@ func TestWriteToNeverWaits(t *testing.T) {
 			t.Fatalf("ip %v: %v: %s", argv, err, out)
 		}
 	}
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-		_ = exec.Command("ip", "netns", "del", peer).Run()
-	})
 	// The socket is made inside the namespace (the peer's end has no
 	// address: nobody answers ARP for 10.9.0.2).
 	done := make(chan struct{})

@@ -26,8 +26,11 @@ func liveBackend(t *testing.T) (*xfrm.Backend, string) {
 		t.Skip("needs root for a network namespace")
 	}
 	ns := fmt.Sprintf("iked-xfrmpol-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	for _, argv := range [][]string{
-		{"netns", "add", ns},
 		{"-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
 		{"-n", ns, "addr", "add", "10.0.0.1/24", "dev", "v0"},
 		{"-n", ns, "link", "set", "v0", "up"},
@@ -38,7 +41,6 @@ func liveBackend(t *testing.T) (*xfrm.Backend, string) {
 			t.Fatalf("ip %v: %v: %s", argv, err, out)
 		}
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	b, err := xfrm.New(xfrm.Options{Namespace: "/run/netns/" + ns, SkipProbe: true})
 	if err != nil {
 		t.Fatal(err)
