@@ -203,6 +203,7 @@ type onWire struct {
 
 func (m *matrix) wire() onWire {
 	m.t.Helper()
+	m.settleCapture()
 	m.capture.Stop()
 	frames, err := readPcap(m.capture.path)
 	if err != nil {
@@ -227,6 +228,21 @@ func (m *matrix) wire() onWire {
 		}
 	}
 	return w
+}
+
+// settleCapture waits (up to 2 s) until tcpdump's file stops growing, so
+// that the last frames of an exchange that just ended are in it.
+func (m *matrix) settleCapture() {
+	size := int64(-1)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(150 * time.Millisecond) {
+		fi, err := os.Stat(m.capture.path)
+		if err == nil && fi.Size() == size && size > 24 {
+			return
+		}
+		if err == nil {
+			size = fi.Size()
+		}
+	}
 }
 
 // tcpFlags returns a captured TCP segment's flags.
@@ -651,6 +667,7 @@ policies:
 		policyHost{Policy: "site", Extra: site(charonInnerHost, ikedInnerHost, topo.IkedAddr)})
 	m.startCapture()
 	m.wantTCP(m.topo.I, netip.MustParseAddr(charonInnerHost), matrixEchoPort, 10*time.Second)
+	m.settleCapture()
 	m.capture.Stop()
 	frames, err := readPcap(m.capture.path)
 	if err != nil {
