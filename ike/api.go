@@ -31,7 +31,7 @@ func (e *Engine) Terminate(ctx context.Context, target string) (int, error) {
 	var victims []*ikeSA
 	for _, sa := range e.allSAs() {
 		sa.mu.Lock()
-		match := sa.id == target || (sa.conn != nil && sa.conn.Name == target)
+		match := sa.id() == target || (sa.conn != nil && sa.conn.Name == target)
 		sa.mu.Unlock()
 		if match {
 			victims = append(victims, sa)

@@ -44,10 +44,18 @@ func (sa *ikeSA) releaseHandshake() {
 	}
 	if sa.keys != nil {
 		// SK_d is what rekeying and new Child SAs derive from; the
-		// protectors hold their own copies of SK_e and SK_a.
-		kept := &transform.IKEKeys{SkD: slices.Clone(sa.keys.SkD)}
+		// protectors hold their own copies of SK_e and SK_a. The copy
+		// shares one allocation with its IKEKeys when it fits: one
+		// object less per held SA for the garbage collector to visit.
+		kept := &keptKeys{}
+		if len(sa.keys.SkD) <= len(kept.skd) {
+			kept.IKEKeys.SkD = kept.skd[:len(sa.keys.SkD):len(sa.keys.SkD)]
+			copy(kept.IKEKeys.SkD, sa.keys.SkD)
+		} else {
+			kept.IKEKeys.SkD = slices.Clone(sa.keys.SkD)
+		}
 		sa.keys.Wipe()
-		sa.keys = kept
+		sa.keys = &kept.IKEKeys
 	}
 	if sa.out != nil {
 		sa.out.SetCompact()
@@ -55,6 +63,13 @@ func (sa *ikeSA) releaseHandshake() {
 	if sa.in != nil {
 		sa.in.SetCompact()
 	}
+}
+
+// keptKeys is an established SA's IKEKeys with room for SK_d (up to
+// SHA2-512's 64 octets) in the same allocation.
+type keptKeys struct {
+	transform.IKEKeys
+	skd [64]byte
 }
 
 // wipeProtectors zeroes the protectors' keys when the SA dies. Caller holds

@@ -191,7 +191,7 @@ func (hs *createChildResponder) accept() ([]wire.Payload, wire.NotifyType, error
 // or rekeys the Child SA whose inbound SPI is rekeySPI (nonzero).
 func (e *Engine) CreateChild(ctx context.Context, id string, rekeySPI uint32) error {
 	for _, sa := range e.allSAs() {
-		if sa.id != id {
+		if sa.id() != id {
 			continue
 		}
 		var old *childSA

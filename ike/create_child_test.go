@@ -134,8 +134,8 @@ func TestSimultaneousChildRekey(t *testing.T) {
 		sb.mu.Unlock()
 		barrier.Add(2)
 		errs := make(chan error, 2)
-		go func() { errs <- p.a.CreateChild(ctxT(t), sa.id, ca.inbound.SPI) }()
-		go func() { errs <- p.b.CreateChild(ctxT(t), sb.id, cb.inbound.SPI) }()
+		go func() { errs <- p.a.CreateChild(ctxT(t), sa.id(), ca.inbound.SPI) }()
+		go func() { errs <- p.b.CreateChild(ctxT(t), sb.id(), cb.inbound.SPI) }()
 		for range 2 {
 			if err := <-errs; err != nil {
 				if ne, ok := err.(*notifyError); !ok || (ne.code != wire.NotifyTemporaryFailure && ne.code != wire.NotifyChildSANotFound) {
@@ -162,7 +162,7 @@ func TestChildKeyDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 	bsa := p.b.allSAs()[0]
-	if err := p.b.CreateChild(ctxT(t), bsa.id, 0); err != nil {
+	if err := p.b.CreateChild(ctxT(t), bsa.id(), 0); err != nil {
 		t.Fatal(err)
 	}
 	bsa.mu.Lock()

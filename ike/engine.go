@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,9 +45,12 @@ type Engine struct {
 	// identity pair without a scan of all SAs (INITIAL_CONTACT): the first
 	// SA of a list linked through identPrev/identNext. A list in the SAs
 	// rather than a set per identity, since with one identity per peer
-	// each set would be a map of one entry.
+	// each set would be a map of one entry. Keyed by a hash of the
+	// identities rather than a string of them: a string per held SA is
+	// one more object for the garbage collector to visit in each cycle.
 	identMu    sync.Mutex
-	byIdentity map[string]*ikeSA
+	identSeed  maphash.Seed
+	byIdentity map[uint64]*ikeSA
 
 	// timers drives the established SAs' timers (timerheap.go).
 	timers timerHeaps
@@ -87,7 +91,8 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		policyRefs: map[sadb.PolicyID]int{},
-		byIdentity: map[string]*ikeSA{},
+		byIdentity: map[uint64]*ikeSA{},
+		identSeed:  maphash.MakeSeed(),
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
 	}
@@ -341,7 +346,7 @@ func (e *Engine) register(sa *ikeSA) {
 // unregister removes sa from every index.
 func (e *Engine) unregister(sa *ikeSA) {
 	e.sas.remove(sa)
-	if sa.identKey != "" {
+	if sa.identIndexed {
 		e.identMu.Lock()
 		e.unlinkIdentity(sa)
 		e.identMu.Unlock()
@@ -354,11 +359,11 @@ func (e *Engine) unlinkIdentity(sa *ikeSA) {
 	switch {
 	case sa.identPrev != nil:
 		sa.identPrev.identNext = sa.identNext
-	case e.byIdentity[sa.identKey] == sa:
+	case e.byIdentity[sa.identHash] == sa:
 		if sa.identNext != nil {
-			e.byIdentity[sa.identKey] = sa.identNext
+			e.byIdentity[sa.identHash] = sa.identNext
 		} else {
-			delete(e.byIdentity, sa.identKey)
+			delete(e.byIdentity, sa.identHash)
 		}
 	default:
 		return // not linked
@@ -369,28 +374,59 @@ func (e *Engine) unlinkIdentity(sa *ikeSA) {
 	sa.identPrev, sa.identNext = nil, nil
 }
 
+// identityHash hashes an SA's local and remote identities for the index.
+func (e *Engine) identityHash(sa *ikeSA) uint64 {
+	var h maphash.Hash
+	h.SetSeed(e.identSeed)
+	for _, id := range [2]Identity{sa.localID, sa.remoteID} {
+		v := id.Value
+		if id.Type == wire.IDDERASN1DN {
+			v = []byte(id.String()) // equal DNs, one string (identity.go)
+		}
+		var hdr [5]byte
+		hdr[0] = byte(id.Type)
+		binary.BigEndian.PutUint32(hdr[1:], uint32(len(v)))
+		h.Write(hdr[:])
+		h.Write(v)
+	}
+	return h.Sum64()
+}
+
 // indexIdentity records an established SA under its identities. Caller
 // holds sa.mu.
 func (e *Engine) indexIdentity(sa *ikeSA) {
-	key := sa.localID.String() + "\x00" + sa.remoteID.String()
+	e.indexIdentityHash(sa, e.identityHash(sa))
+}
+
+// indexIdentityHash links sa into the list of hash h; SAs of different
+// identities may share a list (sameIdentity tells them apart).
+func (e *Engine) indexIdentityHash(sa *ikeSA, h uint64) {
 	e.identMu.Lock()
 	e.unlinkIdentity(sa) // once only, should it be indexed again
-	sa.identKey = key
-	if head := e.byIdentity[sa.identKey]; head != nil {
+	sa.identHash, sa.identIndexed = h, true
+	if head := e.byIdentity[h]; head != nil {
 		head.identPrev = sa
 		sa.identNext = head
 	}
-	e.byIdentity[sa.identKey] = sa
+	e.byIdentity[h] = sa
 	e.identMu.Unlock()
 }
 
-// sameIdentity returns the SAs indexed under key.
-func (e *Engine) sameIdentity(key string) []*ikeSA {
+// sameIdentity returns the indexed SAs with the local and remote
+// identities of sa (sa among them when it is indexed). Caller holds
+// sa.mu; the identities of indexed SAs are set before they are indexed
+// and never change, so identMu orders their reads.
+func (e *Engine) sameIdentity(sa *ikeSA) []*ikeSA {
+	if !sa.identIndexed {
+		return nil
+	}
 	e.identMu.Lock()
 	defer e.identMu.Unlock()
 	var out []*ikeSA
-	for x := e.byIdentity[key]; x != nil; x = x.identNext {
-		out = append(out, x)
+	for x := e.byIdentity[sa.identHash]; x != nil; x = x.identNext {
+		if x == sa || x.localID.equal(sa.localID) && x.remoteID.equal(sa.remoteID) {
+			out = append(out, x)
+		}
 	}
 	return out
 }

@@ -111,6 +111,18 @@ func (id Identity) Matches(p *wire.ID) bool {
 	return p.IDType == id.Type && string(p.Data) == string(id.Value)
 }
 
+// equal reports whether two identities are the same, as the identity
+// index and String see them: distinguished names by their printed form.
+func (id Identity) equal(o Identity) bool {
+	if id.Type != o.Type {
+		return false
+	}
+	if id.Type == wire.IDDERASN1DN {
+		return id.String() == o.String()
+	}
+	return string(id.Value) == string(o.Value)
+}
+
 // IdentityFromPayload converts a received ID payload.
 func IdentityFromPayload(p *wire.ID) Identity {
 	return Identity{Type: p.IDType, Value: append([]byte(nil), p.Data...)}

@@ -23,10 +23,22 @@ func TestIdentityIndex(t *testing.T) {
 	}
 	a, b, c, other := mk("peer.example"), mk("peer.example"), mk("peer.example"), mk("other.example")
 	e.indexIdentity(b) // indexed twice: still once in the list
-	key := a.identKey
+	key := a.identHash
 	same := func(want ...*ikeSA) {
 		t.Helper()
-		got := e.sameIdentity(key)
+		got := e.sameIdentity(a)
+		if !a.identIndexed {
+			// a is gone: ask through a stand-in with its identities.
+			got = nil
+			probe := &ikeSA{eng: e, localID: a.localID, remoteID: a.remoteID}
+			e.indexIdentity(probe)
+			for _, x := range e.sameIdentity(probe) {
+				if x != probe {
+					got = append(got, x)
+				}
+			}
+			e.unregister(probe)
+		}
 		if len(got) != len(want) {
 			t.Fatalf("%d SAs under the identity, want %d", len(got), len(want))
 		}
@@ -37,7 +49,7 @@ func TestIdentityIndex(t *testing.T) {
 		}
 	}
 	same(a, b, c)
-	if got := e.sameIdentity(other.identKey); len(got) != 1 || got[0] != other {
+	if got := e.sameIdentity(other); len(got) != 1 || got[0] != other {
 		t.Fatalf("other identity: %v", got)
 	}
 	// Newest first: b (indexed again), c, a.
@@ -55,5 +67,32 @@ func TestIdentityIndex(t *testing.T) {
 	e.unregister(other)
 	if len(e.byIdentity) != 0 {
 		t.Fatalf("%d identities left in the index", len(e.byIdentity))
+	}
+}
+
+// SAs of different identities whose hashes collide share a list in the
+// index, and sameIdentity still tells them apart.
+func TestIdentityIndexHashCollision(t *testing.T) {
+	e, err := New(Config{SADB: newPair(t).a.cfg.SADB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	local := Identity{Type: wire.IDFQDN, Value: []byte("gw.example")}
+	mk := func(remote string) *ikeSA {
+		sa := &ikeSA{eng: e, localID: local, remoteID: Identity{Type: wire.IDFQDN, Value: []byte(remote)}}
+		e.indexIdentityHash(sa, 42) // every one on the same hash
+		return sa
+	}
+	a, b, a2 := mk("a.example"), mk("b.example"), mk("a.example")
+	if got := e.sameIdentity(a); len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, a2) {
+		t.Fatalf("a's identity: %d SAs, want a and a2", len(got))
+	}
+	if got := e.sameIdentity(b); len(got) != 1 || got[0] != b {
+		t.Fatalf("b's identity: %d SAs, want b alone", len(got))
+	}
+	e.unregister(b)
+	if got := e.sameIdentity(a2); len(got) != 2 {
+		t.Fatalf("after b left: %d SAs of a's identity, want 2", len(got))
 	}
 }

@@ -169,7 +169,7 @@ func (hs *initiator) newSA() error {
 		return err
 	}
 	hs.sa = &ikeSA{
-		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: true, started: e.cfg.Now(),
+		eng: e, serial: e.nextID.Add(1), initiator: true, started: e.cfg.Now(),
 		state: stateConnecting, conn: hs.conn, spii: spii, bind: bind,
 		local: bind.LocalAddr(), remote: hs.conn.Remote, saHandshake: &saHandshake{ni: ni},
 		localID: e.localIdentity(hs.conn, bind.LocalAddr().Addr()), remoteID: hs.conn.RemoteID,
@@ -513,9 +513,9 @@ func (e *Engine) hasOtherSA(sa *ikeSA) bool {
 // not stale.)
 func (e *Engine) dropStale(fresh *ikeSA) {
 	fresh.mu.Lock()
-	key := fresh.identKey
+	same := e.sameIdentity(fresh)
 	fresh.mu.Unlock()
-	for _, x := range e.sameIdentity(key) {
+	for _, x := range same {
 		if x == fresh {
 			continue
 		}
@@ -523,7 +523,7 @@ func (e *Engine) dropStale(fresh *ikeSA) {
 		stale := x.state == stateEstablished && x.started.Before(fresh.started)
 		x.mu.Unlock()
 		if stale {
-			x.log(slog.LevelInfo, "removing IKE SA replaced after the peer's INITIAL_CONTACT", "new_sa", fresh.id)
+			x.log(slog.LevelInfo, "removing IKE SA replaced after the peer's INITIAL_CONTACT", "new_sa", fresh.id())
 			x.destroy("peer restarted (INITIAL_CONTACT)")
 		}
 	}

@@ -115,7 +115,7 @@ func (sa *ikeSA) rekeyedSA(s *suite, weStarted bool, peerSPI uint64, peerNonce [
 func (sa *ikeSA) successor(s *suite, weStarted bool, ourSPI, peerSPI uint64) *ikeSA {
 	e := sa.eng
 	n := &ikeSA{
-		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), initiator: weStarted, started: e.cfg.Now(),
+		eng: e, serial: e.nextID.Add(1), initiator: weStarted, started: e.cfg.Now(),
 		state: stateEstablished, conn: sa.conn, bind: sa.bind, local: sa.local, remote: sa.remote, encap: sa.encap,
 		suite: s, natLocal: sa.natLocal, natRemote: sa.natRemote, localID: sa.localID, remoteID: sa.remoteID,
 		authName: sa.authName, established: e.cfg.Now(), fragments: sa.fragments, saHandshake: &saHandshake{},
@@ -167,14 +167,14 @@ func (sa *ikeSA) moveTo(n *ikeSA) {
 	for _, c := range n.children {
 		n.startChildTimer(c)
 	}
-	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id, "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
+	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id(), "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
 		"algorithms", n.suite.String())
 }
 
 // RekeyIKE rekeys the IKE SA with ID id and returns the new SA's ID.
 func (e *Engine) RekeyIKE(ctx context.Context, id string) (string, error) {
 	for _, sa := range e.allSAs() {
-		if sa.id == id {
+		if sa.id() == id {
 			return sa.rekeyIKE(ctx)
 		}
 	}
@@ -191,7 +191,7 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 	if n := sa.rekeyedBy; n != nil {
 		// The peer rekeyed it a moment ago: what the caller asked for is done.
 		sa.mu.Unlock()
-		return n.id, nil
+		return n.id(), nil
 	}
 	if sa.ikeRekeying {
 		sa.mu.Unlock()
@@ -213,7 +213,7 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 		n := sa.rekeyedBy
 		sa.mu.Unlock()
 		if n != nil {
-			return n.id, nil
+			return n.id(), nil
 		}
 	}
 	return id, err
@@ -258,10 +258,10 @@ func (sa *ikeSA) rekeyIKEExchange(ctx context.Context, props []transform.Proposa
 		if redundant != nil {
 			// Ours lost the collision: delete it; the peer deletes the old.
 			redundant.deleteIKE(ctx, "redundant after a simultaneous rekey")
-			return newSA.id, nil
+			return newSA.id(), nil
 		}
 		sa.deleteIKE(ctx, "rekeyed")
-		return newSA.id, nil
+		return newSA.id(), nil
 	}
 }
 
@@ -311,7 +311,7 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 	if sa.rekeyedBy != nil {
 		// The peer's rekey won already (it deleted this SA while ours was
 		// outstanding): ours is redundant.
-		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", sa.rekeyedBy.id)
+		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", sa.rekeyedBy.id())
 		n.eng.register(n)
 		return sa.rekeyedBy, n, nil
 	}
@@ -324,12 +324,12 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 	// made the redundant SA.
 	sa.peerIKERekey = nil
 	if bytes.Compare(lowestNonce(n.ni, n.nr), lowestNonce(theirs.ni, theirs.nr)) < 0 {
-		sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: ours is redundant", "kept", theirs.id)
+		sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: ours is redundant", "kept", theirs.id())
 		n.eng.register(n) // to send its Delete
 		sa.moveTo(theirs)
 		return theirs, n, nil
 	}
-	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id)
+	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id())
 	sa.handOver(n)
 	// The peer deletes its redundant SA once its own exchange completes;
 	// if its answer was lost and the old SA is gone by then, it never can.

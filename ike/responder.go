@@ -196,7 +196,7 @@ func (hs *saInitResponder) createSA() error {
 		return err
 	}
 	sa := &ikeSA{
-		eng: e, id: fmt.Sprintf("ike-%d", e.nextID.Add(1)), started: e.cfg.Now(),
+		eng: e, serial: e.nextID.Add(1), started: e.cfg.Now(),
 		state: stateAuthenticating, conn: hs.cands[0],
 		spii: hs.msg.Header.SPIi, spir: spir, bind: hs.bind,
 		local: hs.bind.LocalAddr(), remote: hs.from, suite: e.internSuite(hs.suite),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,24 +38,31 @@ func (s state) String() string {
 // other SAs proceed in parallel.
 type ikeSA struct {
 	eng       *Engine
-	id        string
+	serial    uint64 // names the SA in logs and the control API: see id
 	initiator bool
 	started   time.Time
 
-	mu          sync.Mutex
-	state       state
+	mu    sync.Mutex
+	state state
+	// The flags sit together after state, where each alone would leave
+	// seven bytes of padding: the struct stays in the 576-byte size class.
+	encap          bool // on the NAT-T port: ESP goes in UDP (RFC 3948)
+	natLocal       bool
+	natRemote      bool
+	fragments      bool // RFC 7383: both sides announced it
+	initialContact bool // the peer's IKE_AUTH carried INITIAL_CONTACT
+	identIndexed   bool // in the identity index (identHash)
+	ikeRekeying    bool // this side's own IKE SA rekey is in flight
+
 	conn        *Connection
 	spii, spir  uint64
 	bind        transport.Bind
 	local       netip.AddrPort
 	remote      netip.AddrPort
 	initKey     halfOpenKey // how the IKE_SA_INIT request found us (responder)
-	encap       bool        // on the NAT-T port: ESP goes in UDP (RFC 3948)
 	suite       *suite
 	keys        *transform.IKEKeys
 	out, in     *transform.Protector // protect our messages / open the peer's
-	natLocal    bool
-	natRemote   bool
 	localID     Identity
 	remoteID    Identity
 	authName    string
@@ -79,28 +87,24 @@ type ikeSA struct {
 	responses respCache
 	respID    uint32
 
-	// RFC 7383 fragmentation: whether both sides announced it, and the
-	// message being reassembled in each direction.
-	fragments     bool
+	// RFC 7383 fragmentation: the message being reassembled in each
+	// direction (fragments says whether both sides announced it).
 	reqFragments  *reassembly
 	respFragments *reassembly
 
-	// initialContact: the peer's IKE_AUTH carried INITIAL_CONTACT.
-	initialContact bool
-	// identKey indexes the SA by its identities once established;
-	// identPrev and identNext link the SAs of one identKey (Engine.identMu
-	// guards them).
-	identKey             string
+	// identHash indexes the SA by its identities once established
+	// (identIndexed); identPrev and identNext link the SAs of one
+	// identHash (Engine.identMu guards them).
+	identHash            uint64
 	identPrev, identNext *ikeSA
-	// rekeyedBy is the IKE SA that took over after a rekey. ikeRekeying
-	// marks this side's own IKE SA rekey in flight; peerIKERekey is the new
-	// SA the peer's simultaneous rekey made meanwhile (§2.8.2).
+	// rekeyedBy is the IKE SA that took over after a rekey; peerIKERekey
+	// is the new SA the peer's simultaneous rekey made meanwhile while
+	// ikeRekeying (§2.8.2).
 	rekeyedBy    *ikeSA
-	ikeRekeying  bool
 	peerIKERekey *ikeSA
 	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
 	// when the peer last sent an authentic message (for DPD).
-	timers   []*saTimer
+	timers   *saTimer // linked through saTimer.next
 	lastRecv time.Time
 
 	// logCache holds the log attributes once built. Log lines are also
@@ -129,6 +133,10 @@ type response struct {
 	raw      []byte // the whole message, for IKE_SA_INIT (signed by AUTH)
 }
 
+// id is the SA's name, "ike-N": formatted when asked for rather than
+// stored, one object less per held SA for the garbage collector to visit.
+func (sa *ikeSA) id() string { return "ike-" + strconv.FormatUint(sa.serial, 10) }
+
 func (sa *ikeSA) localSPI() uint64 {
 	if sa.initiator {
 		return sa.spii
@@ -153,7 +161,7 @@ func (sa *ikeSA) logAttrs() []slog.Attr {
 	if c := sa.logCache.Load(); c != nil && c.key == key {
 		return c.attrs
 	}
-	attrs := []slog.Attr{slog.String("sa", sa.id), slog.String("spi_i", spiHex(sa.spii)), slog.String("spi_r", spiHex(sa.spir)),
+	attrs := []slog.Attr{slog.String("sa", sa.id()), slog.String("spi_i", spiHex(sa.spii)), slog.String("spi_r", spiHex(sa.spir)),
 		slog.String("peer", sa.remote.String()), slog.String("role", sa.role())}
 	if sa.conn != nil {
 		attrs = append(attrs, slog.String("connection", sa.conn.Name))
@@ -665,7 +673,7 @@ func (sa *ikeSA) info() SAInfo {
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
 	in := SAInfo{
-		ID: sa.id, SPIi: spiHex(sa.spii), SPIr: spiHex(sa.spir), State: sa.state.String(), Role: sa.role(),
+		ID: sa.id(), SPIi: spiHex(sa.spii), SPIr: spiHex(sa.spir), State: sa.state.String(), Role: sa.role(),
 		LocalAddr: sa.local.String(), RemoteAddr: sa.remote.String(),
 		LocalID: sa.localID.String(), RemoteID: sa.remoteID.String(), Auth: sa.authName,
 		NATLocal: sa.natLocal, NATRemote: sa.natRemote, Established: sa.established,

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"container/heap"
-	"slices"
 	"sync"
 	"time"
 )
@@ -33,14 +32,33 @@ type timerShard struct {
 	_     [64]byte      // keeps shards off each other's cache lines
 }
 
-// saTimer is one armed timer of an IKE SA: f runs in a new goroutine at
-// at (since the epoch), unless the SA is dead by then.
+// saTimer is one armed timer of an IKE SA: what kind says runs in a new
+// goroutine at at (since the epoch), unless the SA is dead by then. The
+// kind rather than a closure, and the SA's list linked through next
+// rather than a slice, because the garbage collector visits every object
+// of every held SA in each cycle: at 100,000 SAs each object less per SA
+// is CPU the handshakes get back (docs/performance.md).
 type saTimer struct {
-	at  time.Duration
-	sa  *ikeSA
-	f   func()
-	idx int // position in the heap; -1 once fired or stopped
+	at    time.Duration
+	sa    *ikeSA
+	child *childSA // timerChildRekey
+	f     func()   // timerFunc
+	next  *saTimer // the SA's next armed timer (ikeSA.timers)
+	idx   int32    // position in the heap; -1 once fired or stopped
+	kind  timerKind
 }
+
+// timerKind is what a timer does when it fires.
+type timerKind uint8
+
+const (
+	timerIKERekey   timerKind = iota // rekey the IKE SA
+	timerReauth                      // reauthenticate (make before break)
+	timerDPD                         // dead peer detection
+	timerKeepalive                   // NAT keepalive
+	timerChildRekey                  // rekey the Child SA in child
+	timerFunc                        // call f (tests)
+)
 
 // saTimerHeap orders timers by when they fire (container/heap).
 type saTimerHeap []*saTimer
@@ -49,11 +67,11 @@ func (h saTimerHeap) Len() int           { return len(h) }
 func (h saTimerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h saTimerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
+	h[i].idx, h[j].idx = int32(i), int32(j)
 }
 func (h *saTimerHeap) Push(x any) {
 	t := x.(*saTimer)
-	t.idx = len(*h)
+	t.idx = int32(len(*h))
 	*h = append(*h, t)
 }
 func (h *saTimerHeap) Pop() any {
@@ -74,15 +92,14 @@ func (th *timerHeaps) shard(sa *ikeSA) *timerShard {
 	return &th.shards[sa.localSPI()%timerShards]
 }
 
-// schedule arms a timer for sa running f after d.
-func (th *timerHeaps) schedule(sa *ikeSA, d time.Duration, f func()) *saTimer {
-	t := &saTimer{at: th.now() + max(d, 0), sa: sa, f: f}
-	s := th.shard(sa)
+// schedule arms t to fire after d. t.sa is set.
+func (th *timerHeaps) schedule(t *saTimer, d time.Duration) {
+	t.at = th.now() + max(d, 0)
+	s := th.shard(t.sa)
 	s.mu.Lock()
 	heap.Push(&s.h, t)
 	s.arm(th, t.at)
 	s.mu.Unlock()
-	return t
 }
 
 // stop disarms t; a timer already fired is left alone.
@@ -90,7 +107,7 @@ func (th *timerHeaps) stop(t *saTimer) {
 	s := th.shard(t.sa)
 	s.mu.Lock()
 	if t.idx >= 0 {
-		heap.Remove(&s.h, t.idx)
+		heap.Remove(&s.h, int(t.idx))
 	}
 	s.mu.Unlock()
 	// When t was the earliest, the runtime timer fires for nothing and
@@ -130,17 +147,29 @@ func (s *timerShard) fire(th *timerHeaps) {
 	}
 }
 
-// run forgets the fired timer in its SA and calls its function if the SA
-// is still alive.
+// run forgets the fired timer in its SA and does what it is for if the
+// SA is still alive.
 func (t *saTimer) run() {
 	sa := t.sa
 	sa.mu.Lock()
 	dead := sa.state == stateDead
-	if i := slices.Index(sa.timers, t); i >= 0 {
-		sa.timers = slices.Delete(sa.timers, i, i+1)
-	}
+	sa.unlinkTimer(t)
 	sa.mu.Unlock()
-	if !dead {
+	if dead {
+		return
+	}
+	switch t.kind {
+	case timerIKERekey:
+		sa.rekeyIKETimer()
+	case timerReauth:
+		sa.reauthenticate()
+	case timerDPD:
+		sa.dpdCheck()
+	case timerKeepalive:
+		sa.natKeepalive()
+	case timerChildRekey:
+		sa.rekeyChild(t.child)
+	case timerFunc:
 		t.f()
 	}
 }

@@ -28,17 +28,17 @@ func TestTimerHeaps(t *testing.T) {
 		sa.state = stateEstablished
 	}
 	sas[0].mu.Lock()
-	sas[0].after(60*time.Millisecond, record(3))
-	sas[0].after(20*time.Millisecond, record(1))
+	sas[0].afterFunc(60*time.Millisecond, record(3))
+	sas[0].afterFunc(20*time.Millisecond, record(1))
 	sas[0].mu.Unlock()
 	sas[1].mu.Lock()
-	sas[1].after(40*time.Millisecond, record(2))
-	sas[1].after(30*time.Millisecond, record(-1))
-	stopped := sas[1].timers[1]
+	sas[1].afterFunc(40*time.Millisecond, record(2))
+	sas[1].afterFunc(30*time.Millisecond, record(-1))
+	stopped := sas[1].timers // the last armed
 	sas[1].mu.Unlock()
 	e.timers.stop(stopped)
 	sas[2].mu.Lock()
-	sas[2].after(10*time.Millisecond, record(-2))
+	sas[2].afterFunc(10*time.Millisecond, record(-2))
 	sas[2].state = stateDead
 	sas[2].mu.Unlock()
 
@@ -57,7 +57,10 @@ func TestTimerHeaps(t *testing.T) {
 	}
 	for i, sa := range sas[:2] {
 		sa.mu.Lock()
-		n := len(sa.timers)
+		n := 0
+		for t := sa.timers; t != nil; t = t.next {
+			n++
+		}
 		sa.mu.Unlock()
 		if want := []int{0, 1}[i]; n != want { // sas[1] still lists the stopped one
 			t.Fatalf("SA %d lists %d timers, want %d", i, n, want)
@@ -74,7 +77,7 @@ func TestTimerHeapsStop(t *testing.T) {
 	sa := &ikeSA{eng: e, spir: 7, state: stateEstablished}
 	sa.mu.Lock()
 	for i := range 5 {
-		sa.after(time.Hour+time.Duration(i), func() { t.Error("stopped timer fired") })
+		sa.afterFunc(time.Hour+time.Duration(i), func() { t.Error("stopped timer fired") })
 	}
 	sa.mu.Unlock()
 	if n := e.timers.pending(); n != 5 {

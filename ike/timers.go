@@ -52,20 +52,23 @@ func (sa *ikeSA) startTimers() {
 		return
 	}
 	if c.IKERekeyTime > 0 {
-		sa.after(jitter(c.IKERekeyTime), func() {
-			if _, err := sa.rekeyIKE(context.Background()); err != nil && !errors.Is(err, errClosed) {
-				sa.log(slog.LevelWarn, "IKE SA rekey failed", "err", err)
-			}
-		})
+		sa.after(jitter(c.IKERekeyTime), timerIKERekey)
 	}
 	if c.ReauthTime > 0 && c.Remote.Addr().IsValid() && !c.Remote.Addr().IsUnspecified() {
-		sa.after(jitter(c.ReauthTime), sa.reauthenticate)
+		sa.after(jitter(c.ReauthTime), timerReauth)
 	}
 	if c.DPDDelay > 0 {
-		sa.after(c.DPDDelay, sa.dpdCheck)
+		sa.after(c.DPDDelay, timerDPD)
 	}
 	if sa.natLocal && sa.encap {
-		sa.after(sa.eng.cfg.NATKeepalive, sa.natKeepalive)
+		sa.after(sa.eng.cfg.NATKeepalive, timerKeepalive)
+	}
+}
+
+// rekeyIKETimer rekeys the IKE SA when its rekey time comes.
+func (sa *ikeSA) rekeyIKETimer() {
+	if _, err := sa.rekeyIKE(context.Background()); err != nil && !errors.Is(err, errClosed) {
+		sa.log(slog.LevelWarn, "IKE SA rekey failed", "err", err)
 	}
 }
 
@@ -88,7 +91,7 @@ func (sa *ikeSA) reauthenticate() {
 		return
 	}
 	sa.eng.stats.rekeys("reauth")
-	sa.log(slog.LevelInfo, "reauthenticated", "new_sa", fresh.id)
+	sa.log(slog.LevelInfo, "reauthenticated", "new_sa", fresh.id())
 	sa.deleteIKE(ctx, "reauthenticated")
 }
 
@@ -97,7 +100,8 @@ func (sa *ikeSA) startChildTimer(c *childSA) {
 	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
 		return
 	}
-	sa.after(jitter(sa.conn.RekeyTime), func() { sa.rekeyChild(c) })
+	t := &saTimer{sa: sa, kind: timerChildRekey, child: c}
+	sa.arm(t, jitter(sa.conn.RekeyTime))
 }
 
 // rekeyChild rekeys c if it is still current.
@@ -122,16 +126,40 @@ func (sa *ikeSA) hasChild(c *childSA) bool {
 	return false
 }
 
-// after runs f in a new goroutine after d, unless the SA is dead by then.
-// Caller holds mu.
-func (sa *ikeSA) after(d time.Duration, f func()) {
-	sa.timers = append(sa.timers, sa.eng.timers.schedule(sa, d, f))
+// after arms a timer of kind to fire after d (in a new goroutine, unless
+// the SA is dead by then). Caller holds mu.
+func (sa *ikeSA) after(d time.Duration, kind timerKind) {
+	sa.arm(&saTimer{sa: sa, kind: kind}, d)
+}
+
+// afterFunc arms a timer calling f after d. Caller holds mu.
+func (sa *ikeSA) afterFunc(d time.Duration, f func()) {
+	sa.arm(&saTimer{sa: sa, kind: timerFunc, f: f}, d)
+}
+
+// arm links t into the SA's timers and schedules it. Caller holds mu.
+func (sa *ikeSA) arm(t *saTimer, d time.Duration) {
+	t.next, sa.timers = sa.timers, t
+	sa.eng.timers.schedule(t, d)
+}
+
+// unlinkTimer takes a fired timer out of the SA's list. Caller holds mu.
+func (sa *ikeSA) unlinkTimer(t *saTimer) {
+	for p := &sa.timers; *p != nil; p = &(*p).next {
+		if *p == t {
+			*p, t.next = t.next, nil
+			return
+		}
+	}
 }
 
 // stopTimers stops every timer. Caller holds mu.
 func (sa *ikeSA) stopTimers() {
-	for _, t := range sa.timers {
+	for t := sa.timers; t != nil; {
+		next := t.next
 		sa.eng.timers.stop(t)
+		t.next = nil
+		t = next
 	}
 	sa.timers = nil
 }
@@ -147,7 +175,7 @@ func (sa *ikeSA) dpdCheck() {
 	sa.mu.Unlock()
 	if idle < delay || busy {
 		sa.mu.Lock()
-		sa.after(delay-min(idle, delay)+time.Millisecond, sa.dpdCheck)
+		sa.after(delay-min(idle, delay)+time.Millisecond, timerDPD)
 		sa.mu.Unlock()
 		return
 	}
@@ -157,7 +185,7 @@ func (sa *ikeSA) dpdCheck() {
 	// A timeout has already applied the DPD action (see request).
 	if err == nil {
 		sa.mu.Lock()
-		sa.after(delay, sa.dpdCheck)
+		sa.after(delay, timerDPD)
 		sa.mu.Unlock()
 	}
 }
@@ -194,7 +222,7 @@ func (a DPDAction) String() string {
 func (sa *ikeSA) natKeepalive() {
 	sa.mu.Lock()
 	b, to := sa.bind, sa.remote
-	sa.after(sa.eng.cfg.NATKeepalive, sa.natKeepalive)
+	sa.after(sa.eng.cfg.NATKeepalive, timerKeepalive)
 	sa.mu.Unlock()
 	if m, ok := b.(transport.NATTBind); ok {
 		_ = m.SendKeepalive(to)

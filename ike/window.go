@@ -23,11 +23,16 @@ const maxSendWindow = 16
 type respCache struct {
 	// next is the lowest message ID not yet answered.
 	next uint32
-	// answered are responses by message ID, from next-window up, including
-	// those answered out of order above next. A few at most, so a slice:
-	// an established SA usually holds one (its IKE_AUTH response), and a
-	// map of one entry costs ten times its size at 100,000 SAs.
-	answered []cachedResponse
+	// one is an unfragmented response, to request oneID, held in the
+	// cache itself: an established SA usually holds just its IKE_AUTH
+	// response, and at 100,000 SAs every object less per SA is less for
+	// the garbage collector to visit. nil when none.
+	oneID uint32
+	one   []byte
+	// more are the other responses by message ID, from next-window up,
+	// including those answered out of order above next: a few at most,
+	// so a slice (a map of one entry costs ten times its size).
+	more []cachedResponse
 }
 
 // cachedResponse is the response to the request of message ID id.
@@ -38,12 +43,23 @@ type cachedResponse struct {
 
 // lookup returns the cached response to request id, if any.
 func (c *respCache) lookup(id uint32) ([][]byte, bool) {
-	for _, r := range c.answered {
+	if c.one != nil && c.oneID == id {
+		return [][]byte{c.one}, true
+	}
+	for _, r := range c.more {
 		if r.id == id {
 			return r.resp, true
 		}
 	}
 	return nil, false
+}
+
+// has reports whether the response to request id is cached.
+func (c *respCache) has(id uint32) bool {
+	if c.one != nil && c.oneID == id {
+		return true
+	}
+	return slices.ContainsFunc(c.more, func(r cachedResponse) bool { return r.id == id })
 }
 
 // classify says what to do with a request of message ID id: answer it
@@ -60,22 +76,25 @@ func (c *respCache) classify(id uint32, window uint32) (cached [][]byte, process
 
 // store records the response to request id and slides the window.
 func (c *respCache) store(id uint32, resp [][]byte, window uint32) {
-	replaced := false
-	for i := range c.answered {
-		if c.answered[i].id == id {
-			c.answered[i].resp, replaced = resp, true
-		}
+	if c.one != nil && c.oneID == id {
+		c.one = nil
 	}
-	if !replaced {
-		c.answered = append(c.answered, cachedResponse{id, resp})
+	c.more = slices.DeleteFunc(c.more, func(r cachedResponse) bool { return r.id == id })
+	if len(resp) == 1 && c.one == nil {
+		c.oneID, c.one = id, resp[0]
+	} else {
+		c.more = append(c.more, cachedResponse{id, resp})
 	}
-	for {
-		if _, ok := c.lookup(c.next); !ok {
-			break
-		}
+	for c.has(c.next) {
 		c.next++
 	}
-	c.answered = slices.DeleteFunc(c.answered, func(r cachedResponse) bool { return r.id+window < c.next })
+	if c.one != nil && c.oneID+window < c.next {
+		c.one = nil
+	}
+	c.more = slices.DeleteFunc(c.more, func(r cachedResponse) bool { return r.id+window < c.next })
+	if len(c.more) == 0 {
+		c.more = nil // an empty slice would still hold its array
+	}
 }
 
 // windowNotify announces the window this side accepts.

@@ -92,10 +92,34 @@ func TestRespCache(t *testing.T) {
 	for id := uint32(4); id < 12; id++ {
 		c.store(id, [][]byte{{byte(id)}}, 4)
 	}
-	if _, ok := c.lookup(3); ok || len(c.answered) > 5 {
-		t.Fatalf("cache not trimmed: %d entries", len(c.answered))
+	entries := len(c.more)
+	if c.one != nil {
+		entries++
 	}
-	if r, _ := c.classify(9, 4); r == nil {
-		t.Fatal("recent response dropped from the cache")
+	if _, ok := c.lookup(3); ok || entries > 5 {
+		t.Fatalf("cache not trimmed: %d entries", entries)
+	}
+	if r, _ := c.classify(9, 4); len(r) != 1 || len(r[0]) != 1 || r[0][0] != 9 {
+		t.Fatalf("recent response 9: %v", r)
+	}
+	// A fragmented response comes back whole, an unfragmented one beside
+	// it too, and a response stored again replaces the old.
+	c.store(12, [][]byte{{12, 1}, {12, 2}}, 4)
+	c.store(13, [][]byte{{13}}, 4)
+	c.store(13, [][]byte{{13, 13}}, 4)
+	if r, _ := c.lookup(12); len(r) != 2 || r[1][1] != 2 {
+		t.Fatalf("fragmented response 12: %v", r)
+	}
+	if r, _ := c.lookup(13); len(r) != 1 || len(r[0]) != 2 {
+		t.Fatalf("response 13 stored again: %v", r)
+	}
+	for id := uint32(14); id < 30; id++ {
+		c.store(id, [][]byte{{byte(id)}}, 4)
+	}
+	for id := uint32(0); id < 30; id++ {
+		_, ok := c.lookup(id)
+		if want := id+4 >= c.next; ok != want {
+			t.Fatalf("response %d cached %v, want %v (next %d)", id, ok, want, c.next)
+		}
 	}
 }

@@ -25,12 +25,16 @@ import (
 // 100,000 SAs the cipher state would be most of their memory.
 type Protector struct {
 	encr    *Encr
-	integ   *Integ // nil for AEAD ciphers
-	key     []byte // SK_e (with the salt at its end for AEAD ciphers)
-	ikey    []byte // SK_a; nil for AEAD ciphers
+	integ   *Integ       // nil for AEAD ciphers
+	key     []byte       // SK_e (with the salt at its end for AEAD ciphers)
+	ikey    []byte       // SK_a; nil for AEAD ciphers
+	st      *cipherState // nil until built, and between messages when compact
 	compact bool
 	wiped   bool
-	st      *cipherState // nil until built, and between messages when compact
+	// keyBuf holds key and ikey when they fit (AES-GCM-256 with its salt
+	// is 36 octets): one allocation per Protector rather than two, and
+	// past the pointer fields, so the garbage collector does not scan it.
+	keyBuf [48]byte
 }
 
 // cipherState is what a Protector builds from its keys. It is a separate
@@ -84,9 +88,19 @@ func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Pr
 	default:
 		return nil, fmt.Errorf("transform: unsupported encryption transform %d", encr.ID)
 	}
-	p := &Protector{encr: encr, integ: integ, key: slices.Clone(encKey)}
-	if integ != nil {
-		p.ikey = slices.Clone(integKey)
+	p := &Protector{encr: encr, integ: integ}
+	if len(encKey)+len(integKey) <= len(p.keyBuf) {
+		n := copy(p.keyBuf[:], encKey)
+		p.key = p.keyBuf[:n:n]
+		if integ != nil {
+			m := copy(p.keyBuf[n:], integKey)
+			p.ikey = p.keyBuf[n : n+m : n+m]
+		}
+	} else {
+		p.key = slices.Clone(encKey)
+		if integ != nil {
+			p.ikey = slices.Clone(integKey)
+		}
 	}
 	// Built once here so that a key the cipher refuses fails now.
 	if err := p.build(); err != nil {
