@@ -102,11 +102,10 @@ func NewProtector(encr *Encr, encKey []byte, integ *Integ, integKey []byte) (*Pr
 			p.ikey = slices.Clone(integKey)
 		}
 	}
-	// Built once here so that a key the cipher refuses fails now.
-	if err := p.build(); err != nil {
-		p.Wipe()
-		return nil, err
-	}
+	// The cipher state is built at the first Seal or Open: the key
+	// lengths were checked above, the only thing the ciphers refuse, and
+	// a responder's half-open SA that never sees IKE_AUTH (most of them
+	// under a flood) never needs it.
 	return p, nil
 }
 

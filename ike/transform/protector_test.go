@@ -300,6 +300,9 @@ func TestProtectorBadPadLength(t *testing.T) {
 			} else {
 				iv := seqBytes(8, 9)
 				nonce := append(bytes.Clone(p.key[len(p.key)-p.encr.SaltLen:]), iv...)
+				if err := p.build(); err != nil { // built at first use
+					t.Fatal(err)
+				}
 				body = append(iv, p.st.aead.Seal(nil, nonce, []byte{'x', 'y', 3}, aad)...)
 			}
 			if _, err := p.Open(aad, body); !errors.Is(err, ErrMalformed) {

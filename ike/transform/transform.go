@@ -91,9 +91,11 @@ func (p *PRF) New(key []byte) hash.Hash { return hmac.New(p.newHash, key) }
 
 // Sum appends prf(key, data) to dst.
 func (p *PRF) Sum(dst, key, data []byte) []byte {
-	h := p.New(key)
-	h.Write(data)
-	return h.Sum(dst)
+	s := p.scratch(key)
+	s.inner.Write(data)
+	dst = s.finish(dst)
+	p.release(s)
+	return dst
 }
 
 // Plus returns the first n octets of prf+(key, seed) (RFC 7296 §2.13).
@@ -103,15 +105,15 @@ func (p *PRF) Plus(key, seed []byte, n int) ([]byte, error) {
 		return nil, fmt.Errorf("transform: prf+ of %d octets exceeds 255 outputs of %s", n, p.Name)
 	}
 	out := make([]byte, 0, (n+p.Size-1)/p.Size*p.Size)
-	h := p.New(key)
+	s := p.scratch(key)
+	defer p.release(s)
 	var prev []byte
 	for i := 1; len(out) < n; i++ {
-		h.Reset()
-		h.Write(prev)
-		h.Write(seed)
-		h.Write([]byte{byte(i)})
+		s.inner.Write(prev)
+		s.inner.Write(seed)
+		s.inner.Write([]byte{byte(i)})
 		start := len(out)
-		out = h.Sum(out)
+		out = s.finish(out)
 		prev = out[start:]
 	}
 	return out[:n:n], nil
