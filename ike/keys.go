@@ -30,10 +30,7 @@ func (sa *ikeSA) keysFrom(skeyseed []byte) error {
 	if !sa.initiator {
 		ei, ai, er, ar = er, ar, ei, ai
 	}
-	if sa.out, err = transform.NewProtector(s.encr, ei, s.integ, ai); err != nil {
-		return err
-	}
-	if sa.in, err = transform.NewProtector(s.encr, er, s.integ, ar); err != nil {
+	if sa.out, sa.in, err = transform.NewProtectorPair(s.encr, s.integ, ei, ai, er, ar); err != nil {
 		return err
 	}
 	sa.eng.keyLog.ike(sa)

@@ -56,6 +56,8 @@ type config struct {
 	floodFor   time.Duration
 	floodLegit float64
 	cookies    bool // start responders with cookies on (their default threshold)
+
+	idStart int // the last first identity number of a held-rate run
 }
 
 // ikeloadResult is the part of ikeload --json this program reads.
@@ -91,11 +93,19 @@ type measurement struct {
 	RSSPerSA         map[string]float64 `json:"rss_bytes_per_sa"`
 	RateHeldPerID    float64            `json:"rate_with_sas_held_one_id_each"`
 	RateHeldShared   float64            `json:"rate_with_sas_held_shared_id"`
-	HeldSAs          int                `json:"held_sas"`
-	HeldShared       int                `json:"held_sas_shared_id"`
-	Failures         map[string]uint64  `json:"failures"`
-	Flood            *floodMeasurement  `json:"flood,omitempty"`
-	Notes            []string           `json:"notes,omitempty"`
+	// The same runs with no SA held, the reference of each held rate.
+	RateNonePerID  float64 `json:"rate_with_none_held_one_id_each"`
+	RateNoneShared float64 `json:"rate_with_none_held_shared_id"`
+	// The responder's CPU per handshake in those four runs.
+	CPUHeldPerID  float64           `json:"responder_cpu_us_held_one_id_each"`
+	CPUHeldShared float64           `json:"responder_cpu_us_held_shared_id"`
+	CPUNonePerID  float64           `json:"responder_cpu_us_none_held_one_id_each"`
+	CPUNoneShared float64           `json:"responder_cpu_us_none_held_shared_id"`
+	HeldSAs       int               `json:"held_sas"`
+	HeldShared    int               `json:"held_sas_shared_id"`
+	Failures      map[string]uint64 `json:"failures"`
+	Flood         *floodMeasurement `json:"flood,omitempty"`
+	Notes         []string          `json:"notes,omitempty"`
 }
 
 func main() {
@@ -665,6 +675,10 @@ func (c *config) fixedAndHeld(m *measurement) error {
 	}
 	merge(m.Failures, res.Failures, "fixed:")
 	m.FixedP50, m.FixedP99, m.FixedShortfall = res.P50, res.P99, res.Shortfall
+	if m.RateNonePerID, m.CPUNonePerID, err = c.heldRate(m, d, perIDPattern, "none held"); err != nil {
+		d.stop()
+		return err
+	}
 	time.Sleep(time.Second)
 	m.BaseRSSKiB = rssKiB(d.pid())
 	held := 0
@@ -688,21 +702,23 @@ func (c *config) fixedAndHeld(m *measurement) error {
 		logf("%s: %d SAs held, RSS %d KiB (base %d), %.0f B/SA", m.Responder, held, rss, m.BaseRSSKiB, m.RSSPerSA[strconv.Itoa(n)])
 	}
 	m.HeldSAs = held
-	rate, err := c.heldRate(m, "fqdn:x-%d.example")
+	m.RateHeldPerID, m.CPUHeldPerID, err = c.heldRate(m, d, perIDPattern, fmt.Sprintf("%d held", held))
 	d.stop()
 	if err != nil {
 		return err
 	}
-	m.RateHeldPerID = rate
 
 	d, _, err = c.start(m.Responder)
 	if err != nil {
 		return err
 	}
 	defer d.stop()
+	if m.RateNoneShared, m.CPUNoneShared, err = c.heldRate(m, d, sharedID, "none held"); err != nil {
+		return err
+	}
 	n := c.sas[len(c.sas)-1]
 	logf("%s: keeping %d SAs with one shared identity", m.Responder, n)
-	res, err = c.ikeload("--keep", "--count", strconv.Itoa(n), "--id", "fqdn:shared.example",
+	res, err = c.ikeload("--keep", "--count", strconv.Itoa(n), "--id", sharedID,
 		"--concurrency", strconv.Itoa(c.concurr), "--retransmit", "2s", "--duration", c.keepFor.String())
 	if err != nil {
 		return err
@@ -712,20 +728,51 @@ func (c *config) fixedAndHeld(m *measurement) error {
 		m.Notes = append(m.Notes, fmt.Sprintf("shared identity: only %d of %d SAs held after %v", res.Completed, n, c.keepFor))
 	}
 	m.HeldShared = int(res.Completed)
-	m.RateHeldShared, err = c.heldRate(m, "fqdn:shared.example")
+	m.RateHeldShared, m.CPUHeldShared, err = c.heldRate(m, d, sharedID, fmt.Sprintf("%d held", m.HeldShared))
 	return err
 }
 
-func (c *config) heldRate(m *measurement, id string) (float64, error) {
-	logf("%s: saturated rate with the SAs held (new handshakes as %s)", m.Responder, id)
-	res, err := c.ikeload("--duration", (c.duration / 2).String(), "--concurrency", strconv.Itoa(c.concurr), "--id", id,
-		"--id-start", "1")
-	if err != nil {
-		return 0, err
+// The identities of the new handshakes in the held-SA runs: a new one per
+// handshake, or the one all the held SAs share.
+const (
+	perIDPattern = "fqdn:x-%d.example"
+	sharedID     = "fqdn:shared.example"
+)
+
+// heldRate measures the saturated rate of new handshakes (each IKE SA
+// deleted once up) with identity id, as the saturated run does: a 2 s
+// warm-up, then the full duration, the responder's CPU time per handshake
+// from /proc. It runs once with no SA held and once with them all held, so
+// that the two rates differ by the held SAs alone: the same daemon, the
+// same identities, the same warm-up and length.
+func (c *config) heldRate(m *measurement, d *daemon, id, what string) (rate, cpuUS float64, err error) {
+	logf("%s: saturated rate with %s (new handshakes as %s)", m.Responder, what, id)
+	warm := "fqdn:w-%d.example"
+	if !strings.Contains(id, "%d") {
+		warm = id
 	}
+	if _, err := c.ikeload("--duration", "2s", "--concurrency", strconv.Itoa(c.concurr), "--id", warm); err != nil {
+		return 0, 0, err
+	}
+	t0, err := cpuTicks(d.pid())
+	if err != nil {
+		return 0, 0, err
+	}
+	// Identities never used before in the daemon's life, for the peers
+	// that remember deleted ones.
+	c.idStart += 10_000_000
+	res, err := c.ikeload("--duration", c.duration.String(), "--concurrency", strconv.Itoa(c.concurr), "--id", id,
+		"--id-start", strconv.Itoa(c.idStart))
+	if err != nil {
+		return 0, 0, err
+	}
+	t1, _ := cpuTicks(d.pid())
 	merge(m.Failures, res.Failures, "held:")
-	logf("%s: %.0f/s with SAs held", m.Responder, res.Rate)
-	return res.Rate, nil
+	if res.Completed > 0 {
+		cpuUS = float64(t1-t0) / clockTicks * 1e6 / float64(res.Completed)
+	}
+	logf("%s: %.0f/s with %s, responder %.1f µs/handshake", m.Responder, res.Rate, what, cpuUS)
+	return res.Rate, cpuUS, nil
 }
 
 func printTable(w io.Writer, rows []*measurement, c config) {
@@ -737,7 +784,8 @@ func printTable(w io.Writer, rows []*measurement, c config) {
 		hdr = append(hdr, fmt.Sprintf("RSS/SA at %d (B)", n))
 	}
 	last := c.sas[len(c.sas)-1]
-	hdr = append(hdr, fmt.Sprintf("rate with %d held, id per SA", last), fmt.Sprintf("rate with %d held, shared id", last))
+	hdr = append(hdr, fmt.Sprintf("rate with %d held, id per SA (of none held)", last),
+		fmt.Sprintf("rate with %d held, shared id (of none held)", last))
 	fmt.Fprintln(w, "| "+strings.Join(hdr, " | ")+" |")
 	fmt.Fprintln(w, "|"+strings.Repeat("---|", len(hdr)))
 	for _, m := range rows {
@@ -750,7 +798,7 @@ func printTable(w io.Writer, rows []*measurement, c config) {
 				cells = append(cells, "—")
 			}
 		}
-		cells = append(cells, fmt.Sprintf("%.0f", m.RateHeldPerID), fmt.Sprintf("%.0f", m.RateHeldShared))
+		cells = append(cells, heldCell(m.RateHeldPerID, m.RateNonePerID), heldCell(m.RateHeldShared, m.RateNoneShared))
 		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
 	fmt.Fprintln(w)
@@ -760,4 +808,12 @@ func printTable(w io.Writer, rows []*measurement, c config) {
 				m.Responder, m.Failures, m.FixedShortfall, 100*m.ResponderCPUUtil, strings.Join(m.Notes, "; "))
 		}
 	}
+}
+
+// heldCell prints a held rate with its share of the rate with none held.
+func heldCell(held, none float64) string {
+	if none <= 0 {
+		return fmt.Sprintf("%.0f", held)
+	}
+	return fmt.Sprintf("%.0f (%.0f %% of %.0f)", held, 100*held/none, none)
 }

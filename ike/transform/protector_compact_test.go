@@ -115,3 +115,58 @@ func BenchmarkProtectorSealCompact(b *testing.B) {
 		})
 	}
 }
+
+// NewProtectorPair makes two independent directions: what one side's out
+// seals the other side's in opens, a direction cannot open its partner's
+// messages, wiping one leaves the other working, and a bad key is refused.
+func TestProtectorPair(t *testing.T) {
+	aad := fakeAAD(32)
+	for _, s := range allSuites() {
+		t.Run(s.String(), func(t *testing.T) {
+			ek, ik := s.keys()
+			ek2, ik2 := bytes.Clone(ek), bytes.Clone(ik)
+			ek2[0] ^= 0xff
+			if ik2 != nil {
+				ik2[0] ^= 0xff
+			}
+			aOut, aIn, err := NewProtectorPair(s.encr, s.integ, ek, ik, ek2, ik2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bOut, bIn, err := NewProtectorPair(s.encr, s.integ, ek2, ik2, ek, ik)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				name    string
+				seal    *Protector
+				open    *Protector
+				opens   bool
+				message string
+			}{
+				{"a to b", aOut, bIn, true, "from a"},
+				{"b to a", bOut, aIn, true, "from b"},
+				{"a to itself", aOut, aIn, false, "looped"},
+			} {
+				msg, err := c.seal.Seal(bytes.Clone(aad), []byte(c.message), rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.open.Open(msg[:len(aad)], msg[len(aad):])
+				if c.opens && (err != nil || string(got) != c.message) {
+					t.Fatalf("%s: %q, %v", c.name, got, err)
+				}
+				if !c.opens && err == nil {
+					t.Fatalf("%s: opened with the other direction's key", c.name)
+				}
+			}
+			aOut.Wipe()
+			if _, err := aIn.Open(aad, nil); errors.Is(err, errWiped) {
+				t.Fatal("wiping out wiped in")
+			}
+			if _, _, err := NewProtectorPair(s.encr, s.integ, ek, ik, ek[:3], ik); err == nil {
+				t.Fatal("short key accepted")
+			}
+		})
+	}
+}
