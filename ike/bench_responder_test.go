@@ -337,10 +337,21 @@ func liveHeap() uint64 {
 	return ms.HeapAlloc
 }
 
+// liveObjects is the number of live heap objects after a collection: each
+// is work for the garbage collector's every cycle.
+func liveObjects() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapObjects
+}
+
 // BenchmarkHeldSAs holds heldSAs() established childless IKE SAs in a
 // responder, with one identity per SA or one shared identity, and reports
 // the live heap per SA held (B/SA, what the bench's RSS per SA is made
-// of) and the responder's handshake time with them held (ns/op: both
+// of), the live heap objects per SA held (objects/SA, what each garbage
+// collection cycle visits) and the responder's handshake time with them held (ns/op: both
 // requests of a new handshake, minus the initiator's side).
 func BenchmarkHeldSAs(b *testing.B) {
 	for _, shared := range []bool{false, true} {
@@ -350,17 +361,18 @@ func BenchmarkHeldSAs(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/sas=%d", name, heldSAs()), func(b *testing.B) {
 			r := newBenchResponder(b)
-			before := liveHeap()
+			before, beforeObjs := liveHeap(), liveObjects()
 			held := heldSAs()
 			for i := range held {
 				r.handshake(b, i, shared)
 			}
 			r.bind.last = nil
-			after := liveHeap()
+			after, afterObjs := liveHeap(), liveObjects()
 			if got := r.eng.Stats().IKESAs["established"]; got != held {
 				b.Fatalf("%d established SAs, want %d", got, held)
 			}
 			perSA := float64(after-before) / float64(held)
+			objsPerSA := float64(afterObjs-beforeObjs) / float64(held)
 			writeHeapProfile(b, name)
 			b.ReportAllocs()
 			stopProfile := startCPUProfile(b, name)
@@ -379,6 +391,7 @@ func BenchmarkHeldSAs(b *testing.B) {
 			stopProfile()
 			// After the loop: ResetTimer drops metrics reported before it.
 			b.ReportMetric(perSA, "B/SA")
+			b.ReportMetric(objsPerSA, "objects/SA")
 		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,7 +33,8 @@ const (
 	psk        = "correct horse battery staple, benchmark only"
 	proposal   = "aes256gcm16-prfsha256-x25519"
 	respAddr   = "10.77.0.1"
-	clockTicks = 100 // USER_HZ
+	refAddr    = "10.77.1.1" // the reference responder of the held-SA runs
+	clockTicks = 100         // USER_HZ
 )
 
 // sources are ikeload's addresses; the responder sees several peers.
@@ -50,6 +52,7 @@ type config struct {
 	keepFor    time.Duration
 	out        string
 	nsR, nsL   string
+	nsRef      string // the reference responder's namespace (refAddr)
 
 	// The flood phase (0: skipped): spoofed IKE_SA_INIT requests per
 	// second, for floodFor, while ikeload runs at floodLegit/s.
@@ -150,7 +153,7 @@ func main() {
 	}
 	defer os.RemoveAll(c.work)
 	pid := os.Getpid()
-	c.nsR, c.nsL = fmt.Sprintf("ikb-r-%d", pid), fmt.Sprintf("ikb-l-%d", pid)
+	c.nsR, c.nsL, c.nsRef = fmt.Sprintf("ikb-r-%d", pid), fmt.Sprintf("ikb-l-%d", pid), fmt.Sprintf("ikb-ref-%d", pid)
 	if err := c.topology(); err != nil {
 		c.teardown()
 		fatalf("topology: %v", err)
@@ -236,9 +239,11 @@ func run(name string, args ...string) error {
 }
 
 // topology makes the responder's namespace (10.77.0.1) and ikeload's
-// (10.77.0.2-5), joined by a veth pair.
+// (10.77.0.2-5), joined by a veth pair, and the reference responder's
+// (10.77.1.1), joined to ikeload's by another, routed to from the same
+// source addresses.
 func (c *config) topology() error {
-	for _, ns := range []string{c.nsR, c.nsL} {
+	for _, ns := range []string{c.nsR, c.nsL, c.nsRef} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return err
 		}
@@ -257,6 +262,14 @@ func (c *config) topology() error {
 	// The flood's spoofed sources (flood.go) are routed through ikeload's
 	// namespace, which does not forward: answers to them vanish there.
 	steps = append(steps, []string{"-n", c.nsR, "route", "add", spoofedNet, "via", sources[0], "dev", "veth-r"})
+	steps = append(steps,
+		[]string{"-n", c.nsRef, "link", "add", "veth-ref", "type", "veth", "peer", "name", "veth-lref", "netns", c.nsL},
+		[]string{"-n", c.nsRef, "addr", "add", refAddr + "/24", "dev", "veth-ref"},
+		[]string{"-n", c.nsRef, "link", "set", "lo", "up"},
+		[]string{"-n", c.nsRef, "link", "set", "veth-ref", "up"},
+		[]string{"-n", c.nsL, "link", "set", "veth-lref", "up"},
+		[]string{"-n", c.nsRef, "route", "add", "10.77.0.0/24", "dev", "veth-ref"},
+		[]string{"-n", c.nsL, "route", "add", "10.77.1.0/24", "dev", "veth-lref"})
 	for _, s := range steps {
 		if err := run("ip", s...); err != nil {
 			return err
@@ -265,17 +278,19 @@ func (c *config) topology() error {
 	// Addresses are usable once DAD is done (IPv4: at once) and the veth
 	// is up on both ends.
 	deadline := time.Now().Add(5 * time.Second)
-	for run("ip", "netns", "exec", c.nsL, "ping", "-c1", "-W1", respAddr) != nil {
-		if time.Now().After(deadline) {
-			return errors.New("veth not up after 5s")
+	for _, a := range []string{respAddr, refAddr} {
+		for run("ip", "netns", "exec", c.nsL, "ping", "-c1", "-W1", "-I", sources[0], a) != nil {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not reachable after 5s", a)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	return nil
 }
 
 func (c *config) teardown() {
-	for _, ns := range []string{c.nsR, c.nsL} {
+	for _, ns := range []string{c.nsR, c.nsL, c.nsRef} {
 		out, _ := exec.Command("ip", "netns", "pids", ns).Output()
 		for _, f := range strings.Fields(string(out)) {
 			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
@@ -305,11 +320,20 @@ func (d *daemon) stop() {
 	}
 }
 
-// start runs responder kind in the responder namespace pinned to CPU 0. A
-// shell in the namespace's private mount namespace prepares the mounts and
-// execs taskset, which execs the daemon: the PID stays the daemon's.
+// start runs responder kind in the responder namespace pinned to CPU 0.
 func (c *config) start(kind string) (*daemon, string, error) {
-	dir := filepath.Join(c.work, kind)
+	return c.startAt(kind, false)
+}
+
+// startAt runs responder kind pinned to CPU 0, in the responder namespace
+// or (ref) the reference responder's. A shell in the namespace's private
+// mount namespace prepares the mounts and execs taskset, which execs the
+// daemon: the PID stays the daemon's.
+func (c *config) startAt(kind string, ref bool) (*daemon, string, error) {
+	dir, ns, addr := filepath.Join(c.work, kind), c.nsR, respAddr
+	if ref {
+		dir, ns, addr = filepath.Join(c.work, kind+"-ref"), c.nsRef, refAddr
+	}
 	_ = os.RemoveAll(dir)
 	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
 		return nil, "", err
@@ -341,7 +365,7 @@ connections:
     dpd_delay: 24h
     rekey_time: 24h
     ike_rekey_time: 24h
-`, respAddr, dir, threshold, respAddr, psk, proposal)
+`, addr, dir, threshold, addr, psk, proposal)
 		if err := os.WriteFile(filepath.Join(dir, "iked.yaml"), []byte(conf), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -414,7 +438,7 @@ secrets {
 		secret = %q
 	}
 }
-`, respAddr, proposal, psk)
+`, addr, proposal, psk)
 		if err := os.MkdirAll(filepath.Join(dir, "swanctl"), 0o700); err != nil {
 			return nil, "", err
 		}
@@ -452,7 +476,7 @@ conn load
 	dpddelay=0
 	rekey=no
 	ikelifetime=24h
-`, respAddr)
+`, addr)
 		for _, d := range []string{"nss", "ipsec.d"} {
 			if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 				return nil, "", err
@@ -483,7 +507,7 @@ conn load
 	default:
 		return nil, "", fmt.Errorf("unknown responder %q", kind)
 	}
-	cmd := exec.Command("ip", "netns", "exec", c.nsR, "sh", "-c", script)
+	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", script)
 	cmd.Env = append(os.Environ(), env...)
 	outPath := filepath.Join(dir, "out.log")
 	f, err := os.Create(outPath)
@@ -506,7 +530,7 @@ conn load
 	// Ready once a handshake completes.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		res, err := c.ikeload("--count", "1", "--concurrency", "1", "--retransmit", "200ms", "--tries", "1")
+		res, err := c.ikeloadAt(addr, "--count", "1", "--concurrency", "1", "--retransmit", "200ms", "--tries", "1")
 		if err == nil && res.Completed == 1 {
 			break
 		}
@@ -565,11 +589,16 @@ func debVersion(prefix string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// ikeload runs ikeload in its namespace pinned to CPU 1 and returns its
-// JSON result.
+// ikeload runs ikeload in its namespace pinned to CPU 1 against the
+// responder and returns its JSON result.
 func (c *config) ikeload(args ...string) (*ikeloadResult, error) {
+	return c.ikeloadAt(respAddr, args...)
+}
+
+// ikeloadAt runs ikeload against the responder at addr.
+func (c *config) ikeloadAt(addr string, args ...string) (*ikeloadResult, error) {
 	argv := []string{"netns", "exec", c.nsL, "taskset", "-c", "1", filepath.Join(c.bin, "ikeload"),
-		"--target", respAddr, "--psk", psk, "--proposal", proposal, "--childless", "--json", "--progress", "0"}
+		"--target", addr, "--psk", psk, "--proposal", proposal, "--childless", "--json", "--progress", "0"}
 	for _, s := range sources {
 		argv = append(argv, "--source", s)
 	}
@@ -676,10 +705,6 @@ func (c *config) fixedAndHeld(m *measurement) error {
 	}
 	merge(m.Failures, res.Failures, "fixed:")
 	m.FixedP50, m.FixedP99, m.FixedShortfall = res.P50, res.P99, res.Shortfall
-	if m.RateNonePerID, m.CPUNonePerID, err = c.heldRate(m, d, perIDPattern, "none held"); err != nil {
-		d.stop()
-		return err
-	}
 	time.Sleep(time.Second)
 	m.BaseRSSKiB = rssKiB(d.pid())
 	held := 0
@@ -703,20 +728,18 @@ func (c *config) fixedAndHeld(m *measurement) error {
 		logf("%s: %d SAs held, RSS %d KiB (base %d), %.0f B/SA", m.Responder, held, rss, m.BaseRSSKiB, m.RSSPerSA[strconv.Itoa(n)])
 	}
 	m.HeldSAs = held
-	m.RateHeldPerID, m.CPUHeldPerID, err = c.heldRate(m, d, perIDPattern, fmt.Sprintf("%d held", held))
+	heldRun, noneRun, err := c.heldVsNone(m, d, perIDPattern)
 	d.stop()
 	if err != nil {
 		return err
 	}
+	m.RateHeldPerID, m.CPUHeldPerID, m.RateNonePerID, m.CPUNonePerID = heldRun.rate, heldRun.cpu, noneRun.rate, noneRun.cpu
 
 	d, _, err = c.start(m.Responder)
 	if err != nil {
 		return err
 	}
 	defer d.stop()
-	if m.RateNoneShared, m.CPUNoneShared, err = c.heldRate(m, d, sharedID, "none held"); err != nil {
-		return err
-	}
 	n := c.sas[len(c.sas)-1]
 	logf("%s: keeping %d SAs with one shared identity", m.Responder, n)
 	res, err = c.ikeload("--keep", "--count", strconv.Itoa(n), "--id", sharedID,
@@ -729,7 +752,8 @@ func (c *config) fixedAndHeld(m *measurement) error {
 		m.Notes = append(m.Notes, fmt.Sprintf("shared identity: only %d of %d SAs held after %v", res.Completed, n, c.keepFor))
 	}
 	m.HeldShared = int(res.Completed)
-	m.RateHeldShared, m.CPUHeldShared, err = c.heldRate(m, d, sharedID, fmt.Sprintf("%d held", m.HeldShared))
+	heldRun, noneRun, err = c.heldVsNone(m, d, sharedID)
+	m.RateHeldShared, m.CPUHeldShared, m.RateNoneShared, m.CPUNoneShared = heldRun.rate, heldRun.cpu, noneRun.rate, noneRun.cpu
 	return err
 }
 
@@ -740,51 +764,74 @@ const (
 	sharedID     = "fqdn:shared.example"
 )
 
-// heldRate measures the saturated rate of new handshakes (each IKE SA
-// deleted once up) with identity id: a 2 s warm-up, then three runs of a
-// third of the duration each, of which it keeps the median (rate, and the
-// responder's CPU time per handshake from /proc in that run). It runs once
-// with no SA held and once with them all held, so that the two rates
-// differ by the held SAs alone: the same daemon, identities, warm-up and
-// length. The median, because on a shared 2-vCPU machine a neighbour's
-// burst can halve one run's rate (docs/performance.md).
-func (c *config) heldRate(m *measurement, d *daemon, id, what string) (rate, cpuUS float64, err error) {
-	logf("%s: saturated rate with %s (new handshakes as %s)", m.Responder, what, id)
+// rateRun is one saturated run: handshakes/s and the responder's CPU µs
+// per handshake.
+type rateRun struct{ rate, cpu float64 }
+
+// heldVsNone measures the saturated rate of new handshakes (each IKE SA
+// deleted once up) with identity id at d, which holds the kept SAs, and at
+// a reference responder of the same kind started beside it with none held
+// (its own namespace, refAddr, pinned to the same CPU, idle while d is
+// measured and the other way round). Three runs of a third of the
+// duration each on either, alternating (none, held, held, none, none,
+// held) after a 2 s warm-up of each; each side's median run is kept. Runs
+// interleaved on two live daemons, because on a shared 2-vCPU VM the same
+// build in the same state measured minutes apart differs by up to 2×
+// (docs/performance.md): the drift of the machine falls on both sides
+// alike, so the two rates differ by the held SAs.
+func (c *config) heldVsNone(m *measurement, d *daemon, id string) (held, none rateRun, err error) {
+	ref, _, err := c.startAt(m.Responder, true)
+	if err != nil {
+		return held, none, fmt.Errorf("reference responder: %v", err)
+	}
+	defer ref.stop()
+	logf("%s: saturated rate with the SAs held and with none held, interleaved (new handshakes as %s)", m.Responder, id)
 	warm := "fqdn:w-%d.example"
 	if !strings.Contains(id, "%d") {
 		warm = id
 	}
-	if _, err := c.ikeload("--duration", "2s", "--concurrency", strconv.Itoa(c.concurr), "--id", warm); err != nil {
-		return 0, 0, err
-	}
-	type run struct{ rate, cpu float64 }
-	var runs []run
-	for range 3 {
-		t0, err := cpuTicks(d.pid())
-		if err != nil {
-			return 0, 0, err
+	for _, addr := range []string{refAddr, respAddr} {
+		if _, err := c.ikeloadAt(addr, "--duration", "2s", "--concurrency", strconv.Itoa(c.concurr), "--id", warm,
+			"--id-start", "900000000"); err != nil {
+			return held, none, err
 		}
-		// Identities never used before in the daemon's life, for the
+	}
+	var runs [2][]rateRun // [0] none held, [1] held
+	for _, side := range []int{0, 1, 1, 0, 0, 1} {
+		dd, addr := ref, refAddr
+		if side == 1 {
+			dd, addr = d, respAddr
+		}
+		t0, err := cpuTicks(dd.pid())
+		if err != nil {
+			return held, none, err
+		}
+		// Identities never used before in the daemons' lives, for the
 		// peers that remember deleted ones.
 		c.idStart += 10_000_000
-		res, err := c.ikeload("--duration", (c.duration / 3).String(), "--concurrency", strconv.Itoa(c.concurr),
+		res, err := c.ikeloadAt(addr, "--duration", (c.duration / 3).String(), "--concurrency", strconv.Itoa(c.concurr),
 			"--id", id, "--id-start", strconv.Itoa(c.idStart))
 		if err != nil {
-			return 0, 0, err
+			return held, none, err
 		}
-		t1, _ := cpuTicks(d.pid())
-		merge(m.Failures, res.Failures, "held:")
-		r := run{rate: res.Rate}
+		t1, _ := cpuTicks(dd.pid())
+		merge(m.Failures, res.Failures, []string{"none-held:", "held:"}[side])
+		r := rateRun{rate: res.Rate}
 		if res.Completed > 0 {
 			r.cpu = float64(t1-t0) / clockTicks * 1e6 / float64(res.Completed)
 		}
-		runs = append(runs, r)
+		runs[side] = append(runs[side], r)
 	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].rate < runs[j].rate })
-	med := runs[len(runs)/2]
-	logf("%s: %.0f/s with %s (median of %.0f, %.0f, %.0f), responder %.1f µs/handshake", m.Responder, med.rate, what,
-		runs[0].rate, runs[1].rate, runs[2].rate, med.cpu)
-	return med.rate, med.cpu, nil
+	med := func(rs []rateRun) rateRun {
+		rs = slices.Clone(rs)
+		sort.Slice(rs, func(i, j int) bool { return rs[i].rate < rs[j].rate })
+		return rs[len(rs)/2]
+	}
+	none, held = med(runs[0]), med(runs[1])
+	logf("%s: %.0f/s with the SAs held (runs %.0f, %.0f, %.0f; %.1f µs/handshake), %.0f/s with none (runs %.0f, %.0f, %.0f; %.1f µs/handshake)",
+		m.Responder, held.rate, runs[1][0].rate, runs[1][1].rate, runs[1][2].rate, held.cpu,
+		none.rate, runs[0][0].rate, runs[0][1].rate, runs[0][2].rate, none.cpu)
+	return held, none, nil
 }
 
 func printTable(w io.Writer, rows []*measurement, c config) {
