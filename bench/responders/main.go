@@ -21,8 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -772,13 +770,14 @@ type rateRun struct{ rate, cpu float64 }
 // deleted once up) with identity id at d, which holds the kept SAs, and at
 // a reference responder of the same kind started beside it with none held
 // (its own namespace, refAddr, pinned to the same CPU, idle while d is
-// measured and the other way round). Three runs of a third of the
-// duration each on either, alternating (none, held, held, none, none,
-// held) after a 2 s warm-up of each; each side's median run is kept. Runs
-// interleaved on two live daemons, because on a shared 2-vCPU VM the same
-// build in the same state measured minutes apart differs by up to 2×
-// (docs/performance.md): the drift of the machine falls on both sides
-// alike, so the two rates differ by the held SAs.
+// measured and the other way round). After a 2 s warm-up of each, six runs
+// of a third of the duration on either, interleaved (none, held, held,
+// none, …); each side's rate is its handshakes over its time in all six,
+// its CPU per handshake likewise. Interleaved runs on two live daemons,
+// because on a shared 2-vCPU VM the same build in the same state differs
+// by ±15 % from one 5 s run to the next and by up to 2× minutes apart
+// (docs/performance.md): the machine's drift falls on both sides alike, so
+// the two rates differ by the held SAs.
 func (c *config) heldVsNone(m *measurement, d *daemon, id string) (held, none rateRun, err error) {
 	ref, _, err := c.startAt(m.Responder, true)
 	if err != nil {
@@ -796,8 +795,14 @@ func (c *config) heldVsNone(m *measurement, d *daemon, id string) (held, none ra
 			return held, none, err
 		}
 	}
-	var runs [2][]rateRun // [0] none held, [1] held
-	for _, side := range []int{0, 1, 1, 0, 0, 1} {
+	var (
+		completed [2]uint64  // [0] none held, [1] held
+		elapsed   [2]float64 // seconds
+		ticks     [2]int64
+		rates     [2][]string
+	)
+	for i := range 12 {
+		side := []int{0, 1, 1, 0}[i%4]
 		dd, addr := ref, refAddr
 		if side == 1 {
 			dd, addr = d, respAddr
@@ -816,21 +821,23 @@ func (c *config) heldVsNone(m *measurement, d *daemon, id string) (held, none ra
 		}
 		t1, _ := cpuTicks(dd.pid())
 		merge(m.Failures, res.Failures, []string{"none-held:", "held:"}[side])
-		r := rateRun{rate: res.Rate}
-		if res.Completed > 0 {
-			r.cpu = float64(t1-t0) / clockTicks * 1e6 / float64(res.Completed)
+		completed[side] += res.Completed
+		elapsed[side] += res.Elapsed
+		ticks[side] += t1 - t0
+		rates[side] = append(rates[side], fmt.Sprintf("%.0f", res.Rate))
+	}
+	var out [2]rateRun
+	for side := range out {
+		if elapsed[side] > 0 {
+			out[side].rate = float64(completed[side]) / elapsed[side]
 		}
-		runs[side] = append(runs[side], r)
+		if completed[side] > 0 {
+			out[side].cpu = float64(ticks[side]) / clockTicks * 1e6 / float64(completed[side])
+		}
 	}
-	med := func(rs []rateRun) rateRun {
-		rs = slices.Clone(rs)
-		sort.Slice(rs, func(i, j int) bool { return rs[i].rate < rs[j].rate })
-		return rs[len(rs)/2]
-	}
-	none, held = med(runs[0]), med(runs[1])
-	logf("%s: %.0f/s with the SAs held (runs %.0f, %.0f, %.0f; %.1f µs/handshake), %.0f/s with none (runs %.0f, %.0f, %.0f; %.1f µs/handshake)",
-		m.Responder, held.rate, runs[1][0].rate, runs[1][1].rate, runs[1][2].rate, held.cpu,
-		none.rate, runs[0][0].rate, runs[0][1].rate, runs[0][2].rate, none.cpu)
+	none, held = out[0], out[1]
+	logf("%s: %.0f/s with the SAs held (runs %s; %.1f µs/handshake), %.0f/s with none (runs %s; %.1f µs/handshake)",
+		m.Responder, held.rate, strings.Join(rates[1], ", "), held.cpu, none.rate, strings.Join(rates[0], ", "), none.cpu)
 	return held, none, nil
 }
 
