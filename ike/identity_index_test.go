@@ -10,14 +10,9 @@ import (
 // The identity index finds every SA of an identity pair, and forgets each
 // as it is unregistered, wherever it sits in its identity's list.
 func TestIdentityIndex(t *testing.T) {
-	e, err := New(Config{SADB: newPair(t).a.cfg.SADB})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	local := Identity{Type: wire.IDFQDN, Value: []byte("gw.example")}
+	e := newIndexEngine(t)
 	mk := func(remote string) *ikeSA {
-		sa := &ikeSA{eng: e, localID: local, remoteID: Identity{Type: wire.IDFQDN, Value: []byte(remote)}}
+		sa := e.indexTestSA(remote)
 		e.indexIdentity(sa)
 		return sa
 	}
@@ -73,14 +68,9 @@ func TestIdentityIndex(t *testing.T) {
 // SAs of different identities whose hashes collide share a list in the
 // index, and sameIdentity still tells them apart.
 func TestIdentityIndexHashCollision(t *testing.T) {
-	e, err := New(Config{SADB: newPair(t).a.cfg.SADB})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	local := Identity{Type: wire.IDFQDN, Value: []byte("gw.example")}
+	e := newIndexEngine(t)
 	mk := func(remote string) *ikeSA {
-		sa := &ikeSA{eng: e, localID: local, remoteID: Identity{Type: wire.IDFQDN, Value: []byte(remote)}}
+		sa := e.indexTestSA(remote)
 		e.indexIdentityHash(sa, 42) // every one on the same hash
 		return sa
 	}
@@ -95,4 +85,21 @@ func TestIdentityIndexHashCollision(t *testing.T) {
 	if got := e.sameIdentity(a2); len(got) != 2 {
 		t.Fatalf("after b left: %d SAs of a's identity, want 2", len(got))
 	}
+}
+
+// newIndexEngine is an engine for the identity index tests, closed with
+// the test.
+func newIndexEngine(t *testing.T) *Engine {
+	e, err := New(Config{SADB: newPair(t).a.cfg.SADB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// indexTestSA is an SA of gw.example with peer remote, not yet indexed.
+func (e *Engine) indexTestSA(remote string) *ikeSA {
+	return &ikeSA{eng: e, localID: Identity{Type: wire.IDFQDN, Value: []byte("gw.example")},
+		remoteID: Identity{Type: wire.IDFQDN, Value: []byte(remote)}}
 }

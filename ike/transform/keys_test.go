@@ -5,14 +5,21 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"testing"
 )
 
-// prfPlusManual is prf+ written out from RFC 7296 §2.13 with crypto/hmac.
+// prfPlusManual is prf+ written out from RFC 7296 §2.13 with crypto/hmac
+// and SHA-256.
 func prfPlusManual(key, seed []byte, n int) []byte {
+	return prfPlusManualHash(sha256.New, key, seed, n)
+}
+
+// prfPlusManualHash is prfPlusManual with the PRF's hash.
+func prfPlusManualHash(newHash func() hash.Hash, key, seed []byte, n int) []byte {
 	var out, t []byte
 	for i := 1; len(out) < n; i++ {
-		m := hmac.New(sha256.New, key)
+		m := hmac.New(newHash, key)
 		m.Write(t)
 		m.Write(seed)
 		m.Write([]byte{byte(i)})
