@@ -232,23 +232,8 @@ func (b *Backend) outbound() {
 	var got int
 	var rerr unix.Errno
 	read := func(fd uintptr) bool {
-		got, rerr = 0, 0
-		for got < n {
-			k, e := rawRead(fd, bufs[got][headRoom:headRoom+maxPkt])
-			if e == unix.EINTR {
-				continue
-			}
-			if e == unix.EAGAIN {
-				break
-			}
-			if e != 0 {
-				rerr = e
-				return true
-			}
-			lens[got] = k
-			got++
-		}
-		return got > 0
+		got, rerr = readTUNBatch(fd, bufs, lens, headRoom, headRoom+maxPkt)
+		return got > 0 || rerr != 0
 	}
 	tx := newTxBatch(n, b.udp.gso)
 	var f flow
@@ -474,4 +459,26 @@ func (b *Backend) inboundRaw(sock *rawSock, proto sadb.Protocol) {
 		b.openOne(s, pkt, w)
 		w.flush()
 	}
+}
+
+// readTUNBatch reads packets from the non-blocking TUN fd into
+// bufs[i][lo:hi], their lengths into lens, until bufs are full or the
+// device has nothing more (EAGAIN). It returns how many it read and the
+// error that stopped it, if any other than EAGAIN.
+func readTUNBatch(fd uintptr, bufs [][]byte, lens []int, lo, hi int) (got int, err unix.Errno) {
+	for got < len(bufs) {
+		k, e := rawRead(fd, bufs[got][lo:hi])
+		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN {
+			break
+		}
+		if e != 0 {
+			return got, e
+		}
+		lens[got] = k
+		got++
+	}
+	return got, 0
 }

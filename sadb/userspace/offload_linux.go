@@ -48,25 +48,10 @@ func (b *Backend) outboundVnet() {
 	var got int
 	var rerr unix.Errno
 	read := func(fd uintptr) bool {
-		got, rerr = 0, 0
-		for got < n {
-			// The vnet header goes just before the packet, into head room
-			// that sealing reuses.
-			k, e := rawRead(fd, bufs[got][headRoom-vnetHdrLen:headRoom+maxDatagram])
-			if e == unix.EINTR {
-				continue
-			}
-			if e == unix.EAGAIN {
-				break
-			}
-			if e != 0 {
-				rerr = e
-				return true
-			}
-			lens[got] = k
-			got++
-		}
-		return got > 0
+		// The vnet header goes just before the packet, into head room
+		// that sealing reuses.
+		got, rerr = readTUNBatch(fd, bufs, lens, headRoom-vnetHdrLen, headRoom+maxDatagram)
+		return got > 0 || rerr != 0
 	}
 	tx := newTxBatch(n+segBufs, b.udp.gso)
 	var f flow
