@@ -18,9 +18,9 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
+	"github.com/iked/iked/transform"
 )
 
 // Config is the daemon's whole configuration, parsed and validated, with

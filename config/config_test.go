@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 const fullConfig = `# a complete configuration

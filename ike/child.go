@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // keySeed is what a Child SA's keys are derived from besides SK_d (§2.17).

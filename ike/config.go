@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // Mode is the IPsec mode a connection negotiates for its Child SAs; it is

@@ -15,9 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transport"
 )
 
 // maxDatagram is the largest IKE message accepted; RFC 7296 §2 requires

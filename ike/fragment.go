@@ -4,8 +4,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // IKE fragmentation (RFC 7383): an SK message larger than the configured

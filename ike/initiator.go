@@ -9,8 +9,8 @@ import (
 	"net/netip"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // maxSAInitRetries bounds the IKE_SA_INIT restarts for COOKIE and

@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // IKE SA rekeying (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA on the old IKE

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // saInitResponder is the responder's state for one IKE_SA_INIT request.

@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // state is an IKE SA's place in its life.

@@ -20,10 +20,10 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transport"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
