@@ -52,6 +52,13 @@ type Engine struct {
 	identSeed  maphash.Seed
 	byIdentity map[uint64]*ikeSA
 
+	// upMu guards up: how many established IKE SAs each connection (by
+	// name) has. It decides INITIAL_CONTACT without looking into other
+	// SAs, whose locks an SA must never take while holding its own. A
+	// leaf lock: nothing is called with it held.
+	upMu sync.Mutex
+	up   map[string]int
+
 	// timers drives the established SAs' timers (timerheap.go).
 	timers timerHeaps
 	// suites are the IKE SAs' shared suites (suitecache.go).
@@ -92,6 +99,7 @@ func New(cfg Config) (*Engine, error) {
 		log:        cfg.Logger,
 		policyRefs: map[sadb.PolicyID]int{},
 		byIdentity: map[uint64]*ikeSA{},
+		up:         map[string]int{},
 		identSeed:  maphash.MakeSeed(),
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
@@ -429,6 +437,50 @@ func (e *Engine) sameIdentity(sa *ikeSA) []*ikeSA {
 		}
 	}
 	return out
+}
+
+// markUp counts sa among its connection's established IKE SAs, once.
+// Caller holds sa.mu, or sa is not yet published.
+func (sa *ikeSA) markUp() {
+	if sa.countedUp || sa.conn == nil {
+		return
+	}
+	sa.countedUp = true
+	e := sa.eng
+	e.upMu.Lock()
+	e.up[sa.conn.Name]++
+	e.upMu.Unlock()
+}
+
+// markDown takes sa out of that count when it stops being established.
+// Caller holds sa.mu.
+func (sa *ikeSA) markDown() {
+	if !sa.countedUp {
+		return
+	}
+	sa.countedUp = false
+	e := sa.eng
+	e.upMu.Lock()
+	if e.up[sa.conn.Name]--; e.up[sa.conn.Name] <= 0 {
+		delete(e.up, sa.conn.Name)
+	}
+	e.upMu.Unlock()
+}
+
+// hasOtherSA reports whether another established IKE SA of sa's connection
+// exists: then this one is not the initial contact (§2.4). It reads the
+// engine's count, never another SA. Caller holds sa.mu.
+func (e *Engine) hasOtherSA(sa *ikeSA) bool {
+	if sa.conn == nil {
+		return false
+	}
+	e.upMu.Lock()
+	n := e.up[sa.conn.Name]
+	e.upMu.Unlock()
+	if sa.countedUp {
+		n--
+	}
+	return n > 0
 }
 
 // bindFor picks the bind to initiate from: one on the connection's local

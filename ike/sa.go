@@ -53,6 +53,7 @@ type ikeSA struct {
 	initialContact bool // the peer's IKE_AUTH carried INITIAL_CONTACT
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
+	countedUp      bool // in Engine.up: established (markUp, markDown)
 
 	conn        *Connection
 	spii, spir  uint64
@@ -307,7 +308,12 @@ var (
 // receive handles one message for this SA.
 func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			sa.mu.Unlock()
+		}
+	}()
 	if sa.state == stateDead {
 		sa.eng.stats.drop(DropUnknownSPI)
 		return
@@ -361,6 +367,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
 	var resp [][]byte
+	var after func()
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
 		if sa.initiator || sa.state != stateAuthenticating {
@@ -373,9 +380,9 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 			sa.eng.stats.drop(DropUnexpected)
 			return
 		}
-		resp = sa.respondInformational(inner)
+		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
-		resp = sa.respondCreateChild(inner)
+		resp, after = sa.respondCreateChild(inner)
 	default:
 		sa.eng.stats.drop(DropUnsupported)
 		return
@@ -384,9 +391,18 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.responses.store(hdr.MessageID, resp, recvWindow)
+	dead := sa.state == stateDead
+	sa.mu.Unlock()
+	locked = false
+	// What the exchange left for after the lock (a rekeyed SA taking over
+	// the Child SAs) runs before the response goes out, so that the peer
+	// cannot use a new SA before this side knows it.
+	if after != nil {
+		after()
+	}
 	// §2.11: a response goes back to the address and port the request came from.
 	sa.eng.sendAll(b, from, resp)
-	if sa.state == stateDead {
+	if dead {
 		sa.eng.unregister(sa)
 	}
 }
@@ -635,6 +651,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
+	sa.markDown()
 	if sa.saHandshake != nil {
 		for _, s := range sa.sessions {
 			s.Close()
