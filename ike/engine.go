@@ -233,6 +233,13 @@ func (e *Engine) readLoop(b transport.Bind) {
 			continue
 		}
 		e.stats.received.Add(1)
+		if n > e.cfg.MaxMessageSize {
+			// Bounded before parsing: nothing in a message this large is
+			// looked at (charon and pluto drop them too).
+			e.stats.drop(DropOversize)
+			e.log.Debug("dropped oversize datagram", "peer", from, "size", n, "max", e.cfg.MaxMessageSize)
+			continue
+		}
 		e.handlePacket(b, from, buf[:n])
 	}
 }
@@ -271,8 +278,11 @@ func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte)
 		return
 	}
 	if hdr.Exchange == wire.IKE_SA_INIT && !hdr.IsResponse() {
-		if hdr.SPIr != 0 || hdr.MessageID != 0 {
+		// §3.1: the initiator's SPI MUST NOT be zero; a request with SPIr
+		// or a message ID set is not an IKE_SA_INIT request either.
+		if hdr.SPIi == 0 || hdr.SPIr != 0 || hdr.MessageID != 0 {
 			e.stats.drop(DropMalformed)
+			e.log.Debug("dropped malformed IKE_SA_INIT request", "peer", from, "spi_i", spiHex(hdr.SPIi), "spi_r", spiHex(hdr.SPIr), "message_id", hdr.MessageID)
 			return
 		}
 		e.respondSAInit(b, from, pkt, msg)

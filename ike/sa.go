@@ -463,6 +463,9 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 // dropUndecryptable counts a message whose SK payload failed.
 func (sa *ikeSA) dropUndecryptable(err error) {
 	switch {
+	case errors.Is(err, errOversize):
+		sa.eng.stats.drop(DropOversize)
+		sa.log(slog.LevelInfo, "dropped fragmented message: larger than the maximum message size", "max", sa.eng.cfg.MaxMessageSize)
 	case errors.Is(err, transform.ErrIntegrity):
 		sa.eng.stats.drop(DropIntegrity)
 		sa.log(slog.LevelDebug, "dropped message failing the integrity check")
