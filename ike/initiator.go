@@ -38,9 +38,32 @@ type initiator struct {
 	answered     func() // called on each answer to IKE_SA_INIT; may be nil
 }
 
-// Initiate establishes an IKE SA and its first Child SA for the named
-// connection and returns the SA's snapshot.
+// Initiate brings the named connection up and returns its IKE SA's
+// snapshot. A connection that is up already keeps its IKE SA, as swanctl
+// --initiate does: Initiate reports it and, when it carries no Child SA
+// (the peer refused it, or it was deleted), creates just that. Only a
+// connection without an established IKE SA gets a new one; InitiateNew
+// makes one regardless.
 func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
+	c := e.connection(name)
+	if c == nil {
+		return nil, fmt.Errorf("no connection named %q", name)
+	}
+	if sa, hasChild := e.upSA(name); sa != nil {
+		if !hasChild {
+			if err := sa.createChild(ctx, nil); err != nil {
+				return []SAInfo{sa.info()}, fmt.Errorf("%s is up as %s, but creating its Child SA failed: %w", name, sa.id(), err)
+			}
+		}
+		return []SAInfo{sa.info()}, nil
+	}
+	return e.InitiateNew(ctx, name)
+}
+
+// InitiateNew establishes a new IKE SA and its first Child SA for the
+// named connection, beside any it has already, and returns the SA's
+// snapshot.
+func (e *Engine) InitiateNew(ctx context.Context, name string) ([]SAInfo, error) {
 	c := e.connection(name)
 	if c == nil {
 		return nil, fmt.Errorf("no connection named %q", name)
@@ -50,6 +73,22 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 		return nil, err
 	}
 	return []SAInfo{sa.info()}, nil
+}
+
+// upSA returns the newest established IKE SA of the named connection that
+// no rekey replaced, and whether it has a Child SA; nil if there is none.
+// It looks at one SA's state at a time.
+func (e *Engine) upSA(name string) (sa *ikeSA, hasChild bool) {
+	for _, x := range e.allSAs() {
+		x.mu.Lock()
+		up := x.state == stateEstablished && x.rekeyedBy == nil && x.conn != nil && x.conn.Name == name
+		n := len(x.children)
+		x.mu.Unlock()
+		if up && (sa == nil || x.serial > sa.serial) {
+			sa, hasChild = x, n > 0
+		}
+	}
+	return sa, hasChild
 }
 
 // initiate establishes an IKE SA for c. A reauthentication (reauth) does not

@@ -545,6 +545,7 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 
 	cfg := &sa.eng.cfg
 	timeout := cfg.RetransmitTimeout
+	began := time.Now()
 	for try := 0; ; try++ {
 		sa.eng.sendAll(bind, remote, pkt)
 		timer := time.NewTimer(timeout)
@@ -575,13 +576,55 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 			if established {
 				sa.peerDead()
 			}
-			return nil, errTimeout
+			return nil, &timeoutError{peer: remote, retransmissions: try, waited: time.Since(began)}
 		}
 		sa.eng.stats.retransmissions.Add(1)
 		sa.log(slog.LevelDebug, "retransmitting request", "message_id", id, "try", try+1)
-		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
+		timeout = nextRetransmit(timeout, cfg.RetransmitBase)
 	}
 }
+
+// nextRetransmit is the timeout after one of d: exponential backoff,
+// capped at five minutes.
+func nextRetransmit(d time.Duration, base float64) time.Duration {
+	return time.Duration(math.Min(float64(d)*base, float64(5*time.Minute)))
+}
+
+// RetransmitBudget is how long one exchange waits for a silent peer: the
+// first timeout and every retransmission's, until the engine gives up.
+func (e *Engine) RetransmitBudget() time.Duration {
+	var total time.Duration
+	d := e.cfg.RetransmitTimeout
+	for range e.cfg.RetransmitTries + 1 {
+		total += d
+		d = nextRetransmit(d, e.cfg.RetransmitBase)
+	}
+	return total
+}
+
+// InitiateTimeout bounds an initiation to a silent peer: IKE_SA_INIT and
+// IKE_AUTH each get the whole retransmission budget (COOKIE and
+// INVALID_KE_PAYLOAD restarts are answered, so they add round trips, not
+// budgets), plus a margin for the work in between. A caller waiting for
+// Initiate (the control socket) waits this long, so that the engine, not
+// the caller, says what happened.
+func (e *Engine) InitiateTimeout() time.Duration {
+	return 2*e.RetransmitBudget() + 10*time.Second
+}
+
+// timeoutError is an exchange the peer never answered. It is errTimeout
+// (errors.Is), and says to whom and for how long.
+type timeoutError struct {
+	peer            netip.AddrPort
+	retransmissions int
+	waited          time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no answer from %s after %d retransmissions, %.0f s", e.peer, e.retransmissions, e.waited.Seconds())
+}
+
+func (e *timeoutError) Is(target error) bool { return target == errTimeout }
 
 // slot returns the channel whose capacity is the send window: one token
 // per request in flight. It is replaced when the peer announces a window;

@@ -335,8 +335,16 @@ func sameAddrs(a, b []netip.AddrPort) bool {
 func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
 
 // Initiate implements control.Handler.
-func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
+func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	if fresh {
+		return d.engine.InitiateNew(ctx, name)
+	}
 	return d.engine.Initiate(ctx, name)
+}
+
+// ExchangeTimeout implements control.Handler.
+func (d *daemon) ExchangeTimeout() time.Duration {
+	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.
