@@ -86,3 +86,26 @@ func TestInitiateSilentPeer(t *testing.T) {
 		t.Fatalf("FailureReason = %q", FailureReason(err))
 	}
 }
+
+// TestShutdownDeletesEverySA: Shutdown sends each established IKE SA's
+// Delete once, so the peer removes them all, and leaves nothing behind in
+// this side's data plane.
+func TestShutdownDeletesEverySA(t *testing.T) {
+	p := newPair(t)
+	const n = 20
+	for range n {
+		if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(p.b.SAs()); got != n {
+		t.Fatalf("responder holds %d IKE SAs, want %d", got, n)
+	}
+	if err := p.a.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.a.SAs()) != 0 || len(p.memA.SAs()) != 0 || len(p.memA.Policies()) != 0 {
+		t.Fatalf("after Shutdown: %d IKE SAs, %d data-plane SAs, %d policies", len(p.a.SAs()), len(p.memA.SAs()), len(p.memA.Policies()))
+	}
+	waitFor(t, func() bool { return len(p.b.SAs()) == 0 && len(p.memB.SAs()) == 0 })
+}
