@@ -38,8 +38,12 @@ type Engine struct {
 	mu    sync.RWMutex // guards binds
 	binds []transport.Bind
 
+	// policyMu guards policyRefs and holds (hold.go). A leaf lock but for
+	// the data plane and the Observer's policy callbacks, which it is held
+	// across so that policies change in order.
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
+	holds      map[sadb.PolicyID]*hold
 
 	// byIdentity finds the established IKE SAs of a local and remote
 	// identity pair without a scan of all SAs (INITIAL_CONTACT): the first
@@ -98,6 +102,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		policyRefs: map[sadb.PolicyID]int{},
+		holds:      map[sadb.PolicyID]*hold{},
 		byIdentity: map[uint64]*ikeSA{},
 		up:         map[string]int{},
 		identSeed:  maphash.MakeSeed(),
@@ -534,6 +539,7 @@ func (e *Engine) Close() error {
 	for _, sa := range e.allSAs() {
 		sa.destroy("engine closed")
 	}
+	e.releaseHolds()
 	return nil
 }
 
