@@ -90,7 +90,7 @@ func newClient(t *testing.T, local, remote netip.AddrPort, secret, proposal stri
 func (c *client) initiate() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.eng.Initiate(ctx, "peer")
+	_, err := c.eng.InitiateNew(ctx, "peer")
 	return err
 }
 

@@ -116,7 +116,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		}
 	}
 	e.log.Info("shutting down: IKE SAs deleted", "deletes_sent", sent, "answered", answered, "took", time.Since(began).Round(time.Millisecond).String())
-	return e.Close()
+	return e.close("shutdown")
 }
 
 // sendFinalDelete sends the Delete of an established IKE SA once, without

@@ -525,7 +525,10 @@ func (e *Engine) allSAs() []*ikeSA {
 }
 
 // Close stops reading, without sending anything; see Shutdown.
-func (e *Engine) Close() error {
+func (e *Engine) Close() error { return e.close("engine closed") }
+
+// close stops the engine and destroys every SA, logging reason.
+func (e *Engine) close(reason string) error {
 	e.closeOnce.Do(func() {
 		close(e.closing)
 		e.mu.Lock()
@@ -537,7 +540,7 @@ func (e *Engine) Close() error {
 	})
 	e.wg.Wait()
 	for _, sa := range e.allSAs() {
-		sa.destroy("engine closed")
+		sa.destroy(reason)
 	}
 	e.releaseHolds()
 	return nil

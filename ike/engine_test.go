@@ -117,7 +117,7 @@ func ctxT(t testing.TB) context.Context {
 
 func TestHandshakePSK(t *testing.T) {
 	p := newPair(t)
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func TestAutomaticRekeys(t *testing.T) {
 		ca.RekeyTime, cb.RekeyTime = 60*time.Millisecond, 90*time.Millisecond
 		ca.IKERekeyTime, cb.IKERekeyTime = 200*time.Millisecond, 300*time.Millisecond
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
@@ -52,7 +52,7 @@ func TestDeadPeer(t *testing.T) {
 		ca.DPDDelay = 50 * time.Millisecond
 		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 20*time.Millisecond, 2
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// While the peer answers, DPD keeps the SA.
@@ -73,7 +73,7 @@ func TestDeadPeer(t *testing.T) {
 // Child SA; a hard expiry deletes it on both sides.
 func TestSoftExpireRekeys(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	old := p.memA.SAs()[0]
@@ -96,7 +96,7 @@ func TestSoftExpireRekeys(t *testing.T) {
 // plane never lacks an SA pair for the selectors (make-before-break).
 func TestReauthentication(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.ReauthTime = 150 * time.Millisecond })
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestChildLifetimeToDataPlane(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, _, _ *Config) {
 		ca.RekeyBytes, ca.LifeBytes, ca.RekeyTime = 1<<20, 2<<20, time.Hour
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range p.memA.SAs() {

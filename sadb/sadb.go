@@ -126,6 +126,13 @@ type Counters struct {
 }
 
 // Backend is a data plane that holds SAs.
+//
+// The key-exchange engines call a backend's methods with an SA's lock held
+// (docs/design.md, "Locks"): an implementation must not call back into an
+// engine, must take only its own locks, and must return promptly (a
+// netlink round trip, not a wait on the network). Events are delivered on
+// the Events channel from the backend's own goroutine, with none of its
+// locks held.
 type Backend interface {
 	// Name is the config name of the backend ("memory", "xfrm", "userspace").
 	Name() string
