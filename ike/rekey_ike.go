@@ -167,6 +167,7 @@ func (sa *ikeSA) moveTo(n *ikeSA) {
 	for _, c := range n.children {
 		n.startChildTimer(c)
 	}
+	sa.eng.subs.ikeRekeyed(sa, n)
 	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id(), "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
 		"algorithms", n.suite.String())
 }
