@@ -1,6 +1,7 @@
 package vici
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -577,8 +578,17 @@ func (b *connBuilder) certMethod(lo, ro round) (auth.Method, error) {
 		}
 		cas = append(cas, c)
 	}
+	loaded := b.s.store.caCerts()
 	if len(cas) == 0 {
-		cas = b.s.store.caCerts()
+		cas = loaded
+	}
+	// Intermediate CAs loaded with load-cert complete our chain for the
+	// peer, as charon sends what it finds among its certificates.
+	var inters []*x509.Certificate
+	for _, c := range loaded {
+		if !bytes.Equal(c.RawIssuer, c.RawSubject) {
+			inters = append(inters, c)
+		}
 	}
 	if len(cas) == 0 {
 		return nil, fmt.Errorf("no CA certificate loaded to verify the peer (x509ca/ in swanctl's directory, or remote cacerts)")
@@ -605,6 +615,11 @@ func (b *connBuilder) certMethod(lo, ro round) (auth.Method, error) {
 			return nil, fmt.Errorf("invalid value for: certs (%v)", err)
 		}
 		chain = append(chain, pemCert(c))
+	}
+	for _, c := range inters {
+		if !c.Equal(leaf) {
+			chain = append(chain, pemCert(c))
+		}
 	}
 	o := cert.Options{}
 	if o.Cert, err = write("cert.pem", chain...); err != nil {

@@ -355,6 +355,7 @@ func (c *client) handle(p packet) {
 				c.s.watch(1)
 			}
 		}
+		c.s.log.Debug("vici event registration", "client", c.id, "event", p.name, "register", p.typ == pktEventRegister)
 		if p.typ == pktEventUnregister && !was {
 			c.send(pktEventUnknown, "", nil)
 			return
