@@ -233,7 +233,9 @@ func (d *dynamicPSK) NewSession(p *auth.Params) (auth.Session, error) {
 }
 
 // Format keeps printing a connection from showing anything of its keys.
-func (d *dynamicPSK) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("vici.dynamicPSK{[redacted]}")) }
+func (d *dynamicPSK) Format(f fmt.State, _ rune) {
+	_, _ = f.Write([]byte("vici.dynamicPSK{[redacted]}"))
+}
 
 // parseCert reads a PEM or DER certificate.
 func parseCert(data []byte) (*x509.Certificate, error) {

@@ -100,7 +100,7 @@ func stream(t *testing.T, sess *govici.Session, cmd, event string, req *govici.M
 		return nil, err
 	}
 	defer sess.Unsubscribe(event)
-	if _, err := sess.CommandRequest(cmd, req); err != nil {
+	if _, err := sess.Call(context.Background(), cmd, req); err != nil {
 		return nil, err
 	}
 	var out []*govici.Message
@@ -142,7 +142,7 @@ func TestGovici(t *testing.T) {
 	}
 	defer sess.Close()
 
-	st, err := sess.CommandRequest("stats", nil)
+	st, err := sess.Call(context.Background(), "stats", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestGovici(t *testing.T) {
 	_ = load.Set("type", "X509")
 	_ = load.Set("flag", "CA")
 	_ = load.Set("data", string(pki.Root.Raw))
-	if r, err := sess.CommandRequest("load-cert", load); err != nil || r.Get("success") != "yes" {
+	if r, err := sess.Call(context.Background(), "load-cert", load); err != nil || r.Get("success") != "yes" {
 		t.Fatalf("load-cert: %v %v", r, err)
 	}
 	req := govici.NewMessage()
@@ -240,7 +240,7 @@ func TestGovici(t *testing.T) {
 		t.Fatalf("list-cert: %+v, %v", cert, err)
 	}
 
-	pools, err := sess.CommandRequest("get-pools", nil)
+	pools, err := sess.Call(context.Background(), "get-pools", nil)
 	if err != nil || len(pools.Keys()) != 0 {
 		t.Fatalf("get-pools: %v %v", pools, err)
 	}
