@@ -45,6 +45,10 @@ func (c *client) withControlLog(f *logFilter, run func()) {
 	c.ctlLog = f
 	c.mu.Unlock()
 	c.s.watch(1)
+	if f.level >= 2 {
+		c.s.watchDebug(1)
+		defer c.s.watchDebug(-1)
+	}
 	defer func() {
 		c.s.watch(-1)
 		c.mu.Lock()

@@ -80,7 +80,8 @@ type LogTap struct {
 	// not format lines it would not write).
 	mu        sync.Mutex
 	sink      func(logRecord)
-	listeners atomic.Int32
+	listeners atomic.Int32 // want info and above
+	debug     atomic.Int32 // want debug lines too
 }
 
 // NewLogTap wraps next, which keeps receiving every record it enables.
@@ -116,7 +117,7 @@ type tapHandler struct {
 }
 
 func (h *tapHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.next.Enabled(ctx, l) || (h.tap.listeners.Load() > 0 && l >= slog.LevelDebug)
+	return h.next.Enabled(ctx, l) || (h.tap.listeners.Load() > 0 && l >= slog.LevelInfo) || h.tap.debug.Load() > 0
 }
 
 func (h *tapHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -124,7 +125,7 @@ func (h *tapHandler) Handle(ctx context.Context, r slog.Record) error {
 	if h.next.Enabled(ctx, r.Level) {
 		err = h.next.Handle(ctx, r)
 	}
-	if h.tap.listeners.Load() > 0 {
+	if h.tap.listeners.Load() > 0 || h.tap.debug.Load() > 0 {
 		h.tap.mu.Lock()
 		sink := h.tap.sink
 		h.tap.mu.Unlock()
@@ -195,10 +196,17 @@ func (f *logFilter) matches(r logRecord) bool {
 }
 
 // watch updates the tap's listener count: the server wants records while
-// a client is registered for log or runs a command that streams them.
+// a client is registered for log or runs a command that streams them;
+// debug lines only for a command that asks for level 2 or more.
 func (s *Server) watch(delta int32) {
 	if s.cfg.Tap != nil {
 		s.cfg.Tap.listeners.Add(delta)
+	}
+}
+
+func (s *Server) watchDebug(delta int32) {
+	if s.cfg.Tap != nil {
+		s.cfg.Tap.debug.Add(delta)
 	}
 }
 
