@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,6 +71,7 @@ type ChildExtra struct {
 
 // subscribers is the engine's subscriber list and event queue.
 type subscribers struct {
+	n      atomic.Int32 // len(subs), read without mu on the handshake path
 	mu     sync.Mutex
 	subs   map[int]func(SAEvent)
 	nextID int
@@ -90,6 +92,7 @@ func (e *Engine) Subscribe(f func(SAEvent)) (cancel func()) {
 	id := s.nextID
 	s.nextID++
 	s.subs[id] = f
+	s.n.Store(int32(len(s.subs)))
 	if s.wake == nil {
 		s.wake = make(chan struct{}, 1)
 		go s.deliver(s.wake)
@@ -98,6 +101,7 @@ func (e *Engine) Subscribe(f func(SAEvent)) (cancel func()) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.subs, id)
+		s.n.Store(int32(len(s.subs)))
 		if len(s.subs) == 0 && s.wake != nil {
 			close(s.wake)
 			s.wake = nil
@@ -108,11 +112,7 @@ func (e *Engine) Subscribe(f func(SAEvent)) (cancel func()) {
 
 // active reports whether anyone listens, so that raising costs nothing
 // otherwise.
-func (s *subscribers) active() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.subs) > 0
-}
+func (s *subscribers) active() bool { return s.n.Load() > 0 }
 
 func (s *subscribers) raise(ev SAEvent) {
 	s.mu.Lock()
