@@ -113,6 +113,7 @@ func loadShared(c *client, req *Message) *Message {
 	}
 	owners, _ := req.List("owners")
 	k := &sharedKey{secret: append([]byte(nil), data...)}
+	clear(data)
 	for _, o := range owners {
 		if o == "%any" || o == "" {
 			continue
@@ -336,6 +337,7 @@ func loadKey(c *client, req *Message) *Message {
 	typ, _ := req.Get("type")
 	data, _ := req.Bytes("data")
 	k, err := parseKey(typ, data)
+	clear(data)
 	if err != nil {
 		return reply(errorf("loading private key failed: %v", err))
 	}

@@ -256,7 +256,9 @@ func (c *client) readLoop() {
 		seg, err := readSegment(c.conn)
 		if err == nil {
 			var p packet
-			if p, err = decodePacket(seg); err == nil {
+			p, err = decodePacket(seg)
+			clear(seg) // it may hold a key or a secret (load-key, load-shared)
+			if err == nil {
 				c.handle(p)
 				continue
 			}

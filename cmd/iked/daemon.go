@@ -44,6 +44,9 @@ type daemon struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// connMu serialises what gives the engine its connections: SIGHUP,
+	// VICI's reload-settings and load-conn.
+	connMu sync.Mutex
 
 	dp      *dataPlane
 	db      *sadb.DB
@@ -308,6 +311,8 @@ func (d *daemon) reload() {
 
 // reloadConfig is reload, returning why a configuration was refused.
 func (d *daemon) reloadConfig() error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	cfg, err := config.Load(d.configPath)
 	if err != nil {
 		return err

@@ -52,6 +52,8 @@ func (d *daemon) fileConnections() []string {
 // setVICIConnections gives the engine the file's connections (and the
 // policy's) with those loaded over VICI.
 func (d *daemon) setVICIConnections(loaded []*ike.Connection) error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
