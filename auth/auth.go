@@ -18,8 +18,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Params is what the engine knows about the handshake. An initiator opens

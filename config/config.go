@@ -18,9 +18,9 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
+	"github.com/iked/iked/transform"
 )
 
 // Config is the daemon's whole configuration, parsed and validated, with
@@ -98,6 +98,10 @@ type IKE struct {
 	// NATKeepalive is the interval of NAT keepalives when this side is
 	// behind a NAT (default 20s).
 	NATKeepalive time.Duration
+	// MaxMessageSize bounds the IKE messages processed (a datagram, or a
+	// message reassembled from fragments); larger ones are dropped and
+	// counted. Default 10000 octets.
+	MaxMessageSize int
 }
 
 // Connection is one configured connection: an IKE SA with a peer and the
@@ -255,6 +259,8 @@ const (
 	// DefaultFragmentSize is the default of "ike.fragment_size": the IPv6
 	// minimum MTU less the IPv6 and UDP headers.
 	DefaultFragmentSize = 1232
+	// DefaultMaxMessageSize is the default of "ike.max_message_size".
+	DefaultMaxMessageSize = 10000
 	// DefaultIKEPort is the port of a remote address written without one.
 	DefaultIKEPort = 500
 )

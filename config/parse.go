@@ -19,8 +19,8 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Load reads and parses the configuration file at path. Relative paths in
@@ -62,6 +62,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 			Fragmentation:     true,
 			FragmentSize:      DefaultFragmentSize,
 			NATKeepalive:      DefaultNATKeepalive,
+			MaxMessageSize:    DefaultMaxMessageSize,
 		},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -352,7 +353,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 }
 
 // ikeKeys are the keys of the "ike" section.
-var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive"}
+var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive", "max_message_size"}
 
 // ike decodes the "ike" section.
 func (w *walker) ike(n *yaml.Node, c *IKE) {
@@ -391,6 +392,12 @@ func (w *walker) ike(n *yaml.Node, c *IKE) {
 		case "fragment_size":
 			if v, ok := w.integer(p.vNode, name, 576, 65535); ok {
 				c.FragmentSize = int(v)
+			}
+		case "max_message_size":
+			// §2: every implementation must take 1280 octets; UDP carries
+			// no more than 65507.
+			if v, ok := w.integer(p.vNode, name, 1280, 65507); ok {
+				c.MaxMessageSize = int(v)
 			}
 		}
 	}

@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // The responder's hot path measured without a network: requests are made

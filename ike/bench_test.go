@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // BenchmarkHandshake measures a full IKE_SA_INIT + IKE_AUTH handshake

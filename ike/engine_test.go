@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth/psk"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 var (

@@ -247,14 +247,23 @@ func (s *subscribers) ikeDown(sa *ikeSA) {
 	s.raise(SAEvent{Kind: EventIKEDown, SA: in, Extra: x})
 }
 
-// ikeRekeyed: n took over from sa. Caller holds both locks (n is new).
-func (s *subscribers) ikeRekeyed(sa, n *ikeSA) {
+// ikeRekeying: sa is being replaced by a rekey; its snapshot, Child SAs
+// still with it, waits in the handover for ikeRekeyed. Caller holds sa.mu.
+func (s *subscribers) ikeRekeying(sa *ikeSA) *SAEvent {
 	if !s.active() {
-		return
+		return nil
 	}
 	old, ox := sa.snapshotLocked()
-	in, x := n.snapshotLocked()
-	s.raise(SAEvent{Kind: EventIKERekey, SA: in, Extra: x, Old: old, OldExtra: ox})
+	return &SAEvent{Kind: EventIKERekey, Old: old, OldExtra: ox}
+}
+
+// ikeRekeyed: n took over the old SA of ev. Caller holds n.mu.
+func (s *subscribers) ikeRekeyed(ev *SAEvent, n *ikeSA) {
+	if ev == nil || !s.active() {
+		return
+	}
+	ev.SA, ev.Extra = n.snapshotLocked()
+	s.raise(*ev)
 }
 
 // childInstalled: c is installed; it replaces rekeys when that is set.

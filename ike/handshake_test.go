@@ -8,10 +8,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transport"
 )
 
 // TestProposalMatrix negotiates every IKE transform and DH group iked

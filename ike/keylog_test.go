@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // syncWriter is a key log sink that tests read while the engine writes.

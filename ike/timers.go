@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transport"
 )
 
 // Timers of an established IKE SA: Child SA and IKE SA rekeying before the

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 )
 
 // Protocol is the IPsec protocol of an SA.
@@ -105,7 +105,7 @@ type SA struct {
 	// 0 means the backend's default.
 	ReplayWindow uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
-	LocalTS, RemoteTS []wire.TrafficSelector
+	LocalTS, RemoteTS []ipsec.TrafficSelector
 	// Installed is when the SA was added.
 	Installed time.Time
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/iked/iked/auth/cert"
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Connections loaded over VICI (vici_config.c): load-conn turns a

@@ -18,11 +18,11 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/auth/kerberos/kdctest"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 const testRealm = "EXAMPLE.TEST"

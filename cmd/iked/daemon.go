@@ -20,10 +20,10 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transport"
 	"github.com/iked/iked/vici"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -151,7 +151,7 @@ func newDaemon(path string) (*daemon, error) {
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
-		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
+		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase, MaxMessageSize: cfg.IKE.MaxMessageSize,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
 		ForceEncap: d.dp.forceEncap,
@@ -357,8 +357,16 @@ func sameAddrs(a, b []netip.AddrPort) bool {
 func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
 
 // Initiate implements control.Handler.
-func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
+func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	if fresh {
+		return d.engine.InitiateNew(ctx, name)
+	}
 	return d.engine.Initiate(ctx, name)
+}
+
+// ExchangeTimeout implements control.Handler.
+func (d *daemon) ExchangeTimeout() time.Duration {
+	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.

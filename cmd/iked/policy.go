@@ -10,12 +10,12 @@ import (
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/policy/xfrmpolicy"
 	"github.com/iked/iked/sadb/userspace"
 	"github.com/iked/iked/sadb/xfrm"
+	"github.com/iked/iked/transform"
 )
 
 // newAgent builds the policy agent for the assigned policy; nil when no
