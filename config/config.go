@@ -33,6 +33,9 @@ type Config struct {
 	Listen []netip.AddrPort
 	// ControlSocket is the path of the control socket (key "control_socket").
 	ControlSocket string
+	// ViciSocket is the path of the VICI socket for strongSwan's swanctl
+	// and VICI clients (key "vici_socket"); empty means off, the default.
+	ViciSocket string
 	// MetricsListen is the TCP address of the metrics endpoint, host:port;
 	// empty means no metrics endpoint (key "metrics_listen").
 	MetricsListen string

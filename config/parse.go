@@ -172,7 +172,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
+var topKeys = []string{"listen", "control_socket", "vici_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -211,6 +211,14 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 					w.errorf(v, "control_socket: empty path (expected the path of a Unix socket)")
 				} else {
 					cfg.ControlSocket = s
+				}
+			}
+		case "vici_socket":
+			if s, ok := w.str(v, p.key); ok {
+				if s == "" {
+					w.errorf(v, "vici_socket: empty path (expected the path of a Unix socket, e.g. /run/iked/charon.vici; omit the key to turn VICI off)")
+				} else {
+					cfg.ViciSocket = s
 				}
 			}
 		case "metrics_listen":

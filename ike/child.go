@@ -208,6 +208,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	sa.children = append(sa.children, c)
 	sa.startChildTimer(c)
+	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),

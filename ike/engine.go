@@ -74,6 +74,7 @@ type Engine struct {
 	stats         *counters
 	cookies       *cookieJar
 	keyLog        *keyLogger
+	subs          subscribers // SA event subscribers (events_sub.go)
 
 	closing   chan struct{}
 	closeOnce sync.Once

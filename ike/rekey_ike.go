@@ -146,6 +146,7 @@ type handover struct {
 	children         []*childSA
 	oldID            string
 	oldSPIi, oldSPIr uint64
+	event            *SAEvent // the old SA for subscribers (events_sub.go)
 }
 
 // detachTo takes sa's Child SAs away for n, the IKE SA that survives the
@@ -155,6 +156,7 @@ type handover struct {
 // them is in flight. Caller holds sa.mu.
 func (sa *ikeSA) detachTo(n *ikeSA) handover {
 	h := handover{children: sa.children, oldID: sa.id(), oldSPIi: sa.spii, oldSPIr: sa.spir}
+	h.event = sa.eng.subs.ikeRekeying(sa)
 	sa.children = nil
 	sa.rekeyedBy = n
 	sa.stopTimers()
@@ -182,6 +184,7 @@ func (n *ikeSA) adopt(h handover) {
 	for _, c := range h.children {
 		n.startChildTimer(c)
 	}
+	n.eng.subs.ikeRekeyed(h.event, n)
 	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", h.oldID, "old_spi_i", spiHex(h.oldSPIi), "old_spi_r", spiHex(h.oldSPIr),
 		"algorithms", n.suite.String())
 }

@@ -509,6 +509,7 @@ func (sa *ikeSA) establish() {
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
 	sa.lastRecv = sa.established
 	sa.startTimers()
+	sa.eng.subs.ikeUp(sa)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
 			"auth", sa.authName, "algorithms", sa.suite.String())

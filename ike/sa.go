@@ -693,6 +693,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.removeChild(c)
 	}
 	sa.children = nil
+	sa.eng.subs.ikeDown(sa)
 	if sa.state >= stateEstablished || sa.state == stateDeleting {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
@@ -720,6 +721,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
+	sa.eng.subs.childDown(sa, c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transport"
+	"github.com/iked/iked/vici"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,6 +44,9 @@ type daemon struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// connMu serialises what gives the engine its connections: SIGHUP,
+	// VICI's reload-settings and load-conn.
+	connMu sync.Mutex
 
 	dp      *dataPlane
 	db      *sadb.DB
@@ -50,6 +54,8 @@ type daemon struct {
 	engine  *ike.Engine
 	control *control.Server
 	metrics *http.Server
+	vici    *vici.Server // nil unless vici_socket is set
+	logTap  *vici.LogTap // feeds VICI's log events
 }
 
 func checkConfig(path string) int {
@@ -118,7 +124,9 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now()}
+	d.logTap = vici.NewLogTap(newLogger(cfg.Log, os.Stderr).Handler())
+	d.log = slog.New(d.logTap.Handler())
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
@@ -217,6 +225,10 @@ func (d *daemon) serve() (err error) {
 			d.log.Error("control socket failed", "err", err)
 		}
 	}()
+	if err := d.startVICI(); err != nil {
+		d.control.Close()
+		return err
+	}
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
@@ -268,6 +280,9 @@ func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.control.Close()
+	if d.vici != nil {
+		d.vici.Close()
+	}
 	err := d.engine.Shutdown(ctx)
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
@@ -289,10 +304,18 @@ func (d *daemon) shutdown() error {
 
 // reload re-reads the configuration; on error the running one stays.
 func (d *daemon) reload() {
+	if err := d.reloadConfig(); err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+	}
+}
+
+// reloadConfig is reload, returning why a configuration was refused.
+func (d *daemon) reloadConfig() error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	cfg, err := config.Load(d.configPath)
 	if err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	d.mu.Lock()
 	old := d.cfg
@@ -300,21 +323,20 @@ func (d *daemon) reload() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
 	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog {
-		d.log.Warn("listen, control_socket, metrics_listen, backend and key_log changes take effect at restart")
+		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket {
+		d.log.Warn("listen, control_socket, vici_socket, metrics_listen, backend and key_log changes take effect at restart")
 	}
 	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
+	return nil
 }
 
 func sameAddrs(a, b []netip.AddrPort) bool {

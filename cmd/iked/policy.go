@@ -97,6 +97,9 @@ func (d *daemon) allConnections(cfg *config.Config) []*ike.Connection {
 	if d.agent != nil {
 		conns = append(conns, d.agent.Connections()...)
 	}
+	if d.vici != nil {
+		conns = append(conns, d.vici.Connections()...)
+	}
 	return conns
 }
 
