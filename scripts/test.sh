@@ -42,5 +42,10 @@ echo "== staticcheck"
 command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 staticcheck ./...
 
+echo "== go test -race (engines, data plane, auth, policy, control)"
+# The packages whose goroutines share state run under the race detector too;
+# TestConcurrencyStress (ike) is the lock discipline's test (docs/design.md).
+go test -race -count=1 -timeout 20m "$@" ./ike/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
+
 echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...
