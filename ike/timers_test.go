@@ -50,14 +50,17 @@ func TestAutomaticRekeys(t *testing.T) {
 func TestDeadPeer(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, cfgA, _ *Config) {
 		ca.DPDDelay = 50 * time.Millisecond
-		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 20*time.Millisecond, 2
+		// A retransmission budget (≈ 1.2 s) far above an answer's time
+		// even on a loaded machine: a live peer is never taken for dead.
+		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 200*time.Millisecond, 2
 	})
 	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	// While the peer answers, DPD keeps the SA.
-	time.Sleep(200 * time.Millisecond)
-	if len(p.a.SAs()) != 1 {
+	// While the peer answers, DPD keeps the SA: liveness checks go out
+	// and come back.
+	waitFor(t, func() bool { return p.a.Stats().PacketsSent >= 6 })
+	if len(p.a.SAs()) != 1 || p.a.Stats().HandshakesFailed["dead_peer"] != 0 {
 		t.Fatal("SA removed while the peer was alive")
 	}
 	p.ba.Filter = func([]byte) bool { return false } // the peer is gone
