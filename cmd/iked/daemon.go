@@ -22,6 +22,7 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,12 +45,15 @@ type daemon struct {
 	mu  sync.Mutex
 	cfg *config.Config
 
-	dp      *dataPlane
-	db      *sadb.DB
-	agent   *agent.Agent // nil without an assigned policy
-	engine  *ike.Engine
-	control *control.Server
-	metrics *http.Server
+	dp  *dataPlane
+	dir *directory // nil unless policy.source is ldap
+	// reloadMu serialises reloads and directory policy changes.
+	reloadMu sync.Mutex
+	db       *sadb.DB
+	agent    *agent.Agent // nil without an assigned policy
+	engine   *ike.Engine
+	control  *control.Server
+	metrics  *http.Server
 }
 
 func checkConfig(path string) int {
@@ -57,6 +61,10 @@ func checkConfig(path string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if cfg.PolicySource != nil {
+		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), cfg.PolicySource.LDAP.Policy)
+		return 0
 	}
 	if cfg.Policy != nil {
 		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
@@ -120,6 +128,13 @@ func newDaemon(path string) (*daemon, error) {
 	}
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
+	if cfg.PolicySource != nil {
+		// The directory's policy, or the cached one, before anything else:
+		// the host must not run without its policy.
+		if d.dir, err = newDirectory(context.Background(), cfg, d); err != nil {
+			return nil, err
+		}
+	}
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
 	}
@@ -231,6 +246,9 @@ func (d *daemon) serve() (err error) {
 		if d.agent != nil {
 			more = append(more, metrics.NewPolicyCollector(d.agent))
 		}
+		if d.dir != nil {
+			more = append(more, adsource.NewCollector(d.dir.source))
+		}
 		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -248,6 +266,10 @@ func (d *daemon) serve() (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d.engine.StartConnections(ctx)
+	if d.dir != nil {
+		d.dir.start(d)
+		defer d.dir.stop()
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -289,10 +311,23 @@ func (d *daemon) shutdown() error {
 
 // reload re-reads the configuration; on error the running one stays.
 func (d *daemon) reload() {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.configPath)
 	if err != nil {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return
+	}
+	if (cfg.PolicySource == nil) != (d.dir == nil) {
+		d.log.Error("configuration refused; the running one stays", "err", "changing policy.source takes effect at restart")
+		return
+	}
+	if d.dir != nil {
+		// The running directory policy, mapped with the new methods.
+		if err := d.dir.rebuild(cfg); err != nil {
+			d.log.Error("configuration refused; the running one stays", "err", err.Error())
+			return
+		}
 	}
 	d.mu.Lock()
 	old := d.cfg

@@ -50,16 +50,16 @@ type Status struct {
 
 // Source polls a Reader and hands new snapshots to Apply.
 type Source struct {
-	r        *Reader
-	ref      string
-	cache    string
-	interval time.Duration
-	log      *slog.Logger
+	r     *Reader
+	ref   string
+	cache string
+	log   *slog.Logger
 	// Apply assigns the snapshot's policy; an error keeps the running one.
 	Apply func(*Snapshot) error
 
-	mu     sync.Mutex // guards status
-	status Status
+	mu       sync.Mutex // guards status and interval
+	status   Status
+	interval time.Duration
 }
 
 // NewSource returns a Source for the policy ref, caching in cachePath.
@@ -168,9 +168,19 @@ func (s *Source) Poll(ctx context.Context) string {
 	return OutcomeChanged
 }
 
+// SetInterval sets the polling interval, before Run.
+func (s *Source) SetInterval(d time.Duration) {
+	s.mu.Lock()
+	s.interval, s.status.Interval = d, d
+	s.mu.Unlock()
+}
+
 // Run polls every interval until ctx ends.
 func (s *Source) Run(ctx context.Context) {
-	t := time.NewTicker(s.interval)
+	s.mu.Lock()
+	interval := s.interval
+	s.mu.Unlock()
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
