@@ -377,7 +377,10 @@ func TestPolicyFromADEnforced(t *testing.T) {
 			t.Errorf("%d of 3 pings answered: ICMP is permitted", got)
 		}
 		m.wantNoTCP(at.topo.I, m.addrB, telnetPort, 3*time.Second)   // B blocks telnet
-		m.wantNoTCP(at.topo.S, m.addrA, blockedPortA, 3*time.Second) // A blocks 24
+		// A blocks connections it makes to port 24 (its rule's filter is
+		// "me to any, TCP port 24, mirrored", as the copied ICMP filter
+		// was "me to any"); B would have negotiated them.
+		m.wantNoTCP(at.topo.I, m.addrB, blockedPortA, 3*time.Second)
 		w := m.wire()
 		if w.clearTCP[matrixEchoPort] != 0 || w.esp == 0 || w.icmp == 0 {
 			t.Errorf("want TCP only as ESP, ICMP in clear: %+v%s", w, m.logs())
@@ -388,6 +391,7 @@ func TestPolicyFromADEnforced(t *testing.T) {
 		}
 		m.wantVerdict(a, m.addrB, matrixEchoPort, "secured")
 		m.wantVerdict(b, m.addrA, telnetPort, "blocked")
+		m.wantVerdict(a, m.addrB, blockedPortA, "blocked")
 	})
 
 	t.Run("ChangedInTheDirectory_AppliedAtThePollKeepingTheSA", func(t *testing.T) {
@@ -454,17 +458,24 @@ func TestPolicyFromADEnforced(t *testing.T) {
 			t.Errorf("A's cached policy: %+v", got)
 		}
 		wantLog(t, "A", a2.Log(), "using the cached one")
+		// The cached policy is enforced: ICMP permitted, port 24 blocked,
+		// and everything else must be secured. With the KDC (the DC) down
+		// no new Kerberos SA can be made, so B's connection, accepted in
+		// clear, is answered by A only through IPsec: it fails, and not
+		// one clear segment leaves A.
 		m.startCapture()
 		if got := m.pings(at.topo.S, m.addrA, 3); got != 3 {
 			t.Errorf("%d of 3 pings answered", got)
 		}
-		m.wantNoTCP(at.topo.S, m.addrA, blockedPortA, 3*time.Second)
-		// B still holds its ticket for A, and A accepts it with its keytab:
-		// B's connection is secured without the KDC.
-		m.wantTCP(at.topo.S, m.addrA, matrixEchoPort, 15*time.Second)
-		if w := m.wire(); w.clearTCP[matrixEchoPort] != 0 || w.esp == 0 {
-			t.Errorf("with the cached policy: want TCP only as ESP, got %+v%s", w, m.logs())
+		m.wantNoTCP(at.topo.I, m.addrB, blockedPortA, 3*time.Second)
+		m.wantNoTCP(at.topo.S, m.addrA, matrixEchoPort, 4*time.Second)
+		w := m.wire()
+		for _, f := range w.clear {
+			if strings.HasPrefix(f, m.addrA.String()+":") {
+				t.Errorf("A sent a clear TCP segment under its cached policy: %s", f)
+			}
 		}
+		m.wantVerdict(a2, m.addrB, blockedPortA, "blocked")
 	})
 }
 
