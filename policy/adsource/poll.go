@@ -48,9 +48,16 @@ type Status struct {
 	Fetches map[string]uint64 `json:"fetches"`
 }
 
+// directory is what a Source needs of a Reader (a seam for tests).
+type directory interface {
+	Stamp(ctx context.Context) (Stamp, string, error)
+	Read(ctx context.Context) (*Snapshot, error)
+	BaseDN() string
+}
+
 // Source polls a Reader and hands new snapshots to Apply.
 type Source struct {
-	r     *Reader
+	r     directory
 	ref   string
 	cache string
 	log   *slog.Logger
@@ -63,7 +70,7 @@ type Source struct {
 }
 
 // NewSource returns a Source for the policy ref, caching in cachePath.
-func NewSource(r *Reader, ref, cachePath string, interval time.Duration, log *slog.Logger) *Source {
+func NewSource(r directory, ref, cachePath string, interval time.Duration, log *slog.Logger) *Source {
 	if log == nil {
 		log = slog.Default()
 	}
