@@ -29,13 +29,12 @@ import (
 
 // adTopology is the matrix topology with a domain controller.
 type adTopology struct {
-	topo       *topology
-	dc         *sambaad.DC
-	dcA, dcB   netip.Addr // the DC's address on A's and on B's link
-	cache      string     // the hosts' cache files' directory
-	hostA      string     // machine account of A ("left") and B ("right")
-	hostB      string
-	principals map[string]string
+	topo     *topology
+	dc       *sambaad.DC
+	dcA, dcB netip.Addr // the DC's address on A's and on B's link
+	cache    string     // the hosts' cache files' directory
+	hostA    string     // machine account of A ("left") and B ("right")
+	hostB    string
 }
 
 func newADTopology(t *testing.T) *adTopology {
@@ -376,7 +375,7 @@ func TestPolicyFromADEnforced(t *testing.T) {
 		if got := m.pings(at.topo.I, m.addrB, 3); got != 3 {
 			t.Errorf("%d of 3 pings answered: ICMP is permitted", got)
 		}
-		m.wantNoTCP(at.topo.I, m.addrB, telnetPort, 3*time.Second)   // B blocks telnet
+		m.wantNoTCP(at.topo.I, m.addrB, telnetPort, 3*time.Second) // B blocks telnet
 		// A blocks connections it makes to port 24 (its rule's filter is
 		// "me to any, TCP port 24, mirrored", as the copied ICMP filter
 		// was "me to any"); B would have negotiated them.
