@@ -191,6 +191,31 @@ func TestPolicyFromADWindowsDefaults(t *testing.T) {
 			b.stop()
 		})
 	}
+
+	// The other way: ikectl policy export --ldif writes a built-in as
+	// MS-GPIPSEC objects; imported into the domain, iked reads it back
+	// (iked --check-policy-ldap, then a running iked) with the same rules.
+	t.Run("ExportedBuiltin_ImportedAndReadBack", func(t *testing.T) {
+		b := at.start(t, "B", "", policy.SecureServerRequireSecurity)
+		ldif, err := b.ikectl(10*time.Second, "policy", "export", "--ldif", "--base-dn", at.dc.BaseDN())
+		if err != nil {
+			t.Fatalf("ikectl policy export: %v\n%s", err, ldif)
+		}
+		if !strings.Contains(ldif, "# ") || !strings.Contains(ldif, "changetype: modify") {
+			t.Errorf("the export lacks its notes or its reference records:\n%s", ldif)
+		}
+		if err := at.dc.LDIF(ldif); err != nil {
+			t.Fatal(err)
+		}
+		a := at.start(t, "A", policy.SecureServerRequireSecurity, "")
+		out, err := at.topo.I.command(t.Context(), filepath.Join(binDir, "iked"), "--check-policy-ldap", a.config).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), fmt.Sprintf("policy %q read from %s:389", policy.SecureServerRequireSecurity, at.dcA)) {
+			t.Errorf("iked --check-policy-ldap: %v\n%s", err, out)
+		}
+		for _, d := range sameRules(policyInfo(t, a), policyInfo(t, b)) {
+			t.Errorf("read back: %s", d)
+		}
+	})
 }
 
 // gpoDomainDN etc. are the directory objects the enforcement test makes.
