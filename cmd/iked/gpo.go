@@ -176,6 +176,7 @@ func (dir *directory) stop() {
 	if dir.cancel != nil {
 		dir.cancel()
 	}
+	dir.reader.Close()
 }
 
 // applyDirectory assigns a changed directory policy: the SAs it still

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -92,6 +93,44 @@ func (s Stamp) String() string { return fmt.Sprintf("usn %d, %d objects", s.High
 // Reader reads snapshots.
 type Reader struct {
 	cfg Config
+
+	mu  sync.Mutex     // guards krb
+	krb *client.Client // the machine's Kerberos client, kept between reads (it renews its TGT itself)
+}
+
+// kerberos returns the client, made on first use.
+func (r *Reader) kerberos() (*client.Client, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.krb == nil {
+		c, err := r.cfg.Kerberos()
+		if err != nil {
+			return nil, err
+		}
+		r.krb = c
+	}
+	return r.krb, nil
+}
+
+// dropKerberos forgets the client after a Kerberos failure, so that the
+// next read starts afresh (a rotated keytab, a KDC that forgot us).
+func (r *Reader) dropKerberos(c *client.Client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.krb == c && c != nil {
+		c.Destroy()
+		r.krb = nil
+	}
+}
+
+// Close ends the Kerberos client's renewals.
+func (r *Reader) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.krb != nil {
+		r.krb.Destroy()
+		r.krb = nil
+	}
 }
 
 // New checks cfg and returns a Reader.
@@ -246,7 +285,7 @@ func (r *Reader) each(ctx context.Context, f func(*ldap.Conn, string) error) (st
 
 // bind connects and binds with the machine's Kerberos credentials.
 func (r *Reader) bind(ctx context.Context, host, addr string) (*ldap.Conn, error) {
-	krb, err := r.cfg.Kerberos()
+	krb, err := r.kerberos()
 	if err != nil {
 		return nil, fmt.Errorf("kerberos: %w", err)
 	}
@@ -257,6 +296,7 @@ func (r *Reader) bind(ctx context.Context, host, addr string) (*ldap.Conn, error
 		spns = append(spns, "host/"+name)
 	}
 	var lastErr error
+	krbFailed := false
 	for _, spn := range spns {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", addr)
@@ -275,12 +315,17 @@ func (r *Reader) bind(ctx context.Context, host, addr string) (*ldap.Conn, error
 		}
 		c.Close()
 		lastErr = fmt.Errorf("GSSAPI bind as %s for %s: %w", krb.Credentials.CName().PrincipalNameString(), spn, err)
-		var ke messages.KRBError
-		if !errors.As(err, &ke) || ke.ErrorCode != errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN {
-			if !strings.Contains(err.Error(), "KDC_ERR_S_PRINCIPAL_UNKNOWN") {
-				break
-			}
+		// gokrb5 wraps its errors in strings: match both ways.
+		var kerr messages.KRBError
+		isKRB := errors.As(err, &kerr)
+		krbFailed = isKRB || strings.Contains(err.Error(), "KDC_Error") || strings.Contains(err.Error(), "Networking_Error")
+		unknown := isKRB && kerr.ErrorCode == errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN || strings.Contains(err.Error(), "KDC_ERR_S_PRINCIPAL_UNKNOWN")
+		if !unknown {
+			break // only an unknown service principal is worth another name
 		}
+	}
+	if krbFailed {
+		r.dropKerberos(krb)
 	}
 	return nil, lastErr
 }
