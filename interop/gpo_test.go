@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -455,6 +456,23 @@ func TestPolicyFromADEnforced(t *testing.T) {
 			t.Errorf("A's SAs %v became %v: the new policy still allows them", before, after)
 		}
 		wantLog(t, "B", b.Log(), "policy read from the directory")
+		// SIGHUP re-reads the file; the directory's policy stays assigned,
+		// mapped again with the file's methods, and the SA is kept.
+		if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() string {
+			if !strings.Contains(b.Log(), "configuration reloaded") {
+				return "B logged no reload"
+			}
+			return ""
+		})
+		if got := policyInfo(t, b); got.Name != encodedPolicy || len(got.Rules) != 3 {
+			t.Errorf("B's policy after SIGHUP: %+v", got)
+		}
+		if after := m.sasOf(a); strings.Join(after, ",") != strings.Join(before, ",") {
+			t.Errorf("A's SAs %v became %v after B's reload", before, after)
+		}
 	})
 
 	t.Run("DCStopped_TheRunningAndTheCachedPolicyStay", func(t *testing.T) {
@@ -470,6 +488,13 @@ func TestPolicyFromADEnforced(t *testing.T) {
 		if got := policyInfo(t, b); got.Name != encodedPolicy || len(got.Rules) != 3 {
 			t.Errorf("B's policy with the DC down: %+v", got)
 		}
+		metrics, err := b.Metrics()
+		if v, ok := metricValue(metrics, "iked_policy_source_fetches_total", `outcome="error"`); err != nil || !ok || v < 1 {
+			t.Errorf("B: iked_policy_source_fetches_total{outcome=\"error\"} = %v (%v)", v, err)
+		}
+		if v, ok := metricValue(metrics, "iked_policy_source_fetches_total", `outcome="changed"`); !ok || v < 2 {
+			t.Errorf("B: iked_policy_source_fetches_total{outcome=\"changed\"} = %v, want the first read and the change", v)
+		}
 		// A restarts while the DC is down: it runs the cached policy.
 		a.stop()
 		a2 := at.start(t, "A", copiedPolicy, "")
@@ -482,6 +507,11 @@ func TestPolicyFromADEnforced(t *testing.T) {
 			t.Errorf("A's cached policy: %+v", got)
 		}
 		wantLog(t, "A", a2.Log(), "using the cached one")
+		if metrics, err := a2.Metrics(); err != nil {
+			t.Error(err)
+		} else if v, ok := metricValue(metrics, "iked_policy_source_from_cache", ""); !ok || v != 1 {
+			t.Errorf("A: iked_policy_source_from_cache = %v, want 1", v)
+		}
 		// The cached policy is enforced: ICMP permitted, port 24 blocked,
 		// and everything else must be secured. With the KDC (the DC) down
 		// no new Kerberos SA can be made, so B's connection, accepted in
