@@ -47,7 +47,8 @@ type daemon struct {
 
 	dp  *dataPlane
 	dir *directory // nil unless policy.source is ldap
-	// reloadMu serialises reloads and directory policy changes.
+	// reloadMu serialises reloads and directory policy changes; only they
+	// take it, never anything the engine or the agent calls back.
 	reloadMu sync.Mutex
 	db       *sadb.DB
 	agent    *agent.Agent // nil without an assigned policy
