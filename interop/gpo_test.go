@@ -193,6 +193,44 @@ func TestPolicyFromADWindowsDefaults(t *testing.T) {
 		})
 	}
 
+	// The domain controllers found by DNS: iked asks the DC's DNS server for
+	// _ldap._tcp.dc._msdcs.<domain> (SRV), binds to the target (whose
+	// ldap/ principal Samba's KDC does not know: host/ is used) and
+	// exempts its address. The provisioned records name dc1 at 10.80.0.1:
+	// the DC gets that address too, routed from A's namespace.
+	t.Run("DCsByDNSSRV", func(t *testing.T) {
+		srvAddr := "10.80.0.1"
+		if err := ipCmd("-n", at.dc.NS, "addr", "add", srvAddr+"/32", "dev", "lo"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ipCmd("-n", at.topo.I.name, "route", "add", srvAddr+"/32", "via", at.dcA.String()); err != nil {
+			t.Fatal(err)
+		}
+		// ip netns exec mounts /etc/netns/NAME/resolv.conf over the
+		// namespace's /etc/resolv.conf.
+		etc := filepath.Join("/etc/netns", at.topo.I.name)
+		if err := os.MkdirAll(etc, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(etc) })
+		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+at.dcA.String()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dom := at.dc.DNSDomain()
+		y := strings.SplitAfter(at.hostYAML("A", "", policy.ClientRespondOnly), "policy:\n")[0] + fmt.Sprintf(`  retry_after: 5s
+  source: ldap
+  ldap: {domain: %q, policy: "Server (Request Security)", interval: 2s, cache: %q}
+`, dom, filepath.Join(at.cache, "srv.json"))
+		a := startIked(t, at.topo.I, ikedOptions{Listen: []string{at.topo.IkedAddr.String() + ":500"}, Backend: "memory", Extra: y})
+		src := policySource(t, a)
+		if src.Origin != adsource.FromDirectory || src.DC != "dc1."+dom+":389" {
+			t.Fatalf("policy source: %+v", src.Status)
+		}
+		if p := policyInfo(t, a); !slices.Contains(p.Exempt, srvAddr+"/32") {
+			t.Errorf("the DC found by SRV is not exempt: %v", p.Exempt)
+		}
+	})
+
 	// The other way: ikectl policy export --ldif writes a built-in as
 	// MS-GPIPSEC objects; imported into the domain, iked reads it back
 	// (iked --check-policy-ldap, then a running iked) with the same rules.

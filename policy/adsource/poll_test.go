@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -153,6 +154,9 @@ func TestControllersFromSRV(t *testing.T) {
 				return "", nil, errors.New("unexpected lookup " + service + proto + name)
 			}
 			return "", []*net.SRV{{Target: "dc1.corp.example.", Port: 389}, {Target: "dc2.corp.example.", Port: 3268}}, nil
+		},
+		LookupHost: func(_ context.Context, host string) ([]netip.Addr, error) {
+			return map[string][]netip.Addr{"dc1.corp.example": {netip.MustParseAddr("10.0.0.10")}, "dc2.corp.example": {netip.MustParseAddr("10.0.0.11")}}[host], nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +164,9 @@ func TestControllersFromSRV(t *testing.T) {
 	got, err := r.controllers(context.Background())
 	if err != nil || !reflect.DeepEqual(got, []string{"dc1.corp.example:389", "dc2.corp.example:3268"}) {
 		t.Fatalf("%v %v", got, err)
+	}
+	if got := r.Addresses(); !reflect.DeepEqual(got, []netip.Addr{netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")}) {
+		t.Errorf("the DCs found are exempt: %v", got)
 	}
 	if r.BaseDN() != "DC=corp,DC=example" {
 		t.Errorf("base DN %s", r.BaseDN())

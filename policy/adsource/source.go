@@ -52,8 +52,10 @@ type Config struct {
 	Kerberos func() (*client.Client, error)
 	// Timeout bounds one read (connect, bind, searches); default 15s.
 	Timeout time.Duration
-	// LookupSRV is net.DefaultResolver.LookupSRV unless a test sets it.
-	LookupSRV func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
+	// LookupSRV and LookupHost are net.DefaultResolver's unless a test
+	// sets them.
+	LookupSRV  func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
+	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Container is the DN of CN=IP Security under base.
@@ -94,8 +96,9 @@ func (s Stamp) String() string { return fmt.Sprintf("usn %d, %d objects", s.High
 type Reader struct {
 	cfg Config
 
-	mu  sync.Mutex     // guards krb
-	krb *client.Client // the machine's Kerberos client, kept between reads (it renews its TGT itself)
+	mu    sync.Mutex     // guards krb and found
+	krb   *client.Client // the machine's Kerberos client, kept between reads (it renews its TGT itself)
+	found []netip.Addr   // the addresses of the DCs the last SRV lookup found
 }
 
 // kerberos returns the client, made on first use.
@@ -159,6 +162,11 @@ func New(cfg Config) (*Reader, error) {
 	if cfg.LookupSRV == nil {
 		cfg.LookupSRV = net.DefaultResolver.LookupSRV
 	}
+	if cfg.LookupHost == nil {
+		cfg.LookupHost = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
 	return &Reader{cfg: cfg}, nil
 }
 
@@ -185,17 +193,33 @@ func (r *Reader) controllers(ctx context.Context) ([]string, error) {
 	}
 	// LookupSRV sorts by priority and randomises by weight.
 	var out []string
+	var found []netip.Addr
 	for _, s := range srvs {
-		out = append(out, net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port))))
+		host := strings.TrimSuffix(s.Target, ".")
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(int(s.Port))))
+		if r.cfg.LookupHost != nil {
+			addrs, _ := r.cfg.LookupHost(ctx, host)
+			for _, a := range addrs {
+				if !slices.Contains(found, a.Unmap()) {
+					found = append(found, a.Unmap())
+				}
+			}
+		}
 	}
+	r.mu.Lock()
+	r.found = found
+	r.mu.Unlock()
 	return out, nil
 }
 
-// Addresses returns the domain controllers given as IP addresses: a
-// policy exempts traffic to them, as it does its KDCs, because the host
-// must reach them before any SA exists.
+// Addresses returns the domain controllers' addresses: those given as
+// addresses, and those of the DCs the last SRV lookup found. A policy
+// exempts traffic to them, as it does its KDCs, because the host must
+// reach them before any SA exists.
 func (r *Reader) Addresses() []netip.Addr {
-	var out []netip.Addr
+	r.mu.Lock()
+	out := slices.Clone(r.found)
+	r.mu.Unlock()
 	for _, dc := range r.cfg.DCs {
 		host, _ := splitHostPort(dc)
 		if a, err := netip.ParseAddr(host); err == nil && !slices.Contains(out, a.Unmap()) {
