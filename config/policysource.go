@@ -44,8 +44,11 @@ type LDAPSource struct {
 	// required when DCs are addresses.
 	SPN string
 	// Policy names the ipsecPolicy: its DN, ipsecID or ipsecName (key
-	// "policy", required).
+	// "policy"); or GPO names the Group Policy object ("{GUID}" or its
+	// DN) whose IPsec assignment is followed (key "gpo"). One of them is
+	// required.
 	Policy string
+	GPO    string
 	// AuthName is the kerberos method whose keytab binds (key
 	// "authentication", default the first kerberos method); Kerberos is
 	// that method.
@@ -63,7 +66,7 @@ type LDAPSource struct {
 // DefaultPolicyCache is where the directory's last good policy is kept.
 const DefaultPolicyCache = "/var/lib/iked/policy-cache.json"
 
-var ldapKeys = []string{"domain", "dcs", "base_dn", "spn", "policy", "authentication", "interval", "timeout", "cache"}
+var ldapKeys = []string{"domain", "dcs", "base_dn", "spn", "policy", "gpo", "authentication", "interval", "timeout", "cache"}
 
 // policySource reads policy.source: ldap and policy.ldap.
 func (w *walker) policySource(refs policyRefs, cfg *Config, sourceNode *yaml.Node, source string, ldapNode, assignNode *yaml.Node, ps PolicySource) {
@@ -105,6 +108,8 @@ func (w *walker) policySource(refs policyRefs, cfg *Config, sourceNode *yaml.Nod
 			l.SPN, _ = w.str(p.vNode, name)
 		case "policy":
 			l.Policy, _ = w.str(p.vNode, name)
+		case "gpo":
+			l.GPO, _ = w.str(p.vNode, name)
 		case "authentication":
 			l.AuthName, _ = w.str(p.vNode, name)
 			authNode = p.vNode
@@ -116,8 +121,8 @@ func (w *walker) policySource(refs policyRefs, cfg *Config, sourceNode *yaml.Nod
 			l.Cache, _ = w.str(p.vNode, name)
 		}
 	}
-	if l.Policy == "" {
-		w.errorf(ldapNode, "policy.ldap: missing key \"policy\" (the ipsecPolicy's DN, ipsecID or name)")
+	if (l.Policy == "") == (l.GPO == "") {
+		w.errorf(ldapNode, "policy.ldap: give policy (the ipsecPolicy's DN, ipsecID or name) or gpo (the GPO whose assignment to follow), one of them")
 		return
 	}
 	if l.Domain == "" && l.BaseDN == "" {

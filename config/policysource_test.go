@@ -46,10 +46,11 @@ policy:
 	}
 	for _, c := range []struct{ yaml, want string }{
 		{strings.Replace(good, "source: ldap", "source: ldap\n  assign: client-respond-only", 1), "exclude each other"},
-		{strings.Replace(good, `policy: "Server (Request Security)", `, "", 1), `missing key "policy"`},
+		{strings.Replace(good, `policy: "Server (Request Security)", `, "", 1), "give policy (the ipsecPolicy's DN, ipsecID or name) or gpo"},
 		{strings.Replace(good, "spn: ldap/dc1.ad.example.test, ", "", 1), "is an address: spn must name"},
 		{strings.Replace(good, "method: kerberos", "method: psk, secret: a-long-enough-secret-here", 1), "add a kerberos method"},
 		{strings.Replace(good, "source: ldap", "source: ftp", 1), "policy.source"},
+		{strings.Replace(good, `policy: "Server (Request Security)", `, `policy: "Server (Request Security)", gpo: "{31B2F340-016D-11D2-945F-00C04FB984F9}", `, 1), "one of them"},
 	} {
 		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
 			t.Fatal(err)

@@ -231,6 +231,48 @@ func TestPolicyFromADWindowsDefaults(t *testing.T) {
 		}
 	})
 
+	// A GPO assigns the policy (its IPSEC object's ipsecOwnersReference,
+	// [MS-GPIPSEC] §2.2.2): iked follows the assignment, and a new one
+	// applies at the next poll.
+	t.Run("AssignedByGPO", func(t *testing.T) {
+		const gpo = "{31B2F340-016D-11D2-945F-00C04FB984F9}" // the Default Domain Policy
+		base := at.dc.BaseDN()
+		machine := "CN=Machine,CN=" + gpo + ",CN=Policies,CN=System," + base
+		for _, cn := range []string{"CN=Microsoft," + machine, "CN=Windows,CN=Microsoft," + machine} {
+			if err := at.dc.LDIF("dn: " + cn + "\nobjectClass: container\n"); err != nil && !strings.Contains(err.Error(), "already exists") {
+				t.Fatal(err)
+			}
+		}
+		policyDN := func(guid string) string { return "CN=ipsecPolicy" + guid + ",CN=IP Security,CN=System," + base }
+		ipsec := adsource.GPOIPsecDN(gpo, base)
+		if err := at.dc.LDIF(fmt.Sprintf("dn: %s\nobjectClass: ipsecPolicy\nipsecName: Secure Server (Require Security)\nipsecOwnersReference: %s\n",
+			ipsec, policyDN("{7238523C-70FA-11D1-864C-14A300000000}"))); err != nil {
+			t.Fatal(err)
+		}
+		dom := at.dc.DNSDomain()
+		y := strings.SplitAfter(at.hostYAML("A", "", policy.ClientRespondOnly), "policy:\n")[0] + fmt.Sprintf(`  retry_after: 5s
+  source: ldap
+  ldap: {domain: %q, dcs: ["%s"], spn: "ldap/dc1.%s", gpo: %q, interval: 1s, cache: %q}
+`, dom, at.dcA, dom, gpo, filepath.Join(at.cache, "gpo.json"))
+		a := startIked(t, at.topo.I, ikedOptions{Listen: []string{at.topo.IkedAddr.String() + ":500"}, Backend: "memory", Extra: y})
+		if got := policyInfo(t, a).Name; got != "Secure Server (Require Security)" {
+			t.Fatalf("the GPO's policy is %q", got)
+		}
+		if src := policySource(t, a); src.Assigned != policyDN("{7238523C-70FA-11D1-864C-14A300000000}") {
+			t.Errorf("ikectl policy --source: assigned %q", src.Assigned)
+		}
+		if err := at.dc.LDIF(fmt.Sprintf("dn: %s\nchangetype: modify\nreplace: ipsecOwnersReference\nipsecOwnersReference: %s\n",
+			ipsec, policyDN("{72385230-70FA-11D1-864C-14A300000000}"))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 15*time.Second, func() string {
+			if got := policyInfo(t, a).Name; got != "Server (Request Security)" {
+				return "the new assignment is not applied: " + got
+			}
+			return ""
+		})
+	})
+
 	// The other way: ikectl policy export --ldif writes a built-in as
 	// MS-GPIPSEC objects; imported into the domain, iked reads it back
 	// (iked --check-policy-ldap, then a running iked) with the same rules.

@@ -201,6 +201,7 @@ type policySource struct {
 	Origin    string    `json:"origin"`
 	Policy    string    `json:"policy"`
 	Container string    `json:"container"`
+	Assigned  string    `json:"assigned"`
 	DC        string    `json:"dc"`
 	ReadAt    time.Time `json:"read_at"`
 	Stamp     struct {
@@ -224,6 +225,9 @@ func writePolicySource(w io.Writer, raw []byte) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "policy %q from the %s\n", s.Policy, s.Origin)
 	fmt.Fprintf(bw, "  container  %s\n", s.Container)
+	if s.Assigned != "" {
+		fmt.Fprintf(bw, "  assigned   %s\n", s.Assigned)
+	}
 	if s.DC != "" {
 		fmt.Fprintf(bw, "  read from  %s at %s (usn %d, %d objects)\n", s.DC, s.ReadAt.Format(time.RFC3339), s.Stamp.HighestUSN, s.Stamp.Count)
 	}

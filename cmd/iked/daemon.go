@@ -64,7 +64,7 @@ func checkConfig(path string) int {
 		return 1
 	}
 	if cfg.PolicySource != nil {
-		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), cfg.PolicySource.LDAP.Policy)
+		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), policyRef(cfg.PolicySource))
 		return 0
 	}
 	if cfg.Policy != nil {

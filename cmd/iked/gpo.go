@@ -47,7 +47,7 @@ func newDirectory(ctx context.Context, cfg *config.Config, d *daemon) (*director
 	if !ok {
 		return nil, fmt.Errorf("policy.ldap: authentication method %s cannot bind to LDAP", ps.LDAP.AuthName)
 	}
-	r, err := adsource.New(adsource.Config{DCs: ps.LDAP.DCs, Domain: ps.LDAP.Domain, BaseDN: ps.LDAP.BaseDN, SPN: ps.LDAP.SPN,
+	r, err := adsource.New(adsource.Config{DCs: ps.LDAP.DCs, Domain: ps.LDAP.Domain, BaseDN: ps.LDAP.BaseDN, SPN: ps.LDAP.SPN, GPO: ps.LDAP.GPO,
 		Kerberos: k.NewClient, Timeout: ps.LDAP.Timeout})
 	if err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func newDirectory(ctx context.Context, cfg *config.Config, d *daemon) (*director
 		return err
 	}
 	// The interval is known once the policy is: 0 means the policy's own.
-	dir.source = adsource.NewSource(r, ps.LDAP.Policy, ps.LDAP.Cache, time.Hour, d.log)
+	dir.source = adsource.NewSource(r, policyRef(ps), ps.LDAP.Cache, time.Hour, d.log)
 	snap, err := dir.source.Initial(ctx, build)
 	if err != nil {
 		return nil, err
@@ -93,7 +93,13 @@ func (dir *directory) build(cfg *config.Config, s *adsource.Snapshot) (*builtPol
 	if err != nil {
 		return nil, err
 	}
-	p, err := objs.Resolve(ps.LDAP.Policy)
+	ref := ps.LDAP.Policy
+	if ps.LDAP.GPO != "" {
+		if ref = s.Assigned; ref == "" {
+			return nil, fmt.Errorf("the GPO %s assigns no IPsec policy", ps.LDAP.GPO)
+		}
+	}
+	p, err := objs.Resolve(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -132,14 +138,23 @@ func (dir *directory) build(cfg *config.Config, s *adsource.Snapshot) (*builtPol
 	for _, k := range mapped.PSKs {
 		sec, err := psk.NewSecret([]byte(k.Secret))
 		if err != nil {
-			return nil, fmt.Errorf("policy %q: pre-shared key method %s: %v", ps.LDAP.Policy, k.Name, err)
+			return nil, fmt.Errorf("policy %q: pre-shared key method %s: %v", p.Object.Name, k.Name, err)
 		}
 		if _, clash := methods[k.Name]; clash {
-			return nil, fmt.Errorf("policy %q: the directory's pre-shared key is named %s, as a configured method", ps.LDAP.Policy, k.Name)
+			return nil, fmt.Errorf("policy %q: the directory's pre-shared key is named %s, as a configured method", p.Object.Name, k.Name)
 		}
 		methods[k.Name] = psk.New(sec)
 	}
 	return &builtPolicy{mapped: mapped, methods: methods}, nil
+}
+
+// policyRef names the policy for logs and ikectl: the configured
+// reference, or the GPO whose assignment is followed.
+func policyRef(ps *config.PolicySource) string {
+	if ps.LDAP.GPO != "" {
+		return "assigned by GPO " + ps.LDAP.GPO
+	}
+	return ps.LDAP.Policy
 }
 
 // adopt makes b cfg's policy.

@@ -31,6 +31,9 @@ type Status struct {
 	Policy string `json:"policy"`
 	// Container is the DN read.
 	Container string `json:"container"`
+	// Assigned is the DN of the policy a GPO assigns, when the source
+	// follows a GPO.
+	Assigned string `json:"assigned,omitempty"`
 	// DC is the domain controller the running policy was read from, and
 	// ReadAt when (for the cache, when it was read before being cached).
 	DC     string    `json:"dc,omitempty"`
@@ -121,7 +124,7 @@ func (s *Source) done(snap *Snapshot, origin, outcome string, err error) {
 		s.status.LastSuccess = now
 	}
 	if snap != nil {
-		s.status.Origin, s.status.DC, s.status.ReadAt, s.status.Stamp = origin, snap.DC, snap.ReadAt, snap.Stamp
+		s.status.Origin, s.status.DC, s.status.ReadAt, s.status.Stamp, s.status.Assigned = origin, snap.DC, snap.ReadAt, snap.Stamp, snap.Assigned
 	}
 }
 

@@ -44,6 +44,10 @@ type Config struct {
 	Domain string
 	// BaseDN is the domain's naming context; default DC=… of Domain.
 	BaseDN string
+	// GPO, when set, is a Group Policy object ("{GUID}" or its DN) whose
+	// IPSEC object names the assigned policy (ipsecOwnersReference,
+	// [MS-GPIPSEC] §2.2.2): Snapshot.Assigned is that policy's DN.
+	GPO string
 	// SPN is the domain controllers' LDAP service principal; default
 	// ldap/<host> (host/<host> is tried when the KDC does not know it, as
 	// Samba's KDC does not map ldap/ to a DC's host/ principal).
@@ -81,6 +85,8 @@ type Snapshot struct {
 	Stamp Stamp `json:"stamp"`
 	// Objects are every IPsec object of the container.
 	Objects []*gpipsec.Object `json:"objects"`
+	// Assigned is the DN of the policy the GPO assigns (Config.GPO).
+	Assigned string `json:"assigned,omitempty"`
 }
 
 // Stamp identifies a state of the container: an object added or changed
@@ -173,6 +179,39 @@ func New(cfg Config) (*Reader, error) {
 // BaseDN is the base DN read under.
 func (r *Reader) BaseDN() string { return r.cfg.BaseDN }
 
+// GPOIPsecDN is the DN of a GPO's IPSEC object: gpo is the GPO's "{GUID}"
+// or its DN.
+func GPOIPsecDN(gpo, base string) string {
+	if strings.HasPrefix(gpo, "{") {
+		gpo = "CN=" + gpo + ",CN=Policies,CN=System," + base
+	}
+	return "CN=IPSEC,CN=Windows,CN=Microsoft,CN=Machine," + gpo
+}
+
+// assignment reads the policy DN the GPO's IPSEC object names, and the
+// object's uSNChanged (a new assignment moves the change stamp).
+func (r *Reader) assignment(c *ldap.Conn) (string, uint64, error) {
+	dn := GPOIPsecDN(r.cfg.GPO, r.cfg.BaseDN)
+	res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"ipsecOwnersReference", "uSNChanged"}, nil))
+	if err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return "", 0, fmt.Errorf("the GPO %s assigns no IPsec policy (no %s)", r.cfg.GPO, dn)
+		}
+		return "", 0, err
+	}
+	if len(res.Entries) != 1 {
+		return "", 0, fmt.Errorf("the GPO %s assigns no IPsec policy", r.cfg.GPO)
+	}
+	e := res.Entries[0]
+	owner := e.GetAttributeValue("ipsecOwnersReference")
+	if owner == "" {
+		return "", 0, fmt.Errorf("%s: no ipsecOwnersReference (the GPO assigns no IPsec policy)", dn)
+	}
+	usn, _ := strconv.ParseUint(e.GetAttributeValue("uSNChanged"), 10, 64)
+	return owner, usn, nil
+}
+
 func splitHostPort(s string) (string, int) {
 	if h, p, err := net.SplitHostPort(s); err == nil {
 		if n, err := strconv.Atoi(p); err == nil {
@@ -240,6 +279,13 @@ func (r *Reader) Stamp(ctx context.Context) (Stamp, string, error) {
 			return err
 		}
 		st = stampOf(res.Entries)
+		if r.cfg.GPO != "" {
+			_, usn, err := r.assignment(c)
+			if err != nil {
+				return err
+			}
+			st.HighestUSN = max(st.HighestUSN, usn)
+		}
 		return nil
 	})
 	return st, dc, err
@@ -265,6 +311,13 @@ func (r *Reader) Read(ctx context.Context) (*Snapshot, error) {
 			return err
 		}
 		s := &Snapshot{DC: dc, ReadAt: time.Now(), Stamp: stampOf(res.Entries)}
+		if r.cfg.GPO != "" {
+			owner, usn, err := r.assignment(c)
+			if err != nil {
+				return err
+			}
+			s.Assigned, s.Stamp.HighestUSN = owner, max(s.Stamp.HighestUSN, usn)
+		}
 		for _, e := range res.Entries {
 			o, err := gpipsec.NewObject(e.DN, func(a string) [][]byte { return e.GetEqualFoldRawAttributeValues(a) })
 			if err != nil {
