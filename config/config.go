@@ -63,6 +63,10 @@ type Config struct {
 	Policy *policy.Policy
 	// PolicyOptions are the policy section's other settings.
 	PolicyOptions PolicyOptions
+	// PolicySource, when set, says that the assigned policy comes from
+	// the directory (policy.source: ldap): Policy is then nil until the
+	// daemon has read it.
+	PolicySource *PolicySource
 }
 
 // Log configures the daemon's logging.
