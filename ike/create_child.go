@@ -43,8 +43,8 @@ func (sa *ikeSA) respondCreateChild(inner []wire.Payload) (pkt [][]byte, after f
 	hs := &createChildResponder{sa: sa, inner: inner, req: childRequestFrom(inner)}
 	payloads, refusal, err := hs.handshake()
 	if err != nil {
-		sa.log(slog.LevelWarn, "CREATE_CHILD_SA refused", "err", err, "notify", notifyName(refusal.Code))
-		sa.eng.stats.notify(notifyName(refusal.Code))
+		sa.log(slog.LevelWarn, "CREATE_CHILD_SA refused", "err", err, "notify", refusal.Code.String())
+		sa.eng.stats.notify(refusal.Code.String())
 		pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{refusal})
 		if err != nil {
 			return nil, nil

@@ -319,7 +319,7 @@ func (e *Engine) handleParseError(b transport.Bind, from netip.AddrPort, hdr *wi
 	var we *wire.Error
 	errors.As(err, &we)
 	e.stats.drop(DropMalformed)
-	e.log.Info("dropped malformed message", "peer", from, "exchange", exchangeName(hdr.Exchange), "err", err)
+	e.log.Info("dropped malformed message", "peer", from, "exchange", hdr.Exchange.String(), "err", err)
 	if we == nil || hdr.IsResponse() || hdr.Exchange != wire.IKE_SA_INIT || hdr.SPIr != 0 {
 		return
 	}
@@ -341,7 +341,7 @@ func (e *Engine) sendInitError(b transport.Bind, to netip.AddrPort, req *wire.He
 		Header:   wire.Header{SPIi: req.SPIi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
 		Payloads: []wire.Payload{&wire.Notify{Code: code, Data: data}},
 	}
-	e.stats.notify(notifyName(code))
+	e.stats.notify(code.String())
 	e.send(b, to, m.Marshal())
 }
 

@@ -163,9 +163,9 @@ type notifyError struct {
 }
 
 func (n *notifyError) Error() string {
-	s := fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+	s := fmt.Sprintf("peer answered %s with %s", n.when, n.code.String())
 	for _, o := range n.others {
-		s += " and " + notifyName(o)
+		s += " and " + o.String()
 	}
 	return s
 }
@@ -502,7 +502,7 @@ func (hs *initiator) reportAuthFailure() {
 	pkt, err := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Notify{Code: wire.NotifyAuthenticationFailed}})
 	sa.mu.Unlock()
 	if err == nil {
-		hs.eng.stats.notify(notifyName(wire.NotifyAuthenticationFailed))
+		hs.eng.stats.notify(wire.NotifyAuthenticationFailed.String())
 		hs.eng.sendAll(sa.bind, sa.remote, pkt)
 	}
 }
@@ -523,7 +523,7 @@ func (hs *initiator) completeChild() {
 	if req.sa == nil {
 		for _, p := range hs.resp.payloads {
 			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-				fail("responder refused", "notify", notifyName(n.Code))
+				fail("responder refused", "notify", n.Code.String())
 				return
 			}
 		}

@@ -32,8 +32,8 @@ import (
 // Child SAs) there, since no SA's lock is taken while another's is held.
 func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) (pkt [][]byte, after func()) {
 	refuse := func(n *wire.Notify, err error) ([][]byte, func()) {
-		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", notifyName(n.Code))
-		sa.eng.stats.notify(notifyName(n.Code))
+		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", n.Code.String())
+		sa.eng.stats.notify(n.Code.String())
 		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{n})
 		return pkt, nil
 	}

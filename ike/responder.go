@@ -330,7 +330,7 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 		reason = "auth_mismatch"
 	}
 	sa.eng.stats.failure(reason)
-	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", notifyName(code))
+	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", code.String())
 	sa.eng.observeFailure(sa.remote.Addr(), false, reason)
 	var extra []wire.Payload
 	var f *auth.Failure
@@ -422,17 +422,18 @@ func (hs *authResponder) pickConnection() error {
 	return fmt.Errorf("no connection accepts peer identity %s with auth method %d", IdentityFromPayload(hs.idi), hs.authP.Method)
 }
 
-// authMethodName names an AUTH payload's method for logs.
+// authMethodName names an AUTH payload's method for logs: the iked method
+// that speaks it, and the wire's name.
 func authMethodName(m wire.AuthMethod) string {
 	switch m {
 	case wire.AuthSharedKeyMIC:
-		return "psk (shared key MIC)"
+		return "psk (" + m.String() + ")"
 	case wire.AuthRSASig, wire.AuthECDSA256, wire.AuthECDSA384, wire.AuthECDSA521, wire.AuthDigitalSig:
-		return fmt.Sprintf("cert (signature method %d)", m)
+		return "cert (" + m.String() + ")"
 	case 201: // kerberos' private-use method (auth/kerberos.AuthMethod)
-		return "kerberos (method 201)"
+		return "kerberos (" + m.String() + ")"
 	}
-	return fmt.Sprintf("auth method %d", m)
+	return m.String()
 }
 
 // verifyPeer checks the initiator's AUTH over InitiatorSignedOctets.
@@ -465,8 +466,8 @@ func (hs *authResponder) negotiateChild() {
 	}
 	payloads, code, err := sa.acceptChild(hs.conn, req, keySeed{ni: sa.ni, nr: sa.nr, initiator: false}, nil)
 	if err != nil {
-		sa.eng.stats.notify(notifyName(code))
-		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", notifyName(code))
+		sa.eng.stats.notify(code.String())
+		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", code.String())
 		hs.resp = append(hs.resp, &wire.Notify{Code: code})
 		return
 	}

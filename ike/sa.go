@@ -413,14 +413,14 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 // authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
-	sa.log(slog.LevelInfo, "malformed request", "exchange", exchangeName(exch), "err", we.Error())
+	sa.log(slog.LevelInfo, "malformed request", "exchange", exch.String(), "err", we.Error())
 	var n *wire.Notify
 	if we.Notify == wire.NotifyUnsupportedCriticalPayload {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
 	} else {
 		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	}
-	sa.eng.stats.notify(notifyName(n.Code))
+	sa.eng.stats.notify(n.Code.String())
 	resp, err := sa.sealMessage(exch, sa.respID, true, []wire.Payload{n})
 	if err != nil {
 		return
@@ -657,7 +657,7 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 // errorResponse builds an encrypted response carrying one error notify.
 // Caller holds mu.
 func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
-	sa.eng.stats.notify(notifyName(code))
+	sa.eng.stats.notify(code.String())
 	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
 	pkt, err := sa.sealMessage(exch, sa.respID, true, payloads)
 	if err != nil {
@@ -754,48 +754,4 @@ func (sa *ikeSA) info() SAInfo {
 		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))
 	}
 	return in
-}
-
-// exchangeName names an exchange type for logs.
-func exchangeName(t wire.ExchangeType) string {
-	switch t {
-	case wire.IKE_SA_INIT:
-		return "IKE_SA_INIT"
-	case wire.IKE_AUTH:
-		return "IKE_AUTH"
-	case wire.CREATE_CHILD_SA:
-		return "CREATE_CHILD_SA"
-	case wire.INFORMATIONAL:
-		return "INFORMATIONAL"
-	}
-	return fmt.Sprintf("exchange-%d", t)
-}
-
-// notifyNames are the error notifies iked sends or reports, as metric labels.
-var notifyNames = map[wire.NotifyType]string{
-	wire.NotifyUnsupportedCriticalPayload: "UNSUPPORTED_CRITICAL_PAYLOAD",
-	wire.NotifyInvalidIKESPI:              "INVALID_IKE_SPI",
-	wire.NotifyInvalidMajorVersion:        "INVALID_MAJOR_VERSION",
-	wire.NotifyInvalidSyntax:              "INVALID_SYNTAX",
-	wire.NotifyInvalidMessageID:           "INVALID_MESSAGE_ID",
-	wire.NotifyInvalidSPI:                 "INVALID_SPI",
-	wire.NotifyNoProposalChosen:           "NO_PROPOSAL_CHOSEN",
-	wire.NotifyInvalidKEPayload:           "INVALID_KE_PAYLOAD",
-	wire.NotifyAuthenticationFailed:       "AUTHENTICATION_FAILED",
-	wire.NotifySinglePairRequired:         "SINGLE_PAIR_REQUIRED",
-	wire.NotifyNoAdditionalSAs:            "NO_ADDITIONAL_SAS",
-	wire.NotifyInternalAddressFailure:     "INTERNAL_ADDRESS_FAILURE",
-	wire.NotifyFailedCPRequired:           "FAILED_CP_REQUIRED",
-	wire.NotifyTSUnacceptable:             "TS_UNACCEPTABLE",
-	wire.NotifyInvalidSelectors:           "INVALID_SELECTORS",
-	wire.NotifyTemporaryFailure:           "TEMPORARY_FAILURE",
-	wire.NotifyChildSANotFound:            "CHILD_SA_NOT_FOUND",
-	wire.NotifyCookie:                     "COOKIE",
-}
-
-func notifyName(t wire.NotifyType) string {
-	if n, ok := notifyNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("NOTIFY_%d", t)
 }
