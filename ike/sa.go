@@ -413,22 +413,21 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 // authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
-	sa.log(slog.LevelInfo, "malformed request", "exchange", exch.String(), "err", we.Error())
-	var n *wire.Notify
+	n := &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	if we.Notify == wire.NotifyUnsupportedCriticalPayload {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
-	} else {
-		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	}
-	sa.eng.stats.notify(n.Code.String())
-	resp, err := sa.sealMessage(exch, sa.respID, true, []wire.Payload{n})
-	if err != nil {
+	r := refuseWith(n, we).logged(slog.LevelInfo, "malformed request", "exchange", exch.String())
+	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+		r.failure = failureReason(n.Code)
+	}
+	resp := sa.answer(exch, "", r)
+	if resp == nil {
 		return
 	}
 	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
 	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
-		sa.eng.stats.failure(failureReason(n.Code))
 		sa.destroyLocked("malformed IKE_AUTH")
 		sa.eng.unregister(sa)
 	}
@@ -652,19 +651,6 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 		delete(sa.pending, p.id)
 	}
 	sa.mu.Unlock()
-}
-
-// errorResponse builds an encrypted response carrying one error notify.
-// Caller holds mu.
-func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
-	sa.eng.stats.notify(code.String())
-	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
-	pkt, err := sa.sealMessage(exch, sa.respID, true, payloads)
-	if err != nil {
-		sa.log(slog.LevelError, "cannot build error response", "err", err)
-		return nil
-	}
-	return pkt
 }
 
 // destroy removes the SA and its Child SAs from everywhere. Caller must
