@@ -55,6 +55,9 @@ func (hs *saInitResponder) handshake() error {
 	if err := hs.checkCookie(); err != nil {
 		return err
 	}
+	if !hs.eng.allowInit(hs.from.Addr()) { // authlimit hook
+		return errAnswered
+	}
 	if err := hs.chooseProposal(); err != nil {
 		return err
 	}
@@ -257,6 +260,7 @@ func (hs *saInitResponder) createSA() error {
 	e.sas.put(sa)
 	e.sas.putHalfOpen(sa)
 	e.halfOpenCount.Add(1)
+	e.halfOpenAdded(sa.initKey.peer.Addr()) // authlimit hook
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
 	e.send(hs.bind, hs.from, sa.msgR)
 	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
@@ -329,6 +333,9 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 	}
 	sa.eng.stats.failure(reason)
 	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", notifyName(code))
+	if code == wire.NotifyAuthenticationFailed { // authlimit hook
+		sa.eng.authFailed(sa.initKey.peer.Addr())
+	}
 	sa.eng.observeFailure(sa.remote.Addr(), false, reason)
 	var extra []wire.Payload
 	var f *auth.Failure
@@ -494,6 +501,7 @@ func (hs *authResponder) finish() [][]byte {
 func (sa *ikeSA) establish() {
 	if !sa.initiator {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 		if sa.halfOpenTimer != nil {
 			sa.halfOpenTimer.Stop()
 		}
