@@ -84,7 +84,7 @@ func dialError(path string, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("iked is not running (nothing listens on control socket %s)", path)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("permission denied on control socket %s (are you root?)", path)
+		return fmt.Errorf("permission denied on control socket %s (run as root, or as a member of the group iked's control_socket_group names)", path)
 	case errors.Is(err, syscall.ENOTSOCK), errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("%s is not a control socket", path)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -58,6 +58,9 @@ func checkConfig(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	if cfg.Policy != nil {
 		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
 		return 0
@@ -119,6 +122,7 @@ func newDaemon(path string) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	logWarnings(d.log, cfg)
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
@@ -146,7 +150,8 @@ func newDaemon(path string) (*daemon, error) {
 		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
-		ForceEncap: d.dp.forceEncap,
+		ForceEncap: d.dp.forceEncap, HalfOpenPerPeer: cfg.IKE.HalfOpenPerPeer,
+		AuthFailureLimit: cfg.IKE.AuthFailureLimit, AuthFailureWindow: cfg.IKE.AuthFailureWindow,
 	})
 	if err != nil {
 		_ = d.db.Close()
@@ -208,7 +213,8 @@ func (d *daemon) serve() (err error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	d.control, err = control.Listen(cfg.ControlSocket, d, d.log)
+	d.control, err = control.ListenWith(cfg.ControlSocket, d, d.log, control.Options{
+		Mode: cfg.ControlSocketMode, SetGID: cfg.ControlSocketGID >= 0, GID: cfg.ControlSocketGID})
 	if err != nil {
 		return err
 	}
@@ -294,6 +300,7 @@ func (d *daemon) reload() {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return
 	}
+	logWarnings(d.log, cfg)
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
@@ -311,10 +318,19 @@ func (d *daemon) reload() {
 	d.cfg = cfg
 	d.mu.Unlock()
 	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog {
-		d.log.Warn("listen, control_socket, metrics_listen, backend and key_log changes take effect at restart")
+		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog ||
+		old.ControlSocketGID != cfg.ControlSocketGID || old.ControlSocketMode != cfg.ControlSocketMode {
+		d.log.Warn("listen, control_socket (and its group and mode), metrics_listen, backend and key_log changes take effect at restart")
 	}
 	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
+}
+
+// logWarnings logs the configuration's warnings (config.Warning): set-ups
+// that run but are weak.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: "+w.Msg, "file", w.File, "line", w.Line)
+	}
 }
 
 func sameAddrs(a, b []netip.AddrPort) bool {
