@@ -33,11 +33,11 @@ func Do(ctx context.Context, path string, req Request) (*Response, error) {
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		_ = conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		// Unblock a read or write in progress.
-		conn.SetDeadline(time.Unix(1, 0))
+		_ = conn.SetDeadline(time.Unix(1, 0))
 	})
 	defer stop()
 

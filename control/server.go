@@ -113,7 +113,7 @@ func removeStale(path string) error {
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
-		c.Close()
+		_ = c.Close()
 		return fmt.Errorf("control socket %s is in use: another iked is running", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist) {
@@ -146,7 +146,7 @@ func listenPrivate(path string, opts Options) (*net.UnixListener, os.FileInfo, e
 	// listener, which only knows the temporary name.
 	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
-		ln.Close()
+		_ = ln.Close()
 		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if opts.SetGID {
@@ -248,14 +248,14 @@ func (s *Server) handle(conn *net.UnixConn) {
 	if !client.privileged {
 		if !s.admit(client.uid) {
 			s.log.Warn("control connection refused: too many from one user", "uid", client.uid, "pid", client.pid)
-			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			b, _ := json.Marshal(Response{Error: fmt.Sprintf("too many control connections from uid %d (limit %d)", client.uid, maxConnsPerUser)})
 			_, _ = conn.Write(append(b, '\n'))
 			return
 		}
 		defer s.leave(client.uid)
 	}
-	conn.SetReadDeadline(time.Now().Add(readTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
 	line, err := readLine(conn, MaxRequestSize)
 	tooLarge := errors.Is(err, errTooLarge)
 	var resp Response
@@ -268,7 +268,7 @@ func (s *Server) handle(conn *net.UnixConn) {
 	default:
 		resp = s.respond(line, client)
 	}
-	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	b, err := json.Marshal(resp)
 	if err != nil {
 		b, _ = json.Marshal(Response{Error: "encoding response: " + err.Error()})
@@ -281,8 +281,8 @@ func (s *Server) handle(conn *net.UnixConn) {
 		// The client may still be writing its request and only read our
 		// answer once done: swallow (a bounded amount of) the rest until
 		// it hangs up, so that it sees the answer rather than a reset.
-		conn.SetReadDeadline(time.Now().Add(drainTimeout))
-		io.CopyN(io.Discard, conn, drainLimit)
+		_ = conn.SetReadDeadline(time.Now().Add(drainTimeout))
+		_, _ = io.CopyN(io.Discard, conn, drainLimit)
 	}
 }
 

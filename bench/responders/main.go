@@ -514,11 +514,11 @@ conn load
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, "", err
 	}
 	d := &daemon{cmd: cmd, done: make(chan error, 1), out: outPath}
-	go func() { d.done <- cmd.Wait(); f.Close() }()
+	go func() { d.done <- cmd.Wait(); _ = f.Close() }()
 	if kind == "charon" {
 		if err := c.loadSwanctl(d, dir); err != nil {
 			d.stop()

@@ -105,12 +105,12 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 // openKeyLog opens the opt-in key log, private to its owner: it holds
 // every session key.
 func openKeyLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // #nosec G304 -- the key log path is the administrator's (key_log); created 0600
 	if err != nil {
 		return nil, err
 	}
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -167,7 +167,7 @@ func (d *daemon) serve() (err error) {
 	defer func() {
 		if err != nil {
 			for _, b := range binds {
-				b.Close()
+				_ = b.Close()
 			}
 		}
 	}()
@@ -200,7 +200,7 @@ func (d *daemon) serve() (err error) {
 		}
 		if d.dp.prepare != nil {
 			if err := d.dp.prepare(u, addr.Port() == natTPort); err != nil {
-				u.Close()
+				_ = u.Close()
 				return fmt.Errorf("listen %s: %s data plane: %w", addr, d.dp.name, err)
 			}
 		}
@@ -210,7 +210,7 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
 	d.control, err = control.ListenWith(cfg.ControlSocket, d, d.log, control.Options{
@@ -226,7 +226,7 @@ func (d *daemon) serve() (err error) {
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			d.control.Close()
+			_ = d.control.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
@@ -273,7 +273,7 @@ func (d *daemon) serve() (err error) {
 func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	d.control.Close()
+	_ = d.control.Close()
 	err := d.engine.Shutdown(ctx)
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
@@ -287,7 +287,7 @@ func (d *daemon) shutdown() error {
 		_ = d.metrics.Shutdown(ctx)
 	}
 	if d.keyLog != nil {
-		d.keyLog.Close()
+		_ = d.keyLog.Close()
 	}
 	d.log.Info("iked stopped")
 	return err
