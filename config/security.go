@@ -61,6 +61,16 @@ var secretFileKeys = map[string][]string{
 	"cert":     {"key"},
 }
 
+// fileKeys are, per auth method, the options that name files (a path or a
+// list of paths): each must be a regular file, so that a device or a pipe
+// named by mistake (/dev/zero, /dev/stdin) is refused instead of read
+// forever.
+var fileKeys = map[string][]string{
+	"psk":      {"file"},
+	"kerberos": {"keytab", "krb5_conf"},
+	"cert":     {"cert", "key", "ca", "intermediates", "crls"},
+}
+
 // secretFileWhat names a secret file in messages.
 var secretFileWhat = map[string]string{"file": "pre-shared key file", "keytab": "keytab", "key": "private key"}
 
@@ -70,7 +80,7 @@ var secretFileWhat = map[string]string{"file": "pre-shared key file", "keytab": 
 func (w *walker) checkSecretFile(n *yaml.Node, name, what, path string) bool {
 	fi, err := os.Stat(path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return true
+		return true // the user of the file says what is wrong with it
 	}
 	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
 		w.errorf(n, "%s: %s %s is accessible by group or others (mode %04o); run chmod 600 %s", name, what, path, mode, path)
@@ -86,6 +96,10 @@ func (w *walker) checkAuthOptions(method string, opts []pair, baseDir string) bo
 	ok := true
 	for _, p := range opts {
 		n := deref(p.vNode)
+		if contains(fileKeys[method], p.key) && !w.checkRegularFiles(n, "auth."+p.key, baseDir) {
+			ok = false
+			continue
+		}
 		switch {
 		case contains(secretFileKeys[method], p.key) && n.Kind == yaml.ScalarNode && n.Tag == tagStr && n.Value != "":
 			ok = w.checkSecretFile(n, "auth."+p.key, secretFileWhat[p.key], resolvePath(baseDir, n.Value)) && ok
@@ -100,6 +114,42 @@ func (w *walker) checkAuthOptions(method string, opts []pair, baseDir string) bo
 		}
 	}
 	return ok
+}
+
+// checkRegularFiles refuses a path (or a list of paths) that exists and is
+// not a regular file (after symbolic links).
+func (w *walker) checkRegularFiles(n *yaml.Node, name, baseDir string) bool {
+	nodes := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		nodes = n.Content
+	}
+	ok := true
+	for _, e := range nodes {
+		if e = deref(e); e.Kind != yaml.ScalarNode || e.Tag != tagStr || e.Value == "" {
+			continue
+		}
+		path := resolvePath(baseDir, e.Value)
+		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+			w.errorf(e, "%s: %s is not a regular file (%s)", name, path, fileKind(fi.Mode()))
+			ok = false
+		}
+	}
+	return ok
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a plain file"
 }
 
 // checkPSKType refuses a PSK that YAML reads as something other than a

@@ -317,3 +317,17 @@ func TestPeerLimits(t *testing.T) {
 	_, err = Parse([]byte("ike:\n  half_open_per_peer: -1\nconnections: {}\n"), "s.yaml", "")
 	wantRefused(t, err, 2, []string{"ike.half_open_per_peer: -1 out of range"})
 }
+
+// TestFilesMustBeRegular: a device, directory or pipe named where a file
+// is expected is refused instead of read (forever, for /dev/zero).
+func TestFilesMustBeRegular(t *testing.T) {
+	for _, c := range []struct{ auth, want string }{
+		{"{method: psk, file: /dev/zero}", "auth.file: /dev/zero is not a regular file (a device)"},
+		{"{method: psk, file: DIR}", "is not a regular file (a directory)"},
+		{"{method: cert, cert: /dev/null, key: k, ca: [/dev/urandom]}", "auth.cert: /dev/null is not a regular file (a device)"},
+		{"{method: kerberos, keytab: /dev/null, realm: R, kdcs: [192.0.2.1], allowed: [\"@R\"]}", "auth.keytab: /dev/null is not a regular file (a device)"},
+	} {
+		_, err := parseIn(t, conn("    remote: 192.0.2.1\n    auth: "+c.auth+"\n"), nil, nil)
+		wantRefused(t, err, 4, []string{c.want})
+	}
+}
