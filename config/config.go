@@ -73,6 +73,9 @@ type Config struct {
 	// Warnings are weaknesses of a configuration that loads, such as a
 	// short PSK (security.go); the daemon logs them.
 	Warnings []Warning
+
+	// secretLine is the line of the first inline PSK; 0 when none.
+	secretLine int
 }
 
 // Log configures the daemon's logging.

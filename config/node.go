@@ -26,6 +26,8 @@ type walker struct {
 	file  string
 	errs  []error
 	warns []Warning // security.go
+	// secretLine is the line of the first inline PSK (security.go).
+	secretLine int
 }
 
 // errorf records an error at n's line.

@@ -38,7 +38,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
-	return Parse(data, path, dir)
+	cfg, err := Parse(data, path, dir)
+	if err == nil {
+		warnReadableSecrets(cfg, path)
+	}
+	return cfg, err
 }
 
 // Parse parses a configuration. filename prefixes error messages; baseDir
@@ -95,7 +99,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	sort.SliceStable(w.errs, func(i, j int) bool { return errLine(w.errs[i]) < errLine(w.errs[j]) })
 	switch len(w.errs) {
 	case 0:
-		cfg.Warnings = w.warns
+		cfg.Warnings, cfg.secretLine = w.warns, w.secretLine
 		return cfg, nil
 	case 1:
 		return nil, w.errs[0]

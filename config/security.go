@@ -105,6 +105,9 @@ func (w *walker) checkAuthOptions(method string, opts []pair, baseDir string) bo
 			ok = w.checkSecretFile(n, "auth."+p.key, secretFileWhat[p.key], resolvePath(baseDir, n.Value)) && ok
 		case method == "psk" && p.key == "secret":
 			ok = w.checkPSKType(n) && ok
+			if w.secretLine == 0 {
+				w.secretLine = n.Line
+			}
 		case method == "cert" && p.key == "ca" && n.Kind == yaml.SequenceNode:
 			for _, e := range n.Content {
 				if e = deref(e); e.Kind == yaml.ScalarNode && e.Tag == tagStr {
@@ -264,6 +267,24 @@ func resolvePath(baseDir, p string) string {
 		return p
 	}
 	return filepath.Join(baseDir, p)
+}
+
+// warnReadableSecrets warns when the configuration file at path holds an
+// inline PSK and group or others may read it. A warning, not an error:
+// configuration files are commonly 0644, and refusing one that worked
+// would stop a running set-up at its next restart.
+func warnReadableSecrets(cfg *Config, path string) {
+	if cfg.secretLine == 0 {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		cfg.Warnings = append(cfg.Warnings, Warning{File: path, Line: cfg.secretLine, Msg: fmt.Sprintf(
+			"this file holds a pre-shared key and group or others may read it (mode %04o): run chmod 600 %s, or move the key to a file of its own (auth: {method: psk, file: …})", mode, path)})
+	}
 }
 
 // checkKeyLog refuses a key log that exists and is open to group or

@@ -331,3 +331,45 @@ func TestFilesMustBeRegular(t *testing.T) {
 		wantRefused(t, err, 4, []string{c.want})
 	}
 }
+
+// TestInlineSecretInReadableFileWarned: a configuration file others may
+// read that holds a PSK inline gets a warning (not an error: such files
+// are commonly 0644).
+func TestInlineSecretInReadableFileWarned(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "iked.yaml")
+	src := conn("    remote: 192.0.2.1\n    auth: {method: psk, secret: \"a long random pre-shared key\"}\n")
+	for _, c := range []struct {
+		mode fs.FileMode
+		warn bool
+	}{{0o644, true}, {0o640, true}, {0o600, false}} {
+		if err := os.WriteFile(path, []byte(src), c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := len(cfg.Warnings) == 1 && cfg.Warnings[0].Line == 4 &&
+			strings.Contains(cfg.Warnings[0].Msg, fmt.Sprintf("holds a pre-shared key and group or others may read it (mode %04o): run chmod 600 %s", c.mode, path))
+		if got != c.warn || (!c.warn && len(cfg.Warnings) != 0) {
+			t.Errorf("mode %04o: warnings %v", c.mode, cfg.Warnings)
+		}
+	}
+	// A PSK in a file of its own: no warning about the configuration.
+	if err := os.WriteFile(path, []byte(pskFromFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "peer.psk"), []byte("a long random pre-shared key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := Load(path); err != nil || len(cfg.Warnings) != 0 {
+		t.Errorf("PSK in its own file: %v, warnings %v", err, cfg.Warnings)
+	}
+}
