@@ -278,3 +278,20 @@ func TestAuthFailureTableBounded(t *testing.T) {
 		t.Fatalf("table %d after the window, want 1", n)
 	}
 }
+
+// TestHalfOpenExpires: a half-open IKE SA whose IKE_AUTH never comes is
+// removed after HalfOpenTimeout, counted, and frees its address's slot.
+func TestHalfOpenExpires(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	r := newLimitedResponder(t, clock, func(c *Config) { c.HalfOpenPerPeer, c.HalfOpenTimeout = 1, 50*time.Millisecond })
+	if _, resp := limitedInit(t, r, peerX, 1000, "good.example"); resp == nil {
+		t.Fatal("IKE_SA_INIT dropped")
+	}
+	waitFor(t, func() bool {
+		st := r.eng.Stats()
+		return st.HalfOpen == 0 && len(r.eng.SAs()) == 0 && st.HandshakesFailed["half_open_timeout"] == 1
+	})
+	if _, resp := limitedInit(t, r, peerX, 1001, "good.example"); resp == nil {
+		t.Fatal("the expired SA still holds its address's slot")
+	}
+}
