@@ -131,7 +131,7 @@ func TestUnprivilegedClientsOnlyRead(t *testing.T) {
 		{Command: "reload"}, // a command added later is privileged unless listed as read-only
 	} {
 		resp := askAs(t, dir, path, monitor, req)
-		if !strings.HasPrefix(resp.Error, req.Command+": permission denied: commands that change state need root or iked's own user (uid 990)") ||
+		if !strings.HasPrefix(resp.Error, "permission denied: "+req.Command+" changes state, which needs root or iked's own user (uid 990)") ||
 			!strings.Contains(resp.Error, "may run peers, policy, sas, status") {
 			t.Errorf("%s as uid %d: %q", req.Command, monitor, resp.Error)
 		}

@@ -330,7 +330,7 @@ func (s *Server) respond(line []byte, client clientInfo) Response {
 	if !client.privileged && !ReadOnly(req.Command) && req.Command != "" {
 		s.log.Warn("control request refused: it changes state and the client is not privileged",
 			"command", req.Command, "uid", client.uid, "pid", client.pid)
-		return Response{Error: fmt.Sprintf("%s: permission denied: commands that change state need root or iked's own user (uid %d); "+
+		return Response{Error: fmt.Sprintf("permission denied: %s changes state, which needs root or iked's own user (uid %d); "+
 			"members of the control socket's group may run %s", req.Command, s.ownUID, strings.Join(readOnlyCommands(), ", "))}
 	}
 	return s.dispatch(req)

@@ -125,7 +125,7 @@ func TestControlSocketAsUnprivilegedUser(t *testing.T) {
 	// ... and changes nothing.
 	for _, args := range [][]string{{"terminate", "peer"}, {"terminate", id}, {"initiate", "peer"}, {"rekey", id}} {
 		code, out, errOut := asUser(t, ikectl, monitor, monitor, []uint32{group}, append([]string{"--socket", db.socket}, args...)...)
-		if code != 1 || !strings.Contains(errOut, "permission denied: commands that change state need root or iked's own user") {
+		if code != 1 || !strings.Contains(errOut, "changes state, which needs root or iked's own user") {
 			t.Errorf("%s as the monitoring user: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
 	}

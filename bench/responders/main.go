@@ -351,6 +351,7 @@ log: {level: error}
 backend: memory
 ike:
   cookie_threshold: %d
+  half_open_per_peer: 0 # as charon's block_threshold below: ikeload's few sources are not a flood
   fragmentation: false
 connections:
   load:
