@@ -18,8 +18,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Params is what the engine knows about the handshake. An initiator opens
@@ -70,6 +70,12 @@ type Method interface {
 // order: SAInitPayloads (for the message this side sends in IKE_SA_INIT),
 // then as initiator Prove then Verify, and as responder Verify then Prove.
 // A session is used by one goroutine at a time.
+//
+// The responder calls Verify and Prove with the IKE SA's lock held (the
+// initiator without): they must not call into the engine, must take only
+// the method's own locks, and must not wait on the network. What needs the
+// network (a Kerberos ticket from the KDC) belongs in Method.NewSession,
+// which is called with no lock held.
 type Session interface {
 	// SAInitPayloads returns payloads to add to this side's IKE_SA_INIT
 	// message, e.g. CERTREQ from a responder or a notify announcing support.

@@ -19,9 +19,9 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
+	"github.com/iked/iked/transform"
 )
 
 // Config is the daemon's whole configuration, parsed and validated, with
@@ -34,6 +34,9 @@ type Config struct {
 	Listen []netip.AddrPort
 	// ControlSocket is the path of the control socket (key "control_socket").
 	ControlSocket string
+	// ViciSocket is the path of the VICI socket for strongSwan's swanctl
+	// and VICI clients (key "vici_socket"); empty means off, the default.
+	ViciSocket string
 	// ControlSocketGroup is the group whose members may use the control
 	// socket's read-only commands, as written (key "control_socket_group");
 	// ControlSocketGID is its GID, -1 when none is configured.
@@ -111,6 +114,10 @@ type IKE struct {
 	// NATKeepalive is the interval of NAT keepalives when this side is
 	// behind a NAT (default 20s).
 	NATKeepalive time.Duration
+	// MaxMessageSize bounds the IKE messages processed (a datagram, or a
+	// message reassembled from fragments); larger ones are dropped and
+	// counted. Default 10000 octets.
+	MaxMessageSize int
 	// HalfOpenPerPeer bounds the half-open IKE SAs of one peer address
 	// (default 5, as strongSwan's block_threshold; 0 = no limit).
 	HalfOpenPerPeer int
@@ -282,6 +289,8 @@ const (
 	// DefaultFragmentSize is the default of "ike.fragment_size": the IPv6
 	// minimum MTU less the IPv6 and UDP headers.
 	DefaultFragmentSize = 1232
+	// DefaultMaxMessageSize is the default of "ike.max_message_size".
+	DefaultMaxMessageSize = 10000
 	// DefaultIKEPort is the port of a remote address written without one.
 	DefaultIKEPort = 500
 )

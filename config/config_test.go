@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 const fullConfig = `# a complete configuration
@@ -78,7 +78,7 @@ func TestParseFull(t *testing.T) {
 	if c.Log != (Log{Format: "json", Level: "debug"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3, Fragmentation: false, FragmentSize: 1400, NATKeepalive: 20 * time.Second,
+	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3, Fragmentation: false, FragmentSize: 1400, NATKeepalive: 20 * time.Second, MaxMessageSize: 10000,
 		HalfOpenPerPeer: 5, AuthFailureLimit: 5, AuthFailureWindow: time.Minute}
 	if c.IKE != wantIKE {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, wantIKE)
@@ -190,7 +190,7 @@ connections:
 	if c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5, Fragmentation: true, FragmentSize: 1232, NATKeepalive: 20 * time.Second,
+	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5, Fragmentation: true, FragmentSize: 1232, NATKeepalive: 20 * time.Second, MaxMessageSize: 10000,
 		HalfOpenPerPeer: 5, AuthFailureLimit: 5, AuthFailureWindow: time.Minute}
 	if c.IKE != want {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, want)

@@ -19,8 +19,8 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Load reads and parses the configuration file at path. Relative paths in
@@ -67,6 +67,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 			Fragmentation:     true,
 			FragmentSize:      DefaultFragmentSize,
 			NATKeepalive:      DefaultNATKeepalive,
+			MaxMessageSize:    DefaultMaxMessageSize,
 			HalfOpenPerPeer:   DefaultHalfOpenPerPeer,
 			AuthFailureLimit:  DefaultAuthFailureLimit,
 			AuthFailureWindow: DefaultAuthFailureWindow,
@@ -182,7 +183,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "control_socket_group", "control_socket_mode", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
+var topKeys = []string{"listen", "control_socket", "control_socket_group", "control_socket_mode", "vici_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -221,6 +222,14 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 					w.errorf(v, "control_socket: empty path (expected the path of a Unix socket)")
 				} else {
 					cfg.ControlSocket = s
+				}
+			}
+		case "vici_socket":
+			if s, ok := w.str(v, p.key); ok {
+				if s == "" {
+					w.errorf(v, "vici_socket: empty path (expected the path of a Unix socket, e.g. /run/iked/charon.vici; omit the key to turn VICI off)")
+				} else {
+					cfg.ViciSocket = s
 				}
 			}
 		case "metrics_listen":
@@ -262,7 +271,7 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 	w.policy(refs, cfg)
 	w.checkLocalListen(cfg, listenNode, infos)
 	w.finishControlSocket(cfg, modeNode)
-	w.checkSomethingToDo(cfg, connectionsNode, refs.section != nil)
+	w.checkSomethingToDo(cfg, connectionsNode, refs.section != nil || cfg.ViciSocket != "")
 }
 
 // listen decodes the list of UDP addresses to bind.
@@ -364,7 +373,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 }
 
 // ikeKeys are the keys of the "ike" section.
-var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive", "half_open_per_peer", "auth_failure_limit", "auth_failure_window"}
+var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive", "max_message_size", "half_open_per_peer", "auth_failure_limit", "auth_failure_window"}
 
 // ike decodes the "ike" section.
 func (w *walker) ike(n *yaml.Node, c *IKE) {
@@ -403,6 +412,12 @@ func (w *walker) ike(n *yaml.Node, c *IKE) {
 		case "fragment_size":
 			if v, ok := w.integer(p.vNode, name, 576, 65535); ok {
 				c.FragmentSize = int(v)
+			}
+		case "max_message_size":
+			// §2: every implementation must take 1280 octets; UDP carries
+			// no more than 65507.
+			if v, ok := w.integer(p.vNode, name, 1280, 65507); ok {
+				c.MaxMessageSize = int(v)
 			}
 		case "half_open_per_peer":
 			if v, ok := w.integer(p.vNode, name, 0, 1<<20); ok {

@@ -10,8 +10,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/policy"
+	"github.com/iked/iked/transform"
 )
 
 // PolicyOptions are the settings of the "policy" section besides the

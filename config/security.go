@@ -296,16 +296,17 @@ func (w *walker) checkKeyLog(n *yaml.Node, path string) {
 	}
 }
 
-// checkSomethingToDo refuses a file with neither connections nor a policy,
-// such as an empty file or one whose connections are all commented out:
-// the daemon would start and silently do nothing. "connections: {}" says
-// that is meant (a host that gets its connections later). Reported only
-// when the file is otherwise valid.
-func (w *walker) checkSomethingToDo(cfg *Config, connectionsNode *yaml.Node, hasPolicy bool) {
-	if len(w.errs) > 0 || len(cfg.Connections) > 0 || hasPolicy {
+// checkSomethingToDo refuses a file with neither connections nor a policy
+// nor a VICI socket to load connections through, such as an empty file or
+// one whose connections are all commented out: the daemon would start and
+// silently do nothing. "connections: {}" says that is meant (a host that
+// gets its connections later). Reported only when the file is otherwise
+// valid.
+func (w *walker) checkSomethingToDo(cfg *Config, connectionsNode *yaml.Node, elsewhere bool) {
+	if len(w.errs) > 0 || len(cfg.Connections) > 0 || elsewhere {
 		return
 	}
-	const how = `add connections, or a policy (policy: {assign: NAME}); to run with none on purpose, write "connections: {}"`
+	const how = `add connections, or a policy (policy: {assign: NAME}), or a vici_socket to load them with swanctl; to run with none on purpose, write "connections: {}"`
 	switch n := deref(connectionsNode); {
 	case n == nil:
 		w.errs = append(w.errs, &Error{File: w.file, Msg: "nothing to do: no connections and no policy (" + how + ")"})

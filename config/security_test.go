@@ -194,6 +194,7 @@ func TestEmptyConfigurationRefused(t *testing.T) {
 		"connections: {}\n",
 		"listen: [\"0.0.0.0:500\"]\nconnections: {}\n",
 		policyAuth + "policy: {assign: server-request-security}\n",
+		"vici_socket: /run/iked/vici.sock\n", // connections come from swanctl --load-all
 	} {
 		if _, err := Parse([]byte(src), "s.yaml", ""); err != nil {
 			t.Errorf("%q refused: %v", src, err)

@@ -19,9 +19,9 @@ type changeCounter struct {
 	changes atomic.Int32
 }
 
-func (c *changeCounter) Initiate(ctx context.Context, conn string) ([]ike.SAInfo, error) {
+func (c *changeCounter) Initiate(ctx context.Context, conn string, fresh bool) ([]ike.SAInfo, error) {
 	c.changes.Add(1)
-	return c.fakeHandler.Initiate(ctx, conn)
+	return c.fakeHandler.Initiate(ctx, conn, fresh)
 }
 
 func (c *changeCounter) Terminate(ctx context.Context, target string) (int, error) {
@@ -45,6 +45,7 @@ func FuzzControlRequest(f *testing.F) {
 		`{"command":"sas"}` + "\n",
 		`{"command":"status"}`,
 		`{"command":"initiate","connection":"site-a"}` + "\r\n",
+		`{"command":"initiate","connection":"site-a","new":true}` + "\n",
 		`{"command":"terminate","target":"ike-1"}` + "\n",
 		`{"command":"rekey","target":"ike-1","child":"c1a2b3c4"}` + "\n",
 		`{"command":"rekey","target":"ike-1","child":"zz"}` + "\n",

@@ -61,6 +61,9 @@ type Request struct {
 	Command string `json:"command"`
 	// Connection names the connection for "initiate".
 	Connection string `json:"connection,omitempty"`
+	// New asks "initiate" for a new IKE SA even when the connection is up
+	// already; without it an established connection is reported as it is.
+	New bool `json:"new,omitempty"`
 	// Target selects what "terminate" deletes: a connection name (all its
 	// IKE SAs) or an IKE SA ID.
 	Target string `json:"target,omitempty"`
@@ -144,9 +147,15 @@ type ConnectionStatus struct {
 type Handler interface {
 	// SAs returns a snapshot of all IKE SAs.
 	SAs() []ike.SAInfo
-	// Initiate establishes the named connection and returns the SAs it
-	// created. It should return when ctx is cancelled.
-	Initiate(ctx context.Context, connection string) ([]ike.SAInfo, error)
+	// Initiate brings the named connection up and returns its SAs: an
+	// established connection keeps its IKE SA unless fresh asks for a new
+	// one. It should return when ctx is cancelled.
+	Initiate(ctx context.Context, connection string, fresh bool) ([]ike.SAInfo, error)
+	// ExchangeTimeout is how long the longest request (an initiation to a
+	// silent peer) may take: the engine's own retransmission budget, so
+	// that the engine, not the control socket's deadline, ends it and says
+	// what happened.
+	ExchangeTimeout() time.Duration
 	// Terminate deletes the IKE SAs matching target (a connection name or
 	// an SA ID) and returns how many it deleted.
 	Terminate(ctx context.Context, target string) (int, error)

@@ -354,7 +354,14 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			resp = Response{Error: "internal error"}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	timeout := requestTimeout
+	switch req.Command {
+	case CommandInitiate, CommandTerminate, CommandRekey:
+		// Exchanges with the peer: bounded by the engine's retransmission
+		// budget, which may be longer than requestTimeout.
+		timeout = max(timeout, s.h.ExchangeTimeout())
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	s.log.Debug("control request", "command", req.Command, "connection", req.Connection, "target", req.Target)
 	switch req.Command {
@@ -364,7 +371,7 @@ func (s *Server) dispatch(req Request) (resp Response) {
 		if req.Connection == "" {
 			return Response{Error: "initiate: missing connection name"}
 		}
-		sas, err := s.h.Initiate(ctx, req.Connection)
+		sas, err := s.h.Initiate(ctx, req.Connection, req.New)
 		if err != nil {
 			return Response{Error: err.Error(), SAs: sas}
 		}

@@ -99,7 +99,7 @@ var constantTime = []struct{ file, fn string }{
 	{"auth/psk/psk.go", "session.Verify"},
 	{"auth/kerberos/spec.go", "checkMIC"},
 	{"ike/cookie.go", "cookieJar.valid"},
-	{"ike/transform/protector.go", "Protector.Open"},
+	{"transform/protector.go", "Protector.Open"},
 	{"sadb/userspace/esp/esp.go", "SA.Open"},
 	{"sadb/userspace/esp/ah.go", "AH.OpenIPv4"},
 }

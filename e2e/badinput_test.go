@@ -14,11 +14,11 @@ import (
 
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // tamperBind wraps a real UDP bind so a test can change what is sent or
@@ -90,7 +90,7 @@ func newClient(t *testing.T, local, remote netip.AddrPort, secret, proposal stri
 func (c *client) initiate() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.eng.Initiate(ctx, "peer")
+	_, err := c.eng.InitiateNew(ctx, "peer")
 	return err
 }
 

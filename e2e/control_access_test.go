@@ -86,7 +86,7 @@ func TestControlSocketAsUnprivilegedUser(t *testing.T) {
 	a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t, "127.0.0.1")))
 	b := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(freePort(t, "127.0.0.2")))
 	da := startDaemon(t, "alice", a, peerConfig(a, b, "fqdn:alice.example", "fqdn:bob.example", ""))
-	db := startDaemon(t, "bob", b, fmt.Sprintf("control_socket_group: \"%d\"\n", group)+
+	db := startDaemon(t, "bob", b, fmt.Sprintf("control_socket_group: \"%d\"\nvici_socket: CONTROL.vici\n", group)+
 		peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""))
 	openPath(t, da.socket)
 	openPath(t, db.socket)
@@ -105,6 +105,25 @@ func TestControlSocketAsUnprivilegedUser(t *testing.T) {
 		if fi.Mode().Perm() != c.mode || st.Uid != 0 || st.Gid != c.gid {
 			t.Fatalf("%s's socket: mode %04o owner %d:%d, want %04o 0:%d", c.d.name, fi.Mode().Perm(), st.Uid, st.Gid, c.mode, c.gid)
 		}
+	}
+
+	// The VICI socket (swanctl's way in) is the daemon's user's only,
+	// whatever control_socket_group says.
+	vici := db.socket + ".vici"
+	if fi, err := os.Lstat(vici); err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("vici socket: %v %v", fi, err)
+	}
+	if swanctl, err := exec.LookPath("swanctl"); err == nil {
+		cmd := exec.Command(swanctl, "--list-sas", "--uri", "unix://"+vici)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: monitor, Gid: monitor, Groups: []uint32{group}}}
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "ermission denied") {
+			t.Fatalf("swanctl as the monitoring user: %v\n%s", err, out)
+		}
+		if out, err := exec.Command(swanctl, "--list-sas", "--uri", "unix://"+vici).CombinedOutput(); err != nil {
+			t.Fatalf("swanctl as root: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("swanctl (strongswan-swanctl) is missing")
 	}
 
 	if _, err := da.ikectl("initiate", "peer"); err != nil {

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // BenchmarkHandshake measures a full IKE_SA_INIT + IKE_AUTH handshake
@@ -32,7 +32,7 @@ func benchmarkHandshake(b *testing.B, level slog.Level) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := p.a.Initiate(ctx, "a-b"); err != nil {
+		if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil {
 			b.Fatal(err)
 		}
 		// Tearing the SAs down is not part of the handshake.

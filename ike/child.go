@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // keySeed is what a Child SA's keys are derived from besides SK_d (§2.17).
@@ -149,6 +149,12 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 // SA: KEYMAT's first half protects traffic from that exchange's initiator
 // (§2.17), which in CREATE_CHILD_SA need not be the IKE SA's initiator.
 func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector, seed keySeed, rekeys *childSA) (*childSA, error) {
+	if sa.state >= stateDeleting {
+		// The IKE SA went while the exchange was in flight (a Delete,
+		// Close): a Child SA installed now would belong to no IKE SA and
+		// stay in the data plane for ever.
+		return nil, errClosed
+	}
 	integLen := 0
 	var integID uint16
 	if s.integ != nil {
@@ -202,6 +208,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	sa.children = append(sa.children, c)
 	sa.startChildTimer(c)
+	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),

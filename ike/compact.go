@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // Memory of an established IKE SA. A responder may hold 100,000 IKE SAs

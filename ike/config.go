@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // Mode is the IPsec mode a connection negotiates for its Child SAs; it is
@@ -121,6 +121,11 @@ type Config struct {
 	// FragmentSize is the largest datagram (UDP payload) sent when a
 	// message is fragmented; default DefaultFragmentSize.
 	FragmentSize int
+	// MaxMessageSize bounds the IKE messages processed: a larger datagram,
+	// or a message whose fragments reassemble to more, is dropped and
+	// counted (DropOversize) before anything else is done with it. Default
+	// DefaultMaxMessageSize, as charon's max_packet.
+	MaxMessageSize int
 	// Readers is the number of goroutines reading each bind; default GOMAXPROCS.
 	Readers int
 	// Logger receives one line per SA event; default slog.Default().
@@ -137,6 +142,11 @@ type Config struct {
 	// keys are secrets.
 	KeyLog io.Writer
 }
+
+// DefaultMaxMessageSize is the default bound of the IKE messages processed
+// (Config.MaxMessageSize): ample for certificate chains, and what charon
+// accepts by default.
+const DefaultMaxMessageSize = 10000
 
 // DefaultCookieThreshold is the half-open count at which cookies are
 // demanded unless configured otherwise.
@@ -160,6 +170,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.FragmentSize == 0 {
 		c.FragmentSize = DefaultFragmentSize
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

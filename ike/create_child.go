@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // CREATE_CHILD_SA (RFC 7296 §1.3): further Child SAs and Child SA rekeys,
@@ -30,11 +30,12 @@ type createChildResponder struct {
 	shared []byte
 }
 
-// respondCreateChild answers CREATE_CHILD_SA. Caller holds mu.
-func (sa *ikeSA) respondCreateChild(inner []wire.Payload) [][]byte {
+// respondCreateChild answers CREATE_CHILD_SA. Caller holds mu, and runs
+// after (when not nil) once it is released.
+func (sa *ikeSA) respondCreateChild(inner []wire.Payload) (pkt [][]byte, after func()) {
 	if sa.state != stateEstablished {
 		// §2.25: an exchange on an SA being deleted or not yet up.
-		return sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyTemporaryFailure, nil)
+		return sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyTemporaryFailure, nil), nil
 	}
 	if saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA); saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == wire.ProtoIKE {
 		return sa.respondRekeyIKE(inner)
@@ -46,16 +47,16 @@ func (sa *ikeSA) respondCreateChild(inner []wire.Payload) [][]byte {
 		sa.eng.stats.notify(notifyName(refusal.Code))
 		pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{refusal})
 		if err != nil {
-			return nil
+			return nil, nil
 		}
-		return pkt
+		return pkt, nil
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
+	pkt, err = sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal CREATE_CHILD_SA response", "err", err)
-		return nil
+		return nil, nil
 	}
-	return pkt
+	return pkt, nil
 }
 
 // handshake runs the steps of §1.3.1 and §1.3.3; on failure it returns

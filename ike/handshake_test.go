@@ -8,10 +8,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transport"
 )
 
 // TestProposalMatrix negotiates every IKE transform and DH group iked
@@ -30,7 +30,7 @@ func TestProposalMatrix(t *testing.T) {
 				ca.IKEProposals, cb.IKEProposals = mustIKE(t, c.ike), mustIKE(t, c.ike)
 				ca.ESPProposals, cb.ESPProposals = mustESP(t, c.esp), mustESP(t, c.esp)
 			})
-			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +59,7 @@ func TestInvalidKE(t *testing.T) {
 		}
 		return true
 	}
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestNoProposalChosen(t *testing.T) {
 		ca.IKEProposals = mustIKE(t, "aes128-sha256-modp2048")
 		cb.IKEProposals = mustIKE(t, "aes256gcm16-prfsha256-x25519")
 	})
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	var ne *notifyError
 	if !errors.As(err, &ne) || ne.code != wire.NotifyNoProposalChosen {
 		t.Fatalf("err = %v, want NO_PROPOSAL_CHOSEN", err)
@@ -94,7 +94,7 @@ func TestNoProposalChosen(t *testing.T) {
 
 func TestWrongPSK(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) { cb.Auth = mustPSK(t, "another secret entirely") })
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	var ne *notifyError
 	if !errors.As(err, &ne) || ne.code != wire.NotifyAuthenticationFailed {
 		t.Fatalf("err = %v, want AUTHENTICATION_FAILED", err)
@@ -112,7 +112,7 @@ func TestWrongRemoteID(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
 		ca.RemoteID = Identity{Type: wire.IDFQDN, Value: []byte("impostor.example")}
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err == nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err == nil {
 		t.Fatal("handshake succeeded with the wrong remote identity")
 	}
 }
@@ -126,7 +126,7 @@ func TestCookie(t *testing.T) {
 		}
 		return true
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if inits.Load() != 2 || p.b.Stats().NotifiesSent["COOKIE"] != 1 {
@@ -136,7 +136,7 @@ func TestCookie(t *testing.T) {
 
 func TestTransportMode(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) { ca.Mode, cb.Mode = ModeTransport, ModeTransport })
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestNarrowing(t *testing.T) {
 		ca.LocalTS, ca.RemoteTS = mustTS(t, "10.1.0.0/16"), mustTS(t, "10.2.0.0/16")
 		cb.LocalTS, cb.RemoteTS = mustTS(t, "10.2.3.0/24[tcp]"), mustTS(t, "10.1.0.0/24")
 	})
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestTSUnacceptable(t *testing.T) {
 		ca.LocalTS, ca.RemoteTS = mustTS(t, "10.1.0.0/16"), mustTS(t, "10.2.0.0/16")
 		cb.LocalTS, cb.RemoteTS = mustTS(t, "10.9.0.0/16"), mustTS(t, "10.1.0.0/16")
 	})
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestLostResponses(t *testing.T) {
 		dropped.Add(1)
 		return false
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa, sb := p.a.Stats(), p.b.Stats()
@@ -223,7 +223,7 @@ func TestCorruptedICV(t *testing.T) {
 		}
 		return true
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.b.Stats().PacketsDropped[DropIntegrity]; got != 1 {
@@ -233,7 +233,7 @@ func TestCorruptedICV(t *testing.T) {
 
 func TestLivenessAndChildDelete(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]
@@ -289,7 +289,7 @@ func TestForceEncapFloats(t *testing.T) {
 	var onMain, onNATT atomic.Int32
 	p.ba.Filter = func(b []byte) bool { onMain.Add(1); return true }
 	na.Filter = func(b []byte) bool { onNATT.Add(1); return true }
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestForceEncapFloats(t *testing.T) {
 // UNSUPPORTED_CRITICAL_PAYLOAD naming its type (§2.5); the SA stays up.
 func TestCriticalPayloadInsideSK(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]
@@ -344,7 +344,7 @@ func TestPeerMovesBehindNAT(t *testing.T) {
 	na, nb := transport.Pipe(netip.AddrPortFrom(addrA.Addr(), 4500), netip.AddrPortFrom(addrB.Addr(), 4500))
 	p.a.AddBind(transport.WithNonESPMarker(na))
 	p.b.AddBind(transport.WithNonESPMarker(nb))
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A new mapping: the NAT now shows the initiator as port 4999.
@@ -377,7 +377,7 @@ func TestPeerMovesBehindNAT(t *testing.T) {
 // the stale IKE SA and Child SA at once (§2.4).
 func TestInitialContact(t *testing.T) {
 	p := newPair(t)
-	first, err := p.a.Initiate(ctxT(t), "a-b")
+	first, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestInitialContact(t *testing.T) {
 	}
 	a2.AddBind(ba2)
 	t.Cleanup(func() { a2.Close() })
-	second, err := a2.Initiate(ctxT(t), "a-b")
+	second, err := a2.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"net/netip"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // maxSAInitRetries bounds the IKE_SA_INIT restarts for COOKIE and
@@ -38,9 +38,32 @@ type initiator struct {
 	answered     func() // called on each answer to IKE_SA_INIT; may be nil
 }
 
-// Initiate establishes an IKE SA and its first Child SA for the named
-// connection and returns the SA's snapshot.
+// Initiate brings the named connection up and returns its IKE SA's
+// snapshot. A connection that is up already keeps its IKE SA, as swanctl
+// --initiate does: Initiate reports it and, when it carries no Child SA
+// (the peer refused it, or it was deleted), creates just that. Only a
+// connection without an established IKE SA gets a new one; InitiateNew
+// makes one regardless.
 func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
+	c := e.connection(name)
+	if c == nil {
+		return nil, fmt.Errorf("no connection named %q", name)
+	}
+	if sa, hasChild := e.upSA(name); sa != nil {
+		if !hasChild {
+			if err := sa.createChild(ctx, nil); err != nil {
+				return []SAInfo{sa.info()}, fmt.Errorf("%s is up as %s, but creating its Child SA failed: %w", name, sa.id(), err)
+			}
+		}
+		return []SAInfo{sa.info()}, nil
+	}
+	return e.InitiateNew(ctx, name)
+}
+
+// InitiateNew establishes a new IKE SA and its first Child SA for the
+// named connection, beside any it has already, and returns the SA's
+// snapshot.
+func (e *Engine) InitiateNew(ctx context.Context, name string) ([]SAInfo, error) {
 	c := e.connection(name)
 	if c == nil {
 		return nil, fmt.Errorf("no connection named %q", name)
@@ -50,6 +73,22 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 		return nil, err
 	}
 	return []SAInfo{sa.info()}, nil
+}
+
+// upSA returns the newest established IKE SA of the named connection that
+// no rekey replaced, and whether it has a Child SA; nil if there is none.
+// It looks at one SA's state at a time.
+func (e *Engine) upSA(name string) (sa *ikeSA, hasChild bool) {
+	for _, x := range e.allSAs() {
+		x.mu.Lock()
+		up := x.state == stateEstablished && x.rekeyedBy == nil && x.conn != nil && x.conn.Name == name
+		n := len(x.children)
+		x.mu.Unlock()
+		if up && (sa == nil || x.serial > sa.serial) {
+			sa, hasChild = x, n > 0
+		}
+	}
+	return sa, hasChild
 }
 
 // initiate establishes an IKE SA for c. A reauthentication (reauth) does not
@@ -350,32 +389,12 @@ func (hs *initiator) exchangeAuth() error {
 		return err
 	}
 	hs.espSPI = spi
+	ps, err := hs.authPayloads(spi)
+	if err != nil {
+		hs.eng.cfg.SADB.ReleaseSPI(spi)
+		return err
+	}
 	resp, err := sa.request(hs.ctx, func(msgID uint32) ([][]byte, error) {
-		hs.idi = sa.localID.Payload(false)
-		ps := []wire.Payload{hs.idi}
-		if !hs.conn.RemoteID.IsZero() {
-			hs.idr = hs.conn.RemoteID.Payload(true)
-			ps = append(ps, hs.idr)
-		}
-		proof, err := hs.session.Prove(sa.signedOctets(true, hs.idi), hs.resp.payloads)
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, proof...)
-		if !hs.reauth && !hs.eng.hasOtherSA(sa) {
-			// §2.4: the first IKE SA with this peer tells it to drop state
-			// left from before a restart.
-			ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
-		}
-		ps = append(ps, windowNotify())
-		if hs.conn.Mode == ModeTransport {
-			ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
-		}
-		var spiB [4]byte
-		binary.BigEndian.PutUint32(spiB[:], spi)
-		ps = append(ps, &wire.SA{Proposals: toWire(hs.conn.ESPProposals, wire.ProtoESP, spiB[:], false)},
-			&wire.TS{Selectors: sa.localSelectors(hs.conn)},
-			&wire.TS{Responder: true, Selectors: sa.remoteSelectors(hs.conn)})
 		return sa.sealMessage(wire.IKE_AUTH, msgID, false, ps)
 	})
 	if err != nil {
@@ -405,6 +424,43 @@ func (hs *initiator) exchangeAuth() error {
 	return nil
 }
 
+// authPayloads builds the IKE_AUTH request's payloads. The auth session
+// proves without the SA's lock held (a method may take its own locks), and
+// INITIAL_CONTACT is decided from the engine's count of established SAs,
+// never by looking into other SAs.
+func (hs *initiator) authPayloads(spi uint32) ([]wire.Payload, error) {
+	sa := hs.sa
+	hs.idi = sa.localID.Payload(false)
+	sa.mu.Lock()
+	octets := sa.signedOctets(true, hs.idi)
+	// §2.4: the first IKE SA with this peer tells it to drop state left
+	// from before a restart; a reauthentication is not the first.
+	initialContact := !hs.reauth && !hs.eng.hasOtherSA(sa)
+	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
+	sa.mu.Unlock()
+	proof, err := hs.session.Prove(octets, hs.resp.payloads)
+	if err != nil {
+		return nil, err
+	}
+	ps := []wire.Payload{hs.idi}
+	if !hs.conn.RemoteID.IsZero() {
+		hs.idr = hs.conn.RemoteID.Payload(true)
+		ps = append(ps, hs.idr)
+	}
+	ps = append(ps, proof...)
+	if initialContact {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
+	}
+	ps = append(ps, windowNotify())
+	if hs.conn.Mode == ModeTransport {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
+	}
+	var spiB [4]byte
+	binary.BigEndian.PutUint32(spiB[:], spi)
+	return append(ps, &wire.SA{Proposals: toWire(hs.conn.ESPProposals, wire.ProtoESP, spiB[:], false)},
+		&wire.TS{Selectors: local}, &wire.TS{Responder: true, Selectors: remote}), nil
+}
+
 // verifyResponder checks IDr against the configured remote identity and
 // the responder's AUTH over ResponderSignedOctets (§2.15).
 func (hs *initiator) verifyResponder() error {
@@ -417,9 +473,16 @@ func (hs *initiator) verifyResponder() error {
 		return auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID)
 	}
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	if err := hs.session.Verify(sa.signedOctets(false, idr), hs.resp.payloads); err != nil {
+	octets := sa.signedOctets(false, idr)
+	sa.mu.Unlock()
+	// The session verifies without the SA's lock held.
+	if err := hs.session.Verify(octets, hs.resp.payloads); err != nil {
 		return err
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.state != stateAuthenticating {
+		return errClosed // destroyed meanwhile (Close, a Delete)
 	}
 	sa.remoteID = IdentityFromPayload(idr)
 	sa.setSendWindow(peerWindow(hs.resp.payloads))
@@ -488,23 +551,6 @@ func (hs *initiator) completeChild() {
 	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil); err != nil {
 		fail("data plane refused it", "err", err)
 	}
-}
-
-// hasOtherSA reports whether another established IKE SA of sa's connection
-// exists.
-func (e *Engine) hasOtherSA(sa *ikeSA) bool {
-	for _, x := range e.allSAs() {
-		if x == sa {
-			continue
-		}
-		x.mu.Lock()
-		same := x.conn == sa.conn && x.state == stateEstablished
-		x.mu.Unlock()
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 // dropStale removes the IKE SAs that fresh replaces after an INITIAL_CONTACT:

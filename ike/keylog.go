@@ -5,7 +5,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // keyLogger writes the opt-in key log: one line per IKE SA and per Child

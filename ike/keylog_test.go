@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // syncWriter is a key log sink that tests read while the engine writes.
@@ -50,7 +50,7 @@ func TestKeyLog(t *testing.T) {
 				}
 				return true
 			}
-			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 			if err != nil {
 				t.Fatal(err)
 			}

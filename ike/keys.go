@@ -1,8 +1,8 @@
 package ike
 
 import (
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // deriveKeys computes the IKE SA's keys from g^ir (§2.14) and sets up the

@@ -3,8 +3,8 @@ package ike
 import (
 	"strings"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // suite is a negotiated set of transforms: one of each type.

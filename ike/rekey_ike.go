@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // IKE SA rekeying (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA on the old IKE
@@ -27,13 +27,15 @@ import (
 // A rekey request arriving after this side finished its own rekey is
 // refused with TEMPORARY_FAILURE: the old SA is about to go.
 
-// respondRekeyIKE answers an IKE SA rekey request. Caller holds mu.
-func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
-	refuse := func(n *wire.Notify, err error) [][]byte {
+// respondRekeyIKE answers an IKE SA rekey request. Caller holds mu; it
+// runs after, once mu is released: the new SA is published (and takes the
+// Child SAs) there, since no SA's lock is taken while another's is held.
+func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) (pkt [][]byte, after func()) {
+	refuse := func(n *wire.Notify, err error) ([][]byte, func()) {
 		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", notifyName(n.Code))
 		sa.eng.stats.notify(notifyName(n.Code))
 		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{n})
-		return pkt
+		return pkt, nil
 	}
 	if sa.rekeyedBy != nil || sa.state != stateEstablished {
 		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("this IKE SA is already rekeyed"))
@@ -59,22 +61,18 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
 	if err != nil {
 		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
+	pkt, err = sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	if sa.ikeRekeying {
 		// Our own rekey is outstanding: which new SA survives is decided
 		// when it completes.
 		sa.peerIKERekey = newSA
-		newSA.eng.register(newSA)
-		newSA.mu.Lock()
-		newSA.eng.indexIdentity(newSA)
-		newSA.mu.Unlock()
-		return pkt
+		return pkt, func() { newSA.publish(true) }
 	}
-	sa.handOver(newSA)
-	return pkt
+	h := sa.detachTo(newSA)
+	return pkt, func() { newSA.adopt(h); newSA.publish(true) }
 }
 
 // rekeyedSA makes the new IKE SA: for the responder of the rekey from the
@@ -142,33 +140,75 @@ func (n *ikeSA) deriveRekeyed(oldPRF *transform.PRF, skd, shared []byte) error {
 	return n.keysFrom(skeyseed)
 }
 
-// handOver moves sa's Child SAs to n and registers n; sa stays until its
-// Delete. Caller holds sa.mu.
-func (sa *ikeSA) handOver(n *ikeSA) {
-	sa.moveTo(n)
-	n.eng.register(n)
-	n.mu.Lock()
-	n.eng.indexIdentity(n)
-	n.mu.Unlock()
+// handover is what an IKE SA gives the SA that takes over after a rekey:
+// its Child SAs, and its names for the log line.
+type handover struct {
+	children         []*childSA
+	oldID            string
+	oldSPIi, oldSPIr uint64
+	event            *SAEvent // the old SA for subscribers (events_sub.go)
 }
 
-// moveTo moves sa's Child SAs and timers to n, the IKE SA that survives
-// the rekey. Caller holds sa.mu.
-func (sa *ikeSA) moveTo(n *ikeSA) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.children, sa.children = append(n.children, sa.children...), nil
+// detachTo takes sa's Child SAs away for n, the IKE SA that survives the
+// rekey, and stops sa's timers; n.adopt takes them, after sa.mu is
+// released, since no SA's lock is taken while another's is held. Between
+// the two the Child SAs stay in the data plane; only the engine's list of
+// them is in flight. Caller holds sa.mu.
+func (sa *ikeSA) detachTo(n *ikeSA) handover {
+	h := handover{children: sa.children, oldID: sa.id(), oldSPIi: sa.spii, oldSPIr: sa.spir}
+	h.event = sa.eng.subs.ikeRekeying(sa)
+	sa.children = nil
 	sa.rekeyedBy = n
 	sa.stopTimers()
 	sa.eng.stats.rekeys("ike")
+	return h
+}
+
+// adopt takes the Child SAs of the SA n replaces and starts n's timers.
+// Caller holds no SA's lock.
+func (n *ikeSA) adopt(h handover) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state == stateDead {
+		// Deleted before it could take over (Close, the peer's Delete):
+		// the Child SAs go with it.
+		for _, c := range h.children {
+			n.removeChild(c)
+		}
+		return
+	}
+	n.children = append(n.children, h.children...)
 	n.lastRecv = n.established
 	n.startTimers()
 	// The Child SAs' rekey timers were the old SA's; arm them on the new.
-	for _, c := range n.children {
+	for _, c := range h.children {
 		n.startChildTimer(c)
 	}
-	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id(), "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
+	n.eng.subs.ikeRekeyed(h.event, n)
+	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", h.oldID, "old_spi_i", spiHex(h.oldSPIi), "old_spi_r", spiHex(h.oldSPIr),
 		"algorithms", n.suite.String())
+}
+
+// publish makes a new IKE SA from a rekey known to the engine: in the SA
+// table, counted as established and, unless it is redundant, in the
+// identity index. Caller holds no SA's lock. An engine closed meanwhile
+// gets no new SA.
+func (n *ikeSA) publish(index bool) {
+	e := n.eng
+	e.register(n)
+	n.mu.Lock()
+	if n.state == stateEstablished {
+		if index {
+			e.indexIdentity(n)
+		}
+		n.markUp()
+	}
+	n.mu.Unlock()
+	select {
+	case <-e.closing:
+		n.destroy("engine closed")
+	default:
+	}
 }
 
 // RekeyIKE rekeys the IKE SA with ID id and returns the new SA's ID.
@@ -269,11 +309,18 @@ func (sa *ikeSA) rekeyIKEExchange(ctx context.Context, props []transform.Proposa
 // while the peer's succeeded, the Child SAs go to the peer's new SA.
 func (sa *ikeSA) endRekeying() {
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
 	sa.ikeRekeying = false
-	if pend := sa.peerIKERekey; pend != nil && sa.rekeyedBy == nil {
+	pend := sa.peerIKERekey
+	var h handover
+	if pend != nil && sa.rekeyedBy == nil {
 		sa.peerIKERekey = nil
-		sa.moveTo(pend)
+		h = sa.detachTo(pend)
+	} else {
+		pend = nil
+	}
+	sa.mu.Unlock()
+	if pend != nil {
+		pend.adopt(h)
 	}
 }
 
@@ -302,22 +349,27 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 		return nil, nil, err
 	}
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
 	n := sa.successor(s, true, spi, binary.BigEndian.Uint64(s.spi))
 	n.ni, n.nr = ni, append([]byte(nil), nonce.Data...)
 	if err := n.deriveRekeyed(oldPRF, skd, shared); err != nil {
+		sa.mu.Unlock()
 		return nil, nil, err
 	}
 	if sa.rekeyedBy != nil {
 		// The peer's rekey won already (it deleted this SA while ours was
 		// outstanding): ours is redundant.
-		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", sa.rekeyedBy.id())
-		n.eng.register(n)
-		return sa.rekeyedBy, n, nil
+		kept := sa.rekeyedBy
+		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", kept.id())
+		sa.mu.Unlock()
+		n.publish(false) // to send its Delete
+		return kept, n, nil
 	}
 	theirs := sa.peerIKERekey
 	if theirs == nil {
-		sa.handOver(n)
+		h := sa.detachTo(n)
+		sa.mu.Unlock()
+		n.adopt(h)
+		n.publish(true)
 		return n, nil, nil
 	}
 	// §2.8.2: both rekeyed at once. The exchange with the lowest nonce
@@ -325,12 +377,17 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 	sa.peerIKERekey = nil
 	if bytes.Compare(lowestNonce(n.ni, n.nr), lowestNonce(theirs.ni, theirs.nr)) < 0 {
 		sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: ours is redundant", "kept", theirs.id())
-		n.eng.register(n) // to send its Delete
-		sa.moveTo(theirs)
+		h := sa.detachTo(theirs)
+		sa.mu.Unlock()
+		n.publish(false) // to send its Delete
+		theirs.adopt(h)
 		return theirs, n, nil
 	}
 	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id())
-	sa.handOver(n)
+	h := sa.detachTo(n)
+	sa.mu.Unlock()
+	n.adopt(h)
+	n.publish(true)
 	// The peer deletes its redundant SA once its own exchange completes;
 	// if its answer was lost and the old SA is gone by then, it never can.
 	// Then this side removes it, after the peer had time to.

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // saInitResponder is the responder's state for one IKE_SA_INIT request.
@@ -257,11 +257,13 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa.msgR = resp.Marshal()
 
-	e.sas.put(sa)
-	e.sas.putHalfOpen(sa)
+	// Every field is set before the SA is published: from then on other
+	// goroutines (a Terminate, the next message) read it under its lock.
 	e.halfOpenCount.Add(1)
 	e.halfOpenAdded(sa.initKey.peer.Addr()) // authlimit hook
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
+	e.sas.put(sa)
+	e.sas.putHalfOpen(sa)
 	e.send(hs.bind, hs.from, sa.msgR)
 	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
 	return nil
@@ -508,12 +510,14 @@ func (sa *ikeSA) establish() {
 		sa.eng.sas.removeHalfOpen(sa)
 	}
 	sa.state = stateEstablished
+	sa.markUp()
 	sa.established = sa.eng.cfg.Now()
 	sa.eng.indexIdentity(sa)
 	sa.candidates = nil
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
 	sa.lastRecv = sa.established
 	sa.startTimers()
+	sa.eng.subs.ikeUp(sa)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
 			"auth", sa.authName, "algorithms", sa.suite.String())

@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // state is an IKE SA's place in its life.
@@ -53,6 +53,7 @@ type ikeSA struct {
 	initialContact bool // the peer's IKE_AUTH carried INITIAL_CONTACT
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
+	countedUp      bool // in Engine.up: established (markUp, markDown)
 
 	conn        *Connection
 	spii, spir  uint64
@@ -307,7 +308,12 @@ var (
 // receive handles one message for this SA.
 func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			sa.mu.Unlock()
+		}
+	}()
 	if sa.state == stateDead {
 		sa.eng.stats.drop(DropUnknownSPI)
 		return
@@ -361,6 +367,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
 	var resp [][]byte
+	var after func()
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
 		if sa.initiator || sa.state != stateAuthenticating {
@@ -373,9 +380,9 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 			sa.eng.stats.drop(DropUnexpected)
 			return
 		}
-		resp = sa.respondInformational(inner)
+		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
-		resp = sa.respondCreateChild(inner)
+		resp, after = sa.respondCreateChild(inner)
 	default:
 		sa.eng.stats.drop(DropUnsupported)
 		return
@@ -384,9 +391,18 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.responses.store(hdr.MessageID, resp, recvWindow)
+	dead := sa.state == stateDead
+	sa.mu.Unlock()
+	locked = false
+	// What the exchange left for after the lock (a rekeyed SA taking over
+	// the Child SAs) runs before the response goes out, so that the peer
+	// cannot use a new SA before this side knows it.
+	if after != nil {
+		after()
+	}
 	// §2.11: a response goes back to the address and port the request came from.
 	sa.eng.sendAll(b, from, resp)
-	if sa.state == stateDead {
+	if dead {
 		sa.eng.unregister(sa)
 	}
 }
@@ -447,6 +463,9 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 // dropUndecryptable counts a message whose SK payload failed.
 func (sa *ikeSA) dropUndecryptable(err error) {
 	switch {
+	case errors.Is(err, errOversize):
+		sa.eng.stats.drop(DropOversize)
+		sa.log(slog.LevelInfo, "dropped fragmented message: larger than the maximum message size", "max", sa.eng.cfg.MaxMessageSize)
 	case errors.Is(err, transform.ErrIntegrity):
 		sa.eng.stats.drop(DropIntegrity)
 		sa.log(slog.LevelDebug, "dropped message failing the integrity check")
@@ -526,6 +545,7 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 
 	cfg := &sa.eng.cfg
 	timeout := cfg.RetransmitTimeout
+	began := time.Now()
 	for try := 0; ; try++ {
 		sa.eng.sendAll(bind, remote, pkt)
 		timer := time.NewTimer(timeout)
@@ -556,13 +576,55 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 			if established {
 				sa.peerDead()
 			}
-			return nil, errTimeout
+			return nil, &timeoutError{peer: remote, retransmissions: try, waited: time.Since(began)}
 		}
 		sa.eng.stats.retransmissions.Add(1)
 		sa.log(slog.LevelDebug, "retransmitting request", "message_id", id, "try", try+1)
-		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
+		timeout = nextRetransmit(timeout, cfg.RetransmitBase)
 	}
 }
+
+// nextRetransmit is the timeout after one of d: exponential backoff,
+// capped at five minutes.
+func nextRetransmit(d time.Duration, base float64) time.Duration {
+	return time.Duration(math.Min(float64(d)*base, float64(5*time.Minute)))
+}
+
+// RetransmitBudget is how long one exchange waits for a silent peer: the
+// first timeout and every retransmission's, until the engine gives up.
+func (e *Engine) RetransmitBudget() time.Duration {
+	var total time.Duration
+	d := e.cfg.RetransmitTimeout
+	for range e.cfg.RetransmitTries + 1 {
+		total += d
+		d = nextRetransmit(d, e.cfg.RetransmitBase)
+	}
+	return total
+}
+
+// InitiateTimeout bounds an initiation to a silent peer: IKE_SA_INIT and
+// IKE_AUTH each get the whole retransmission budget (COOKIE and
+// INVALID_KE_PAYLOAD restarts are answered, so they add round trips, not
+// budgets), plus a margin for the work in between. A caller waiting for
+// Initiate (the control socket) waits this long, so that the engine, not
+// the caller, says what happened.
+func (e *Engine) InitiateTimeout() time.Duration {
+	return 2*e.RetransmitBudget() + 10*time.Second
+}
+
+// timeoutError is an exchange the peer never answered. It is errTimeout
+// (errors.Is), and says to whom and for how long.
+type timeoutError struct {
+	peer            netip.AddrPort
+	retransmissions int
+	waited          time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no answer from %s after %d retransmissions, %.0f s", e.peer, e.retransmissions, e.waited.Seconds())
+}
+
+func (e *timeoutError) Is(target error) bool { return target == errTimeout }
 
 // slot returns the channel whose capacity is the send window: one token
 // per request in flight. It is replaced when the peer announces a window;
@@ -632,10 +694,12 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.removeChild(c)
 	}
 	sa.children = nil
+	sa.eng.subs.ikeDown(sa)
 	if sa.state >= stateEstablished || sa.state == stateDeleting {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
+	sa.markDown()
 	if sa.saHandshake != nil {
 		for _, s := range sa.sessions {
 			s.Close()
@@ -658,6 +722,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
+	sa.eng.subs.childDown(sa, c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}

@@ -1,8 +1,8 @@
 package ike
 
 import (
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // IKE SAs negotiated alike share one suite: a responder holding 100,000

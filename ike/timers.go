@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transport"
 )
 
 // Timers of an established IKE SA: Child SA and IKE SA rekeying before the
@@ -200,6 +200,11 @@ func (sa *ikeSA) peerDead() {
 	conn := sa.conn
 	sa.eng.stats.failure("dead_peer")
 	sa.log(slog.LevelWarn, "peer is dead: no answer to retransmissions", "action", conn.DPDAction.String())
+	if conn.DPDAction == DPDHold {
+		// The outbound policies stay, as traps, before the Child SAs'
+		// own references go: their traffic never leaks past them.
+		sa.holdPolicies()
+	}
 	sa.destroyLocked("dead peer")
 	sa.mu.Unlock()
 	sa.eng.unregister(sa)

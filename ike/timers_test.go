@@ -15,7 +15,7 @@ func TestAutomaticRekeys(t *testing.T) {
 		ca.RekeyTime, cb.RekeyTime = 60*time.Millisecond, 90*time.Millisecond
 		ca.IKERekeyTime, cb.IKERekeyTime = 200*time.Millisecond, 300*time.Millisecond
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
@@ -50,14 +50,17 @@ func TestAutomaticRekeys(t *testing.T) {
 func TestDeadPeer(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, cfgA, _ *Config) {
 		ca.DPDDelay = 50 * time.Millisecond
-		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 20*time.Millisecond, 2
+		// A retransmission budget (≈ 1.2 s) far above an answer's time
+		// even on a loaded machine: a live peer is never taken for dead.
+		cfgA.RetransmitTimeout, cfgA.RetransmitTries = 200*time.Millisecond, 2
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	// While the peer answers, DPD keeps the SA.
-	time.Sleep(200 * time.Millisecond)
-	if len(p.a.SAs()) != 1 {
+	// While the peer answers, DPD keeps the SA: liveness checks go out
+	// and come back.
+	waitFor(t, func() bool { return p.a.Stats().PacketsSent >= 6 })
+	if len(p.a.SAs()) != 1 || p.a.Stats().HandshakesFailed["dead_peer"] != 0 {
 		t.Fatal("SA removed while the peer was alive")
 	}
 	p.ba.Filter = func([]byte) bool { return false } // the peer is gone
@@ -73,7 +76,7 @@ func TestDeadPeer(t *testing.T) {
 // Child SA; a hard expiry deletes it on both sides.
 func TestSoftExpireRekeys(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	old := p.memA.SAs()[0]
@@ -96,7 +99,7 @@ func TestSoftExpireRekeys(t *testing.T) {
 // plane never lacks an SA pair for the selectors (make-before-break).
 func TestReauthentication(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.ReauthTime = 150 * time.Millisecond })
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +144,7 @@ func TestChildLifetimeToDataPlane(t *testing.T) {
 	p := newPair(t, func(ca, _ *Connection, _, _ *Config) {
 		ca.RekeyBytes, ca.LifeBytes, ca.RekeyTime = 1<<20, 2<<20, time.Hour
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range p.memA.SAs() {

@@ -346,7 +346,7 @@ func (d *iked) SAs() ([]ike.SAInfo, error) {
 // Initiate runs ikectl initiate CONN (which waits for the handshake) and
 // returns its output.
 func (d *iked) Initiate(conn string) (string, error) {
-	return d.ikectl(30*time.Second, "initiate", conn)
+	return d.ikectl(30*time.Second, "initiate", "--new", conn)
 }
 
 // Terminate runs ikectl terminate TARGET (a connection or an SA ID).

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 )
 
 // Protocol is the IPsec protocol of an SA.
@@ -105,7 +105,7 @@ type SA struct {
 	// 0 means the backend's default.
 	ReplayWindow uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
-	LocalTS, RemoteTS []wire.TrafficSelector
+	LocalTS, RemoteTS []ipsec.TrafficSelector
 	// Installed is when the SA was added.
 	Installed time.Time
 }
@@ -126,6 +126,13 @@ type Counters struct {
 }
 
 // Backend is a data plane that holds SAs.
+//
+// The key-exchange engines call a backend's methods with an SA's lock held
+// (docs/design.md, "Locks"): an implementation must not call back into an
+// engine, must take only its own locks, and must return promptly (a
+// netlink round trip, not a wait on the network). Events are delivered on
+// the Events channel from the backend's own goroutine, with none of its
+// locks held.
 type Backend interface {
 	// Name is the config name of the backend ("memory", "xfrm", "userspace").
 	Name() string

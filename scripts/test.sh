@@ -47,5 +47,10 @@ echo "== gosec"
 # scripts/gosec.json; every #nosec in the code names its rule and says why.
 go run github.com/securego/gosec/v2/cmd/gosec@v2.30.0 -quiet -conf scripts/gosec.json ./...
 
+echo "== go test -race (engines, data plane, auth, policy, control)"
+# The packages whose goroutines share state run under the race detector too;
+# TestConcurrencyStress (ike) is the lock discipline's test (docs/design.md).
+go test -race -count=1 -timeout 20m "$@" ./ike/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
+
 echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...

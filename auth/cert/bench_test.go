@@ -39,7 +39,7 @@ func BenchmarkHandshakeCert(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := pr.a.Initiate(ctx, "a-b"); err != nil {
+				if _, err := pr.a.InitiateNew(ctx, "a-b"); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()

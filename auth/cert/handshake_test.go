@@ -53,7 +53,7 @@ func (r *recorder) get(initiator bool) Scheme {
 // established IKE SA with one Child SA.
 func establish(t *testing.T, p *pair) {
 	t.Helper()
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
 	}
@@ -122,7 +122,7 @@ func TestHandshakeDNAndIPIdentities(t *testing.T) {
 		t.Fatalf("default identity of a certificate with a subject: type %d", idA.IDType)
 	}
 	pr := newPair(t, ma, mb, ike.IdentityFromPayload(idA), ike.IdentityFromPayload(&wire.ID{IDType: wire.IDIPv4Addr, Data: addrB.Addr().AsSlice()}), slog.LevelInfo)
-	if _, err := pr.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := pr.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("initiate: %v\n%s\n%s", err, pr.logA, pr.logB)
 	}
 }
@@ -131,7 +131,7 @@ func TestHandshakeDNAndIPIdentities(t *testing.T) {
 // error and both logs.
 func refusal(t *testing.T, pr *pair) (string, error) {
 	t.Helper()
-	_, err := pr.a.Initiate(ctxT(t), "a-b")
+	_, err := pr.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil {
 		t.Fatal("handshake succeeded, want a refusal")
 	}

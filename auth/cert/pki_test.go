@@ -28,11 +28,11 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 // Test keys are generated once per kind: RSA-4096 takes seconds.

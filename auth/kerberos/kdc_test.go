@@ -18,11 +18,11 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/auth/kerberos/kdctest"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 const testRealm = "EXAMPLE.TEST"
@@ -156,7 +156,7 @@ func TestKerberosHandshake(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
 	}
@@ -169,7 +169,7 @@ func TestKerberosHandshake(t *testing.T) {
 	}
 	// A second handshake uses the cached ticket: no KDC round trip.
 	mid := ReadStats()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	after := ReadStats()
@@ -199,7 +199,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 		return n
 	}
 	before := count()
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil {
 		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
 	}
@@ -255,7 +255,7 @@ func TestKerberosRefusals(t *testing.T) {
 	t.Run("initiator without a KDC", func(t *testing.T) {
 		ma, mb := r.methods(t, func(a, b *Options) { a.KDCs = []string{"127.0.0.1:1"} })
 		p := newPair(t, ma, mb)
-		_, err := p.a.Initiate(ctxT(t), "a-b")
+		_, err := p.a.InitiateNew(ctxT(t), "a-b")
 		if err == nil || !strings.Contains(err.Error(), "no KDC reachable") {
 			t.Fatalf("err %v, want a clear KDC error", err)
 		}
@@ -271,7 +271,7 @@ func TestKerberosSkewResync(t *testing.T) {
 	ma.clockShift.Store(int64(-20 * time.Minute))
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("initiate: %v\n%s\n%s", err, p.logA, p.logB)
 	}
 	p.established(t)
@@ -292,7 +292,7 @@ func TestKerberosKeyRotation(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	r.kdc.Rotate("host/b.example.test")
@@ -306,7 +306,7 @@ func TestKerberosKeyRotation(t *testing.T) {
 	reloads := ReadStats().KeytabReloads
 	r.kdc.Kadmin("ktadd -k " + r.ktB + " host/b.example.test")
 	ma.FlushTickets()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("after keytab update: %v\n%s", err, p.logB)
 	}
 	if ReadStats().KeytabReloads == reloads {
@@ -321,7 +321,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh keytab with only the new key version.
@@ -330,7 +330,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	_, mb2 := r.methods(t, func(a, b *Options) { b.Keytab = fresh })
 	p2 := newPair(t, ma, mb2)
 	before := ReadStats()
-	if _, err := p2.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p2.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("%v\n%s", err, p2.logB)
 	}
 	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.logB.String(), "KRB_AP_ERR_BADKEYVER") {
@@ -382,7 +382,7 @@ func TestKerberosReplay(t *testing.T) {
 	rec := &recorder{Method: ma}
 	p := newPair(t, rec, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	captured := rec.proofs[0][0].(*wire.Cert)
@@ -402,7 +402,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	saBefore := p.a.SAs()
@@ -410,7 +410,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	ma.FlushTickets()
 	withPackageLog(t, p)
 	start := time.Now()
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil || !strings.Contains(err.Error(), "no KDC reachable") || !strings.Contains(err.Error(), "host/b.example.test@EXAMPLE.TEST") {
 		t.Fatalf("err %v, want a clear KDC error", err)
 	}
@@ -427,7 +427,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	}
 	// The KDC comes back: initiation works again.
 	r.kdc.Restart()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 	"github.com/jcmturner/gokrb5/v8/iana/errorcode"
 )
 

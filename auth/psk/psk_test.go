@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/iked/iked/auth"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 const testSecret = "correct-horse-battery-staple"

@@ -21,8 +21,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // Options describe one flood.

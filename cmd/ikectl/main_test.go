@@ -25,7 +25,9 @@ type fakeDaemon struct {
 
 func (f *fakeDaemon) SAs() []ike.SAInfo { return f.sas }
 
-func (f *fakeDaemon) Initiate(_ context.Context, conn string) ([]ike.SAInfo, error) {
+func (f *fakeDaemon) ExchangeTimeout() time.Duration { return time.Second }
+
+func (f *fakeDaemon) Initiate(_ context.Context, conn string, _ bool) ([]ike.SAInfo, error) {
 	f.initiated = append(f.initiated, conn)
 	if conn != "site-a" {
 		return nil, errors.New("no connection named \"" + conn + "\"")

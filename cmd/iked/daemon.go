@@ -20,10 +20,11 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transport"
+	"github.com/iked/iked/vici"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,6 +44,9 @@ type daemon struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// connMu serialises what gives the engine its connections: SIGHUP,
+	// VICI's reload-settings and load-conn.
+	connMu sync.Mutex
 
 	dp      *dataPlane
 	db      *sadb.DB
@@ -50,6 +54,8 @@ type daemon struct {
 	engine  *ike.Engine
 	control *control.Server
 	metrics *http.Server
+	vici    *vici.Server // nil unless vici_socket is set
+	logTap  *vici.LogTap // feeds VICI's log events
 }
 
 func checkConfig(path string) int {
@@ -121,7 +127,9 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now()}
+	d.logTap = vici.NewLogTap(newLogger(cfg.Log, os.Stderr).Handler())
+	d.log = slog.New(d.logTap.Handler())
 	logWarnings(d.log, cfg)
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
@@ -147,7 +155,7 @@ func newDaemon(path string) (*daemon, error) {
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
-		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
+		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase, MaxMessageSize: cfg.IKE.MaxMessageSize,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
 		ForceEncap: d.dp.forceEncap, HalfOpenPerPeer: cfg.IKE.HalfOpenPerPeer,
@@ -223,6 +231,10 @@ func (d *daemon) serve() (err error) {
 			d.log.Error("control socket failed", "err", err)
 		}
 	}()
+	if err := d.startVICI(); err != nil {
+		_ = d.control.Close()
+		return err
+	}
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
@@ -274,6 +286,9 @@ func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	_ = d.control.Close()
+	if d.vici != nil {
+		_ = d.vici.Close()
+	}
 	err := d.engine.Shutdown(ctx)
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
@@ -295,10 +310,18 @@ func (d *daemon) shutdown() error {
 
 // reload re-reads the configuration; on error the running one stays.
 func (d *daemon) reload() {
+	if err := d.reloadConfig(); err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+	}
+}
+
+// reloadConfig is reload, returning why a configuration was refused.
+func (d *daemon) reloadConfig() error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	cfg, err := config.Load(d.configPath)
 	if err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	logWarnings(d.log, cfg)
 	d.mu.Lock()
@@ -307,22 +330,21 @@ func (d *daemon) reload() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
+		return err
 	}
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
 	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog ||
+		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket ||
 		old.ControlSocketGID != cfg.ControlSocketGID || old.ControlSocketMode != cfg.ControlSocketMode {
-		d.log.Warn("listen, control_socket (and its group and mode), metrics_listen, backend and key_log changes take effect at restart")
+		d.log.Warn("listen, control_socket (and its group and mode), vici_socket, metrics_listen, backend and key_log changes take effect at restart")
 	}
 	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
+	return nil
 }
 
 // logWarnings logs the configuration's warnings (config.Warning): set-ups
@@ -351,8 +373,16 @@ func sameAddrs(a, b []netip.AddrPort) bool {
 func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
 
 // Initiate implements control.Handler.
-func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
+func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	if fresh {
+		return d.engine.InitiateNew(ctx, name)
+	}
 	return d.engine.Initiate(ctx, name)
+}
+
+// ExchangeTimeout implements control.Handler.
+func (d *daemon) ExchangeTimeout() time.Duration {
+	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.

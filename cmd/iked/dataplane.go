@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/iked/iked/config"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
 	"github.com/iked/iked/sadb/userspace"
 	"github.com/iked/iked/sadb/xfrm"
+	"github.com/iked/iked/transport"
 )
 
 // dataPlane is the chosen backend and what the IKE sockets need from it.

@@ -10,12 +10,12 @@ import (
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/policy/xfrmpolicy"
 	"github.com/iked/iked/sadb/userspace"
 	"github.com/iked/iked/sadb/xfrm"
+	"github.com/iked/iked/transform"
 )
 
 // newAgent builds the policy agent for the assigned policy; nil when no
@@ -96,6 +96,9 @@ func (d *daemon) allConnections(cfg *config.Config) []*ike.Connection {
 	conns := engineConnections(cfg)
 	if d.agent != nil {
 		conns = append(conns, d.agent.Connections()...)
+	}
+	if d.vici != nil {
+		conns = append(conns, d.vici.Connections()...)
 	}
 	return conns
 }

@@ -15,8 +15,8 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transform"
 )
 
 // maxSAInitRestarts bounds COOKIE and INVALID_KE_PAYLOAD restarts, so that a

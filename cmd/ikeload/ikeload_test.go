@@ -16,11 +16,11 @@ import (
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/bench/flood"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
+	"github.com/iked/iked/transform"
+	"github.com/iked/iked/transport"
 )
 
 const testSecret = "correct horse battery staple"

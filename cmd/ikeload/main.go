@@ -39,7 +39,7 @@ import (
 	"github.com/iked/iked/auth/cert"
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // listFlag is a repeatable flag; each value may also hold a comma list.

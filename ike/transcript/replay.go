@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iked/iked/ike/transport"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/transport"
 )
 
 // natTPort is the port whose datagrams carry the non-ESP marker.

@@ -13,7 +13,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/transport"
 )
 
 // Transcript is one recorded session.

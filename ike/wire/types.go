@@ -7,9 +7,7 @@
 // input buffer; callers that keep them past the buffer's life must copy.
 package wire
 
-import (
-	"net/netip"
-)
+import "github.com/iked/iked/ipsec"
 
 // HeaderLen is the length of the fixed IKE header (RFC 7296 §3.1).
 const HeaderLen = 28
@@ -237,25 +235,19 @@ type VendorID struct {
 	Data []byte
 }
 
-// TSType is a Traffic Selector Type (§3.13.1).
-type TSType uint8
+// TSType is a Traffic Selector Type (§3.13.1), shared with the data plane
+// (package ipsec).
+type TSType = ipsec.TSType
 
 // Traffic selector types.
 const (
-	TSIPv4AddrRange TSType = 7
-	TSIPv6AddrRange TSType = 8
+	TSIPv4AddrRange = ipsec.TSIPv4AddrRange
+	TSIPv6AddrRange = ipsec.TSIPv6AddrRange
 )
 
-// TrafficSelector is one traffic selector (§3.13.1). StartAddr and EndAddr
-// are both IPv4 for TSIPv4AddrRange and both IPv6 for TSIPv6AddrRange.
-type TrafficSelector struct {
-	Type       TSType
-	IPProtocol uint8 // 0 = any
-	StartPort  uint16
-	EndPort    uint16
-	StartAddr  netip.Addr
-	EndAddr    netip.Addr
-}
+// TrafficSelector is one traffic selector (§3.13.1), the type both IKE
+// versions and the data plane share (package ipsec).
+type TrafficSelector = ipsec.TrafficSelector
 
 // TS is a Traffic Selector payload, TSi or TSr (§3.13).
 type TS struct {

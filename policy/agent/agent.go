@@ -22,10 +22,10 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // Engine is what the agent needs of the IKE engine.

@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/iked/iked/ike/transport"
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/userspace/esp"
+	"github.com/iked/iked/transport"
 	"golang.org/x/sys/unix"
 )
 
@@ -307,7 +307,7 @@ func (b *Backend) AddSA(in *sadb.SA) error {
 	return nil
 }
 
-func routesCover(ts []wire.TrafficSelector, x netip.Addr) bool {
+func routesCover(ts []ipsec.TrafficSelector, x netip.Addr) bool {
 	x = x.Unmap()
 	for _, s := range ts {
 		if s.StartAddr.Unmap().Is4() == x.Is4() && !x.Less(s.StartAddr.Unmap()) && !s.EndAddr.Unmap().Less(x) {
@@ -369,7 +369,7 @@ func (b *Backend) newSA(in *sadb.SA) (*sa, error) {
 	return s, nil
 }
 
-func unmapTS(ts []wire.TrafficSelector) []wire.TrafficSelector {
+func unmapTS(ts []ipsec.TrafficSelector) []ipsec.TrafficSelector {
 	out := slices.Clone(ts)
 	for i := range out {
 		out[i].StartAddr, out[i].EndAddr = out[i].StartAddr.Unmap(), out[i].EndAddr.Unmap()
@@ -418,7 +418,7 @@ func (b *Backend) AddPolicy(p *sadb.Policy) error {
 	// catch-all selector does not capture IKE or clear traffic.
 	if p.Direction == sadb.Out && p.Action == sadb.Protect && p.ReqID != 0 {
 		dst := p.Selector.Dst.Masked()
-		ts := []wire.TrafficSelector{{StartAddr: dst.Addr(), EndAddr: lastAddr(dst), EndPort: 0xffff}}
+		ts := []ipsec.TrafficSelector{{StartAddr: dst.Addr(), EndAddr: lastAddr(dst), EndPort: 0xffff}}
 		var err error
 		if np.routes, err = routesFor(ts, p.TunnelDst); err != nil {
 			return fmt.Errorf("userspace: policy %s: %w", p.Selector, err)

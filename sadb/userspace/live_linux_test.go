@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/userspace/esp"
 )
@@ -86,13 +86,13 @@ func inNS(name string, f func() error) error {
 	return <-errc
 }
 
-func prefixTS(p string) []wire.TrafficSelector {
+func prefixTS(p string) []ipsec.TrafficSelector {
 	pp := netip.MustParsePrefix(p)
-	typ := wire.TSIPv4AddrRange
+	typ := ipsec.TSIPv4AddrRange
 	if pp.Addr().Is6() {
-		typ = wire.TSIPv6AddrRange
+		typ = ipsec.TSIPv6AddrRange
 	}
-	return []wire.TrafficSelector{{Type: typ, StartAddr: pp.Addr(), EndAddr: lastAddr(pp), EndPort: 0xffff}}
+	return []ipsec.TrafficSelector{{Type: typ, StartAddr: pp.Addr(), EndAddr: lastAddr(pp), EndPort: 0xffff}}
 }
 
 func testKey(n int, seed byte) sadb.Key {

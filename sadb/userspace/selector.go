@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 	"github.com/iked/iked/sadb"
 )
 
@@ -80,7 +80,7 @@ func parseFlow(p []byte, f *flow) error {
 }
 
 // tsMatch says whether addr, proto and port fall in one of the selectors.
-func tsMatch(ts []wire.TrafficSelector, addr netip.Addr, proto uint8, port uint16, opaque bool) bool {
+func tsMatch(ts []ipsec.TrafficSelector, addr netip.Addr, proto uint8, port uint16, opaque bool) bool {
 	for i := range ts {
 		s := &ts[i]
 		if s.IPProtocol != 0 && s.IPProtocol != proto {
@@ -177,7 +177,7 @@ func sibling(p netip.Prefix) netip.Prefix {
 // routesFor returns the prefixes to route into the TUN device for remote
 // selectors, leaving out every address in avoid (the peer's IKE and ESP
 // address must keep its ordinary route).
-func routesFor(ts []wire.TrafficSelector, avoid ...netip.Addr) ([]netip.Prefix, error) {
+func routesFor(ts []ipsec.TrafficSelector, avoid ...netip.Addr) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range ts {
 		ps, err := rangePrefixes(s.StartAddr.Unmap(), s.EndAddr.Unmap())

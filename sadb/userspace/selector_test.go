@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ipsec"
 )
 
 func TestRangePrefixes(t *testing.T) {
@@ -34,7 +34,7 @@ func TestRangePrefixes(t *testing.T) {
 // except for the peer's own address, so IKE and ESP keep their route.
 func TestRoutesAvoidPeer(t *testing.T) {
 	peer := netip.MustParseAddr("192.0.2.2")
-	ts := []wire.TrafficSelector{{Type: wire.TSIPv4AddrRange, StartAddr: netip.MustParseAddr("0.0.0.0"), EndAddr: netip.MustParseAddr("255.255.255.255"), EndPort: 0xffff}}
+	ts := []ipsec.TrafficSelector{{Type: ipsec.TSIPv4AddrRange, StartAddr: netip.MustParseAddr("0.0.0.0"), EndAddr: netip.MustParseAddr("255.255.255.255"), EndPort: 0xffff}}
 	ps, err := routesFor(ts, peer)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestRoutesAvoidPeer(t *testing.T) {
 			t.Errorf("%s not routed", a)
 		}
 	}
-	ps, _ = routesFor([]wire.TrafficSelector{{StartAddr: netip.MustParseAddr("10.2.0.0"), EndAddr: netip.MustParseAddr("10.2.0.255")}}, peer)
+	ps, _ = routesFor([]ipsec.TrafficSelector{{StartAddr: netip.MustParseAddr("10.2.0.0"), EndAddr: netip.MustParseAddr("10.2.0.255")}}, peer)
 	if len(ps) != 1 || ps[0] != netip.MustParsePrefix("10.2.0.0/24") {
 		t.Fatalf("unrelated selector changed: %v", ps)
 	}
@@ -73,8 +73,8 @@ func TestParseFlowAndMatch(t *testing.T) {
 	if f.src != netip.MustParseAddr("10.1.0.1") || f.dst != netip.MustParseAddr("10.2.0.1") || f.proto != 17 || f.srcPort != 1234 || f.dstPort != 53 || f.opaque {
 		t.Fatalf("%+v", f)
 	}
-	ts := func(a, b string, proto uint8, lo, hi uint16) []wire.TrafficSelector {
-		return []wire.TrafficSelector{{IPProtocol: proto, StartAddr: netip.MustParseAddr(a), EndAddr: netip.MustParseAddr(b), StartPort: lo, EndPort: hi}}
+	ts := func(a, b string, proto uint8, lo, hi uint16) []ipsec.TrafficSelector {
+		return []ipsec.TrafficSelector{{IPProtocol: proto, StartAddr: netip.MustParseAddr(a), EndAddr: netip.MustParseAddr(b), StartPort: lo, EndPort: hi}}
 	}
 	if !tsMatch(ts("10.2.0.0", "10.2.0.255", 0, 0, 0xffff), f.dst, f.proto, f.dstPort, f.opaque) {
 		t.Error("any-port selector")

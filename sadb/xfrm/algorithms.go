@@ -3,7 +3,7 @@ package xfrm
 import (
 	"fmt"
 
-	"github.com/iked/iked/ike/transform"
+	"github.com/iked/iked/transform"
 )
 
 // encrAlg is how the kernel names an IKEv2 encryption transform.

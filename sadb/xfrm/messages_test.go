@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // The tests below check the messages against the kernel's layouts with

@@ -40,8 +40,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/iked/iked/ike/transform"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 // ErrNoESP is returned when the kernel has XFRM but cannot hold ESP SAs

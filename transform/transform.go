@@ -1,6 +1,8 @@
-// Package transform is the registry of IKEv2 transforms keyed by their IANA
-// IDs (RFC 7296 §3.3.2): encryption, pseudo-random functions, integrity
-// algorithms and Diffie-Hellman groups; the key schedule built on them
+// Package transform is the registry of the cryptographic transforms that
+// both key-exchange engines and the data plane share, keyed by their IKEv2
+// IANA IDs (RFC 7296 §3.3.2): encryption, pseudo-random functions,
+// integrity algorithms and Diffie-Hellman groups. It also holds IKEv2's key
+// schedule built on them
 // (prf+, SKEYSEED, Child SA KEYMAT, §2.13-2.17); the SK payload protection
 // (§3.14, RFC 5282, RFC 7634); and proposal strings in strongSwan's syntax.
 //

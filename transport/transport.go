@@ -1,4 +1,5 @@
-// Package transport is the engine's boundary to the network: a Bind sends
+// Package transport is the key-exchange engines' boundary to the network
+// (IKEv2 and IKEv1 alike, and the userspace data plane's IKE socket): a Bind sends
 // and receives IKE datagrams on one local address. UDP binds are real
 // sockets; Pipe makes connected in-memory binds for tests and benchmarks.
 package transport
