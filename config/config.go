@@ -73,6 +73,10 @@ type Config struct {
 	Policy *policy.Policy
 	// PolicyOptions are the policy section's other settings.
 	PolicyOptions PolicyOptions
+	// PolicySource, when set, says that the assigned policy comes from
+	// the directory (policy.source: ldap): Policy is then nil until the
+	// daemon has read it.
+	PolicySource *PolicySource
 	// Warnings are weaknesses of a configuration that loads, such as a
 	// short PSK (security.go); the daemon logs them.
 	Warnings []Warning

@@ -43,7 +43,7 @@ const (
 )
 
 var (
-	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table"}
+	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "source", "ldap"}
 	customKeys     = []string{"description", "rules", "default_response"}
 	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "authentication", "connection_type", "tunnel"}
 	filterListKeys = []string{"description", "filters"}
@@ -107,12 +107,19 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	var fallbackDelay time.Duration
 	var exempt []netip.Prefix
 	var kdcs []netip.Addr
+	var source string
+	var sourceNode, ldapNode *yaml.Node
 	for _, p := range pairs {
 		name := "policy." + p.key
 		switch p.key {
 		case "assign":
 			assign, _ = w.str(p.vNode, name)
 			assignNode = p.vNode
+		case "source":
+			source, _ = w.oneOf(p.vNode, name, "file", "ldap")
+			sourceNode = p.vNode
+		case "ldap":
+			ldapNode = p.vNode
 		case "authentication":
 			authNames = w.authRefs(p.vNode, name, cfg)
 		case "security_methods":
@@ -168,6 +175,11 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 				}
 			}
 		}
+	}
+	if source == "ldap" || ldapNode != nil {
+		w.policySource(refs, cfg, sourceNode, source, ldapNode, assignNode, PolicySource{Authentication: authNames,
+			SecurityMethods: methods, FallbackDelay: fallbackDelay, Exempt: exempt, KDCs: kdcs})
+		return
 	}
 	if assignNode == nil {
 		w.errorf(refs.section, "policy: missing key \"assign\" (a built-in policy: %s, or a name under policies)", strings.Join(policy.BuiltinNames(), ", "))

@@ -16,6 +16,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -45,6 +46,12 @@ const (
 	// every peer known when Target is empty, whether traffic is secured,
 	// in clear (and why) or blocked.
 	CommandPeers = "peers"
+	// CommandPolicySource tells where the assigned policy came from (the
+	// directory or the cache) and when it was last read.
+	CommandPolicySource = "policy-source"
+	// CommandPolicyExport writes the assigned policy as MS-GPIPSEC LDIF,
+	// under the base DN in Request.Target (default the directory's).
+	CommandPolicyExport = "policy-export"
 )
 
 // DefaultSocket is where iked creates its control socket unless configured
@@ -94,6 +101,24 @@ type Response struct {
 	Policy *agent.PolicyInfo `json:"policy,omitempty"`
 	// Peers answers "peers".
 	Peers []agent.PeerStatus `json:"peers,omitempty"`
+	// PolicySource answers "policy-source" (adsource.Status as JSON).
+	PolicySource json.RawMessage `json:"policy_source,omitempty"`
+	// Export answers "policy-export": the LDIF, and what it cannot carry.
+	Export *PolicyExport `json:"export,omitempty"`
+}
+
+// PolicyExport is the assigned policy as MS-GPIPSEC objects.
+type PolicyExport struct {
+	LDIF  string   `json:"ldif"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// PolicySourceHandler is implemented by a Handler whose policy can come
+// from a directory; the server answers "policy-source" and
+// "policy-export" through it.
+type PolicySourceHandler interface {
+	PolicySource() (json.RawMessage, error)
+	PolicyExport(baseDN string) (*PolicyExport, error)
 }
 
 // Status is the daemon's overall state, answered to "status".

@@ -435,6 +435,20 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			return Response{Error: err.Error()}
 		}
 		resp.Peers = peers
+	case CommandPolicySource, CommandPolicyExport:
+		ph, ok := s.h.(PolicySourceHandler)
+		if !ok {
+			return Response{Error: "this daemon has no policy source"}
+		}
+		var err error
+		if req.Command == CommandPolicySource {
+			resp.PolicySource, err = ph.PolicySource()
+		} else {
+			resp.Export, err = ph.PolicyExport(req.Target)
+		}
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
 	case "":
 		return Response{Error: "missing command"}
 	default:

@@ -255,6 +255,13 @@ func (m *Method) LocalIdentity() *wire.ID {
 	return &wire.ID{IDType: m.localID.IDType, Data: append([]byte(nil), m.localID.Data...)}
 }
 
+// TrustAnchors returns the configured CA certificates, the roots a
+// peer's chain must end in (a directory policy names its certificate
+// methods by CA).
+func (m *Method) TrustAnchors() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), m.rootCerts...)
+}
+
 // Certificate returns this side's end-entity certificate.
 func (m *Method) Certificate() *x509.Certificate { return m.leaf }
 

@@ -32,6 +32,8 @@ Commands:
   rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
   status [--json]         show the daemon's status and connections
   policy [--json]         show the assigned IPsec policy and its rules
+  policy --source [--json]  where the policy came from (the directory or its cache), when read
+  policy export --ldif [--base-dn DN]  the policy as MS-GPIPSEC objects to import
   peers [ADDR] [--protocol P] [--port N] [--json]
                           is traffic with ADDR (or every known peer) secured,
                           in clear (by permit, fallback, no rule) or blocked?

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transport"
@@ -44,11 +46,14 @@ type daemon struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
-	// connMu serialises what gives the engine its connections: SIGHUP,
-	// VICI's reload-settings and load-conn.
+	// connMu serialises what gives the engine its connections and the
+	// agent its policy: SIGHUP, VICI's reload-settings and load-conn, and
+	// directory policy changes. Only they take it, never anything the
+	// engine or the agent calls back.
 	connMu sync.Mutex
 
 	dp      *dataPlane
+	dir     *directory // nil unless policy.source is ldap
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
@@ -66,6 +71,10 @@ func checkConfig(path string) int {
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	if cfg.PolicySource != nil {
+		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), policyRef(cfg.PolicySource))
+		return 0
 	}
 	if cfg.Policy != nil {
 		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
@@ -132,6 +141,13 @@ func newDaemon(path string) (*daemon, error) {
 	d.log = slog.New(d.logTap.Handler())
 	logWarnings(d.log, cfg)
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
+	if cfg.PolicySource != nil {
+		// The directory's policy, or the cached one, before anything else:
+		// the host must not run without its policy.
+		if d.dir, err = newDirectory(context.Background(), cfg, d); err != nil {
+			return nil, err
+		}
+	}
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
 	}
@@ -249,6 +265,9 @@ func (d *daemon) serve() (err error) {
 		if d.agent != nil {
 			more = append(more, metrics.NewPolicyCollector(d.agent))
 		}
+		if d.dir != nil {
+			more = append(more, adsource.NewCollector(d.dir.source))
+		}
 		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -266,6 +285,10 @@ func (d *daemon) serve() (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d.engine.StartConnections(ctx)
+	if d.dir != nil {
+		d.dir.start(d)
+		defer d.dir.stop()
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -324,6 +347,15 @@ func (d *daemon) reloadConfig() error {
 		return err
 	}
 	logWarnings(d.log, cfg)
+	if (cfg.PolicySource == nil) != (d.dir == nil) {
+		return errors.New("changing policy.source takes effect at restart")
+	}
+	if d.dir != nil {
+		// The running directory policy, mapped with the new methods.
+		if err := d.dir.rebuild(cfg); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()

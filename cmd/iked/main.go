@@ -3,6 +3,7 @@
 //
 //	iked --config /etc/iked/iked.yaml
 //	iked --check-config /etc/iked/iked.yaml
+//	iked --check-policy-ldap /etc/iked/iked.yaml
 //
 // SIGTERM or SIGINT deletes every IKE SA (telling the peers), removes all
 // SAs from the data plane and exits 0. SIGHUP reloads the configuration's
@@ -28,6 +29,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("iked", flag.ContinueOnError)
 	configPath := fs.String("config", "/etc/iked/iked.yaml", "configuration `file`")
 	checkPath := fs.String("check-config", "", "validate the configuration `file` and exit")
+	checkLDAP := fs.String("check-policy-ldap", "", "read the directory's policy as the configuration `file` says (policy.source: ldap), show it and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -45,6 +47,8 @@ func run(args []string) int {
 		return 0
 	case *checkPath != "":
 		return checkConfig(*checkPath)
+	case *checkLDAP != "":
+		return checkPolicyLDAP(*checkLDAP)
 	}
 	d, err := newDaemon(*configPath)
 	if err != nil {
