@@ -94,6 +94,14 @@ type Config struct {
 	// HalfOpenTimeout bounds how long a responder keeps an IKE SA that has
 	// not completed IKE_AUTH. Default 30s.
 	HalfOpenTimeout time.Duration
+	// HalfOpenPerPeer bounds the half-open responder IKE SAs of one peer
+	// address; 0 means no limit. AuthFailureLimit AUTHENTICATION_FAILED
+	// answers to one address within AuthFailureWindow block its
+	// IKE_SA_INIT requests for AuthFailureWindow; 0 turns that off.
+	// See authlimit.go.
+	HalfOpenPerPeer   int
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// RetransmitTimeout is the first retransmission timeout; each next one
 	// is multiplied by RetransmitBase; after RetransmitTries retransmissions
 	// the exchange fails. Defaults 2s, 1.8, 5.

@@ -69,6 +69,7 @@ type Engine struct {
 	suites sync.Map
 
 	halfOpenCount atomic.Int64
+	limits        peerLimits // per-address limits (authlimit.go)
 	nextID        atomic.Uint64
 	nextReqID     atomic.Uint32
 	stats         *counters

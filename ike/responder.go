@@ -71,6 +71,9 @@ func (hs *saInitResponder) handshake() error {
 	if err := hs.checkCookie(); err != nil {
 		return err
 	}
+	if err := hs.eng.allowInit(hs.from.Addr()); err != nil { // authlimit hook
+		return err
+	}
 	if err := hs.chooseProposal(); err != nil {
 		return err
 	}
@@ -262,6 +265,7 @@ func (hs *saInitResponder) createSA() error {
 	// Every field is set before the SA is published: from then on other
 	// goroutines (a Terminate, the next message) read it under its lock.
 	e.halfOpenCount.Add(1)
+	e.halfOpenAdded(sa.initKey.peer.Addr()) // authlimit hook
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
 	e.sas.put(sa)
 	e.sas.putHalfOpen(sa)
@@ -330,6 +334,9 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 		return hs.finish()
 	}
 	r := asRefusal(err, wire.NotifyAuthenticationFailed)
+	if r.notify != nil && r.notify.Code == wire.NotifyAuthenticationFailed { // authlimit hook
+		sa.eng.authFailed(sa.initKey.peer.Addr())
+	}
 	sa.eng.observeFailure(sa.remote.Addr(), false, r.failure)
 	pkt := sa.answer(wire.IKE_AUTH, "IKE_AUTH failed", r)
 	sa.destroyLocked("IKE_AUTH failed")
@@ -511,6 +518,7 @@ func (hs *authResponder) finish() [][]byte {
 func (sa *ikeSA) establish() {
 	if !sa.initiator {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 		if sa.halfOpenTimer != nil {
 			sa.halfOpenTimer.Stop()
 		}

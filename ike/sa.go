@@ -670,6 +670,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	wasHalfOpen := !sa.initiator && sa.state < stateEstablished
 	if wasHalfOpen {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 	}
 	if sa.saHandshake != nil && sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()

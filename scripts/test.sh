@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, staticcheck, unit tests, fuzz seed
+# The whole test suite: formatting, vet, staticcheck, gosec, unit tests, fuzz seed
 # corpora, and the end-to-end tests with real processes. On a fresh Debian
 # machine run as root it first installs the packages the suite needs.
 # Under CI=true a test that needs something missing fails instead of skipping.
@@ -42,6 +42,11 @@ go vet ./...
 echo "== staticcheck"
 command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 staticcheck ./...
+
+echo "== gosec"
+# The security linter, pinned. Its exclusions, each with its reason, are in
+# scripts/gosec.json; every #nosec in the code names its rule and says why.
+go run github.com/securego/gosec/v2/cmd/gosec@v2.30.0 -quiet -conf scripts/gosec.json ./...
 
 echo "== go test -race (engines, data plane, auth, policy, control)"
 # The packages whose goroutines share state run under the race detector too;

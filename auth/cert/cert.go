@@ -23,7 +23,7 @@ package cert
 
 import (
 	"crypto"
-	"crypto/sha1"
+	"crypto/sha1" // #nosec G505 -- SHA-1 for CERTREQ hashes and AUTH method 1, as RFC 7296 defines them (trust.go, sig.go)
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"

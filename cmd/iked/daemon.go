@@ -69,6 +69,9 @@ func checkConfig(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	if cfg.PolicySource != nil {
 		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), policyRef(cfg.PolicySource))
 		return 0
@@ -117,12 +120,12 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 // openKeyLog opens the opt-in key log, private to its owner: it holds
 // every session key.
 func openKeyLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // #nosec G304 -- the key log path is the administrator's (key_log); created 0600
 	if err != nil {
 		return nil, err
 	}
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -136,6 +139,7 @@ func newDaemon(path string) (*daemon, error) {
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now()}
 	d.logTap = vici.NewLogTap(newLogger(cfg.Log, os.Stderr).Handler())
 	d.log = slog.New(d.logTap.Handler())
+	logWarnings(d.log, cfg)
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if cfg.PolicySource != nil {
 		// The directory's policy, or the cached one, before anything else:
@@ -170,7 +174,8 @@ func newDaemon(path string) (*daemon, error) {
 		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase, MaxMessageSize: cfg.IKE.MaxMessageSize,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
-		ForceEncap: d.dp.forceEncap,
+		ForceEncap: d.dp.forceEncap, HalfOpenPerPeer: cfg.IKE.HalfOpenPerPeer,
+		AuthFailureLimit: cfg.IKE.AuthFailureLimit, AuthFailureWindow: cfg.IKE.AuthFailureWindow,
 	})
 	if err != nil {
 		_ = d.db.Close()
@@ -186,7 +191,7 @@ func (d *daemon) serve() (err error) {
 	defer func() {
 		if err != nil {
 			for _, b := range binds {
-				b.Close()
+				_ = b.Close()
 			}
 		}
 	}()
@@ -219,7 +224,7 @@ func (d *daemon) serve() (err error) {
 		}
 		if d.dp.prepare != nil {
 			if err := d.dp.prepare(u, addr.Port() == natTPort); err != nil {
-				u.Close()
+				_ = u.Close()
 				return fmt.Errorf("listen %s: %s data plane: %w", addr, d.dp.name, err)
 			}
 		}
@@ -229,10 +234,11 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
-	d.control, err = control.Listen(cfg.ControlSocket, d, d.log)
+	d.control, err = control.ListenWith(cfg.ControlSocket, d, d.log, control.Options{
+		Mode: cfg.ControlSocketMode, SetGID: cfg.ControlSocketGID >= 0, GID: cfg.ControlSocketGID})
 	if err != nil {
 		return err
 	}
@@ -242,13 +248,13 @@ func (d *daemon) serve() (err error) {
 		}
 	}()
 	if err := d.startVICI(); err != nil {
-		d.control.Close()
+		_ = d.control.Close()
 		return err
 	}
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			d.control.Close()
+			_ = d.control.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
@@ -302,9 +308,9 @@ func (d *daemon) serve() (err error) {
 func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	d.control.Close()
+	_ = d.control.Close()
 	if d.vici != nil {
-		d.vici.Close()
+		_ = d.vici.Close()
 	}
 	err := d.engine.Shutdown(ctx)
 	if d.agent != nil {
@@ -319,7 +325,7 @@ func (d *daemon) shutdown() error {
 		_ = d.metrics.Shutdown(ctx)
 	}
 	if d.keyLog != nil {
-		d.keyLog.Close()
+		_ = d.keyLog.Close()
 	}
 	d.log.Info("iked stopped")
 	return err
@@ -340,6 +346,7 @@ func (d *daemon) reloadConfig() error {
 	if err != nil {
 		return err
 	}
+	logWarnings(d.log, cfg)
 	if (cfg.PolicySource == nil) != (d.dir == nil) {
 		return errors.New("changing policy.source takes effect at restart")
 	}
@@ -364,11 +371,20 @@ func (d *daemon) reloadConfig() error {
 	d.cfg = cfg
 	d.mu.Unlock()
 	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket {
-		d.log.Warn("listen, control_socket, vici_socket, metrics_listen, backend and key_log changes take effect at restart")
+		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket ||
+		old.ControlSocketGID != cfg.ControlSocketGID || old.ControlSocketMode != cfg.ControlSocketMode {
+		d.log.Warn("listen, control_socket (and its group and mode), vici_socket, metrics_listen, backend and key_log changes take effect at restart")
 	}
 	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
 	return nil
+}
+
+// logWarnings logs the configuration's warnings (config.Warning): set-ups
+// that run but are weak.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: "+w.Msg, "file", w.File, "line", w.Line)
+	}
 }
 
 func sameAddrs(a, b []netip.AddrPort) bool {
