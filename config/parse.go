@@ -604,7 +604,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	if !localIDSet && c.Local.IsValid() {
 		// A method that proves a particular identity (a certificate's
 		// subject) supplies the default itself, through the engine.
-		if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); !ok || m.LocalIdentity() == nil {
+		if m, ok := c.Auth.(auth.ProvenIdentity); !ok || m.ProvenIdentity() == nil {
 			c.LocalID = ike.IdentityFromAddr(c.Local)
 		}
 	}

@@ -114,6 +114,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.cfg.Rand == nil {
 		e.cfg.Rand = rand.Reader
 	}
+	e.timers.clock = e.cfg.Now
 	jar, err := newCookieJar(e.cfg.Rand, e.cfg.Now)
 	if err != nil {
 		return nil, err

@@ -542,13 +542,13 @@ func (sa *ikeSA) establish() {
 // localIdentity is the connection's local ID, or the local address.
 //
 // An auth method that proves a particular identity (a certificate's subject)
-// supplies the default instead, through LocalIdentity() *wire.ID.
+// supplies the default instead (auth.ProvenIdentity).
 func (e *Engine) localIdentity(c *Connection, local netip.Addr) Identity {
 	if !c.LocalID.IsZero() {
 		return c.LocalID
 	}
-	if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); ok {
-		if id := m.LocalIdentity(); id != nil {
+	if m, ok := c.Auth.(auth.ProvenIdentity); ok {
+		if id := m.ProvenIdentity(); id != nil {
 			return Identity{Type: id.IDType, Value: id.Data}
 		}
 	}

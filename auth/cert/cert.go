@@ -248,10 +248,10 @@ func (*Method) Accepts(a wire.AuthMethod) bool {
 	return false
 }
 
-// LocalIdentity is the identity the certificate proves by default (see
-// CertIdentity): what a cert connection should send when it has no
-// local_id.
-func (m *Method) LocalIdentity() *wire.ID {
+// ProvenIdentity implements auth.ProvenIdentity: the identity the
+// certificate proves by default (see CertIdentity), what a cert connection
+// sends when it has no local_id.
+func (m *Method) ProvenIdentity() *wire.ID {
 	return &wire.ID{IDType: m.localID.IDType, Data: append([]byte(nil), m.localID.Data...)}
 }
 

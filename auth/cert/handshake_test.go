@@ -117,7 +117,7 @@ func TestHandshakeDNAndIPIdentities(t *testing.T) {
 	lb := p.issue(t, kb, leafOpts{cn: "b.example", ips: []net.IP{addrB.Addr().AsSlice()}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	ma, mb := sa.method(t), sb.method(t)
-	idA := ma.LocalIdentity()
+	idA := ma.ProvenIdentity()
 	if idA.IDType != wire.IDDERASN1DN {
 		t.Fatalf("default identity of a certificate with a subject: type %d", idA.IDType)
 	}
