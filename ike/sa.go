@@ -391,10 +391,6 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		}
 		resp = sa.respondAuth(msg, inner)
 	case wire.INFORMATIONAL:
-		if sa.state < stateEstablished && !sa.initiator && sa.state != stateAuthenticating {
-			sa.eng.stats.drop(DropUnexpected)
-			return
-		}
 		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
 		resp, after = sa.respondCreateChild(inner)
