@@ -3,6 +3,7 @@ module github.com/iked/iked
 go 1.26.0
 
 require (
+	github.com/cloudflare/circl v1.6.5
 	github.com/go-ldap/ldap/v3 v3.4.15
 	github.com/jcmturner/gokrb5/v8 v8.4.4
 	github.com/prometheus/client_golang v1.25.0

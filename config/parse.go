@@ -781,6 +781,11 @@ func (w *walker) proposals(n *yaml.Node, key string, parse func(string) (transfo
 			w.errorf(at, "%s: %v", key, err)
 			continue
 		}
+		if old := p.LegacyAlgorithms(); len(old) > 0 && n != nil {
+			// Named, so allowed (iked's defaults never hold them); a
+			// warning so that they do not stay by accident.
+			w.warnf(at, "%s: %q uses the deprecated %s (RFC 8247, RFC 8221: only for peers that offer nothing better); put a proposal without it first", key, s, strings.Join(old, ", "))
+		}
 		out = append(out, p)
 	}
 	return strs, out

@@ -3,19 +3,26 @@ package ike
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 
 	"github.com/iked/iked/ike/wire"
 )
 
 // respondInformational answers an INFORMATIONAL request (§1.4): Deletes of
-// the IKE SA or of Child SAs, and the empty liveness check. Caller holds mu,
-// and runs after (when not nil) once it is released.
+// the IKE SA or of Child SAs, the empty liveness check, and notifies: an
+// AUTHENTICATION_FAILED ends the IKE SA (the peer refused our AUTH after
+// IKE_AUTH, §2.21.2), every other one is logged and counted (peerNotify).
+// Caller holds mu, and runs after (when not nil) once it is released.
 func (sa *ikeSA) respondInformational(inner []wire.Payload) (pkt [][]byte, after func()) {
 	var resp []wire.Payload
-	deleteIKE := false
+	deleteIKE, refusedAuth := false, false
 	var ourSPIs [][]byte
 	for _, p := range inner {
+		if n, ok := p.(*wire.Notify); ok {
+			refusedAuth = sa.peerNotify(n) || refusedAuth
+			continue
+		}
 		d, ok := p.(*wire.Delete)
 		if !ok {
 			continue
@@ -57,13 +64,49 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) (pkt [][]byte, after
 		h := sa.detachTo(pend)
 		after = func() { pend.adopt(h) }
 	}
-	if deleteIKE {
+	switch {
+	case deleteIKE:
 		// §1.4.1: deleting the IKE SA deletes its Child SAs; the response
 		// is empty.
 		sa.log(slog.LevelInfo, "peer deleted the IKE SA")
 		sa.destroyLocked("deleted by peer")
+	case refusedAuth:
+		// The peer dropped its side already; ours goes at once, Child SAs
+		// with it, rather than carry traffic into nothing until DPD.
+		sa.eng.stats.failure(failureReason(wire.NotifyAuthenticationFailed))
+		sa.eng.observeFailure(sa.remote.Addr(), sa.initiator, failureReason(wire.NotifyAuthenticationFailed))
+		sa.destroyLocked("peer refused our authentication (AUTHENTICATION_FAILED)")
 	}
 	return pkt, after
+}
+
+// peerNotify acts on or logs one notify of an INFORMATIONAL request, and
+// counts it. It reports whether the notify is AUTHENTICATION_FAILED: an
+// initiator that refuses the responder's AUTH says so in a separate
+// INFORMATIONAL after IKE_AUTH (§2.21.2) and deletes its side, so this
+// side's IKE SA is dead. Error notifies are warnings; status notifies iked
+// has no use for in INFORMATIONAL are logged as ignored (§3.10.1: "MUST be
+// ignored", and should be logged). Caller holds mu.
+func (sa *ikeSA) peerNotify(n *wire.Notify) bool {
+	sa.eng.stats.notifyReceived(n.Code.String())
+	switch {
+	case n.Code == wire.NotifyAuthenticationFailed:
+		sa.log(slog.LevelWarn, "peer refused our authentication: AUTHENTICATION_FAILED after IKE_AUTH; removing the IKE SA and its Child SAs",
+			"notify", n.Code.String(), "child_sas", len(sa.children), "auth", sa.authName, "local_id", sa.localID.String())
+		return true
+	case n.Code == wire.NotifyInvalidSPI && len(n.Data) == 4:
+		// §3.10.1: ESP or AH for an SPI the peer does not know; the data
+		// is the SPI. A Child SA the peer lost is deleted by its own
+		// Delete or by DPD, not on this unauthenticated-by-ESP hint.
+		spi := binary.BigEndian.Uint32(n.Data)
+		sa.log(slog.LevelWarn, "peer received ESP for an SPI it does not know (INVALID_SPI)",
+			"spi", fmt.Sprintf("%08x", spi), "ours", sa.childByPeerSPI(spi) != nil)
+	case n.Code.IsError():
+		sa.log(slog.LevelWarn, "peer sent an error notify in INFORMATIONAL", "notify", n.Code.String(), "data_len", len(n.Data))
+	default:
+		sa.log(slog.LevelInfo, "ignored a status notify in INFORMATIONAL (not supported)", "notify", n.Code.String())
+	}
+	return false
 }
 
 // dropChild forgets a Child SA already removed from the data plane.

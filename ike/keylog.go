@@ -34,6 +34,9 @@ func wiresharkIKEInteg(i *transform.Integ) string {
 	if i == nil {
 		return "NONE [RFC4306]"
 	}
+	if i.ID == transform.IntegHMACSHA1_96 {
+		return "HMAC_SHA1_96 [RFC2404]"
+	}
 	return i.Name + " [RFC4868]"
 }
 
@@ -54,6 +57,8 @@ func wiresharkESPInteg(i *transform.Integ) string {
 		return "NULL"
 	}
 	switch i.ID {
+	case transform.IntegHMACSHA1_96:
+		return "HMAC-SHA-1-96 [RFC2404]"
 	case transform.IntegHMACSHA2_256_128:
 		return "HMAC-SHA-256-128 [RFC4868]"
 	case transform.IntegHMACSHA2_384_192:

@@ -44,6 +44,9 @@ type Stats struct {
 	PacketsDropped map[string]uint64
 	// NotifiesSent counts error notifications sent, by notify name.
 	NotifiesSent map[string]uint64
+	// NotifiesReceived counts the notifications peers sent in
+	// INFORMATIONAL requests, by notify name.
+	NotifiesReceived map[string]uint64
 	// Rekeys counts Child SA and IKE SA rekeys completed, by "child" or "ike".
 	Rekeys map[string]uint64
 	// HandshakeDuration is a histogram of IKE_SA_INIT start to IKE_AUTH end.
@@ -76,6 +79,7 @@ type counters struct {
 	failed    map[string]uint64
 	dropped   map[string]uint64
 	notifies  map[string]uint64
+	peerNotes map[string]uint64 // notifies in peers' INFORMATIONAL requests
 	rekeyed   map[string]uint64
 	hist      Histogram
 }
@@ -86,6 +90,7 @@ func newCounters() *counters {
 		failed:    map[string]uint64{},
 		dropped:   map[string]uint64{},
 		notifies:  map[string]uint64{},
+		peerNotes: map[string]uint64{},
 		rekeyed:   map[string]uint64{},
 		hist: Histogram{
 			Bounds: handshakeBuckets,
@@ -104,6 +109,8 @@ func (c *counters) drop(reason string)    { c.inc(c.dropped, reason) }
 func (c *counters) failure(reason string) { c.inc(c.failed, reason) }
 func (c *counters) notify(name string)    { c.inc(c.notifies, name) }
 func (c *counters) rekeys(kind string)    { c.inc(c.rekeyed, kind) }
+
+func (c *counters) notifyReceived(name string) { c.inc(c.peerNotes, name) }
 
 func (c *counters) completedHandshake(role string, d time.Duration) {
 	s := d.Seconds()
@@ -139,6 +146,7 @@ func (c *counters) snapshot(s *Stats) {
 	s.HandshakesFailed = copyMap(c.failed)
 	s.PacketsDropped = copyMap(c.dropped)
 	s.NotifiesSent = copyMap(c.notifies)
+	s.NotifiesReceived = copyMap(c.peerNotes)
 	s.Rekeys = copyMap(c.rekeyed)
 	s.HandshakeDuration = Histogram{
 		Bounds: c.hist.Bounds,

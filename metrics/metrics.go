@@ -57,6 +57,8 @@ var (
 		"Rekeys completed, by type: child, ike, reauth.", []string{"type"}, nil)
 	descNotifies = prometheus.NewDesc("iked_notifies_sent_total",
 		"Error notifications sent, by notify type.", []string{"type"}, nil)
+	descNotifiesReceived = prometheus.NewDesc("iked_notifies_received_total",
+		"Notifications peers sent in INFORMATIONAL requests, by notify type.", []string{"type"}, nil)
 	descDuration = prometheus.NewDesc("iked_handshake_duration_seconds",
 		"Time from the start of IKE_SA_INIT to the end of IKE_AUTH.", nil, nil)
 )
@@ -77,7 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descIKESAs, descChildSAs, descHalfOpen, descCompleted, descFailed,
 		descRetransmissions, descRetransmitsAnswered, descReceived, descSent,
-		descDropped, descNotifies, descRekeys, descDuration,
+		descDropped, descNotifies, descNotifiesReceived, descRekeys, descDuration,
 	} {
 		ch <- d
 	}
@@ -103,6 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.PacketsSent))
 	labelled(ch, descDropped, prometheus.CounterValue, s.PacketsDropped, knownDrops)
 	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, nil)
+	labelled(ch, descNotifiesReceived, prometheus.CounterValue, s.NotifiesReceived, nil)
 	labelled(ch, descRekeys, prometheus.CounterValue, s.Rekeys, []string{"child", "ike", "reauth"})
 
 	ch <- histogram(descDuration, s.HandshakeDuration)

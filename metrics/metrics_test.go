@@ -40,6 +40,7 @@ func sampleStats() ike.Stats {
 		PacketsSent:         90,
 		PacketsDropped:      map[string]uint64{ike.DropIntegrity: 6, "martian": 1},
 		NotifiesSent:        map[string]uint64{"NO_PROPOSAL_CHOSEN": 3},
+		NotifiesReceived:    map[string]uint64{"AUTHENTICATION_FAILED": 1},
 		HandshakeDuration: ike.Histogram{
 			Bounds: []float64{0.01, 0.1, 1},
 			Counts: []uint64{2, 5, 7},
@@ -98,6 +99,9 @@ iked_packets_dropped_total{reason="unsupported"} 0
 # HELP iked_notifies_sent_total Error notifications sent, by notify type.
 # TYPE iked_notifies_sent_total counter
 iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN"} 3
+# HELP iked_notifies_received_total Notifications peers sent in INFORMATIONAL requests, by notify type.
+# TYPE iked_notifies_received_total counter
+iked_notifies_received_total{type="AUTHENTICATION_FAILED"} 1
 # HELP iked_rekeys_total Rekeys completed, by type: child, ike, reauth.
 # TYPE iked_rekeys_total counter
 iked_rekeys_total{type="child"} 0

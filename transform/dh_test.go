@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/hex"
 	"math/big"
 	"testing"
 )
@@ -140,13 +141,27 @@ func TestX25519RFC7748(t *testing.T) {
 	}
 }
 
-func TestMODP2048(t *testing.T) {
-	g := GroupByID(DHModp2048)
-	p := modp2048.p
+func TestMODP(t *testing.T) {
+	for _, tc := range []struct {
+		g       *modpGroup
+		bits    int
+		expBits int
+	}{{modp2048, 2048, 320}, {modp3072, 3072, 424}, {modp4096, 4096, 480}} {
+		t.Run(tc.g.Name(), func(t *testing.T) { testMODP(t, tc.g, tc.bits, tc.expBits) })
+	}
+}
+
+func testMODP(t *testing.T, grp *modpGroup, bits, expBits int) {
+	g := GroupByID(grp.ID())
+	if g != Group(grp) {
+		t.Fatalf("GroupByID(%d) is not %s", grp.ID(), grp.Name())
+	}
+	n := bits / 8
+	p := grp.p
 	// The RFC 3526 prime is a safe prime: a mistyped digit would not be.
 	q := new(big.Int).Rsh(p, 1)
-	if p.BitLen() != 2048 || !p.ProbablyPrime(20) || !q.ProbablyPrime(20) {
-		t.Fatal("MODP_2048 prime is not the RFC 3526 safe prime")
+	if p.BitLen() != bits || !p.ProbablyPrime(4) || !q.ProbablyPrime(4) {
+		t.Fatalf("%s prime is not the RFC 3526 safe prime", grp.Name())
 	}
 	a, err := g.GenerateKey(rand.Reader)
 	if err != nil {
@@ -156,7 +171,7 @@ func TestMODP2048(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Public()) != 256 || len(b.Public()) != 256 {
+	if len(a.Public()) != n || len(b.Public()) != n || g.PublicLen() != n {
 		t.Fatalf("public values of %d and %d octets", len(a.Public()), len(b.Public()))
 	}
 	za, err := a.SharedSecret(b.Public())
@@ -167,15 +182,15 @@ func TestMODP2048(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(za) != 256 || !bytes.Equal(za, zb) {
+	if len(za) != n || !bytes.Equal(za, zb) {
 		t.Fatalf("sides disagree: %x / %x", za, zb)
 	}
 	// The exponent is the documented size.
-	if x := a.(*modpPrivateKey).x; x.BitLen() > modpExponentBits || x.Cmp(big.NewInt(2)) < 0 {
-		t.Errorf("private exponent of %d bits", x.BitLen())
+	if x := a.(*modpPrivateKey).x; x.BitLen() > expBits || x.Cmp(big.NewInt(2)) < 0 || grp.exp*8 != expBits {
+		t.Errorf("private exponent of %d bits, group draws %d", x.BitLen(), grp.exp*8)
 	}
 
-	pad := func(v *big.Int) []byte { return v.FillBytes(make([]byte, 256)) }
+	pad := func(v *big.Int) []byte { return v.FillBytes(make([]byte, n)) }
 	one := big.NewInt(1)
 	rejects := map[string][]byte{
 		"0":         pad(big.NewInt(0)),
@@ -183,7 +198,7 @@ func TestMODP2048(t *testing.T) {
 		"p-1":       pad(new(big.Int).Sub(p, one)),
 		"p":         pad(p),
 		"p+1":       pad(new(big.Int).Add(p, one)),
-		"2^2048-1":  bytes.Repeat([]byte{0xff}, 256),
+		"2^n-1":     bytes.Repeat([]byte{0xff}, n),
 		"too short": a.Public()[1:],
 		"too long":  append([]byte{0}, a.Public()...),
 		"empty":     nil,
@@ -201,16 +216,101 @@ func TestMODP2048(t *testing.T) {
 	}
 
 	// g^ir is left-padded to the length of the prime: 2^8 = 0x0100.
-	k := modp2048.newPrivateKey(big.NewInt(8))
+	k := grp.newPrivateKey(big.NewInt(8))
 	z, err := k.SharedSecret(pad(big.NewInt(2)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := make([]byte, 256)
-	want[254] = 1
+	want := make([]byte, n)
+	want[n-2] = 1
 	checkBytes(t, "padded g^ir", z, want)
 	// And so is the public value: 2^8 again.
 	checkBytes(t, "padded public value", k.Public(), want)
+}
+
+// TestMODPPrimes rebuilds the primes of RFC 3526 from the RFC's formula,
+// p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + k), with pi
+// computed here (Machin's formula), and compares them with the constants.
+func TestMODPPrimes(t *testing.T) {
+	pi := machinPi(4200)
+	for _, tc := range []struct {
+		g *modpGroup
+		n uint
+		k int64
+	}{{modp2048, 2048, 124476}, {modp3072, 3072, 1690314}, {modp4096, 4096, 240904}} {
+		// floor(2^(n-130) * pi), pi held as pi * 2^4200.
+		f := new(big.Int).Rsh(pi, 4200-(tc.n-130))
+		f.Add(f, big.NewInt(tc.k))
+		p := new(big.Int).Lsh(f, 64)
+		p.Add(p, new(big.Int).Lsh(big.NewInt(1), tc.n))
+		p.Sub(p, new(big.Int).Lsh(big.NewInt(1), tc.n-64))
+		p.Sub(p, big.NewInt(1))
+		if p.Cmp(tc.g.p) != 0 {
+			t.Errorf("%s: the constant is not the RFC 3526 prime\n got  %X\n want %X", tc.g.Name(), tc.g.p, p)
+		}
+	}
+}
+
+// machinPi returns floor(pi * 2^bits) (a few guard bits below exact),
+// from pi = 16 atan(1/5) - 4 atan(1/239).
+func machinPi(bits uint) *big.Int {
+	guard := bits + 64
+	one := new(big.Int).Lsh(big.NewInt(1), guard)
+	atanInv := func(x int64) *big.Int {
+		// atan(1/x) = sum (-1)^k / ((2k+1) x^(2k+1))
+		sum := new(big.Int)
+		pow := new(big.Int).Div(one, big.NewInt(x)) // 1/x
+		x2 := big.NewInt(x * x)
+		for k := int64(0); pow.Sign() != 0; k++ {
+			term := new(big.Int).Div(pow, big.NewInt(2*k+1))
+			if k%2 == 0 {
+				sum.Add(sum, term)
+			} else {
+				sum.Sub(sum, term)
+			}
+			pow.Div(pow, x2)
+		}
+		return sum
+	}
+	pi := new(big.Int).Mul(atanInv(5), big.NewInt(16))
+	pi.Sub(pi, new(big.Int).Mul(atanInv(239), big.NewInt(4)))
+	return pi.Rsh(pi, 64)
+}
+
+// TestX448RFC7748 checks Curve448 against RFC 7748 §6.2: both public values
+// and the shared secret, in both directions; and RFC 8031 §2.3's refusal of
+// low-order points (all-zero result) and of wrong lengths.
+func TestX448RFC7748(t *testing.T) {
+	h := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
+	var aSec, bSec [56]byte
+	copy(aSec[:], h("9a8f4925d1519f5775cf46b04b5800d4ee9ee8bae8bc5565d498c28dd9c9baf574a9419744897391006382a6f127ab1d9ac2d8c0a598726b"))
+	copy(bSec[:], h("1c306a7ac2a0e2e0990b294470cba339e6453772b075811d8fad0d1d6927c120bb5ee8972b0d3e21374c9c921b09d1b0366f10b65173992d"))
+	alice, bob := newX448PrivateKey(aSec), newX448PrivateKey(bSec)
+	checkBytes(t, "Alice's public value", alice.Public(), h("9b08f7cc31b7e3e67d22d5aea121074a273bd2b83de09c63faa73d2c22c5d9bbc836647241d953d40c5b12da88120d53177f80e532c41fa0"))
+	checkBytes(t, "Bob's public value", bob.Public(), h("3eb7a829b0cd20f5bcfc0b599b6feccf6da4627107bdb0d4f345b43027d8b972fc3e34fb4232a13ca706dcb57aec3dae07bdc1c67bf33609"))
+	want := h("07fff4181ac6cc95ec1c16a94a0f74d12da232ce40a77552281d282bb60c0b56fd2464c335543936521c24403085d59a449a5037514a879d")
+	for name, z := range map[string]func() ([]byte, error){
+		"Alice": func() ([]byte, error) { return alice.SharedSecret(bob.Public()) },
+		"Bob":   func() ([]byte, error) { return bob.SharedSecret(alice.Public()) },
+	} {
+		got, err := z()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		checkBytes(t, name+"'s shared secret", got, want)
+	}
+	one := make([]byte, 56)
+	one[0] = 1
+	for name, pub := range map[string][]byte{
+		"zero": make([]byte, 56), "one": one, "too short": alice.Public()[1:], "too long": append(alice.Public(), 0), "empty": nil,
+	} {
+		if _, err := bob.SharedSecret(pub); err == nil {
+			t.Errorf("Curve448 public value %s accepted", name)
+		}
+	}
+	if g := GroupByID(DHCurve448); g == nil || g.Name() != "CURVE_448" || g.PublicLen() != 56 {
+		t.Fatalf("GroupByID(32) = %v", g)
+	}
 }
 
 // zeroReader is a broken random source.
@@ -225,7 +325,7 @@ func TestMODPBrokenRandom(t *testing.T) {
 }
 
 func TestDHAgreement(t *testing.T) {
-	for _, id := range []uint16{DHModp2048, DHECP256, DHECP384, DHECP521, DHCurve25519} {
+	for _, id := range []uint16{DHModp2048, DHModp3072, DHModp4096, DHECP256, DHECP384, DHECP521, DHCurve25519, DHCurve448} {
 		g := GroupByID(id)
 		t.Run(g.Name(), func(t *testing.T) {
 			a, err := g.GenerateKey(rand.Reader)

@@ -11,8 +11,10 @@ import (
 
 // The legacy transforms: IKEv1 peers of the Windows 2003 era negotiate
 // them (its default main mode is 3DES/SHA-1/MODP-1024), so they are in the
-// registry, but no default proposal of either engine names them and the
-// IKEv2 proposal parser refuses their keywords (see ParseIKEv1Proposal).
+// registry, but no default proposal of either engine names them. The IKEv2
+// proposal parser refuses 3DES and MODP-1024 (see ParseIKEv1Proposal) and
+// accepts HMAC-SHA1-96 and PRF-HMAC-SHA1, which RFC 8247 and RFC 8221 keep
+// as MUST- for IKEv2 and ESP, when a connection names them.
 // Their IDs are the IKEv2 IANA IDs, as for every transform here; the IKEv1
 // engine maps its own attribute values onto them.
 const (
@@ -36,11 +38,12 @@ const modp1024Prime = "" +
 	"FFFFFFFFFFFFFFFF"
 
 var (
-	encrDES3    = &Encr{ID: EncrDES3, Name: "3DES", IVLen: 8, BlockLen: 8, keyLen: 24}
-	prfSHA1     = &PRF{ID: PRFHMACSHA1, Name: "PRF_HMAC_SHA1", Size: 20, newHash: sha1.New}
-	integSHA1   = &Integ{ID: IntegHMACSHA1_96, Name: "HMAC_SHA1_96", KeyLen: 20, ICVLen: 12, newHash: sha1.New}
-	modp1024    = newMODPGroup(DHModp1024, "MODP_1024", modp1024Prime)
-	legacyNames = map[string]bool{"3des": true, "sha1": true, "sha": true, "prfsha1": true, "modp1024": true}
+	encrDES3  = &Encr{ID: EncrDES3, Name: "3DES", IVLen: 8, BlockLen: 8, keyLen: 24}
+	prfSHA1   = &PRF{ID: PRFHMACSHA1, Name: "PRF_HMAC_SHA1", Size: 20, newHash: sha1.New}
+	integSHA1 = &Integ{ID: IntegHMACSHA1_96, Name: "HMAC_SHA1_96", KeyLen: 20, ICVLen: 12, newHash: sha1.New}
+	modp1024  = newMODPGroup(DHModp1024, "MODP_1024", modp1024Prime)
+	// ikev1OnlyNames are the legacy keywords IKEv2 proposals refuse.
+	ikev1OnlyNames = map[string]bool{"3des": true, "modp1024": true}
 )
 
 // Legacy reports whether the transform of this kind and ID is one of the

@@ -30,7 +30,11 @@ type EncrChoice struct {
 // Keywords: aes128 aes192 aes256 (CBC), aes128gcm16 aes256gcm16 (also
 // aes128gcm aes256gcm), chacha20poly1305; sha256 sha384 sha512 (integrity,
 // and the PRF of the same hash when no prf keyword is given); prfsha256
-// prfsha384 prfsha512; modp2048 ecp256 ecp384 ecp521 x25519 (also curve25519).
+// prfsha384 prfsha512; modp2048 modp3072 modp4096 ecp256 ecp384 ecp521
+// x25519 (also curve25519) x448 (also curve448). The deprecated sha1 (also
+// sha: HMAC_SHA1_96 and PRF_HMAC_SHA1) and prfsha1 are accepted when named
+// (LegacyAlgorithms lists them for warnings); iked's defaults never name
+// them.
 // An IKE proposal needs at least one encryption algorithm, a PRF (given or
 // implied), a DH group, and integrity unless every encryption is AEAD; AEAD
 // and non-AEAD encryption cannot be mixed in one proposal. Errors name the
@@ -140,11 +144,15 @@ var keywords = map[string]keyword{
 	"prfsha384":        {kwPRF, PRFHMACSHA2_384, 0},
 	"prfsha512":        {kwPRF, PRFHMACSHA2_512, 0},
 	"modp2048":         {kwDH, DHModp2048, 0},
+	"modp3072":         {kwDH, DHModp3072, 0},
+	"modp4096":         {kwDH, DHModp4096, 0},
 	"ecp256":           {kwDH, DHECP256, 0},
 	"ecp384":           {kwDH, DHECP384, 0},
 	"ecp521":           {kwDH, DHECP521, 0},
 	"x25519":           {kwDH, DHCurve25519, 0},
 	"curve25519":       {kwDH, DHCurve25519, 0},
+	"x448":             {kwDH, DHCurve448, 0},
+	"curve448":         {kwDH, DHCurve448, 0},
 	"esn":              {kwESN, ESNYes, 0},
 	"3des":             {kwEncr, EncrDES3, 0},
 	"sha1":             {kwInteg, IntegHMACSHA1_96, 0},
@@ -204,13 +212,16 @@ func parseProposal(s string, esp, v1 bool) (Proposal, error) {
 		}
 		k, ok := keywords[w]
 		if !ok {
+			if why := unsupported(w); why != "" {
+				return Proposal{}, fmt.Errorf("algorithm %q in proposal %q is not supported: %s", w, s, why)
+			}
 			return Proposal{}, fmt.Errorf("unknown algorithm %q in proposal %q", w, s)
 		}
 		if v1 && !v1Words[w] {
 			return Proposal{}, fmt.Errorf("algorithm %q is not available in IKEv1 proposal %q", w, s)
 		}
-		if !v1 && legacyNames[w] {
-			return Proposal{}, fmt.Errorf("legacy algorithm %q is only available in IKEv1 proposals (version: ikev1), not in %s proposal %q", w, kind, s)
+		if !v1 && ikev1OnlyNames[w] {
+			return Proposal{}, fmt.Errorf("legacy algorithm %q is deprecated and not supported in %s proposal %q: it is only available in IKEv1 proposals, enable it with version: ikev1 and allow_legacy: true", w, kind, s)
 		}
 		switch k.kind {
 		case kwEncr:
@@ -288,3 +299,37 @@ var (
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// unsupported says why a keyword strongSwan knows is not an iked
+// algorithm, or "" for a word no IKE implementation uses, so that a
+// configuration names the problem ("not supported") rather than calling a
+// well-known algorithm unknown.
+func unsupported(w string) string {
+	const (
+		broken   = "broken, RFC 8247 and RFC 8221 forbid it"
+		weak     = "too weak, RFC 8247 says SHOULD NOT"
+		notInIKE = "iked does not implement it"
+	)
+	switch w {
+	case "md5", "md5_128", "prfmd5", "des", "desiv32", "desiv64", "null", "modp768":
+		return broken
+	case "modp1536", "modp1024s160", "modp2048s224", "modp2048s256", "ecp192", "ecp224":
+		return weak
+	case "modp6144", "modp8192":
+		return notInIKE + " (use modp4096, ecp384, ecp521 or x448)"
+	case "aes192gcm16", "aes192gcm":
+		return notInIKE + " (use aes128gcm16 or aes256gcm16)"
+	}
+	for _, prefix := range []string{
+		"aes128ctr", "aes192ctr", "aes256ctr", "aes128ccm", "aes192ccm", "aes256ccm",
+		"aes128gcm8", "aes192gcm8", "aes256gcm8", "aes128gcm12", "aes192gcm12", "aes256gcm12",
+		"aes128gmac", "aes192gmac", "aes256gmac", "camellia", "serpent", "twofish", "blowfish",
+		"cast128", "idea", "3idea", "aesxcbc", "aescmac", "prfaesxcbc", "prfaescmac", "prfcamelliaxcbc",
+		"camelliaxcbc", "sha1_160", "sha256_96", "ecp224bp", "ecp256bp", "ecp384bp", "ecp512bp",
+	} {
+		if strings.HasPrefix(w, prefix) {
+			return notInIKE
+		}
+	}
+	return ""
+}

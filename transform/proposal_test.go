@@ -37,6 +37,17 @@ func TestParseIKEProposal(t *testing.T) {
 			Proposal{Encr: []EncrChoice{{EncrChaCha20Poly1305, 0}}, PRF: []uint16{PRFHMACSHA2_512}, DH: []uint16{DHECP256}},
 			"CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_256"},
 		// Any order; duplicates collapse.
+		// The deprecated SHA-1 (named, never a default) and the larger
+		// MODP groups and Curve448.
+		{"aes256-sha1-modp3072",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 256}}, PRF: []uint16{PRFHMACSHA1}, Integ: []uint16{IntegHMACSHA1_96}, DH: []uint16{DHModp3072}},
+			"AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_3072"},
+		{"aes128-sha-prfsha256-modp4096-x448",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, PRF: []uint16{PRFHMACSHA2_256}, Integ: []uint16{IntegHMACSHA1_96}, DH: []uint16{DHModp4096, DHCurve448}},
+			"AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA2_256/MODP_4096/CURVE_448"},
+		{"aes256gcm16-prfsha1-curve448",
+			Proposal{Encr: []EncrChoice{{EncrAESGCM16, 256}}, PRF: []uint16{PRFHMACSHA1}, DH: []uint16{DHCurve448}},
+			"AES_GCM_16-256/PRF_HMAC_SHA1/CURVE_448"},
 		{"x25519-sha256-aes128-aes128-sha256",
 			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, PRF: []uint16{PRFHMACSHA2_256}, Integ: []uint16{IntegHMACSHA2_256_128}, DH: []uint16{DHCurve25519}},
 			"AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519"},
@@ -71,6 +82,9 @@ func TestParseESPProposal(t *testing.T) {
 		{"aes128-sha256-modp2048",
 			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, Integ: []uint16{IntegHMACSHA2_256_128}, DH: []uint16{DHModp2048}, ESN: []uint16{ESNNo}},
 			"AES_CBC-128/HMAC_SHA2_256_128/MODP_2048/NO_EXT_SEQ"},
+		{"aes128-sha1-modp3072",
+			Proposal{Encr: []EncrChoice{{EncrAESCBC, 128}}, Integ: []uint16{IntegHMACSHA1_96}, DH: []uint16{DHModp3072}, ESN: []uint16{ESNNo}},
+			"AES_CBC-128/HMAC_SHA1_96/MODP_3072/NO_EXT_SEQ"},
 		{"chacha20poly1305-esn",
 			Proposal{Encr: []EncrChoice{{EncrChaCha20Poly1305, 0}}, ESN: []uint16{ESNYes}},
 			"CHACHA20_POLY1305/EXT_SEQ"},
@@ -110,10 +124,18 @@ func TestParseProposalErrors(t *testing.T) {
 		{false, "aes128gcm16-x25519", []string{"no PRF"}},
 		{false, "aes128-aes128gcm16-sha256-x25519", []string{"mixes", `"aes128gcm16"`, `"aes128"`}},
 		{false, "aes128-sha256-x25519-esn", []string{`"esn"`, "IKE"}},
-		{false, "aes128-sha1-x25519", []string{`legacy algorithm "sha1"`, "only available in IKEv1"}},
-		{false, "aes128-sha256-modp1024", []string{`legacy algorithm "modp1024"`}},
-		{true, "3des-sha256", []string{`legacy algorithm "3des"`}},
-		{false, "aes192gcm16-prfsha256-x25519", []string{`"aes192gcm16"`}},
+		{false, "aes128-sha256-modp1024", []string{`legacy algorithm "modp1024" is deprecated and not supported in IKE proposal`, "enable it with version: ikev1 and allow_legacy: true"}},
+		{true, "3des-sha256", []string{`legacy algorithm "3des" is deprecated and not supported in ESP proposal`, "only available in IKEv1"}},
+		{false, "3des-sha256-modp2048", []string{`legacy algorithm "3des"`}},
+		{false, "aes192gcm16-prfsha256-x25519", []string{`algorithm "aes192gcm16" in proposal "aes192gcm16-prfsha256-x25519" is not supported`}},
+		{false, "aes128-md5-modp2048", []string{`algorithm "md5"`, "not supported: broken"}},
+		{true, "des-sha256", []string{`algorithm "des"`, "not supported: broken"}},
+		{false, "aes128-sha256-modp1536", []string{`"modp1536"`, "not supported: too weak"}},
+		{false, "aes128-sha256-modp8192", []string{`"modp8192"`, "not supported", "use modp4096"}},
+		{true, "aes128ctr-sha256", []string{`"aes128ctr"`, "not supported: iked does not implement it"}},
+		{true, "aes256ccm16", []string{`"aes256ccm16"`, "not supported"}},
+		{false, "aes128-aesxcbc-ecp256", []string{`"aesxcbc"`, "not supported"}},
+		{false, "aes128-sha256-ecp256bp", []string{`"ecp256bp"`, "not supported"}},
 		{true, "aes256gcm16-prfsha256", []string{`"prfsha256"`, "ESP"}},
 		{true, "aes128", []string{"integrity", `"aes128"`}},
 		{true, "aes128gcm16-sha256", []string{`"sha256"`, "AEAD"}},
@@ -144,5 +166,30 @@ func TestProposalStringUnknown(t *testing.T) {
 	p := Proposal{Encr: []EncrChoice{{4, 0}, {99, 128}}, PRF: []uint16{1}, Integ: []uint16{1}, DH: []uint16{1}, ESN: []uint16{7}}
 	if got, want := p.String(), "ENCR_4/ENCR_99-128/INTEG_1/PRF_1/DH_1/ESN_7"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// TestDeprecatedNamed: an IKEv2 or ESP proposal that names SHA-1 reports
+// it for the configuration's warning; iked's own proposals never do.
+func TestDeprecatedNamed(t *testing.T) {
+	p, err := ParseIKEProposal("aes256-sha1-prfsha256-modp4096")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.LegacyAlgorithms(); !reflect.DeepEqual(got, []string{"HMAC_SHA1_96"}) {
+		t.Errorf("LegacyAlgorithms() = %v", got)
+	}
+	e, err := ParseESPProposal("aes128-sha1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.LegacyAlgorithms(); !reflect.DeepEqual(got, []string{"HMAC_SHA1_96"}) {
+		t.Errorf("ESP LegacyAlgorithms() = %v", got)
+	}
+	if p, _ := ParseIKEProposal("aes128-prfsha1-sha256-x448"); !reflect.DeepEqual(p.LegacyAlgorithms(), []string{"PRF_HMAC_SHA1"}) {
+		t.Errorf("prfsha1: LegacyAlgorithms() = %v", p.LegacyAlgorithms())
+	}
+	if p, _ := ParseIKEProposal("aes128-sha256-modp3072-modp4096-x448"); len(p.LegacyAlgorithms()) != 0 {
+		t.Errorf("MODP-3072/4096 and Curve448 reported as deprecated: %v", p.LegacyAlgorithms())
 	}
 }

@@ -78,6 +78,10 @@ func GroupByID(id uint16) Group {
 	switch id {
 	case DHModp2048:
 		return modp2048
+	case DHModp3072:
+		return modp3072
+	case DHModp4096:
+		return modp4096
 	case DHModp1024:
 		return modp1024
 	case DHECP256:
@@ -88,6 +92,8 @@ func GroupByID(id uint16) Group {
 		return ecp521
 	case DHCurve25519:
 		return curve25519
+	case DHCurve448:
+		return curve448
 	}
 	return nil
 }

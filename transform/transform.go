@@ -31,10 +31,13 @@ const (
 	IntegHMACSHA2_512_256 uint16 = 14
 	IntegNone             uint16 = 0
 	DHModp2048            uint16 = 14
+	DHModp3072            uint16 = 15
+	DHModp4096            uint16 = 16
 	DHECP256              uint16 = 19
 	DHECP384              uint16 = 20
 	DHECP521              uint16 = 21
 	DHCurve25519          uint16 = 31
+	DHCurve448            uint16 = 32
 	DHNone                uint16 = 0
 	ESNNo                 uint16 = 0
 	ESNYes                uint16 = 1
@@ -137,7 +140,8 @@ func (i *Integ) New(key []byte) hash.Hash { return hmac.New(i.newHash, key) }
 type Group interface {
 	// ID is the IANA transform ID.
 	ID() uint16
-	// Name is strongSwan's name: MODP_2048, ECP_256, ECP_384, ECP_521, CURVE_25519.
+	// Name is strongSwan's name: MODP_2048, MODP_3072, MODP_4096, ECP_256,
+	// ECP_384, ECP_521, CURVE_25519, CURVE_448.
 	Name() string
 	// PublicLen is the length of a KE payload's key exchange data.
 	PublicLen() int

@@ -28,7 +28,6 @@ const (
 	encrAESGCM8    uint16 = 18
 	encrAESGCM12   uint16 = 19
 	encrNullGMAC   uint16 = 21
-	integSHA1_96   uint16 = 2
 	integXCBC96    uint16 = 5
 	integAESCMAC96 uint16 = 8
 )
@@ -60,7 +59,7 @@ type integAlg struct {
 }
 
 var integAlgs = map[uint16]integAlg{
-	integSHA1_96:                    {"hmac(sha1)", 160, 96},
+	transform.IntegHMACSHA1_96:      {"hmac(sha1)", 160, 96},
 	integXCBC96:                     {"xcbc(aes)", 128, 96},
 	integAESCMAC96:                  {"cmac(aes)", 128, 96},
 	transform.IntegHMACSHA2_256_128: {"hmac(sha256)", 256, 128},

@@ -229,6 +229,8 @@ func TestNewSAKinds(t *testing.T) {
 			algs: []alg{{18, "rfc7539esp(chacha20,poly1305)", 288, 128, 36}}},
 		{kind: "cbc-sha256", proto: 50, mode: 1, flags: 0x20, window: 32,
 			algs: []alg{{2, "cbc(aes)", 128, 0, 16}, {20, "hmac(sha256)", 256, 128, 32}}},
+		{kind: "cbc-sha1", proto: 50, mode: 1, flags: 0x20, window: 32,
+			algs: []alg{{2, "cbc(aes)", 256, 0, 32}, {20, "hmac(sha1)", 160, 96, 20}}},
 		{kind: "cbc-sha384-esn", proto: 50, mode: 1, flags: 0xa0, esn: 32,
 			algs: []alg{{2, "cbc(aes)", 256, 0, 32}, {20, "hmac(sha384)", 384, 192, 48}}},
 		{kind: "cbc-sha512", proto: 50, mode: 1, flags: 0x20, window: 32,
@@ -629,6 +631,9 @@ func testSA(t *testing.T, kind string) *sadb.SA {
 	case "cbc-sha512":
 		sa.EncrID, sa.EncrKeyBits, sa.EncrKey = transform.EncrAESCBC, 128, key(16)
 		sa.IntegID, sa.IntegKey = transform.IntegHMACSHA2_512_256, key(64)
+	case "cbc-sha1":
+		sa.EncrID, sa.EncrKeyBits, sa.EncrKey = transform.EncrAESCBC, 256, key(32)
+		sa.IntegID, sa.IntegKey = transform.IntegHMACSHA1_96, key(20)
 	case "cbc-sha256":
 		sa.EncrID, sa.EncrKeyBits, sa.EncrKey = transform.EncrAESCBC, 128, key(16)
 		sa.IntegID, sa.IntegKey = transform.IntegHMACSHA2_256_128, key(32)

@@ -1,6 +1,8 @@
 // Package esp holds the packet transforms of the userspace data plane: ESP
 // (RFC 4303) with AES-GCM (RFC 4106), AES-CBC with HMAC-SHA2 (RFC 3602,
-// RFC 4868) and ChaCha20-Poly1305 (RFC 7634); AH (RFC 4302) with HMAC-SHA2;
+// RFC 4868) or HMAC-SHA1-96 (RFC 2404, deprecated: only when a connection
+// names it) and ChaCha20-Poly1305 (RFC 7634); AH (RFC 4302) with the same
+// HMACs;
 // the anti-replay window with extended sequence numbers (RFC 4303 §2.2.1,
 // §3.4.3, Appendix A). Transforms work in place in caller-provided buffers
 // and allocate nothing per packet. An SA is not safe for concurrent use:
@@ -11,6 +13,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/sha1" // #nosec G505 -- HMAC-SHA1-96 (RFC 2404), for peers whose connection names it; HMAC-SHA1 is not broken by SHA-1 collisions
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -29,6 +32,7 @@ const (
 	EncrAESGCM12          uint16 = 19
 	EncrAESGCM16          uint16 = 20
 	EncrChaCha20Poly1305  uint16 = 28
+	IntegHMACSHA1_96      uint16 = 2
 	IntegHMACSHA2_256_128 uint16 = 12
 	IntegHMACSHA2_384_192 uint16 = 13
 	IntegHMACSHA2_512_256 uint16 = 14
@@ -170,6 +174,8 @@ func newMAC(id uint16, key []byte) (hash.Hash, int, error) {
 	var h func() hash.Hash
 	var keyLen, icv int
 	switch id {
+	case IntegHMACSHA1_96:
+		h, keyLen, icv = sha1.New, 20, 12
 	case IntegHMACSHA2_256_128:
 		h, keyLen, icv = sha256.New, 32, 16
 	case IntegHMACSHA2_384_192:

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,7 @@ func suites() []suite {
 		{"aes-cbc-256-sha256", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_256_128, IntegKey: key(32, 9)}},
 		{"aes-cbc-256-sha384", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_384_192, IntegKey: key(48, 9)}},
 		{"aes-cbc-256-sha512", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_512_256, IntegKey: key(64, 9)}},
+		{"aes-cbc-128-sha1", Config{EncrID: EncrAESCBC, EncrKeyBits: 128, EncrKey: key(16, 1), IntegID: IntegHMACSHA1_96, IntegKey: key(20, 9)}},
 	}
 }
 
@@ -138,6 +140,14 @@ func TestKnownAnswer(t *testing.T) {
 			m.Write(hi)
 		}
 		wantCBC := append(body, m.Sum(nil)[:16]...)
+		// The same with HMAC-SHA1-96 (RFC 2404): 20-octet key, 12-octet ICV.
+		sha1Key := key(20, 0x30)
+		m1 := hmac.New(sha1.New, sha1Key)
+		m1.Write(body)
+		if esn {
+			m1.Write(hi)
+		}
+		wantCBCSHA1 := append(append([]byte(nil), body...), m1.Sum(nil)[:12]...)
 
 		for _, tc := range []struct {
 			name string
@@ -147,6 +157,7 @@ func TestKnownAnswer(t *testing.T) {
 			{"aes-gcm-256", Config{EncrID: EncrAESGCM16, EncrKeyBits: 256, EncrKey: gcmKey}, wantGCM},
 			{"chacha20-poly1305", Config{EncrID: EncrChaCha20Poly1305, EncrKey: chKey}, wantCh},
 			{"aes-cbc-256-sha256", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: cbcKey, IntegID: IntegHMACSHA2_256_128, IntegKey: macKey}, wantCBC},
+			{"aes-cbc-256-sha1-96", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: cbcKey, IntegID: IntegHMACSHA1_96, IntegKey: sha1Key}, wantCBCSHA1},
 		} {
 			t.Run(fmt.Sprintf("%s/esn=%v", tc.name, esn), func(t *testing.T) {
 				tc.cfg.SPI, tc.cfg.ESN = spi, esn
@@ -272,7 +283,7 @@ func TestAH(t *testing.T) {
 		for _, integ := range []struct {
 			id uint16
 			n  int
-		}{{IntegHMACSHA2_256_128, 32}, {IntegHMACSHA2_384_192, 48}, {IntegHMACSHA2_512_256, 64}} {
+		}{{IntegHMACSHA1_96, 20}, {IntegHMACSHA2_256_128, 32}, {IntegHMACSHA2_384_192, 48}, {IntegHMACSHA2_512_256, 64}} {
 			t.Run(fmt.Sprintf("%d/esn=%v", integ.id, esn), func(t *testing.T) {
 				c := Config{SPI: 0x1000, IntegID: integ.id, IntegKey: key(integ.n, 3), ESN: esn}
 				out, _ := NewAH(c)
