@@ -191,7 +191,27 @@ type Connection struct {
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
+	// Childless is the use of childless IKE SAs (RFC 6023; key
+	// "childless", strongSwan's option): ChildlessAllow (default),
+	// ChildlessNever, ChildlessPrefer or ChildlessForce.
+	Childless string
 }
+
+// Values of Connection.Childless.
+const (
+	// ChildlessAllow accepts a childless IKE_AUTH as responder (and
+	// announces it); as initiator the Child SA goes into IKE_AUTH.
+	ChildlessAllow = "allow"
+	// ChildlessNever refuses a childless IKE_AUTH and does not announce
+	// support.
+	ChildlessNever = "never"
+	// ChildlessPrefer initiates the IKE SA without a Child SA when the
+	// responder announced support; the Child SA follows on demand.
+	ChildlessPrefer = "prefer"
+	// ChildlessForce always initiates the IKE SA without a Child SA and,
+	// as responder, refuses an IKE_AUTH that carries one.
+	ChildlessForce = "force"
+)
 
 // RemoteIsAny reports whether the connection accepts any peer address
 // ("remote: %any").

@@ -458,12 +458,12 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "childless"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
 	errsBefore := len(w.errs)
-	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone,
+	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone, Childless: ChildlessAllow,
 		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay}
 	var info connInfo
 	context := fmt.Sprintf("in connection %q", p.key)
@@ -583,6 +583,10 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		case "force_encap":
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
+			}
+		case "childless":
+			if s, ok := w.oneOf(v, kv.key, ChildlessAllow, ChildlessNever, ChildlessPrefer, ChildlessForce); ok {
+				c.Childless = s
 			}
 		}
 	}
@@ -784,7 +788,11 @@ func (w *walker) proposals(n *yaml.Node, key string, parse func(string) (transfo
 		if old := p.LegacyAlgorithms(); len(old) > 0 && n != nil {
 			// Named, so allowed (iked's defaults never hold them); a
 			// warning so that they do not stay by accident.
-			w.warnf(at, "%s: %q uses the deprecated %s (RFC 8247, RFC 8221: only for peers that offer nothing better); put a proposal without it first", key, s, strings.Join(old, ", "))
+			advice := ""
+			if i == 0 {
+				advice = "; put a proposal without it first"
+			}
+			w.warnf(at, "%s: %q uses the deprecated %s (RFC 8247, RFC 8221: only for peers that offer nothing better)%s", key, s, strings.Join(old, ", "), advice)
 		}
 		out = append(out, p)
 	}

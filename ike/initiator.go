@@ -35,6 +35,7 @@ type initiator struct {
 	idi          *wire.ID
 	idr          *wire.ID // the IDr we asked for, if a remote ID is configured
 	reauth       bool
+	childless    bool   // RFC 6023: IKE_AUTH without a Child SA (childless.go)
 	answered     func() // called on each answer to IKE_SA_INIT; may be nil
 }
 
@@ -62,7 +63,8 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 
 // InitiateNew establishes a new IKE SA and its first Child SA for the
 // named connection, beside any it has already, and returns the SA's
-// snapshot.
+// snapshot. A connection with childless: prefer or force gets the IKE SA
+// alone (RFC 6023; childless.go); Initiate then adds the Child SA.
 func (e *Engine) InitiateNew(ctx context.Context, name string) ([]SAInfo, error) {
 	c := e.connection(name)
 	if c == nil {
@@ -324,6 +326,11 @@ func (hs *initiator) processSAInit() error {
 	if s == nil {
 		return errors.New("responder chose a proposal we did not offer")
 	}
+	childless, err := initiatorChildless(hs.conn, resp.payloads)
+	if err != nil {
+		return err
+	}
+	hs.childless = childless
 	if s.group.ID() != hs.group.ID() || ke.Group != hs.group.ID() {
 		return fmt.Errorf("responder's KE group %d differs from the one sent (%d)", ke.Group, hs.group.ID())
 	}
@@ -373,9 +380,12 @@ func (hs *initiator) floatToNATT() {
 // SA, TSi, TSr (§1.2), and waits for the answer.
 func (hs *initiator) exchangeAuth() error {
 	sa := hs.sa
-	spi, err := hs.eng.cfg.SADB.AllocateSPI()
-	if err != nil {
-		return err
+	var spi uint32 // none for a childless IKE_AUTH; releasing 0 is a no-op
+	if !hs.childless {
+		var err error
+		if spi, err = hs.eng.cfg.SADB.AllocateSPI(); err != nil {
+			return err
+		}
 	}
 	hs.espSPI = spi
 	ps, err := hs.authPayloads(spi)
@@ -441,6 +451,9 @@ func (hs *initiator) authPayloads(spi uint32) ([]wire.Payload, error) {
 		ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
 	}
 	ps = append(ps, windowNotify())
+	if hs.childless {
+		return ps, nil // RFC 6023: no SA, TSi, TSr
+	}
 	if hs.conn.Mode == ModeTransport {
 		ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
 	}
@@ -504,6 +517,11 @@ func (hs *initiator) refuseAnswer(err error) {
 // leaves the IKE SA up, as §1.2 says.
 func (hs *initiator) completeChild() {
 	sa := hs.sa
+	if hs.childless {
+		sa.log(slog.LevelInfo, "IKE SA established without a Child SA (childless, RFC 6023): Initiate on the established connection creates it",
+			"childless", hs.conn.Childless.String())
+		return
+	}
 	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
 	ans, err := checkChildAnswer(hs.resp.payloads, "IKE_AUTH", hs.conn.ESPProposals, false, local, remote, hs.conn.Mode)
 	sa.mu.Lock()

@@ -54,6 +54,9 @@ func transcriptConnection(t *testing.T, tc transcript.Connection) *Connection {
 	if tc.Mode == "transport" {
 		c.Mode = ModeTransport
 	}
+	if c.Childless, err = ParseChildless(tc.Childless); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 

@@ -255,6 +255,9 @@ func (hs *saInitResponder) createSA() error {
 		sa.fragments = true
 		payloads = append(payloads, fragmentNotify())
 	}
+	if announceChildless(hs.cands) {
+		payloads = append(payloads, childlessNotify())
+	}
 	payloads = append(payloads, extra...)
 	resp := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
@@ -351,6 +354,9 @@ func (hs *authResponder) handshake() error {
 		return err
 	}
 	if err := hs.verifyPeer(); err != nil {
+		return err
+	}
+	if err := hs.checkChildless(); err != nil { // childless.go
 		return err
 	}
 	if err := hs.prove(); err != nil {

@@ -79,6 +79,7 @@ func (sa *ikeSA) reauthenticate() {
 	sa.mu.Lock()
 	conn := sa.conn
 	live := sa.state == stateEstablished && sa.rekeyedBy == nil
+	hadChild := len(sa.children) > 0
 	sa.mu.Unlock()
 	if !live {
 		return
@@ -89,6 +90,13 @@ func (sa *ikeSA) reauthenticate() {
 	if err != nil {
 		sa.log(slog.LevelWarn, "reauthentication failed; the IKE SA stays until it is deleted or expires", "err", err)
 		return
+	}
+	if hadChild && len(fresh.info().Children) == 0 {
+		// A childless connection (RFC 6023) brings its IKE SA up alone:
+		// the Child SA the old one carried follows before the old goes.
+		if err := fresh.createChild(ctx, nil); err != nil {
+			fresh.log(slog.LevelWarn, "Child SA not created after reauthentication", "err", err)
+		}
 	}
 	sa.eng.stats.rekeys("reauth")
 	sa.log(slog.LevelInfo, "reauthenticated", "new_sa", fresh.id())

@@ -115,6 +115,9 @@ func engineConnectionAuth(tc transcript.Connection, method auth.Method) (*ike.Co
 	if c.RemoteID, err = ike.ParseIdentity(tc.RemoteID); err != nil {
 		return nil, err
 	}
+	if c.Childless, err = ike.ParseChildless(tc.Childless); err != nil {
+		return nil, err
+	}
 	for _, s := range tc.IKEProposals {
 		p, err := transform.ParseIKEProposal(s)
 		if err != nil {

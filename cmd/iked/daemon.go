@@ -105,13 +105,14 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
 		}
+		childless, _ := ike.ParseChildless(c.Childless) // checked by config
 		out = append(out, &ike.Connection{
 			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], Childless: childless,
 		})
 	}
 	return out

@@ -59,6 +59,9 @@ type Connection struct {
 	LocalTS       []string `json:"local_ts"`
 	RemoteTS      []string `json:"remote_ts"`
 	Mode          string   `json:"mode"`
+	// Childless is the connection's childless setting (RFC 6023); empty
+	// is iked's default, allow.
+	Childless string `json:"childless,omitempty"`
 }
 
 // Message is one datagram as it crossed the bind (with the non-ESP marker
