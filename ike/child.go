@@ -100,7 +100,7 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
 	}
 	if s == nil {
-		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals)))
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, noProposal("ESP", req.sa.Proposals, c.ESPProposals, false))
 	}
 	if len(s.spi) != 4 {
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("ESP proposal without a 4-octet SPI"))

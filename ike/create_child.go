@@ -118,7 +118,7 @@ func (hs *createChildResponder) findRekeyed() error {
 func (hs *createChildResponder) chooseProposal() error {
 	s := selectProposal(hs.sa.conn.ESPProposals, hs.req.sa.Proposals, wire.ProtoESP, true)
 	if s == nil {
-		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(hs.req.sa.Proposals)))
+		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, noProposal("ESP", hs.req.sa.Proposals, hs.sa.conn.ESPProposals, true))
 	}
 	if s.group != nil && (hs.ke == nil || hs.ke.Group != s.group.ID()) {
 		return refuseWith(groupNotify(s.group), fmt.Errorf("KE group differs from the selected %s", s.group.Name()))

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/iked/iked/ike/wire"
@@ -260,4 +261,59 @@ func acceptChosen(ours []transform.Proposal, sa *wire.SA, proto wire.ProtocolID,
 		return nil
 	}
 	return match(&ours[idx], &chosen, proto, withDH)
+}
+
+// noProposal is the error of a refused SA offer, naming both sides as
+// charon logs them: "no acceptable IKE proposal: offered
+// AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048, configured
+// AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" (proposals of one side
+// joined by " | "). withDH false leaves the configured DH groups out, as
+// the Child SA of IKE_AUTH negotiates none (§1.2).
+func noProposal(kind string, offered []wire.Proposal, configured []transform.Proposal, withDH bool) error {
+	return fmt.Errorf("no acceptable %s proposal: offered %s, configured %s", kind, describeOffer(offered), describeConfigured(configured, withDH))
+}
+
+// describeOffer names the peer's proposals' transforms as strongSwan
+// does; IDs iked does not know show as numbers (ENCR_99). A NONE
+// integrity or DH transform is left out.
+func describeOffer(props []wire.Proposal) string {
+	parts := make([]string, 0, len(props))
+	for _, p := range props {
+		var tp transform.Proposal
+		for _, t := range p.Transforms {
+			switch t.Type {
+			case wire.TransformENCR:
+				tp.Encr = append(tp.Encr, transform.EncrChoice{ID: t.ID, KeyBits: t.KeyLength})
+			case wire.TransformPRF:
+				tp.PRF = append(tp.PRF, t.ID)
+			case wire.TransformINTEG:
+				if t.ID != transform.IntegNone {
+					tp.Integ = append(tp.Integ, t.ID)
+				}
+			case wire.TransformDH:
+				if t.ID != transform.DHNone {
+					tp.DH = append(tp.DH, t.ID)
+				}
+			case wire.TransformESN:
+				tp.ESN = append(tp.ESN, t.ID)
+			}
+		}
+		parts = append(parts, tp.String())
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, " | ")
+}
+
+// describeConfigured names configured proposals as describeOffer does.
+func describeConfigured(props []transform.Proposal, withDH bool) string {
+	parts := make([]string, 0, len(props))
+	for _, p := range props {
+		if !withDH {
+			p.DH = nil
+		}
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, " | ")
 }

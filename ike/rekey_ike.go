@@ -104,7 +104,7 @@ func (hs *rekeyIKEResponder) readPayloads() error {
 func (hs *rekeyIKEResponder) chooseProposal() error {
 	hs.suite = selectProposal(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, true)
 	if hs.suite == nil {
-		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, errors.New("no acceptable IKE proposal"))
+		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, noProposal("IKE", hs.offer.Proposals, hs.sa.conn.IKEProposals, true))
 	}
 	if len(hs.suite.spi) != 8 {
 		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey proposal without an 8-octet SPI"))

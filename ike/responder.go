@@ -51,7 +51,7 @@ func (e *Engine) respondSAInit(b transport.Bind, from netip.AddrPort, pkt []byte
 		e.stats.drop(r.drop)
 	}
 	if r.msg != "" {
-		e.log.Log(context.Background(), r.level, r.msg, append([]any{"peer", from}, r.attrs...)...)
+		e.log.Log(context.Background(), r.level, r.msg, append([]any{"peer", from, "err", r.err}, r.attrs...)...)
 	}
 	if r.notify != nil {
 		e.sendInitError(b, from, &msg.Header, r.notify.Code, r.notify.Data)
@@ -165,8 +165,10 @@ func (hs *saInitResponder) checkCookie() error {
 func (hs *saInitResponder) chooseProposal() error {
 	hs.suite = selectProposal(hs.cands[0].IKEProposals, hs.sa.Proposals, wire.ProtoIKE, true)
 	if hs.suite == nil {
-		return refuse(wire.NotifyNoProposalChosen, errors.New("no acceptable proposal")).
-			logged(slog.LevelInfo, "IKE_SA_INIT: no acceptable proposal", "connection", hs.cands[0].Name, "offered", describeOffer(hs.sa.Proposals))
+		err := noProposal("IKE", hs.sa.Proposals, hs.cands[0].IKEProposals, true)
+		return refuse(wire.NotifyNoProposalChosen, err).
+			logged(slog.LevelInfo, "IKE_SA_INIT: no acceptable proposal", "connection", hs.cands[0].Name,
+				"offered", describeOffer(hs.sa.Proposals), "configured", describeConfigured(hs.cands[0].IKEProposals, true))
 	}
 	return nil
 }
@@ -294,26 +296,6 @@ func (sa *ikeSA) expireHalfOpen() {
 // nonceLen is the nonce size: at least half the PRF key size and 16
 // octets (§2.10); a full PRF output is what strongSwan sends too.
 func nonceLen(prf *transform.PRF) int { return max(32, prf.Size) }
-
-func describeOffer(props []wire.Proposal) string {
-	s := ""
-	for i, p := range props {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprintf("#%d:", p.Number)
-		for j, t := range p.Transforms {
-			if j > 0 {
-				s += "/"
-			}
-			s += fmt.Sprintf("%d.%d", t.Type, t.ID)
-			if t.KeyLength != 0 {
-				s += fmt.Sprintf("-%d", t.KeyLength)
-			}
-		}
-	}
-	return s
-}
 
 // authResponder is the responder's state for the IKE_AUTH request. It
 // runs with the SA's mutex held.
