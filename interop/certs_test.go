@@ -337,7 +337,8 @@ func TestCertFragmentation(t *testing.T) {
 			proof := checkWireDecrypts(t, p.cap, p.iked)
 			checkFragments(t, p, proof.Frames)
 			// tshark reassembled the decrypted fragments: the AUTH
-			// payloads (RSASSA-PSS in 14 from both) are inside.
+			// payloads (14 from both: PKCS#1 v1.5 with SHA-256 from iked,
+			// signature: auto) are inside.
 			if ia, ca := authMethods(t, p, proof.Frames); ia != authDigital || ca != authDigital {
 				t.Errorf("AUTH methods in the reassembled IKE_AUTH messages: iked %q, charon %q, want 14 and 14\n%s", ia, ca, describeFrames(proof.Frames))
 			}

@@ -14,8 +14,8 @@ var benchKeys = []struct {
 	kind   string
 	scheme Scheme
 }{
-	{"rsa2048", Scheme{Method: wire.AuthDigitalSig, kind: kindRSA, Hash: crypto.SHA256, PSS: true, SaltLength: 32}},
-	{"rsa4096", Scheme{Method: wire.AuthDigitalSig, kind: kindRSA, Hash: crypto.SHA256, PSS: true, SaltLength: 32}},
+	{"rsa2048", Scheme{Method: wire.AuthDigitalSig, kind: kindRSA, Hash: crypto.SHA256}},
+	{"rsa4096", Scheme{Method: wire.AuthDigitalSig, kind: kindRSA, Hash: crypto.SHA256}},
 	{"p256", Scheme{Method: wire.AuthDigitalSig, kind: kindECDSA, Hash: crypto.SHA256}},
 	{"p384", Scheme{Method: wire.AuthDigitalSig, kind: kindECDSA, Hash: crypto.SHA384}},
 	{"ed25519", Scheme{Method: wire.AuthDigitalSig, kind: kindEd25519}},

@@ -40,8 +40,12 @@ import (
 // Signature policies of Options.Signature.
 const (
 	// SignatureAuto uses Digital Signature (14) when the peer announced a
-	// fitting hash (RSASSA-PSS for RSA keys, ECDSA, Ed25519), else the
-	// key's classic method: 1 for RSA, 9/10/11 for ECDSA by curve.
+	// fitting hash (RSASSA-PKCS1-v1_5 with SHA-2 for RSA keys, ECDSA,
+	// Ed25519), else the key's classic method: 1 for RSA, 9/10/11 for
+	// ECDSA by curve. RSA keys sign with PKCS#1 v1.5, not PSS: RFC 7427
+	// does not negotiate the padding, and PKCS#1 v1.5 is what every peer
+	// verifies (strongSwan's default, rsa_pss = no, refuses PSS under a
+	// constraint such as pubkey-sha256); PSS is SignaturePSS.
 	SignatureAuto = "auto"
 	// SignatureRSA always uses method 1, RSA PKCS#1 v1.5 with SHA-1, for
 	// peers that know nothing else.
@@ -309,7 +313,7 @@ func (m *Method) chooseScheme(peerHashes []HashAlgorithm, announced bool) (Schem
 		return legacy()
 	case SignatureAuto:
 		if announced {
-			if s, err := digital(kind == kindRSA); err == nil {
+			if s, err := digital(false); err == nil {
 				return s, nil
 			}
 		}

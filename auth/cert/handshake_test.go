@@ -79,7 +79,11 @@ func TestHandshakes(t *testing.T) {
 		wantA, wantB string // Scheme.String of the initiator's and responder's AUTH
 	}{
 		{"rsa2048/method1", "rsa2048", "rsa2048", SignatureRSA, SignatureRSA, "rsa-signature(1)/rsa-pkcs1-sha1", "rsa-signature(1)/rsa-pkcs1-sha1"},
-		{"rsa2048/pss", "rsa2048", "rsa2048", "", SignaturePSS, "digital-signature(14)/rsa-pss-sha256", "digital-signature(14)/rsa-pss-sha256"},
+		// auto signs RSA with PKCS#1 v1.5 and SHA-2 (strongSwan's default);
+		// PSS only when configured, and accepted from the peer either way.
+		{"rsa2048/auto", "rsa2048", "rsa2048", "", "", "digital-signature(14)/rsa-pkcs1-sha256", "digital-signature(14)/rsa-pkcs1-sha256"},
+		{"rsa2048/pss", "rsa2048", "rsa2048", SignaturePSS, SignaturePSS, "digital-signature(14)/rsa-pss-sha256", "digital-signature(14)/rsa-pss-sha256"},
+		{"rsa2048/pss-auto", "rsa2048", "rsa2048", "", SignaturePSS, "digital-signature(14)/rsa-pkcs1-sha256", "digital-signature(14)/rsa-pss-sha256"},
 		{"rsa2048/pkcs1-digital", "rsa2048", "rsa2048", SignatureDigital, SignatureDigital, "digital-signature(14)/rsa-pkcs1-sha256", "digital-signature(14)/rsa-pkcs1-sha256"},
 		{"p256/method9", "p256", "p256", SignatureECDSA, SignatureECDSA, "ecdsa(9)/ecdsa-sha256", "ecdsa(9)/ecdsa-sha256"},
 		{"p384/method10", "p384", "p384", SignatureECDSA, SignatureECDSA, "ecdsa(10)/ecdsa-sha384", "ecdsa(10)/ecdsa-sha384"},
@@ -88,7 +92,7 @@ func TestHandshakes(t *testing.T) {
 		{"p384/digital", "p384", "p384", SignatureDigital, "", "digital-signature(14)/ecdsa-sha384", "digital-signature(14)/ecdsa-sha384"},
 		{"ed25519", "ed25519", "ed25519", SignatureEd25519, "", "digital-signature(14)/ed25519", "digital-signature(14)/ed25519"},
 		{"mixed/ed25519-rsa", "ed25519", "rsa2048", "", SignatureRSA, "digital-signature(14)/ed25519", "rsa-signature(1)/rsa-pkcs1-sha1"},
-		{"rsa4096/pss", "rsa4096", "rsa4096", "", "", "digital-signature(14)/rsa-pss-sha256", "digital-signature(14)/rsa-pss-sha256"},
+		{"rsa4096/auto", "rsa4096", "rsa4096", "", "", "digital-signature(14)/rsa-pkcs1-sha256", "digital-signature(14)/rsa-pkcs1-sha256"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -288,4 +292,34 @@ func writeCert(t testing.TB, dir, name string, c *x509.Certificate) string {
 	t.Helper()
 	writeFile(t, filepath.Join(dir, name), certPEM(c), 0o644)
 	return dir
+}
+
+// TestAutoSchemeRSA: signature auto signs an RSA key with PKCS#1 v1.5 and
+// the first SHA-2 hash the peer announced (RFC 7427 does not negotiate the
+// padding, and PKCS#1 v1.5 is what strongSwan's default constraints
+// accept), with method 1 towards a peer that announced none; PSS only
+// when configured.
+func TestAutoSchemeRSA(t *testing.T) {
+	p := newPKI(t, "auto")
+	sa, _ := certPair(t, p, "rsa2048", "p256")
+	auto := sa.method(t)
+	sa.opts.Signature = SignaturePSS
+	pss := sa.method(t)
+	for _, c := range []struct {
+		m         *Method
+		hashes    []HashAlgorithm
+		announced bool
+		want      string
+	}{
+		{auto, []HashAlgorithm{HashSHA2_256, HashSHA2_384, HashSHA2_512, HashIdentity}, true, "digital-signature(14)/rsa-pkcs1-sha256"},
+		{auto, []HashAlgorithm{HashSHA2_512}, true, "digital-signature(14)/rsa-pkcs1-sha512"},
+		{auto, []HashAlgorithm{HashSHA1, HashIdentity}, true, "rsa-signature(1)/rsa-pkcs1-sha1"},
+		{auto, nil, false, "rsa-signature(1)/rsa-pkcs1-sha1"},
+		{pss, []HashAlgorithm{HashSHA2_256}, true, "digital-signature(14)/rsa-pss-sha256"},
+	} {
+		s, err := c.m.chooseScheme(c.hashes, c.announced)
+		if err != nil || s.String() != c.want {
+			t.Errorf("%s towards %v: %s, %v; want %s", c.m.signature, c.hashes, s, err, c.want)
+		}
+	}
 }
