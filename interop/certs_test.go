@@ -52,6 +52,12 @@ type certSetup struct {
 	// validity of the CAs and end-entity certificates from now; zero: ten
 	// years for the CAs, one for the end entities.
 	validity time.Duration
+	// rsaPKI makes the root an RSA CA too and signs every certificate
+	// with sigAlg (e.g. x509.SHA256WithRSA, x509.SHA256WithRSAPSS), as
+	// strongSwan's pki does for an RSA CA: charon's signature constraints
+	// (pubkey-sha256, rsa/pss-sha256) apply to the chain as well.
+	rsaPKI bool
+	sigAlg x509.SignatureAlgorithm
 }
 
 // certMaterial is what newCertPair made, for the test's assertions.
@@ -72,7 +78,12 @@ func newCertMaterial(t *testing.T, s certSetup) (*certMaterial, *ikedCertAuth) {
 	if s.interKind == "" {
 		s.interKind = "p256"
 	}
-	m := &certMaterial{pki: newTestPKI(t, "Interop "+strings.ToUpper(s.interKind), s.interKind, s.validity)}
+	m := &certMaterial{}
+	if s.rsaPKI {
+		m.pki = newTestPKIWith(t, "Interop RSA "+s.sigAlg.String(), "rsa2048", s.interKind, s.sigAlg)
+	} else {
+		m.pki = newTestPKI(t, "Interop "+strings.ToUpper(s.interKind), s.interKind, s.validity)
+	}
 	m.ikedKey = pkiKey(t, s.ikedKey, certKeyLabel("iked"))
 	m.charonKey = pkiKey(t, s.charonKey, certKeyLabel("charon"))
 	host := func(id string) string { return strings.TrimPrefix(id, "fqdn:") }

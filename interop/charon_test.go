@@ -64,6 +64,9 @@ type charonConn struct {
 	// (strongSwan time values, e.g. "2s"); empty: charon's defaults.
 	IKERekeyTime, IKEOverTime, IKERandTime       string
 	ChildRekeyTime, ChildLifeTime, ChildRandTime string
+	// Childless is the connection's childless option (allow, never,
+	// prefer, force); empty: charon's default (allow).
+	Childless string
 }
 
 // charonOptions configure a charon instance.
@@ -185,7 +188,7 @@ func swanctlConf(conns []charonConn) string {
 		if c.Fragmentation != "" {
 			fmt.Fprintf(&b, "\t\tfragmentation = %s\n", c.Fragmentation)
 		}
-		for _, kv := range [][2]string{{"rekey_time", c.IKERekeyTime}, {"over_time", c.IKEOverTime}, {"rand_time", c.IKERandTime}} {
+		for _, kv := range [][2]string{{"rekey_time", c.IKERekeyTime}, {"over_time", c.IKEOverTime}, {"rand_time", c.IKERandTime}, {"childless", c.Childless}} {
 			if kv[1] != "" {
 				fmt.Fprintf(&b, "\t\t%s = %s\n", kv[0], kv[1])
 			}
@@ -379,6 +382,13 @@ func (c *charon) swanctl(timeout time.Duration, cmd string, args ...string) (str
 // was not established within 10 seconds.
 func (c *charon) Initiate(child, ike string) (string, error) {
 	return c.swanctl(20*time.Second, "--initiate", "--child", child, "--ike", ike, "--timeout", "10")
+}
+
+// InitiateIKE runs swanctl --initiate for connection ike without a child:
+// charon sets up the IKE SA alone (a childless IKE_AUTH, RFC 6023, which
+// needs the responder's support).
+func (c *charon) InitiateIKE(ike string) (string, error) {
+	return c.swanctl(20*time.Second, "--initiate", "--ike", ike, "--timeout", "10")
 }
 
 // Terminate deletes the IKE SAs of connection ike.

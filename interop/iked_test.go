@@ -41,6 +41,9 @@ type ikedConn struct {
 	// dpd_action when not empty; ForceEncap as force_encap: true.
 	RekeyTime, IKERekeyTime, DPDDelay, DPDAction string
 	ForceEncap                                   bool
+	// Childless renders as childless: when not empty (allow, never,
+	// prefer, force).
+	Childless string
 }
 
 // ikedCertAuth is iked's auth: {method: cert, ...}; paths are relative to
@@ -231,6 +234,7 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		if c.ForceEncap {
 			b.WriteString("    force_encap: true\n")
 		}
+		field("childless", c.Childless)
 	}
 	b.WriteString(o.Extra)
 	return b.String()

@@ -25,6 +25,13 @@ func newTestPKI(t testing.TB, name, interKind string, validity time.Duration) *t
 	return &testPKI{PKI: p, root: p.Root, inter: p.Inter}
 }
 
+// newTestPKIWith is newTestPKI with the root's key kind and the
+// certificates' signature algorithm (testpki.NewWith).
+func newTestPKIWith(t testing.TB, name, rootKind, interKind string, sigAlg x509.SignatureAlgorithm) *testPKI {
+	p := testpki.NewWith(t, name, rootKind, interKind, sigAlg, 0)
+	return &testPKI{PKI: p, root: p.Root, inter: p.Inter}
+}
+
 type leafSpec struct {
 	cn                  string
 	dns                 []string

@@ -69,6 +69,9 @@ type PKI struct {
 	Name              string
 	Root, Inter       *x509.Certificate
 	RootKey, InterKey crypto.Signer
+	// SigAlg is the signature algorithm of the certificates the CAs
+	// issue; zero: x509's default for the key.
+	SigAlg x509.SignatureAlgorithm
 }
 
 // Org is the organisation of every test certificate's subject.
@@ -79,21 +82,31 @@ const Org = "iked interop"
 // when zero).
 func New(t testing.TB, name, interKind string, validity time.Duration) *PKI {
 	t.Helper()
+	return NewWith(t, name, "p384", interKind, 0, validity)
+}
+
+// NewWith is New with the root's key kind and the signature algorithm of
+// every certificate the PKI makes (e.g. an all-RSA PKI signing with
+// x509.SHA256WithRSAPSS, as strongSwan's pki --rsa-padding pss does).
+func NewWith(t testing.TB, name, rootKind, interKind string, sigAlg x509.SignatureAlgorithm, validity time.Duration) *PKI {
+	t.Helper()
 	if validity == 0 {
 		validity = 10 * 365 * 24 * time.Hour
 	}
-	p := &PKI{Name: name, RootKey: Key(t, "p384", name+"-root"), InterKey: Key(t, interKind, name+"-inter")}
+	p := &PKI{Name: name, RootKey: Key(t, rootKind, name+"-root"), InterKey: Key(t, interKind, name+"-inter"), SigAlg: sigAlg}
 	now := time.Now()
 	rootT := &x509.Certificate{
 		SerialNumber: randSerial(t), Subject: pkix.Name{Country: []string{"CH"}, Organization: []string{Org}, CommonName: name + " Root CA"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity + time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SignatureAlgorithm: sigAlg,
 	}
 	p.Root = createCert(t, rootT, rootT, p.RootKey.Public(), p.RootKey)
 	interT := &x509.Certificate{
 		SerialNumber: randSerial(t), Subject: pkix.Name{Country: []string{"CH"}, Organization: []string{Org}, CommonName: name + " Intermediate CA"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SignatureAlgorithm: sigAlg,
 	}
 	p.Inter = createCert(t, interT, p.Root, p.InterKey.Public(), p.RootKey)
 	return p
@@ -148,6 +161,7 @@ func (p *PKI) Issue(t testing.TB, key crypto.Signer, s Leaf) *x509.Certificate {
 		ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidIPsecIKE},
 		DNSNames:           s.DNS, BasicConstraintsValid: true,
+		SignatureAlgorithm: p.SigAlg,
 	}
 	return createCert(t, tmpl, p.Inter, key.Public(), p.InterKey)
 }
