@@ -29,6 +29,7 @@ func missing(t *testing.T, format string, args ...any) {
 // requireRoot: network namespaces, veths and bind mounts need root.
 func requireRoot(t *testing.T) {
 	t.Helper()
+	recordOutcome(t) // for the check of docs/interop.md (doctable_test.go)
 	if os.Geteuid() != 0 {
 		missing(t, "needs root for network namespaces (euid %d)", os.Geteuid())
 	}

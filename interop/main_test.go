@@ -63,5 +63,13 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	// docs/interop.md's tables against what just ran (doctable_test.go).
+	if problems := verifyInteropDoc(); len(problems) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: docs/interop.md does not match this run's outcomes:")
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "\t"+p)
+		}
+		code = 1
+	}
 	os.Exit(code)
 }
