@@ -3,6 +3,7 @@ package interop
 import (
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -156,5 +157,78 @@ func TestAuthFailedAfterIKEAuth(t *testing.T) {
 				t.Errorf("iked logged errors:\n%s", s)
 			}
 		})
+	}
+}
+
+// TestAuthFailedIkedIked: the same with iked as the peer that refuses. A
+// initiates and does not trust B's certificate (another PKI), B trusts
+// A's: B establishes and installs its Child SA, A refuses B's AUTH and
+// says so in an INFORMATIONAL (RFC 7296 §2.21.2, ike's refuseAnswer), and
+// B removes its IKE SA and Child SA at once, logged at WARN and counted.
+func TestAuthFailedIkedIked(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "tcpdump", "tshark")
+	topo := newTopology(t)
+	capt := startCapture(t, topo.S, "veth-s")
+	pkiA, pkiB := newTestPKI(t, "Interop A", "p256", 0), newTestPKI(t, "Interop B", "p256", 0)
+	ka, kb := pkiKey(t, "p256", certKeyLabel("iked-a")), pkiKey(t, "p256", certKeyLabel("iked-b"))
+	host := func(id string) string { return strings.TrimPrefix(id, "fqdn:") }
+	certA := pkiA.issue(t, ka, leafSpec{cn: host(ikedAID), dns: []string{host(ikedAID)}})
+	certB := pkiB.issue(t, kb, leafSpec{cn: host(ikedBID), dns: []string{host(ikedBID)}})
+	auth := &ikedCertAuth{Cert: "cert.pem", Key: "key.pem", CA: []string{"root.pem"}, Intermediates: []string{"inter.pem"}}
+	aAddr, bAddr := topo.IkedAddr.String(), topo.CharonAddr.String()
+	a := startIked(t, topo.I, ikedOptions{
+		Listen: []string{aAddr + ":500", aAddr + ":4500"}, Metrics: true,
+		Conns: []ikedConn{{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, Cert: auth,
+			LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}},
+		// A trusts only its own PKI.
+		Files: map[string][]byte{"cert.pem": certPEM(certA), "key.pem": keyPEM(t, ka), "root.pem": certPEM(pkiA.root), "inter.pem": certPEM(pkiA.inter)},
+	})
+	b := startIked(t, topo.S, ikedOptions{
+		Listen: []string{bAddr + ":500", bAddr + ":4500"}, Metrics: true,
+		Conns: []ikedConn{{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, Cert: auth,
+			LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}},
+		// B trusts A's root and sends its own chain.
+		Files: map[string][]byte{"cert.pem": certPEM(certB), "key.pem": keyPEM(t, kb), "root.pem": certPEM(pkiA.root), "inter.pem": certPEM(pkiB.inter)},
+	})
+	t.Cleanup(func() {
+		if t.Failed() || verbose() {
+			t.Logf("capture on veth-s:\n%s", capt.Summary(a.KeyLogPrefs()))
+		}
+	})
+	out, err := a.Initiate(connName)
+	if err == nil || !strings.Contains(err.Error(), "not issued by a trusted CA") {
+		t.Fatalf("A's initiation: %v\n%s", err, out)
+	}
+	waitFor(t, 10*time.Second, func() string {
+		if sas, err := b.SAs(); err != nil || len(sas) != 0 {
+			return fmt.Sprintf("B lists %+v (%v)", sas, err)
+		}
+		return ""
+	})
+	line := wantLog(t, "iked B", b.Log(), "peer refused our authentication")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["level"] != "WARN" || rec["child_sas"] != float64(1) || rec["role"] != "responder" {
+		t.Errorf("B's line %s: want WARN, one Child SA, responder", line)
+	}
+	wantLog(t, "iked B", b.Log(), "CHILD SA removed")
+	wantMetric(t, b, "iked_notifies_received_total", `type="AUTHENTICATION_FAILED"`, 1)
+	wantMetric(t, b, "iked_handshakes_failed_total", `reason="authentication_failed"`, 1)
+	wantMetric(t, a, "iked_notifies_sent_total", `type="AUTHENTICATION_FAILED"`, 1)
+	if sas, err := a.SAs(); err != nil || len(sas) != 0 {
+		t.Errorf("A lists %+v (%v)", sas, err)
+	}
+	proof := checkWireDecrypts(t, capt, a)
+	refusal := false
+	for _, f := range proof.Frames {
+		if f.Exchange == exchangeInformatio && !f.Response && f.Src == aAddr && slices.Contains(f.Notifies, notifyAuthFailed) {
+			refusal = true
+		}
+	}
+	if !refusal {
+		t.Errorf("no INFORMATIONAL with N(AUTHENTICATION_FAILED) from A:\n%s", describeFrames(proof.Frames))
 	}
 }
