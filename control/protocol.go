@@ -91,12 +91,18 @@ type Response struct {
 	Policy *agent.PolicyInfo `json:"policy,omitempty"`
 	// Peers answers "peers".
 	Peers []agent.PeerStatus `json:"peers,omitempty"`
+	// Reload answers "reload".
+	Reload *ReloadResult `json:"reload,omitempty"`
 }
 
 // Status is the daemon's overall state, answered to "status".
 type Status struct {
 	// Version is the daemon's version string.
 	Version string `json:"version"`
+	// Commit is the VCS revision the daemon was built from ("-dirty" for a
+	// modified tree), GoVersion the Go toolchain.
+	Commit    string `json:"commit,omitempty"`
+	GoVersion string `json:"go_version,omitempty"`
 	// PID is the daemon's process ID.
 	PID int `json:"pid"`
 	// Started is when the daemon started.

@@ -371,6 +371,8 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			return Response{Error: err.Error()}
 		}
 		resp.Peers = peers
+	case CommandReload:
+		return s.reload(ctx)
 	case "":
 		return Response{Error: "missing command"}
 	default:

@@ -21,6 +21,7 @@ import (
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/transport"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
@@ -39,7 +40,21 @@ type daemon struct {
 	configPath string
 	started    time.Time
 	log        *slog.Logger
+	logging    *logging
+	notify     *notifier
 	keyLog     *os.File
+	updown     *updown
+	// lookup resolves the host names of connections' remotes.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// ctx ends when the daemon shuts down: the start actions' retries.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// alive is served by the main loop: the watchdog's check that it
+	// still turns.
+	alive chan chan struct{}
+
+	// reloadMu makes reloads (SIGHUP, ikectl reload) one at a time.
+	reloadMu sync.Mutex
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -66,16 +81,6 @@ func checkConfig(path string) int {
 	return 0
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // dpdActions maps the configuration's DPD action names.
 var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.DPDRestart, "hold": ike.DPDHold}
 
@@ -87,10 +92,17 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
 		}
+		remote := c.Remote
+		if c.RemoteHost != "" {
+			// Resolved at each initiation (dns.go); any address as a
+			// responder.
+			remote = netip.AddrPort{}
+		}
 		out = append(out, &ike.Connection{
-			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
+			Name: c.Name, Local: c.Local, Remote: remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
-			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
+			Initiate:   c.StartAction == config.StartInitiate && c.RemoteHost == "",
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
 			DPDAction: dpdActions[c.DPDAction],
@@ -118,7 +130,11 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), lookup: lookupHost, alive: make(chan chan struct{})}
+	d.logging = newLogging(cfg.Log, os.Stderr, stderrIsJournal())
+	d.log = d.logging.logger
+	d.notify = newNotifier(d.log)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
@@ -136,10 +152,8 @@ func newDaemon(path string) (*daemon, error) {
 		_ = d.db.Close()
 		return nil, err
 	}
-	var observer ike.Observer
-	if d.agent != nil {
-		observer = d.agent
-	}
+	d.updown = newUpdown(d.log, cfg)
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
@@ -149,6 +163,7 @@ func newDaemon(path string) (*daemon, error) {
 		ForceEncap: d.dp.forceEncap,
 	})
 	if err != nil {
+		d.updown.close()
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -231,6 +246,7 @@ func (d *daemon) serve() (err error) {
 		if d.agent != nil {
 			more = append(more, metrics.NewPolicyCollector(d.agent))
 		}
+		more = append(more, buildInfoGauge())
 		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -242,33 +258,82 @@ func (d *daemon) serve() (err error) {
 	for i, b := range binds {
 		listen[i] = b.LocalAddr().String()
 	}
-	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
+	bi := buildinfo.Get()
+	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d.engine.StartConnections(ctx)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			d.reload()
-			continue
+	defer signal.Stop(sigs)
+	d.engine.StartConnections(d.ctx)
+	for _, c := range cfg.Connections {
+		if c.RemoteHost != "" && c.StartAction == config.StartInitiate {
+			d.startConnection(c.Name)
 		}
-		d.log.Info("shutting down", "signal", sig.String())
-		break
 	}
-	cancel()
-	return d.shutdown()
+	// Sockets bound, connections loaded: systemd may start what depends
+	// on iked.
+	d.notify.ready(d.statusLine)
+	if wd := watchdogInterval(); wd > 0 {
+		go d.notify.watchdog(d.ctx, wd, d.health)
+	}
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reloadFromSignal()
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown()
+		case reply := <-d.alive:
+			close(reply)
+		}
+	}
+}
+
+// health is the watchdog's check: the engine's locks come free and the
+// main loop turns.
+func (d *daemon) health(ctx context.Context) error {
+	if err := d.engine.Health(ctx); err != nil {
+		return err
+	}
+	reply := make(chan struct{})
+	select {
+	case d.alive <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusLine is the STATUS= systemd shows.
+func (d *daemon) statusLine() string {
+	st := d.engine.Stats()
+	n := 0
+	for _, c := range st.IKESAs {
+		n += c
+	}
+	d.mu.Lock()
+	conns := len(d.cfg.Connections)
+	d.mu.Unlock()
+	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, st.ChildSAs)
 }
 
 // shutdown deletes every IKE SA, empties the data plane and stops.
 func (d *daemon) shutdown() error {
+	d.notify.stopping()
+	d.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.control.Close()
 	err := d.engine.Shutdown(ctx)
+	d.updown.close() // the scripts of the Child SAs just deleted
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
 			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
@@ -287,48 +352,6 @@ func (d *daemon) shutdown() error {
 	return err
 }
 
-// reload re-reads the configuration; on error the running one stays.
-func (d *daemon) reload() {
-	cfg, err := config.Load(d.configPath)
-	if err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	d.mu.Lock()
-	old := d.cfg
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
-	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog {
-		d.log.Warn("listen, control_socket, metrics_listen, backend and key_log changes take effect at restart")
-	}
-	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
-}
-
-func sameAddrs(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // The control.Handler implementation.
 
 // SAs implements control.Handler.
@@ -336,6 +359,12 @@ func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
 
 // Initiate implements control.Handler.
 func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
+	d.mu.Lock()
+	c := d.cfg.Connection(name)
+	d.mu.Unlock()
+	if c != nil && c.RemoteHost != "" {
+		return d.initiateByName(ctx, c)
+	}
 	return d.engine.Initiate(ctx, name)
 }
 
@@ -358,8 +387,9 @@ func (d *daemon) Status() control.Status {
 	cfg := d.cfg
 	d.mu.Unlock()
 	stats := d.engine.Stats()
+	bi := buildinfo.Get()
 	st := control.Status{
-		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
+		Version: bi.Version, Commit: bi.ShortCommit(), GoVersion: bi.GoVersion, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
 		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
 	}
 	for _, a := range cfg.Listen {
@@ -378,7 +408,10 @@ func (d *daemon) Status() control.Status {
 			local = c.Local.String()
 		}
 		remote := "%any"
-		if !c.RemoteIsAny() {
+		switch {
+		case c.RemoteHost != "":
+			remote = net.JoinHostPort(c.RemoteHost, fmt.Sprint(c.Remote.Port()))
+		case !c.RemoteIsAny():
 			remote = c.Remote.String()
 		}
 		st.Connections = append(st.Connections, control.ConnectionStatus{
