@@ -11,7 +11,8 @@ export PATH="$PATH:$(go env GOPATH)/bin"
 # Debian packages the suite uses (interop peers, captures, namespaces).
 packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
-  iperf3 iputils-ping)
+  iperf3 iputils-ping
+  systemd groff-base adduser)  # systemd-analyze verify, man page checks, the package test
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
