@@ -29,7 +29,7 @@ func TestWatchdogStopsWhileHung(t *testing.T) {
 		return kicks
 	}
 	var hanging sync.Mutex // guards hang
-	var hang chan struct{}  // non-nil: checks block until it is closed
+	var hang chan struct{} // non-nil: checks block until it is closed
 	blocked := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
