@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,8 +98,8 @@ func verify(t *testing.T, path string, opts ...string) {
 	}
 }
 
-// TestDebianPackage builds the package as `make deb` does on a fresh
-// clone, installs it with dpkg, and checks what an administrator meets:
+// TestDebianPackage builds the package with `make deb` in a fresh clone,
+// installs it with dpkg, and checks what an administrator meets:
 // iked --version names the version and commit, the installed example
 // configuration passes --check-config, the installed unit verifies, the
 // installed iked starts on it as the user iked with only CAP_NET_ADMIN
@@ -114,30 +115,14 @@ func TestDebianPackage(t *testing.T) {
 	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "iked").Output(); err == nil && strings.Contains(string(out), "installed") {
 		missing(t, "a package iked is installed on this machine already; the test would replace it")
 	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	make := exec.Command("make", "deb")
-	make.Dir = root
-	if out, err := make.CombinedOutput(); err != nil {
-		t.Fatalf("make deb: %v\n%s", err, out)
-	}
-	t.Logf("make deb took %v", time.Since(start).Round(time.Second))
-	version := strings.TrimSpace(runIn(t, root, "./packaging/version.sh"))
-	commit := strings.TrimSpace(runIn(t, root, "git", "rev-parse", "HEAD"))
-	debs, _ := filepath.Glob(filepath.Join(root, "build", "iked_"+version+"_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb made %v, want one iked_%s_ARCH.deb", debs, version)
-	}
+	deb, version, commit := buildDeb(t)
 
 	t.Cleanup(func() {
 		if out, err := exec.Command("dpkg", "--purge", "iked").CombinedOutput(); err != nil {
 			t.Logf("dpkg --purge iked: %v\n%s", err, out)
 		}
 	})
-	run(t, "dpkg", "-i", debs[0])
+	run(t, "dpkg", "-i", deb)
 
 	// What the package installed, and how.
 	u, err := user.Lookup("iked")
@@ -278,6 +263,67 @@ func sharedDir(t *testing.T) string {
 	return dir
 }
 
+// The package, built once for the tests that install it.
+var (
+	debOnce                     sync.Once
+	debPath, debVersion, debSHA string
+	debErr                      error
+)
+
+// cloneDir holds the fresh clone buildDeb builds in; TestMain removes it.
+var cloneDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cloneDir != "" {
+		os.RemoveAll(cloneDir)
+	}
+	os.Exit(code)
+}
+
+// buildDeb clones the repository (its committed HEAD, as CI and a user
+// get it), runs `make deb` in the clone, and returns the package, its
+// version and the commit it was built from.
+func buildDeb(t *testing.T) (path, version, commit string) {
+	t.Helper()
+	debOnce.Do(func() {
+		root, err := filepath.Abs("..")
+		if err != nil {
+			debErr = err
+			return
+		}
+		if cloneDir, err = os.MkdirTemp("", "iked-clone-"); err != nil {
+			debErr = err
+			return
+		}
+		clone := filepath.Join(cloneDir, "iked")
+		if out, err := exec.Command("git", "clone", "--quiet", root, clone).CombinedOutput(); err != nil {
+			debErr = fmt.Errorf("git clone: %v\n%s", err, out)
+			return
+		}
+		start := time.Now()
+		mk := exec.Command("make", "deb")
+		mk.Dir = clone
+		if out, err := mk.CombinedOutput(); err != nil {
+			debErr = fmt.Errorf("make deb: %v\n%s", err, out)
+			return
+		}
+		t.Logf("make deb in a fresh clone took %v", time.Since(start).Round(time.Second))
+		debVersion = strings.TrimSpace(runIn(t, clone, "./packaging/version.sh"))
+		debSHA = strings.TrimSpace(runIn(t, clone, "git", "rev-parse", "HEAD"))
+		debs, _ := filepath.Glob(filepath.Join(clone, "build", "*.deb"))
+		if len(debs) != 1 || filepath.Base(debs[0]) != "iked_"+debVersion+"_"+runtime.GOARCH+".deb" {
+			debErr = fmt.Errorf("make deb made %v, want one iked_%s_%s.deb", debs, debVersion, runtime.GOARCH)
+			return
+		}
+		debPath = debs[0]
+	})
+	if debErr != nil {
+		t.Fatal(debErr)
+	}
+	return debPath, debVersion, debSHA
+}
+
 func runIn(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
@@ -410,4 +456,49 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestMakeInstall: `make install` with PREFIX and DESTDIR puts the
+// binaries, the unit (with the paths of that prefix), the example
+// configuration, the man pages and the completions in place, and never
+// replaces an existing configuration.
+func TestMakeInstall(t *testing.T) {
+	requireTools(t, "make", "git")
+	dest := t.TempDir()
+	mk := exec.Command("make", "install", "PREFIX=/opt/iked", "DESTDIR="+dest)
+	mk.Dir = ".."
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"opt/iked/sbin/iked", "opt/iked/bin/ikectl", "opt/iked/lib/systemd/system/iked.service", "opt/iked/etc/iked/iked.yaml",
+		"opt/iked/share/man/man8/iked.8", "opt/iked/share/man/man8/ikectl.8", "opt/iked/share/man/man5/iked.yaml.5",
+		"opt/iked/share/bash-completion/completions/ikectl", "opt/iked/share/zsh/vendor-completions/_ikectl"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "opt/iked/lib/systemd/system/iked.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/opt/iked/sbin/iked --config /opt/iked/etc/iked/iked.yaml") ||
+		!strings.Contains(string(unit), "ExecReload=/opt/iked/bin/ikectl") {
+		t.Fatalf("the unit's paths are not the prefix's:\n%s", unit)
+	}
+	out, err := exec.Command(filepath.Join(dest, "opt/iked/sbin/iked"), "--check-config", filepath.Join(dest, "opt/iked/etc/iked/iked.yaml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK (0 connections)") {
+		t.Fatalf("the installed example: %v %s", err, out)
+	}
+	conf := filepath.Join(dest, "opt/iked/etc/iked/iked.yaml")
+	if err := os.WriteFile(conf, []byte("connections:\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	again := exec.Command("make", "install", "PREFIX=/opt/iked", "DESTDIR="+dest)
+	again.Dir = ".."
+	if out, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("make install again: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(conf); string(b) != "connections:\n" {
+		t.Fatal("make install replaced an existing configuration")
+	}
 }
