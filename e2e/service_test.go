@@ -90,7 +90,8 @@ func TestIkectlReload(t *testing.T) {
 	b := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.6"), uint16(freePort(t, "127.0.0.6")))
 	other := "  other:\n    remote: 127.0.0.9\n    auth: {method: psk, secret: \"another connection's key\"}\n"
 	da := startDaemon(t, "alice", a, peerConfig(a, b, "fqdn:alice.example", "fqdn:bob.example", "")+other)
-	db := startDaemon(t, "bob", b, peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""))
+	db := startDaemon(t, "bob", b, strings.Replace(peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""),
+		"esp_proposals: [aes256gcm16]", "esp_proposals: [aes256gcm16, aes128gcm16]", 1))
 	if _, err := da.ikectl("initiate", "peer"); err != nil {
 		t.Fatal(err)
 	}
@@ -172,8 +173,9 @@ func TestIkectlReload(t *testing.T) {
 		t.Fatalf("debug lines after log.level: info:\n%s", da.log.String()[mark:])
 	}
 
-	// Changing the connection's proposals ends its SA, saying why.
-	changed := strings.Replace(next, "esp_proposals: [aes256gcm16]", "esp_proposals: [aes128gcm16]", 1)
+	// Changing the connection's proposals ends its SA, saying why; with
+	// start_action initiate it comes up again with the new ones.
+	changed := strings.Replace(next, "esp_proposals: [aes256gcm16]", "esp_proposals: [aes128gcm16]\n    start_action: initiate", 1)
 	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +191,15 @@ func TestIkectlReload(t *testing.T) {
 		!strings.Contains(res.Terminated[0].Reason, "connection changed") || len(res.Kept) != 0 {
 		t.Fatalf("reload answer: %+v", res)
 	}
-	if n := len(da.sas()); n != 0 {
-		t.Fatalf("%d SAs after the connection changed", n)
-	}
-	waitUntil(t, "bob to delete the SA too", func() bool { return len(db.sas()) == 0 })
+	waitUntil(t, "the connection up again with the new proposal", func() bool {
+		sas := da.sas()
+		return len(sas) == 1 && sas[0].ID != before[0].ID && sas[0].State == "established" && len(sas[0].Children) == 1 &&
+			sas[0].Children[0].Algorithms == "AES_GCM_16-128/NO_EXT_SEQ"
+	})
+	waitUntil(t, "bob to hold only the new SA", func() bool {
+		sas := db.sas()
+		return len(sas) == 1 && sas[0].SPIi == da.sas()[0].SPIi
+	})
 	// SIGHUP logs the same summary.
 	_ = da.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, "SIGHUP's reload", func() bool {

@@ -58,6 +58,9 @@ type daemon struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// starting names the connections whose start action is running
+	// (dns.go).
+	starting map[string]bool
 
 	dp      *dataPlane
 	db      *sadb.DB
@@ -95,14 +98,15 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		remote := c.Remote
 		if c.RemoteHost != "" {
 			// Resolved at each initiation (dns.go); any address as a
-			// responder.
+			// responder. The daemon runs the start actions, not the
+			// engine (Initiate is informational).
 			remote = netip.AddrPort{}
 		}
 		out = append(out, &ike.Connection{
 			Name: c.Name, Local: c.Local, Remote: remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
-			Initiate:   c.StartAction == config.StartInitiate && c.RemoteHost == "",
+			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
 			DPDAction: dpdActions[c.DPDAction],
@@ -265,9 +269,11 @@ func (d *daemon) serve() (err error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	d.engine.StartConnections(d.ctx)
+	// The start actions: the daemon's own loops rather than the engine's
+	// StartConnections, so that a reload can start, stop and re-resolve
+	// them.
 	for _, c := range cfg.Connections {
-		if c.RemoteHost != "" && c.StartAction == config.StartInitiate {
+		if c.StartAction == config.StartInitiate {
 			d.startConnection(c.Name)
 		}
 	}

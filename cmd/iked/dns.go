@@ -79,11 +79,28 @@ func (d *daemon) initiateByName(ctx context.Context, c *config.Connection) ([]ik
 }
 
 // startConnection initiates the named connection in the background and
-// retries a failure with backoff (1 s doubling to 2 min), as the engine's
-// StartConnections does, until it succeeds, the daemon stops or the
-// connection is no longer configured to start.
+// retries a failure with backoff (1 s doubling to 2 min), until it
+// succeeds, the daemon stops, or the connection is no longer configured to
+// start (a reload removed it or changed its start_action). Each attempt
+// initiates the connection as configured then, resolving a remote given
+// by name again. One loop runs per connection at a time.
 func (d *daemon) startConnection(name string) {
+	d.mu.Lock()
+	if d.starting[name] {
+		d.mu.Unlock()
+		return
+	}
+	if d.starting == nil {
+		d.starting = map[string]bool{}
+	}
+	d.starting[name] = true
+	d.mu.Unlock()
 	go func() {
+		defer func() {
+			d.mu.Lock()
+			delete(d.starting, name)
+			d.mu.Unlock()
+		}()
 		wait := time.Second
 		for {
 			d.mu.Lock()

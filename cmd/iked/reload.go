@@ -10,6 +10,7 @@ import (
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
+	"github.com/iked/iked/ike"
 )
 
 // Reload implements control.Reloader: `ikectl reload` and systemd's
@@ -50,6 +51,9 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return nil, err
 	}
+	// The SAs to judge are those made before the new connections apply:
+	// one a changed connection makes from now on has the new settings.
+	before := d.engine.SAs()
 	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
 		err = fmt.Errorf("%s: %w", d.configPath, err)
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
@@ -69,7 +73,7 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 		}
 	}
 
-	d.settleSAs(ctx, res, policyRemoved)
+	d.settleSAs(ctx, res, before, policyRemoved)
 	for _, name := range slices.Concat(res.Added, res.Changed, res.Updated) {
 		if c := cfg.Connection(name); c != nil && c.StartAction == config.StartInitiate && !d.hasSA(name) {
 			d.startConnection(c.Name)
@@ -104,7 +108,7 @@ func diffConnections(old, cfg *config.Config, res *control.ReloadResult) {
 
 // settleSAs deletes the IKE SAs of removed and changed connections and
 // lists every SA as kept or terminated, with why.
-func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, policyRemoved []string) {
+func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, before []ike.SAInfo, policyRemoved []string) {
 	why := map[string]string{}
 	for _, n := range res.Removed {
 		why[n] = "connection removed"
@@ -122,12 +126,15 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, polic
 	for _, id := range policyRemoved {
 		res.Terminated = append(res.Terminated, control.ReloadSA{ID: id, Reason: "the new policy no longer allows it"})
 	}
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range before {
 		if slices.Contains(policyRemoved, sa.ID) {
 			continue
 		}
 		if reason, ok := why[sa.Connection]; ok {
 			if _, err := d.engine.Terminate(ctx, sa.ID); err != nil {
+				if !d.hasSAID(sa.ID) {
+					continue // gone meanwhile
+				}
 				res.Kept = append(res.Kept, control.ReloadSA{ID: sa.ID, Connection: sa.Connection, Reason: reason + "; deleting it failed: " + err.Error()})
 				continue
 			}
@@ -146,6 +153,16 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, polic
 func (d *daemon) hasSA(name string) bool {
 	for _, sa := range d.engine.SAs() {
 		if sa.Connection == name {
+			return true
+		}
+	}
+	return false
+}
+
+// hasSAID reports whether the IKE SA with that ID exists.
+func (d *daemon) hasSAID(id string) bool {
+	for _, sa := range d.engine.SAs() {
+		if sa.ID == id {
 			return true
 		}
 	}
