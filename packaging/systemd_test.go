@@ -246,8 +246,8 @@ connections:
 // only; `systemctl reload` succeeds with a good file and fails with a bad
 // one, whose file:line error journalctl -p err shows (info lines filtered
 // out: journald got the priorities) while the same process serves on; the
-// watchdog (8 s in a drop-in, so that the test is short) keeps a healthy
-// iked alive over three periods and restarts a hung one (SIGSTOP); stop
+// watchdog (10 s in a drop-in, so that the test is short) keeps a healthy
+// iked alive over two periods and restarts a hung one (SIGSTOP); stop
 // ends it cleanly. In between, the hardened unit carries a ping through an
 // SA on the userspace data plane with a peer outside the container.
 func TestUnitUnderSystemd(t *testing.T) {
@@ -257,12 +257,12 @@ func TestUnitUnderSystemd(t *testing.T) {
 		missing(t, "systemd is not installed (Debian package systemd)")
 	}
 	deb, version, _ := buildDeb(t)
-	c := bootContainer(t, deb, map[string]string{"watchdog.conf": "[Service]\nWatchdogSec=8s\n"})
+	c := bootContainer(t, deb, map[string]string{"watchdog.conf": "[Service]\nWatchdogSec=10s\n"})
 
 	if st := c.show("ActiveState"); st != "active" {
 		t.Fatalf("iked.service is %s\n%s", st, c.must("journalctl", "-u", "iked", "--no-pager"))
 	}
-	if typ, wd := c.show("Type"), c.show("WatchdogUSec"); typ != "notify" || wd != "8s" {
+	if typ, wd := c.show("Type"), c.show("WatchdogUSec"); typ != "notify" || wd != "10s" {
 		t.Fatalf("Type=%s WatchdogUSec=%s", typ, wd)
 	}
 	if st := c.show("StatusText"); st != "0 connections, 0 IKE SAs, 0 Child SAs" {
@@ -300,8 +300,8 @@ func TestUnitUnderSystemd(t *testing.T) {
 	}
 	c.must("sed", "-i", "s/^  level: verbose/  level: info/", "/etc/iked/iked.yaml")
 
-	// The watchdog: kicked while iked answers...
-	time.Sleep(24 * time.Second)
+	// The watchdog: kicked while iked answers (two periods and more)...
+	time.Sleep(22 * time.Second)
 	if n, now := c.show("NRestarts"), c.show("MainPID"); n != "0" || now != pid {
 		t.Fatalf("a healthy iked was restarted: NRestarts=%s MainPID %s (was %s)\n%s", n, now, pid, c.must("journalctl", "-u", "iked", "--no-pager"))
 	}

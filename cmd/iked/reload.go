@@ -73,6 +73,9 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 		}
 	}
 
+	if old.Policy != nil && cfg.Policy != nil && old.Policy.Name != cfg.Policy.Name {
+		res.Applied = append(res.Applied, fmt.Sprintf("policy: %s -> %s", old.Policy.Name, cfg.Policy.Name))
+	}
 	d.settleSAs(ctx, res, before, policyRemoved)
 	for _, name := range slices.Concat(res.Added, res.Changed, res.Updated) {
 		if c := cfg.Connection(name); c != nil && c.StartAction == config.StartInitiate && !d.hasSA(name) {
