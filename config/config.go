@@ -87,7 +87,7 @@ type Config struct {
 
 // Log configures the daemon's logging.
 type Log struct {
-	// Format is "text" or "json".
+	// Format is "text", "json" or "journal" (LogFormatJournal).
 	Format string
 	// Level is "debug", "info", "warn" or "error".
 	Level string
@@ -191,11 +191,24 @@ type Connection struct {
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
+	// RemoteHost is the peer's DNS name when "remote" names one; the
+	// daemon resolves it at each initiation, with Remote's port. Remote's
+	// address is then invalid: as a responder the connection accepts the
+	// peer at any address, like %any, its remote_id and authentication
+	// deciding.
+	RemoteHost string
+	// Updown is the connection's updown script (keys "updown",
+	// "updown_timeout"); Script empty means none.
+	Updown Updown
+	// Fingerprint hashes the connection's settings that its SAs were
+	// negotiated with (all but start_action and the updown keys): a reload
+	// compares them to tell a changed connection from an unchanged one.
+	Fingerprint [32]byte
 }
 
 // RemoteIsAny reports whether the connection accepts any peer address
-// ("remote: %any").
-func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() }
+// ("remote: %any"); a remote given as a DNS name is not %any.
+func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() && c.RemoteHost == "" }
 
 // Connection returns the connection named name, or nil.
 func (c *Config) Connection(name string) *Connection {

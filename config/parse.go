@@ -361,7 +361,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 	for _, p := range pairs {
 		switch p.key {
 		case "format":
-			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json"); ok {
+			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json", LogFormatJournal); ok {
 				l.Format = s
 			}
 		case "level":
@@ -458,13 +458,14 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
 	errsBefore := len(w.errs)
 	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone,
-		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay}
+		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay,
+		Updown: Updown{Timeout: DefaultUpdownTimeout}, Fingerprint: connFingerprint(p.vNode)}
 	var info connInfo
 	context := fmt.Sprintf("in connection %q", p.key)
 	pairs, ok := w.mapping(p.vNode, fmt.Sprintf("connection %q", p.key), context, connKeys, false)
@@ -502,6 +503,15 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 				break
 			}
 			ap, msg := parseAddrPort(s, DefaultIKEPort, false)
+			if msg != "" {
+				// Not an address: a DNS name, resolved at initiation.
+				host, port, hmsg := parseRemoteHost(s)
+				if hmsg == "" {
+					c.RemoteHost, c.Remote = host, netip.AddrPortFrom(netip.Addr{}, port)
+					break
+				}
+				msg = hmsg
+			}
 			switch {
 			case msg != "":
 				if strings.HasPrefix(msg, "expected") {
@@ -584,6 +594,14 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
 			}
+		case "updown":
+			if s, ok := w.updown(v, baseDir); ok {
+				c.Updown.Script = s
+			}
+		case "updown_timeout":
+			if d, ok := w.duration(v, kv.key); ok {
+				c.Updown.Timeout = d
+			}
 		}
 	}
 	// Missing keys are reported only when nothing else is wrong: a
@@ -621,7 +639,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		if c.StartAction == StartInitiate && c.RemoteIsAny() {
 			w.errorf(nodes["start_action"], "start_action: initiate needs a remote address, but remote is %%any")
 		}
-		if c.Local.IsValid() && !c.RemoteIsAny() && c.Local.Is4() != c.Remote.Addr().Is4() {
+		if c.Local.IsValid() && c.Remote.Addr().IsValid() && c.Local.Is4() != c.Remote.Addr().Is4() {
 			w.errorf(nodes["remote"], "remote: %s and local %s are of different address families", c.Remote.Addr(), c.Local)
 		}
 		if c.Mode == ModeTransport {

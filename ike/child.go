@@ -210,6 +210,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	sa.startChildTimer(c)
 	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
+	sa.childUp(c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
 			"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))

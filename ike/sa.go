@@ -720,6 +720,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
 	sa.eng.subs.childDown(sa, c)
+	sa.childDown(c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}

@@ -12,7 +12,8 @@ export PATH="$PATH:$(go env GOPATH)/bin"
 packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
   iperf3 iputils-ping
-  samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl)
+  samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl
+  systemd groff-base man-db file adduser bash-completion zsh)  # the unit under systemd, man pages, the package, completions
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
