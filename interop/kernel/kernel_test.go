@@ -1,0 +1,32 @@
+package kernel
+
+import (
+	"testing"
+	"time"
+
+	"github.com/iked/iked/internal/vmtest"
+)
+
+// TestKernelDataPlane boots one guest with Debian 12's kernel and runs
+// every case of this package in it (each a subtest, reported on the host
+// as it ran in the guest). go test -run 'TestKernelDataPlane/iked/tunnel'
+// boots the guest for the selected cases only.
+func TestKernelDataPlane(t *testing.T) {
+	if vmtest.InGuest() {
+		guestCases(t)
+		return
+	}
+	img := vmtest.Require(t)
+	env := map[string]string{binEnv: vmtest.GuestPath(binDir)}
+	start := time.Now()
+	vmtest.RunTests(t, img, vmtest.TestRun{Env: env, Timeout: 40 * time.Minute})
+	t.Logf("the guest group took %v", time.Since(start).Round(time.Second))
+}
+
+// guestCases are the cases, run inside the guest.
+func guestCases(t *testing.T) {
+	t.Run("iked", func(t *testing.T) {
+		t.Run("tunnel-aes-gcm", testTunnelGCM)
+		t.Run("transport-aes-cbc-sha256", testTransportCBC)
+	})
+}
