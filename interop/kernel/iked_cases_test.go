@@ -92,6 +92,14 @@ func checkCarried(t *testing.T, p *pair, a, b *iked, aToB, bToA uint64) (out, in
 	return aOut, aIn
 }
 
+// carried returns the packets A's kernel counts on the Child SA, out
+// (A to B) and in.
+func carried(t testing.TB, p *pair, a *iked) (aToB, bToA uint64) {
+	t.Helper()
+	c := childOf(t, a)
+	return stateBySPI(t, p.A, c.SPIOut).Packets, stateBySPI(t, p.A, c.SPIIn).Packets
+}
+
 // pingBoth pings n times each way between a and b (from and to the given
 // addresses) and requires every echo answered.
 func pingBoth(t *testing.T, p *pair, fromA, fromB netip.Addr, n int) {
@@ -171,4 +179,93 @@ func wantPolicies(t *testing.T, ns *netns, fragments ...string) {
 		}
 	}
 	t.Errorf("no policy in %s with %q:\n%s", ns.name, fragments, out)
+}
+
+// testChaCha: tunnel mode with ChaCha20-Poly1305 (rfc7539esp in the
+// kernel).
+func testChaCha(t *testing.T) {
+	p := newPair(t, false)
+	a, b := ikedPair(t, p, tunnelConn(p, "chacha20poly1305"))
+	pingBoth(t, p, p.AIn, p.BIn, 3)
+	out, _ := checkCarried(t, p, a, b, 6, 6)
+	if !hasAlg(out, "aead rfc7539esp(chacha20,poly1305)") {
+		t.Errorf("A's outbound SA: %s", out.Raw)
+	}
+}
+
+// testIPv6: tunnel mode over IPv6 between IPv6 subnets, and transport
+// mode between the IPv6 hosts.
+func testIPv6(t *testing.T) {
+	t.Run("tunnel", func(t *testing.T) {
+		p := newPair(t, true)
+		a, b := ikedPair(t, p, tunnelConn(p, "aes128gcm16"))
+		pingBoth(t, p, p.AIn, p.BIn, 3)
+		out, _ := checkCarried(t, p, a, b, 6, 6)
+		if out.Src != p.AOut.String() || out.Dst != p.BOut.String() || out.Mode != "tunnel" || out.Bytes != 6*104 {
+			t.Errorf("A's outbound SA (want 6 ICMPv6 echo packets of 104 octets): %s", out.Raw)
+		}
+	})
+	t.Run("transport", func(t *testing.T) {
+		p := newPair(t, true)
+		a, b := ikedPair(t, p, conn{ESP: []string{"aes256-sha384"}, Mode: "transport"})
+		pingBoth(t, p, p.AOut, p.BOut, 3)
+		out, _ := checkCarried(t, p, a, b, 6, 6)
+		if out.Mode != "transport" || !hasAlg(out, "auth-trunc hmac(sha384)") {
+			t.Errorf("A's outbound SA: %s", out.Raw)
+		}
+	})
+}
+
+// testKeyLog: a capture taken in the guest during an xfrm-backend session
+// is decrypted with iked's key log (docs/keylog.md): tshark reads both
+// identities inside IKE_AUTH and every ICMP echo inside ESP.
+func testKeyLog(t *testing.T) {
+	p := newPair(t, false)
+	w := startWire(t, p)
+	a, _ := ikedPair(t, p, tunnelConn(p, "aes256gcm16"))
+	pingBoth(t, p, p.AIn, p.BIn, 3)
+	c := w.Stop()
+	prefs := a.KeyLogPrefs()
+	if len(prefs) < 3 {
+		t.Fatalf("key log with %d lines, want the IKE SA and two ESP SAs", len(prefs))
+	}
+	ids, err := c.tshark(prefs, "-Y", "isakmp.id.data.fqdn", "-T", "fields", "-e", "isakmp.id.data.fqdn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{strings.TrimPrefix(idA, "fqdn:"), strings.TrimPrefix(idB, "fqdn:")} {
+		if !strings.Contains(ids, want) {
+			t.Errorf("decrypted IKE_AUTH lacks the identity %s; tshark saw %q", want, ids)
+		}
+	}
+	icmp, err := c.tshark(append(prefs, "esp.enable_encryption_decode:TRUE"),
+		"-Y", "esp && icmp", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tshark shows each field of the outer and of the decrypted inner
+	// header: the inner ones come last.
+	count := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(icmp), "\n") {
+		var inner []string
+		for _, f := range strings.Split(l, "\t") {
+			vals := strings.Split(f, ",")
+			inner = append(inner, vals[len(vals)-1])
+		}
+		count[strings.Join(inner, " ")]++
+	}
+	t.Logf("ICMP decrypted from ESP (inner source, destination, type): %v", count)
+	req, rep := p.AIn.String()+" "+p.BIn.String(), p.BIn.String()+" "+p.AIn.String()
+	// 3 pings from A and 3 from B: 6 requests and 6 replies.
+	if count[req+" 8"] != 3 || count[rep+" 0"] != 3 || count[rep+" 8"] != 3 || count[req+" 0"] != 3 || len(count) != 4 {
+		t.Errorf("decrypted ICMP %v, want 3 echo requests and 3 replies each way", count)
+	}
+	plain, err := c.tshark(nil, "-Y", "icmp && !esp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(plain) != "" {
+		all, _ := c.tshark(nil)
+		t.Errorf("ICMP in clear on the link:\n%s\nthe whole capture:\n%s", plain, all)
+	}
 }

@@ -28,5 +28,15 @@ func guestCases(t *testing.T) {
 	t.Run("iked", func(t *testing.T) {
 		t.Run("tunnel-aes-gcm", testTunnelGCM)
 		t.Run("transport-aes-cbc-sha256", testTransportCBC)
+		t.Run("tunnel-chacha20poly1305", testChaCha)
+		t.Run("ipv6", testIPv6)
+		t.Run("anti-replay", testReplay(false))
+		t.Run("esn-anti-replay", testReplay(true))
+		t.Run("rekey-bytes", testRekeyBytes)
+		t.Run("life-bytes", testLifeBytes)
+		t.Run("rekey-time", testRekeyTime)
+		t.Run("nat-t", testNATT)
+		t.Run("policy-acquire", testPolicyAcquire)
+		t.Run("key-log", testKeyLog)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -214,13 +215,19 @@ func newNATTopology(t testing.TB) *natTopology {
 	return tp
 }
 
-// ping sends count echo requests from src to dst in ns and returns how
-// many were answered.
+// ping sends count echo requests from src to dst in ns, 0.2 s apart,
+// and returns how many were answered.
 func ping(t testing.TB, ns *netns, src, dst netip.Addr, count int) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(count+20)*time.Second)
+	return pingN(t, ns, src, dst, count, "0.2")
+}
+
+// pingN is ping with an interval (ping -i, seconds).
+func pingN(t testing.TB, ns *netns, src, dst netip.Addr, count int, interval string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(count+30)*time.Second)
 	defer cancel()
-	out, _ := ns.command(ctx, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "3", "-I", src.String(), dst.String()).CombinedOutput()
+	out, _ := ns.command(ctx, "ping", "-n", "-c", strconv.Itoa(count), "-i", interval, "-W", "3", "-I", src.String(), dst.String()).CombinedOutput()
 	var sent, recv int
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.Contains(l, "packets transmitted") {
@@ -239,4 +246,74 @@ func mustPing(t testing.TB, ns *netns, src, dst netip.Addr, count int) {
 	if got := ping(t, ns, src, dst, count); got != count {
 		t.Fatalf("ping %s -> %s: %d of %d answered", src, dst, got, count)
 	}
+}
+
+// sink counts the UDP datagrams it receives.
+type sink struct {
+	addr netip.AddrPort
+	n    atomic.Int64
+}
+
+func (s *sink) count() int { return int(s.n.Load()) }
+
+// udpSink listens on addr in ns and counts datagrams; t.Cleanup closes it.
+func udpSink(t testing.TB, ns *netns, addr netip.AddrPort) *sink {
+	t.Helper()
+	s := &sink{addr: addr}
+	var c *net.UDPConn
+	if err := ns.do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp %s in %s: %v", addr, ns.name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := c.ReadFromUDP(buf); err != nil {
+				return
+			}
+			s.n.Add(1)
+		}
+	}()
+	return s
+}
+
+// sendUDP sends n datagrams of size octets from src to dst in ns, gap
+// apart.
+func sendUDP(t testing.TB, ns *netns, src netip.Addr, dst netip.AddrPort, n, size int, gap time.Duration) {
+	t.Helper()
+	err := ns.do(func() error {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		payload := make([]byte, size)
+		for i := range n {
+			if _, err := c.Write(payload); err != nil {
+				return fmt.Errorf("datagram %d: %w", i, err)
+			}
+			time.Sleep(gap)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("sending UDP to %s: %v", dst, err)
+	}
+}
+
+// xfrmStat reads a counter of /proc/net/xfrm_stat in ns.
+func xfrmStat(t testing.TB, ns *netns, name string) uint64 {
+	t.Helper()
+	for _, l := range strings.Split(ns.run(t, "cat", "/proc/net/xfrm_stat"), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseUint(f[1], 10, 64)
+			return v
+		}
+	}
+	t.Fatalf("no %s in /proc/net/xfrm_stat", name)
+	return 0
 }

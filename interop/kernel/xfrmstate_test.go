@@ -111,15 +111,10 @@ func parseXfrmStates(out string) ([]xfrmState, error) {
 				cur.IfID = f[1]
 			}
 		case "anti-replay":
-			if len(f) >= 2 && f[1] == "esn" {
-				cur.ESN = true
-				// seq-hi 0x0, seq 0x.., oseq-hi 0x0, oseq 0x..
-				// replay_window 32, bitmap-length 1
-				for _, x := range [][]string{next()} {
-					if j := indexOf(x, "replay_window"); j >= 0 && j+1 < len(x) {
-						cur.Window, _ = strconv.Atoi(strings.TrimSuffix(x[j+1], ","))
-					}
-				}
+			cur.ESN = len(f) >= 2 && f[1] == "esn"
+		case "replay_window": // in the ESN context: "replay_window 32, bitmap-length 1"
+			if len(f) >= 2 {
+				cur.Window, _ = strconv.Atoi(strings.TrimSuffix(f[1], ","))
 			}
 		case "limit:":
 			if len(f) >= 3 && strings.HasSuffix(l, "(bytes)") && cur.SoftBytes == "" {
