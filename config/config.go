@@ -156,6 +156,10 @@ type Connection struct {
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
+	// Interface is the interface ID (if_id) of the XFRM interface the
+	// Child SAs are bound to, for route-based IPsec (key "interface"; 0,
+	// the default, means policy-based).
+	Interface uint32
 }
 
 // RemoteIsAny reports whether the connection accepts any peer address

@@ -411,7 +411,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "interface"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -536,6 +536,10 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		case "force_encap":
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
+			}
+		case "interface":
+			if n, ok := w.integer(v, kv.key, 1, 1<<32-1); ok {
+				c.Interface = uint32(n)
 			}
 		}
 	}

@@ -93,7 +93,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface,
 		})
 	}
 	return out
@@ -121,6 +121,10 @@ func newDaemon(path string) (*daemon, error) {
 	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
+		return nil, err
+	}
+	if err := d.dp.supports(cfg); err != nil {
+		_ = d.dp.backend.Close()
 		return nil, err
 	}
 	d.db = sadb.New(d.dp.backend)
@@ -299,6 +303,10 @@ func (d *daemon) reload() {
 	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if err := d.dp.supports(cfg); err != nil {
+		d.log.Error("configuration refused; the running one stays", "err", err.Error())
+		return
+	}
 	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return

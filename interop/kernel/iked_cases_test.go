@@ -166,10 +166,11 @@ func hasAlg(s xfrmState, alg string) bool {
 func wantPolicies(t *testing.T, ns *netns, fragments ...string) {
 	t.Helper()
 	out := ns.ip(t, "xfrm", "policy")
-	for _, block := range strings.Split(out, "\nsrc ") {
+	for _, block := range strings.Split("\n"+out, "\nsrc ")[1:] {
+		flat := "src " + strings.Join(strings.Fields(block), " ")
 		ok := true
 		for _, f := range fragments {
-			if !strings.Contains(strings.Join(strings.Fields(block), " "), f) {
+			if !strings.Contains(flat, f) {
 				ok = false
 				break
 			}

@@ -38,5 +38,6 @@ func guestCases(t *testing.T) {
 		t.Run("nat-t", testNATT)
 		t.Run("policy-acquire", testPolicyAcquire)
 		t.Run("key-log", testKeyLog)
+		t.Run("xfrm-interfaces", testXfrmInterface)
 	})
 }
