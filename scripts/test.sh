@@ -13,7 +13,11 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
   iperf3 iputils-ping
   # the kernel data-plane tests' QEMU guest (internal/vmtest; the kernel package is downloaded, not installed)
-  qemu-system-x86 busybox-static kmod cpio xz-utils)
+  qemu-system-x86 busybox-static kmod cpio xz-utils
+  # libreswan's runtime libraries and certutil: its package conflicts with strongSwan's, so the kernel
+  # data-plane tests unpack it (apt-get download, dpkg -x) and run it in the guest
+  libnss3-tools libnss3 libnspr4 libevent-core-2.1-7 libevent-pthreads-2.1-7 libldns3 libunbound8 libcurl3-nss
+  libldap-2.5-0)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -18,6 +19,11 @@ func TestKernelDataPlane(t *testing.T) {
 	}
 	img := vmtest.Require(t)
 	env := map[string]string{binEnv: vmtest.GuestPath(binDir)}
+	if dir, err := unpackLibreswan(t); err != nil {
+		env[libreswanErrEnv] = err.Error()
+	} else {
+		env[libreswanEnv] = vmtest.GuestPath(dir)
+	}
 	start := time.Now()
 	vmtest.RunTests(t, img, vmtest.TestRun{Env: env, Timeout: 40 * time.Minute})
 	t.Logf("the guest group took %v", time.Since(start).Round(time.Second))
@@ -40,4 +46,24 @@ func guestCases(t *testing.T) {
 		t.Run("key-log", testKeyLog)
 		t.Run("xfrm-interfaces", testXfrmInterface)
 	})
+	t.Run("charon", testCharon)
+	t.Run("libreswan", testLibreswan)
+}
+
+// unpackLibreswan downloads Debian's libreswan package into the cache and
+// unpacks it (once): it conflicts with strongSwan's packages, so it is
+// never installed; the guest copies it into its own root.
+func unpackLibreswan(t *testing.T) (string, error) {
+	cache, err := vmtest.CacheDir()
+	if err != nil {
+		return "", err
+	}
+	unlock, err := vmtest.Lock(cache)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	return vmtest.UnpackPackage(ctx, cache, "libreswan")
 }
