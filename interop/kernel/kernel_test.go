@@ -24,6 +24,11 @@ func TestKernelDataPlane(t *testing.T) {
 	} else {
 		env[libreswanEnv] = vmtest.GuestPath(dir)
 	}
+	if prefix, err := prepareRacoon(t); err != nil {
+		env[racoonErrEnv] = err.Error()
+	} else {
+		env[racoonEnv] = vmtest.GuestPath(prefix)
+	}
 	start := time.Now()
 	vmtest.RunTests(t, img, vmtest.TestRun{Env: env, Timeout: 40 * time.Minute})
 	t.Logf("the guest group took %v", time.Since(start).Round(time.Second))
@@ -48,6 +53,7 @@ func guestCases(t *testing.T) {
 	})
 	t.Run("charon", testCharon)
 	t.Run("libreswan", testLibreswan)
+	t.Run("racoon-pfkey", testRacoonPFKey)
 }
 
 // unpackLibreswan downloads Debian's libreswan package into the cache and
