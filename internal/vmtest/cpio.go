@@ -61,12 +61,6 @@ func (a *cpioArchive) symlink(path, target string) {
 	a.entries[path] = cpioEntry{mode: sIFLNK | 0o777, data: []byte(target)}
 }
 
-// has reports whether path is in the archive.
-func (a *cpioArchive) has(path string) bool {
-	_, ok := a.entries[strings.Trim(path, "/")]
-	return ok
-}
-
 // writeTo writes the archive, parents before children, and its trailer.
 func (a *cpioArchive) writeTo(w io.Writer) error {
 	names := make([]string, 0, len(a.entries))

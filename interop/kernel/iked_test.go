@@ -174,6 +174,19 @@ func (d *iked) stop() {
 	}
 	if d.t.Failed() {
 		d.t.Logf("iked %s config:\n%s\nlog:\n%s", d.name, d.readFile(d.config), d.Log())
+		return
+	}
+	// Warnings and errors are worth seeing even when the test passed.
+	var notable []string
+	for _, l := range strings.Split(d.Log(), "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			if !strings.Contains(l, "key log enabled") {
+				notable = append(notable, l)
+			}
+		}
+	}
+	if len(notable) > 0 {
+		d.t.Logf("iked %s logged:\n%s", d.name, strings.Join(notable, "\n"))
 	}
 }
 

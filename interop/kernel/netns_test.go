@@ -54,12 +54,20 @@ func (ns *netns) ip(t testing.TB, args ...string) string {
 }
 
 // do runs fn on an OS thread switched into the namespace: sockets fn
-// opens belong to the namespace for their whole life. The thread is not
+// opens belong to the namespace for their whole life. The thread returns
+// to its namespace afterwards (it may be the process's main thread, whose
+// namespace is what ip netns pids looks at), or, if that fails, is never
 // given back to other goroutines.
 func (ns *netns) do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open("/run/netns/" + ns.name)
 		if err != nil {
 			errc <- err
@@ -70,7 +78,11 @@ func (ns *netns) do(fn func() error) error {
 			errc <- fmt.Errorf("setns %s: %w", ns.name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -88,7 +100,7 @@ func newNetns(t testing.TB, role string) *netns {
 	t.Cleanup(func() {
 		out, _ := exec.Command("ip", "netns", "pids", ns.name).Output()
 		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
 				t.Logf("namespace %s: killing leftover process %d", ns.name, pid)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
