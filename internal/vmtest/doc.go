@@ -15,7 +15,7 @@
 // the host. A second share, read-write, carries the command in and the
 // results out.
 //
-// Machine runs one shell script in a fresh guest and returns its exit
+// Image.Run runs one shell script in a fresh guest and returns its exit
 // status, its console and the shared directory; RunTests runs the calling
 // test binary inside the guest and reports each test it ran there as a
 // subtest on the host, so that one boot serves a group of tests. Guest
