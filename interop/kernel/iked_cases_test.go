@@ -124,6 +124,31 @@ func testTunnelGCM(t *testing.T) {
 		t.Errorf("A's outbound SA carried %d octets, want %d", out.Bytes, 10*84)
 	}
 	wantPolicies(t, p.A, p.ANet.String()+" dst "+p.BNet.String(), "dir out", "tmpl src "+p.AOut.String()+" dst "+p.BOut.String())
+	a.stop()
+	b.stop()
+	wantNothingLeft(t, p.A, p.B)
+}
+
+// wantNothingLeft: once iked stopped, the namespaces' kernels hold none of
+// its SAs or policies. Larval states (SPI 0), which the kernel makes for
+// an acquire and lets expire (net.core.xfrm_acq_expires, 30 s), are not
+// iked's to remove.
+func wantNothingLeft(t *testing.T, nss ...*netns) {
+	t.Helper()
+	for _, ns := range nss {
+		var left []string
+		for _, s := range states(t, ns) {
+			if s.SPI != "00000000" {
+				left = append(left, s.Raw)
+			}
+		}
+		if pol := ns.ip(t, "xfrm", "policy"); strings.TrimSpace(pol) != "" {
+			left = append(left, pol)
+		}
+		if len(left) > 0 {
+			t.Errorf("after iked stopped %s still holds:\n%s", ns.name, strings.Join(left, ""))
+		}
+	}
 }
 
 // testTransportCBC: transport mode between the two hosts' own (IKE)

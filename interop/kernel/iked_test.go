@@ -58,6 +58,7 @@ type iked struct {
 	logFile *os.File
 	done    chan error
 	exited  bool
+	stopped bool
 	err     error
 }
 
@@ -157,7 +158,14 @@ func startIked(t testing.TB, ns *netns, name string, o ikedOptions) *iked {
 	}
 }
 
+// stop ends iked (SIGTERM: it deletes its SAs with the peer and removes
+// what it installed in the kernel) and fails the test unless it exited 0;
+// t.Cleanup calls it, tests may call it earlier.
 func (d *iked) stop() {
+	if d.stopped {
+		return
+	}
+	d.stopped = true
 	if !d.exited {
 		_ = d.cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -152,6 +152,9 @@ func testPolicyAcquire(t *testing.T) {
 	if strings.TrimSpace(clear) != "" {
 		t.Errorf("TCP to port 8080 in clear on the link: frames %s", strings.Fields(clear))
 	}
+	a.stop()
+	b.stop()
+	wantNothingLeft(t, p.A, p.B)
 }
 
 // echoServer listens on addr in ns and echoes one line per connection;
