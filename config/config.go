@@ -204,6 +204,10 @@ type Connection struct {
 	// negotiated with (all but start_action and the updown keys): a reload
 	// compares them to tell a changed connection from an unchanged one.
 	Fingerprint [32]byte
+	// Interface is the interface ID (if_id) of the XFRM interface the
+	// Child SAs are bound to, for route-based IPsec (key "interface"; 0,
+	// the default, means policy-based).
+	Interface uint32
 }
 
 // RemoteIsAny reports whether the connection accepts any peer address

@@ -458,7 +458,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -601,6 +601,10 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		case "updown_timeout":
 			if d, ok := w.duration(v, kv.key); ok {
 				c.Updown.Timeout = d
+			}
+		case "interface":
+			if n, ok := w.integer(v, kv.key, 1, 1<<32-1); ok {
+				c.Interface = uint32(n)
 			}
 		}
 	}

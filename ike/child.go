@@ -180,6 +180,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		reqID = sa.eng.nextReqID.Add(1)
 	}
 	base.ReqID = reqID
+	if sa.conn != nil {
+		base.IfID = sa.conn.InterfaceID
+	}
 	in, out := base, base
 	if sa.encap {
 		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
@@ -199,6 +202,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	// reauthenticated one replaces them with its own ReqID. Either way the
 	// engine counts references, so the old SA's removal keeps them.
 	policies := childPolicies(c, local, remote)
+	for _, p := range policies {
+		p.IfID = base.IfID
+	}
 	if err := sa.eng.addPolicies(policies); err != nil {
 		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
 		return nil, err

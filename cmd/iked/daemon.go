@@ -124,7 +124,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface,
 		})
 	}
 	return out
@@ -167,6 +167,10 @@ func newDaemon(path string) (*daemon, error) {
 		}
 	}
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
+		return nil, err
+	}
+	if err := d.dp.supports(cfg); err != nil {
+		_ = d.dp.backend.Close()
 		return nil, err
 	}
 	d.db = sadb.New(d.dp.backend)

@@ -36,6 +36,11 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 	if err == nil && (cfg.PolicySource == nil) != (d.dir == nil) {
 		err = fmt.Errorf("%s: changing policy.source takes effect at restart", d.configPath)
 	}
+	if err == nil {
+		// A data plane cannot change without a restart: what the new
+		// file asks of it must be what the running one can do.
+		err = d.dp.supports(cfg)
+	}
 	if err == nil && d.dir != nil {
 		// The running directory policy, mapped with the new methods.
 		err = d.dir.rebuild(cfg)
