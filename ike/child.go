@@ -38,8 +38,11 @@ type childSA struct {
 	// rekeyed at once (§2.8.1).
 	rekeyedBy *childSA
 	peerRekey *childSA
-	// deleting is set once this side has decided to delete the SA.
+	// deleting is set once this side has decided to delete the SA;
+	// rekeying while this side's own rekey of it is in flight (both of its
+	// SAs' soft expiries, a timer and an operator may ask at once).
 	deleting bool
+	rekeying bool
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -184,7 +187,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		base.IfID = sa.conn.InterfaceID
 	}
 	in, out := base, base
-	if sa.encap {
+	if sa.espInUDP() {
 		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
 		out.EncapSrcPort, out.EncapDstPort = sa.local.Port(), sa.remote.Port()
 	}

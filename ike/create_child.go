@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transform"
 )
 
@@ -100,6 +101,11 @@ func (hs *createChildResponder) findRekeyed() error {
 		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("REKEY_SA without a 4-octet SPI"))
 	}
 	hs.rekeys = hs.sa.childByPeerSPI(binary.BigEndian.Uint32(n.SPI))
+	if hs.rekeys != nil && hs.rekeys.peerRekey != nil {
+		// The peer rekeyed this SA already (its soft expiries on both
+		// SAs of the pair each asked): one replacement is enough.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is rekeyed already", n.SPI))
+	}
 	if hs.rekeys != nil && hs.rekeys.deleting {
 		// §2.25: a rekey of an SA this side is closing (it finished its own
 		// rekey of it first) is refused for now; the Delete follows.
@@ -242,6 +248,13 @@ func (hs *createChildRequester) handshake() error {
 	if err := hs.begin(); err != nil {
 		return err
 	}
+	if hs.old != nil {
+		defer func() {
+			hs.sa.mu.Lock()
+			hs.old.rekeying = false
+			hs.sa.mu.Unlock()
+		}()
+	}
 	if err := hs.allocate(); err != nil {
 		return err
 	}
@@ -267,6 +280,12 @@ func (hs *createChildRequester) begin() error {
 	defer sa.mu.Unlock()
 	if sa.state != stateEstablished {
 		return errors.New("IKE SA not established")
+	}
+	if old := hs.old; old != nil {
+		if old.rekeying || old.rekeyedBy != nil || old.peerRekey != nil || old.deleting {
+			return errors.New("the Child SA is being rekeyed or deleted already")
+		}
+		old.rekeying = true
 	}
 	conn := sa.conn
 	hs.props = conn.ESPProposals
@@ -445,6 +464,17 @@ func (sa *ikeSA) finishRekey(ctx context.Context, old *childSA) {
 
 // deleteChild deletes a Child SA with the peer (§1.4.1) and locally.
 func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
+	// Nothing more goes out on the SA (after a rekey its successor
+	// carries the traffic): the peer removes its inbound half when the
+	// Delete arrives, and a packet sent on ours meanwhile would be lost.
+	// Ours inbound stays until the answer.
+	sa.mu.Lock()
+	if sa.hasChild(c) {
+		if err := sa.eng.cfg.SADB.Remove(c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
+		}
+	}
+	sa.mu.Unlock()
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], c.inbound.SPI)
 	_, err := sa.request(ctx, func(msgID uint32) ([][]byte, error) {

@@ -107,7 +107,7 @@ func (sa *ikeSA) startChildTimer(c *childSA) {
 // rekeyChild rekeys c if it is still current.
 func (sa *ikeSA) rekeyChild(c *childSA) {
 	sa.mu.Lock()
-	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && sa.hasChild(c)
+	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && !c.rekeying && sa.hasChild(c)
 	sa.mu.Unlock()
 	if !live {
 		return
