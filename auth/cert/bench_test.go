@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/testpki"
 )
 
 // benchKeys are the key types benchmarked, with the scheme "auto" picks
@@ -27,7 +28,7 @@ var benchKeys = []struct {
 // and root; the peer's verified chain is cached after the first
 // handshake). Deleting the SA after each handshake is not timed.
 func BenchmarkHandshakeCert(b *testing.B) {
-	p := newPKI(b, "bench")
+	p := testpki.New(b, "bench", "p256", 0)
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
 			sa, sb := certPair(b, p, k.kind, k.kind)
@@ -64,7 +65,7 @@ var benchData = make([]byte, 600) // about the size of InitiatorSignedOctets
 func BenchmarkSign(b *testing.B) {
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
-			key := testKey(b, k.kind)
+			key := testpki.Key(b, k.kind, "")
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := sign(key, k.scheme, benchData, nil); err != nil {
@@ -79,7 +80,7 @@ func BenchmarkSign(b *testing.B) {
 func BenchmarkVerify(b *testing.B) {
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
-			key := testKey(b, k.kind)
+			key := testpki.Key(b, k.kind, "")
 			sig, err := sign(key, k.scheme, benchData, nil)
 			if err != nil {
 				b.Fatal(err)

@@ -16,15 +16,16 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/testpki"
 )
 
 // certPair issues certificates for a.example and b.example with keys of
 // the given kinds from one PKI and returns both sides' files.
-func certPair(t testing.TB, p *pki, kindA, kindB string) (*side, *side) {
+func certPair(t testing.TB, p *testpki.PKI, kindA, kindB string) (*side, *side) {
 	t.Helper()
-	ka, kb := testKey(t, kindA), testKey(t, kindB)
-	la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	ka, kb := testpki.Key(t, kindA, ""), testpki.Key(t, kindB, "")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 	return writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 }
 
@@ -71,7 +72,7 @@ func establish(t *testing.T, p *pair) {
 }
 
 func TestHandshakes(t *testing.T) {
-	p := newPKI(t, "hs")
+	p := testpki.New(t, "hs", "p256", 0)
 	cases := []struct {
 		name         string
 		kindA, kindB string
@@ -111,10 +112,10 @@ func TestHandshakes(t *testing.T) {
 
 // TestHandshakeDNAndIPIdentities binds DN and IP identities.
 func TestHandshakeDNAndIPIdentities(t *testing.T) {
-	p := newPKI(t, "ids")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	la := p.issue(t, ka, leafOpts{cn: "a.example"})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", ips: []net.IP{addrB.Addr().AsSlice()}})
+	p := testpki.New(t, "ids", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example"})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", IPs: []net.IP{addrB.Addr().AsSlice()}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	ma, mb := sa.method(t), sb.method(t)
 	idA := ma.LocalIdentity()
@@ -165,28 +166,28 @@ func wantInitiatorRefusal(t *testing.T, pr *pair, reason string) {
 }
 
 func TestRefusals(t *testing.T) {
-	p := newPKI(t, "ref")
-	other := newPKI(t, "other")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	goodA := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	goodB := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	p := testpki.New(t, "ref", "p256", 0)
+	other := testpki.New(t, "other", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	goodA := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	goodB := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 
 	t.Run("expired/initiator", func(t *testing.T) {
-		la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"},
-			notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)})
+		la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"},
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, goodB)
 		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
-		wantResponderRefusal(t, pr, `certificate \"CN=a.example,O=iked test ref\" expired at`)
+		wantResponderRefusal(t, pr, `certificate \"CN=a.example,O=iked interop,C=CH\" expired at`)
 	})
 	t.Run("expired/responder", func(t *testing.T) {
-		lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"},
-			notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)})
+		lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"},
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, lb)
 		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
-		wantInitiatorRefusal(t, pr, `certificate "CN=b.example,O=iked test ref" expired at`)
+		wantInitiatorRefusal(t, pr, `certificate "CN=b.example,O=iked interop,C=CH" expired at`)
 	})
 	t.Run("untrusted-ca", func(t *testing.T) {
-		la := other.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
+		la := other.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
 		sa, sb := writeSide(t, other, p, ka, la), writeSide(t, p, p, kb, goodB)
 		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `is not issued by a trusted CA`)
@@ -234,12 +235,12 @@ func TestRefusals(t *testing.T) {
 	t.Run("wrong-key", func(t *testing.T) {
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
 		ma := sa.method(t)
-		ma.key = PrivateKey{signer: testKey(t, "p256-intruder")} // signs with a key the certificate does not hold
+		ma.key = PrivateKey{signer: testpki.Key(t, "p256", "intruder")} // signs with a key the certificate does not hold
 		pr := newPair(t, ma, sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, "signature does not verify with the certificate's key")
 	})
 	t.Run("eku", func(t *testing.T) {
-		la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
+		la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
 		if _, err := FromOptions(Options{Cert: "bad.pem", Key: "key.pem", CA: []string{"ca.pem"}}, writeCert(t, sa.dir, "bad.pem", la)); err == nil ||
 			!strings.Contains(err.Error(), "extendedKeyUsage") {
@@ -255,13 +256,13 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestRevocationAndReload(t *testing.T) {
-	p := newPKI(t, "crl")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	p := testpki.New(t, "crl", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	crlPath := filepath.Join(sb.dir, "inter.crl")
-	writeFile(t, crlPath, p.crl(t, 1, big.NewInt(99999)), 0o644) // revokes someone else
+	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999)), 0o644) // revokes someone else
 	sb.opts.CRLs = []string{"inter.crl"}
 	ma, mb := sa.method(t), sb.method(t)
 	pr := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
@@ -272,20 +273,20 @@ func TestRevocationAndReload(t *testing.T) {
 	waitFor(t, "responder to delete", func() bool { return len(pr.b.SAs()) == 0 })
 
 	// The CA revokes A; B picks up the new CRL without a restart.
-	writeFile(t, crlPath, p.crl(t, 2, big.NewInt(99999), la.SerialNumber), 0o644)
-	wantResponderRefusal(t, pr, fmt.Sprintf(`certificate \"CN=a.example,O=iked test crl\" (serial %s) is revoked since`, hexSerial(la.SerialNumber)))
+	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999), la.SerialNumber), 0o644)
+	wantResponderRefusal(t, pr, fmt.Sprintf(`certificate \"CN=a.example,O=iked interop,C=CH\" (serial %s) is revoked since`, hexSerial(la.SerialNumber)))
 	if !strings.Contains(pr.logB.String(), "keyCompromise") {
 		t.Errorf("revocation reason not logged:\n%s", pr.logB)
 	}
 
 	// And it takes it back.
-	writeFile(t, crlPath, p.crl(t, 3), 0o644)
+	writeFile(t, crlPath, p.CRL(t), 0o644)
 	pr2 := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
 	establish(t, pr2)
 }
 
 func writeCert(t testing.TB, dir, name string, c *x509.Certificate) string {
 	t.Helper()
-	writeFile(t, filepath.Join(dir, name), certPEM(c), 0o644)
+	writeFile(t, filepath.Join(dir, name), testpki.CertPEM(c), 0o644)
 	return dir
 }
