@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/internal/testpki"
 )
 
@@ -35,19 +36,19 @@ func BenchmarkHandshakeCert(b *testing.B) {
 			ma, mb := sa.method(b), sb.method(b)
 			var rec recorder
 			ma.onProve = rec.hook
-			pr := newPair(b, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelWarn)
-			ctx := ctxT(b)
+			pr := newPair(b, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelWarn)
+			ctx := enginetest.Context(b)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := pr.a.InitiateNew(ctx, "a-b"); err != nil {
+				if _, err := pr.A.InitiateNew(ctx, "a-b"); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if _, err := pr.a.Terminate(ctx, "a-b"); err != nil {
+				if _, err := pr.A.Terminate(ctx, "a-b"); err != nil {
 					b.Fatal(err)
 				}
-				waitFor(b, "responder to delete", func() bool { return len(pr.b.SAs()) == 0 })
+				waitFor(b, "responder to delete", func() bool { return len(pr.B.SAs()) == 0 })
 				b.StartTimer()
 			}
 			if got := rec.get(true); got.String() != k.scheme.String() {

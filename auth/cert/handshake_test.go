@@ -16,6 +16,7 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/internal/testpki"
 )
 
@@ -52,17 +53,17 @@ func (r *recorder) get(initiator bool) Scheme {
 
 // establish runs one handshake and checks that both sides have an
 // established IKE SA with one Child SA.
-func establish(t *testing.T, p *pair) {
+func establish(t *testing.T, p *enginetest.Pair) {
 	t.Helper()
-	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
+	infos, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err != nil {
-		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
+		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.LogA, p.LogB)
 	}
 	ia := infos[0]
 	if ia.State != "established" || len(ia.Children) != 1 || ia.Auth != "cert" {
 		t.Fatalf("initiator: state %s, %d children, auth %s", ia.State, len(ia.Children), ia.Auth)
 	}
-	sas := p.b.SAs()
+	sas := p.B.SAs()
 	if len(sas) != 1 || sas[0].State != "established" || len(sas[0].Children) != 1 {
 		t.Fatalf("responder SAs: %+v", sas)
 	}
@@ -98,7 +99,7 @@ func TestHandshakes(t *testing.T) {
 			ma, mb := sa.method(t), sb.method(t)
 			var rec recorder
 			ma.onProve, mb.onProve = rec.hook, rec.hook
-			pr := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+			pr := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 			establish(t, pr)
 			if got := rec.get(true).String(); got != c.wantA {
 				t.Errorf("initiator signed with %s, want %s", got, c.wantA)
@@ -115,48 +116,48 @@ func TestHandshakeDNAndIPIdentities(t *testing.T) {
 	p := testpki.New(t, "ids", "p256", 0)
 	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
 	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example"})
-	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", IPs: []net.IP{addrB.Addr().AsSlice()}})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", IPs: []net.IP{enginetest.AddrB.Addr().AsSlice()}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	ma, mb := sa.method(t), sb.method(t)
 	idA := ma.LocalIdentity()
 	if idA.IDType != wire.IDDERASN1DN {
 		t.Fatalf("default identity of a certificate with a subject: type %d", idA.IDType)
 	}
-	pr := newPair(t, ma, mb, ike.IdentityFromPayload(idA), ike.IdentityFromPayload(&wire.ID{IDType: wire.IDIPv4Addr, Data: addrB.Addr().AsSlice()}), slog.LevelInfo)
-	if _, err := pr.a.InitiateNew(ctxT(t), "a-b"); err != nil {
-		t.Fatalf("initiate: %v\n%s\n%s", err, pr.logA, pr.logB)
+	pr := newPair(t, ma, mb, ike.IdentityFromPayload(idA), ike.IdentityFromPayload(&wire.ID{IDType: wire.IDIPv4Addr, Data: enginetest.AddrB.Addr().AsSlice()}), slog.LevelInfo)
+	if _, err := pr.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+		t.Fatalf("initiate: %v\n%s\n%s", err, pr.LogA, pr.LogB)
 	}
 }
 
 // refusal runs a handshake that must fail and returns the initiator's
 // error and both logs.
-func refusal(t *testing.T, pr *pair) (string, error) {
+func refusal(t *testing.T, pr *enginetest.Pair) (string, error) {
 	t.Helper()
-	_, err := pr.a.InitiateNew(ctxT(t), "a-b")
+	_, err := pr.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err == nil {
 		t.Fatal("handshake succeeded, want a refusal")
 	}
-	return pr.logA.String() + pr.logB.String(), err
+	return pr.LogA.String() + pr.LogB.String(), err
 }
 
 // wantResponderRefusal checks that B answered A's IKE_AUTH with
 // AUTHENTICATION_FAILED and logged reason.
-func wantResponderRefusal(t *testing.T, pr *pair, reason string) {
+func wantResponderRefusal(t *testing.T, pr *enginetest.Pair, reason string) {
 	t.Helper()
 	logs, err := refusal(t, pr)
 	if !strings.Contains(err.Error(), "AUTHENTICATION_FAILED") {
 		t.Errorf("initiator error %q, want AUTHENTICATION_FAILED", err)
 	}
-	if !strings.Contains(pr.logB.String(), reason) {
+	if !strings.Contains(pr.LogB.String(), reason) {
 		t.Errorf("responder log lacks %q:\n%s", reason, logs)
 	}
-	if n := len(pr.b.SAs()); n != 0 {
-		waitFor(t, "responder to drop the SA", func() bool { return len(pr.b.SAs()) == 0 })
+	if n := len(pr.B.SAs()); n != 0 {
+		waitFor(t, "responder to drop the SA", func() bool { return len(pr.B.SAs()) == 0 })
 	}
 }
 
 // wantInitiatorRefusal checks that A refused B's AUTH with reason.
-func wantInitiatorRefusal(t *testing.T, pr *pair, reason string) {
+func wantInitiatorRefusal(t *testing.T, pr *enginetest.Pair, reason string) {
 	t.Helper()
 	logs, err := refusal(t, pr)
 	var f *auth.Failure
@@ -176,20 +177,20 @@ func TestRefusals(t *testing.T) {
 		la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"},
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `certificate \"CN=a.example,O=iked interop,C=CH\" expired at`)
 	})
 	t.Run("expired/responder", func(t *testing.T) {
 		lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"},
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, lb)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantInitiatorRefusal(t, pr, `certificate "CN=b.example,O=iked interop,C=CH" expired at`)
 	})
 	t.Run("untrusted-ca", func(t *testing.T) {
 		la := other.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
 		sa, sb := writeSide(t, other, p, ka, la), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `is not issued by a trusted CA`)
 	})
 	t.Run("id-not-in-cert/responder-sends", func(t *testing.T) {
@@ -197,13 +198,13 @@ func TestRefusals(t *testing.T) {
 		// not hold: B refuses to sign that ID and answers
 		// AUTHENTICATION_FAILED.
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("c.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("c.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `local identity fqdn:c.example is not in certificate`)
 	})
 	t.Run("id-not-in-cert/initiator-sends", func(t *testing.T) {
 		// A's own ID is checked before it signs.
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("c.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("c.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		_, err := refusal(t, pr)
 		if !strings.Contains(err.Error(), "local identity fqdn:c.example is not in certificate") {
 			t.Errorf("initiator error %v", err)
@@ -236,7 +237,7 @@ func TestRefusals(t *testing.T) {
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
 		ma := sa.method(t)
 		ma.key = PrivateKey{signer: testpki.Key(t, "p256", "intruder")} // signs with a key the certificate does not hold
-		pr := newPair(t, ma, sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, ma, sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, "signature does not verify with the certificate's key")
 	})
 	t.Run("eku", func(t *testing.T) {
@@ -250,7 +251,7 @@ func TestRefusals(t *testing.T) {
 		// afterwards to see the peer refuse it.
 		ma := sa.method(t)
 		ma.leaf, ma.chain[0] = la, la
-		pr := newPair(t, ma, sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, ma, sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, "extendedKeyUsage without serverAuth, clientAuth, ipsecIKE or anyExtendedKeyUsage")
 	})
 }
@@ -265,23 +266,23 @@ func TestRevocationAndReload(t *testing.T) {
 	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999)), 0o644) // revokes someone else
 	sb.opts.CRLs = []string{"inter.crl"}
 	ma, mb := sa.method(t), sb.method(t)
-	pr := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+	pr := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 	establish(t, pr)
-	if _, err := pr.a.Terminate(ctxT(t), "a-b"); err != nil {
+	if _, err := pr.A.Terminate(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "responder to delete", func() bool { return len(pr.b.SAs()) == 0 })
+	waitFor(t, "responder to delete", func() bool { return len(pr.B.SAs()) == 0 })
 
 	// The CA revokes A; B picks up the new CRL without a restart.
 	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999), la.SerialNumber), 0o644)
 	wantResponderRefusal(t, pr, fmt.Sprintf(`certificate \"CN=a.example,O=iked interop,C=CH\" (serial %s) is revoked since`, hexSerial(la.SerialNumber)))
-	if !strings.Contains(pr.logB.String(), "keyCompromise") {
-		t.Errorf("revocation reason not logged:\n%s", pr.logB)
+	if !strings.Contains(pr.LogB.String(), "keyCompromise") {
+		t.Errorf("revocation reason not logged:\n%s", pr.LogB)
 	}
 
 	// And it takes it back.
 	writeFile(t, crlPath, p.CRL(t), 0o644)
-	pr2 := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+	pr2 := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 	establish(t, pr2)
 }
 

@@ -4,9 +4,6 @@ package kerberos
 // engines joined by transport.Pipe authenticate with Kerberos only.
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -19,10 +16,7 @@ import (
 	"github.com/iked/iked/auth/kerberos/kdctest"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
-	"github.com/iked/iked/sadb"
-	"github.com/iked/iked/sadb/memory"
-	"github.com/iked/iked/transform"
-	"github.com/iked/iked/transport"
+	"github.com/iked/iked/internal/enginetest"
 )
 
 const testRealm = "EXAMPLE.TEST"
@@ -72,73 +66,25 @@ func (r *realm) methods(t testing.TB, edit func(a, b *Options)) (*Method, *Metho
 	return ma, mb
 }
 
-// logBuf collects an engine's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// newPair starts the initiator A (host/a.example.test, method ma) and the
+// responder B (host/b.example.test, mb) over a pipe.
+func newPair(t testing.TB, ma, mb auth.Method) *pair {
+	t.Helper()
+	return &pair{enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
+		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN("a.example.test"), enginetest.FQDN("b.example.test"), ma
+		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN("b.example.test"), enginetest.FQDN("a.example.test"), mb
+		cfgA.RetransmitTries, cfgB.RetransmitTries = 2, 2
+	}})}
 }
 
 // pair is two engines over an in-memory pipe.
-type pair struct {
-	a, b       *ike.Engine
-	logA, logB *logBuf
-}
-
-func newPair(t testing.TB, ma, mb auth.Method) *pair {
-	t.Helper()
-	ikeP, err := transform.ParseIKEProposal("aes256gcm16-prfsha256-x25519")
-	if err != nil {
-		t.Fatal(err)
-	}
-	espP, err := transform.ParseESPProposal("aes256gcm16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fqdn := func(s string) ike.Identity { return ike.Identity{Type: wire.IDFQDN, Value: []byte(s)} }
-	p := &pair{logA: &logBuf{}, logB: &logBuf{}}
-	mk := func(name string, local, remote netip.AddrPort, lid, rid string, m auth.Method, w io.Writer) *ike.Engine {
-		c := &ike.Connection{Name: name, Local: local.Addr(), Remote: remote, LocalID: fqdn(lid), RemoteID: fqdn(rid), Auth: m,
-			IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP}}
-		e, err := ike.New(ike.Config{Connections: []*ike.Connection{c}, SADB: sadb.New(memory.New()),
-			Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), CookieThreshold: -1,
-			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, Readers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	p.a = mk("a-b", addrA, addrB, "a.example.test", "b.example.test", ma, p.logA)
-	p.b = mk("b-a", addrB, addrA, "b.example.test", "a.example.test", mb, p.logB)
-	ba, bb := transport.Pipe(addrA, addrB)
-	p.a.AddBind(ba)
-	p.b.AddBind(bb)
-	t.Cleanup(func() { p.a.Close(); p.b.Close() })
-	return p
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+type pair struct{ *enginetest.Pair }
 
 // established checks that both sides hold one established IKE SA with one
 // Child SA.
 func (p *pair) established(t testing.TB) {
 	t.Helper()
-	for side, e := range map[string]*ike.Engine{"initiator": p.a, "responder": p.b} {
+	for side, e := range map[string]*ike.Engine{"initiator": p.A, "responder": p.B} {
 		var n int
 		for _, sa := range e.SAs() {
 			if sa.State == "established" && len(sa.Children) == 1 {
@@ -156,20 +102,20 @@ func TestKerberosHandshake(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
+	infos, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err != nil {
-		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
+		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.LogA, p.LogB)
 	}
 	p.established(t)
 	if infos[0].RemoteID != "fqdn:b.example.test" {
 		t.Fatalf("remote id %s", infos[0].RemoteID)
 	}
-	if !strings.Contains(p.logB.String(), "auth=kerberos") {
-		t.Fatalf("responder log does not name the method:\n%s", p.logB)
+	if !strings.Contains(p.LogB.String(), "auth=kerberos") {
+		t.Fatalf("responder log does not name the method:\n%s", p.LogB)
 	}
 	// A second handshake uses the cached ticket: no KDC round trip.
 	mid := ReadStats()
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	after := ReadStats()
@@ -191,7 +137,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 	t.Helper()
 	count := func() int {
 		n := 0
-		for _, sa := range p.b.SAs() {
+		for _, sa := range p.B.SAs() {
 			if sa.State == "established" {
 				n++
 			}
@@ -199,16 +145,16 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 		return n
 	}
 	before := count()
-	_, err := p.a.InitiateNew(ctxT(t), "a-b")
+	_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err == nil {
-		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
+		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.LogB)
 	}
 	time.Sleep(20 * time.Millisecond) // let the responder's log line land
-	if wantA != "" && !strings.Contains(p.logA.String()+err.Error(), wantA) {
-		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.logA)
+	if wantA != "" && !strings.Contains(p.LogA.String()+err.Error(), wantA) {
+		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.LogA)
 	}
-	if wantB != "" && !strings.Contains(p.logB.String(), wantB) {
-		t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
+	if wantB != "" && !strings.Contains(p.LogB.String(), wantB) {
+		t.Errorf("responder did not log %q:\n%s", wantB, p.LogB)
 	}
 	if count() != before {
 		t.Errorf("responder established an SA after refusing")
@@ -218,7 +164,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 // withPackageLog sends the package's own lines (what the initiator learns
 // from KERBEROS_ERROR) to the initiator's log.
 func withPackageLog(t *testing.T, p *pair) {
-	SetLogger(slog.New(slog.NewTextHandler(p.logA, nil)))
+	SetLogger(slog.New(slog.NewTextHandler(p.LogA, nil)))
 	t.Cleanup(func() { SetLogger(nil) })
 }
 
@@ -255,7 +201,7 @@ func TestKerberosRefusals(t *testing.T) {
 	t.Run("initiator without a KDC", func(t *testing.T) {
 		ma, mb := r.methods(t, func(a, b *Options) { a.KDCs = []string{"127.0.0.1:1"} })
 		p := newPair(t, ma, mb)
-		_, err := p.a.InitiateNew(ctxT(t), "a-b")
+		_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 		if err == nil || !strings.Contains(err.Error(), "no KDC reachable") {
 			t.Fatalf("err %v, want a clear KDC error", err)
 		}
@@ -271,15 +217,15 @@ func TestKerberosSkewResync(t *testing.T) {
 	ma.clockShift.Store(int64(-20 * time.Minute))
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
-		t.Fatalf("initiate: %v\n%s\n%s", err, p.logA, p.logB)
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+		t.Fatalf("initiate: %v\n%s\n%s", err, p.LogA, p.LogB)
 	}
 	p.established(t)
 	if ReadStats().Retries-before.Retries != 1 {
 		t.Fatalf("want one retry")
 	}
-	if !strings.Contains(p.logB.String(), "KRB_AP_ERR_SKEW") {
-		t.Fatalf("responder did not log the skew:\n%s", p.logB)
+	if !strings.Contains(p.LogB.String(), "KRB_AP_ERR_SKEW") {
+		t.Fatalf("responder did not log the skew:\n%s", p.LogB)
 	}
 }
 
@@ -292,22 +238,22 @@ func TestKerberosKeyRotation(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	r.kdc.Rotate("host/b.example.test")
 	ma.FlushTickets()
 	refused(t, p, "KRB_AP_ERR_BADKEYVER", "is encrypted with key version 3")
-	if !strings.Contains(p.logA.String(), "retry=true") {
-		t.Errorf("initiator did not retry once with a fresh ticket:\n%s", p.logA)
+	if !strings.Contains(p.LogA.String(), "retry=true") {
+		t.Errorf("initiator did not retry once with a fresh ticket:\n%s", p.LogA)
 	}
 	// The rollover reaches the keytab (ktadd makes version 4 and appends
 	// it); the responder reloads the file.
 	reloads := ReadStats().KeytabReloads
 	r.kdc.Kadmin("ktadd -k " + r.ktB + " host/b.example.test")
 	ma.FlushTickets()
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
-		t.Fatalf("after keytab update: %v\n%s", err, p.logB)
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+		t.Fatalf("after keytab update: %v\n%s", err, p.LogB)
 	}
 	if ReadStats().KeytabReloads == reloads {
 		t.Fatal("keytab not reloaded")
@@ -321,7 +267,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh keytab with only the new key version.
@@ -330,11 +276,11 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	_, mb2 := r.methods(t, func(a, b *Options) { b.Keytab = fresh })
 	p2 := newPair(t, ma, mb2)
 	before := ReadStats()
-	if _, err := p2.a.InitiateNew(ctxT(t), "a-b"); err != nil {
-		t.Fatalf("%v\n%s", err, p2.logB)
+	if _, err := p2.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+		t.Fatalf("%v\n%s", err, p2.LogB)
 	}
-	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.logB.String(), "KRB_AP_ERR_BADKEYVER") {
-		t.Fatalf("want one BADKEYVER refusal then success\n%s", p2.logB)
+	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.LogB.String(), "KRB_AP_ERR_BADKEYVER") {
+		t.Fatalf("want one BADKEYVER refusal then success\n%s", p2.LogB)
 	}
 }
 
@@ -382,7 +328,7 @@ func TestKerberosReplay(t *testing.T) {
 	rec := &recorder{Method: ma}
 	p := newPair(t, rec, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	captured := rec.proofs[0][0].(*wire.Cert)
@@ -402,15 +348,15 @@ func TestKerberosKDCDown(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	saBefore := p.a.SAs()
+	saBefore := p.A.SAs()
 	r.kdc.Stop()
 	ma.FlushTickets()
 	withPackageLog(t, p)
 	start := time.Now()
-	_, err := p.a.InitiateNew(ctxT(t), "a-b")
+	_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err == nil || !strings.Contains(err.Error(), "no KDC reachable") || !strings.Contains(err.Error(), "host/b.example.test@EXAMPLE.TEST") {
 		t.Fatalf("err %v, want a clear KDC error", err)
 	}
@@ -418,16 +364,16 @@ func TestKerberosKDCDown(t *testing.T) {
 	if d := time.Since(start); d < 150*time.Millisecond {
 		t.Fatalf("failed after %s: no backoff", d)
 	}
-	if n := strings.Count(p.logA.String(), "KDC unreachable, retrying"); n != 2 {
-		t.Fatalf("%d retries logged, want 2:\n%s", n, p.logA)
+	if n := strings.Count(p.LogA.String(), "KDC unreachable, retrying"); n != 2 {
+		t.Fatalf("%d retries logged, want 2:\n%s", n, p.LogA)
 	}
-	saAfter := p.a.SAs()
+	saAfter := p.A.SAs()
 	if len(saAfter) != len(saBefore) || saAfter[0].ID != saBefore[0].ID || saAfter[0].State != "established" {
 		t.Fatalf("established SAs changed: %+v -> %+v", saBefore, saAfter)
 	}
 	// The KDC comes back: initiation works again.
 	r.kdc.Restart()
-	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 }
