@@ -24,15 +24,8 @@ type capture struct {
 	stopped bool
 }
 
-// startCapture starts tcpdump on dev in ns and waits until it listens.
-// t.Cleanup stops it.
-func startCapture(t *testing.T, ns *netns, dev string) *capture {
-	t.Helper()
-	return startCaptureFilter(t, ns, dev, "udp")
-}
-
-// startCaptureFilter is startCapture with a tcpdump filter expression
-// (empty: every packet).
+// startCaptureFilter starts tcpdump on dev in ns with a filter expression
+// (empty: every packet) and waits until it listens. t.Cleanup stops it.
 func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 	t.Helper()
 	requireTools(t, "tcpdump")
