@@ -72,13 +72,7 @@ func (c *capture) Stop() {
 		return
 	}
 	c.stopped = true
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	_ = signalAndWait(c.cmd, c.done, syscall.SIGINT, 5*time.Second)
 }
 
 // tshark runs tshark on the capture (stopping it first) with the given

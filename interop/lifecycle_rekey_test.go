@@ -65,13 +65,7 @@ func startPing(t *testing.T, ns *netns, src, dst string, interval time.Duration)
 func (p *pinger) stop() string {
 	if !p.stopped {
 		p.stopped = true
-		_ = p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		_ = signalAndWait(p.cmd, p.done, syscall.SIGINT, 5*time.Second)
 	}
 	return p.out.String()
 }

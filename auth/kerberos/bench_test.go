@@ -5,7 +5,6 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/auth/psk"
-	"github.com/iked/iked/internal/enginetest"
 )
 
 // BenchmarkHandshakeKerberos measures a full IKE_SA_INIT + IKE_AUTH
@@ -33,20 +32,20 @@ func BenchmarkHandshakePSK(b *testing.B) {
 
 func benchmarkHandshake(b *testing.B, ma, mb auth.Method) {
 	p := newPair(b, ma, mb)
-	ctx := enginetest.Context(b)
-	if _, err := p.A.InitiateNew(ctx, "a-b"); err != nil { // warms the ticket cache
-		b.Fatalf("%v\n%s", err, p.LogB)
+	ctx := ctxT(b)
+	if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil { // warms the ticket cache
+		b.Fatalf("%v\n%s", err, p.logB)
 	}
-	if _, err := p.A.Terminate(ctx, "a-b"); err != nil {
+	if _, err := p.a.Terminate(ctx, "a-b"); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := p.A.InitiateNew(ctx, "a-b"); err != nil {
+		if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := p.A.Terminate(ctx, "a-b"); err != nil {
+		if _, err := p.a.Terminate(ctx, "a-b"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -66,25 +66,32 @@ func (r *realm) methods(t testing.TB, edit func(a, b *Options)) (*Method, *Metho
 	return ma, mb
 }
 
+// pair is two engines over an in-memory pipe.
+type pair struct {
+	a, b       *ike.Engine
+	logA, logB *enginetest.LogBuf
+}
+
 // newPair starts the initiator A (host/a.example.test, method ma) and the
 // responder B (host/b.example.test, mb) over a pipe.
 func newPair(t testing.TB, ma, mb auth.Method) *pair {
 	t.Helper()
-	return &pair{enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
+	e := enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
 		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN("a.example.test"), enginetest.FQDN("b.example.test"), ma
 		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN("b.example.test"), enginetest.FQDN("a.example.test"), mb
 		cfgA.RetransmitTries, cfgB.RetransmitTries = 2, 2
-	}})}
+	}})
+	return &pair{a: e.A, b: e.B, logA: e.LogA, logB: e.LogB}
 }
 
-// pair is two engines over an in-memory pipe.
-type pair struct{ *enginetest.Pair }
+// ctxT is the context of one exchange (a hang guard).
+var ctxT = enginetest.Context
 
 // established checks that both sides hold one established IKE SA with one
 // Child SA.
 func (p *pair) established(t testing.TB) {
 	t.Helper()
-	for side, e := range map[string]*ike.Engine{"initiator": p.A, "responder": p.B} {
+	for side, e := range map[string]*ike.Engine{"initiator": p.a, "responder": p.b} {
 		var n int
 		for _, sa := range e.SAs() {
 			if sa.State == "established" && len(sa.Children) == 1 {
@@ -102,20 +109,20 @@ func TestKerberosHandshake(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	infos, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
-		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.LogA, p.LogB)
+		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
 	}
 	p.established(t)
 	if infos[0].RemoteID != "fqdn:b.example.test" {
 		t.Fatalf("remote id %s", infos[0].RemoteID)
 	}
-	if !strings.Contains(p.LogB.String(), "auth=kerberos") {
-		t.Fatalf("responder log does not name the method:\n%s", p.LogB)
+	if !strings.Contains(p.logB.String(), "auth=kerberos") {
+		t.Fatalf("responder log does not name the method:\n%s", p.logB)
 	}
 	// A second handshake uses the cached ticket: no KDC round trip.
 	mid := ReadStats()
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	after := ReadStats()
@@ -137,7 +144,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 	t.Helper()
 	count := func() int {
 		n := 0
-		for _, sa := range p.B.SAs() {
+		for _, sa := range p.b.SAs() {
 			if sa.State == "established" {
 				n++
 			}
@@ -145,16 +152,16 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 		return n
 	}
 	before := count()
-	_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil {
-		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.LogB)
+		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
 	}
 	time.Sleep(20 * time.Millisecond) // let the responder's log line land
-	if wantA != "" && !strings.Contains(p.LogA.String()+err.Error(), wantA) {
-		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.LogA)
+	if wantA != "" && !strings.Contains(p.logA.String()+err.Error(), wantA) {
+		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.logA)
 	}
-	if wantB != "" && !strings.Contains(p.LogB.String(), wantB) {
-		t.Errorf("responder did not log %q:\n%s", wantB, p.LogB)
+	if wantB != "" && !strings.Contains(p.logB.String(), wantB) {
+		t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
 	}
 	if count() != before {
 		t.Errorf("responder established an SA after refusing")
@@ -164,7 +171,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 // withPackageLog sends the package's own lines (what the initiator learns
 // from KERBEROS_ERROR) to the initiator's log.
 func withPackageLog(t *testing.T, p *pair) {
-	SetLogger(slog.New(slog.NewTextHandler(p.LogA, nil)))
+	SetLogger(slog.New(slog.NewTextHandler(p.logA, nil)))
 	t.Cleanup(func() { SetLogger(nil) })
 }
 
@@ -201,7 +208,7 @@ func TestKerberosRefusals(t *testing.T) {
 	t.Run("initiator without a KDC", func(t *testing.T) {
 		ma, mb := r.methods(t, func(a, b *Options) { a.KDCs = []string{"127.0.0.1:1"} })
 		p := newPair(t, ma, mb)
-		_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
+		_, err := p.a.InitiateNew(ctxT(t), "a-b")
 		if err == nil || !strings.Contains(err.Error(), "no KDC reachable") {
 			t.Fatalf("err %v, want a clear KDC error", err)
 		}
@@ -217,15 +224,15 @@ func TestKerberosSkewResync(t *testing.T) {
 	ma.clockShift.Store(int64(-20 * time.Minute))
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
-		t.Fatalf("initiate: %v\n%s\n%s", err, p.LogA, p.LogB)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatalf("initiate: %v\n%s\n%s", err, p.logA, p.logB)
 	}
 	p.established(t)
 	if ReadStats().Retries-before.Retries != 1 {
 		t.Fatalf("want one retry")
 	}
-	if !strings.Contains(p.LogB.String(), "KRB_AP_ERR_SKEW") {
-		t.Fatalf("responder did not log the skew:\n%s", p.LogB)
+	if !strings.Contains(p.logB.String(), "KRB_AP_ERR_SKEW") {
+		t.Fatalf("responder did not log the skew:\n%s", p.logB)
 	}
 }
 
@@ -238,22 +245,22 @@ func TestKerberosKeyRotation(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	withPackageLog(t, p)
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	r.kdc.Rotate("host/b.example.test")
 	ma.FlushTickets()
 	refused(t, p, "KRB_AP_ERR_BADKEYVER", "is encrypted with key version 3")
-	if !strings.Contains(p.LogA.String(), "retry=true") {
-		t.Errorf("initiator did not retry once with a fresh ticket:\n%s", p.LogA)
+	if !strings.Contains(p.logA.String(), "retry=true") {
+		t.Errorf("initiator did not retry once with a fresh ticket:\n%s", p.logA)
 	}
 	// The rollover reaches the keytab (ktadd makes version 4 and appends
 	// it); the responder reloads the file.
 	reloads := ReadStats().KeytabReloads
 	r.kdc.Kadmin("ktadd -k " + r.ktB + " host/b.example.test")
 	ma.FlushTickets()
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
-		t.Fatalf("after keytab update: %v\n%s", err, p.LogB)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatalf("after keytab update: %v\n%s", err, p.logB)
 	}
 	if ReadStats().KeytabReloads == reloads {
 		t.Fatal("keytab not reloaded")
@@ -267,7 +274,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh keytab with only the new key version.
@@ -276,11 +283,11 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	_, mb2 := r.methods(t, func(a, b *Options) { b.Keytab = fresh })
 	p2 := newPair(t, ma, mb2)
 	before := ReadStats()
-	if _, err := p2.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
-		t.Fatalf("%v\n%s", err, p2.LogB)
+	if _, err := p2.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatalf("%v\n%s", err, p2.logB)
 	}
-	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.LogB.String(), "KRB_AP_ERR_BADKEYVER") {
-		t.Fatalf("want one BADKEYVER refusal then success\n%s", p2.LogB)
+	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.logB.String(), "KRB_AP_ERR_BADKEYVER") {
+		t.Fatalf("want one BADKEYVER refusal then success\n%s", p2.logB)
 	}
 }
 
@@ -328,7 +335,7 @@ func TestKerberosReplay(t *testing.T) {
 	rec := &recorder{Method: ma}
 	p := newPair(t, rec, mb)
 	withPackageLog(t, p)
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	captured := rec.proofs[0][0].(*wire.Cert)
@@ -348,15 +355,15 @@ func TestKerberosKDCDown(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	saBefore := p.A.SAs()
+	saBefore := p.a.SAs()
 	r.kdc.Stop()
 	ma.FlushTickets()
 	withPackageLog(t, p)
 	start := time.Now()
-	_, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil || !strings.Contains(err.Error(), "no KDC reachable") || !strings.Contains(err.Error(), "host/b.example.test@EXAMPLE.TEST") {
 		t.Fatalf("err %v, want a clear KDC error", err)
 	}
@@ -364,16 +371,16 @@ func TestKerberosKDCDown(t *testing.T) {
 	if d := time.Since(start); d < 150*time.Millisecond {
 		t.Fatalf("failed after %s: no backoff", d)
 	}
-	if n := strings.Count(p.LogA.String(), "KDC unreachable, retrying"); n != 2 {
-		t.Fatalf("%d retries logged, want 2:\n%s", n, p.LogA)
+	if n := strings.Count(p.logA.String(), "KDC unreachable, retrying"); n != 2 {
+		t.Fatalf("%d retries logged, want 2:\n%s", n, p.logA)
 	}
-	saAfter := p.A.SAs()
+	saAfter := p.a.SAs()
 	if len(saAfter) != len(saBefore) || saAfter[0].ID != saBefore[0].ID || saAfter[0].State != "established" {
 		t.Fatalf("established SAs changed: %+v -> %+v", saBefore, saAfter)
 	}
 	// The KDC comes back: initiation works again.
 	r.kdc.Restart()
-	if _, err := p.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 }
