@@ -55,6 +55,21 @@ type Retrier interface {
 	RetryAfter(notifies []*wire.Notify) bool
 }
 
+// ProvenIdentity is implemented by methods whose credentials prove one
+// identity (a certificate's subject or subjectAltName): a connection
+// without a configured local identity sends that one.
+type ProvenIdentity interface {
+	ProvenIdentity() *wire.ID
+}
+
+// PrincipalIdentity is implemented by methods whose peer checks a principal
+// rather than an address (Kerberos): the IKE identity that names this
+// host's principal ("fqdn:HOST" for host/HOST), which connections made by
+// a policy agent send instead of the IP address.
+type PrincipalIdentity interface {
+	PrincipalIdentity() string
+}
+
 // Method is a configured authentication method (one per connection and
 // direction). Implementations must be safe for concurrent use.
 type Method interface {

@@ -23,8 +23,11 @@ const (
 
 // walker walks YAML nodes and collects positioned errors.
 type walker struct {
-	file string
-	errs []error
+	file  string
+	errs  []error
+	warns []Warning // security.go
+	// secretLine is the line of the first inline PSK (security.go).
+	secretLine int
 }
 
 // errorf records an error at n's line.

@@ -89,27 +89,27 @@ func (sa *ikeSA) remoteSelectors(c *Connection) []wire.TrafficSelector {
 
 // acceptChild is the responder's Child SA negotiation: choose an ESP
 // proposal, narrow the selectors (§2.9), settle the mode, derive keys and
-// install. It returns the response payloads, or the notify to answer with.
-// Caller holds mu.
-func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, wire.NotifyType, error) {
+// install. It returns the response payloads, or a refusal with the notify
+// to answer with. Caller holds mu.
+func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, error) {
 	if req.tsi == nil || req.tsr == nil {
-		return nil, wire.NotifyInvalidSyntax, errors.New("SA without TSi and TSr")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("SA without TSi and TSr"))
 	}
 	s := req.suite
 	if s == nil {
 		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
 	}
 	if s == nil {
-		return nil, wire.NotifyNoProposalChosen, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals))
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals)))
 	}
 	if len(s.spi) != 4 {
-		return nil, wire.NotifyInvalidSyntax, errors.New("ESP proposal without a 4-octet SPI")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("ESP proposal without a 4-octet SPI"))
 	}
 	// TSi is the initiator's side: our remote.
 	tsi := Narrow(req.tsi.Selectors, sa.remoteSelectors(c))
 	tsr := Narrow(req.tsr.Selectors, sa.localSelectors(c))
 	if len(tsi) == 0 || len(tsr) == 0 {
-		return nil, wire.NotifyTSUnacceptable, errors.New("traffic selectors do not overlap the configured ones")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTSUnacceptable}, errors.New("traffic selectors do not overlap the configured ones"))
 	}
 	mode := ModeTunnel
 	if req.transport && c.Mode == ModeTransport {
@@ -117,12 +117,12 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	}
 	spi, err := sa.eng.cfg.SADB.AllocateSPI()
 	if err != nil {
-		return nil, wire.NotifyTemporaryFailure, err
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
 	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi, seed, rekeys)
 	if err != nil {
 		sa.eng.cfg.SADB.ReleaseSPI(spi)
-		return nil, wire.NotifyTemporaryFailure, err
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
 	var spiBytes [4]byte
 	binary.BigEndian.PutUint32(spiBytes[:], spi)
@@ -134,7 +134,7 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	out = append(out, &chosen,
 		&wire.TS{Responder: false, Selectors: child.remoteTS},
 		&wire.TS{Responder: true, Selectors: child.localTS})
-	return out, 0, nil
+	return out, nil
 }
 
 // installChild derives the Child SA keys (§2.17) and hands both SAs to the
@@ -210,6 +210,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	sa.startChildTimer(c)
 	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
+	sa.childUp(c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
 			"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))

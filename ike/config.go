@@ -80,7 +80,8 @@ type Connection struct {
 }
 
 // Config is the engine's configuration. Zero values take the defaults
-// documented on each field.
+// documented on each field, except CookieThreshold, where zero is a
+// meaningful setting (a cookie on every request).
 type Config struct {
 	// Connections are the configured peers.
 	Connections []*Connection
@@ -88,12 +89,20 @@ type Config struct {
 	SADB *sadb.DB
 	// CookieThreshold is the number of half-open IKE SAs at which the
 	// responder starts to demand a COOKIE (RFC 7296 §2.6). Zero means
-	// always demand one; negative means never (default: see DefaultCookieThreshold
-	// when left unset via NewConfigDefaults).
+	// always demand one; negative means never. It is taken as given: the
+	// daemon's configuration defaults to DefaultCookieThreshold.
 	CookieThreshold int
 	// HalfOpenTimeout bounds how long a responder keeps an IKE SA that has
 	// not completed IKE_AUTH. Default 30s.
 	HalfOpenTimeout time.Duration
+	// HalfOpenPerPeer bounds the half-open responder IKE SAs of one peer
+	// address; 0 means no limit. AuthFailureLimit AUTHENTICATION_FAILED
+	// answers to one address within AuthFailureWindow block its
+	// IKE_SA_INIT requests for AuthFailureWindow; 0 turns that off.
+	// See authlimit.go.
+	HalfOpenPerPeer   int
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// RetransmitTimeout is the first retransmission timeout; each next one
 	// is multiplied by RetransmitBase; after RetransmitTries retransmissions
 	// the exchange fails. Defaults 2s, 1.8, 5.

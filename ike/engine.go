@@ -69,6 +69,7 @@ type Engine struct {
 	suites sync.Map
 
 	halfOpenCount atomic.Int64
+	limits        peerLimits // per-address limits (authlimit.go)
 	nextID        atomic.Uint64
 	nextReqID     atomic.Uint32
 	stats         *counters
@@ -113,6 +114,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.cfg.Rand == nil {
 		e.cfg.Rand = rand.Reader
 	}
+	e.timers.clock = e.cfg.Now
 	jar, err := newCookieJar(e.cfg.Rand, e.cfg.Now)
 	if err != nil {
 		return nil, err
@@ -319,7 +321,7 @@ func (e *Engine) handleParseError(b transport.Bind, from netip.AddrPort, hdr *wi
 	var we *wire.Error
 	errors.As(err, &we)
 	e.stats.drop(DropMalformed)
-	e.log.Info("dropped malformed message", "peer", from, "exchange", exchangeName(hdr.Exchange), "err", err)
+	e.log.Info("dropped malformed message", "peer", from, "exchange", hdr.Exchange.String(), "err", err)
 	if we == nil || hdr.IsResponse() || hdr.Exchange != wire.IKE_SA_INIT || hdr.SPIr != 0 {
 		return
 	}
@@ -341,7 +343,7 @@ func (e *Engine) sendInitError(b transport.Bind, to netip.AddrPort, req *wire.He
 		Header:   wire.Header{SPIi: req.SPIi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
 		Payloads: []wire.Payload{&wire.Notify{Code: code, Data: data}},
 	}
-	e.stats.notify(notifyName(code))
+	e.stats.notify(code.String())
 	e.send(b, to, m.Marshal())
 }
 

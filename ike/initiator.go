@@ -106,17 +106,28 @@ func (e *Engine) initiateNotify(ctx context.Context, c *Connection, reauth bool,
 	for attempt := 0; ; attempt++ {
 		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth, answered: answered}
 		err := hs.handshake()
+		// The session is this goroutine's alone (it proves and verifies
+		// without the SA's lock): it closes it, never the SA's destroy.
+		closeSession := func() {
+			if hs.session != nil {
+				hs.session.Close()
+			}
+		}
 		if hs.sa == nil {
+			closeSession()
 			return nil, err
 		}
 		if err == nil {
+			closeSession()
 			return hs.sa, nil
 		}
 		e.stats.failure(hs.failureLabel(err))
 		e.observeFailure(c.Remote.Addr(), true, hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
-		if attempt > 0 || !hs.retryable(err) {
+		retry := attempt == 0 && hs.retryable(err)
+		closeSession()
+		if !retry {
 			return nil, err
 		}
 		hs.sa.log(slog.LevelInfo, "retrying once with fresh credentials")
@@ -142,7 +153,10 @@ func (hs *initiator) retryable(err error) bool {
 
 func (hs *initiator) failureLabel(err error) string {
 	var n *notifyError
+	var r *refusal
 	switch {
+	case errors.As(err, &r) && r.failure != "":
+		return r.failure
 	case errors.As(err, &n):
 		return failureReason(n.code)
 	case errors.Is(err, errTimeout):
@@ -163,9 +177,9 @@ type notifyError struct {
 }
 
 func (n *notifyError) Error() string {
-	s := fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+	s := fmt.Sprintf("peer answered %s with %s", n.when, n.code.String())
 	for _, o := range n.others {
-		s += " and " + notifyName(o)
+		s += " and " + o.String()
 	}
 	return s
 }
@@ -184,7 +198,7 @@ func (hs *initiator) handshake() error {
 		return err
 	}
 	if err := hs.verifyResponder(); err != nil {
-		hs.reportAuthFailure()
+		hs.refuseAnswer(err)
 		return err
 	}
 	hs.completeChild()
@@ -223,7 +237,6 @@ func (hs *initiator) newSA() error {
 		return err
 	}
 	hs.session = session
-	hs.sa.sessions = []auth.Session{session}
 	hs.initPayloads = session.SAInitPayloads()
 	e.register(hs.sa)
 	hs.sa.log(slog.LevelInfo, "initiating IKE SA")
@@ -235,7 +248,7 @@ func (hs *initiator) newSA() error {
 func (hs *initiator) exchangeSAInit() error {
 	sa := hs.sa
 	for try := 0; ; try++ {
-		if hs.dh == nil || hs.dh != nil && try > 0 && hs.needNewKey() {
+		if hs.dh == nil {
 			dh, err := hs.group.GenerateKey(hs.eng.cfg.Rand)
 			if err != nil {
 				return err
@@ -261,16 +274,13 @@ func (hs *initiator) exchangeSAInit() error {
 			sa.log(slog.LevelDebug, "responder demands a cookie")
 			continue
 		}
-		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil {
-			if len(n.Data) != 2 {
-				return errors.New("INVALID_KE_PAYLOAD without a group")
-			}
-			want := binary.BigEndian.Uint16(n.Data)
-			if !hs.offersGroup(want) || want == hs.group.ID() {
-				return fmt.Errorf("responder asks for DH group %d, which we did not offer", want)
-			}
-			sa.log(slog.LevelInfo, "responder asks for another key exchange group", "group", transform.GroupByID(want).Name())
-			hs.group = transform.GroupByID(want)
+		g, err := requestedGroup(resp.payloads, hs.conn.IKEProposals, hs.group)
+		if err != nil {
+			return err
+		}
+		if g != nil {
+			sa.log(slog.LevelInfo, "responder asks for another key exchange group", "group", g.Name())
+			hs.group = g
 			hs.dh = nil
 			continue
 		}
@@ -281,17 +291,6 @@ func (hs *initiator) exchangeSAInit() error {
 		}
 		return nil
 	}
-}
-
-func (hs *initiator) needNewKey() bool { return hs.dh == nil }
-
-func (hs *initiator) offersGroup(id uint16) bool {
-	for _, p := range hs.conn.IKEProposals {
-		if containsID(p.DH, id) {
-			return true
-		}
-	}
-	return false
 }
 
 // buildSAInit builds IKE_SA_INIT: [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*).
@@ -467,17 +466,17 @@ func (hs *initiator) verifyResponder() error {
 	sa := hs.sa
 	idr, _ := wire.Find(hs.resp.payloads, wire.PayloadIDr).(*wire.ID)
 	if idr == nil {
-		return auth.Failf("IKE_AUTH response without IDr")
+		return authRefusal(auth.Failf("IKE_AUTH response without IDr"))
 	}
 	if !hs.conn.RemoteID.Matches(idr) {
-		return auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID)
+		return authRefusal(auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID))
 	}
 	sa.mu.Lock()
 	octets := sa.signedOctets(false, idr)
 	sa.mu.Unlock()
 	// The session verifies without the SA's lock held.
 	if err := hs.session.Verify(octets, hs.resp.payloads); err != nil {
-		return err
+		return authRefusal(err)
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
@@ -490,66 +489,41 @@ func (hs *initiator) verifyResponder() error {
 	return nil
 }
 
-// reportAuthFailure tells the responder, in a separate INFORMATIONAL, that
-// its AUTH did not verify (§2.21.2). Best effort: one try.
-func (hs *initiator) reportAuthFailure() {
+// refuseAnswer tells the responder, in a separate INFORMATIONAL, the
+// notify of a refusal of its answer (§2.21.2: AUTHENTICATION_FAILED when
+// its AUTH did not verify). Best effort: one try.
+func (hs *initiator) refuseAnswer(err error) {
+	var r *refusal
 	sa := hs.sa
-	if sa.out == nil {
+	if !errors.As(err, &r) || r.notify == nil || sa.out == nil {
 		return
 	}
 	sa.mu.Lock()
 	id := sa.nextSendID
-	pkt, err := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Notify{Code: wire.NotifyAuthenticationFailed}})
+	pkt, serr := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{r.notify})
 	sa.mu.Unlock()
-	if err == nil {
-		hs.eng.stats.notify(notifyName(wire.NotifyAuthenticationFailed))
+	if serr == nil {
+		hs.eng.stats.notify(r.notify.Code.String())
 		hs.eng.sendAll(sa.bind, sa.remote, pkt)
 	}
 }
 
 // completeChild installs the first Child SA from the IKE_AUTH response,
-// after checking that the responder chose what we offered (§2.7) and
-// narrowed the selectors within ours (§2.9). A failed Child SA leaves the
-// IKE SA up, as §1.2 says.
+// after the checks every Child SA answer gets (checkChildAnswer: what we
+// offered, §2.7; selectors within ours, §2.9; the mode). A failed Child SA
+// leaves the IKE SA up, as §1.2 says.
 func (hs *initiator) completeChild() {
 	sa := hs.sa
+	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
+	ans, err := checkChildAnswer(hs.resp.payloads, "IKE_AUTH", hs.conn.ESPProposals, false, local, remote, hs.conn.Mode)
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	req := childRequestFrom(hs.resp.payloads)
-	fail := func(msg string, args ...any) {
+	if err == nil {
+		_, err = sa.installChild(ans.suite, hs.conn.Mode, hs.espSPI, binary.BigEndian.Uint32(ans.suite.spi), ans.tsi, ans.tsr, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil)
+	}
+	if err != nil {
 		hs.eng.cfg.SADB.ReleaseSPI(hs.espSPI)
-		sa.log(slog.LevelWarn, "Child SA not created: "+msg, args...)
-	}
-	if req.sa == nil {
-		for _, p := range hs.resp.payloads {
-			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-				fail("responder refused", "notify", notifyName(n.Code))
-				return
-			}
-		}
-		fail("responder sent no SA")
-		return
-	}
-	s := acceptChosen(hs.conn.ESPProposals, req.sa, wire.ProtoESP, false)
-	if s == nil || len(s.spi) != 4 || req.tsi == nil || req.tsr == nil {
-		fail("responder chose an ESP proposal we did not offer")
-		return
-	}
-	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
-	if !Covers(local, req.tsi.Selectors) || !Covers(remote, req.tsr.Selectors) {
-		fail("responder widened the traffic selectors")
-		return
-	}
-	mode := ModeTunnel
-	if req.transport {
-		mode = ModeTransport
-	}
-	if mode != hs.conn.Mode {
-		fail("responder answered with another mode", "mode", mode.String())
-		return
-	}
-	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil); err != nil {
-		fail("data plane refused it", "err", err)
+		sa.log(slog.LevelWarn, "Child SA not created", "err", err)
 	}
 }
 

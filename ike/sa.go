@@ -33,19 +33,26 @@ func (s state) String() string {
 	return [...]string{"connecting", "authenticating", "established", "deleting", "dead"}[s]
 }
 
-// ikeSA is one IKE SA. mu guards everything below it; handshake steps run
-// with it held, so that one SA's messages are processed in order while
-// other SAs proceed in parallel.
+// ikeSA is one IKE SA. Its fields are grouped by concern, each group with
+// what guards it; the rules for taking mu are in docs/design.md ("Locks").
+// Handshake steps run with mu held, so that one SA's messages are
+// processed in order while other SAs proceed in parallel. The order of the
+// groups also packs the struct into the 576-byte size class (held SAs:
+// docs/performance.md).
 type ikeSA struct {
+	// Set when the SA is made and never changed: read without a lock.
 	eng       *Engine
 	serial    uint64 // names the SA in logs and the control API: see id
 	initiator bool
 	started   time.Time
 
-	mu    sync.Mutex
-	state state
-	// The flags sit together after state, where each alone would leave
-	// seven bytes of padding: the struct stays in the 576-byte size class.
+	// mu guards the groups below unless a group names another guard.
+	mu sync.Mutex
+
+	// Its place in its life and what was negotiated along the way. The
+	// flags sit together after state, where each alone would leave seven
+	// bytes of padding.
+	state          state
 	encap          bool // on the NAT-T port: ESP goes in UDP (RFC 3948)
 	natLocal       bool
 	natRemote      bool
@@ -55,24 +62,26 @@ type ikeSA struct {
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
 	countedUp      bool // in Engine.up: established (markUp, markDown)
 
-	conn        *Connection
-	spii, spir  uint64
-	bind        transport.Bind
-	local       netip.AddrPort
-	remote      netip.AddrPort
-	initKey     halfOpenKey // how the IKE_SA_INIT request found us (responder)
-	suite       *suite
-	keys        *transform.IKEKeys
-	out, in     *transform.Protector // protect our messages / open the peer's
-	localID     Identity
-	remoteID    Identity
-	authName    string
-	established time.Time
+	// Who the peer is and the path to it.
+	conn     *Connection
+	localID  Identity
+	remoteID Identity
+	authName string
+	bind     transport.Bind
+	local    netip.AddrPort
+	remote   netip.AddrPort
+	initKey  halfOpenKey // how the IKE_SA_INIT request found us (responder)
+
+	// Keys. spii of an initiator and spir of a responder (localSPI) are
+	// set before the SA is published and read without mu (timer shards).
+	spii, spir uint64
+	suite      *suite
+	keys       *transform.IKEKeys
+	out, in    *transform.Protector // protect our messages / open the peer's
 
 	// The handshake's state (compact.go): nil once a responder's IKE SA
 	// is established, so code that can run after that checks it.
 	*saHandshake
-	children []*childSA
 
 	// Requests we send: up to the peer's window outstanding (§2.3), each
 	// waiting for its response in pending; reqSlot holds one token per
@@ -93,25 +102,31 @@ type ikeSA struct {
 	reqFragments  *reassembly
 	respFragments *reassembly
 
-	// identHash indexes the SA by its identities once established
-	// (identIndexed); identPrev and identNext link the SAs of one
-	// identHash (Engine.identMu guards them).
-	identHash            uint64
-	identPrev, identNext *ikeSA
-	// rekeyedBy is the IKE SA that took over after a rekey; peerIKERekey
-	// is the new SA the peer's simultaneous rekey made meanwhile while
-	// ikeRekeying (§2.8.2).
+	// Child SAs, and rekeying: rekeyedBy is the IKE SA that took over
+	// after a rekey; peerIKERekey is the new SA the peer's simultaneous
+	// rekey made while ikeRekeying (§2.8.2).
+	children     []*childSA
 	rekeyedBy    *ikeSA
 	peerIKERekey *ikeSA
-	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
-	// when the peer last sent an authentic message (for DPD).
-	timers   *saTimer // linked through saTimer.next
-	lastRecv time.Time
 
-	// logCache holds the log attributes once built. Log lines are also
-	// written without mu held, hence an atomic pointer; and a pointer, so
-	// that an SA that never logs (at the daemon's default level, most of
-	// them) carries one word for it rather than the attributes' key.
+	// Timers and liveness: the armed rekey, DPD and keepalive timers, when
+	// the SA was established, and when the peer last sent an authentic
+	// message (for DPD). All on the engine's one clock (Config.Now).
+	timers      *saTimer // linked through saTimer.next
+	established time.Time
+	lastRecv    time.Time
+
+	// The identity index (INITIAL_CONTACT), guarded by Engine.identMu:
+	// identHash keys the SA once established (identIndexed, under mu);
+	// identPrev and identNext link the SAs of one identHash.
+	identHash            uint64
+	identPrev, identNext *ikeSA
+
+	// logCache holds the log attributes once built; no lock. Log lines
+	// are also written without mu held, hence an atomic pointer; and a
+	// pointer, so that an SA that never logs (at the daemon's default
+	// level, most of them) carries one word for it rather than the
+	// attributes' key.
 	logCache atomic.Pointer[logAttrCache]
 }
 
@@ -376,10 +391,6 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		}
 		resp = sa.respondAuth(msg, inner)
 	case wire.INFORMATIONAL:
-		if sa.state < stateEstablished && !sa.initiator && sa.state != stateAuthenticating {
-			sa.eng.stats.drop(DropUnexpected)
-			return
-		}
 		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
 		resp, after = sa.respondCreateChild(inner)
@@ -413,22 +424,21 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 // authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
-	sa.log(slog.LevelInfo, "malformed request", "exchange", exchangeName(exch), "err", we.Error())
-	var n *wire.Notify
+	n := &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	if we.Notify == wire.NotifyUnsupportedCriticalPayload {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
-	} else {
-		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	}
-	sa.eng.stats.notify(notifyName(n.Code))
-	resp, err := sa.sealMessage(exch, sa.respID, true, []wire.Payload{n})
-	if err != nil {
+	r := refuseWith(n, we).logged(slog.LevelInfo, "malformed request", "exchange", exch.String())
+	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+		r.failure = failureReason(n.Code)
+	}
+	resp := sa.answer(exch, "", r)
+	if resp == nil {
 		return
 	}
 	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
 	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
-		sa.eng.stats.failure(failureReason(n.Code))
 		sa.destroyLocked("malformed IKE_AUTH")
 		sa.eng.unregister(sa)
 	}
@@ -654,19 +664,6 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 	sa.mu.Unlock()
 }
 
-// errorResponse builds an encrypted response carrying one error notify.
-// Caller holds mu.
-func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
-	sa.eng.stats.notify(notifyName(code))
-	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
-	pkt, err := sa.sealMessage(exch, sa.respID, true, payloads)
-	if err != nil {
-		sa.log(slog.LevelError, "cannot build error response", "err", err)
-		return nil
-	}
-	return pkt
-}
-
 // destroy removes the SA and its Child SAs from everywhere. Caller must
 // not hold mu.
 func (sa *ikeSA) destroy(reason string) {
@@ -684,6 +681,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	wasHalfOpen := !sa.initiator && sa.state < stateEstablished
 	if wasHalfOpen {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 	}
 	if sa.saHandshake != nil && sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()
@@ -722,6 +720,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
 	sa.eng.subs.childDown(sa, c)
+	sa.childDown(c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}
@@ -754,48 +753,4 @@ func (sa *ikeSA) info() SAInfo {
 		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))
 	}
 	return in
-}
-
-// exchangeName names an exchange type for logs.
-func exchangeName(t wire.ExchangeType) string {
-	switch t {
-	case wire.IKE_SA_INIT:
-		return "IKE_SA_INIT"
-	case wire.IKE_AUTH:
-		return "IKE_AUTH"
-	case wire.CREATE_CHILD_SA:
-		return "CREATE_CHILD_SA"
-	case wire.INFORMATIONAL:
-		return "INFORMATIONAL"
-	}
-	return fmt.Sprintf("exchange-%d", t)
-}
-
-// notifyNames are the error notifies iked sends or reports, as metric labels.
-var notifyNames = map[wire.NotifyType]string{
-	wire.NotifyUnsupportedCriticalPayload: "UNSUPPORTED_CRITICAL_PAYLOAD",
-	wire.NotifyInvalidIKESPI:              "INVALID_IKE_SPI",
-	wire.NotifyInvalidMajorVersion:        "INVALID_MAJOR_VERSION",
-	wire.NotifyInvalidSyntax:              "INVALID_SYNTAX",
-	wire.NotifyInvalidMessageID:           "INVALID_MESSAGE_ID",
-	wire.NotifyInvalidSPI:                 "INVALID_SPI",
-	wire.NotifyNoProposalChosen:           "NO_PROPOSAL_CHOSEN",
-	wire.NotifyInvalidKEPayload:           "INVALID_KE_PAYLOAD",
-	wire.NotifyAuthenticationFailed:       "AUTHENTICATION_FAILED",
-	wire.NotifySinglePairRequired:         "SINGLE_PAIR_REQUIRED",
-	wire.NotifyNoAdditionalSAs:            "NO_ADDITIONAL_SAS",
-	wire.NotifyInternalAddressFailure:     "INTERNAL_ADDRESS_FAILURE",
-	wire.NotifyFailedCPRequired:           "FAILED_CP_REQUIRED",
-	wire.NotifyTSUnacceptable:             "TS_UNACCEPTABLE",
-	wire.NotifyInvalidSelectors:           "INVALID_SELECTORS",
-	wire.NotifyTemporaryFailure:           "TEMPORARY_FAILURE",
-	wire.NotifyChildSANotFound:            "CHILD_SA_NOT_FOUND",
-	wire.NotifyCookie:                     "COOKIE",
-}
-
-func notifyName(t wire.NotifyType) string {
-	if n, ok := notifyNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("NOTIFY_%d", t)
 }

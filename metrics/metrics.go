@@ -28,7 +28,7 @@ type Source interface {
 var (
 	knownStates = []string{"connecting", "authenticating", "established", "deleting"}
 	knownRoles  = []string{"initiator", "responder"}
-	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropUnsupported, ike.DropOversize}
+	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropHalfOpenLimit, ike.DropUnsupported, ike.DropOversize}
 )
 
 // Metric descriptions.
@@ -147,6 +147,9 @@ func histogram(d *prometheus.Desc, h ike.Histogram) prometheus.Metric {
 func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(more...)
+	if pl, ok := src.(PeerLimitSource); ok {
+		reg.MustRegister(NewPeerLimitCollector(pl))
+	}
 	reg.MustRegister(
 		NewCollector(src),
 		KerberosCollector(),

@@ -85,6 +85,7 @@ iked_packets_sent_total 90
 # HELP iked_packets_dropped_total Received IKE datagrams not processed, by reason.
 # TYPE iked_packets_dropped_total counter
 iked_packets_dropped_total{reason="cookie_required"} 0
+iked_packets_dropped_total{reason="half_open_limit"} 0
 iked_packets_dropped_total{reason="integrity"} 6
 iked_packets_dropped_total{reason="invalid_message_id"} 0
 iked_packets_dropped_total{reason="malformed"} 0
@@ -175,9 +176,9 @@ iked_handshake_duration_seconds_count 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 9 drop reasons + 0 + 1.
-	if n := testutil.CollectAndCount(c); n != 25 {
-		t.Errorf("collected %d metrics from empty stats, want 25", n)
+	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 10 drop reasons + 0 + 1.
+	if n := testutil.CollectAndCount(c); n != 26 {
+		t.Errorf("collected %d metrics from empty stats, want 26", n)
 	}
 }
 

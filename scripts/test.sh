@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, staticcheck, unit tests, fuzz seed
+# The whole test suite: formatting, vet, staticcheck, gosec, unit tests, fuzz seed
 # corpora, and the end-to-end tests with real processes. On a fresh Debian
 # machine run as root it first installs the packages the suite needs.
 # Under CI=true a test that needs something missing fails instead of skipping.
@@ -12,7 +12,8 @@ export PATH="$PATH:$(go env GOPATH)/bin"
 packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
   iperf3 iputils-ping
-  samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl)
+  samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl
+  systemd groff-base man-db file adduser bash-completion zsh)  # the unit under systemd, man pages, the package, completions
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
@@ -42,6 +43,11 @@ go vet ./...
 echo "== staticcheck"
 command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 staticcheck ./...
+
+echo "== gosec"
+# The security linter, pinned. Its exclusions, each with its reason, are in
+# scripts/gosec.json; every #nosec in the code names its rule and says why.
+go run github.com/securego/gosec/v2/cmd/gosec@v2.30.0 -quiet -conf scripts/gosec.json ./...
 
 echo "== go test -race (engines, data plane, auth, policy, control)"
 # The packages whose goroutines share state run under the race detector too;

@@ -37,7 +37,7 @@ func listenSocket(path string) (*net.UnixListener, os.FileInfo, error) {
 	}
 	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
-		ln.Close()
+		_ = ln.Close()
 		return nil, nil, fmt.Errorf("vici socket %s: %w", path, err)
 	}
 	if err := os.Chmod(tmp, 0o600); err != nil {
@@ -71,7 +71,7 @@ func removeStale(path string) error {
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
-		c.Close()
+		_ = c.Close()
 		return fmt.Errorf("vici socket %s is in use: is charon or another iked running?", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist) {

@@ -642,7 +642,7 @@ func (b *connBuilder) certMethod(lo, ro round) (auth.Method, error) {
 		return nil, fmt.Errorf("invalid value for: certs (%v)", err)
 	}
 	if b.conn.LocalID.IsZero() {
-		id := m.LocalIdentity()
+		id := m.ProvenIdentity()
 		b.conn.LocalID = ike.Identity{Type: id.IDType, Value: id.Data}
 	}
 	return m, nil

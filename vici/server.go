@@ -141,12 +141,12 @@ func (s *Server) Serve() error {
 		backoff = 0
 		if err := authorize(conn); err != nil {
 			s.log.Warn("vici client refused", "err", err)
-			conn.Close()
+			_ = conn.Close()
 			continue
 		}
 		c := s.newClient(conn)
 		if c == nil {
-			conn.Close()
+			_ = conn.Close()
 			return nil
 		}
 		s.wg.Add(2)
@@ -228,7 +228,7 @@ func (c *client) close(why string) {
 	c.once.Do(func() {
 		c.s.log.Debug("vici client disconnected", "client", c.id, "reason", why)
 		close(c.done)
-		c.conn.Close()
+		_ = c.conn.Close()
 		c.mu.Lock()
 		if c.events["log"] {
 			c.s.watch(-1)

@@ -119,7 +119,7 @@ func TestHandshakeDNAndIPIdentities(t *testing.T) {
 	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", IPs: []net.IP{enginetest.AddrB.Addr().AsSlice()}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	ma, mb := sa.method(t), sb.method(t)
-	idA := ma.LocalIdentity()
+	idA := ma.ProvenIdentity()
 	if idA.IDType != wire.IDDERASN1DN {
 		t.Fatalf("default identity of a certificate with a subject: type %d", idA.IDType)
 	}

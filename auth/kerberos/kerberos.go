@@ -316,11 +316,11 @@ func (m *Method) Principal() Principal { return m.principal }
 // when none is configured.
 func (m *Method) Service() Principal { return m.service }
 
-// LocalIdentity is the IKE identity that names this host's principal, as
-// the peer checks it: "fqdn:HOST" for host/HOST, else "keyid:NAME@REALM".
-// Connections made by a policy agent use it, since an IP identity names no
-// principal.
-func (m *Method) LocalIdentity() string {
+// PrincipalIdentity implements auth.PrincipalIdentity: the IKE identity
+// that names this host's principal, as the peer checks it: "fqdn:HOST" for
+// host/HOST, else "keyid:NAME@REALM". Connections made by a policy agent
+// use it, since an IP identity names no principal.
+func (m *Method) PrincipalIdentity() string {
 	if host, ok := strings.CutPrefix(m.principal.Name, "host/"); ok && !strings.Contains(host, "/") {
 		return "fqdn:" + host
 	}

@@ -192,7 +192,7 @@ func runPolicyExport(ctx context.Context, socket string, args []string, stdout i
 	for _, n := range resp.Export.Notes {
 		fmt.Fprintf(bw, "# %s\n", strings.ReplaceAll(n, "\n", " "))
 	}
-	bw.WriteString(resp.Export.LDIF)
+	_, _ = bw.WriteString(resp.Export.LDIF) // the error comes back from Flush
 	return bw.Flush()
 }
 

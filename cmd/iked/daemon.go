@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
@@ -42,15 +42,30 @@ type daemon struct {
 	configPath string
 	started    time.Time
 	log        *slog.Logger
+	logging    *logging
+	notify     *notifier
 	keyLog     *os.File
+	updown     *updown
+	// lookup resolves the host names of connections' remotes.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// ctx ends when the daemon shuts down: the start actions' retries.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// alive is served by the main loop: the watchdog's check that it
+	// still turns.
+	alive chan chan struct{}
+
+	// connMu serialises what gives the engine its connections and the
+	// agent its policy, one at a time: reloads (SIGHUP, ikectl reload,
+	// VICI's reload-settings), VICI's load-conn, directory policy changes.
+	// Only they take it, never anything the engine or the agent calls back.
+	connMu sync.Mutex
 
 	mu  sync.Mutex
 	cfg *config.Config
-	// connMu serialises what gives the engine its connections and the
-	// agent its policy: SIGHUP, VICI's reload-settings and load-conn, and
-	// directory policy changes. Only they take it, never anything the
-	// engine or the agent calls back.
-	connMu sync.Mutex
+	// starting names the connections whose start action is running
+	// (dns.go).
+	starting map[string]bool
 
 	dp      *dataPlane
 	dir     *directory // nil unless policy.source is ldap
@@ -69,6 +84,9 @@ func checkConfig(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	if cfg.PolicySource != nil {
 		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), policyRef(cfg.PolicySource))
 		return 0
@@ -79,16 +97,6 @@ func checkConfig(path string) int {
 	}
 	fmt.Printf("%s: OK (%d connections)\n", path, len(cfg.Connections))
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // dpdActions maps the configuration's DPD action names.
@@ -102,10 +110,18 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
 		}
+		remote := c.Remote
+		if c.RemoteHost != "" {
+			// Resolved at each initiation (dns.go); any address as a
+			// responder. The daemon runs the start actions, not the
+			// engine (Initiate is informational).
+			remote = netip.AddrPort{}
+		}
 		out = append(out, &ike.Connection{
-			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
+			Name: c.Name, Local: c.Local, Remote: remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
-			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
+			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
 			DPDAction: dpdActions[c.DPDAction],
@@ -117,12 +133,12 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 // openKeyLog opens the opt-in key log, private to its owner: it holds
 // every session key.
 func openKeyLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // #nosec G304 -- the key log path is the administrator's (key_log); created 0600
 	if err != nil {
 		return nil, err
 	}
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -133,9 +149,15 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now()}
-	d.logTap = vici.NewLogTap(newLogger(cfg.Log, os.Stderr).Handler())
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), lookup: lookupHost, alive: make(chan chan struct{})}
+	d.logging = newLogging(cfg.Log, os.Stderr, stderrIsJournal())
+	// Every line also goes to VICI's log listeners, whatever the level
+	// and format the reloads set.
+	d.logTap = vici.NewLogTap(d.logging.logger.Handler())
 	d.log = slog.New(d.logTap.Handler())
+	logWarnings(d.log, cfg)
+	d.notify = newNotifier(d.log)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if cfg.PolicySource != nil {
 		// The directory's policy, or the cached one, before anything else:
@@ -160,19 +182,19 @@ func newDaemon(path string) (*daemon, error) {
 		_ = d.db.Close()
 		return nil, err
 	}
-	var observer ike.Observer
-	if d.agent != nil {
-		observer = d.agent
-	}
+	d.updown = newUpdown(d.log, cfg)
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
 		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase, MaxMessageSize: cfg.IKE.MaxMessageSize,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
-		ForceEncap: d.dp.forceEncap,
+		ForceEncap: d.dp.forceEncap, HalfOpenPerPeer: cfg.IKE.HalfOpenPerPeer,
+		AuthFailureLimit: cfg.IKE.AuthFailureLimit, AuthFailureWindow: cfg.IKE.AuthFailureWindow,
 	})
 	if err != nil {
+		d.updown.close()
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -186,7 +208,7 @@ func (d *daemon) serve() (err error) {
 	defer func() {
 		if err != nil {
 			for _, b := range binds {
-				b.Close()
+				_ = b.Close()
 			}
 		}
 	}()
@@ -219,7 +241,7 @@ func (d *daemon) serve() (err error) {
 		}
 		if d.dp.prepare != nil {
 			if err := d.dp.prepare(u, addr.Port() == natTPort); err != nil {
-				u.Close()
+				_ = u.Close()
 				return fmt.Errorf("listen %s: %s data plane: %w", addr, d.dp.name, err)
 			}
 		}
@@ -229,10 +251,11 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
-	d.control, err = control.Listen(cfg.ControlSocket, d, d.log)
+	d.control, err = control.ListenWith(cfg.ControlSocket, d, d.log, control.Options{
+		Mode: cfg.ControlSocketMode, SetGID: cfg.ControlSocketGID >= 0, GID: cfg.ControlSocketGID})
 	if err != nil {
 		return err
 	}
@@ -242,13 +265,13 @@ func (d *daemon) serve() (err error) {
 		}
 	}()
 	if err := d.startVICI(); err != nil {
-		d.control.Close()
+		_ = d.control.Close()
 		return err
 	}
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			d.control.Close()
+			_ = d.control.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
@@ -262,6 +285,7 @@ func (d *daemon) serve() (err error) {
 		if d.dir != nil {
 			more = append(more, adsource.NewCollector(d.dir.source))
 		}
+		more = append(more, buildInfoGauge())
 		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -273,40 +297,91 @@ func (d *daemon) serve() (err error) {
 	for i, b := range binds {
 		listen[i] = b.LocalAddr().String()
 	}
-	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
+	bi := buildinfo.Get()
+	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d.engine.StartConnections(ctx)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	// The start actions: the daemon's own loops rather than the engine's
+	// StartConnections, so that a reload can start, stop and re-resolve
+	// them.
+	for _, c := range cfg.Connections {
+		if c.StartAction == config.StartInitiate {
+			d.startConnection(c.Name)
+		}
+	}
 	if d.dir != nil {
 		d.dir.start(d)
 		defer d.dir.stop()
 	}
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			d.reload()
-			continue
-		}
-		d.log.Info("shutting down", "signal", sig.String())
-		break
+	// Sockets bound, connections loaded: systemd may start what depends
+	// on iked.
+	d.notify.ready(d.statusLine)
+	if wd := watchdogInterval(); wd > 0 {
+		go d.notify.watchdog(d.ctx, wd, d.health)
 	}
-	cancel()
-	return d.shutdown()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reloadFromSignal()
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown()
+		case reply := <-d.alive:
+			close(reply)
+		}
+	}
+}
+
+// health is the watchdog's check: the engine's locks come free and the
+// main loop turns.
+func (d *daemon) health(ctx context.Context) error {
+	if err := d.engine.Health(ctx); err != nil {
+		return err
+	}
+	reply := make(chan struct{})
+	select {
+	case d.alive <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusLine is the STATUS= systemd shows.
+func (d *daemon) statusLine() string {
+	st := d.engine.Stats()
+	n := 0
+	for _, c := range st.IKESAs {
+		n += c
+	}
+	d.mu.Lock()
+	conns := len(d.cfg.Connections)
+	d.mu.Unlock()
+	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, st.ChildSAs)
 }
 
 // shutdown deletes every IKE SA, empties the data plane and stops.
 func (d *daemon) shutdown() error {
+	d.notify.stopping()
+	d.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	d.control.Close()
+	_ = d.control.Close()
 	if d.vici != nil {
-		d.vici.Close()
+		_ = d.vici.Close()
 	}
 	err := d.engine.Shutdown(ctx)
+	d.updown.close() // the scripts of the Child SAs just deleted
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
 			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
@@ -319,68 +394,10 @@ func (d *daemon) shutdown() error {
 		_ = d.metrics.Shutdown(ctx)
 	}
 	if d.keyLog != nil {
-		d.keyLog.Close()
+		_ = d.keyLog.Close()
 	}
 	d.log.Info("iked stopped")
 	return err
-}
-
-// reload re-reads the configuration; on error the running one stays.
-func (d *daemon) reload() {
-	if err := d.reloadConfig(); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-	}
-}
-
-// reloadConfig is reload, returning why a configuration was refused.
-func (d *daemon) reloadConfig() error {
-	d.connMu.Lock()
-	defer d.connMu.Unlock()
-	cfg, err := config.Load(d.configPath)
-	if err != nil {
-		return err
-	}
-	if (cfg.PolicySource == nil) != (d.dir == nil) {
-		return errors.New("changing policy.source takes effect at restart")
-	}
-	if d.dir != nil {
-		// The running directory policy, mapped with the new methods.
-		if err := d.dir.rebuild(cfg); err != nil {
-			return err
-		}
-	}
-	d.mu.Lock()
-	old := d.cfg
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		return err
-	}
-	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
-	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket {
-		d.log.Warn("listen, control_socket, vici_socket, metrics_listen, backend and key_log changes take effect at restart")
-	}
-	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
-	return nil
-}
-
-func sameAddrs(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The control.Handler implementation.
@@ -390,6 +407,13 @@ func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
 
 // Initiate implements control.Handler.
 func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	d.mu.Lock()
+	c := d.cfg.Connection(name)
+	d.mu.Unlock()
+	if c != nil && c.RemoteHost != "" && (fresh || !d.hasSA(name)) {
+		// A peer by name: resolved now, for a new IKE SA.
+		return d.initiateByName(ctx, c)
+	}
 	if fresh {
 		return d.engine.InitiateNew(ctx, name)
 	}
@@ -420,8 +444,9 @@ func (d *daemon) Status() control.Status {
 	cfg := d.cfg
 	d.mu.Unlock()
 	stats := d.engine.Stats()
+	bi := buildinfo.Get()
 	st := control.Status{
-		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
+		Version: bi.Version, Commit: bi.ShortCommit(), GoVersion: bi.GoVersion, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
 		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
 	}
 	for _, a := range cfg.Listen {
@@ -440,7 +465,10 @@ func (d *daemon) Status() control.Status {
 			local = c.Local.String()
 		}
 		remote := "%any"
-		if !c.RemoteIsAny() {
+		switch {
+		case c.RemoteHost != "":
+			remote = net.JoinHostPort(c.RemoteHost, fmt.Sprint(c.Remote.Port()))
+		case !c.RemoteIsAny():
 			remote = c.Remote.String()
 		}
 		st.Connections = append(st.Connections, control.ConnectionStatus{

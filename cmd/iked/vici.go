@@ -7,6 +7,7 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/vici"
 )
 
@@ -17,12 +18,12 @@ func (d *daemon) startVICI() error {
 	if cfg.ViciSocket == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.ViciSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.ViciSocket), 0o755); err != nil { // #nosec G301 -- as the control socket's directory: the socket's own mode (0600) guards it
 		return fmt.Errorf("vici socket: %w", err)
 	}
 	plugins := append([]string{"ike", "vici", d.dp.name}, auth.Names()...)
 	s, err := vici.Listen(vici.Config{
-		Path: cfg.ViciSocket, Engine: d.engine, Version: version, Started: d.started, Plugins: plugins,
+		Path: cfg.ViciSocket, Engine: d.engine, Version: buildinfo.Get().Version, Started: d.started, Plugins: plugins,
 		FileConnections: d.fileConnections, SetConnections: d.setVICIConnections, Reload: d.reloadConfig,
 		Logger: d.log, Tap: d.logTap,
 	})

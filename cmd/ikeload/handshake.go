@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -59,32 +60,9 @@ func reasonOf(err error) string {
 	return "other"
 }
 
-// notifyReason is the label of an error notify the responder answered with.
-func notifyReason(code wire.NotifyType) string {
-	switch code {
-	case wire.NotifyAuthenticationFailed:
-		return "authentication_failed"
-	case wire.NotifyNoProposalChosen:
-		return "no_proposal_chosen"
-	case wire.NotifyInvalidSyntax:
-		return "invalid_syntax"
-	case wire.NotifyTSUnacceptable:
-		return "ts_unacceptable"
-	case wire.NotifyTemporaryFailure:
-		return "temporary_failure"
-	case wire.NotifyInvalidKEPayload:
-		return "invalid_ke_payload"
-	case wire.NotifyNoAdditionalSAs:
-		return "no_additional_sas"
-	case wire.NotifyInternalAddressFailure:
-		return "internal_address_failure"
-	case wire.NotifyFailedCPRequired:
-		return "failed_cp_required"
-	case wire.NotifySinglePairRequired:
-		return "single_pair_required"
-	}
-	return fmt.Sprintf("notify_%d", code)
-}
+// notifyReason is the label of an error notify the responder answered
+// with: its IANA name in lower case, as iked's failure labels are.
+func notifyReason(code wire.NotifyType) string { return strings.ToLower(code.String()) }
 
 // shared is what every worker of a run reads: the offer, the auth method,
 // and the Diffie-Hellman keys reused across handshakes.
@@ -163,7 +141,7 @@ func newClient(sh *shared, source netip.Addr) (*client, error) {
 	_ = c.SetReadBuffer(1 << 20)
 	var seed [32]byte
 	if _, err := cryptoRead(seed[:]); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	loc := c.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -177,7 +155,7 @@ func newClient(sh *shared, source netip.Addr) (*client, error) {
 	return cl, nil
 }
 
-func (c *client) close() { c.conn.Close() }
+func (c *client) close() { _ = c.conn.Close() }
 
 // exchange sends req and waits for the response match accepts, resending
 // req with exponential backoff. It returns the response's length in c.buf.

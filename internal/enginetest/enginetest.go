@@ -115,7 +115,11 @@ func Start(t testing.TB, cfg ike.Config, binds ...transport.Bind) *ike.Engine {
 	for _, b := range binds {
 		e.AddBind(b)
 	}
-	t.Cleanup(func() { e.Close() })
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("closing the engine: %v", err)
+		}
+	})
 	return e
 }
 

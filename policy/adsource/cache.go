@@ -31,15 +31,15 @@ func SaveCache(path string, s *Snapshot) error {
 	}
 	defer os.Remove(f.Name())
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if _, err := f.Write(b); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -50,7 +50,7 @@ func SaveCache(path string, s *Snapshot) error {
 
 // LoadCache reads a snapshot SaveCache wrote.
 func LoadCache(path string) (*Snapshot, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- the configured policy cache, written by iked itself
 	if err != nil {
 		return nil, err
 	}

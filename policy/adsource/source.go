@@ -347,7 +347,7 @@ func (r *Reader) each(ctx context.Context, f func(*ldap.Conn, string) error) (st
 		c, err := r.bind(ctx, host, addr)
 		if err == nil {
 			err = f(c, addr)
-			c.Close()
+			_ = c.Close()
 			if err == nil {
 				return addr, nil
 			}
@@ -390,7 +390,7 @@ func (r *Reader) bind(ctx context.Context, host, addr string) (*ldap.Conn, error
 		if err == nil {
 			return c, nil
 		}
-		c.Close()
+		_ = c.Close()
 		lastErr = fmt.Errorf("GSSAPI bind as %s for %s: %w", krb.Credentials.CName().PrincipalNameString(), spn, err)
 		// gokrb5 wraps its errors in strings: match both ways.
 		var kerr messages.KRBError
