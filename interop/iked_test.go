@@ -293,15 +293,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 // fails the test unless it exited 0, and, if the test failed, logs its log.
 func (d *iked) stop() {
 	if !d.exited {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case d.err = <-d.done:
-			d.exited = true
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			d.err = <-d.done
-			d.exited = true
-		}
+		d.err, d.exited = signalAndWait(d.cmd, d.done, syscall.SIGTERM, 10*time.Second), true
 	}
 	d.logFile.Close()
 	if d.err != nil {
