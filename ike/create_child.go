@@ -77,6 +77,11 @@ func (hs *createChildResponder) checkState() error {
 	if hs.sa.state != stateEstablished {
 		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("the IKE SA is not established")).logged(slog.LevelInfo, "CREATE_CHILD_SA refused")
 	}
+	if hs.sa.ikeRekeying || hs.sa.rekeyedBy != nil {
+		// §2.25.2: a Child SA exchange while this side rekeys the IKE
+		// SA; the peer tries again on the new IKE SA.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("the IKE SA is being rekeyed")).logged(slog.LevelInfo, "CREATE_CHILD_SA refused")
+	}
 	return nil
 }
 
@@ -248,13 +253,14 @@ func (hs *createChildRequester) handshake() error {
 	if err := hs.begin(); err != nil {
 		return err
 	}
-	if hs.old != nil {
-		defer func() {
-			hs.sa.mu.Lock()
+	defer func() {
+		hs.sa.mu.Lock()
+		hs.sa.childOps--
+		if hs.old != nil {
 			hs.old.rekeying = false
-			hs.sa.mu.Unlock()
-		}()
-	}
+		}
+		hs.sa.mu.Unlock()
+	}()
 	if err := hs.allocate(); err != nil {
 		return err
 	}
@@ -281,6 +287,11 @@ func (hs *createChildRequester) begin() error {
 	if sa.state != stateEstablished {
 		return errors.New("IKE SA not established")
 	}
+	if sa.ikeRekeying || sa.rekeyedBy != nil {
+		// §2.25.2: not while the IKE SA is being rekeyed; the Child SAs
+		// go to the new one, where the rekey is tried again.
+		return errors.New("the IKE SA is being rekeyed")
+	}
 	if old := hs.old; old != nil {
 		if old.rekeying || old.rekeyedBy != nil || old.peerRekey != nil || old.deleting {
 			return errors.New("the Child SA is being rekeyed or deleted already")
@@ -294,6 +305,7 @@ func (hs *createChildRequester) begin() error {
 		hs.local, hs.remote, hs.mode = hs.old.localTS, hs.old.remoteTS, hs.old.mode
 	}
 	hs.prf = sa.suite.prf
+	sa.childOps++
 	if len(hs.props[0].DH) > 0 {
 		hs.group = transform.GroupByID(hs.props[0].DH[0])
 	}
@@ -474,6 +486,7 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
 		}
 	}
+	sa.childOps++ // an IKE SA rekey waits for this exchange (§2.25.2)
 	sa.mu.Unlock()
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], c.inbound.SPI)
@@ -484,13 +497,27 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 		sa.log(slog.LevelInfo, "peer did not confirm the Child SA delete", "err", err)
 	}
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	for _, x := range sa.children {
-		if x == c {
-			sa.removeChild(c)
-			sa.dropChild(c)
+	sa.childOps--
+	next := sa.rekeyedBy
+	if sa.hasChild(c) {
+		sa.removeChild(c)
+		sa.dropChild(c)
+		next = nil
+	}
+	sa.mu.Unlock()
+	// The Child SA may have moved on with an IKE SA rekey meanwhile:
+	// follow the successors, one SA's lock at a time.
+	for x := next; x != nil; {
+		x.mu.Lock()
+		if x.hasChild(c) {
+			x.removeChild(c)
+			x.dropChild(c)
+			x.mu.Unlock()
 			return
 		}
+		n := x.rekeyedBy
+		x.mu.Unlock()
+		x = n
 	}
 }
 

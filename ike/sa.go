@@ -61,6 +61,9 @@ type ikeSA struct {
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
 	countedUp      bool // in Engine.up: established (markUp, markDown)
+	// childOps counts this side's CREATE_CHILD_SA and Child SA delete
+	// exchanges in flight: an IKE SA rekey waits for them (§2.25.2).
+	childOps uint8
 
 	// Who the peer is and the path to it.
 	conn     *Connection
