@@ -271,7 +271,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 	}
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(d.stop)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		if _, err := os.Stat(d.socket); err == nil {
 			return d
@@ -283,7 +283,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("iked: no control socket after 10s\n%s", d.Log())
+			t.Fatalf("iked: no control socket after %v\n%s", hangGuard, d.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
