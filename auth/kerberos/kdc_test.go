@@ -113,7 +113,10 @@ func newPair(t testing.TB, ma, mb auth.Method) *pair {
 			IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP}}
 		e, err := ike.New(ike.Config{Connections: []*ike.Connection{c}, SADB: sadb.New(memory.New()),
 			Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), CookieThreshold: -1,
-			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, Readers: 1})
+			// 1 s and 3 retransmissions (12 s in all): the peers always
+			// answer, but a Kerberos handshake on a busy machine, under
+			// the race detector, may take longer than a short budget.
+			RetransmitTimeout: time.Second, RetransmitTries: 3, Readers: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,12 +206,16 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 	if err == nil {
 		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
 	}
-	time.Sleep(20 * time.Millisecond) // let the responder's log line land
 	if wantA != "" && !strings.Contains(p.logA.String()+err.Error(), wantA) {
 		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.logA)
 	}
-	if wantB != "" && !strings.Contains(p.logB.String(), wantB) {
-		t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
+	// The responder may log a moment after its answer left: wait for the
+	// line (the deadline is a hang guard).
+	for deadline := time.Now().Add(60 * time.Second); wantB != "" && !strings.Contains(p.logB.String(), wantB); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
+			break
+		}
 	}
 	if count() != before {
 		t.Errorf("responder established an SA after refusing")
