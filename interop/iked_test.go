@@ -297,7 +297,7 @@ func (d *iked) stop() {
 		select {
 		case d.err = <-d.done:
 			d.exited = true
-		case <-time.After(10 * time.Second):
+		case <-time.After(hangGuard): // deletes to a dead peer take their retransmissions
 			_ = d.cmd.Process.Kill()
 			d.err = <-d.done
 			d.exited = true
