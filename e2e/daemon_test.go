@@ -178,7 +178,7 @@ func (d *daemon) stop() {
 		if err != nil {
 			d.t.Fatalf("%s exited with %v\n%s", d.name, err, d.log.String())
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(60 * time.Second): // a hang guard: Deletes to a gone peer take their retransmissions
 		d.t.Fatalf("%s did not exit after SIGTERM", d.name)
 	}
 }
