@@ -207,7 +207,8 @@ func waitLiveness(t *testing.T, c *capture, survivor, peer netip.Addr) {
 
 // checkDPD asserts how the survivor noticed the dead peer, from the
 // capture of IKE (stopped here) and its log: after the kill it sent one
-// INFORMATIONAL request, nobody answered it, it retransmitted it exactly
+// INFORMATIONAL request, at least dpd_delay after the peer's last IKE
+// message; nobody answered it; it retransmitted it exactly
 // retransmit_tries times, each after at least its wait (0.5 s, then 0.9 s),
 // and declared the peer dead at least the last wait (1.62 s) after the
 // last retransmission: never sooner, whatever the load (timers fire late,
@@ -265,6 +266,17 @@ func checkDPD(t *testing.T, c *capture, d *iked, survivor, peer netip.Addr, kill
 		id, strings.Join(desc, ", "), entry.Time.Sub(killed).Seconds(), dpdDelay, dpdRetransmit, dpdTries, dpdBase)
 	if len(unanswered) != 1+dpdTries {
 		t.Fatalf("the survivor sent its unanswered liveness check %d times, want once and %d retransmissions", len(unanswered), dpdTries)
+	}
+	// The check went out only after dpd_delay without a message from the
+	// peer (the last one the capture saw reached the survivor no sooner).
+	var heard time.Time
+	for _, f := range frames {
+		if _, _, _, ok := ikeHeader(f); ok && f.src == peer && f.at.Before(unanswered[0].at) {
+			heard = f.at
+		}
+	}
+	if gap := unanswered[0].at.Sub(heard); !heard.IsZero() && gap < dpdDelay-timerSlack {
+		t.Errorf("the liveness check went out %v after the peer's last IKE message, want at least dpd_delay %v", gap, dpdDelay)
 	}
 	last := unanswered[len(unanswered)-1].at
 	if gap := entry.Time.Sub(last); gap < waits[dpdTries]-timerSlack {
