@@ -312,8 +312,8 @@ const (
 	wantIKERekeys   = 20
 	// rekeyWindow bounds the wait for them (per pairing).
 	// rekeyWindow bounds the wait as a hang guard: at 300 ms a rekey
-	// they take 15 s on an idle machine.
-	rekeyWindow = 3 * hangGuard
+	// they take 15-20 s on an idle machine.
+	rekeyWindow = 2 * hangGuard
 )
 
 // waitRekeys polls d's iked_rekeys_total until it shows child and ike
