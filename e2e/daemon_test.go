@@ -104,7 +104,7 @@ func startDaemon(t *testing.T, name string, addr netip.AddrPort, config string) 
 			t.Logf("%s log:\n%s", name, d.log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := os.Stat(d.socket); err == nil {
 			return d
@@ -115,7 +115,7 @@ func startDaemon(t *testing.T, name string, addr netip.AddrPort, config string) 
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no control socket after 10s\n%s", name, d.log.String())
+			t.Fatalf("%s: no control socket after 60s\n%s", name, d.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -178,14 +178,16 @@ func (d *daemon) stop() {
 		if err != nil {
 			d.t.Fatalf("%s exited with %v\n%s", d.name, err, d.log.String())
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(60 * time.Second): // a hang guard: Deletes to a gone peer take their retransmissions
 		d.t.Fatalf("%s did not exit after SIGTERM", d.name)
 	}
 }
 
+// waitUntil polls cond until it holds; the deadline is a hang guard, long
+// enough for a loaded machine, never the thing asserted.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -220,7 +222,7 @@ control_socket: CONTROL
 backend: memory
 metrics_listen: METRICS
 log: {format: json, level: debug}
-ike: {retransmit_timeout: 300ms, retransmit_tries: 3}
+ike: {retransmit_timeout: 300ms, retransmit_tries: 5}
 connections:
   peer:
     local: %s

@@ -298,7 +298,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 	t.Cleanup(c.stop)
 
 	sock := filepath.Join(dir, "charon.vici")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			break
@@ -310,7 +310,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("charon: no vici socket after 10s\n%s", c.Log())
+			t.Fatalf("charon: no vici socket after %v\n%s", hangGuard, c.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -271,7 +271,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 	}
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(d.stop)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		if _, err := os.Stat(d.socket); err == nil {
 			return d
@@ -283,7 +283,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("iked: no control socket after 10s\n%s", d.Log())
+			t.Fatalf("iked: no control socket after %v\n%s", hangGuard, d.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -293,7 +293,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 // fails the test unless it exited 0, and, if the test failed, logs its log.
 func (d *iked) stop() {
 	if !d.exited {
-		d.err, d.exited = signalAndWait(d.cmd, d.done, syscall.SIGTERM, 10*time.Second), true
+		d.err, d.exited = signalAndWait(d.cmd, d.done, syscall.SIGTERM, hangGuard), true // deletes to a dead peer take their retransmissions
 	}
 	d.logFile.Close()
 	if d.err != nil {

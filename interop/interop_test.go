@@ -50,10 +50,19 @@ func newPairOpts(t *testing.T, edit func(*ikedConn, *charonConn), opts func(*ike
 // daemons' logs are printed for passing tests too.
 func verbose() bool { return os.Getenv("INTEROP_VERBOSE") != "" }
 
+// hangGuard bounds a wait for something that must eventually happen: it
+// only turns a hang into a failure, so it is long enough for a loaded
+// 2-vCPU machine, and nothing a test asserts depends on it.
+const hangGuard = 60 * time.Second
+
 // waitFor polls cond every 20ms until it returns "" or the timeout
-// expires; then it fails with cond's last complaint.
+// expires; then it fails with cond's last complaint. The timeout is a hang
+// guard, never the thing asserted: it is at least hangGuard, since a loaded
+// machine may take long for what an idle one does at once (a test that
+// means "within T" measures T itself).
 func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 	t.Helper()
+	timeout = max(timeout, hangGuard)
 	deadline := time.Now().Add(timeout)
 	for {
 		msg := cond()

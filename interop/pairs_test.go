@@ -83,6 +83,10 @@ func startIkedPair(t *testing.T, s ikedPairSetup) *dpIkedPair {
 	p := &dpIkedPair{topo: newTopology(t)}
 	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
 	moveInnerHost(t, p.topo.S, "veth-s", charonInnerHost)
+	// No IPv6 in the namespaces: the data plane's drop and acquire
+	// counters then count only the test's traffic.
+	noIPv6(t, p.topo.I)
+	noIPv6(t, p.topo.S)
 	p.cap = startCaptureFilter(t, p.topo.I, "veth-i", s.filter)
 	aAddr, bAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
 	ca, cb := ikedPeers(aAddr, bAddr, cmp.Or(s.esp, "aes256gcm16"))
@@ -126,6 +130,7 @@ func startCharonPair(t *testing.T, s charonPairSetup) *pair {
 	p := &pair{topo: newTopology(t)}
 	if s.userspace {
 		moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
+		noIPv6(t, p.topo.I)
 	}
 	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
 	p.ic, p.cc = charonPeers(iAddr, cAddr, cmp.Or(s.esp, "aes256gcm16"))

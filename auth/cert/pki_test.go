@@ -69,9 +69,11 @@ func newPair(t testing.TB, ma, mb auth.Method, idA, idB ike.Identity, level slog
 	}})
 }
 
+// waitFor polls cond until it holds; the deadline is a hang guard, long
+// enough for a loaded machine under the race detector.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
