@@ -249,8 +249,15 @@ func (sa *ikeSA) createChild(ctx context.Context, old *childSA) error {
 	return hs.handshake()
 }
 
+// errRekeyedAlready ends a Child SA rekey whose Child SA a rekey replaced
+// meanwhile: nothing is left to do.
+var errRekeyedAlready = errors.New("rekeyed already")
+
 func (hs *createChildRequester) handshake() error {
 	if err := hs.begin(); err != nil {
+		if err == errRekeyedAlready {
+			return nil
+		}
 		return err
 	}
 	defer func() {
@@ -293,7 +300,12 @@ func (hs *createChildRequester) begin() error {
 		return errors.New("the IKE SA is being rekeyed")
 	}
 	if old := hs.old; old != nil {
-		if old.rekeying || old.rekeyedBy != nil || old.peerRekey != nil || old.deleting {
+		switch {
+		case old.rekeyedBy != nil || old.peerRekey != nil:
+			// Rekeyed already (the peer's rekey came first): what the
+			// caller asked for is done, as for an IKE SA (rekeyIKE).
+			return errRekeyedAlready
+		case old.rekeying || old.deleting:
 			return errors.New("the Child SA is being rekeyed or deleted already")
 		}
 		old.rekeying = true
