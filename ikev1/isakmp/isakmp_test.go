@@ -20,7 +20,7 @@ func buildMM1() *Message {
 						BasicAttr(AttrEncryption, EncrAESCBC), BasicAttr(AttrKeyLength, 256),
 						BasicAttr(AttrHash, HashSHA256), BasicAttr(AttrAuthMethod, AuthPSK),
 						BasicAttr(AttrGroup, 14), BasicAttr(AttrLifeType, LifeSeconds),
-						DurationAttr(AttrLifeDuration, 15840 * 10),
+						DurationAttr(AttrLifeDuration, 15840*10),
 					}},
 					{Number: 2, ID: KeyIKE, Attributes: []Attribute{BasicAttr(AttrEncryption, EncrDES3)}},
 				},
