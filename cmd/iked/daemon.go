@@ -49,7 +49,7 @@ type daemon struct {
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
-	v1      *ikev1.Engine       // nil without IKEv1 connections (ikev1.go)
+	v1      *ikev1.Engine      // nil without IKEv1 connections (ikev1.go)
 	demuxes []*transport.Demux // the sockets split between the engines
 	control *control.Server
 	metrics *http.Server
