@@ -30,7 +30,7 @@ func (k *keyLogger) isakmp(sa *isakmpSA) {
 	if k == nil {
 		return
 	}
-	k.write(fmt.Sprintf(`uat:ikev1_decryption_table:"%016x","%x"`, sa.icookie, sa.keys.encKey))
+	k.write(fmt.Sprintf("uat:ikev1_decryption_table:%016x,%x", sa.icookie, sa.keys.encKey))
 }
 
 // ipsec logs both directions of an IPsec SA pair. Caller holds the

@@ -37,6 +37,7 @@ func TestIKEv1CharonInitiatesPSK(t *testing.T) {
 		t.Fatalf("charon terminate: %v\n%s", err, out)
 	}
 	waitGone(t, p)
+	t.Logf("%d encrypted IKEv1 messages of iked's decrypt", checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String()))
 }
 
 func TestIKEv1IkedInitiatesPSK(t *testing.T) {
@@ -50,4 +51,5 @@ func TestIKEv1IkedInitiatesPSK(t *testing.T) {
 		t.Fatalf("iked terminate: %v\n%s", err, out)
 	}
 	waitGone(t, p)
+	t.Logf("%d encrypted IKEv1 messages of iked's decrypt", checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String()))
 }
