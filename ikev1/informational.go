@@ -141,6 +141,16 @@ func (sa *isakmpSA) onNotify(n *isakmp.Notify) {
 			// A Quick Mode the peer refused names the SPI we proposed;
 			// a peer that failed to install a completed one (charon's
 			// NO-PROPOSAL-CHOSEN after HASH(3)) names our inbound SPI.
+			if n.Protocol != isakmp.ProtoESP || len(n.SPI) != 4 {
+				// pluto names no SPI (protocol ISAKMP, the cookies) when it
+				// refuses a Quick Mode: it can only be about the Quick
+				// Modes this side has in flight.
+				for _, qm := range sa.qms {
+					if qm.initiator && qm.next == 2 {
+						sa.quickModeFailed(qm, &peerError{code: n.Code}, "peer_"+labelOf(n.Code))
+					}
+				}
+			}
 			if n.Protocol == isakmp.ProtoESP && len(n.SPI) == 4 {
 				spi := binary.BigEndian.Uint32(n.SPI)
 				for _, qm := range sa.qms {
