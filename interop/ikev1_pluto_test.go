@@ -1,7 +1,12 @@
 package interop
 
 import (
+	"crypto"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +139,59 @@ func TestIKEv1PlutoPSK(t *testing.T) {
 			t.Logf("%d encrypted messages of iked's decrypt", checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String()))
 		})
 	}
+}
+
+// TestIKEv1PlutoCertificates: Main Mode with RSA signatures and
+// certificates (pluto's from its NSS database, a PKCS#12 bundle; iked's
+// chain through the intermediate) both ways.
+func TestIKEv1PlutoCertificates(t *testing.T) {
+	requireTools(t, "openssl")
+	for _, dir := range plutoDirections {
+		t.Run(dir.name, func(t *testing.T) {
+			m, auth := newCertMaterial(t, certSetup{ikedKey: "rsa2048", charonKey: "rsa2048"})
+			files := map[string][]byte{"root.crt": certPEM(m.pki.root), "inter.crt": certPEM(m.pki.inter),
+				"pluto.p12": pkcs12(t, m.charonCert, m.charonKey)}
+			p := newPlutoPair(t, func(ic *ikedConn, pc *plutoConn) {
+				ic.PSK, ic.Cert = "", auth
+				ic.LocalID, ic.RemoteID = ikedID, charonID
+				pc.AuthBy, pc.PSK, pc.LeftCert = "rsasig", "", "pluto"
+				pc.LeftID, pc.RightID = "@"+strings.TrimPrefix(charonID, "fqdn:"), "@"+strings.TrimPrefix(ikedID, "fqdn:")
+			}, files, m.ikedFiles)
+			state := "STATE_MAIN_R3"
+			if dir.charonInitiates {
+				state = "STATE_MAIN_I4"
+				go func() { _, _ = p.pluto.whack("--initiate", "--name", "interop", "--asynchronous") }()
+			} else {
+				go func() { _, _ = p.iked.Initiate(connName) }()
+			}
+			sa := p.ikedISAKMP(t)
+			if sa.Auth != "rsa-sig" || sa.RemoteID != charonID {
+				t.Errorf("iked SA auth %s remote %s", sa.Auth, sa.RemoteID)
+			}
+			plutoMainModeDone(t, p.pluto, sa, state)
+			checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+		})
+	}
+}
+
+// pkcs12 bundles a certificate and its key as "pluto" for NSS's
+// pk12util, with an empty password.
+func pkcs12(t *testing.T, c *x509.Certificate, k crypto.Signer) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	cp, kp, out := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), filepath.Join(dir, "b.p12")
+	if err := os.WriteFile(cp, certPEM(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kp, keyPEM(t, k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("openssl", "pkcs12", "-export", "-in", cp, "-inkey", kp, "-name", "pluto", "-passout", "pass:", "-out", out).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkcs12: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
