@@ -465,3 +465,16 @@ func (e *Engine) Owns(target string) bool {
 	}
 	return false
 }
+
+// saOf returns an established ISAKMP SA of the named connection, or nil.
+func (e *Engine) saOf(name string) *isakmpSA {
+	for _, sa := range e.allSAs() {
+		sa.mu.Lock()
+		ok := sa.conn != nil && sa.conn.Name == name && sa.state == stateEstablished
+		sa.mu.Unlock()
+		if ok {
+			return sa
+		}
+	}
+	return nil
+}

@@ -200,6 +200,14 @@ func (sa *isakmpSA) onDelete(d *isakmp.Delete) {
 				c = sa.childByOwnSPI(binary.BigEndian.Uint32(spi))
 			}
 			if c == nil {
+				// A Quick Mode this side has not finished (its HASH(3) is
+				// still being installed, or has not arrived: the peer
+				// completed, then deleted) must not install it after all.
+				if qm := sa.quickModeByPeerSPI(binary.BigEndian.Uint32(spi)); qm != nil {
+					qm.peerDeleted = true
+					sa.log(levelInfo, "peer deleted the IPsec SA of a Quick Mode not yet complete here", "spi", fmt.Sprintf("%x", spi))
+					continue
+				}
 				sa.log(levelInfo, "Delete for an unknown IPsec SA ignored", "spi", fmt.Sprintf("%x", spi))
 				continue
 			}
@@ -216,33 +224,10 @@ func (sa *isakmpSA) onDelete(d *isakmp.Delete) {
 
 // peerDeleted ends the SA after the peer's Delete: its IPsec SAs move to
 // another ISAKMP SA with the peer if there is one (a phase 1 rekey), else
-// they go too. Caller holds mu.
+// they go too (retire). Caller holds mu.
 func (sa *isakmpSA) peerDeleted() {
-	children := sa.ipsecs
-	sa.ipsecs = nil
-	for _, c := range children {
-		c.stopTimers()
-	}
-	sa.destroyLocked("deleted by peer")
-	if len(children) == 0 {
-		return
-	}
-	sa.later(func() {
-		for _, o := range sa.eng.peersOf(sa) {
-			o.mu.Lock()
-			if o.state == stateEstablished && !o.dead {
-				for _, c := range children {
-					o.ipsecs = append(o.ipsecs, c)
-					o.startIPsecTimers(c)
-				}
-				o.log(levelInfo, "adopted IPsec SAs of the deleted ISAKMP SA", "from", sa.id(), "count", len(children))
-				o.unlock()
-				return
-			}
-			o.unlock()
-		}
-		sa.eng.removeIPsecs(children)
-	})
+	sa.state = stateDeleting
+	sa.later(func() { sa.retire("deleted by peer", nil, false) })
 }
 
 // sendDPD sends an R-U-THERE (RFC 3706 §5.3). Caller holds mu.

@@ -38,7 +38,7 @@ func (sa *isakmpSA) startTimers() {
 		soft += (life - soft) / 2
 	}
 	sa.after(soft, sa.rekeyISAKMP)
-	sa.after(life, func() { sa.deleteISAKMPLocked("expired") })
+	sa.after(life, func() { sa.later(func() { sa.retire("expired", nil, true) }) })
 	if c.DPDDelay > 0 && sa.peerDPD {
 		sa.after(c.DPDDelay, sa.dpdTick)
 	}
@@ -105,15 +105,14 @@ func (sa *isakmpSA) rekeyISAKMP() {
 	}
 	// The peer may have rekeyed already: a newer SA with it exists.
 	sa.rekeying = true
+	established := sa.established
 	sa.later(func() {
 		for _, o := range sa.eng.peersOf(sa) {
 			o.mu.Lock()
-			newer := o.established.After(sa.established)
+			newer := o.established.After(established)
 			o.unlock()
 			if newer {
-				sa.mu.Lock()
-				sa.deleteISAKMPLocked("replaced by the peer's rekey")
-				sa.unlock()
+				sa.retire("replaced by the peer's rekey", o, true)
 				return
 			}
 		}
@@ -121,23 +120,76 @@ func (sa *isakmpSA) rekeyISAKMP() {
 			ctx, cancel := context.WithTimeout(context.Background(), sa.eng.cfg.HalfOpenTimeout)
 			defer cancel()
 			n, err := sa.eng.mainMode(ctx, c)
-			sa.mu.Lock()
-			defer sa.unlock()
 			if err != nil {
+				sa.mu.Lock()
 				sa.rekeying = false
 				sa.log(levelWarn, "phase 1 rekey failed", "err", err.Error())
+				sa.unlock()
 				return
 			}
 			sa.eng.stats.rekeys("isakmp")
-			sa.log(levelInfo, "phase 1 rekeyed", "new", n.id())
-			sa.deleteISAKMPLocked("rekeyed")
+			sa.retire("rekeyed by "+n.id(), n, true)
 		}()
 	})
 }
 
-// deleteISAKMPLocked deletes the ISAKMP SA, telling the peer; its IPsec
-// SAs stay if another ISAKMP SA adopted them, else they are deleted too.
-// Caller holds mu.
+// retire ends the ISAKMP SA when it expires or a phase 1 rekey replaced
+// it: its IPsec SAs, which do not depend on it (RFC 2409 §5.5), move to
+// successor, or to another established ISAKMP SA with the peer, when there
+// is one (as charon's IKEv1 adopts them); else they are deleted with it.
+// tell sends the Deletes. Called without locks: finding a successor takes
+// other SAs' locks.
+func (sa *isakmpSA) retire(reason string, successor *isakmpSA, tell bool) {
+	if successor == nil {
+		if peers := sa.eng.peersOf(sa); len(peers) > 0 {
+			successor = peers[0]
+		}
+	}
+	sa.mu.Lock()
+	if sa.dead {
+		sa.unlock()
+		return
+	}
+	if successor == nil {
+		if tell {
+			sa.deleteISAKMPLocked(reason)
+		} else {
+			sa.destroyLocked(reason)
+		}
+		sa.unlock()
+		return
+	}
+	children := sa.ipsecs
+	sa.ipsecs = nil
+	for _, c := range children {
+		c.stopTimers()
+	}
+	if tell && (sa.state == stateEstablished || sa.state == stateDeleting) && sa.keys != nil {
+		sa.state = stateEstablished // for sendInformational's sake
+		sa.sendInformational([]isakmp.Payload{&isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, SPISize: 16,
+			SPIs: [][]byte{cookiePair(sa.icookie, sa.rcookie)}}})
+	}
+	sa.destroyLocked(reason)
+	sa.unlock()
+	if len(children) == 0 {
+		return
+	}
+	successor.mu.Lock()
+	if successor.dead {
+		successor.unlock()
+		sa.eng.removeIPsecs(children)
+		return
+	}
+	for _, c := range children {
+		successor.ipsecs = append(successor.ipsecs, c)
+		successor.startIPsecTimers(c)
+	}
+	successor.log(levelInfo, "took over the IPsec SAs of a retired ISAKMP SA", "from", sa.id(), "count", len(children))
+	successor.unlock()
+}
+
+// deleteISAKMPLocked deletes the ISAKMP SA and its IPsec SAs, telling
+// the peer. Caller holds mu.
 func (sa *isakmpSA) deleteISAKMPLocked(reason string) {
 	if sa.dead {
 		return

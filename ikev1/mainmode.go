@@ -49,8 +49,11 @@ type mainMode struct {
 	// call-out: a message of this Main Mode arriving then is dropped.
 	busy  bool
 	hoKey halfOpenKey
-	// initialContact: the peer's message 5 carried INITIAL-CONTACT.
-	initialContact bool
+	// initialContact: the peer's message 5 carried INITIAL-CONTACT;
+	// sendInitialContact: this side sends it (no other SA with the peer
+	// when Main Mode started: decided then, since looking at other SAs
+	// with this one's lock held would take two SA locks at once).
+	initialContact, sendInitialContact bool
 }
 
 // errTimeout ends a handshake whose retransmissions went unanswered.
@@ -117,7 +120,7 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 	saP := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
 		Proposals: []isakmp.Proposal{{Number: 1, Protocol: isakmp.ProtoISAKMP, Transforms: offered}}}
 	sa.mm = &mainMode{started: now, authImpl: authImpl, authMethod: method, offered: offered,
-		saiB: saP.MarshalBody(), next: 2}
+		saiB: saP.MarshalBody(), next: 2, sendInitialContact: !e.haveSAWith(remote.Addr())}
 	if done != nil {
 		sa.p1Waiters = append(sa.p1Waiters, done)
 	}
@@ -442,7 +445,7 @@ func (sa *isakmpSA) initiatorMM4(hdr *isakmp.Header, pkt []byte) error {
 		return err
 	}
 	ps := append([]isakmp.Payload{idP}, proof...)
-	if !sa.eng.haveSAWith(sa) {
+	if mm.sendInitialContact {
 		ps = append(ps, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, Code: isakmp.InitialContact,
 			SPI: cookiePair(sa.icookie, sa.rcookie)})
 	}
@@ -762,26 +765,23 @@ func (sa *isakmpSA) establish() {
 	sa.startTimers()
 	sa.finishWaiters(nil)
 	// After the lock is released: INITIAL-CONTACT deletes the peer's old
-	// SAs (it rebooted); otherwise a new SA of the same peer is a phase 1
-	// rekey and takes over the old one's IPsec SAs.
-	sa.later(func() {
-		if initialContact {
-			sa.eng.initialContact(sa)
-		} else {
-			sa.eng.adoptChildren(sa)
-		}
-	})
+	// SAs (it rebooted). A new SA beside an old one is otherwise left
+	// alone: it may be a phase 1 rekey, whose old SA hands its IPsec SAs
+	// over when it is deleted (retire), or a second connection.
+	if initialContact {
+		sa.later(func() { sa.eng.initialContact(sa) })
+	}
 }
 
-// haveSAWith reports whether another established SA of this connection
-// exists (INITIAL-CONTACT is sent only when none does).
-func (e *Engine) haveSAWith(sa *isakmpSA) bool {
+// haveSAWith reports whether an SA with the peer exists, of any
+// connection, established or being initiated: INITIAL-CONTACT, which tells
+// the peer to forget all it had with us, is sent only when none does (of
+// Main Modes started at once, only the first carries it). Called without
+// locks: it takes each SA's lock in turn.
+func (e *Engine) haveSAWith(peer netip.Addr) bool {
 	for _, o := range e.allSAs() {
-		if o == sa {
-			continue
-		}
 		o.mu.Lock()
-		same := o.state == stateEstablished && o.conn == sa.conn && o.remote.Addr() == sa.remote.Addr()
+		same := (o.state == stateEstablished || o.state == stateMainMode && o.initiator) && o.remote.Addr() == peer
 		o.mu.Unlock()
 		if same {
 			return true
@@ -813,39 +813,19 @@ func (e *Engine) peersOf(sa *isakmpSA) []*isakmpSA {
 
 // initialContact deletes the SAs the peer had with us before it
 // rebooted (RFC 2407 §4.6.3.3), without telling it: it has forgotten them.
+// Only SAs established before sa's Main Mode began are the peer's old
+// ones: two Main Modes the peer ran at once may both carry it.
 func (e *Engine) initialContact(sa *isakmpSA) {
-	for _, o := range e.peersOf(sa) {
-		o.destroy("peer sent INITIAL-CONTACT", false)
-	}
-}
-
-// adoptChildren moves the IPsec SAs of the peer's older ISAKMP SAs to sa:
-// IPsec SAs do not depend on the ISAKMP SA that made them, and a phase 1
-// rekey (a new Main Mode) is followed by the old SA's deletion.
-func (e *Engine) adoptChildren(sa *isakmpSA) {
+	sa.mu.Lock()
+	started := sa.started
+	sa.unlock()
 	for _, o := range e.peersOf(sa) {
 		o.mu.Lock()
-		moved := o.ipsecs
-		o.ipsecs = nil
-		for _, c := range moved {
-			c.stopTimers()
-		}
+		old := o.established.Before(started)
 		o.unlock()
-		if len(moved) == 0 {
-			continue
+		if old {
+			o.destroy("peer sent INITIAL-CONTACT", false)
 		}
-		sa.mu.Lock()
-		if sa.dead {
-			sa.unlock()
-			e.removeIPsecs(moved)
-			return
-		}
-		for _, c := range moved {
-			sa.ipsecs = append(sa.ipsecs, c)
-			sa.startIPsecTimers(c)
-		}
-		sa.log(levelInfo, "adopted IPsec SAs of the previous ISAKMP SA", "from", o.id(), "count", len(moved))
-		sa.unlock()
 	}
 }
 

@@ -40,10 +40,13 @@ type quickMode struct {
 	reply  [][]byte
 	// next is the number of the message expected next (2 for the
 	// initiator, 3 for the responder); 0 once done.
-	next   int
-	busy   bool
-	rekeys *ipsecSA
-	waiter chan error
+	next int
+	busy bool
+	// peerDeleted: a Delete for the peer's SPI came before this side
+	// finished; the SAs are not kept.
+	peerDeleted bool
+	rekeys      *ipsecSA
+	waiter      chan error
 }
 
 // selectors are the connection's traffic selectors for one Quick Mode:
@@ -629,10 +632,10 @@ func (sa *isakmpSA) completeQuickMode(qm *quickMode) error {
 		}
 		return nil
 	}
-	if sa.dead {
+	if sa.dead || qm.peerDeleted {
 		sa.later(func() { sa.eng.removeIPsecs([]*ipsecSA{child}) })
 		if qm.waiter != nil {
-			qm.waiter <- errors.New("ikev1: ISAKMP SA deleted during Quick Mode")
+			qm.waiter <- errors.New("ikev1: the SA was deleted during Quick Mode")
 			qm.waiter = nil
 		}
 		return nil
@@ -656,8 +659,22 @@ func (sa *isakmpSA) completeQuickMode(qm *quickMode) error {
 		qm.waiter <- nil
 		qm.waiter = nil
 	}
-	// Keep the exchange a while for retransmissions of its last message.
-	sa.after(3*sa.eng.cfg.RetransmitTimeout, func() { delete(sa.qms, qm.mid) })
+	// Keep the exchange for as long as the peer may retransmit the
+	// message this side answered last (an initiator's HASH(3) may be
+	// lost): its message ID is used up from now on.
+	sa.markSeen(qm.mid)
+	sa.after(sa.eng.retransmitWindow(), func() { delete(sa.qms, qm.mid) })
+	return nil
+}
+
+// quickModeByPeerSPI finds an unfinished Quick Mode whose chosen SA has
+// the peer's SPI spi. Caller holds mu.
+func (sa *isakmpSA) quickModeByPeerSPI(spi uint32) *quickMode {
+	for _, qm := range sa.qms {
+		if qm.peerSPI == spi && (qm.next != 0 || qm.busy) {
+			return qm
+		}
+	}
 	return nil
 }
 

@@ -313,3 +313,15 @@ func (sa *isakmpSA) finishWaiters(err error) {
 	}
 	sa.p1Waiters = nil
 }
+
+// retransmitWindow is how long a peer with this engine's settings keeps
+// retransmitting one message: every timeout of the backoff schedule.
+func (e *Engine) retransmitWindow() time.Duration {
+	cfg := &e.cfg
+	total, d := time.Duration(0), cfg.RetransmitTimeout
+	for range cfg.RetransmitTries + 1 {
+		total += d
+		d = time.Duration(float64(d) * cfg.RetransmitBase)
+	}
+	return total
+}
