@@ -291,8 +291,11 @@ func (sa *isakmpSA) openPhase2(hdr *isakmp.Header, pkt []byte) (isakmp.Body, *is
 	if err != nil {
 		return body, nil, nil, nil, drop(DropIntegrity, "%v", err)
 	}
+	if len(body.Payloads) == 0 {
+		return body, nil, nil, nil, drop(DropIntegrity, "no payloads (wrong keys?)")
+	}
 	h, ok := body.Payloads[0].(*isakmp.Hash)
-	if !ok || len(body.Payloads) == 0 {
+	if !ok {
 		return body, nil, nil, nil, drop(DropIntegrity, "first payload is not HASH (wrong keys?)")
 	}
 	rest := []byte{}
