@@ -244,7 +244,7 @@ func (d *daemon) serve() (err error) {
 		if d.agent != nil {
 			more = append(more, metrics.NewPolicyCollector(d.agent))
 		}
-		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
+		mux.Handle("/metrics", metrics.VersionedHandler(d.metricSources(), more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
 	}

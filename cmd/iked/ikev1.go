@@ -12,6 +12,7 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ikev1"
+	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/transport"
 )
 
@@ -240,4 +241,42 @@ func (d *daemon) startAuto(ctx context.Context) {
 			}
 		}()
 	}
+}
+
+// metricSources are the engines whose statistics /metrics serves, each
+// under its version label.
+func (d *daemon) metricSources() []metrics.Versioned {
+	srcs := []metrics.Versioned{{Version: "ikev2", Source: d.engine}}
+	if d.v1 != nil {
+		srcs = append(srcs, metrics.Versioned{Version: "ikev1", Source: v1Stats{d.v1}})
+	}
+	return srcs
+}
+
+// v1Stats presents the IKEv1 engine's statistics in the IKEv2 engine's
+// shape: ISAKMP SAs are the IKE SAs, IPsec SA pairs the Child SAs, Main
+// Mode durations the handshake durations, and the rekeys of the two
+// phases "ike" and "child".
+type v1Stats struct{ e *ikev1.Engine }
+
+func (v v1Stats) Stats() ike.Stats {
+	s := v.e.Stats()
+	rekeys := map[string]uint64{}
+	for k, n := range s.Rekeys {
+		switch k {
+		case "isakmp":
+			rekeys["ike"] += n
+		case "ipsec":
+			rekeys["child"] += n
+		default:
+			rekeys[k] += n
+		}
+	}
+	return ike.Stats{IKESAs: s.ISAKMPSAs, ChildSAs: s.IPsecSAs, HalfOpen: s.HalfOpen,
+		HandshakesCompleted: s.HandshakesCompleted, HandshakesFailed: s.HandshakesFailed,
+		Retransmissions: s.Retransmissions, RetransmitsAnswered: s.RetransmitsAnswered,
+		PacketsReceived: s.PacketsReceived, PacketsSent: s.PacketsSent, PacketsDropped: s.PacketsDropped,
+		NotifiesSent: s.NotifiesSent, Rekeys: rekeys,
+		HandshakeDuration: ike.Histogram{Bounds: s.HandshakeDuration.Bounds, Counts: s.HandshakeDuration.Counts,
+			Count: s.HandshakeDuration.Count, Sum: s.HandshakeDuration.Sum}}
 }
