@@ -42,12 +42,30 @@ func TestIKEv1CharonInitiatesPSK(t *testing.T) {
 }
 
 func TestIKEv1IkedInitiatesPSK(t *testing.T) {
-	p := newPair(t, v1Edit(nil))
+	p := newPairOpts(t, v1Edit(nil), func(io *ikedOptions, _ *charonOptions) { io.Metrics = true })
 	out, err := p.iked.Initiate(connName)
 	if err != nil {
 		t.Fatalf("iked initiate: %v\n%s", err, out)
 	}
 	checkEstablished(t, p, false, v1WantIKE, v1WantESP)
+	// The metrics tell the IKEv1 SAs from IKEv2 ones.
+	m, err := p.iked.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"iked_ike_sas", `state="established",version="ikev1"`, 1},
+		{"iked_ike_sas", `state="established",version="ikev2"`, 0},
+		{"iked_child_sas", `version="ikev1"`, 1},
+		{"iked_handshakes_completed_total", `role="initiator",version="ikev1"`, 1},
+	} {
+		if v, ok := metricValue(m, w.name, w.labels); !ok || v != w.want {
+			t.Errorf("%s{%s} = %v (found %v), want %v", w.name, w.labels, v, ok, w.want)
+		}
+	}
 	if out, err := p.iked.Terminate(connName); err != nil {
 		t.Fatalf("iked terminate: %v\n%s", err, out)
 	}
