@@ -2,8 +2,10 @@ package ikev1
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
+	"github.com/iked/iked/ikev1/isakmp"
 	"github.com/iked/iked/sadb"
 )
 
@@ -52,5 +54,67 @@ func checkKeys(t *testing.T, a, b []sadb.SA) {
 		if !found {
 			t.Errorf("SA %08x has no twin", x.SPI)
 		}
+	}
+}
+
+// TestWindows2003MainMode: the Windows 2003 default main mode (3DES,
+// SHA-1, MODP-1024) and its quick mode (3DES, SHA-1) negotiate when the
+// connections allow the legacy algorithms; without that, the connection
+// is refused before it can be used.
+func TestWindows2003MainMode(t *testing.T) {
+	p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
+		for _, c := range []*Connection{ca, cb} {
+			c.IKEProposals, c.ESPProposals, c.AllowLegacy = mustIKE(t, "3des-sha1-modp1024"), mustESP(t, "3des-sha1"), true
+		}
+	})
+	info, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Algorithms != "3DES/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024" || info.Children[0].Algorithms != "3DES/HMAC_SHA1_96/NO_EXT_SEQ" {
+		t.Fatalf("algorithms %s / %s", info.Algorithms, info.Children[0].Algorithms)
+	}
+	waitFor(t, "responder's IPsec SA", func() bool { s := p.b.SAs(); return len(s) == 1 && len(s[0].Children) == 1 })
+	checkKeys(t, p.memA.SAs(), p.memB.SAs())
+	for _, sa := range p.memA.SAs() {
+		if len(sa.EncrKey) != 24 || len(sa.IntegKey) != 20 {
+			t.Errorf("3DES/SHA-1 keys of %d and %d octets", len(sa.EncrKey), len(sa.IntegKey))
+		}
+	}
+	c := &Connection{Name: "legacy", Remote: addrB, Auth: testPSK("a very secret key"),
+		IKEProposals: mustIKE(t, "3des-sha1-modp1024"), ESPProposals: mustESP(t, "aes128-sha256")}
+	if err := ValidateConnection(c); err == nil || !strings.Contains(err.Error(), "legacy") {
+		t.Errorf("a legacy proposal without AllowLegacy: %v", err)
+	}
+}
+
+// TestAggressiveModeRefused: an Aggressive Mode request is answered with
+// UNSUPPORTED-EXCHANGE-TYPE and creates nothing.
+func TestAggressiveModeRefused(t *testing.T) {
+	p := newPair(t, nil)
+	var got []byte
+	done := make(chan struct{}, 1)
+	p.ba.Filter = func(b []byte) bool {
+		got = append([]byte(nil), b...)
+		done <- struct{}{}
+		return false
+	}
+	m := isakmp.Message{Header: isakmp.Header{ICookie: 42, Exchange: isakmp.ExchangeAggressive},
+		Payloads: []isakmp.Payload{&isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
+			Proposals: []isakmp.Proposal{{Number: 1, Protocol: isakmp.ProtoISAKMP, Transforms: []isakmp.Transform{{Number: 1, ID: isakmp.KeyIKE}}}}}}}
+	if err := p.ab.WriteTo(m.Marshal(), addrB); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	r, err := isakmp.Parse(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := isakmp.Find(r.Payloads, isakmp.PayloadN).(*isakmp.Notify)
+	if r.Header.Exchange != isakmp.ExchangeInformational || n == nil || n.Code != isakmp.UnsupportedExchangeType {
+		t.Fatalf("answer %+v", r)
+	}
+	if len(p.b.allSAs()) != 0 || p.b.Stats().HandshakesFailed["aggressive_mode_refused"] != 1 {
+		t.Errorf("SAs %d, failures %v", len(p.b.allSAs()), p.b.Stats().HandshakesFailed)
 	}
 }
