@@ -229,3 +229,32 @@ func TestIKEv1RacoonCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestIKEv1RacoonWindows2003: the Windows 2003 default main mode
+// (3DES/SHA-1/MODP-1024) and quick mode (3DES/SHA-1) with racoon, both
+// ways, allowed on iked's side with allow_legacy.
+func TestIKEv1RacoonWindows2003(t *testing.T) {
+	for _, dir := range directions {
+		t.Run(dir.name, func(t *testing.T) {
+			p := newRacoonPair(t, func(ic *ikedConn, ro *racoonOptions) {
+				ic.IKEProposals, ic.ESPProposals, ic.AllowLegacy = []string{"3des-sha1-modp1024"}, []string{"3des-sha1"}, true
+				ro.Encr, ro.Hash, ro.DH, ro.ESPEncr, ro.ESPAuth = "3des", "sha1", 2, "3des", "hmac_sha1"
+				if dir.charonInitiates {
+					ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+				}
+			})
+			role := "initiator"
+			if dir.charonInitiates {
+				role = "responder"
+				racoonEstablish(t, p, charonInnerNet, ikedInnerNet)
+			} else if out, err := p.iked.Initiate(connName); err != nil {
+				t.Fatalf("iked initiate: %v\n%s", err, out)
+			}
+			checkRacoonEstablished(t, p, role, "3DES/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024", "3DES/HMAC_SHA1_96/NO_EXT_SEQ")
+			if !strings.Contains(p.iked.Log(), "uses the legacy") {
+				t.Error("iked did not warn of the legacy algorithms")
+			}
+			checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+		})
+	}
+}

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -181,7 +182,7 @@ func racoonConf(dir string, o racoonOptions) string {
 		fmt.Fprintf(&b, "\tcertificate_type x509 %q %q;\n\tca_type x509 %q;\n\tsend_cert on;\n\tsend_cr on;\n\tverify_cert on;\n", o.Cert, o.Key, o.CA)
 	}
 	fmt.Fprintf(&b, "\tproposal {\n\t\tencryption_algorithm %s;\n\t\thash_algorithm %s;\n\t\tauthentication_method %s;\n\t\tdh_group %d;\n\t}\n}\n",
-		def(o.Encr, "aes 256"), def(o.Hash, "sha256"), def(o.Auth, "pre_shared_key"), max(o.DH, 14))
+		def(o.Encr, "aes 256"), def(o.Hash, "sha256"), def(o.Auth, "pre_shared_key"), cmp.Or(o.DH, 14))
 	if o.LocalTS == "" {
 		b.WriteString("sainfo anonymous {\n")
 	} else {
