@@ -2,6 +2,7 @@ package ikev1
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -117,4 +118,36 @@ func TestAggressiveModeRefused(t *testing.T) {
 	if len(p.b.allSAs()) != 0 || p.b.Stats().HandshakesFailed["aggressive_mode_refused"] != 1 {
 		t.Errorf("SAs %d, failures %v", len(p.b.allSAs()), p.b.Stats().HandshakesFailed)
 	}
+}
+
+// TestRekey: an operator's rekey of an IPsec SA (a new Quick Mode, the
+// old pair deleted) and of the ISAKMP SA (a new Main Mode, to which the
+// IPsec SA moves; the old ISAKMP SA deleted on both sides).
+func TestRekey(t *testing.T) {
+	p := newPair(t, nil)
+	info, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := info.Children[0]
+	spi, _ := strconv.ParseUint(old.SPIIn, 16, 32)
+	if _, err := p.a.Rekey(ctxT(t), info.ID, uint32(spi)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one new IPsec SA on both sides", func() bool {
+		a, b := p.a.SAs(), p.b.SAs()
+		return len(a) == 1 && len(b) == 1 && len(a[0].Children) == 1 && len(b[0].Children) == 1 &&
+			a[0].Children[0].SPIIn != old.SPIIn && b[0].Children[0].SPIOut == a[0].Children[0].SPIIn
+	})
+	child := p.a.SAs()[0].Children[0]
+	id, err := p.a.Rekey(ctxT(t), info.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new ISAKMP SA alone on both sides, with the IPsec SA", func() bool {
+		a, b := p.a.SAs(), p.b.SAs()
+		return len(a) == 1 && len(b) == 1 && a[0].ID == id && a[0].SPIi == b[0].SPIi && a[0].SPIi != info.SPIi &&
+			len(a[0].Children) == 1 && a[0].Children[0].SPIIn == child.SPIIn && len(b[0].Children) == 1
+	})
+	checkKeys(t, p.memA.SAs(), p.memB.SAs())
 }

@@ -3,6 +3,7 @@ package ikev1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -275,4 +276,48 @@ func (sa *isakmpSA) destroy(reason string, tell bool) {
 		return
 	}
 	sa.destroyLocked(reason)
+}
+
+// Rekey rekeys the ISAKMP SA named by target ("isakmp-<n>") with a new
+// Main Mode, to which its IPsec SAs move, and returns the new SA's ID; or,
+// with childSPI (an IPsec SA's inbound SPI), replaces that IPsec SA with a
+// new Quick Mode, make before break, and returns target.
+func (e *Engine) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
+	var sa *isakmpSA
+	for _, s := range e.allSAs() {
+		if s.id() == target {
+			sa = s
+		}
+	}
+	if sa == nil {
+		return "", errors.New("no ISAKMP SA " + target)
+	}
+	sa.mu.Lock()
+	conn, state := sa.conn, sa.state
+	var child *ipsecSA
+	if childSPI != 0 {
+		child = sa.childByOwnSPI(childSPI)
+		if child != nil && !child.rekeying && child.replacedBy == nil {
+			child.rekeying = true
+		} else {
+			child = nil
+		}
+	}
+	sa.unlock()
+	if state != stateEstablished {
+		return "", errors.New("ISAKMP SA " + target + " is " + state.String())
+	}
+	if childSPI != 0 {
+		if child == nil {
+			return "", fmt.Errorf("ISAKMP SA %s has no IPsec SA with inbound SPI %08x to rekey", target, childSPI)
+		}
+		return target, sa.quickModeWait(ctx, child)
+	}
+	n, err := e.mainMode(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	e.stats.rekeys("isakmp")
+	sa.retire("rekeyed by "+n.id(), n, true)
+	return n.id(), nil
 }

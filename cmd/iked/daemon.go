@@ -372,6 +372,9 @@ func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
 
 // Rekey implements control.Handler.
 func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
+	if d.v1 != nil && strings.HasPrefix(target, "isakmp-") {
+		return d.v1.Rekey(ctx, target, childSPI)
+	}
 	if childSPI != 0 {
 		return target, d.engine.CreateChild(ctx, target, childSPI)
 	}
