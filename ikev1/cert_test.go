@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,4 +143,44 @@ func TestMainModeCertificateUntrusted(t *testing.T) {
 	}
 	// The responder counts the failure as it sends AUTHENTICATION-FAILED.
 	waitFor(t, "the responder's failure", func() bool { return p.b.Stats().HandshakesFailed["authentication_failed"] == 1 })
+}
+
+// TestFragmentation: with a fragment size smaller than the certificate
+// messages, Main Mode's fifth and sixth messages go as IKE fragments
+// (payload 132) both ways and are reassembled.
+func TestFragmentation(t *testing.T) {
+	pki := newTestPKI(t)
+	ma, mb := pki.issue(t, "a.example", "rsa"), pki.issue(t, "b.example", "rsa")
+	var mu sync.Mutex
+	frags := map[string]int{}
+	p := newPair(t, func(ca, cb *Connection, fa, fb *Config) {
+		ca.Auth, cb.Auth = ma, mb
+		fa.FragmentSize, fb.FragmentSize = 576, 576
+	})
+	count := func(who string) func([]byte) bool {
+		return func(b []byte) bool {
+			if len(b) > 576 {
+				t.Errorf("%s sent a datagram of %d octets", who, len(b))
+			}
+			if h, err := isakmp.ParseHeader(b); err == nil && h.Next == isakmp.PayloadFragment {
+				mu.Lock()
+				frags[who]++
+				mu.Unlock()
+			}
+			return true
+		}
+	}
+	p.ab.Filter, p.ba.Filter = count("a"), count("b")
+	info, err := p.a.Initiate(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Auth != "rsa-sig" || len(info.Children) != 1 {
+		t.Fatalf("SA %+v", info)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if frags["a"] < 2 || frags["b"] < 2 {
+		t.Errorf("fragments sent: %v, want at least two each way", frags)
+	}
 }

@@ -98,3 +98,35 @@ func TestIKEv1CharonCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestIKEv1CharonFragmentation: with certificates, iked's fragment_size
+// 576 and charon's fragmentation = force, Main Mode's certificate messages
+// cross as IKE fragments (payload 132) both ways, and Main Mode completes.
+func TestIKEv1CharonFragmentation(t *testing.T) {
+	for _, dir := range directions {
+		t.Run(dir.name, func(t *testing.T) {
+			p, _ := newCertPair(t, certSetup{ikedKey: "rsa2048", charonKey: "rsa2048"}, v1Edit(func(_ *ikedConn, cc *charonConn) {
+				cc.Fragmentation = "force"
+			}), func(io *ikedOptions, _ *charonOptions) { io.FragmentSize = 576 })
+			establish(t, p, dir.charonInitiates)
+			checkEstablished(t, p, dir.charonInitiates, v1WantIKE, v1WantESP)
+			out, err := p.cap.tshark(nil, "-Y", "isakmp.typepayload == 132", "-T", "fields", "-e", "ip.src", "-e", "frame.len")
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := map[string]int{}
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) == 2 {
+					from[f[0]]++
+				}
+			}
+			if from[p.topo.IkedAddr.String()] < 2 || from[p.topo.CharonAddr.String()] < 2 {
+				t.Errorf("IKE fragments by sender: %v, want several from each", from)
+			}
+			if !strings.Contains(p.charon.Log(), "received fragment") && !strings.Contains(p.charon.Log(), "reassembled fragmented IKE message") {
+				t.Logf("charon's log names no reassembly")
+			}
+		})
+	}
+}
