@@ -29,8 +29,9 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	conns    atomic.Pointer[[]*Connection]
-	auths    map[uint16]MainModeAuth // by Authentication Method value
+	conns atomic.Pointer[[]*Connection]
+	// authList are the Main Mode authentication methods, the built-in
+	// ones first; a connection uses the first that takes its credentials.
 	authList []MainModeAuth
 
 	// Binds; guarded by bindMu.
@@ -81,7 +82,6 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		auths:      map[uint16]MainModeAuth{},
 		byCookie:   map[uint64]*isakmpSA{},
 		halfOpen:   map[halfOpenKey]*isakmpSA{},
 		policyRefs: map[sadb.PolicyID]int{},
@@ -93,9 +93,7 @@ func New(cfg Config) (*Engine, error) {
 		e.cfg.Rand = rand.Reader
 	}
 	e.nextReqID.Store(cfg.ReqIDBase)
-	for _, a := range append(builtinAuths(), cfg.Auths...) {
-		e.authList = append(e.authList, a)
-	}
+	e.authList = append(builtinAuths(), cfg.Auths...)
 	if cfg.KeyLog != nil {
 		e.keyLog = &keyLogger{w: cfg.KeyLog}
 	}
