@@ -26,6 +26,10 @@ type walker struct {
 	file     string
 	errs     []error
 	warnings []string
+	// proposalNodes remembers where security methods and main mode
+	// methods were written, for checks made once the whole policy is read
+	// (config/keyexchange.go).
+	proposalNodes map[string]*yaml.Node
 }
 
 // errorf records an error at n's line.

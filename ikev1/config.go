@@ -66,6 +66,11 @@ type Connection struct {
 	// ForceEncap makes the peer believe this side is behind a NAT (a
 	// random NAT-D hash), so that ESP goes inside UDP on port 4500.
 	ForceEncap bool
+	// QuickModeLimit is how many Quick Modes this side starts on one
+	// ISAKMP SA before the next needs a new Main Mode (Windows' "generate
+	// a new key after every N sessions"; 1 is master key PFS); zero for no
+	// limit.
+	QuickModeLimit int
 }
 
 // Defaults of the lifetimes: strongSwan's and Windows' (main mode 480

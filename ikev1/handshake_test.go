@@ -151,3 +151,21 @@ func TestRekey(t *testing.T) {
 	})
 	checkKeys(t, p.memA.SAs(), p.memB.SAs())
 }
+
+// TestMasterKeyPFS: with QuickModeLimit 1 every initiation makes a new
+// Main Mode; without a limit the established ISAKMP SA carries the next
+// Quick Mode.
+func TestMasterKeyPFS(t *testing.T) {
+	for _, limit := range []int{0, 1} {
+		p := newPair(t, func(ca, _ *Connection, _, _ *Config) { ca.QuickModeLimit = limit })
+		for range 2 {
+			if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := 1 + limit
+		if got := p.a.Stats().HandshakesCompleted["initiator"]; int(got) != want {
+			t.Errorf("limit %d: %d Main Modes, want %d", limit, got, want)
+		}
+	}
+}

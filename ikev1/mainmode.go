@@ -861,7 +861,8 @@ func (e *Engine) InitiateConn(ctx context.Context, c *Connection) (SAInfo, error
 func (e *Engine) mainModeFor(ctx context.Context, c *Connection) (*isakmpSA, error) {
 	for _, sa := range e.allSAs() {
 		sa.mu.Lock()
-		ok := sa.conn == c && sa.state == stateEstablished && !sa.rekeying
+		ok := sa.conn == c && sa.state == stateEstablished && !sa.rekeying &&
+			(c.QuickModeLimit == 0 || sa.qmCount < c.QuickModeLimit)
 		sa.mu.Unlock()
 		if ok {
 			return sa, nil

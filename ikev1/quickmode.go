@@ -173,6 +173,7 @@ func (sa *isakmpSA) startQuickMode(rekeys *ipsecSA, done chan error) error {
 		sa.qms = map[uint32]*quickMode{}
 	}
 	sa.qms[mid] = qm
+	sa.qmCount++
 	qm.flight = sa.startFlight(pkts, func() { sa.quickModeFailed(qm, errTimeout, "timeout") })
 	sa.log(levelDebug, "initiating Quick Mode", "mid", fmt.Sprintf("%08x", mid), "local_ts", formatSelector(qm.localTS),
 		"remote_ts", formatSelector(qm.remoteTS), "rekey", rekeys != nil)

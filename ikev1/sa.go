@@ -81,6 +81,7 @@ type isakmpSA struct {
 	// Phase 2: Quick Modes by message ID, their IVs, and the message IDs
 	// seen, so that a replayed Quick Mode or Informational is dropped.
 	qms      map[uint32]*quickMode
+	qmCount  int // Quick Modes this side started
 	ivs      map[uint32][]byte
 	seenMIDs map[uint32]time.Time
 
