@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +258,103 @@ func TestIKEv1RacoonWindows2003(t *testing.T) {
 			checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
 		})
 	}
+}
+
+// TestIKEv1RacoonLifecycle: with racoon, iked's rekeys of both phases by
+// lifetime (racoon answers the new Quick Mode and Main Mode and receives
+// the Deletes of the old SAs), DPD both ways, and deletes from either
+// side. (racoon rekeys IPsec SAs on the kernel's soft expiry, which its
+// PF_KEY stand-in never sends: its own IPsec rekeys cannot happen here.)
+func TestIKEv1RacoonLifecycle(t *testing.T) {
+	t.Run("rekey", func(t *testing.T) {
+		p := newRacoonPair(t, func(ic *ikedConn, _ *racoonOptions) { ic.RekeyTime, ic.IKERekeyTime = "3s", "6s" })
+		if out, err := p.iked.Initiate(connName); err != nil {
+			t.Fatalf("iked initiate: %v\n%s", err, out)
+		}
+		first, _ := checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+		waitFor(t, 30*time.Second, func() string {
+			sas, err := p.iked.SAs()
+			if err != nil || len(sas) != 1 || sas[0].SPIi == first.SPIi || len(sas[0].Children) != 1 ||
+				sas[0].Children[0].SPIIn == first.Children[0].SPIIn {
+				return fmt.Sprintf("iked SAs %+v %v; want a new ISAKMP SA with a new IPsec SA", sas, err)
+			}
+			r, err := p.racoon.ISAKMPSAs()
+			if err != nil || !slices.ContainsFunc(r, func(s racoonISAKMP) bool { return s.ICookie == sas[0].SPIi }) {
+				return fmt.Sprintf("racoon's ISAKMP SAs %+v %v lack iked's new one", r, err)
+			}
+			keys := ikedESPKeys(p.iked)
+			for _, spi := range []string{sas[0].Children[0].SPIIn, sas[0].Children[0].SPIOut} {
+				found := false
+				for _, rs := range p.racoon.IPsecSAs() {
+					found = found || rs.SPI == spi && rs.EncKey == keys[spi][0]
+				}
+				if !found {
+					return "racoon did not install the rekeyed IPsec SA " + spi
+				}
+			}
+			return ""
+		})
+		log := p.racoon.Log()
+		for _, want := range []string{"delete payload for protocol ISAKMP", "ISAKMP-SA deleted", "delete payload for protocol ESP"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("racoon's log lacks %q", want)
+			}
+		}
+		checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+	})
+	t.Run("dpd", func(t *testing.T) {
+		p := newRacoonPair(t, func(ic *ikedConn, ro *racoonOptions) { ic.DPDDelay, ro.DPDDelay = "1s", 1 })
+		if out, err := p.iked.Initiate(connName); err != nil {
+			t.Fatalf("iked initiate: %v\n%s", err, out)
+		}
+		checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+		waitFor(t, 20*time.Second, func() string {
+			log := p.racoon.Log()
+			for _, want := range []string{"received a valid R-U-THERE, ACK sent", "received an R-U-THERE-ACK"} {
+				if !strings.Contains(log, want) {
+					return "racoon's log lacks " + want
+				}
+			}
+			return ""
+		})
+	})
+	t.Run("iked-deletes", func(t *testing.T) {
+		p := newRacoonPair(t, nil)
+		if out, err := p.iked.Initiate(connName); err != nil {
+			t.Fatalf("iked initiate: %v\n%s", err, out)
+		}
+		is, _ := checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+		if out, err := p.iked.Terminate(is.ID); err != nil {
+			t.Fatalf("ikectl terminate: %v\n%s", err, out)
+		}
+		waitFor(t, 10*time.Second, func() string {
+			if r, err := p.racoon.ISAKMPSAs(); err != nil || len(r) != 0 {
+				return fmt.Sprintf("racoon still lists %+v %v", r, err)
+			}
+			if !strings.Contains(p.racoon.Log(), "delete payload for protocol ESP") {
+				return "racoon logged no Delete of the IPsec SA"
+			}
+			return ""
+		})
+	})
+	t.Run("racoon-deletes", func(t *testing.T) {
+		p := newRacoonPair(t, nil)
+		if out, err := p.iked.Initiate(connName); err != nil {
+			t.Fatalf("iked initiate: %v\n%s", err, out)
+		}
+		checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+		if out, err := p.racoon.ctl(20*time.Second, "delete-sa", "isakmp", "inet", p.ro.LocalAddr, p.ro.RemoteAddr); err != nil {
+			t.Fatalf("racoonctl delete-sa isakmp: %v\n%s", err, out)
+		}
+		waitFor(t, 10*time.Second, func() string {
+			sas, err := p.iked.SAs()
+			if err != nil || len(sas) != 0 {
+				return fmt.Sprintf("iked still lists %+v %v", sas, err)
+			}
+			return ""
+		})
+		if !strings.Contains(p.iked.Log(), "peer deleted the ISAKMP SA") {
+			t.Error("iked did not log racoon's Delete")
+		}
+	})
 }
