@@ -117,3 +117,38 @@ func TestIKEv1NAT(t *testing.T) {
 		checkV1WireDecrypts(t, c, a, tp.ROutside.String())
 	})
 }
+
+// TestIKEv1RacoonNAT: iked behind the masquerading router initiates to
+// racoon (nat_traversal on): both sides see the NAT, the SA floats to
+// 4500 and the IPsec SAs, UDP-encapsulated, are equal on both sides.
+func TestIKEv1RacoonNAT(t *testing.T) {
+	requireRacoon(t)
+	requireTools(t, "nft")
+	tp := newNATTopology(t)
+	c := startCaptureFilter(t, tp.S, "veth-s", "")
+	i, s := tp.IAddr.String(), tp.SAddr.String()
+	ic := ikedConn{Name: connName, Local: i, Remote: s, LocalID: "ip:" + i, RemoteID: "ip:" + s, PSK: interopPSK,
+		Version: "ikev1", IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
+		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
+	d := startIked(t, tp.I, ikedOptions{Listen: []string{i + ":500", i + ":4500"}, Conns: []ikedConn{ic}})
+	t.Cleanup(func() {
+		if t.Failed() || verbose() {
+			t.Logf("capture at S:\n%s", tail(c.Summary(d.KeyLogPrefs()), 20000))
+		}
+	})
+	ro := racoonOptions{LocalAddr: s, RemoteAddr: tp.ROutside.String(), LocalID: "ip:" + s, RemoteID: "ip:" + i, PSK: interopPSK,
+		LocalTS: charonInnerNet, RemoteTS: ikedInnerNet, NATT: true}
+	r := startRacoon(t, tp.S, ro)
+	if out, err := d.Initiate(connName); err != nil {
+		t.Fatalf("iked initiate: %v\n%s", err, out)
+	}
+	p := &racoonPair{cap: c, iked: d, racoon: r, ic: ic, ro: ro}
+	is, _ := checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+	if !is.NATLocal || is.RemoteAddr != s+":4500" {
+		t.Errorf("iked SA %+v: want nat_local and the peer on 4500", is)
+	}
+	if log := r.Log(); !strings.Contains(log, "NAT detected") {
+		t.Errorf("racoon did not detect the NAT")
+	}
+	checkV1WireDecrypts(t, c, d, tp.ROutside.String())
+}
