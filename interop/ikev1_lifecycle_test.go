@@ -256,3 +256,47 @@ func TestIKEv1CharonDPD(t *testing.T) {
 		t.Errorf("iked did not log the dead peer")
 	}
 }
+
+// TestIKEv1CharonRekeyISAKMPByCharon: charon replaces the ISAKMP SA by
+// lifetime (IKEv1 has no rekey: charon reauthenticates with a new Main
+// Mode, moves its CHILD_SAs over at once and deletes the old SA after
+// over_time); iked follows: the first ISAKMP SA goes from both sides, the
+// IPsec SA survives it, and both hold the same IPsec SAs.
+func TestIKEv1CharonRekeyISAKMPByCharon(t *testing.T) {
+	p := newPair(t, v1Edit(func(_ *ikedConn, cc *charonConn) { cc.IKERekeyTime, cc.IKEOverTime, cc.IKERandTime = "4s", "2s", "0s" }))
+	establish(t, p, true)
+	sas, err := p.iked.SAs()
+	if err != nil || len(sas) != 1 || len(sas[0].Children) != 1 {
+		t.Fatalf("iked SAs %+v %v", sas, err)
+	}
+	old, child := sas[0], sas[0].Children[0]
+	waitFor(t, 30*time.Second, func() string {
+		sas, err := p.iked.SAs()
+		if err != nil {
+			return err.Error()
+		}
+		cs, err := p.charon.ListSAs()
+		if err != nil {
+			return err.Error()
+		}
+		for _, s := range sas {
+			if s.SPIi == old.SPIi {
+				return "iked still holds the first ISAKMP SA"
+			}
+		}
+		for _, c := range cs {
+			if spiHex(c.SPIi, 16) == old.SPIi {
+				return "charon still holds the first ISAKMP SA"
+			}
+		}
+		got, _ := v1Children(p.iked)
+		cc, err := charonChildren(p.charon)
+		if err != nil || !slices.Contains(got, child.SPIIn+"/"+child.SPIOut) || !slices.Equal(got, cc) {
+			return fmt.Sprintf("IPsec SAs: iked %v, charon %v; want the same, with the first %s/%s", got, cc, child.SPIIn, child.SPIOut)
+		}
+		return ""
+	})
+	if !strings.Contains(p.iked.Log(), "took over the IPsec SAs of a retired ISAKMP SA") {
+		t.Error("iked did not log the hand-over")
+	}
+}
