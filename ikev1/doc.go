@@ -33,19 +33,29 @@
 //     (a phase 1 rekey adopting the old SA's IPsec SAs, INITIAL-CONTACT
 //     deleting the SAs of a rebooted peer) takes one, releases it, then
 //     takes the next.
-//   - The engine's own locks (the SA table's, the policy reference
-//     counts') are leaves: taken after an SA's lock, never the reverse,
-//     and nothing is called out while they are held.
-//   - Nothing is called out with an SA lock held: authentication (a
-//     signature check may read CRLs), the SA database's backend (netlink,
-//     a TUN device), observers. The handshake releases the lock around
-//     such calls and, on taking it again, checks that the SA was not
-//     deleted meanwhile (isakmpSA.dead) and that the exchange is still the
-//     one it was working on. While the lock is released the exchange is
-//     marked busy, and a retransmission of the message being worked on is
-//     dropped: the peer retransmits again and gets the cached answer.
-//   - Sending on a bind is not a call-out: transport binds never block
-//     (a full socket buffer drops the datagram, as the network might).
+//   - The engine's own locks (tableMu for the SA table, bindMu for the
+//     binds) and the SA database's SPI allocator are leaves: taken after
+//     an SA's lock, never the reverse, and nothing is called out while
+//     they are held. policyMu, which keeps the data-plane policies'
+//     reference counts in step with the backend, is taken only without
+//     any SA lock.
+//   - Nothing is called out with an SA lock held: peer verification (a
+//     signature check may read CRLs, a GSS-API one talk to a KDC), the SA
+//     database's backend (netlink, a TUN device). The handshake releases
+//     the lock around such calls (isakmpSA.verifyUnlocked, the IPsec SA
+//     install in completeQuickMode) and, on taking it again, checks that
+//     the SA was not deleted meanwhile (isakmpSA.dead) and that the
+//     exchange is still the one it was working on. While the lock is
+//     released the exchange is marked busy, and a retransmission of the
+//     message being worked on is dropped: the peer retransmits again and
+//     gets the cached answer. Work for after the lock (removing IPsec SAs,
+//     deleting other SAs) is queued with isakmpSA.later and run by
+//     isakmpSA.unlock.
+//   - What runs with an SA lock held is documented not to block or call
+//     back into the engine: signing our own hash (AuthExchange.Prove),
+//     sending on a bind (transport binds never block: a full socket
+//     buffer drops the datagram, as the network might), logging, and the
+//     opt-in key log.
 //
 // Timers (retransmission, rekeying, DPD, expiry) run on the runtime's
 // timer goroutines and take the SA's lock like a received message does.
