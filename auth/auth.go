@@ -55,6 +55,21 @@ type Retrier interface {
 	RetryAfter(notifies []*wire.Notify) bool
 }
 
+// ProvenIdentity is implemented by methods whose credentials prove one
+// identity (a certificate's subject or subjectAltName): a connection
+// without a configured local identity sends that one.
+type ProvenIdentity interface {
+	ProvenIdentity() *wire.ID
+}
+
+// PrincipalIdentity is implemented by methods whose peer checks a principal
+// rather than an address (Kerberos): the IKE identity that names this
+// host's principal ("fqdn:HOST" for host/HOST), which connections made by
+// a policy agent send instead of the IP address.
+type PrincipalIdentity interface {
+	PrincipalIdentity() string
+}
+
 // Method is a configured authentication method (one per connection and
 // direction). Implementations must be safe for concurrent use.
 type Method interface {
@@ -70,6 +85,12 @@ type Method interface {
 // order: SAInitPayloads (for the message this side sends in IKE_SA_INIT),
 // then as initiator Prove then Verify, and as responder Verify then Prove.
 // A session is used by one goroutine at a time.
+//
+// The responder calls Verify and Prove with the IKE SA's lock held (the
+// initiator without): they must not call into the engine, must take only
+// the method's own locks, and must not wait on the network. What needs the
+// network (a Kerberos ticket from the KDC) belongs in Method.NewSession,
+// which is called with no lock held.
 type Session interface {
 	// SAInitPayloads returns payloads to add to this side's IKE_SA_INIT
 	// message, e.g. CERTREQ from a responder or a notify announcing support.

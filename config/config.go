@@ -13,6 +13,7 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"time"
 
@@ -33,6 +34,18 @@ type Config struct {
 	Listen []netip.AddrPort
 	// ControlSocket is the path of the control socket (key "control_socket").
 	ControlSocket string
+	// ViciSocket is the path of the VICI socket for strongSwan's swanctl
+	// and VICI clients (key "vici_socket"); empty means off, the default.
+	ViciSocket string
+	// ControlSocketGroup is the group whose members may use the control
+	// socket's read-only commands, as written (key "control_socket_group");
+	// ControlSocketGID is its GID, -1 when none is configured.
+	ControlSocketGroup string
+	ControlSocketGID   int
+	// ControlSocketMode is the socket's mode (key "control_socket_mode"):
+	// ControlSocketPrivate, or ControlSocketGroupMode (the default with a
+	// group).
+	ControlSocketMode fs.FileMode
 	// MetricsListen is the TCP address of the metrics endpoint, host:port;
 	// empty means no metrics endpoint (key "metrics_listen").
 	MetricsListen string
@@ -60,15 +73,22 @@ type Config struct {
 	Policy *policy.Policy
 	// PolicyOptions are the policy section's other settings.
 	PolicyOptions PolicyOptions
-	// Warnings are "file:line: message" lines about settings that work
-	// but deserve an operator's attention (legacy IKEv1 algorithms):
-	// iked --check-config prints them and the daemon logs them.
-	Warnings []string
+	// PolicySource, when set, says that the assigned policy comes from
+	// the directory (policy.source: ldap): Policy is then nil until the
+	// daemon has read it.
+	PolicySource *PolicySource
+	// Warnings are weaknesses of a configuration that loads, such as a
+	// short PSK (security.go) or a legacy IKEv1 algorithm allowed by
+	// allow_legacy (version.go); the daemon logs them.
+	Warnings []Warning
+
+	// secretLine is the line of the first inline PSK; 0 when none.
+	secretLine int
 }
 
 // Log configures the daemon's logging.
 type Log struct {
-	// Format is "text" or "json".
+	// Format is "text", "json" or "journal" (LogFormatJournal).
 	Format string
 	// Level is "debug", "info", "warn" or "error".
 	Level string
@@ -99,6 +119,18 @@ type IKE struct {
 	// NATKeepalive is the interval of NAT keepalives when this side is
 	// behind a NAT (default 20s).
 	NATKeepalive time.Duration
+	// MaxMessageSize bounds the IKE messages processed (a datagram, or a
+	// message reassembled from fragments); larger ones are dropped and
+	// counted. Default 10000 octets.
+	MaxMessageSize int
+	// HalfOpenPerPeer bounds the half-open IKE SAs of one peer address
+	// (default 5, as strongSwan's block_threshold; 0 = no limit).
+	HalfOpenPerPeer int
+	// AuthFailureLimit failed authentications of one peer address within
+	// AuthFailureWindow block its new IKE SAs for AuthFailureWindow
+	// (defaults 5 and 1m; a limit of 0 turns this off).
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 }
 
 // Connection is one configured connection: an IKE SA with a peer and the
@@ -160,6 +192,23 @@ type Connection struct {
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
+	// RemoteHost is the peer's DNS name when "remote" names one; the
+	// daemon resolves it at each initiation, with Remote's port. Remote's
+	// address is then invalid: as a responder the connection accepts the
+	// peer at any address, like %any, its remote_id and authentication
+	// deciding.
+	RemoteHost string
+	// Updown is the connection's updown script (keys "updown",
+	// "updown_timeout"); Script empty means none.
+	Updown Updown
+	// Fingerprint hashes the connection's settings that its SAs were
+	// negotiated with (all but start_action and the updown keys): a reload
+	// compares them to tell a changed connection from an unchanged one.
+	Fingerprint [32]byte
+	// Interface is the interface ID (if_id) of the XFRM interface the
+	// Child SAs are bound to, for route-based IPsec (key "interface"; 0,
+	// the default, means policy-based).
+	Interface uint32
 	// Version is the key exchange the connection speaks (key "version",
 	// as strongSwan's swanctl names it; Windows calls it the key module):
 	// VersionIKEv2 (default), VersionIKEv1, or VersionAuto (answer
@@ -190,8 +239,8 @@ func (c *Connection) SpeaksIKEv2() bool { return c.Version != VersionIKEv1 }
 func (c *Connection) SpeaksIKEv1() bool { return c.Version == VersionIKEv1 || c.Version == VersionAuto }
 
 // RemoteIsAny reports whether the connection accepts any peer address
-// ("remote: %any").
-func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() }
+// ("remote: %any"); a remote given as a DNS name is not %any.
+func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() && c.RemoteHost == "" }
 
 // Connection returns the connection named name, or nil.
 func (c *Config) Connection(name string) *Connection {
@@ -273,6 +322,12 @@ const (
 	DefaultRetransmitTries = 5
 	// DefaultNATKeepalive is the default of "ike.nat_keepalive" (RFC 3948 §4).
 	DefaultNATKeepalive = 20 * time.Second
+	// DefaultHalfOpenPerPeer is the default of "ike.half_open_per_peer".
+	DefaultHalfOpenPerPeer = 5
+	// DefaultAuthFailureLimit and DefaultAuthFailureWindow are the
+	// defaults of "ike.auth_failure_limit" and "ike.auth_failure_window".
+	DefaultAuthFailureLimit  = 5
+	DefaultAuthFailureWindow = time.Minute
 	// DefaultRekeyTime is the default Child SA lifetime before a rekey:
 	// an hour, as strongSwan and Windows' quick mode.
 	DefaultRekeyTime = time.Hour
@@ -283,6 +338,8 @@ const (
 	// DefaultFragmentSize is the default of "ike.fragment_size": the IPv6
 	// minimum MTU less the IPv6 and UDP headers.
 	DefaultFragmentSize = 1232
+	// DefaultMaxMessageSize is the default of "ike.max_message_size".
+	DefaultMaxMessageSize = 10000
 	// DefaultIKEPort is the port of a remote address written without one.
 	DefaultIKEPort = 500
 )

@@ -22,7 +22,7 @@ control_socket: /tmp/iked-test.sock
 metrics_listen: 127.0.0.1:9764
 log: {format: json, level: debug}
 backend: memory
-key_log: /tmp/keys.log
+key_log: /nonexistent/iked-test/keys.log
 ike:
   cookie_threshold: 0
   half_open_timeout: 45s
@@ -72,13 +72,14 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("Listen = %v, want %v", c.Listen, wantListen)
 	}
 	if c.File != "full.yaml" || c.ControlSocket != "/tmp/iked-test.sock" || c.MetricsListen != "127.0.0.1:9764" ||
-		c.Backend != "memory" || c.KeyLog != "/tmp/keys.log" {
+		c.Backend != "memory" || c.KeyLog != "/nonexistent/iked-test/keys.log" {
 		t.Errorf("top-level values wrong: %+v", c)
 	}
 	if c.Log != (Log{Format: "json", Level: "debug"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3, Fragmentation: false, FragmentSize: 1400, NATKeepalive: 20 * time.Second}
+	wantIKE := IKE{CookieThreshold: 0, HalfOpenTimeout: 45 * time.Second, RetransmitTimeout: 500 * time.Millisecond, RetransmitBase: 2, RetransmitTries: 3, Fragmentation: false, FragmentSize: 1400, NATKeepalive: 20 * time.Second, MaxMessageSize: 10000,
+		HalfOpenPerPeer: 5, AuthFailureLimit: 5, AuthFailureWindow: time.Minute}
 	if c.IKE != wantIKE {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, wantIKE)
 	}
@@ -189,7 +190,8 @@ connections:
 	if c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5, Fragmentation: true, FragmentSize: 1232, NATKeepalive: 20 * time.Second}
+	want := IKE{CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second, RetransmitTimeout: 2 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5, Fragmentation: true, FragmentSize: 1232, NATKeepalive: 20 * time.Second, MaxMessageSize: 10000,
+		HalfOpenPerPeer: 5, AuthFailureLimit: 5, AuthFailureWindow: time.Minute}
 	if c.IKE != want {
 		t.Errorf("IKE = %+v, want %+v", c.IKE, want)
 	}
@@ -213,15 +215,13 @@ connections:
 		t.Errorf("Mode, StartAction = %q, %q", conn.Mode, conn.StartAction)
 	}
 
-	for _, empty := range []string{"", "# nothing\n", "---\n", "connections:\n", "connections: {}\n"} {
-		c, err := Parse([]byte(empty), "e.yaml", "")
-		if err != nil {
-			t.Errorf("Parse(%q): %v", empty, err)
-			continue
-		}
-		if len(c.Connections) != 0 || c.Backend != "auto" || len(c.Listen) != 4 {
-			t.Errorf("Parse(%q) = %+v", empty, c)
-		}
+	// No connections on purpose: all defaults.
+	c, err = Parse([]byte("connections: {}\n"), "e.yaml", "")
+	if err != nil {
+		t.Fatalf("connections: {}: %v", err)
+	}
+	if len(c.Connections) != 0 || c.Backend != "auto" || len(c.Listen) != 4 || c.ControlSocketMode != 0o600 || c.ControlSocketGID != -1 {
+		t.Errorf("connections: {} = %+v", c)
 	}
 }
 

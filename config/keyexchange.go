@@ -96,8 +96,8 @@ func (w *walker) checkKeyExchange(pol *policy.Policy, kxNode *yaml.Node) {
 			if at != nil {
 				line = at.Line
 			}
-			w.warnings = append(w.warnings, (&Error{File: w.file, Line: line,
-				Msg: fmt.Sprintf("warning: policy %s: %s %q uses the legacy %s (allowed by allow_legacy)", pol.Name, what, s, strings.Join(algs, ", "))}).Error())
+			w.warns = append(w.warns, Warning{File: w.file, Line: line,
+				Msg: fmt.Sprintf("policy %s: %s %q uses the legacy %s (allowed by allow_legacy)", pol.Name, what, s, strings.Join(algs, ", "))})
 		}
 	}
 	for _, r := range pol.Rules {

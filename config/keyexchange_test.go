@@ -57,7 +57,7 @@ func TestKeyExchange(t *testing.T) {
 	// The legacy quick mode and main mode methods, each warned of once.
 	var n int
 	for _, w := range c.Warnings {
-		if strings.Contains(w, "3des-sha1") {
+		if strings.Contains(w.Msg, "3des-sha1") {
 			n++
 		}
 	}

@@ -23,9 +23,11 @@ const (
 
 // walker walks YAML nodes and collects positioned errors.
 type walker struct {
-	file     string
-	errs     []error
-	warnings []string
+	file  string
+	errs  []error
+	warns []Warning // security.go
+	// secretLine is the line of the first inline PSK (security.go).
+	secretLine int
 	// proposalNodes remembers where security methods and main mode
 	// methods were written, for checks made once the whole policy is read
 	// (config/keyexchange.go).

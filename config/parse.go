@@ -26,7 +26,7 @@ import (
 // Load reads and parses the configuration file at path. Relative paths in
 // the file (such as a PSK file) are resolved against path's directory.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) // #nosec G304 -- the configuration file the administrator names on the command line
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -38,7 +38,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
-	return Parse(data, path, dir)
+	cfg, err := Parse(data, path, dir)
+	if err == nil {
+		warnReadableSecrets(cfg, path)
+	}
+	return cfg, err
 }
 
 // Parse parses a configuration. filename prefixes error messages; baseDir
@@ -48,11 +52,12 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	w := &walker{file: filename}
 	cfg := &Config{
-		File:          filename,
-		Listen:        DefaultListen(),
-		ControlSocket: DefaultControlSocket,
-		Log:           Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
-		Backend:       BackendAuto,
+		File:             filename,
+		Listen:           DefaultListen(),
+		ControlSocket:    DefaultControlSocket,
+		ControlSocketGID: -1,
+		Log:              Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
+		Backend:          BackendAuto,
 		IKE: IKE{
 			CookieThreshold:   DefaultCookieThreshold,
 			HalfOpenTimeout:   DefaultHalfOpenTimeout,
@@ -62,13 +67,19 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 			Fragmentation:     true,
 			FragmentSize:      DefaultFragmentSize,
 			NATKeepalive:      DefaultNATKeepalive,
+			MaxMessageSize:    DefaultMaxMessageSize,
+			HalfOpenPerPeer:   DefaultHalfOpenPerPeer,
+			AuthFailureLimit:  DefaultAuthFailureLimit,
+			AuthFailureWindow: DefaultAuthFailureWindow,
 		},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {
 	case err == io.EOF:
-		return cfg, nil // empty file: all defaults, no connections
+		// An empty file (or only comments): nothing to do.
+		w.checkSomethingToDo(cfg, nil, false)
+		return nil, w.errs[0]
 	case err != nil:
 		return nil, w.syntaxError(err, data)
 	}
@@ -89,7 +100,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	sort.SliceStable(w.errs, func(i, j int) bool { return errLine(w.errs[i]) < errLine(w.errs[j]) })
 	switch len(w.errs) {
 	case 0:
-		cfg.Warnings = w.warnings
+		cfg.Warnings, cfg.secretLine = w.warns, w.secretLine
 		return cfg, nil
 	case 1:
 		return nil, w.errs[0]
@@ -172,7 +183,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
+var topKeys = []string{"listen", "control_socket", "control_socket_group", "control_socket_mode", "vici_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -186,7 +197,7 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 	if !ok {
 		return
 	}
-	var listenNode *yaml.Node
+	var listenNode, connectionsNode, modeNode *yaml.Node
 	var infos []connInfo
 	var refs policyRefs
 	var authNode *yaml.Node
@@ -213,6 +224,14 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 					cfg.ControlSocket = s
 				}
 			}
+		case "vici_socket":
+			if s, ok := w.str(v, p.key); ok {
+				if s == "" {
+					w.errorf(v, "vici_socket: empty path (expected the path of a Unix socket, e.g. /run/iked/charon.vici; omit the key to turn VICI off)")
+				} else {
+					cfg.ViciSocket = s
+				}
+			}
 		case "metrics_listen":
 			if s, ok := w.str(v, p.key); ok {
 				if msg := checkTCPAddr(s); msg != "" {
@@ -232,11 +251,18 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 		case "key_log":
 			if s, ok := w.str(v, p.key); ok {
 				cfg.KeyLog = s
+				w.checkKeyLog(v, s)
 			}
+		case "control_socket_group":
+			w.controlSocketGroup(v, cfg)
+		case "control_socket_mode":
+			w.controlSocketMode(v, cfg)
+			modeNode = v
 		case "ike":
 			w.ike(v, &cfg.IKE)
 		case "connections":
 			cfg.Connections, infos = w.connections(v, baseDir)
+			connectionsNode = v
 		}
 	}
 	if authNode != nil {
@@ -244,6 +270,8 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 	}
 	w.policy(refs, cfg)
 	w.checkLocalListen(cfg, listenNode, infos)
+	w.finishControlSocket(cfg, modeNode)
+	w.checkSomethingToDo(cfg, connectionsNode, refs.section != nil || cfg.ViciSocket != "")
 }
 
 // listen decodes the list of UDP addresses to bind.
@@ -333,7 +361,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 	for _, p := range pairs {
 		switch p.key {
 		case "format":
-			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json"); ok {
+			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json", LogFormatJournal); ok {
 				l.Format = s
 			}
 		case "level":
@@ -345,7 +373,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 }
 
 // ikeKeys are the keys of the "ike" section.
-var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive"}
+var ikeKeys = []string{"cookie_threshold", "half_open_timeout", "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragmentation", "fragment_size", "nat_keepalive", "max_message_size", "half_open_per_peer", "auth_failure_limit", "auth_failure_window"}
 
 // ike decodes the "ike" section.
 func (w *walker) ike(n *yaml.Node, c *IKE) {
@@ -385,6 +413,24 @@ func (w *walker) ike(n *yaml.Node, c *IKE) {
 			if v, ok := w.integer(p.vNode, name, 576, 65535); ok {
 				c.FragmentSize = int(v)
 			}
+		case "max_message_size":
+			// §2: every implementation must take 1280 octets; UDP carries
+			// no more than 65507.
+			if v, ok := w.integer(p.vNode, name, 1280, 65507); ok {
+				c.MaxMessageSize = int(v)
+			}
+		case "half_open_per_peer":
+			if v, ok := w.integer(p.vNode, name, 0, 1<<20); ok {
+				c.HalfOpenPerPeer = int(v)
+			}
+		case "auth_failure_limit":
+			if v, ok := w.integer(p.vNode, name, 0, 1<<20); ok {
+				c.AuthFailureLimit = int(v)
+			}
+		case "auth_failure_window":
+			if d, ok := w.duration(p.vNode, name); ok {
+				c.AuthFailureWindow = d
+			}
 		}
 	}
 }
@@ -412,13 +458,14 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "version", "allow_legacy"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface", "version", "allow_legacy"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
 	errsBefore := len(w.errs)
 	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone,
-		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay}
+		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay,
+		Updown: Updown{Timeout: DefaultUpdownTimeout}, Fingerprint: connFingerprint(p.vNode)}
 	var info connInfo
 	context := fmt.Sprintf("in connection %q", p.key)
 	pairs, ok := w.mapping(p.vNode, fmt.Sprintf("connection %q", p.key), context, connKeys, false)
@@ -456,6 +503,15 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 				break
 			}
 			ap, msg := parseAddrPort(s, DefaultIKEPort, false)
+			if msg != "" {
+				// Not an address: a DNS name, resolved at initiation.
+				host, port, hmsg := parseRemoteHost(s)
+				if hmsg == "" {
+					c.RemoteHost, c.Remote = host, netip.AddrPortFrom(netip.Addr{}, port)
+					break
+				}
+				msg = hmsg
+			}
 			switch {
 			case msg != "":
 				if strings.HasPrefix(msg, "expected") {
@@ -544,6 +600,18 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.AllowLegacy = s == "true"
 			}
+		case "updown":
+			if s, ok := w.updown(v, baseDir); ok {
+				c.Updown.Script = s
+			}
+		case "updown_timeout":
+			if d, ok := w.duration(v, kv.key); ok {
+				c.Updown.Timeout = d
+			}
+		case "interface":
+			if n, ok := w.integer(v, kv.key, 1, 1<<32-1); ok {
+				c.Interface = uint32(n)
+			}
 		}
 	}
 	if c.Version == "" {
@@ -562,7 +630,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	if !localIDSet && c.Local.IsValid() {
 		// A method that proves a particular identity (a certificate's
 		// subject) supplies the default itself, through the engine.
-		if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); !ok || m.LocalIdentity() == nil {
+		if m, ok := c.Auth.(auth.ProvenIdentity); !ok || m.ProvenIdentity() == nil {
 			c.LocalID = ike.IdentityFromAddr(c.Local)
 		}
 	}
@@ -579,7 +647,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		if c.StartAction == StartInitiate && c.RemoteIsAny() {
 			w.errorf(nodes["start_action"], "start_action: initiate needs a remote address, but remote is %%any")
 		}
-		if c.Local.IsValid() && !c.RemoteIsAny() && c.Local.Is4() != c.Remote.Addr().Is4() {
+		if c.Local.IsValid() && c.Remote.Addr().IsValid() && c.Local.Is4() != c.Remote.Addr().Is4() {
 			w.errorf(nodes["remote"], "remote: %s and local %s are of different address families", c.Remote.Addr(), c.Local)
 		}
 		if c.Mode == ModeTransport {
@@ -682,6 +750,9 @@ func (w *walker) auth(kv pair, baseDir string) (auth.Method, string) {
 		decoded = true
 		return w.decodeStrict(n, "auth", into, []string{"method"})
 	}
+	if !w.checkAuthOptions(name, others, baseDir) {
+		return nil, ""
+	}
 	m, err := factory(decode, baseDir)
 	if err != nil {
 		var e *Error
@@ -706,6 +777,7 @@ func (w *walker) auth(kv pair, baseDir string) (auth.Method, string) {
 		w.errorf(methodNode, "auth: method %q returned no method", name)
 		return nil, ""
 	}
+	w.warnWeakPSK(name, others, baseDir)
 	return m, name
 }
 

@@ -43,7 +43,7 @@ const (
 )
 
 var (
-	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "key_exchange"}
+	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "source", "ldap", "key_exchange"}
 	customKeys     = []string{"description", "rules", "default_response"}
 	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "authentication", "connection_type", "tunnel", "key_module"}
 	filterListKeys = []string{"description", "filters"}
@@ -109,6 +109,8 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	var kdcs []netip.Addr
 	var kx policy.KeyExchange
 	var kxNode *yaml.Node
+	var source string
+	var sourceNode, ldapNode *yaml.Node
 	for _, p := range pairs {
 		name := "policy." + p.key
 		switch p.key {
@@ -117,6 +119,11 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 		case "assign":
 			assign, _ = w.str(p.vNode, name)
 			assignNode = p.vNode
+		case "source":
+			source, _ = w.oneOf(p.vNode, name, "file", "ldap")
+			sourceNode = p.vNode
+		case "ldap":
+			ldapNode = p.vNode
 		case "authentication":
 			authNames = w.authRefs(p.vNode, name, cfg)
 		case "security_methods":
@@ -172,6 +179,16 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 				}
 			}
 		}
+	}
+	if source == "ldap" || ldapNode != nil {
+		if kxNode != nil {
+			// The directory's own IKEv1 settings (main mode methods) are
+			// not read (docs/policies.md); a local block would be ignored.
+			w.errorf(kxNode, "policy.key_exchange: not supported with a policy from the directory (source: ldap)")
+		}
+		w.policySource(refs, cfg, sourceNode, source, ldapNode, assignNode, PolicySource{Authentication: authNames,
+			SecurityMethods: methods, FallbackDelay: fallbackDelay, Exempt: exempt, KDCs: kdcs})
+		return
 	}
 	if assignNode == nil {
 		w.errorf(refs.section, "policy: missing key \"assign\" (a built-in policy: %s, or a name under policies)", strings.Join(policy.BuiltinNames(), ", "))

@@ -82,7 +82,7 @@ func (w *walker) legacy(c *Connection, n *yaml.Node, strs []string, ps []transfo
 		} else if allowNode != nil {
 			line = allowNode.Line
 		}
-		w.warnings = append(w.warnings, (&Error{File: w.file, Line: line,
-			Msg: fmt.Sprintf("warning: connection %q: %s %q uses the legacy %s (allowed by allow_legacy)", c.Name, key, s, strings.Join(algs, ", "))}).Error())
+		w.warns = append(w.warns, Warning{File: w.file, Line: line,
+			Msg: fmt.Sprintf("connection %q: %s %q uses the legacy %s (allowed by allow_legacy)", c.Name, key, s, strings.Join(algs, ", "))})
 	}
 }

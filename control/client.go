@@ -33,11 +33,11 @@ func Do(ctx context.Context, path string, req Request) (*Response, error) {
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		_ = conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		// Unblock a read or write in progress.
-		conn.SetDeadline(time.Unix(1, 0))
+		_ = conn.SetDeadline(time.Unix(1, 0))
 	})
 	defer stop()
 
@@ -84,7 +84,7 @@ func dialError(path string, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("iked is not running (nothing listens on control socket %s)", path)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("permission denied on control socket %s (are you root?)", path)
+		return fmt.Errorf("permission denied on control socket %s (run as root, or as a member of the group iked's control_socket_group names)", path)
 	case errors.Is(err, syscall.ENOTSOCK), errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("%s is not a control socket", path)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -43,7 +43,9 @@ func (f *fakeHandler) SAs() []ike.SAInfo {
 	return f.sas
 }
 
-func (f *fakeHandler) Initiate(ctx context.Context, conn string) ([]ike.SAInfo, error) {
+func (f *fakeHandler) ExchangeTimeout() time.Duration { return time.Second }
+
+func (f *fakeHandler) Initiate(ctx context.Context, conn string, _ bool) ([]ike.SAInfo, error) {
 	f.mu.Lock()
 	f.initiated = append(f.initiated, conn)
 	f.mu.Unlock()

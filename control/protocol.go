@@ -16,6 +16,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -45,6 +46,12 @@ const (
 	// every peer known when Target is empty, whether traffic is secured,
 	// in clear (and why) or blocked.
 	CommandPeers = "peers"
+	// CommandPolicySource tells where the assigned policy came from (the
+	// directory or the cache) and when it was last read.
+	CommandPolicySource = "policy-source"
+	// CommandPolicyExport writes the assigned policy as MS-GPIPSEC LDIF,
+	// under the base DN in Request.Target (default the directory's).
+	CommandPolicyExport = "policy-export"
 )
 
 // DefaultSocket is where iked creates its control socket unless configured
@@ -61,6 +68,9 @@ type Request struct {
 	Command string `json:"command"`
 	// Connection names the connection for "initiate".
 	Connection string `json:"connection,omitempty"`
+	// New asks "initiate" for a new IKE SA even when the connection is up
+	// already; without it an established connection is reported as it is.
+	New bool `json:"new,omitempty"`
 	// Target selects what "terminate" deletes: a connection name (all its
 	// IKE SAs) or an IKE SA ID.
 	Target string `json:"target,omitempty"`
@@ -91,12 +101,36 @@ type Response struct {
 	Policy *agent.PolicyInfo `json:"policy,omitempty"`
 	// Peers answers "peers".
 	Peers []agent.PeerStatus `json:"peers,omitempty"`
+	// PolicySource answers "policy-source" (adsource.Status as JSON).
+	PolicySource json.RawMessage `json:"policy_source,omitempty"`
+	// Export answers "policy-export": the LDIF, and what it cannot carry.
+	Export *PolicyExport `json:"export,omitempty"`
+	// Reload answers "reload".
+	Reload *ReloadResult `json:"reload,omitempty"`
+}
+
+// PolicyExport is the assigned policy as MS-GPIPSEC objects.
+type PolicyExport struct {
+	LDIF  string   `json:"ldif"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// PolicySourceHandler is implemented by a Handler whose policy can come
+// from a directory; the server answers "policy-source" and
+// "policy-export" through it.
+type PolicySourceHandler interface {
+	PolicySource() (json.RawMessage, error)
+	PolicyExport(baseDN string) (*PolicyExport, error)
 }
 
 // Status is the daemon's overall state, answered to "status".
 type Status struct {
 	// Version is the daemon's version string.
 	Version string `json:"version"`
+	// Commit is the VCS revision the daemon was built from ("-dirty" for a
+	// modified tree), GoVersion the Go toolchain.
+	Commit    string `json:"commit,omitempty"`
+	GoVersion string `json:"go_version,omitempty"`
 	// PID is the daemon's process ID.
 	PID int `json:"pid"`
 	// Started is when the daemon started.
@@ -144,9 +178,15 @@ type ConnectionStatus struct {
 type Handler interface {
 	// SAs returns a snapshot of all IKE SAs.
 	SAs() []ike.SAInfo
-	// Initiate establishes the named connection and returns the SAs it
-	// created. It should return when ctx is cancelled.
-	Initiate(ctx context.Context, connection string) ([]ike.SAInfo, error)
+	// Initiate brings the named connection up and returns its SAs: an
+	// established connection keeps its IKE SA unless fresh asks for a new
+	// one. It should return when ctx is cancelled.
+	Initiate(ctx context.Context, connection string, fresh bool) ([]ike.SAInfo, error)
+	// ExchangeTimeout is how long the longest request (an initiation to a
+	// silent peer) may take: the engine's own retransmission budget, so
+	// that the engine, not the control socket's deadline, ends it and says
+	// what happened.
+	ExchangeTimeout() time.Duration
 	// Terminate deletes the IKE SAs matching target (a connection name or
 	// an SA ID) and returns how many it deleted.
 	Terminate(ctx context.Context, target string) (int, error)

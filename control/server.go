@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,12 @@ type Server struct {
 	h    Handler
 	log  *slog.Logger
 
+	// Access (access.go): who is connected, and who is privileged.
+	creds   func(*net.UnixConn) (peerCred, error)
+	ownUID  uint32
+	usersMu sync.Mutex
+	users   map[uint32]int // open connections of unprivileged clients, by uid
+
 	ctx    context.Context // cancelled by Close; parent of request contexts
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -55,6 +62,15 @@ type Server struct {
 // crashed daemon); if another daemon is listening there, it fails. It also
 // refuses to replace a file that is not a socket. A nil log discards logs.
 func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
+	return ListenWith(path, h, log, Options{})
+}
+
+// ListenWith is Listen with the socket's access given by opts: its mode,
+// and the group whose members may run read-only commands.
+func ListenWith(path string, h Handler, log *slog.Logger, opts Options) (*Server, error) {
+	if err := opts.check(); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
 	if h == nil {
 		return nil, errors.New("control: nil handler")
 	}
@@ -64,7 +80,7 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	ln, info, err := listenPrivate(path)
+	ln, info, err := listenPrivate(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +91,9 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 		info:   info,
 		h:      h,
 		log:    log,
+		creds:  soPeerCred,
+		ownUID: uint32(os.Geteuid()), // #nosec G115 -- a uid fits in 32 bits
+		users:  map[uint32]int{},
 		ctx:    ctx,
 		cancel: cancel,
 	}, nil
@@ -94,7 +113,7 @@ func removeStale(path string) error {
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
-		c.Close()
+		_ = c.Close()
 		return fmt.Errorf("control socket %s is in use: another iked is running", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist) {
@@ -108,10 +127,11 @@ func removeStale(path string) error {
 }
 
 // listenPrivate binds the socket inside a fresh mode-0700 directory next to
-// path, sets its mode to 0600, and only then links it to path, so that
-// nobody can connect to it while it has the umask's permissions. This
-// avoids changing the process-wide umask.
-func listenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
+// path, sets its group and mode (0600 unless opts say otherwise), and only
+// then links it to path, so that nobody can connect to it while it has the
+// umask's permissions or the wrong group. This avoids changing the
+// process-wide umask.
+func listenPrivate(path string, opts Options) (*net.UnixListener, os.FileInfo, error) {
 	dir, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
 	if err != nil {
 		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
@@ -126,10 +146,15 @@ func listenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
 	// listener, which only knows the temporary name.
 	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
-		ln.Close()
+		_ = ln.Close()
 		return nil, nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	if opts.SetGID {
+		if err := os.Lchown(tmp, -1, opts.GID); err != nil {
+			return fail(fmt.Errorf("giving it to group %d (iked must run as root or be a member of the group): %w", opts.GID, err))
+		}
+	}
+	if err := os.Chmod(tmp, opts.mode()); err != nil {
 		return fail(err)
 	}
 	// Link, unlike rename, does not replace a socket another daemon may
@@ -219,7 +244,18 @@ func (s *Server) Close() error {
 // handle serves one connection: one request line, one response line.
 func (s *Server) handle(conn *net.UnixConn) {
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(readTimeout))
+	client := s.identify(conn)
+	if !client.privileged {
+		if !s.admit(client.uid) {
+			s.log.Warn("control connection refused: too many from one user", "uid", client.uid, "pid", client.pid)
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			b, _ := json.Marshal(Response{Error: fmt.Sprintf("too many control connections from uid %d (limit %d)", client.uid, maxConnsPerUser)})
+			_, _ = conn.Write(append(b, '\n'))
+			return
+		}
+		defer s.leave(client.uid)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
 	line, err := readLine(conn, MaxRequestSize)
 	tooLarge := errors.Is(err, errTooLarge)
 	var resp Response
@@ -230,14 +266,9 @@ func (s *Server) handle(conn *net.UnixConn) {
 		s.log.Debug("control request not read", "err", err)
 		return // nobody to answer
 	default:
-		var req Request
-		if err := json.Unmarshal(line, &req); err != nil {
-			resp.Error = "malformed request: " + err.Error()
-		} else {
-			resp = s.dispatch(req)
-		}
+		resp = s.respond(line, client)
 	}
-	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	b, err := json.Marshal(resp)
 	if err != nil {
 		b, _ = json.Marshal(Response{Error: "encoding response: " + err.Error()})
@@ -250,8 +281,8 @@ func (s *Server) handle(conn *net.UnixConn) {
 		// The client may still be writing its request and only read our
 		// answer once done: swallow (a bounded amount of) the rest until
 		// it hangs up, so that it sees the answer rather than a reset.
-		conn.SetReadDeadline(time.Now().Add(drainTimeout))
-		io.CopyN(io.Discard, conn, drainLimit)
+		_ = conn.SetReadDeadline(time.Now().Add(drainTimeout))
+		_, _ = io.CopyN(io.Discard, conn, drainLimit)
 	}
 }
 
@@ -288,6 +319,32 @@ func readLine(r io.Reader, limit int) ([]byte, error) {
 	}
 }
 
+// respond decodes one request line and answers it for client: a request
+// that is not JSON, or a command client may not run, is answered with an
+// error and never reaches the handler.
+func (s *Server) respond(line []byte, client clientInfo) Response {
+	req, err := decodeRequest(line)
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	if !client.privileged && !ReadOnly(req.Command) && req.Command != "" {
+		s.log.Warn("control request refused: it changes state and the client is not privileged",
+			"command", req.Command, "uid", client.uid, "pid", client.pid)
+		return Response{Error: fmt.Sprintf("permission denied: %s changes state, which needs root or iked's own user (uid %d); "+
+			"members of the control socket's group may run %s", req.Command, s.ownUID, strings.Join(readOnlyCommands(), ", "))}
+	}
+	return s.dispatch(req)
+}
+
+// decodeRequest decodes one request line.
+func decodeRequest(line []byte) (Request, error) {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return Request{}, errors.New("malformed request: " + err.Error())
+	}
+	return req, nil
+}
+
 // dispatch runs a request and builds its response.
 func (s *Server) dispatch(req Request) (resp Response) {
 	defer func() {
@@ -297,7 +354,14 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			resp = Response{Error: "internal error"}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	timeout := requestTimeout
+	switch req.Command {
+	case CommandInitiate, CommandTerminate, CommandRekey:
+		// Exchanges with the peer: bounded by the engine's retransmission
+		// budget, which may be longer than requestTimeout.
+		timeout = max(timeout, s.h.ExchangeTimeout())
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	s.log.Debug("control request", "command", req.Command, "connection", req.Connection, "target", req.Target)
 	switch req.Command {
@@ -307,7 +371,7 @@ func (s *Server) dispatch(req Request) (resp Response) {
 		if req.Connection == "" {
 			return Response{Error: "initiate: missing connection name"}
 		}
-		sas, err := s.h.Initiate(ctx, req.Connection)
+		sas, err := s.h.Initiate(ctx, req.Connection, req.New)
 		if err != nil {
 			return Response{Error: err.Error(), SAs: sas}
 		}
@@ -371,6 +435,22 @@ func (s *Server) dispatch(req Request) (resp Response) {
 			return Response{Error: err.Error()}
 		}
 		resp.Peers = peers
+	case CommandPolicySource, CommandPolicyExport:
+		ph, ok := s.h.(PolicySourceHandler)
+		if !ok {
+			return Response{Error: "this daemon has no policy source"}
+		}
+		var err error
+		if req.Command == CommandPolicySource {
+			resp.PolicySource, err = ph.PolicySource()
+		} else {
+			resp.Export, err = ph.PolicyExport(req.Target)
+		}
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+	case CommandReload:
+		return s.reload(ctx)
 	case "":
 		return Response{Error: "missing command"}
 	default:

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
 	"github.com/iked/iked/transform"
@@ -55,42 +55,26 @@ type client struct {
 
 func newClient(t *testing.T, local, remote netip.AddrPort, secret, proposal string) *client {
 	t.Helper()
-	s, err := psk.NewSecret([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ikeP, err := transform.ParseIKEProposal(proposal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	espP, _ := transform.ParseESPProposal("aes256gcm16")
-	localID, _ := ike.ParseIdentity("fqdn:alice.example")
-	remoteID, _ := ike.ParseIdentity("fqdn:bob.example")
-	eng, err := ike.New(ike.Config{
-		Connections: []*ike.Connection{{
-			Name: "peer", Local: local.Addr(), Remote: remote, LocalID: localID, RemoteID: remoteID,
-			Auth: psk.New(s), IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP},
-		}},
-		SADB: sadb.New(memory.New()), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 3, Readers: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	u, err := transport.ListenUDP(local)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{eng: eng, bind: &tamperBind{Bind: u}}
-	eng.AddBind(c.bind)
-	t.Cleanup(func() { eng.Close() })
+	c := &client{bind: &tamperBind{Bind: u}}
+	c.eng = enginetest.Start(t, ike.Config{
+		Connections: []*ike.Connection{{
+			Name: "peer", Local: local.Addr(), Remote: remote, LocalID: enginetest.FQDN("alice.example"), RemoteID: enginetest.FQDN("bob.example"),
+			Auth: enginetest.PSK(t, secret), IKEProposals: enginetest.IKE(t, proposal), ESPProposals: enginetest.ESP(t, "aes256gcm16"),
+		}},
+		SADB: sadb.New(memory.New()), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 3, Readers: 1,
+	}, c.bind)
 	return c
 }
 
 func (c *client) initiate() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.eng.Initiate(ctx, "peer")
+	_, err := c.eng.InitiateNew(ctx, "peer")
 	return err
 }
 

@@ -52,7 +52,7 @@ func TestTwoDaemonsCertificates(t *testing.T) {
 	// Without local_id each side sends its subject DN; the peers expect
 	// the FQDN in the certificate, so the handshake must fail: check the
 	// clear refusal, then give both sides FQDN identities.
-	_, err := da.ikectl("initiate", "peer")
+	_, err := da.ikectl("initiate", "--new", "peer")
 	if err == nil || !strings.Contains(err.Error(), "AUTHENTICATION_FAILED") {
 		t.Fatalf("initiate with a DN identity against a remote_id FQDN: %v", err)
 	}
@@ -63,7 +63,7 @@ func TestTwoDaemonsCertificates(t *testing.T) {
 	cfgB := certConfig(t, t.TempDir(), pki, "bob.example", b, a, "alice.example", pki) + "    local_id: fqdn:bob.example\n"
 	da = startDaemon(t, "alice", a, cfgA)
 	db = startDaemon(t, "bob", b, cfgB)
-	if _, err := da.ikectl("initiate", "peer"); err != nil {
+	if _, err := da.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatal(err)
 	}
 	x, y := da.sas(), db.sas()
@@ -77,7 +77,7 @@ func TestTwoDaemonsCertificates(t *testing.T) {
 	other := testpki.New(t, "E2E other", "p256", 0)
 	da = startDaemon(t, "alice", a, cfgA)
 	db = startDaemon(t, "bob", b, certConfig(t, t.TempDir(), pki, "bob.example", b, a, "alice.example", other)+"    local_id: fqdn:bob.example\n")
-	if _, err := da.ikectl("initiate", "peer"); err == nil {
+	if _, err := da.ikectl("initiate", "--new", "peer"); err == nil {
 		t.Fatal("a chain to an untrusted root was accepted")
 	}
 	if !strings.Contains(db.log.String(), "not issued by a trusted CA") {

@@ -266,7 +266,7 @@ func TestTwoDaemons(t *testing.T) {
 	db := startDaemon(t, "bob", b, peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example",
 		strings.NewReplacer("LOCAL", "10.2.0.0/24", "REMOTE", "10.1.0.0/24").Replace(ts)))
 
-	if out, err := da.ikectl("initiate", "peer"); err != nil {
+	if out, err := da.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatal(err)
 	} else if !strings.Contains(out, "established") {
 		t.Fatalf("initiate output: %s", out)
@@ -281,6 +281,21 @@ func TestTwoDaemons(t *testing.T) {
 	}
 	if x.SPIi != y.SPIi || x.SPIr != y.SPIr || x.SPIi == "" || x.SPIr == strings.Repeat("0", 16) {
 		t.Fatalf("IKE SPIs differ: %s_%s vs %s_%s", x.SPIi, x.SPIr, y.SPIi, y.SPIr)
+	}
+	// Initiating a connection that is up shows its SA instead of making a
+	// second one (from either side, as swanctl --initiate).
+	for _, c := range []struct {
+		d  *daemon
+		id string
+	}{{da, x.ID}, {db, y.ID}} {
+		d := c.d
+		out, err := d.ikectl("initiate", "peer")
+		if err != nil || !strings.Contains(out, c.id+"  peer  established") {
+			t.Fatalf("%s: initiate on the established connection: %v\n%s", d.name, err, out)
+		}
+	}
+	if len(da.sas()) != 1 || len(db.sas()) != 1 {
+		t.Fatalf("a second initiate made another IKE SA: alice %d, bob %d", len(da.sas()), len(db.sas()))
 	}
 	if x.Algorithms != "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" || y.Algorithms != x.Algorithms {
 		t.Fatalf("IKE algorithms %q vs %q", x.Algorithms, y.Algorithms)
@@ -318,7 +333,7 @@ func TestTwoDaemons(t *testing.T) {
 	}
 
 	// SIGTERM on a daemon with an SA sends a Delete: the peer removes it too.
-	if _, err := db.ikectl("initiate", "peer"); err != nil {
+	if _, err := db.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatal(err)
 	}
 	if len(da.sas()) != 1 {

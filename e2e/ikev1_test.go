@@ -28,7 +28,7 @@ func TestCheckConfigLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = exec.Command(filepath.Join(binDir, "iked"), "--check-config", good).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), good+":6: warning:") || !strings.Contains(string(out), "3DES") ||
+	if err != nil || !strings.Contains(string(out), "warning: "+good+":6: ") || !strings.Contains(string(out), "3DES") ||
 		!strings.Contains(string(out), ": OK (1 connections)") {
 		t.Fatalf("legacy with allow_legacy: %v\n%s", err, out)
 	}

@@ -53,7 +53,7 @@ func TestKerberosDaemons(t *testing.T) {
 	da := startDaemon(t, "alice", a, kerberosConfig(a, b, "alice.example.test", "bob.example.test", kdc.Addr, ktA, "host/bob.example.test"))
 	db := startDaemon(t, "bob", b, kerberosConfig(b, a, "bob.example.test", "alice.example.test", kdc.Addr, ktB, "host/alice.example.test"))
 
-	if out, err := da.ikectl("initiate", "peer"); err != nil {
+	if out, err := da.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatalf("%v\nbob:\n%s", err, db.log.String())
 	} else if !strings.Contains(out, "established") {
 		t.Fatalf("initiate output: %s", out)
@@ -73,7 +73,7 @@ func TestKerberosDaemons(t *testing.T) {
 		t.Fatalf("Child SAs do not pair: %+v / %+v", x.Children, y.Children)
 	}
 	// The other direction: bob initiates to alice with his own ticket.
-	if _, err := db.ikectl("initiate", "peer"); err != nil {
+	if _, err := db.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatalf("%v\nalice:\n%s", err, da.log.String())
 	}
 	if !strings.Contains(kdc.Log(), "host/alice.example.test@EXAMPLE.TEST for host/bob.example.test@EXAMPLE.TEST") ||
@@ -86,7 +86,7 @@ func TestKerberosDaemons(t *testing.T) {
 	// Bob now allows only carol: alice is refused, and both sides log why.
 	db = startDaemon(t, "bob2", b, kerberosConfig(b, a, "bob.example.test", "alice.example.test", kdc.Addr, ktB, "host/carol.example.test"))
 	da = startDaemon(t, "alice2", a, kerberosConfig(a, b, "alice.example.test", "bob.example.test", kdc.Addr, ktA, "host/bob.example.test"))
-	if _, err := da.ikectl("initiate", "peer"); err == nil {
+	if _, err := da.ikectl("initiate", "--new", "peer"); err == nil {
 		t.Fatal("alice was not refused")
 	}
 	waitUntil(t, "bob's refusal in his log", func() bool {

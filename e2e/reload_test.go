@@ -17,7 +17,7 @@ func TestReload(t *testing.T) {
 	b := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.4"), uint16(freePort(t, "127.0.0.4")))
 	da := startDaemon(t, "alice", a, peerConfig(a, b, "fqdn:alice.example", "fqdn:bob.example", ""))
 	db := startDaemon(t, "bob", b, peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""))
-	if _, err := da.ikectl("initiate", "peer"); err != nil {
+	if _, err := da.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatal(err)
 	}
 	before := da.sas()
@@ -69,7 +69,7 @@ func TestIkectlRekey(t *testing.T) {
 	b := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.5"), uint16(freePort(t, "127.0.0.5")))
 	da := startDaemon(t, "alice", a, peerConfig(a, b, "fqdn:alice.example", "fqdn:bob.example", ""))
 	db := startDaemon(t, "bob", b, peerConfig(b, a, "fqdn:bob.example", "fqdn:alice.example", ""))
-	if _, err := da.ikectl("initiate", "peer"); err != nil {
+	if _, err := da.ikectl("initiate", "--new", "peer"); err != nil {
 		t.Fatal(err)
 	}
 	before := da.sas()[0]

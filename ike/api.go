@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/iked/iked/ike/wire"
 )
 
 // SAs returns a snapshot of every IKE SA, ordered by ID.
@@ -59,11 +62,91 @@ func deleteAll(ctx context.Context, sas []*ikeSA, reason string) {
 	wg.Wait()
 }
 
-// Shutdown sends a Delete for every IKE SA, waits for the answers (bounded
-// by ctx), removes everything from the data plane and stops the engine.
+// Shutdown limits: the Deletes of a stopping daemon are best effort, so
+// that it exits in bounded time whatever it holds. One Delete per IKE SA,
+// never retransmitted, at most shutdownRate a second (a peer holding many
+// of our SAs is not flooded), for at most shutdownSendTime; then at most
+// shutdownAnswerWait for the answers. An SA not reached in that time is
+// removed without a Delete: its peer's dead peer detection clears it.
+const (
+	shutdownRate       = 50000
+	shutdownSendTime   = 2 * time.Second
+	shutdownAnswerWait = time.Second
+)
+
+// Shutdown sends a Delete for every established IKE SA (paced, bounded in
+// time as the shutdown constants say, and within ctx), waits briefly for
+// the answers, removes everything from the data plane and stops the
+// engine.
 func (e *Engine) Shutdown(ctx context.Context) error {
-	deleteAll(ctx, e.allSAs(), "shutdown")
-	return e.Close()
+	sendCtx, cancel := context.WithTimeout(ctx, shutdownSendTime)
+	var answers []chan *response
+	began := time.Now()
+	sent := 0
+	for _, sa := range e.allSAs() {
+		if sendCtx.Err() != nil {
+			break
+		}
+		if ch := sa.sendFinalDelete(); ch != nil {
+			answers = append(answers, ch)
+			sent++
+			// Pace: never ahead of shutdownRate since the first send.
+			if ahead := time.Duration(sent)*time.Second/shutdownRate - time.Since(began); ahead > time.Millisecond {
+				select {
+				case <-sendCtx.Done():
+				case <-time.After(ahead):
+				}
+			}
+		}
+	}
+	cancel()
+	waitCtx, cancel := context.WithTimeout(ctx, shutdownAnswerWait)
+	defer cancel()
+	answered := 0
+	for _, ch := range answers {
+		select {
+		case r := <-ch:
+			if r != nil {
+				answered++
+			}
+		case <-waitCtx.Done():
+		}
+		if waitCtx.Err() != nil {
+			break
+		}
+	}
+	e.log.Info("shutting down: IKE SAs deleted", "deletes_sent", sent, "answered", answered, "took", time.Since(began).Round(time.Millisecond).String())
+	return e.close("shutdown")
+}
+
+// sendFinalDelete sends the Delete of an established IKE SA once, without
+// retransmissions, and marks the SA deleting; the returned channel gets the
+// answer (nil when the SA is destroyed first). nil when the SA is not
+// established.
+func (sa *ikeSA) sendFinalDelete() chan *response {
+	sa.mu.Lock()
+	if sa.state != stateEstablished {
+		sa.mu.Unlock()
+		return nil
+	}
+	sa.state = stateDeleting
+	sa.markDown()
+	id := sa.nextSendID
+	pkt, err := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+	if err != nil {
+		sa.mu.Unlock()
+		return nil
+	}
+	sa.nextSendID = id + 1
+	p := &pendingRequest{id: id, resp: make(chan *response, 1)}
+	if sa.pending == nil {
+		sa.pending = map[uint32]*pendingRequest{}
+	}
+	sa.pending[id] = p
+	bind, remote := sa.bind, sa.remote
+	sa.mu.Unlock()
+	sa.eng.sendAll(bind, remote, pkt)
+	return p.resp
 }
 
 // Stats returns a snapshot of the engine's counters and gauges.

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ type sinkBind struct {
 	local netip.AddrPort
 	mu    sync.Mutex
 	last  []byte
+	sent  atomic.Int64
 }
 
 func (s *sinkBind) ReadFrom([]byte) (int, netip.AddrPort, error) {
@@ -45,6 +48,7 @@ func (s *sinkBind) WriteTo(b []byte, _ netip.AddrPort) error {
 	s.mu.Lock()
 	s.last = append(s.last[:0], b...)
 	s.mu.Unlock()
+	s.sent.Add(1)
 	return nil
 }
 
@@ -384,5 +388,32 @@ func BenchmarkHeldSAs(b *testing.B) {
 			b.ReportMetric(perSA, "B/SA")
 			b.ReportMetric(objsPerSA, "objects/SA")
 		})
+	}
+}
+
+// BenchmarkShutdown holds heldSAs() established IKE SAs (IKED_BENCH_SAS;
+// 100000 for the figure in docs/performance.md) and times Shutdown: one
+// Delete each, paced, then the wait for answers that never come (the sink
+// answers nothing), then the removal of every SA. It reports the seconds
+// per shutdown and the Deletes sent.
+func BenchmarkShutdown(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		r := newBenchResponder(b)
+		held := heldSAs()
+		for n := range held {
+			r.handshake(b, n, false)
+		}
+		sent := r.bind.sent.Load()
+		b.StartTimer()
+		began := time.Now()
+		if err := r.eng.Shutdown(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(began)
+		b.StopTimer()
+		b.ReportMetric(took.Seconds(), "s/shutdown")
+		b.ReportMetric(float64(r.bind.sent.Load()-sent), "deletes")
+		b.ReportMetric(float64(held), "SAs")
 	}
 }

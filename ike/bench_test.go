@@ -32,7 +32,7 @@ func benchmarkHandshake(b *testing.B, level slog.Level) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := p.a.Initiate(ctx, "a-b"); err != nil {
+		if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil {
 			b.Fatal(err)
 		}
 		// Tearing the SAs down is not part of the handshake.

@@ -38,8 +38,11 @@ type childSA struct {
 	// rekeyed at once (§2.8.1).
 	rekeyedBy *childSA
 	peerRekey *childSA
-	// deleting is set once this side has decided to delete the SA.
+	// deleting is set once this side has decided to delete the SA;
+	// rekeying while this side's own rekey of it is in flight (both of its
+	// SAs' soft expiries, a timer and an operator may ask at once).
 	deleting bool
+	rekeying bool
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -89,27 +92,27 @@ func (sa *ikeSA) remoteSelectors(c *Connection) []wire.TrafficSelector {
 
 // acceptChild is the responder's Child SA negotiation: choose an ESP
 // proposal, narrow the selectors (§2.9), settle the mode, derive keys and
-// install. It returns the response payloads, or the notify to answer with.
-// Caller holds mu.
-func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, wire.NotifyType, error) {
+// install. It returns the response payloads, or a refusal with the notify
+// to answer with. Caller holds mu.
+func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, error) {
 	if req.tsi == nil || req.tsr == nil {
-		return nil, wire.NotifyInvalidSyntax, errors.New("SA without TSi and TSr")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("SA without TSi and TSr"))
 	}
 	s := req.suite
 	if s == nil {
 		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
 	}
 	if s == nil {
-		return nil, wire.NotifyNoProposalChosen, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals))
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals)))
 	}
 	if len(s.spi) != 4 {
-		return nil, wire.NotifyInvalidSyntax, errors.New("ESP proposal without a 4-octet SPI")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("ESP proposal without a 4-octet SPI"))
 	}
 	// TSi is the initiator's side: our remote.
 	tsi := Narrow(req.tsi.Selectors, sa.remoteSelectors(c))
 	tsr := Narrow(req.tsr.Selectors, sa.localSelectors(c))
 	if len(tsi) == 0 || len(tsr) == 0 {
-		return nil, wire.NotifyTSUnacceptable, errors.New("traffic selectors do not overlap the configured ones")
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTSUnacceptable}, errors.New("traffic selectors do not overlap the configured ones"))
 	}
 	mode := ModeTunnel
 	if req.transport && c.Mode == ModeTransport {
@@ -117,12 +120,12 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	}
 	spi, err := sa.eng.cfg.SADB.AllocateSPI()
 	if err != nil {
-		return nil, wire.NotifyTemporaryFailure, err
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
 	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi, seed, rekeys)
 	if err != nil {
 		sa.eng.cfg.SADB.ReleaseSPI(spi)
-		return nil, wire.NotifyTemporaryFailure, err
+		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
 	var spiBytes [4]byte
 	binary.BigEndian.PutUint32(spiBytes[:], spi)
@@ -134,7 +137,7 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	out = append(out, &chosen,
 		&wire.TS{Responder: false, Selectors: child.remoteTS},
 		&wire.TS{Responder: true, Selectors: child.localTS})
-	return out, 0, nil
+	return out, nil
 }
 
 // installChild derives the Child SA keys (§2.17) and hands both SAs to the
@@ -149,6 +152,12 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 // SA: KEYMAT's first half protects traffic from that exchange's initiator
 // (§2.17), which in CREATE_CHILD_SA need not be the IKE SA's initiator.
 func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS, remoteTS []wire.TrafficSelector, seed keySeed, rekeys *childSA) (*childSA, error) {
+	if sa.state >= stateDeleting {
+		// The IKE SA went while the exchange was in flight (a Delete,
+		// Close): a Child SA installed now would belong to no IKE SA and
+		// stay in the data plane for ever.
+		return nil, errClosed
+	}
 	integLen := 0
 	var integID uint16
 	if s.integ != nil {
@@ -174,8 +183,11 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		reqID = sa.eng.nextReqID.Add(1)
 	}
 	base.ReqID = reqID
+	if sa.conn != nil {
+		base.IfID = sa.conn.InterfaceID
+	}
 	in, out := base, base
-	if sa.encap {
+	if sa.espInUDP() {
 		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
 		out.EncapSrcPort, out.EncapDstPort = sa.local.Port(), sa.remote.Port()
 	}
@@ -193,6 +205,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	// reauthenticated one replaces them with its own ReqID. Either way the
 	// engine counts references, so the old SA's removal keeps them.
 	policies := childPolicies(c, local, remote)
+	for _, p := range policies {
+		p.IfID = base.IfID
+	}
 	if err := sa.eng.addPolicies(policies); err != nil {
 		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
 		return nil, err
@@ -202,7 +217,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	sa.children = append(sa.children, c)
 	sa.startChildTimer(c)
+	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
+	sa.childUp(c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
 			"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))

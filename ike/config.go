@@ -77,10 +77,14 @@ type Connection struct {
 	// random NAT_DETECTION_SOURCE_IP hash, as strongSwan's encap=yes), so
 	// that ESP goes inside UDP on port 4500 even without a NAT.
 	ForceEncap bool
+	// InterfaceID binds the Child SAs and their policies to the XFRM
+	// interface with this if_id (route-based IPsec); zero means none.
+	InterfaceID uint32
 }
 
 // Config is the engine's configuration. Zero values take the defaults
-// documented on each field.
+// documented on each field, except CookieThreshold, where zero is a
+// meaningful setting (a cookie on every request).
 type Config struct {
 	// Connections are the configured peers.
 	Connections []*Connection
@@ -88,12 +92,20 @@ type Config struct {
 	SADB *sadb.DB
 	// CookieThreshold is the number of half-open IKE SAs at which the
 	// responder starts to demand a COOKIE (RFC 7296 §2.6). Zero means
-	// always demand one; negative means never (default: see DefaultCookieThreshold
-	// when left unset via NewConfigDefaults).
+	// always demand one; negative means never. It is taken as given: the
+	// daemon's configuration defaults to DefaultCookieThreshold.
 	CookieThreshold int
 	// HalfOpenTimeout bounds how long a responder keeps an IKE SA that has
 	// not completed IKE_AUTH. Default 30s.
 	HalfOpenTimeout time.Duration
+	// HalfOpenPerPeer bounds the half-open responder IKE SAs of one peer
+	// address; 0 means no limit. AuthFailureLimit AUTHENTICATION_FAILED
+	// answers to one address within AuthFailureWindow block its
+	// IKE_SA_INIT requests for AuthFailureWindow; 0 turns that off.
+	// See authlimit.go.
+	HalfOpenPerPeer   int
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// RetransmitTimeout is the first retransmission timeout; each next one
 	// is multiplied by RetransmitBase; after RetransmitTries retransmissions
 	// the exchange fails. Defaults 2s, 1.8, 5.
@@ -113,6 +125,11 @@ type Config struct {
 	// FragmentSize is the largest datagram (UDP payload) sent when a
 	// message is fragmented; default DefaultFragmentSize.
 	FragmentSize int
+	// MaxMessageSize bounds the IKE messages processed: a larger datagram,
+	// or a message whose fragments reassemble to more, is dropped and
+	// counted (DropOversize) before anything else is done with it. Default
+	// DefaultMaxMessageSize, as charon's max_packet.
+	MaxMessageSize int
 	// Readers is the number of goroutines reading each bind; default GOMAXPROCS.
 	Readers int
 	// Logger receives one line per SA event; default slog.Default().
@@ -129,6 +146,11 @@ type Config struct {
 	// keys are secrets.
 	KeyLog io.Writer
 }
+
+// DefaultMaxMessageSize is the default bound of the IKE messages processed
+// (Config.MaxMessageSize): ample for certificate chains, and what charon
+// accepts by default.
+const DefaultMaxMessageSize = 10000
 
 // DefaultCookieThreshold is the half-open count at which cookies are
 // demanded unless configured otherwise.
@@ -152,6 +174,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.FragmentSize == 0 {
 		c.FragmentSize = DefaultFragmentSize
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

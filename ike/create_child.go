@@ -9,15 +9,17 @@ import (
 	"log/slog"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transform"
 )
 
 // CREATE_CHILD_SA (RFC 7296 §1.3): further Child SAs and Child SA rekeys,
-// with optional PFS. IKE SA rekeying is in rekey_ike.go.
+// with optional PFS. IKE SA rekeying is in rekey_ike.go. Both sides are a
+// state struct whose handshake() lists the steps; a step that finds a
+// fault returns a refusal (refusal.go).
 
 // createChildResponder answers one CREATE_CHILD_SA request for a Child SA.
-// Its steps run in order, each failing with the notify §1.3 and §2.21
-// prescribe. It runs with the SA's mutex held.
+// It runs with the SA's mutex held.
 type createChildResponder struct {
 	sa     *ikeSA
 	inner  []wire.Payload
@@ -28,56 +30,54 @@ type createChildResponder struct {
 	nr     []byte
 	keR    *wire.KE
 	shared []byte
+	resp   []wire.Payload
 }
 
-// respondCreateChild answers CREATE_CHILD_SA. Caller holds mu.
-func (sa *ikeSA) respondCreateChild(inner []wire.Payload) [][]byte {
-	if sa.state != stateEstablished {
-		// §2.25: an exchange on an SA being deleted or not yet up.
-		return sa.errorResponse(wire.CREATE_CHILD_SA, wire.NotifyTemporaryFailure, nil)
-	}
-	if saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA); saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == wire.ProtoIKE {
+// respondCreateChild answers CREATE_CHILD_SA. Caller holds mu, and runs
+// after (when not nil) once it is released.
+func (sa *ikeSA) respondCreateChild(inner []wire.Payload) (pkt [][]byte, after func()) {
+	if saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA); sa.state == stateEstablished && saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == wire.ProtoIKE {
 		return sa.respondRekeyIKE(inner)
 	}
 	hs := &createChildResponder{sa: sa, inner: inner, req: childRequestFrom(inner)}
-	payloads, refusal, err := hs.handshake()
-	if err != nil {
-		sa.log(slog.LevelWarn, "CREATE_CHILD_SA refused", "err", err, "notify", notifyName(refusal.Code))
-		sa.eng.stats.notify(notifyName(refusal.Code))
-		pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{refusal})
-		if err != nil {
-			return nil
-		}
-		return pkt
+	if err := hs.handshake(); err != nil {
+		return sa.answer(wire.CREATE_CHILD_SA, "CREATE_CHILD_SA refused", asRefusal(err, wire.NotifyTemporaryFailure)), nil
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
+	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, hs.resp)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal CREATE_CHILD_SA response", "err", err)
-		return nil
+		return nil, nil
 	}
-	return pkt
+	return pkt, nil
 }
 
-// handshake runs the steps of §1.3.1 and §1.3.3; on failure it returns
-// the notify to answer with.
-func (hs *createChildResponder) handshake() ([]wire.Payload, *wire.Notify, error) {
+// handshake runs the steps of §1.3.1 and §1.3.3.
+func (hs *createChildResponder) handshake() error {
+	if err := hs.checkState(); err != nil {
+		return err
+	}
 	if err := hs.readPayloads(); err != nil {
-		return nil, &wire.Notify{Code: wire.NotifyInvalidSyntax}, err
+		return err
 	}
-	if n, err := hs.findRekeyed(); err != nil {
-		return nil, n, err
+	if err := hs.findRekeyed(); err != nil {
+		return err
 	}
-	if n, err := hs.chooseProposal(); err != nil {
-		return nil, n, err
+	if err := hs.chooseProposal(); err != nil {
+		return err
 	}
 	if err := hs.keyExchange(); err != nil {
-		return nil, &wire.Notify{Code: wire.NotifyInvalidSyntax}, err
+		return err
 	}
-	payloads, code, err := hs.accept()
-	if err != nil {
-		return nil, &wire.Notify{Code: code}, err
+	return hs.accept()
+}
+
+// checkState refuses an exchange on an SA being deleted or not yet up
+// (§2.25).
+func (hs *createChildResponder) checkState() error {
+	if hs.sa.state != stateEstablished {
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("the IKE SA is not established")).logged(slog.LevelInfo, "CREATE_CHILD_SA refused")
 	}
-	return payloads, nil, nil
+	return nil
 }
 
 // readPayloads checks for SA, Ni, TSi and TSr (§1.3.1).
@@ -85,49 +85,52 @@ func (hs *createChildResponder) readPayloads() error {
 	hs.nonce, _ = wire.Find(hs.inner, wire.PayloadNonce).(*wire.Nonce)
 	hs.ke, _ = wire.Find(hs.inner, wire.PayloadKE).(*wire.KE)
 	if hs.req.sa == nil || hs.nonce == nil || hs.req.tsi == nil || hs.req.tsr == nil {
-		return errors.New("CREATE_CHILD_SA without SA, Nonce, TSi or TSr")
+		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("CREATE_CHILD_SA without SA, Nonce, TSi or TSr"))
 	}
 	return nil
 }
 
 // findRekeyed finds the Child SA named by REKEY_SA: its SPI is the one the
 // requester receives on, our outbound SPI (§1.3.3).
-func (hs *createChildResponder) findRekeyed() (*wire.Notify, error) {
+func (hs *createChildResponder) findRekeyed() error {
 	n := wire.FindNotify(hs.inner, wire.NotifyRekeySA)
 	if n == nil {
-		return nil, nil
+		return nil
 	}
 	if len(n.SPI) != 4 {
-		return &wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("REKEY_SA without a 4-octet SPI")
+		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("REKEY_SA without a 4-octet SPI"))
 	}
 	hs.rekeys = hs.sa.childByPeerSPI(binary.BigEndian.Uint32(n.SPI))
+	if hs.rekeys != nil && hs.rekeys.peerRekey != nil {
+		// The peer rekeyed this SA already (its soft expiries on both
+		// SAs of the pair each asked): one replacement is enough.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is rekeyed already", n.SPI))
+	}
 	if hs.rekeys != nil && hs.rekeys.deleting {
 		// §2.25: a rekey of an SA this side is closing (it finished its own
 		// rekey of it first) is refused for now; the Delete follows.
-		return &wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is being deleted", n.SPI)
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is being deleted", n.SPI))
 	}
 	if hs.rekeys == nil {
 		// §2.25: the SA may have been deleted meanwhile.
-		return &wire.Notify{Code: wire.NotifyChildSANotFound, Protocol: wire.ProtoESP, SPI: append([]byte(nil), n.SPI...)},
-			fmt.Errorf("no Child SA with SPI %x to rekey", n.SPI)
+		return refuseWith(&wire.Notify{Code: wire.NotifyChildSANotFound, Protocol: wire.ProtoESP, SPI: append([]byte(nil), n.SPI...)},
+			fmt.Errorf("no Child SA with SPI %x to rekey", n.SPI))
 	}
-	return nil, nil
+	return nil
 }
 
 // chooseProposal selects an ESP proposal including its DH group (PFS), and
 // asks for the selected group when the KE carries another (§1.3).
-func (hs *createChildResponder) chooseProposal() (*wire.Notify, error) {
+func (hs *createChildResponder) chooseProposal() error {
 	s := selectProposal(hs.sa.conn.ESPProposals, hs.req.sa.Proposals, wire.ProtoESP, true)
 	if s == nil {
-		return &wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(hs.req.sa.Proposals))
+		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(hs.req.sa.Proposals)))
 	}
 	if s.group != nil && (hs.ke == nil || hs.ke.Group != s.group.ID()) {
-		g := s.group.ID()
-		return &wire.Notify{Code: wire.NotifyInvalidKEPayload, Data: []byte{byte(g >> 8), byte(g)}},
-			fmt.Errorf("KE group differs from the selected %s", s.group.Name())
+		return refuseWith(groupNotify(s.group), fmt.Errorf("KE group differs from the selected %s", s.group.Name()))
 	}
 	hs.req.suite = s
-	return nil, nil
+	return nil
 }
 
 // keyExchange makes Nr and, with PFS, our KE and the new g^ir.
@@ -146,7 +149,7 @@ func (hs *createChildResponder) keyExchange() error {
 		return err
 	}
 	if hs.shared, err = dh.SharedSecret(hs.ke.Data); err != nil {
-		return err
+		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, err)
 	}
 	hs.keR = &wire.KE{Group: g.ID(), Data: dh.Public()}
 	return nil
@@ -154,14 +157,14 @@ func (hs *createChildResponder) keyExchange() error {
 
 // accept installs the Child SA and builds the response: SA, Nr, [KEr],
 // TSi, TSr (§1.3.1).
-func (hs *createChildResponder) accept() ([]wire.Payload, wire.NotifyType, error) {
+func (hs *createChildResponder) accept() error {
 	sa := hs.sa
 	ni := append([]byte(nil), hs.nonce.Data...)
 	seed := keySeed{shared: hs.shared, ni: ni, nr: hs.nr, initiator: false}
-	payloads, code, err := sa.acceptChild(sa.conn, hs.req, seed, hs.rekeys)
+	payloads, err := sa.acceptChild(sa.conn, hs.req, seed, hs.rekeys)
 	wipe(hs.shared)
 	if err != nil {
-		return nil, code, err
+		return err
 	}
 	created := sa.children[len(sa.children)-1]
 	created.nonces = [2][]byte{ni, hs.nr}
@@ -170,21 +173,20 @@ func (hs *createChildResponder) accept() ([]wire.Payload, wire.NotifyType, error
 		sa.log(slog.LevelInfo, "CHILD SA rekeyed by the peer", "old_spi_in", fmt.Sprintf("%08x", hs.rekeys.inbound.SPI))
 	}
 	// Order: SA, Nr, [KEr], TSi, TSr; a transport-mode notify first if any.
-	out := []wire.Payload{}
 	var rest []wire.Payload
 	for _, p := range payloads {
 		if n, ok := p.(*wire.Notify); ok {
-			out = append(out, n)
+			hs.resp = append(hs.resp, n)
 		} else {
 			rest = append(rest, p)
 		}
 	}
-	out = append(out, rest[0], &wire.Nonce{Data: hs.nr})
+	hs.resp = append(hs.resp, rest[0], &wire.Nonce{Data: hs.nr})
 	if hs.keR != nil {
-		out = append(out, hs.keR)
+		hs.resp = append(hs.resp, hs.keR)
 	}
-	out = append(out, rest[1:]...)
-	return out, 0, nil
+	hs.resp = append(hs.resp, rest[1:]...)
+	return nil
 }
 
 // CreateChild negotiates an additional Child SA on the IKE SA with ID id,
@@ -212,86 +214,229 @@ func (e *Engine) CreateChild(ctx context.Context, id string, rekeySPI uint32) er
 	return fmt.Errorf("no IKE SA %q", id)
 }
 
-// createChild runs CREATE_CHILD_SA as requester (§1.3.1, §1.3.3): a new
-// Child SA with the connection's selectors, or the rekey of old, with PFS
-// when the ESP proposal has a DH group. A rekey replaces old make-before-
-// break: the new SA is installed, then old is deleted (§2.8).
+// createChildRequester is this side's CREATE_CHILD_SA (§1.3.1, §1.3.3): a
+// new Child SA with the connection's selectors, or the rekey of old, with
+// PFS when the ESP proposal has a DH group. A rekey replaces old make-
+// before-break: the new SA is installed, then old is deleted (§2.8). The
+// exchange runs without the SA's lock; steps that read or change the SA
+// take it.
+type createChildRequester struct {
+	sa  *ikeSA
+	ctx context.Context
+	old *childSA
+
+	// What the exchange asks for, settled from the SA when it begins.
+	props         []transform.Proposal
+	local, remote []wire.TrafficSelector
+	mode          Mode
+	prf           *transform.PRF
+
+	spi   uint32
+	ni    []byte
+	group transform.Group
+	dh    transform.PrivateKey
+	resp  *response
+}
+
+// createChild runs CREATE_CHILD_SA as requester.
 func (sa *ikeSA) createChild(ctx context.Context, old *childSA) error {
+	hs := &createChildRequester{sa: sa, ctx: ctx, old: old}
+	return hs.handshake()
+}
+
+func (hs *createChildRequester) handshake() error {
+	if err := hs.begin(); err != nil {
+		return err
+	}
+	if hs.old != nil {
+		defer func() {
+			hs.sa.mu.Lock()
+			hs.old.rekeying = false
+			hs.sa.mu.Unlock()
+		}()
+	}
+	if err := hs.allocate(); err != nil {
+		return err
+	}
+	if err := hs.exchange(); err != nil {
+		hs.sa.eng.cfg.SADB.ReleaseSPI(hs.spi)
+		return err
+	}
+	if err := hs.install(); err != nil {
+		hs.sa.eng.cfg.SADB.ReleaseSPI(hs.spi)
+		return err
+	}
+	if hs.old != nil {
+		hs.sa.finishRekey(hs.ctx, hs.old)
+	}
+	return nil
+}
+
+// begin settles what to ask for: the connection's selectors and mode, or
+// the rekeyed Child SA's.
+func (hs *createChildRequester) begin() error {
+	sa := hs.sa
 	sa.mu.Lock()
+	defer sa.mu.Unlock()
 	if sa.state != stateEstablished {
-		sa.mu.Unlock()
 		return errors.New("IKE SA not established")
 	}
-	conn := sa.conn
-	props := conn.ESPProposals
-	local, remote := sa.localSelectors(conn), sa.remoteSelectors(conn)
-	mode := conn.Mode
-	if old != nil {
-		local, remote, mode = old.localTS, old.remoteTS, old.mode
+	if old := hs.old; old != nil {
+		if old.rekeying || old.rekeyedBy != nil || old.peerRekey != nil || old.deleting {
+			return errors.New("the Child SA is being rekeyed or deleted already")
+		}
+		old.rekeying = true
 	}
-	prf := sa.suite.prf
-	sa.mu.Unlock()
+	conn := sa.conn
+	hs.props = conn.ESPProposals
+	hs.local, hs.remote, hs.mode = sa.localSelectors(conn), sa.remoteSelectors(conn), conn.Mode
+	if hs.old != nil {
+		hs.local, hs.remote, hs.mode = hs.old.localTS, hs.old.remoteTS, hs.old.mode
+	}
+	hs.prf = sa.suite.prf
+	if len(hs.props[0].DH) > 0 {
+		hs.group = transform.GroupByID(hs.props[0].DH[0])
+	}
+	return nil
+}
 
-	spi, err := sa.eng.cfg.SADB.AllocateSPI()
+// allocate takes our inbound SPI and makes Ni.
+func (hs *createChildRequester) allocate() error {
+	spi, err := hs.sa.eng.cfg.SADB.AllocateSPI()
 	if err != nil {
 		return err
 	}
-	ni := make([]byte, nonceLen(prf))
-	if _, err := sa.eng.cfg.Rand.Read(ni); err != nil {
+	hs.spi = spi
+	hs.ni = make([]byte, nonceLen(hs.prf))
+	if _, err := hs.sa.eng.cfg.Rand.Read(hs.ni); err != nil {
+		hs.sa.eng.cfg.SADB.ReleaseSPI(spi)
 		return err
 	}
-	var group transform.Group
-	if len(props[0].DH) > 0 {
-		group = transform.GroupByID(props[0].DH[0])
-	}
-	var resp *response
+	return nil
+}
+
+// exchange sends the request and waits for the answer, once more with
+// the group an INVALID_KE_PAYLOAD asks for (§1.3).
+func (hs *createChildRequester) exchange() error {
 	for try := 0; ; try++ {
-		var dh transform.PrivateKey
-		if group != nil {
-			if dh, err = group.GenerateKey(sa.eng.cfg.Rand); err != nil {
+		hs.dh = nil
+		if hs.group != nil {
+			dh, err := hs.group.GenerateKey(hs.sa.eng.cfg.Rand)
+			if err != nil {
 				return err
 			}
+			hs.dh = dh
 		}
-		resp, err = sa.request(ctx, func(msgID uint32) ([][]byte, error) {
-			var ps []wire.Payload
-			if old != nil {
-				var b [4]byte
-				binary.BigEndian.PutUint32(b[:], old.inbound.SPI)
-				ps = append(ps, &wire.Notify{Protocol: wire.ProtoESP, SPI: b[:], Code: wire.NotifyRekeySA})
-			}
-			if mode == ModeTransport {
-				ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
-			}
-			var b [4]byte
-			binary.BigEndian.PutUint32(b[:], spi)
-			ps = append(ps, &wire.SA{Proposals: toWire(props, wire.ProtoESP, b[:], true)}, &wire.Nonce{Data: ni})
-			if dh != nil {
-				ps = append(ps, &wire.KE{Group: group.ID(), Data: dh.Public()})
-			}
-			ps = append(ps, &wire.TS{Selectors: local}, &wire.TS{Responder: true, Selectors: remote})
-			return sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
-		})
+		resp, err := hs.sa.request(hs.ctx, hs.build)
 		if err != nil {
-			sa.eng.cfg.SADB.ReleaseSPI(spi)
 			return err
 		}
-		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil && try == 0 && len(n.Data) == 2 {
-			want := binary.BigEndian.Uint16(n.Data)
-			if g := transform.GroupByID(want); g != nil && offersGroupIn(props, want) {
-				group = g
-				continue
-			}
-		}
-		if err := sa.completeCreateChild(resp, props, spi, ni, dh, local, remote, mode, old); err != nil {
-			sa.eng.cfg.SADB.ReleaseSPI(spi)
+		hs.resp = resp
+		g, err := requestedGroup(resp.payloads, hs.props, hs.group)
+		if err != nil || g == nil {
 			return err
 		}
-		break
+		if try > 0 {
+			return errors.New("responder asked for another key exchange group twice")
+		}
+		hs.group = g
 	}
-	if old != nil {
-		sa.finishRekey(ctx, old)
+}
+
+// build is the request: [N(REKEY_SA),] [N(USE_TRANSPORT_MODE),] SA, Ni,
+// [KEi,] TSi, TSr (§1.3.1). Called with mu held.
+func (hs *createChildRequester) build(msgID uint32) ([][]byte, error) {
+	var ps []wire.Payload
+	if hs.old != nil {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], hs.old.inbound.SPI)
+		ps = append(ps, &wire.Notify{Protocol: wire.ProtoESP, SPI: b[:], Code: wire.NotifyRekeySA})
+	}
+	if hs.mode == ModeTransport {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], hs.spi)
+	ps = append(ps, &wire.SA{Proposals: toWire(hs.props, wire.ProtoESP, b[:], true)}, &wire.Nonce{Data: hs.ni})
+	if hs.dh != nil {
+		ps = append(ps, &wire.KE{Group: hs.group.ID(), Data: hs.dh.Public()})
+	}
+	ps = append(ps, &wire.TS{Selectors: hs.local}, &wire.TS{Responder: true, Selectors: hs.remote})
+	return hs.sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
+}
+
+// install checks the answer as IKE_AUTH's is checked (checkChildAnswer),
+// derives the keys, with PFS from the new g^ir, and installs the SA.
+func (hs *createChildRequester) install() error {
+	ans, err := checkChildAnswer(hs.resp.payloads, "CREATE_CHILD_SA", hs.props, true, hs.local, hs.remote, hs.mode)
+	if err != nil {
+		return err
+	}
+	nonce, _ := wire.Find(hs.resp.payloads, wire.PayloadNonce).(*wire.Nonce)
+	if nonce == nil {
+		return errors.New("CREATE_CHILD_SA response without a Nonce")
+	}
+	var shared []byte
+	if ans.suite.group != nil {
+		ke, _ := wire.Find(hs.resp.payloads, wire.PayloadKE).(*wire.KE)
+		if hs.dh == nil || ke == nil || ke.Group != ans.suite.group.ID() {
+			return errors.New("PFS group mismatch in CREATE_CHILD_SA response")
+		}
+		if shared, err = hs.dh.SharedSecret(ke.Data); err != nil {
+			return err
+		}
+	}
+	sa := hs.sa
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	seed := keySeed{shared: shared, ni: hs.ni, nr: append([]byte(nil), nonce.Data...), initiator: true}
+	c, err := sa.installChild(ans.suite, hs.mode, hs.spi, binary.BigEndian.Uint32(ans.suite.spi), ans.tsi, ans.tsr, seed, hs.old)
+	wipe(shared)
+	if err != nil {
+		return err
+	}
+	c.nonces = [2][]byte{hs.ni, seed.nr}
+	if hs.old != nil {
+		hs.old.rekeyedBy = c
 	}
 	return nil
+}
+
+// childAnswer is a responder's acceptance of a Child SA request, checked.
+type childAnswer struct {
+	suite    *suite
+	tsi, tsr []wire.TrafficSelector
+}
+
+// checkChildAnswer checks what a responder answered to a Child SA request
+// (IKE_AUTH's or CREATE_CHILD_SA's, named by exch): no error notify, one
+// proposal we offered (§2.7, with its SPI), selectors within ours (§2.9),
+// the mode asked for.
+func checkChildAnswer(ps []wire.Payload, exch string, offered []transform.Proposal, withDH bool, local, remote []wire.TrafficSelector, mode Mode) (*childAnswer, error) {
+	for _, p := range ps {
+		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
+			return nil, &notifyError{code: n.Code, when: exch}
+		}
+	}
+	req := childRequestFrom(ps)
+	if req.sa == nil || req.tsi == nil || req.tsr == nil {
+		return nil, fmt.Errorf("%s response without SA, TSi or TSr", exch)
+	}
+	s := acceptChosen(offered, req.sa, wire.ProtoESP, withDH)
+	if s == nil || len(s.spi) != 4 {
+		return nil, errors.New("responder chose an ESP proposal we did not offer")
+	}
+	if !Covers(local, req.tsi.Selectors) || !Covers(remote, req.tsr.Selectors) {
+		return nil, errors.New("responder widened the traffic selectors")
+	}
+	got := ModeTunnel
+	if req.transport {
+		got = ModeTransport
+	}
+	if got != mode {
+		return nil, fmt.Errorf("responder answered with %s mode", got)
+	}
+	return &childAnswer{suite: s, tsi: req.tsi.Selectors, tsr: req.tsr.Selectors}, nil
 }
 
 // finishRekey deletes what our rekey of old left behind. Normally that is
@@ -317,70 +462,19 @@ func (sa *ikeSA) finishRekey(ctx context.Context, old *childSA) {
 	sa.deleteChild(ctx, victim)
 }
 
-func offersGroupIn(props []transform.Proposal, id uint16) bool {
-	for _, p := range props {
-		if containsID(p.DH, id) {
-			return true
-		}
-	}
-	return false
-}
-
-// completeCreateChild checks the response and installs the Child SA.
-func (sa *ikeSA) completeCreateChild(resp *response, props []transform.Proposal, spi uint32, ni []byte, dh transform.PrivateKey,
-	local, remote []wire.TrafficSelector, mode Mode, old *childSA) error {
-	for _, p := range resp.payloads {
-		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-			return &notifyError{code: n.Code, when: "CREATE_CHILD_SA"}
-		}
-	}
-	req := childRequestFrom(resp.payloads)
-	nonce, _ := wire.Find(resp.payloads, wire.PayloadNonce).(*wire.Nonce)
-	ke, _ := wire.Find(resp.payloads, wire.PayloadKE).(*wire.KE)
-	if req.sa == nil || nonce == nil || req.tsi == nil || req.tsr == nil {
-		return errors.New("CREATE_CHILD_SA response without SA, Nonce, TSi or TSr")
-	}
-	s := acceptChosen(props, req.sa, wire.ProtoESP, true)
-	if s == nil || len(s.spi) != 4 {
-		return errors.New("responder chose an ESP proposal we did not offer")
-	}
-	var shared []byte
-	if s.group != nil {
-		if dh == nil || ke == nil || ke.Group != s.group.ID() {
-			return errors.New("PFS group mismatch in CREATE_CHILD_SA response")
-		}
-		var err error
-		if shared, err = dh.SharedSecret(ke.Data); err != nil {
-			return err
-		}
-	}
-	if !Covers(local, req.tsi.Selectors) || !Covers(remote, req.tsr.Selectors) {
-		return errors.New("responder widened the traffic selectors")
-	}
-	gotMode := ModeTunnel
-	if req.transport {
-		gotMode = ModeTransport
-	}
-	if gotMode != mode {
-		return errors.New("responder answered with another mode")
-	}
-	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	seed := keySeed{shared: shared, ni: ni, nr: append([]byte(nil), nonce.Data...), initiator: true}
-	c, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, seed, old)
-	wipe(shared)
-	if err != nil {
-		return err
-	}
-	c.nonces = [2][]byte{ni, seed.nr}
-	if old != nil {
-		old.rekeyedBy = c
-	}
-	return nil
-}
-
 // deleteChild deletes a Child SA with the peer (§1.4.1) and locally.
 func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
+	// Nothing more goes out on the SA (after a rekey its successor
+	// carries the traffic): the peer removes its inbound half when the
+	// Delete arrives, and a packet sent on ours meanwhile would be lost.
+	// Ours inbound stays until the answer.
+	sa.mu.Lock()
+	if sa.hasChild(c) {
+		if err := sa.eng.cfg.SADB.Remove(c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
+		}
+	}
+	sa.mu.Unlock()
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], c.inbound.SPI)
 	_, err := sa.request(ctx, func(msgID uint32) ([][]byte, error) {

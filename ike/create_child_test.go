@@ -37,7 +37,7 @@ func TestCreateChildAndRekey(t *testing.T) {
 			p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
 				ca.ESPProposals, cb.ESPProposals = mustESP(t, esp), mustESP(t, esp)
 			})
-			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestCreateChildAndRekey(t *testing.T) {
 // is answered with CHILD_SA_NOT_FOUND.
 func TestRekeyUnknownChild(t *testing.T) {
 	p := newPair(t)
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestRekeyUnknownChild(t *testing.T) {
 // CHILD_SA_NOT_FOUND once the old SA is gone (§2.25).
 func TestSimultaneousChildRekey(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	var barrier sync.WaitGroup
@@ -158,7 +158,7 @@ func TestSimultaneousChildRekey(t *testing.T) {
 // responder, not from the IKE SA's initiator.
 func TestChildKeyDirection(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	bsa := p.b.allSAs()[0]

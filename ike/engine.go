@@ -38,8 +38,12 @@ type Engine struct {
 	mu    sync.RWMutex // guards binds
 	binds []transport.Bind
 
+	// policyMu guards policyRefs and holds (hold.go). A leaf lock but for
+	// the data plane and the Observer's policy callbacks, which it is held
+	// across so that policies change in order.
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
+	holds      map[sadb.PolicyID]*hold
 
 	// byIdentity finds the established IKE SAs of a local and remote
 	// identity pair without a scan of all SAs (INITIAL_CONTACT): the first
@@ -52,17 +56,26 @@ type Engine struct {
 	identSeed  maphash.Seed
 	byIdentity map[uint64]*ikeSA
 
+	// upMu guards up: how many established IKE SAs each connection (by
+	// name) has. It decides INITIAL_CONTACT without looking into other
+	// SAs, whose locks an SA must never take while holding its own. A
+	// leaf lock: nothing is called with it held.
+	upMu sync.Mutex
+	up   map[string]int
+
 	// timers drives the established SAs' timers (timerheap.go).
 	timers timerHeaps
 	// suites are the IKE SAs' shared suites (suitecache.go).
 	suites sync.Map
 
 	halfOpenCount atomic.Int64
+	limits        peerLimits // per-address limits (authlimit.go)
 	nextID        atomic.Uint64
 	nextReqID     atomic.Uint32
 	stats         *counters
 	cookies       *cookieJar
 	keyLog        *keyLogger
+	subs          subscribers // SA event subscribers (events_sub.go)
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -91,7 +104,9 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		policyRefs: map[sadb.PolicyID]int{},
+		holds:      map[sadb.PolicyID]*hold{},
 		byIdentity: map[uint64]*ikeSA{},
+		up:         map[string]int{},
 		identSeed:  maphash.MakeSeed(),
 		stats:      newCounters(),
 		closing:    make(chan struct{}),
@@ -99,6 +114,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.cfg.Rand == nil {
 		e.cfg.Rand = rand.Reader
 	}
+	e.timers.clock = e.cfg.Now
 	jar, err := newCookieJar(e.cfg.Rand, e.cfg.Now)
 	if err != nil {
 		return nil, err
@@ -225,6 +241,13 @@ func (e *Engine) readLoop(b transport.Bind) {
 			continue
 		}
 		e.stats.received.Add(1)
+		if n > e.cfg.MaxMessageSize {
+			// Bounded before parsing: nothing in a message this large is
+			// looked at (charon and pluto drop them too).
+			e.stats.drop(DropOversize)
+			e.log.Debug("dropped oversize datagram", "peer", from, "size", n, "max", e.cfg.MaxMessageSize)
+			continue
+		}
 		e.handlePacket(b, from, buf[:n])
 	}
 }
@@ -263,8 +286,11 @@ func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte)
 		return
 	}
 	if hdr.Exchange == wire.IKE_SA_INIT && !hdr.IsResponse() {
-		if hdr.SPIr != 0 || hdr.MessageID != 0 {
+		// §3.1: the initiator's SPI MUST NOT be zero; a request with SPIr
+		// or a message ID set is not an IKE_SA_INIT request either.
+		if hdr.SPIi == 0 || hdr.SPIr != 0 || hdr.MessageID != 0 {
 			e.stats.drop(DropMalformed)
+			e.log.Debug("dropped malformed IKE_SA_INIT request", "peer", from, "spi_i", spiHex(hdr.SPIi), "spi_r", spiHex(hdr.SPIr), "message_id", hdr.MessageID)
 			return
 		}
 		e.respondSAInit(b, from, pkt, msg)
@@ -295,7 +321,7 @@ func (e *Engine) handleParseError(b transport.Bind, from netip.AddrPort, hdr *wi
 	var we *wire.Error
 	errors.As(err, &we)
 	e.stats.drop(DropMalformed)
-	e.log.Info("dropped malformed message", "peer", from, "exchange", exchangeName(hdr.Exchange), "err", err)
+	e.log.Info("dropped malformed message", "peer", from, "exchange", hdr.Exchange.String(), "err", err)
 	if we == nil || hdr.IsResponse() || hdr.Exchange != wire.IKE_SA_INIT || hdr.SPIr != 0 {
 		return
 	}
@@ -317,7 +343,7 @@ func (e *Engine) sendInitError(b transport.Bind, to netip.AddrPort, req *wire.He
 		Header:   wire.Header{SPIi: req.SPIi, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
 		Payloads: []wire.Payload{&wire.Notify{Code: code, Data: data}},
 	}
-	e.stats.notify(notifyName(code))
+	e.stats.notify(code.String())
 	e.send(b, to, m.Marshal())
 }
 
@@ -431,6 +457,50 @@ func (e *Engine) sameIdentity(sa *ikeSA) []*ikeSA {
 	return out
 }
 
+// markUp counts sa among its connection's established IKE SAs, once.
+// Caller holds sa.mu, or sa is not yet published.
+func (sa *ikeSA) markUp() {
+	if sa.countedUp || sa.conn == nil {
+		return
+	}
+	sa.countedUp = true
+	e := sa.eng
+	e.upMu.Lock()
+	e.up[sa.conn.Name]++
+	e.upMu.Unlock()
+}
+
+// markDown takes sa out of that count when it stops being established.
+// Caller holds sa.mu.
+func (sa *ikeSA) markDown() {
+	if !sa.countedUp {
+		return
+	}
+	sa.countedUp = false
+	e := sa.eng
+	e.upMu.Lock()
+	if e.up[sa.conn.Name]--; e.up[sa.conn.Name] <= 0 {
+		delete(e.up, sa.conn.Name)
+	}
+	e.upMu.Unlock()
+}
+
+// hasOtherSA reports whether another established IKE SA of sa's connection
+// exists: then this one is not the initial contact (§2.4). It reads the
+// engine's count, never another SA. Caller holds sa.mu.
+func (e *Engine) hasOtherSA(sa *ikeSA) bool {
+	if sa.conn == nil {
+		return false
+	}
+	e.upMu.Lock()
+	n := e.up[sa.conn.Name]
+	e.upMu.Unlock()
+	if sa.countedUp {
+		n--
+	}
+	return n > 0
+}
+
 // bindFor picks the bind to initiate from: one on the connection's local
 // address (or any) in the remote's address family.
 func (e *Engine) bindFor(c *Connection) (transport.Bind, error) {
@@ -458,7 +528,10 @@ func (e *Engine) allSAs() []*ikeSA {
 }
 
 // Close stops reading, without sending anything; see Shutdown.
-func (e *Engine) Close() error {
+func (e *Engine) Close() error { return e.close("engine closed") }
+
+// close stops the engine and destroys every SA, logging reason.
+func (e *Engine) close(reason string) error {
 	e.closeOnce.Do(func() {
 		close(e.closing)
 		e.mu.Lock()
@@ -470,8 +543,9 @@ func (e *Engine) Close() error {
 	})
 	e.wg.Wait()
 	for _, sa := range e.allSAs() {
-		sa.destroy("engine closed")
+		sa.destroy(reason)
 	}
+	e.releaseHolds()
 	return nil
 }
 

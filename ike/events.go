@@ -41,6 +41,12 @@ func (e *Engine) handleEvent(ev sadb.Event) {
 		sa.log(slog.LevelInfo, "Child SA reached its hard lifetime: deleting", "spi", ev.SA.SPI)
 		go sa.deleteChild(context.Background(), c)
 	case sadb.Acquire:
+		if h := e.heldFor(ev.Policy); h != nil {
+			// A connection held after its peer died (dpd_action: hold):
+			// its traffic brings it back.
+			go e.resume(h, ev)
+			return
+		}
 		if o := e.cfg.Observer; o != nil {
 			o.Acquire(ev)
 			return

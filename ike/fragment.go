@@ -41,6 +41,10 @@ type reassembly struct {
 	started time.Time
 }
 
+// errOversize is a message whose fragments reassemble to more than
+// Config.MaxMessageSize.
+var errOversize = errors.New("reassembled message larger than the maximum message size")
+
 // fragmentNotify announces RFC 7383 support in IKE_SA_INIT.
 func fragmentNotify() *wire.Notify {
 	return &wire.Notify{Code: wire.NotifyIKEv2FragmentationSupported}
@@ -72,11 +76,12 @@ func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain [
 		wipe(plain)
 		return nil, errIncomplete // a duplicate
 	}
-	if r.size+len(plain) > maxReassembled {
+	if r.size+len(plain) > min(maxReassembled, sa.eng.cfg.MaxMessageSize) {
+		// Fragments count by the size of the message they make up.
 		r.wipe()
 		*slot = nil
 		wipe(plain)
-		return nil, errors.New("reassembled message too large")
+		return nil, errOversize
 	}
 	if f.Number == 1 {
 		r.first = f.First

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -49,7 +50,7 @@ func TestFragmentation(t *testing.T) {
 	var fromA, fromB atomic.Int32
 	p.ba.Filter = countSKF(&fromA, nil)
 	p.bb.Filter = countSKF(&fromB, nil)
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestFragmentLost(t *testing.T) {
 	p := fragmentPair(t, 300)
 	var fromA atomic.Int32
 	p.ba.Filter = countSKF(&fromA, func(n int32, f *wire.EncryptedFragment) bool { return n == 2 })
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if p.a.Stats().Retransmissions != 1 {
@@ -86,7 +87,7 @@ func TestNoFragmentationWhenOff(t *testing.T) {
 	})
 	var frags atomic.Int32
 	p.ba.Filter = countSKF(&frags, nil)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if frags.Load() != 0 {
@@ -109,16 +110,20 @@ func TestReassemblyBounds(t *testing.T) {
 	if _, err := sa.reassemble(hdr, frag(3, 2), make([]byte, 10)); err == nil || err == errIncomplete {
 		t.Fatalf("number above total: %v", err)
 	}
+	// Fragments count by the size of the message they make up: the
+	// maximum message size bounds it.
+	limit := p.a.cfg.MaxMessageSize
+	chunk := limit / 4
 	for n := uint16(1); n <= 3; n++ {
-		if _, err := sa.reassemble(hdr, frag(n, 4), make([]byte, maxReassembled/4)); err != errIncomplete {
+		if _, err := sa.reassemble(hdr, frag(n, 4), make([]byte, chunk)); err != errIncomplete {
 			t.Fatalf("fragment %d: %v", n, err)
 		}
 	}
 	if _, err := sa.reassemble(hdr, frag(2, 4), make([]byte, 10)); err != errIncomplete || sa.reqFragments.have != 3 {
 		t.Fatalf("duplicate changed the state: %v, have %d", err, sa.reqFragments.have)
 	}
-	if _, err := sa.reassemble(hdr, frag(4, 4), make([]byte, 100)); err == nil || err == errIncomplete || sa.reqFragments != nil {
-		t.Fatalf("over the size limit: %v, kept %v", err, sa.reqFragments)
+	if _, err := sa.reassemble(hdr, frag(4, 4), make([]byte, limit-3*chunk+1)); !errors.Is(err, errOversize) || sa.reqFragments != nil {
+		t.Fatalf("one octet over the size limit: %v, kept %v", err, sa.reqFragments)
 	}
 	if _, err := sa.reassemble(hdr, frag(1, 2), make([]byte, 10)); err != errIncomplete {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func TestProposalMatrix(t *testing.T) {
 				ca.IKEProposals, cb.IKEProposals = mustIKE(t, c.ike), mustIKE(t, c.ike)
 				ca.ESPProposals, cb.ESPProposals = mustESP(t, c.esp), mustESP(t, c.esp)
 			})
-			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +59,7 @@ func TestInvalidKE(t *testing.T) {
 		}
 		return true
 	}
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestNoProposalChosen(t *testing.T) {
 		ca.IKEProposals = mustIKE(t, "aes128-sha256-modp2048")
 		cb.IKEProposals = mustIKE(t, "aes256gcm16-prfsha256-x25519")
 	})
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	var ne *notifyError
 	if !errors.As(err, &ne) || ne.code != wire.NotifyNoProposalChosen {
 		t.Fatalf("err = %v, want NO_PROPOSAL_CHOSEN", err)
@@ -94,7 +94,7 @@ func TestNoProposalChosen(t *testing.T) {
 
 func TestWrongPSK(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) { cb.Auth = mustPSK(t, "another secret entirely") })
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	var ne *notifyError
 	if !errors.As(err, &ne) || ne.code != wire.NotifyAuthenticationFailed {
 		t.Fatalf("err = %v, want AUTHENTICATION_FAILED", err)
@@ -112,7 +112,7 @@ func TestWrongRemoteID(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
 		ca.RemoteID = Identity{Type: wire.IDFQDN, Value: []byte("impostor.example")}
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err == nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err == nil {
 		t.Fatal("handshake succeeded with the wrong remote identity")
 	}
 }
@@ -126,7 +126,7 @@ func TestCookie(t *testing.T) {
 		}
 		return true
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if inits.Load() != 2 || p.b.Stats().NotifiesSent["COOKIE"] != 1 {
@@ -136,7 +136,7 @@ func TestCookie(t *testing.T) {
 
 func TestTransportMode(t *testing.T) {
 	p := newPair(t, func(ca, cb *Connection, _, _ *Config) { ca.Mode, cb.Mode = ModeTransport, ModeTransport })
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestNarrowing(t *testing.T) {
 		ca.LocalTS, ca.RemoteTS = mustTS(t, "10.1.0.0/16"), mustTS(t, "10.2.0.0/16")
 		cb.LocalTS, cb.RemoteTS = mustTS(t, "10.2.3.0/24[tcp]"), mustTS(t, "10.1.0.0/24")
 	})
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestTSUnacceptable(t *testing.T) {
 		ca.LocalTS, ca.RemoteTS = mustTS(t, "10.1.0.0/16"), mustTS(t, "10.2.0.0/16")
 		cb.LocalTS, cb.RemoteTS = mustTS(t, "10.9.0.0/16"), mustTS(t, "10.1.0.0/16")
 	})
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestLostResponses(t *testing.T) {
 		dropped.Add(1)
 		return false
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa, sb := p.a.Stats(), p.b.Stats()
@@ -223,7 +223,7 @@ func TestCorruptedICV(t *testing.T) {
 		}
 		return true
 	}
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.b.Stats().PacketsDropped[DropIntegrity]; got != 1 {
@@ -233,7 +233,7 @@ func TestCorruptedICV(t *testing.T) {
 
 func TestLivenessAndChildDelete(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]
@@ -289,7 +289,7 @@ func TestForceEncapFloats(t *testing.T) {
 	var onMain, onNATT atomic.Int32
 	p.ba.Filter = func(b []byte) bool { onMain.Add(1); return true }
 	na.Filter = func(b []byte) bool { onNATT.Add(1); return true }
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,12 +306,36 @@ func TestForceEncapFloats(t *testing.T) {
 	}
 }
 
+// TestESPInUDP: ESP goes in UDP when IKE is on the NAT-T port and a NAT
+// was detected on either side or encapsulation is forced — not merely
+// because IKE is on port 4500 (a MOBIKE peer moves there without a NAT,
+// RFC 4555 §3.5, and keeps ESP plain).
+func TestESPInUDP(t *testing.T) {
+	e := &Engine{}
+	for _, c := range []struct {
+		encap, natLocal, natRemote, forcedConn, forcedEngine, want bool
+	}{
+		{encap: true, want: false},
+		{encap: true, natLocal: true, want: true},
+		{encap: true, natRemote: true, want: true},
+		{encap: true, forcedConn: true, want: true},
+		{encap: true, forcedEngine: true, want: true},
+		{encap: false, natRemote: true, forcedEngine: true, want: false},
+	} {
+		e.cfg.ForceEncap = c.forcedEngine
+		sa := &ikeSA{eng: e, encap: c.encap, natLocal: c.natLocal, natRemote: c.natRemote, conn: &Connection{ForceEncap: c.forcedConn}}
+		if got := sa.espInUDP(); got != c.want {
+			t.Errorf("%+v: espInUDP = %v", c, got)
+		}
+	}
+}
+
 // TestCriticalPayloadInsideSK: an unknown critical payload inside an
 // authentic INFORMATIONAL is answered, protected, with
 // UNSUPPORTED_CRITICAL_PAYLOAD naming its type (§2.5); the SA stays up.
 func TestCriticalPayloadInsideSK(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]
@@ -344,7 +368,7 @@ func TestPeerMovesBehindNAT(t *testing.T) {
 	na, nb := transport.Pipe(netip.AddrPortFrom(addrA.Addr(), 4500), netip.AddrPortFrom(addrB.Addr(), 4500))
 	p.a.AddBind(transport.WithNonESPMarker(na))
 	p.b.AddBind(transport.WithNonESPMarker(nb))
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A new mapping: the NAT now shows the initiator as port 4999.
@@ -377,7 +401,7 @@ func TestPeerMovesBehindNAT(t *testing.T) {
 // the stale IKE SA and Child SA at once (§2.4).
 func TestInitialContact(t *testing.T) {
 	p := newPair(t)
-	first, err := p.a.Initiate(ctxT(t), "a-b")
+	first, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +414,7 @@ func TestInitialContact(t *testing.T) {
 	}
 	a2.AddBind(ba2)
 	t.Cleanup(func() { a2.Close() })
-	second, err := a2.Initiate(ctxT(t), "a-b")
+	second, err := a2.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatal(err)
 	}

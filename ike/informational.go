@@ -9,8 +9,9 @@ import (
 )
 
 // respondInformational answers an INFORMATIONAL request (§1.4): Deletes of
-// the IKE SA or of Child SAs, and the empty liveness check. Caller holds mu.
-func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
+// the IKE SA or of Child SAs, and the empty liveness check. Caller holds mu,
+// and runs after (when not nil) once it is released.
+func (sa *ikeSA) respondInformational(inner []wire.Payload) (pkt [][]byte, after func()) {
 	var resp []wire.Payload
 	deleteIKE := false
 	var ourSPIs [][]byte
@@ -46,14 +47,15 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
 	pkt, err := sa.sealMessage(wire.INFORMATIONAL, sa.respID, true, resp)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal INFORMATIONAL response", "err", err)
-		return nil
+		return nil, nil
 	}
 	if deleteIKE && sa.peerIKERekey != nil && sa.rekeyedBy == nil {
 		// The peer rekeyed this SA while our own rekey was outstanding and
 		// now deletes it: its new SA survives and takes the Child SAs.
 		pend := sa.peerIKERekey
 		sa.peerIKERekey = nil
-		sa.moveTo(pend)
+		h := sa.detachTo(pend)
+		after = func() { pend.adopt(h) }
 	}
 	if deleteIKE {
 		// §1.4.1: deleting the IKE SA deletes its Child SAs; the response
@@ -61,7 +63,7 @@ func (sa *ikeSA) respondInformational(inner []wire.Payload) [][]byte {
 		sa.log(slog.LevelInfo, "peer deleted the IKE SA")
 		sa.destroyLocked("deleted by peer")
 	}
-	return pkt
+	return pkt, after
 }
 
 // dropChild forgets a Child SA already removed from the data plane.
@@ -81,6 +83,7 @@ func (sa *ikeSA) deleteIKE(ctx context.Context, reason string) {
 	established := sa.state == stateEstablished
 	if established {
 		sa.state = stateDeleting
+		sa.markDown()
 	}
 	sa.mu.Unlock()
 	if established {

@@ -38,9 +38,32 @@ type initiator struct {
 	answered     func() // called on each answer to IKE_SA_INIT; may be nil
 }
 
-// Initiate establishes an IKE SA and its first Child SA for the named
-// connection and returns the SA's snapshot.
+// Initiate brings the named connection up and returns its IKE SA's
+// snapshot. A connection that is up already keeps its IKE SA, as swanctl
+// --initiate does: Initiate reports it and, when it carries no Child SA
+// (the peer refused it, or it was deleted), creates just that. Only a
+// connection without an established IKE SA gets a new one; InitiateNew
+// makes one regardless.
 func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
+	c := e.connection(name)
+	if c == nil {
+		return nil, fmt.Errorf("no connection named %q", name)
+	}
+	if sa, hasChild := e.upSA(name); sa != nil {
+		if !hasChild {
+			if err := sa.createChild(ctx, nil); err != nil {
+				return []SAInfo{sa.info()}, fmt.Errorf("%s is up as %s, but creating its Child SA failed: %w", name, sa.id(), err)
+			}
+		}
+		return []SAInfo{sa.info()}, nil
+	}
+	return e.InitiateNew(ctx, name)
+}
+
+// InitiateNew establishes a new IKE SA and its first Child SA for the
+// named connection, beside any it has already, and returns the SA's
+// snapshot.
+func (e *Engine) InitiateNew(ctx context.Context, name string) ([]SAInfo, error) {
 	c := e.connection(name)
 	if c == nil {
 		return nil, fmt.Errorf("no connection named %q", name)
@@ -50,6 +73,22 @@ func (e *Engine) Initiate(ctx context.Context, name string) ([]SAInfo, error) {
 		return nil, err
 	}
 	return []SAInfo{sa.info()}, nil
+}
+
+// upSA returns the newest established IKE SA of the named connection that
+// no rekey replaced, and whether it has a Child SA; nil if there is none.
+// It looks at one SA's state at a time.
+func (e *Engine) upSA(name string) (sa *ikeSA, hasChild bool) {
+	for _, x := range e.allSAs() {
+		x.mu.Lock()
+		up := x.state == stateEstablished && x.rekeyedBy == nil && x.conn != nil && x.conn.Name == name
+		n := len(x.children)
+		x.mu.Unlock()
+		if up && (sa == nil || x.serial > sa.serial) {
+			sa, hasChild = x, n > 0
+		}
+	}
+	return sa, hasChild
 }
 
 // initiate establishes an IKE SA for c. A reauthentication (reauth) does not
@@ -67,17 +106,28 @@ func (e *Engine) initiateNotify(ctx context.Context, c *Connection, reauth bool,
 	for attempt := 0; ; attempt++ {
 		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth, answered: answered}
 		err := hs.handshake()
+		// The session is this goroutine's alone (it proves and verifies
+		// without the SA's lock): it closes it, never the SA's destroy.
+		closeSession := func() {
+			if hs.session != nil {
+				hs.session.Close()
+			}
+		}
 		if hs.sa == nil {
+			closeSession()
 			return nil, err
 		}
 		if err == nil {
+			closeSession()
 			return hs.sa, nil
 		}
 		e.stats.failure(hs.failureLabel(err))
 		e.observeFailure(c.Remote.Addr(), true, hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
-		if attempt > 0 || !hs.retryable(err) {
+		retry := attempt == 0 && hs.retryable(err)
+		closeSession()
+		if !retry {
 			return nil, err
 		}
 		hs.sa.log(slog.LevelInfo, "retrying once with fresh credentials")
@@ -103,7 +153,10 @@ func (hs *initiator) retryable(err error) bool {
 
 func (hs *initiator) failureLabel(err error) string {
 	var n *notifyError
+	var r *refusal
 	switch {
+	case errors.As(err, &r) && r.failure != "":
+		return r.failure
 	case errors.As(err, &n):
 		return failureReason(n.code)
 	case errors.Is(err, errTimeout):
@@ -124,9 +177,9 @@ type notifyError struct {
 }
 
 func (n *notifyError) Error() string {
-	s := fmt.Sprintf("peer answered %s with %s", n.when, notifyName(n.code))
+	s := fmt.Sprintf("peer answered %s with %s", n.when, n.code.String())
 	for _, o := range n.others {
-		s += " and " + notifyName(o)
+		s += " and " + o.String()
 	}
 	return s
 }
@@ -145,7 +198,7 @@ func (hs *initiator) handshake() error {
 		return err
 	}
 	if err := hs.verifyResponder(); err != nil {
-		hs.reportAuthFailure()
+		hs.refuseAnswer(err)
 		return err
 	}
 	hs.completeChild()
@@ -184,7 +237,6 @@ func (hs *initiator) newSA() error {
 		return err
 	}
 	hs.session = session
-	hs.sa.sessions = []auth.Session{session}
 	hs.initPayloads = session.SAInitPayloads()
 	e.register(hs.sa)
 	hs.sa.log(slog.LevelInfo, "initiating IKE SA")
@@ -196,7 +248,7 @@ func (hs *initiator) newSA() error {
 func (hs *initiator) exchangeSAInit() error {
 	sa := hs.sa
 	for try := 0; ; try++ {
-		if hs.dh == nil || hs.dh != nil && try > 0 && hs.needNewKey() {
+		if hs.dh == nil {
 			dh, err := hs.group.GenerateKey(hs.eng.cfg.Rand)
 			if err != nil {
 				return err
@@ -222,16 +274,13 @@ func (hs *initiator) exchangeSAInit() error {
 			sa.log(slog.LevelDebug, "responder demands a cookie")
 			continue
 		}
-		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil {
-			if len(n.Data) != 2 {
-				return errors.New("INVALID_KE_PAYLOAD without a group")
-			}
-			want := binary.BigEndian.Uint16(n.Data)
-			if !hs.offersGroup(want) || want == hs.group.ID() {
-				return fmt.Errorf("responder asks for DH group %d, which we did not offer", want)
-			}
-			sa.log(slog.LevelInfo, "responder asks for another key exchange group", "group", transform.GroupByID(want).Name())
-			hs.group = transform.GroupByID(want)
+		g, err := requestedGroup(resp.payloads, hs.conn.IKEProposals, hs.group)
+		if err != nil {
+			return err
+		}
+		if g != nil {
+			sa.log(slog.LevelInfo, "responder asks for another key exchange group", "group", g.Name())
+			hs.group = g
 			hs.dh = nil
 			continue
 		}
@@ -242,17 +291,6 @@ func (hs *initiator) exchangeSAInit() error {
 		}
 		return nil
 	}
-}
-
-func (hs *initiator) needNewKey() bool { return hs.dh == nil }
-
-func (hs *initiator) offersGroup(id uint16) bool {
-	for _, p := range hs.conn.IKEProposals {
-		if containsID(p.DH, id) {
-			return true
-		}
-	}
-	return false
 }
 
 // buildSAInit builds IKE_SA_INIT: [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*).
@@ -350,32 +388,12 @@ func (hs *initiator) exchangeAuth() error {
 		return err
 	}
 	hs.espSPI = spi
+	ps, err := hs.authPayloads(spi)
+	if err != nil {
+		hs.eng.cfg.SADB.ReleaseSPI(spi)
+		return err
+	}
 	resp, err := sa.request(hs.ctx, func(msgID uint32) ([][]byte, error) {
-		hs.idi = sa.localID.Payload(false)
-		ps := []wire.Payload{hs.idi}
-		if !hs.conn.RemoteID.IsZero() {
-			hs.idr = hs.conn.RemoteID.Payload(true)
-			ps = append(ps, hs.idr)
-		}
-		proof, err := hs.session.Prove(sa.signedOctets(true, hs.idi), hs.resp.payloads)
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, proof...)
-		if !hs.reauth && !hs.eng.hasOtherSA(sa) {
-			// §2.4: the first IKE SA with this peer tells it to drop state
-			// left from before a restart.
-			ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
-		}
-		ps = append(ps, windowNotify())
-		if hs.conn.Mode == ModeTransport {
-			ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
-		}
-		var spiB [4]byte
-		binary.BigEndian.PutUint32(spiB[:], spi)
-		ps = append(ps, &wire.SA{Proposals: toWire(hs.conn.ESPProposals, wire.ProtoESP, spiB[:], false)},
-			&wire.TS{Selectors: sa.localSelectors(hs.conn)},
-			&wire.TS{Responder: true, Selectors: sa.remoteSelectors(hs.conn)})
 		return sa.sealMessage(wire.IKE_AUTH, msgID, false, ps)
 	})
 	if err != nil {
@@ -405,21 +423,65 @@ func (hs *initiator) exchangeAuth() error {
 	return nil
 }
 
+// authPayloads builds the IKE_AUTH request's payloads. The auth session
+// proves without the SA's lock held (a method may take its own locks), and
+// INITIAL_CONTACT is decided from the engine's count of established SAs,
+// never by looking into other SAs.
+func (hs *initiator) authPayloads(spi uint32) ([]wire.Payload, error) {
+	sa := hs.sa
+	hs.idi = sa.localID.Payload(false)
+	sa.mu.Lock()
+	octets := sa.signedOctets(true, hs.idi)
+	// §2.4: the first IKE SA with this peer tells it to drop state left
+	// from before a restart; a reauthentication is not the first.
+	initialContact := !hs.reauth && !hs.eng.hasOtherSA(sa)
+	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
+	sa.mu.Unlock()
+	proof, err := hs.session.Prove(octets, hs.resp.payloads)
+	if err != nil {
+		return nil, err
+	}
+	ps := []wire.Payload{hs.idi}
+	if !hs.conn.RemoteID.IsZero() {
+		hs.idr = hs.conn.RemoteID.Payload(true)
+		ps = append(ps, hs.idr)
+	}
+	ps = append(ps, proof...)
+	if initialContact {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyInitialContact})
+	}
+	ps = append(ps, windowNotify())
+	if hs.conn.Mode == ModeTransport {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyUseTransportMode})
+	}
+	var spiB [4]byte
+	binary.BigEndian.PutUint32(spiB[:], spi)
+	return append(ps, &wire.SA{Proposals: toWire(hs.conn.ESPProposals, wire.ProtoESP, spiB[:], false)},
+		&wire.TS{Selectors: local}, &wire.TS{Responder: true, Selectors: remote}), nil
+}
+
 // verifyResponder checks IDr against the configured remote identity and
 // the responder's AUTH over ResponderSignedOctets (§2.15).
 func (hs *initiator) verifyResponder() error {
 	sa := hs.sa
 	idr, _ := wire.Find(hs.resp.payloads, wire.PayloadIDr).(*wire.ID)
 	if idr == nil {
-		return auth.Failf("IKE_AUTH response without IDr")
+		return authRefusal(auth.Failf("IKE_AUTH response without IDr"))
 	}
 	if !hs.conn.RemoteID.Matches(idr) {
-		return auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID)
+		return authRefusal(auth.Failf("responder identity %s is not the configured %s", IdentityFromPayload(idr), hs.conn.RemoteID))
+	}
+	sa.mu.Lock()
+	octets := sa.signedOctets(false, idr)
+	sa.mu.Unlock()
+	// The session verifies without the SA's lock held.
+	if err := hs.session.Verify(octets, hs.resp.payloads); err != nil {
+		return authRefusal(err)
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	if err := hs.session.Verify(sa.signedOctets(false, idr), hs.resp.payloads); err != nil {
-		return err
+	if sa.state != stateAuthenticating {
+		return errClosed // destroyed meanwhile (Close, a Delete)
 	}
 	sa.remoteID = IdentityFromPayload(idr)
 	sa.setSendWindow(peerWindow(hs.resp.payloads))
@@ -427,84 +489,42 @@ func (hs *initiator) verifyResponder() error {
 	return nil
 }
 
-// reportAuthFailure tells the responder, in a separate INFORMATIONAL, that
-// its AUTH did not verify (§2.21.2). Best effort: one try.
-func (hs *initiator) reportAuthFailure() {
+// refuseAnswer tells the responder, in a separate INFORMATIONAL, the
+// notify of a refusal of its answer (§2.21.2: AUTHENTICATION_FAILED when
+// its AUTH did not verify). Best effort: one try.
+func (hs *initiator) refuseAnswer(err error) {
+	var r *refusal
 	sa := hs.sa
-	if sa.out == nil {
+	if !errors.As(err, &r) || r.notify == nil || sa.out == nil {
 		return
 	}
 	sa.mu.Lock()
 	id := sa.nextSendID
-	pkt, err := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{&wire.Notify{Code: wire.NotifyAuthenticationFailed}})
+	pkt, serr := sa.sealMessage(wire.INFORMATIONAL, id, false, []wire.Payload{r.notify})
 	sa.mu.Unlock()
-	if err == nil {
-		hs.eng.stats.notify(notifyName(wire.NotifyAuthenticationFailed))
+	if serr == nil {
+		hs.eng.stats.notify(r.notify.Code.String())
 		hs.eng.sendAll(sa.bind, sa.remote, pkt)
 	}
 }
 
 // completeChild installs the first Child SA from the IKE_AUTH response,
-// after checking that the responder chose what we offered (§2.7) and
-// narrowed the selectors within ours (§2.9). A failed Child SA leaves the
-// IKE SA up, as §1.2 says.
+// after the checks every Child SA answer gets (checkChildAnswer: what we
+// offered, §2.7; selectors within ours, §2.9; the mode). A failed Child SA
+// leaves the IKE SA up, as §1.2 says.
 func (hs *initiator) completeChild() {
 	sa := hs.sa
+	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
+	ans, err := checkChildAnswer(hs.resp.payloads, "IKE_AUTH", hs.conn.ESPProposals, false, local, remote, hs.conn.Mode)
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	req := childRequestFrom(hs.resp.payloads)
-	fail := func(msg string, args ...any) {
+	if err == nil {
+		_, err = sa.installChild(ans.suite, hs.conn.Mode, hs.espSPI, binary.BigEndian.Uint32(ans.suite.spi), ans.tsi, ans.tsr, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil)
+	}
+	if err != nil {
 		hs.eng.cfg.SADB.ReleaseSPI(hs.espSPI)
-		sa.log(slog.LevelWarn, "Child SA not created: "+msg, args...)
+		sa.log(slog.LevelWarn, "Child SA not created", "err", err)
 	}
-	if req.sa == nil {
-		for _, p := range hs.resp.payloads {
-			if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-				fail("responder refused", "notify", notifyName(n.Code))
-				return
-			}
-		}
-		fail("responder sent no SA")
-		return
-	}
-	s := acceptChosen(hs.conn.ESPProposals, req.sa, wire.ProtoESP, false)
-	if s == nil || len(s.spi) != 4 || req.tsi == nil || req.tsr == nil {
-		fail("responder chose an ESP proposal we did not offer")
-		return
-	}
-	local, remote := sa.localSelectors(hs.conn), sa.remoteSelectors(hs.conn)
-	if !Covers(local, req.tsi.Selectors) || !Covers(remote, req.tsr.Selectors) {
-		fail("responder widened the traffic selectors")
-		return
-	}
-	mode := ModeTunnel
-	if req.transport {
-		mode = ModeTransport
-	}
-	if mode != hs.conn.Mode {
-		fail("responder answered with another mode", "mode", mode.String())
-		return
-	}
-	if _, err := sa.installChild(s, mode, hs.espSPI, binary.BigEndian.Uint32(s.spi), req.tsi.Selectors, req.tsr.Selectors, keySeed{ni: sa.ni, nr: sa.nr, initiator: true}, nil); err != nil {
-		fail("data plane refused it", "err", err)
-	}
-}
-
-// hasOtherSA reports whether another established IKE SA of sa's connection
-// exists.
-func (e *Engine) hasOtherSA(sa *ikeSA) bool {
-	for _, x := range e.allSAs() {
-		if x == sa {
-			continue
-		}
-		x.mu.Lock()
-		same := x.conn == sa.conn && x.state == stateEstablished
-		x.mu.Unlock()
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 // dropStale removes the IKE SAs that fresh replaces after an INITIAL_CONTACT:

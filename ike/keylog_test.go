@@ -50,7 +50,7 @@ func TestKeyLog(t *testing.T) {
 				}
 				return true
 			}
-			infos, err := p.a.Initiate(ctxT(t), "a-b")
+			infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,7 +28,7 @@ func TestHandshakesUnderLoss(t *testing.T) {
 	}
 	p.ba.Filter, p.bb.Filter = lose, lose
 	for i := range 100 {
-		if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+		if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 			t.Fatalf("handshake %d: %v", i, err)
 		}
 		waitFor(t, func() bool { return len(p.b.SAs()) == 1 && p.b.SAs()[0].State == "established" })

@@ -15,8 +15,10 @@ import (
 // handshakes. Its methods are called from the engine's goroutines and must
 // not call back into the engine synchronously. PoliciesAdded and
 // PoliciesRemoved are called in order, before the engine answers the
-// peer, and may block briefly to steer the SA's traffic; the others must
-// not block.
+// peer, with an IKE SA's lock and the engine's policy lock held, and may
+// block briefly to steer the SA's traffic; HandshakeFailed may be called
+// with an IKE SA's lock held; none of them may block for long or take a
+// lock that is held while calling into the engine.
 type Observer interface {
 	// Acquire: traffic matched a protect policy without an SA.
 	Acquire(ev sadb.Event)

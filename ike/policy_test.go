@@ -15,7 +15,7 @@ func TestChildPolicies(t *testing.T) {
 		ca.LocalTS, ca.RemoteTS = mustTS(t, "10.1.0.0/24"), mustTS(t, "10.2.0.0/24[tcp/443]")
 		cb.LocalTS, cb.RemoteTS = mustTS(t, "10.2.0.0/24[tcp/443]"), mustTS(t, "10.1.0.0/24")
 	})
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	pols := p.memA.Policies()

@@ -27,54 +27,107 @@ import (
 // A rekey request arriving after this side finished its own rekey is
 // refused with TEMPORARY_FAILURE: the old SA is about to go.
 
-// respondRekeyIKE answers an IKE SA rekey request. Caller holds mu.
-func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) [][]byte {
-	refuse := func(n *wire.Notify, err error) [][]byte {
-		sa.log(slog.LevelWarn, "IKE SA rekey refused", "err", err, "notify", notifyName(n.Code))
-		sa.eng.stats.notify(notifyName(n.Code))
-		pkt, _ := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, []wire.Payload{n})
-		return pkt
+// rekeyIKEResponder answers one IKE SA rekey request: a state struct whose
+// handshake() lists the steps, each refusing where it finds the fault. It
+// runs with the old SA's mutex held.
+type rekeyIKEResponder struct {
+	sa       *ikeSA
+	inner    []wire.Payload
+	offer    *wire.SA
+	nonce    *wire.Nonce
+	ke       *wire.KE
+	suite    *suite
+	newSA    *ikeSA
+	payloads []wire.Payload
+}
+
+// respondRekeyIKE answers an IKE SA rekey request. Caller holds mu; it
+// runs after, once mu is released: the new SA is published (and takes the
+// Child SAs) there, since no SA's lock is taken while another's is held.
+func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) (pkt [][]byte, after func()) {
+	hs := &rekeyIKEResponder{sa: sa, inner: inner}
+	if err := hs.handshake(); err != nil {
+		return sa.answer(wire.CREATE_CHILD_SA, "IKE SA rekey refused", asRefusal(err, wire.NotifyTemporaryFailure)), nil
 	}
-	if sa.rekeyedBy != nil || sa.state != stateEstablished {
-		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("this IKE SA is already rekeyed"))
-	}
-	saP, _ := wire.Find(inner, wire.PayloadSA).(*wire.SA)
-	nonce, _ := wire.Find(inner, wire.PayloadNonce).(*wire.Nonce)
-	ke, _ := wire.Find(inner, wire.PayloadKE).(*wire.KE)
-	if saP == nil || nonce == nil || ke == nil {
-		return refuse(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey without SA, Nonce or KE"))
-	}
-	s := selectProposal(sa.conn.IKEProposals, saP.Proposals, wire.ProtoIKE, true)
-	if s == nil {
-		return refuse(&wire.Notify{Code: wire.NotifyNoProposalChosen}, errors.New("no acceptable IKE proposal"))
-	}
-	if len(s.spi) != 8 {
-		return refuse(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey proposal without an 8-octet SPI"))
-	}
-	if ke.Group != s.group.ID() {
-		g := s.group.ID()
-		return refuse(&wire.Notify{Code: wire.NotifyInvalidKEPayload, Data: []byte{byte(g >> 8), byte(g)}}, errors.New("KE group differs"))
-	}
-	newSA, payloads, err := sa.rekeyedSA(s, false, binary.BigEndian.Uint64(s.spi), nonce.Data, ke)
+	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, hs.payloads)
 	if err != nil {
-		return refuse(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
+		return nil, nil
 	}
-	pkt, err := sa.sealMessage(wire.CREATE_CHILD_SA, sa.respID, true, payloads)
-	if err != nil {
-		return nil
-	}
+	newSA := hs.newSA
 	if sa.ikeRekeying {
 		// Our own rekey is outstanding: which new SA survives is decided
 		// when it completes.
 		sa.peerIKERekey = newSA
-		newSA.eng.register(newSA)
-		newSA.mu.Lock()
-		newSA.eng.indexIdentity(newSA)
-		newSA.mu.Unlock()
-		return pkt
+		return pkt, func() { newSA.publish(true) }
 	}
-	sa.handOver(newSA)
-	return pkt
+	h := sa.detachTo(newSA)
+	return pkt, func() { newSA.adopt(h); newSA.publish(true) }
+}
+
+func (hs *rekeyIKEResponder) handshake() error {
+	if err := hs.checkState(); err != nil {
+		return err
+	}
+	if err := hs.readPayloads(); err != nil {
+		return err
+	}
+	if err := hs.chooseProposal(); err != nil {
+		return err
+	}
+	if err := hs.checkKE(); err != nil {
+		return err
+	}
+	return hs.makeSA()
+}
+
+// checkState refuses the rekey of an SA rekeyed already: it is about to go.
+func (hs *rekeyIKEResponder) checkState() error {
+	if hs.sa.rekeyedBy != nil || hs.sa.state != stateEstablished {
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("this IKE SA is already rekeyed"))
+	}
+	return nil
+}
+
+// readPayloads checks for SA, Ni and KEi (§1.3.2).
+func (hs *rekeyIKEResponder) readPayloads() error {
+	hs.offer, _ = wire.Find(hs.inner, wire.PayloadSA).(*wire.SA)
+	hs.nonce, _ = wire.Find(hs.inner, wire.PayloadNonce).(*wire.Nonce)
+	hs.ke, _ = wire.Find(hs.inner, wire.PayloadKE).(*wire.KE)
+	if hs.offer == nil || hs.nonce == nil || hs.ke == nil {
+		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey without SA, Nonce or KE"))
+	}
+	return nil
+}
+
+// chooseProposal selects by our preference (§2.7); the new SA's SPI comes
+// with the proposal.
+func (hs *rekeyIKEResponder) chooseProposal() error {
+	hs.suite = selectProposal(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, true)
+	if hs.suite == nil {
+		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, errors.New("no acceptable IKE proposal"))
+	}
+	if len(hs.suite.spi) != 8 {
+		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("IKE rekey proposal without an 8-octet SPI"))
+	}
+	return nil
+}
+
+// checkKE asks for the selected group when the KE carries another (§1.3).
+func (hs *rekeyIKEResponder) checkKE() error {
+	if hs.ke.Group != hs.suite.group.ID() {
+		return refuseWith(groupNotify(hs.suite.group), errors.New("KE group differs"))
+	}
+	return nil
+}
+
+// makeSA makes the new IKE SA and the response payloads.
+func (hs *rekeyIKEResponder) makeSA() error {
+	n, payloads, err := hs.sa.rekeyedSA(hs.suite, false, binary.BigEndian.Uint64(hs.suite.spi), hs.nonce.Data, hs.ke)
+	if err != nil {
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
+	}
+	hs.newSA, hs.payloads = n, payloads
+	return nil
 }
 
 // rekeyedSA makes the new IKE SA: for the responder of the rekey from the
@@ -142,33 +195,75 @@ func (n *ikeSA) deriveRekeyed(oldPRF *transform.PRF, skd, shared []byte) error {
 	return n.keysFrom(skeyseed)
 }
 
-// handOver moves sa's Child SAs to n and registers n; sa stays until its
-// Delete. Caller holds sa.mu.
-func (sa *ikeSA) handOver(n *ikeSA) {
-	sa.moveTo(n)
-	n.eng.register(n)
-	n.mu.Lock()
-	n.eng.indexIdentity(n)
-	n.mu.Unlock()
+// handover is what an IKE SA gives the SA that takes over after a rekey:
+// its Child SAs, and its names for the log line.
+type handover struct {
+	children         []*childSA
+	oldID            string
+	oldSPIi, oldSPIr uint64
+	event            *SAEvent // the old SA for subscribers (events_sub.go)
 }
 
-// moveTo moves sa's Child SAs and timers to n, the IKE SA that survives
-// the rekey. Caller holds sa.mu.
-func (sa *ikeSA) moveTo(n *ikeSA) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.children, sa.children = append(n.children, sa.children...), nil
+// detachTo takes sa's Child SAs away for n, the IKE SA that survives the
+// rekey, and stops sa's timers; n.adopt takes them, after sa.mu is
+// released, since no SA's lock is taken while another's is held. Between
+// the two the Child SAs stay in the data plane; only the engine's list of
+// them is in flight. Caller holds sa.mu.
+func (sa *ikeSA) detachTo(n *ikeSA) handover {
+	h := handover{children: sa.children, oldID: sa.id(), oldSPIi: sa.spii, oldSPIr: sa.spir}
+	h.event = sa.eng.subs.ikeRekeying(sa)
+	sa.children = nil
 	sa.rekeyedBy = n
 	sa.stopTimers()
 	sa.eng.stats.rekeys("ike")
+	return h
+}
+
+// adopt takes the Child SAs of the SA n replaces and starts n's timers.
+// Caller holds no SA's lock.
+func (n *ikeSA) adopt(h handover) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state == stateDead {
+		// Deleted before it could take over (Close, the peer's Delete):
+		// the Child SAs go with it.
+		for _, c := range h.children {
+			n.removeChild(c)
+		}
+		return
+	}
+	n.children = append(n.children, h.children...)
 	n.lastRecv = n.established
 	n.startTimers()
 	// The Child SAs' rekey timers were the old SA's; arm them on the new.
-	for _, c := range n.children {
+	for _, c := range h.children {
 		n.startChildTimer(c)
 	}
-	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", sa.id(), "old_spi_i", spiHex(sa.spii), "old_spi_r", spiHex(sa.spir),
+	n.eng.subs.ikeRekeyed(h.event, n)
+	n.log(slog.LevelInfo, "IKE SA rekeyed", "old_sa", h.oldID, "old_spi_i", spiHex(h.oldSPIi), "old_spi_r", spiHex(h.oldSPIr),
 		"algorithms", n.suite.String())
+}
+
+// publish makes a new IKE SA from a rekey known to the engine: in the SA
+// table, counted as established and, unless it is redundant, in the
+// identity index. Caller holds no SA's lock. An engine closed meanwhile
+// gets no new SA.
+func (n *ikeSA) publish(index bool) {
+	e := n.eng
+	e.register(n)
+	n.mu.Lock()
+	if n.state == stateEstablished {
+		if index {
+			e.indexIdentity(n)
+		}
+		n.markUp()
+	}
+	n.mu.Unlock()
+	select {
+	case <-e.closing:
+		n.destroy("engine closed")
+	default:
+	}
 }
 
 // RekeyIKE rekeys the IKE SA with ID id and returns the new SA's ID.
@@ -181,30 +276,39 @@ func (e *Engine) RekeyIKE(ctx context.Context, id string) (string, error) {
 	return "", fmt.Errorf("no IKE SA %q", id)
 }
 
-// rekeyIKE runs the IKE SA rekey as requester, then deletes the old SA.
+// rekeyIKERequester is this side's IKE SA rekey (§1.3.2): a state struct
+// whose handshake() lists the steps. The exchange runs without the old
+// SA's lock; steps that read or change an SA take its lock, one at a time.
+type rekeyIKERequester struct {
+	sa  *ikeSA
+	ctx context.Context
+
+	// Settled from the old SA when the rekey begins; skd is a copy of its
+	// SK_d, which may be wiped (the SA deleted) before the answer comes.
+	props []transform.Proposal
+	prf   *transform.PRF
+	group transform.Group
+	skd   []byte
+
+	spi  uint64
+	ni   []byte
+	dh   transform.PrivateKey
+	resp *response
+
+	// survivor carries the Child SAs now; redundant, after a collision this
+	// side lost, is our new SA, to delete.
+	survivor, redundant *ikeSA
+}
+
+// rekeyIKE runs the IKE SA rekey as requester and returns the ID of the
+// SA that carries on.
 func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
-	sa.mu.Lock()
-	if sa.state != stateEstablished {
-		sa.mu.Unlock()
-		return "", errors.New("IKE SA not established")
+	hs := &rekeyIKERequester{sa: sa, ctx: ctx}
+	if done, err := hs.begin(); done != "" || err != nil {
+		return done, err
 	}
-	if n := sa.rekeyedBy; n != nil {
-		// The peer rekeyed it a moment ago: what the caller asked for is done.
-		sa.mu.Unlock()
-		return n.id(), nil
-	}
-	if sa.ikeRekeying {
-		sa.mu.Unlock()
-		return "", errors.New("IKE SA is being rekeyed already")
-	}
-	sa.ikeRekeying = true
-	props := sa.conn.IKEProposals
-	prf := sa.suite.prf
-	group := sa.suite.group
-	skd := append([]byte(nil), sa.keys.SkD...)
-	sa.mu.Unlock()
-	id, err := sa.rekeyIKEExchange(ctx, props, prf, group, skd)
-	wipe(skd)
+	err := hs.handshake()
+	wipe(hs.skd)
 	sa.endRekeying()
 	if err != nil {
 		// The peer's simultaneous rekey may have won: then the SA lives on
@@ -215,122 +319,191 @@ func (sa *ikeSA) rekeyIKE(ctx context.Context) (string, error) {
 		if n != nil {
 			return n.id(), nil
 		}
+		return "", err
 	}
-	return id, err
+	return hs.survivor.id(), nil
 }
 
-// rekeyIKEExchange runs the CREATE_CHILD_SA that rekeys the IKE SA.
-func (sa *ikeSA) rekeyIKEExchange(ctx context.Context, props []transform.Proposal, prf *transform.PRF, group transform.Group, skd []byte) (string, error) {
-	e := sa.eng
+func (hs *rekeyIKERequester) handshake() error {
+	if err := hs.allocate(); err != nil {
+		return err
+	}
+	if err := hs.exchange(); err != nil {
+		return err
+	}
+	if err := hs.complete(); err != nil {
+		return err
+	}
+	hs.deleteOld()
+	return nil
+}
+
+// begin marks the SA as rekeying and settles the proposals, PRF, group and
+// SK_d; done is the new SA's ID when the peer's rekey did it already.
+func (hs *rekeyIKERequester) begin() (done string, err error) {
+	sa := hs.sa
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.state != stateEstablished {
+		return "", errors.New("IKE SA not established")
+	}
+	if n := sa.rekeyedBy; n != nil {
+		// The peer rekeyed it a moment ago: what the caller asked for is done.
+		return n.id(), nil
+	}
+	if sa.ikeRekeying {
+		return "", errors.New("IKE SA is being rekeyed already")
+	}
+	sa.ikeRekeying = true
+	hs.props, hs.prf, hs.group = sa.conn.IKEProposals, sa.suite.prf, sa.suite.group
+	hs.skd = append([]byte(nil), sa.keys.SkD...)
+	return "", nil
+}
+
+// allocate takes the new SA's SPI and makes Ni.
+func (hs *rekeyIKERequester) allocate() error {
+	e := hs.sa.eng
 	spi, err := e.newSPI()
 	if err != nil {
-		return "", err
+		return err
 	}
-	ni := make([]byte, nonceLen(prf))
-	if _, err := e.cfg.Rand.Read(ni); err != nil {
-		return "", err
-	}
+	hs.spi = spi
+	hs.ni = make([]byte, nonceLen(hs.prf))
+	_, err = e.cfg.Rand.Read(hs.ni)
+	return err
+}
+
+// exchange sends SA, Ni, KEi and waits for the answer, once more with the
+// group an INVALID_KE_PAYLOAD asks for.
+func (hs *rekeyIKERequester) exchange() error {
 	for try := 0; ; try++ {
-		dh, err := group.GenerateKey(e.cfg.Rand)
+		dh, err := hs.group.GenerateKey(hs.sa.eng.cfg.Rand)
 		if err != nil {
-			return "", err
+			return err
 		}
-		resp, err := sa.request(ctx, func(msgID uint32) ([][]byte, error) {
-			var b [8]byte
-			binary.BigEndian.PutUint64(b[:], spi)
-			ps := []wire.Payload{&wire.SA{Proposals: toWire(props, wire.ProtoIKE, b[:], true)}, &wire.Nonce{Data: ni},
-				&wire.KE{Group: group.ID(), Data: dh.Public()}}
-			return sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
-		})
+		hs.dh = dh
+		resp, err := hs.sa.request(hs.ctx, hs.build)
 		if err != nil {
-			return "", err
+			return err
 		}
-		if n := wire.FindNotify(resp.payloads, wire.NotifyInvalidKEPayload); n != nil && try == 0 && len(n.Data) == 2 {
-			if g := transform.GroupByID(binary.BigEndian.Uint16(n.Data)); g != nil && offersGroupIn(props, g.ID()) {
-				group = g
-				continue
-			}
+		hs.resp = resp
+		g, err := requestedGroup(resp.payloads, hs.props, hs.group)
+		if err != nil || g == nil {
+			return err
 		}
-		newSA, redundant, err := sa.completeRekeyIKE(resp, props, spi, ni, dh, prf, skd)
-		if err != nil {
-			return "", err
+		if try > 0 {
+			return errors.New("responder asked for another key exchange group twice")
 		}
-		if redundant != nil {
-			// Ours lost the collision: delete it; the peer deletes the old.
-			redundant.deleteIKE(ctx, "redundant after a simultaneous rekey")
-			return newSA.id(), nil
-		}
-		sa.deleteIKE(ctx, "rekeyed")
-		return newSA.id(), nil
+		hs.group = g
 	}
+}
+
+// build is the request: SA (protocol IKE, the new SPI), Ni, KEi. Called
+// with mu held.
+func (hs *rekeyIKERequester) build(msgID uint32) ([][]byte, error) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], hs.spi)
+	ps := []wire.Payload{&wire.SA{Proposals: toWire(hs.props, wire.ProtoIKE, b[:], true)}, &wire.Nonce{Data: hs.ni},
+		&wire.KE{Group: hs.group.ID(), Data: hs.dh.Public()}}
+	return hs.sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
+}
+
+// deleteOld deletes what the rekey left: the old SA, or after a collision
+// this side lost, our redundant new SA (the peer deletes the old).
+func (hs *rekeyIKERequester) deleteOld() {
+	if hs.redundant != nil {
+		hs.redundant.deleteIKE(hs.ctx, "redundant after a simultaneous rekey")
+		return
+	}
+	hs.sa.deleteIKE(hs.ctx, "rekeyed")
 }
 
 // endRekeying clears the rekey-in-progress mark; if the own rekey failed
 // while the peer's succeeded, the Child SAs go to the peer's new SA.
 func (sa *ikeSA) endRekeying() {
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
 	sa.ikeRekeying = false
-	if pend := sa.peerIKERekey; pend != nil && sa.rekeyedBy == nil {
+	pend := sa.peerIKERekey
+	var h handover
+	if pend != nil && sa.rekeyedBy == nil {
 		sa.peerIKERekey = nil
-		sa.moveTo(pend)
+		h = sa.detachTo(pend)
+	} else {
+		pend = nil
+	}
+	sa.mu.Unlock()
+	if pend != nil {
+		pend.adopt(h)
 	}
 }
 
-// completeRekeyIKE makes our new SA from the response. It returns the SA
-// that now carries the Child SAs and, after a collision this side lost, the
-// redundant SA of ours to delete.
-func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, spi uint64, ni []byte, dh transform.PrivateKey,
-	oldPRF *transform.PRF, skd []byte) (*ikeSA, *ikeSA, error) {
+// complete checks the answer and makes our new SA from it; then §2.8.2
+// decides, after a collision, which new SA survives and takes the Child
+// SAs.
+func (hs *rekeyIKERequester) complete() error {
+	sa, resp := hs.sa, hs.resp
 	for _, p := range resp.payloads {
 		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
-			return nil, nil, &notifyError{code: n.Code, when: "IKE SA rekey"}
+			return &notifyError{code: n.Code, when: "IKE SA rekey"}
 		}
 	}
 	saP, _ := wire.Find(resp.payloads, wire.PayloadSA).(*wire.SA)
 	nonce, _ := wire.Find(resp.payloads, wire.PayloadNonce).(*wire.Nonce)
 	ke, _ := wire.Find(resp.payloads, wire.PayloadKE).(*wire.KE)
 	if saP == nil || nonce == nil || ke == nil {
-		return nil, nil, errors.New("IKE rekey response without SA, Nonce or KE")
+		return errors.New("IKE rekey response without SA, Nonce or KE")
 	}
-	s := acceptChosen(props, saP, wire.ProtoIKE, true)
+	s := acceptChosen(hs.props, saP, wire.ProtoIKE, true)
 	if s == nil || len(s.spi) != 8 || ke.Group != s.group.ID() {
-		return nil, nil, errors.New("responder chose an IKE proposal we did not offer")
+		return errors.New("responder chose an IKE proposal we did not offer")
 	}
-	shared, err := dh.SharedSecret(ke.Data)
+	shared, err := hs.dh.SharedSecret(ke.Data)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	n := sa.successor(s, true, spi, binary.BigEndian.Uint64(s.spi))
-	n.ni, n.nr = ni, append([]byte(nil), nonce.Data...)
-	if err := n.deriveRekeyed(oldPRF, skd, shared); err != nil {
-		return nil, nil, err
+	n := sa.successor(s, true, hs.spi, binary.BigEndian.Uint64(s.spi))
+	n.ni, n.nr = hs.ni, append([]byte(nil), nonce.Data...)
+	if err := n.deriveRekeyed(hs.prf, hs.skd, shared); err != nil {
+		sa.mu.Unlock()
+		return err
 	}
 	if sa.rekeyedBy != nil {
 		// The peer's rekey won already (it deleted this SA while ours was
 		// outstanding): ours is redundant.
-		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", sa.rekeyedBy.id())
-		n.eng.register(n)
-		return sa.rekeyedBy, n, nil
+		kept := sa.rekeyedBy
+		sa.log(slog.LevelInfo, "IKE SA rekeyed by the peer first: ours is redundant", "kept", kept.id())
+		sa.mu.Unlock()
+		n.publish(false) // to send its Delete
+		hs.survivor, hs.redundant = kept, n
+		return nil
 	}
 	theirs := sa.peerIKERekey
 	if theirs == nil {
-		sa.handOver(n)
-		return n, nil, nil
+		h := sa.detachTo(n)
+		sa.mu.Unlock()
+		n.adopt(h)
+		n.publish(true)
+		hs.survivor = n
+		return nil
 	}
 	// §2.8.2: both rekeyed at once. The exchange with the lowest nonce
 	// made the redundant SA.
 	sa.peerIKERekey = nil
 	if bytes.Compare(lowestNonce(n.ni, n.nr), lowestNonce(theirs.ni, theirs.nr)) < 0 {
 		sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: ours is redundant", "kept", theirs.id())
-		n.eng.register(n) // to send its Delete
-		sa.moveTo(theirs)
-		return theirs, n, nil
+		h := sa.detachTo(theirs)
+		sa.mu.Unlock()
+		n.publish(false) // to send its Delete
+		theirs.adopt(h)
+		hs.survivor, hs.redundant = theirs, n
+		return nil
 	}
 	sa.log(slog.LevelInfo, "simultaneous IKE SA rekey: the peer's is redundant", "kept", n.id())
-	sa.handOver(n)
+	h := sa.detachTo(n)
+	sa.mu.Unlock()
+	n.adopt(h)
+	n.publish(true)
 	// The peer deletes its redundant SA once its own exchange completes;
 	// if its answer was lost and the old SA is gone by then, it never can.
 	// Then this side removes it, after the peer had time to.
@@ -343,5 +516,6 @@ func (sa *ikeSA) completeRekeyIKE(resp *response, props []transform.Proposal, sp
 			theirs.deleteIKE(context.Background(), "redundant after a simultaneous rekey; the peer did not delete it")
 		}
 	})
-	return n, nil, nil
+	hs.survivor = n
+	return nil
 }

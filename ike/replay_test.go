@@ -81,7 +81,7 @@ func replay(t *testing.T, tr *transcript.Transcript) {
 		e.AddBind(b)
 	}
 	if tr.Role == "initiator" {
-		go func() { _, _ = e.Initiate(context.Background(), conn.Name) }()
+		go func() { _, _ = e.InitiateNew(context.Background(), conn.Name) }()
 	}
 	if err := network.Wait(10 * time.Second); err != nil {
 		t.Fatal(err)

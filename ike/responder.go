@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,15 +31,30 @@ type saInitResponder struct {
 	suite *suite
 }
 
-// errAnswered means the step already answered the request (or chose to
-// drop it) and counted what happened.
-var errAnswered = errors.New("answered")
-
-// respondSAInit answers an IKE_SA_INIT request (§1.2).
+// respondSAInit answers an IKE_SA_INIT request (§1.2). A refusal is
+// answered unprotected, with its notify alone (§2.21.1), or dropped.
 func (e *Engine) respondSAInit(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
 	hs := &saInitResponder{eng: e, bind: b, from: from, pkt: pkt, msg: msg}
-	if err := hs.handshake(); err != nil && err != errAnswered {
+	err := hs.handshake()
+	if err == nil {
+		return
+	}
+	var r *refusal
+	if !errors.As(err, &r) {
 		e.log.Warn("IKE_SA_INIT failed", "peer", from, "err", err)
+		return
+	}
+	if r.failure != "" {
+		e.stats.failure(r.failure)
+	}
+	if r.drop != "" {
+		e.stats.drop(r.drop)
+	}
+	if r.msg != "" {
+		e.log.Log(context.Background(), r.level, r.msg, append([]any{"peer", from}, r.attrs...)...)
+	}
+	if r.notify != nil {
+		e.sendInitError(b, from, &msg.Header, r.notify.Code, r.notify.Data)
 	}
 }
 
@@ -53,6 +69,9 @@ func (hs *saInitResponder) handshake() error {
 		return err
 	}
 	if err := hs.checkCookie(); err != nil {
+		return err
+	}
+	if err := hs.eng.allowInit(hs.from.Addr()); err != nil { // authlimit hook
 		return err
 	}
 	if err := hs.chooseProposal(); err != nil {
@@ -101,10 +120,8 @@ func (hs *saInitResponder) findConnections() error {
 	if len(hs.cands) == 0 {
 		// §2.21.1 allows NO_PROPOSAL_CHOSEN for a peer we have no
 		// configuration for; it tells a misconfigured peer why.
-		hs.eng.stats.failure("no_connection")
-		hs.eng.log.Info("IKE_SA_INIT from a peer no connection matches", "peer", hs.from)
-		hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyNoProposalChosen, nil)
-		return errAnswered
+		return refuse(wire.NotifyNoProposalChosen, errors.New("no connection matches the peer")).counted("no_connection").
+			logged(slog.LevelInfo, "IKE_SA_INIT from a peer no connection matches")
 	}
 	return nil
 }
@@ -116,9 +133,8 @@ func (hs *saInitResponder) readPayloads() error {
 	hs.ke, _ = wire.Find(hs.msg.Payloads, wire.PayloadKE).(*wire.KE)
 	hs.nonce, _ = wire.Find(hs.msg.Payloads, wire.PayloadNonce).(*wire.Nonce)
 	if hs.sa == nil || hs.ke == nil || hs.nonce == nil {
-		hs.eng.stats.drop(DropMalformed)
-		hs.eng.log.Info("dropped IKE_SA_INIT without SA, KE and Nonce", "peer", hs.from)
-		return errAnswered
+		return dropRequest(DropMalformed, errors.New("IKE_SA_INIT without SA, KE and Nonce")).
+			logged(slog.LevelInfo, "dropped IKE_SA_INIT without SA, KE and Nonce")
 	}
 	return nil
 }
@@ -139,9 +155,9 @@ func (hs *saInitResponder) checkCookie() error {
 		}
 	}
 	cookie := e.cookies.make(hs.nonce.Data, hs.from.Addr(), hs.msg.Header.SPIi)
-	e.stats.drop(DropCookieRequired)
-	e.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyCookie, cookie)
-	return errAnswered
+	r := refuseWith(&wire.Notify{Code: wire.NotifyCookie, Data: cookie}, errors.New("a cookie is required"))
+	r.drop = DropCookieRequired
+	return r
 }
 
 // chooseProposal selects by our preference (§2.7), answering
@@ -149,11 +165,8 @@ func (hs *saInitResponder) checkCookie() error {
 func (hs *saInitResponder) chooseProposal() error {
 	hs.suite = selectProposal(hs.cands[0].IKEProposals, hs.sa.Proposals, wire.ProtoIKE, true)
 	if hs.suite == nil {
-		hs.eng.stats.failure("no_proposal_chosen")
-		hs.eng.log.Info("IKE_SA_INIT: no acceptable proposal", "peer", hs.from, "connection", hs.cands[0].Name,
-			"offered", describeOffer(hs.sa.Proposals))
-		hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyNoProposalChosen, nil)
-		return errAnswered
+		return refuse(wire.NotifyNoProposalChosen, errors.New("no acceptable proposal")).
+			logged(slog.LevelInfo, "IKE_SA_INIT: no acceptable proposal", "connection", hs.cands[0].Name, "offered", describeOffer(hs.sa.Proposals))
 	}
 	return nil
 }
@@ -161,14 +174,11 @@ func (hs *saInitResponder) chooseProposal() error {
 // checkKE asks for the selected group when the initiator guessed another
 // (§1.2, §3.4): INVALID_KE_PAYLOAD with the group number.
 func (hs *saInitResponder) checkKE() error {
-	want := hs.suite.group.ID()
-	if hs.ke.Group == want {
+	if hs.ke.Group == hs.suite.group.ID() {
 		return nil
 	}
-	hs.eng.log.Info("IKE_SA_INIT: asking for another key exchange group", "peer", hs.from,
-		"received", hs.ke.Group, "requested", hs.suite.group.Name())
-	hs.eng.sendInitError(hs.bind, hs.from, &hs.msg.Header, wire.NotifyInvalidKEPayload, []byte{byte(want >> 8), byte(want)})
-	return errAnswered
+	return refuseWith(groupNotify(hs.suite.group), errors.New("another key exchange group")).
+		logged(slog.LevelInfo, "IKE_SA_INIT: asking for another key exchange group", "received", hs.ke.Group, "requested", hs.suite.group.Name())
 }
 
 // createSA makes the half-open IKE SA, computes its keys and answers.
@@ -186,10 +196,8 @@ func (hs *saInitResponder) createSA() error {
 	if err != nil {
 		// RFC 6989: an invalid public value ends the exchange; the
 		// message cannot be answered with INVALID_SYNTAX unencrypted.
-		e.stats.failure("invalid_ke")
-		e.stats.drop(DropMalformed)
-		e.log.Info("IKE_SA_INIT: invalid key exchange value", "peer", hs.from, "err", err)
-		return errAnswered
+		return dropRequest(DropMalformed, err).counted("invalid_ke").
+			logged(slog.LevelInfo, "IKE_SA_INIT: invalid key exchange value", "err", err)
 	}
 	nr := make([]byte, nonceLen(hs.suite.prf))
 	if _, err := e.cfg.Rand.Read(nr); err != nil {
@@ -254,12 +262,18 @@ func (hs *saInitResponder) createSA() error {
 	}
 	sa.msgR = resp.Marshal()
 
+	// Every field is set before the SA is published: from then on other
+	// goroutines (a Terminate, the next message) read it under its lock.
+	e.halfOpenCount.Add(1)
+	e.halfOpenAdded(sa.initKey.peer.Addr()) // authlimit hook
+	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
+	msgR := sa.msgR
+	// Logged before it is published: afterwards IKE_AUTH may change what
+	// the log line reads (the connection) on another reader goroutine.
+	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
 	e.sas.put(sa)
 	e.sas.putHalfOpen(sa)
-	e.halfOpenCount.Add(1)
-	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
-	e.send(hs.bind, hs.from, sa.msgR)
-	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	e.send(hs.bind, hs.from, msgR)
 	return nil
 }
 
@@ -318,48 +332,56 @@ type authResponder struct {
 // packet. On failure the response carries the error and the SA is dead.
 func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 	hs := &authResponder{sa: sa, inner: inner}
-	code, err := hs.handshake()
+	err := hs.handshake()
 	if err == nil {
 		return hs.finish()
 	}
-	reason := failureReason(code)
-	var mismatch *authMismatchError
-	if errors.As(err, &mismatch) {
-		reason = "auth_mismatch"
+	r := asRefusal(err, wire.NotifyAuthenticationFailed)
+	if r.notify != nil && r.notify.Code == wire.NotifyAuthenticationFailed { // authlimit hook
+		sa.eng.authFailed(sa.initKey.peer.Addr())
 	}
-	sa.eng.stats.failure(reason)
-	sa.log(slog.LevelWarn, "IKE_AUTH failed", "err", err, "notify", notifyName(code))
-	sa.eng.observeFailure(sa.remote.Addr(), false, reason)
-	var extra []wire.Payload
-	var f *auth.Failure
-	if errors.As(err, &f) {
-		for _, n := range f.Notifies {
-			extra = append(extra, n)
-		}
-	}
-	pkt := sa.errorResponse(wire.IKE_AUTH, code, extra)
+	sa.eng.observeFailure(sa.remote.Addr(), false, r.failure)
+	pkt := sa.answer(wire.IKE_AUTH, "IKE_AUTH failed", r)
 	sa.destroyLocked("IKE_AUTH failed")
 	return pkt
 }
 
-func (hs *authResponder) handshake() (wire.NotifyType, error) {
+func (hs *authResponder) handshake() error {
 	if err := hs.readPayloads(); err != nil {
-		return wire.NotifyInvalidSyntax, err
+		return err
 	}
 	if err := hs.pickConnection(); err != nil {
-		return wire.NotifyAuthenticationFailed, err
+		return err
 	}
 	if err := hs.verifyPeer(); err != nil {
-		return wire.NotifyAuthenticationFailed, err
+		return err
 	}
 	if err := hs.prove(); err != nil {
-		return wire.NotifyAuthenticationFailed, err
+		return err
 	}
 	hs.negotiateChild()
 	if wire.FindNotify(hs.inner, wire.NotifyInitialContact) != nil {
 		hs.sa.initialContact = true
 	}
-	return 0, nil
+	return nil
+}
+
+// authRefusal refuses IKE_AUTH with AUTHENTICATION_FAILED (§2.21.2),
+// followed by the auth method's own notifies when it has any, counted as
+// an authentication mismatch when no connection takes the peer's method.
+func authRefusal(err error) *refusal {
+	r := refuse(wire.NotifyAuthenticationFailed, err)
+	var mismatch *authMismatchError
+	if errors.As(err, &mismatch) {
+		r.failure = "auth_mismatch"
+	}
+	var f *auth.Failure
+	if errors.As(err, &f) {
+		for _, n := range f.Notifies {
+			r.extra = append(r.extra, n)
+		}
+	}
+	return r
 }
 
 // readPayloads checks that IDi and AUTH are present (§1.2).
@@ -377,7 +399,7 @@ func (hs *authResponder) readPayloads() error {
 		}
 	}
 	if hs.idi == nil || hs.authP == nil {
-		return errors.New("IKE_AUTH request without IDi or AUTH")
+		return refuse(wire.NotifyInvalidSyntax, errors.New("IKE_AUTH request without IDi or AUTH"))
 	}
 	return nil
 }
@@ -415,28 +437,32 @@ func (hs *authResponder) pickConnection() error {
 		}
 	}
 	if anyID {
-		return &authMismatchError{peer: authMethodName(hs.authP.Method), accepted: accepted}
+		return authRefusal(&authMismatchError{peer: authMethodName(hs.authP.Method), accepted: accepted})
 	}
-	return fmt.Errorf("no connection accepts peer identity %s with auth method %d", IdentityFromPayload(hs.idi), hs.authP.Method)
+	return authRefusal(fmt.Errorf("no connection accepts peer identity %s with auth method %d", IdentityFromPayload(hs.idi), hs.authP.Method))
 }
 
-// authMethodName names an AUTH payload's method for logs.
+// authMethodName names an AUTH payload's method for logs: the iked method
+// that speaks it, and the wire's name.
 func authMethodName(m wire.AuthMethod) string {
 	switch m {
 	case wire.AuthSharedKeyMIC:
-		return "psk (shared key MIC)"
+		return "psk (" + m.String() + ")"
 	case wire.AuthRSASig, wire.AuthECDSA256, wire.AuthECDSA384, wire.AuthECDSA521, wire.AuthDigitalSig:
-		return fmt.Sprintf("cert (signature method %d)", m)
+		return "cert (" + m.String() + ")"
 	case 201: // kerberos' private-use method (auth/kerberos.AuthMethod)
-		return "kerberos (method 201)"
+		return "kerberos (" + m.String() + ")"
 	}
-	return fmt.Sprintf("auth method %d", m)
+	return m.String()
 }
 
 // verifyPeer checks the initiator's AUTH over InitiatorSignedOctets.
 func (hs *authResponder) verifyPeer() error {
 	octets := hs.sa.signedOctets(true, hs.idi)
-	return hs.session.Verify(octets, hs.inner)
+	if err := hs.session.Verify(octets, hs.inner); err != nil {
+		return authRefusal(err)
+	}
+	return nil
 }
 
 // prove builds IDr and AUTH over ResponderSignedOctets.
@@ -445,7 +471,7 @@ func (hs *authResponder) prove() error {
 	hs.sa.authParams.LocalID = idr
 	payloads, err := hs.session.Prove(hs.sa.signedOctets(false, idr), hs.inner)
 	if err != nil {
-		return err
+		return authRefusal(err)
 	}
 	hs.resp = append(append([]wire.Payload{idr}, payloads...), windowNotify())
 	hs.sa.setSendWindow(peerWindow(hs.inner))
@@ -461,11 +487,12 @@ func (hs *authResponder) negotiateChild() {
 	if req.sa == nil {
 		return // childless (RFC 6023) or malformed; nothing to create
 	}
-	payloads, code, err := sa.acceptChild(hs.conn, req, keySeed{ni: sa.ni, nr: sa.nr, initiator: false}, nil)
+	payloads, err := sa.acceptChild(hs.conn, req, keySeed{ni: sa.ni, nr: sa.nr, initiator: false}, nil)
 	if err != nil {
-		sa.eng.stats.notify(notifyName(code))
-		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", notifyName(code))
-		hs.resp = append(hs.resp, &wire.Notify{Code: code})
+		r := asRefusal(err, wire.NotifyTemporaryFailure)
+		sa.eng.stats.notify(r.notify.Code.String())
+		sa.log(slog.LevelWarn, "Child SA not created", "err", err, "notify", r.notify.Code.String())
+		hs.resp = append(hs.resp, r.notify)
 		return
 	}
 	hs.resp = append(hs.resp, payloads...)
@@ -494,18 +521,21 @@ func (hs *authResponder) finish() [][]byte {
 func (sa *ikeSA) establish() {
 	if !sa.initiator {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 		if sa.halfOpenTimer != nil {
 			sa.halfOpenTimer.Stop()
 		}
 		sa.eng.sas.removeHalfOpen(sa)
 	}
 	sa.state = stateEstablished
+	sa.markUp()
 	sa.established = sa.eng.cfg.Now()
 	sa.eng.indexIdentity(sa)
 	sa.candidates = nil
 	sa.eng.stats.completedHandshake(sa.role(), sa.established.Sub(sa.started))
 	sa.lastRecv = sa.established
 	sa.startTimers()
+	sa.eng.subs.ikeUp(sa)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "IKE SA established", "local_id", sa.localID.String(), "remote_id", sa.remoteID.String(),
 			"auth", sa.authName, "algorithms", sa.suite.String())
@@ -515,13 +545,13 @@ func (sa *ikeSA) establish() {
 // localIdentity is the connection's local ID, or the local address.
 //
 // An auth method that proves a particular identity (a certificate's subject)
-// supplies the default instead, through LocalIdentity() *wire.ID.
+// supplies the default instead (auth.ProvenIdentity).
 func (e *Engine) localIdentity(c *Connection, local netip.Addr) Identity {
 	if !c.LocalID.IsZero() {
 		return c.LocalID
 	}
-	if m, ok := c.Auth.(interface{ LocalIdentity() *wire.ID }); ok {
-		if id := m.LocalIdentity(); id != nil {
+	if m, ok := c.Auth.(auth.ProvenIdentity); ok {
+		if id := m.ProvenIdentity(); id != nil {
 			return Identity{Type: id.IDType, Value: id.Data}
 		}
 	}

@@ -33,45 +33,55 @@ func (s state) String() string {
 	return [...]string{"connecting", "authenticating", "established", "deleting", "dead"}[s]
 }
 
-// ikeSA is one IKE SA. mu guards everything below it; handshake steps run
-// with it held, so that one SA's messages are processed in order while
-// other SAs proceed in parallel.
+// ikeSA is one IKE SA. Its fields are grouped by concern, each group with
+// what guards it; the rules for taking mu are in docs/design.md ("Locks").
+// Handshake steps run with mu held, so that one SA's messages are
+// processed in order while other SAs proceed in parallel. The order of the
+// groups also packs the struct into the 576-byte size class (held SAs:
+// docs/performance.md).
 type ikeSA struct {
+	// Set when the SA is made and never changed: read without a lock.
 	eng       *Engine
 	serial    uint64 // names the SA in logs and the control API: see id
 	initiator bool
 	started   time.Time
 
-	mu    sync.Mutex
-	state state
-	// The flags sit together after state, where each alone would leave
-	// seven bytes of padding: the struct stays in the 576-byte size class.
-	encap          bool // on the NAT-T port: ESP goes in UDP (RFC 3948)
+	// mu guards the groups below unless a group names another guard.
+	mu sync.Mutex
+
+	// Its place in its life and what was negotiated along the way. The
+	// flags sit together after state, where each alone would leave seven
+	// bytes of padding.
+	state          state
+	encap          bool // IKE is on the NAT-T port (non-ESP marker); see espInUDP
 	natLocal       bool
 	natRemote      bool
 	fragments      bool // RFC 7383: both sides announced it
 	initialContact bool // the peer's IKE_AUTH carried INITIAL_CONTACT
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
+	countedUp      bool // in Engine.up: established (markUp, markDown)
 
-	conn        *Connection
-	spii, spir  uint64
-	bind        transport.Bind
-	local       netip.AddrPort
-	remote      netip.AddrPort
-	initKey     halfOpenKey // how the IKE_SA_INIT request found us (responder)
-	suite       *suite
-	keys        *transform.IKEKeys
-	out, in     *transform.Protector // protect our messages / open the peer's
-	localID     Identity
-	remoteID    Identity
-	authName    string
-	established time.Time
+	// Who the peer is and the path to it.
+	conn     *Connection
+	localID  Identity
+	remoteID Identity
+	authName string
+	bind     transport.Bind
+	local    netip.AddrPort
+	remote   netip.AddrPort
+	initKey  halfOpenKey // how the IKE_SA_INIT request found us (responder)
+
+	// Keys. spii of an initiator and spir of a responder (localSPI) are
+	// set before the SA is published and read without mu (timer shards).
+	spii, spir uint64
+	suite      *suite
+	keys       *transform.IKEKeys
+	out, in    *transform.Protector // protect our messages / open the peer's
 
 	// The handshake's state (compact.go): nil once a responder's IKE SA
 	// is established, so code that can run after that checks it.
 	*saHandshake
-	children []*childSA
 
 	// Requests we send: up to the peer's window outstanding (§2.3), each
 	// waiting for its response in pending; reqSlot holds one token per
@@ -92,25 +102,31 @@ type ikeSA struct {
 	reqFragments  *reassembly
 	respFragments *reassembly
 
-	// identHash indexes the SA by its identities once established
-	// (identIndexed); identPrev and identNext link the SAs of one
-	// identHash (Engine.identMu guards them).
-	identHash            uint64
-	identPrev, identNext *ikeSA
-	// rekeyedBy is the IKE SA that took over after a rekey; peerIKERekey
-	// is the new SA the peer's simultaneous rekey made meanwhile while
-	// ikeRekeying (§2.8.2).
+	// Child SAs, and rekeying: rekeyedBy is the IKE SA that took over
+	// after a rekey; peerIKERekey is the new SA the peer's simultaneous
+	// rekey made while ikeRekeying (§2.8.2).
+	children     []*childSA
 	rekeyedBy    *ikeSA
 	peerIKERekey *ikeSA
-	// timers are the armed rekey, DPD and keepalive timers; lastRecv is
-	// when the peer last sent an authentic message (for DPD).
-	timers   *saTimer // linked through saTimer.next
-	lastRecv time.Time
 
-	// logCache holds the log attributes once built. Log lines are also
-	// written without mu held, hence an atomic pointer; and a pointer, so
-	// that an SA that never logs (at the daemon's default level, most of
-	// them) carries one word for it rather than the attributes' key.
+	// Timers and liveness: the armed rekey, DPD and keepalive timers, when
+	// the SA was established, and when the peer last sent an authentic
+	// message (for DPD). All on the engine's one clock (Config.Now).
+	timers      *saTimer // linked through saTimer.next
+	established time.Time
+	lastRecv    time.Time
+
+	// The identity index (INITIAL_CONTACT), guarded by Engine.identMu:
+	// identHash keys the SA once established (identIndexed, under mu);
+	// identPrev and identNext link the SAs of one identHash.
+	identHash            uint64
+	identPrev, identNext *ikeSA
+
+	// logCache holds the log attributes once built; no lock. Log lines
+	// are also written without mu held, hence an atomic pointer; and a
+	// pointer, so that an SA that never logs (at the daemon's default
+	// level, most of them) carries one word for it rather than the
+	// attributes' key.
 	logCache atomic.Pointer[logAttrCache]
 }
 
@@ -307,7 +323,12 @@ var (
 // receive handles one message for this SA.
 func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg *wire.Message) {
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			sa.mu.Unlock()
+		}
+	}()
 	if sa.state == stateDead {
 		sa.eng.stats.drop(DropUnknownSPI)
 		return
@@ -361,6 +382,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
 	var resp [][]byte
+	var after func()
 	switch hdr.Exchange {
 	case wire.IKE_AUTH:
 		if sa.initiator || sa.state != stateAuthenticating {
@@ -369,13 +391,9 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		}
 		resp = sa.respondAuth(msg, inner)
 	case wire.INFORMATIONAL:
-		if sa.state < stateEstablished && !sa.initiator && sa.state != stateAuthenticating {
-			sa.eng.stats.drop(DropUnexpected)
-			return
-		}
-		resp = sa.respondInformational(inner)
+		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
-		resp = sa.respondCreateChild(inner)
+		resp, after = sa.respondCreateChild(inner)
 	default:
 		sa.eng.stats.drop(DropUnsupported)
 		return
@@ -384,9 +402,18 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.responses.store(hdr.MessageID, resp, recvWindow)
+	dead := sa.state == stateDead
+	sa.mu.Unlock()
+	locked = false
+	// What the exchange left for after the lock (a rekeyed SA taking over
+	// the Child SAs) runs before the response goes out, so that the peer
+	// cannot use a new SA before this side knows it.
+	if after != nil {
+		after()
+	}
 	// §2.11: a response goes back to the address and port the request came from.
 	sa.eng.sendAll(b, from, resp)
-	if sa.state == stateDead {
+	if dead {
 		sa.eng.unregister(sa)
 	}
 }
@@ -397,22 +424,21 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 // authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
-	sa.log(slog.LevelInfo, "malformed request", "exchange", exchangeName(exch), "err", we.Error())
-	var n *wire.Notify
+	n := &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	if we.Notify == wire.NotifyUnsupportedCriticalPayload {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
-	} else {
-		n = &wire.Notify{Code: wire.NotifyInvalidSyntax}
 	}
-	sa.eng.stats.notify(notifyName(n.Code))
-	resp, err := sa.sealMessage(exch, sa.respID, true, []wire.Payload{n})
-	if err != nil {
+	r := refuseWith(n, we).logged(slog.LevelInfo, "malformed request", "exchange", exch.String())
+	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+		r.failure = failureReason(n.Code)
+	}
+	resp := sa.answer(exch, "", r)
+	if resp == nil {
 		return
 	}
 	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
 	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
-		sa.eng.stats.failure(failureReason(n.Code))
 		sa.destroyLocked("malformed IKE_AUTH")
 		sa.eng.unregister(sa)
 	}
@@ -434,6 +460,9 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 	// The Child SAs' ESP-in-UDP follows the peer to its new NAT mapping.
 	db := sa.eng.cfg.SADB
 	for _, c := range sa.children {
+		if c.inbound.EncapSrcPort == 0 {
+			continue // plain ESP: no ports to follow
+		}
 		lp, rp := sa.local.Port(), sa.remote.Port()
 		if err := db.Move(c.inbound, sa.remote.Addr(), sa.local.Addr(), rp, lp); err != nil {
 			sa.log(slog.LevelWarn, "moving the inbound Child SA failed", "err", err)
@@ -444,9 +473,23 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 	}
 }
 
+// espInUDP reports whether Child SAs' ESP goes inside UDP (RFC 3948): IKE
+// is on the NAT-T port and a NAT was detected on either side, or
+// encapsulation is forced (a connection's force_encap, or a data plane
+// that speaks only ESP in UDP). The port alone is not enough: a MOBIKE
+// peer moves IKE to port 4500 without a NAT (RFC 4555 §3.5) and keeps ESP
+// plain. Caller holds mu.
+func (sa *ikeSA) espInUDP() bool {
+	forced := sa.eng.cfg.ForceEncap || (sa.conn != nil && sa.conn.ForceEncap)
+	return sa.encap && (sa.natLocal || sa.natRemote || forced)
+}
+
 // dropUndecryptable counts a message whose SK payload failed.
 func (sa *ikeSA) dropUndecryptable(err error) {
 	switch {
+	case errors.Is(err, errOversize):
+		sa.eng.stats.drop(DropOversize)
+		sa.log(slog.LevelInfo, "dropped fragmented message: larger than the maximum message size", "max", sa.eng.cfg.MaxMessageSize)
 	case errors.Is(err, transform.ErrIntegrity):
 		sa.eng.stats.drop(DropIntegrity)
 		sa.log(slog.LevelDebug, "dropped message failing the integrity check")
@@ -526,6 +569,7 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 
 	cfg := &sa.eng.cfg
 	timeout := cfg.RetransmitTimeout
+	began := time.Now()
 	for try := 0; ; try++ {
 		sa.eng.sendAll(bind, remote, pkt)
 		timer := time.NewTimer(timeout)
@@ -556,13 +600,55 @@ func (sa *ikeSA) request(ctx context.Context, build func(msgID uint32) ([][]byte
 			if established {
 				sa.peerDead()
 			}
-			return nil, errTimeout
+			return nil, &timeoutError{peer: remote, retransmissions: try, waited: time.Since(began)}
 		}
 		sa.eng.stats.retransmissions.Add(1)
 		sa.log(slog.LevelDebug, "retransmitting request", "message_id", id, "try", try+1)
-		timeout = time.Duration(math.Min(float64(timeout)*cfg.RetransmitBase, float64(5*time.Minute)))
+		timeout = nextRetransmit(timeout, cfg.RetransmitBase)
 	}
 }
+
+// nextRetransmit is the timeout after one of d: exponential backoff,
+// capped at five minutes.
+func nextRetransmit(d time.Duration, base float64) time.Duration {
+	return time.Duration(math.Min(float64(d)*base, float64(5*time.Minute)))
+}
+
+// RetransmitBudget is how long one exchange waits for a silent peer: the
+// first timeout and every retransmission's, until the engine gives up.
+func (e *Engine) RetransmitBudget() time.Duration {
+	var total time.Duration
+	d := e.cfg.RetransmitTimeout
+	for range e.cfg.RetransmitTries + 1 {
+		total += d
+		d = nextRetransmit(d, e.cfg.RetransmitBase)
+	}
+	return total
+}
+
+// InitiateTimeout bounds an initiation to a silent peer: IKE_SA_INIT and
+// IKE_AUTH each get the whole retransmission budget (COOKIE and
+// INVALID_KE_PAYLOAD restarts are answered, so they add round trips, not
+// budgets), plus a margin for the work in between. A caller waiting for
+// Initiate (the control socket) waits this long, so that the engine, not
+// the caller, says what happened.
+func (e *Engine) InitiateTimeout() time.Duration {
+	return 2*e.RetransmitBudget() + 10*time.Second
+}
+
+// timeoutError is an exchange the peer never answered. It is errTimeout
+// (errors.Is), and says to whom and for how long.
+type timeoutError struct {
+	peer            netip.AddrPort
+	retransmissions int
+	waited          time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no answer from %s after %d retransmissions, %.0f s", e.peer, e.retransmissions, e.waited.Seconds())
+}
+
+func (e *timeoutError) Is(target error) bool { return target == errTimeout }
 
 // slot returns the channel whose capacity is the send window: one token
 // per request in flight. It is replaced when the peer announces a window;
@@ -592,19 +678,6 @@ func (sa *ikeSA) clearPending(p *pendingRequest) {
 	sa.mu.Unlock()
 }
 
-// errorResponse builds an encrypted response carrying one error notify.
-// Caller holds mu.
-func (sa *ikeSA) errorResponse(exch wire.ExchangeType, code wire.NotifyType, extra []wire.Payload) [][]byte {
-	sa.eng.stats.notify(notifyName(code))
-	payloads := append([]wire.Payload{&wire.Notify{Code: code}}, extra...)
-	pkt, err := sa.sealMessage(exch, sa.respID, true, payloads)
-	if err != nil {
-		sa.log(slog.LevelError, "cannot build error response", "err", err)
-		return nil
-	}
-	return pkt
-}
-
 // destroy removes the SA and its Child SAs from everywhere. Caller must
 // not hold mu.
 func (sa *ikeSA) destroy(reason string) {
@@ -622,6 +695,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 	wasHalfOpen := !sa.initiator && sa.state < stateEstablished
 	if wasHalfOpen {
 		sa.eng.halfOpenCount.Add(-1)
+		sa.eng.halfOpenRemoved(sa.initKey.peer.Addr()) // authlimit hook
 	}
 	if sa.saHandshake != nil && sa.halfOpenTimer != nil {
 		sa.halfOpenTimer.Stop()
@@ -631,10 +705,12 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		sa.removeChild(c)
 	}
 	sa.children = nil
+	sa.eng.subs.ikeDown(sa)
 	if sa.state >= stateEstablished || sa.state == stateDeleting {
 		sa.log(slog.LevelInfo, "IKE SA deleted", "reason", reason)
 	}
 	sa.state = stateDead
+	sa.markDown()
 	if sa.saHandshake != nil {
 		for _, s := range sa.sessions {
 			s.Close()
@@ -657,6 +733,8 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
+	sa.eng.subs.childDown(sa, c)
+	sa.childDown(c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}
@@ -689,48 +767,4 @@ func (sa *ikeSA) info() SAInfo {
 		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))
 	}
 	return in
-}
-
-// exchangeName names an exchange type for logs.
-func exchangeName(t wire.ExchangeType) string {
-	switch t {
-	case wire.IKE_SA_INIT:
-		return "IKE_SA_INIT"
-	case wire.IKE_AUTH:
-		return "IKE_AUTH"
-	case wire.CREATE_CHILD_SA:
-		return "CREATE_CHILD_SA"
-	case wire.INFORMATIONAL:
-		return "INFORMATIONAL"
-	}
-	return fmt.Sprintf("exchange-%d", t)
-}
-
-// notifyNames are the error notifies iked sends or reports, as metric labels.
-var notifyNames = map[wire.NotifyType]string{
-	wire.NotifyUnsupportedCriticalPayload: "UNSUPPORTED_CRITICAL_PAYLOAD",
-	wire.NotifyInvalidIKESPI:              "INVALID_IKE_SPI",
-	wire.NotifyInvalidMajorVersion:        "INVALID_MAJOR_VERSION",
-	wire.NotifyInvalidSyntax:              "INVALID_SYNTAX",
-	wire.NotifyInvalidMessageID:           "INVALID_MESSAGE_ID",
-	wire.NotifyInvalidSPI:                 "INVALID_SPI",
-	wire.NotifyNoProposalChosen:           "NO_PROPOSAL_CHOSEN",
-	wire.NotifyInvalidKEPayload:           "INVALID_KE_PAYLOAD",
-	wire.NotifyAuthenticationFailed:       "AUTHENTICATION_FAILED",
-	wire.NotifySinglePairRequired:         "SINGLE_PAIR_REQUIRED",
-	wire.NotifyNoAdditionalSAs:            "NO_ADDITIONAL_SAS",
-	wire.NotifyInternalAddressFailure:     "INTERNAL_ADDRESS_FAILURE",
-	wire.NotifyFailedCPRequired:           "FAILED_CP_REQUIRED",
-	wire.NotifyTSUnacceptable:             "TS_UNACCEPTABLE",
-	wire.NotifyInvalidSelectors:           "INVALID_SELECTORS",
-	wire.NotifyTemporaryFailure:           "TEMPORARY_FAILURE",
-	wire.NotifyChildSANotFound:            "CHILD_SA_NOT_FOUND",
-	wire.NotifyCookie:                     "COOKIE",
-}
-
-func notifyName(t wire.NotifyType) string {
-	if n, ok := notifyNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("NOTIFY_%d", t)
 }

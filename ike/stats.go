@@ -16,6 +16,9 @@ const (
 	DropCookieRequired = "cookie_required"
 	DropRateLimited    = "rate_limited"
 	DropUnsupported    = "unsupported"
+	// DropOversize: a datagram, or a message reassembled from fragments,
+	// larger than Config.MaxMessageSize.
+	DropOversize = "oversize"
 )
 
 // Stats is a snapshot of the engine's counters, read by package metrics.

@@ -18,6 +18,9 @@ const timerShards = 16
 
 // timerHeaps are an engine's timer heaps.
 type timerHeaps struct {
+	// clock is the engine's one clock (Config.Now), which also stamps
+	// lastRecv and established; the runtime timers only wake the heaps.
+	clock  func() time.Time
 	once   sync.Once
 	epoch  time.Time // times are durations since epoch (monotonic)
 	shards [timerShards]timerShard
@@ -84,8 +87,12 @@ func (h *saTimerHeap) Pop() any {
 }
 
 func (th *timerHeaps) now() time.Duration {
-	th.once.Do(func() { th.epoch = time.Now() })
-	return time.Since(th.epoch)
+	clock := th.clock
+	if clock == nil {
+		clock = time.Now
+	}
+	th.once.Do(func() { th.epoch = clock() })
+	return clock().Sub(th.epoch)
 }
 
 func (th *timerHeaps) shard(sa *ikeSA) *timerShard {

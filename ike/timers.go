@@ -107,7 +107,7 @@ func (sa *ikeSA) startChildTimer(c *childSA) {
 // rekeyChild rekeys c if it is still current.
 func (sa *ikeSA) rekeyChild(c *childSA) {
 	sa.mu.Lock()
-	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && sa.hasChild(c)
+	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && !c.rekeying && sa.hasChild(c)
 	sa.mu.Unlock()
 	if !live {
 		return
@@ -200,6 +200,11 @@ func (sa *ikeSA) peerDead() {
 	conn := sa.conn
 	sa.eng.stats.failure("dead_peer")
 	sa.log(slog.LevelWarn, "peer is dead: no answer to retransmissions", "action", conn.DPDAction.String())
+	if conn.DPDAction == DPDHold {
+		// The outbound policies stay, as traps, before the Child SAs'
+		// own references go: their traffic never leaks past them.
+		sa.holdPolicies()
+	}
 	sa.destroyLocked("dead peer")
 	sa.mu.Unlock()
 	sa.eng.unregister(sa)

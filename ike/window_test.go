@@ -14,7 +14,7 @@ import (
 // holds its answers until all four arrived), and all are answered.
 func TestMessageWindow(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	sa := p.a.allSAs()[0]

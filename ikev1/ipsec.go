@@ -145,7 +145,7 @@ func (sa *isakmpSA) startIPsecTimers(c *ipsecSA) {
 	if soft >= life {
 		soft = life * 9 / 10
 	}
-	soft -= time.Duration(rand.Int64N(int64(soft/10) + 1))
+	soft -= time.Duration(rand.Int64N(int64(soft/10) + 1)) // #nosec G404 -- jitter so that SAs made together do not rekey in lockstep; nothing secret
 	if !c.initiator {
 		soft += min(life-soft, 2*sa.eng.cfg.RetransmitTimeout) / 2
 	}

@@ -33,7 +33,7 @@ func (sa *isakmpSA) startTimers() {
 	if soft >= life {
 		soft = life * 9 / 10
 	}
-	soft -= time.Duration(rand.Int64N(int64(soft/10) + 1))
+	soft -= time.Duration(rand.Int64N(int64(soft/10) + 1)) // #nosec G404 -- jitter so that SAs made together do not rekey in lockstep; nothing secret
 	if !sa.initiator {
 		// The initiator rekeys first; the responder only if it did not.
 		soft += (life - soft) / 2

@@ -24,15 +24,8 @@ type capture struct {
 	stopped bool
 }
 
-// startCapture starts tcpdump on dev in ns and waits until it listens.
-// t.Cleanup stops it.
-func startCapture(t *testing.T, ns *netns, dev string) *capture {
-	t.Helper()
-	return startCaptureFilter(t, ns, dev, "udp")
-}
-
-// startCaptureFilter is startCapture with a tcpdump filter expression
-// (empty: every packet).
+// startCaptureFilter starts tcpdump on dev in ns with a filter expression
+// (empty: every packet) and waits until it listens. t.Cleanup stops it.
 func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 	t.Helper()
 	requireTools(t, "tcpdump")
@@ -79,13 +72,7 @@ func (c *capture) Stop() {
 		return
 	}
 	c.stopped = true
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	_ = signalAndWait(c.cmd, c.done, syscall.SIGINT, 5*time.Second)
 }
 
 // tshark runs tshark on the capture (stopping it first) with the given

@@ -338,15 +338,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 // stop terminates charon and, if the test failed, logs its output.
 func (c *charon) stop() {
 	if !c.exited {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case c.err = <-c.done:
-			c.exited = true
-		case <-time.After(5 * time.Second):
-			_ = c.cmd.Process.Kill()
-			c.err = <-c.done
-			c.exited = true
-		}
+		c.err, c.exited = signalAndWait(c.cmd, c.done, syscall.SIGTERM, 5*time.Second), true
 	}
 	c.outFile.Close()
 	if c.t.Failed() || verbose() {

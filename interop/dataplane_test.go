@@ -79,46 +79,20 @@ func userspaceIked(addr, inner string, c ikedConn) ikedOptions {
 }
 
 // dpIkedPair is two iked with the userspace data plane: A in the topology's
-// I namespace (inner 10.1.0.1 on its TUN), B in S (inner 10.2.0.1), and an
-// unfiltered capture of veth-i.
+// I namespace (inner 10.1.0.1 on its TUN), B in S (inner 10.2.0.1), and a
+// capture of veth-i (startIkedPair).
 type dpIkedPair struct {
-	topo *topology
-	cap  *capture
-	a, b *iked
+	topo         *topology
+	cap          *capture
+	a, b         *iked
+	optsA, optsB ikedOptions // what they were started with, for restarts
 }
 
-// newIkedPair starts the two iked with the given ESP proposal; A initiates.
+// newIkedPair starts the two iked with the given ESP proposal and an
+// unfiltered capture; A initiates.
 func newIkedPair(t *testing.T, esp string) *dpIkedPair {
 	t.Helper()
-	requireRoot(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &dpIkedPair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	moveInnerHost(t, p.topo.S, "veth-s", charonInnerHost)
-	p.cap = startCaptureFilter(t, p.topo.I, "veth-i", "")
-	aAddr, bAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	ca := ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	cb := ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.a != nil {
-				prefs = p.a.KeyLogPrefs()
-			}
-			t.Logf("capture on veth-i:\n%s", p.cap.Summary(prefs))
-		}
-	})
-	p.b = startIked(t, p.topo.S, userspaceIked(bAddr, charonInnerHost, cb))
-	p.a = startIked(t, p.topo.I, userspaceIked(aAddr, ikedInnerHost, ca))
-	if out, err := p.a.Initiate(connName); err != nil {
-		t.Fatalf("iked A initiate: %v\n%s", err, out)
-	}
-	return p
+	return startIkedPair(t, ikedPairSetup{esp: esp})
 }
 
 // oneChild waits until d lists one established IKE SA with one Child SA
@@ -370,33 +344,7 @@ func TestDataplaneIkedIked(t *testing.T) {
 // veth) in S, with an unfiltered capture of veth-s.
 func newCharonDataplanePair(t *testing.T, esp string) *pair {
 	t.Helper()
-	requireCharon(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &pair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	p.ic = ikedConn{Name: connName, Local: iAddr, Remote: cAddr, LocalID: ikedID, RemoteID: charonID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	p.cc = charonConn{Name: connName, Child: childName, LocalAddr: cAddr, RemoteAddr: iAddr, LocalID: charonID, RemoteID: ikedID,
-		PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "")
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.iked != nil {
-				prefs = p.iked.KeyLogPrefs()
-			}
-			t.Logf("capture on veth-s:\n%s", p.cap.Summary(prefs))
-			out, _ := exec.Command("ip", "-n", p.topo.S.name, "route", "show", "table", "all").CombinedOutput()
-			t.Logf("charon's routes:\n%s", out)
-		}
-	})
-	p.iked = startIked(t, p.topo.I, userspaceIked(iAddr, ikedInnerHost, p.ic))
-	p.charon = startCharon(t, p.topo.S, charonOptions{Conns: []charonConn{p.cc}, InstallRoutes: true})
-	return p
+	return startCharonPair(t, charonPairSetup{userspace: true, esp: esp})
 }
 
 // charonCounter returns a counter of charon's Child SA as a number.

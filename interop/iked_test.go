@@ -302,15 +302,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 // fails the test unless it exited 0, and, if the test failed, logs its log.
 func (d *iked) stop() {
 	if !d.exited {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case d.err = <-d.done:
-			d.exited = true
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			d.err = <-d.done
-			d.exited = true
-		}
+		d.err, d.exited = signalAndWait(d.cmd, d.done, syscall.SIGTERM, 10*time.Second), true
 	}
 	d.logFile.Close()
 	if d.err != nil {
@@ -355,7 +347,7 @@ func (d *iked) SAs() ([]ike.SAInfo, error) {
 // Initiate runs ikectl initiate CONN (which waits for the handshake) and
 // returns its output.
 func (d *iked) Initiate(conn string) (string, error) {
-	return d.ikectl(30*time.Second, "initiate", conn)
+	return d.ikectl(30*time.Second, "initiate", "--new", conn)
 }
 
 // Terminate runs ikectl terminate TARGET (a connection or an SA ID).

@@ -41,7 +41,7 @@ func newPlutoPair(t *testing.T, edit func(*ikedConn, *plutoConn), files map[stri
 	if edit != nil {
 		edit(&p.ic, &p.pc)
 	}
-	p.cap = startCapture(t, p.topo.S, "veth-s")
+	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "udp")
 	t.Cleanup(func() {
 		if (t.Failed() || verbose()) && p.iked != nil {
 			t.Logf("capture on veth-s (decrypted with iked's key log):\n%s", p.cap.Summary(p.iked.KeyLogPrefs()))

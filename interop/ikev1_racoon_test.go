@@ -51,7 +51,7 @@ func newRacoonPairOpts(t *testing.T, edit func(*ikedConn, *racoonOptions), opts 
 	if edit != nil {
 		edit(&p.ic, &p.ro)
 	}
-	p.cap = startCapture(t, p.topo.S, "veth-s")
+	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "udp")
 	t.Cleanup(func() {
 		if (t.Failed() || verbose()) && p.iked != nil {
 			t.Logf("capture on veth-s (decrypted with iked's key log):\n%s", p.cap.Summary(p.iked.KeyLogPrefs()))

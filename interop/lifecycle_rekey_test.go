@@ -65,13 +65,7 @@ func startPing(t *testing.T, ns *netns, src, dst string, interval time.Duration)
 func (p *pinger) stop() string {
 	if !p.stopped {
 		p.stopped = true
-		_ = p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		_ = signalAndWait(p.cmd, p.done, syscall.SIGINT, 5*time.Second)
 	}
 	return p.out.String()
 }
@@ -173,42 +167,8 @@ func checkPingLoss(t *testing.T, out string, switches int) pingStats {
 // and port 4500 behind the non-ESP marker) on veth-i.
 func rekeyPair(t *testing.T, edit func(a, b *ikedConn), opts func(a, b *ikedOptions)) *dpIkedPair {
 	t.Helper()
-	requireRoot(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark", "nft")
-	p := &dpIkedPair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	moveInnerHost(t, p.topo.S, "veth-s", charonInnerHost)
-	p.cap = startCaptureFilter(t, p.topo.I, "veth-i", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
-	aAddr, bAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	ca := ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	cb := ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	if edit != nil {
-		edit(&ca, &cb)
-	}
-	oa, ob := userspaceIked(aAddr, ikedInnerHost, ca), userspaceIked(bAddr, charonInnerHost, cb)
-	if opts != nil {
-		opts(&oa, &ob)
-	}
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.a != nil {
-				prefs = p.a.KeyLogPrefs()
-			}
-			t.Logf("IKE captured on veth-i:\n%s", tail(p.cap.Summary(prefs), 20000))
-		}
-	})
-	p.b = startIked(t, p.topo.S, ob)
-	p.a = startIked(t, p.topo.I, oa)
-	if out, err := p.a.Initiate(connName); err != nil {
-		t.Fatalf("iked A initiate: %v\n%s", err, out)
-	}
-	return p
+	requireTools(t, "nft")
+	return startIkedPair(t, ikedPairSetup{filter: ikeOnly, edit: edit, opts: opts})
 }
 
 // onePair waits until both iked list one established IKE SA (the same
@@ -482,38 +442,11 @@ func TestLifecycleRekey(t *testing.T) {
 // IKE.
 func newCharonDataplanePairEdit(t *testing.T, esp string, edit func(*ikedConn, *charonConn), opts func(*ikedOptions)) *pair {
 	t.Helper()
-	requireCharon(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &pair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	p.ic = ikedConn{Name: connName, Local: iAddr, Remote: cAddr, LocalID: ikedID, RemoteID: charonID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	p.cc = charonConn{Name: connName, Child: childName, LocalAddr: cAddr, RemoteAddr: iAddr, LocalID: charonID, RemoteID: ikedID,
-		PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	if edit != nil {
-		edit(&p.ic, &p.cc)
-	}
-	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.iked != nil {
-				prefs = p.iked.KeyLogPrefs()
-			}
-			t.Logf("IKE captured on veth-s:\n%s", tail(p.cap.Summary(prefs), 20000))
-		}
-	})
-	o := userspaceIked(iAddr, ikedInnerHost, p.ic)
+	s := charonPairSetup{userspace: true, esp: esp, filter: ikeOnly, edit: edit}
 	if opts != nil {
-		opts(&o)
+		s.opts = func(io *ikedOptions, _ *charonOptions) { opts(io) }
 	}
-	p.iked = startIked(t, p.topo.I, o)
-	p.charon = startCharon(t, p.topo.S, charonOptions{Conns: []charonConn{p.cc}, InstallRoutes: true})
-	return p
+	return startCharonPair(t, s)
 }
 
 // nftIn runs nft with args inside ns.

@@ -88,10 +88,9 @@ func TestLifecycleLoss(t *testing.T) {
 		return ikedOptions{Listen: []string{addr + ":500", addr + ":4500"}, Conns: []ikedConn{c}, Metrics: true,
 			RetransmitTimeout: lossRetransmit, RetransmitTries: lossRetransmitTry, RetransmitBase: 1.0}
 	}
-	b := startIked(t, tp.S, opts(bAddr, ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"}, LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}))
-	a := startIked(t, tp.I, opts(aAddr, ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"}, LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}))
+	ca, cb := ikedPeers(aAddr, bAddr, "aes256gcm16")
+	b := startIked(t, tp.S, opts(bAddr, cb))
+	a := startIked(t, tp.I, opts(aAddr, ca))
 	addLoss(t, tp.I)
 	start := time.Now()
 	var failed []string

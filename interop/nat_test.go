@@ -152,9 +152,9 @@ func masqueraded(t *testing.T, tp *natTopology) int {
 // nat_keepalive natKeepaliveInterval) in tp.I, connecting to tp.S.
 func natIked(tp *natTopology, remoteID string) ikedOptions {
 	a := tp.IAddr.String()
-	o := userspaceIked(a, ikedInnerHost, ikedConn{Name: connName, Local: a, Remote: tp.SAddr.String(), LocalID: ikedAID, RemoteID: remoteID,
-		PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}})
+	c, _ := ikedPeers(a, tp.SAddr.String(), "aes256gcm16")
+	c.RemoteID = remoteID
+	o := userspaceIked(a, ikedInnerHost, c)
 	o.NATKeepalive = natKeepaliveInterval
 	return o
 }
@@ -176,19 +176,11 @@ func TestLifecycleNAT(t *testing.T) {
 		tp := newNATTopology(t)
 		c := startCaptureFilter(t, tp.S, "veth-s", "")
 		var a, b *iked
-		t.Cleanup(func() {
-			if t.Failed() || verbose() {
-				var prefs []string
-				if a != nil {
-					prefs = a.KeyLogPrefs()
-				}
-				t.Logf("capture at S:\n%s", tail(c.Summary(prefs), 20000))
-			}
-		})
+		logCaptureOnFailure(t, c, "veth-s at S", func() *iked { return a })
 		s := tp.SAddr.String()
-		b = startIked(t, tp.S, userspaceIked(s, charonInnerHost, ikedConn{Name: connName, Local: s, Remote: "%any", LocalID: ikedBID, RemoteID: ikedAID,
-			PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-			LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}))
+		_, cb := ikedPeers(tp.IAddr.String(), s, "aes256gcm16")
+		cb.Remote = "%any"
+		b = startIked(t, tp.S, userspaceIked(s, charonInnerHost, cb))
 		a = startIked(t, tp.I, natIked(tp, ikedBID))
 		start := time.Now()
 		if out, err := a.Initiate(connName); err != nil {
@@ -216,19 +208,11 @@ func TestLifecycleNAT(t *testing.T) {
 		}
 		c := startCaptureFilter(t, tp.S, "veth-s", "")
 		var a *iked
-		t.Cleanup(func() {
-			if t.Failed() || verbose() {
-				var prefs []string
-				if a != nil {
-					prefs = a.KeyLogPrefs()
-				}
-				t.Logf("capture at S:\n%s", tail(c.Summary(prefs), 20000))
-			}
-		})
+		logCaptureOnFailure(t, c, "veth-s at S", func() *iked { return a })
 		s := tp.SAddr.String()
-		ch := startCharon(t, tp.S, charonOptions{InstallRoutes: true, Conns: []charonConn{{Name: connName, Child: childName, LocalAddr: s, RemoteAddr: "%any",
-			LocalID: charonID, RemoteID: ikedAID, PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-			LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}}})
+		_, conn := charonPeers(tp.IAddr.String(), s, "aes256gcm16")
+		conn.RemoteAddr, conn.RemoteID = "%any", ikedAID
+		ch := startCharon(t, tp.S, charonOptions{InstallRoutes: true, Conns: []charonConn{conn}})
 		a = startIked(t, tp.I, natIked(tp, charonID))
 		start := time.Now()
 		if out, err := a.Initiate(connName); err != nil {

@@ -83,13 +83,7 @@ func newMatrixOn(t *testing.T, topo *topology, a, b policyHost) *matrix {
 		if h.Policy == "" {
 			return nil
 		}
-		return startIked(t, ns, ikedOptions{
-			Listen:  []string{addr.String() + ":500", addr.String() + ":4500"},
-			Backend: "userspace", Metrics: true, Files: h.Files,
-			Userspace:         &ikedUserspace{TUN: "iked0"},
-			RetransmitTimeout: time.Second, RetransmitTries: 2,
-			Extra: h.yaml(),
-		})
+		return startIked(t, ns, policyIked(addr, h.yaml(), h.Files))
 	}
 	m.a = start(topo.I, m.addrA, a)
 	m.b = start(topo.S, m.addrB, b)

@@ -209,7 +209,7 @@ func recordWith(t *testing.T, topo *topology, c *charon, tr *transcript.Transcri
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if role == "initiator" {
-		if _, err := e.Initiate(ctx, "recorded"); err != nil {
+		if _, err := e.InitiateNew(ctx, "recorded"); err != nil {
 			t.Fatalf("iked initiate: %v\ncharon log:\n%s", err, c.Log())
 		}
 	} else if out, err := c.Initiate(childName, connName); err != nil {
@@ -259,7 +259,7 @@ func replayWith(t *testing.T, tr *transcript.Transcript, conn func() (*ike.Conne
 		e.AddBind(b)
 	}
 	if tr.Role == "initiator" {
-		go func() { _, _ = e.Initiate(context.Background(), "recorded") }()
+		go func() { _, _ = e.InitiateNew(context.Background(), "recorded") }()
 	}
 	if err := network.Wait(10 * time.Second); err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ type Versioned struct {
 var (
 	knownStates = []string{"connecting", "authenticating", "established", "deleting"}
 	knownRoles  = []string{"initiator", "responder"}
-	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropUnsupported}
+	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropHalfOpenLimit, ike.DropUnsupported, ike.DropOversize}
 )
 
 // Metric descriptions.
@@ -172,6 +172,14 @@ func Handler(src Source, more ...prometheus.Collector) http.Handler {
 func VersionedHandler(srcs []Versioned, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(more...)
+	// The per-address limits are the IKEv2 engine's alone (no version
+	// label): the first source that has them.
+	for _, v := range srcs {
+		if pl, ok := v.Source.(PeerLimitSource); ok {
+			reg.MustRegister(NewPeerLimitCollector(pl))
+			break
+		}
+	}
 	reg.MustRegister(
 		NewVersionedCollector(srcs...),
 		KerberosCollector(),

@@ -85,10 +85,12 @@ iked_packets_sent_total{version="ikev2"} 90
 # HELP iked_packets_dropped_total Received IKE datagrams not processed, by reason.
 # TYPE iked_packets_dropped_total counter
 iked_packets_dropped_total{reason="cookie_required",version="ikev2"} 0
+iked_packets_dropped_total{reason="half_open_limit",version="ikev2"} 0
 iked_packets_dropped_total{reason="integrity",version="ikev2"} 6
 iked_packets_dropped_total{reason="invalid_message_id",version="ikev2"} 0
 iked_packets_dropped_total{reason="malformed",version="ikev2"} 0
 iked_packets_dropped_total{reason="martian",version="ikev2"} 1
+iked_packets_dropped_total{reason="oversize",version="ikev2"} 0
 iked_packets_dropped_total{reason="rate_limited",version="ikev2"} 0
 iked_packets_dropped_total{reason="unexpected",version="ikev2"} 0
 iked_packets_dropped_total{reason="unknown_spi",version="ikev2"} 0
@@ -174,9 +176,9 @@ iked_handshake_duration_seconds_count{version="ikev2"} 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 8 drop reasons + 0 + 1.
-	if n := testutil.CollectAndCount(c); n != 24 {
-		t.Errorf("collected %d metrics from empty stats, want 24", n)
+	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 10 drop reasons + 0 + 1.
+	if n := testutil.CollectAndCount(c); n != 26 {
+		t.Errorf("collected %d metrics from empty stats, want 26", n)
 	}
 }
 

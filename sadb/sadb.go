@@ -104,6 +104,10 @@ type SA struct {
 	// ReplayWindow is the anti-replay window in packets (RFC 4303 §3.4.3);
 	// 0 means the backend's default.
 	ReplayWindow uint32
+	// IfID is the XFRM interface ID (if_id) the SA belongs to, for
+	// route-based IPsec: its traffic enters and leaves through the XFRM
+	// interface with that ID; 0 means none.
+	IfID uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []ipsec.TrafficSelector
 	// Installed is when the SA was added.
@@ -126,6 +130,13 @@ type Counters struct {
 }
 
 // Backend is a data plane that holds SAs.
+//
+// The key-exchange engines call a backend's methods with an SA's lock held
+// (docs/design.md, "Locks"): an implementation must not call back into an
+// engine, must take only its own locks, and must return promptly (a
+// netlink round trip, not a wait on the network). Events are delivered on
+// the Events channel from the backend's own goroutine, with none of its
+// locks held.
 type Backend interface {
 	// Name is the config name of the backend ("memory", "xfrm", "userspace").
 	Name() string

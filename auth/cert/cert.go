@@ -23,7 +23,7 @@ package cert
 
 import (
 	"crypto"
-	"crypto/sha1"
+	"crypto/sha1" // #nosec G505 -- SHA-1 for CERTREQ hashes and AUTH method 1, as RFC 7296 defines them (trust.go, sig.go)
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -248,11 +248,18 @@ func (*Method) Accepts(a wire.AuthMethod) bool {
 	return false
 }
 
-// LocalIdentity is the identity the certificate proves by default (see
-// CertIdentity): what a cert connection should send when it has no
-// local_id.
-func (m *Method) LocalIdentity() *wire.ID {
+// ProvenIdentity implements auth.ProvenIdentity: the identity the
+// certificate proves by default (see CertIdentity), what a cert connection
+// sends when it has no local_id.
+func (m *Method) ProvenIdentity() *wire.ID {
 	return &wire.ID{IDType: m.localID.IDType, Data: append([]byte(nil), m.localID.Data...)}
+}
+
+// TrustAnchors returns the configured CA certificates, the roots a
+// peer's chain must end in (a directory policy names its certificate
+// methods by CA).
+func (m *Method) TrustAnchors() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), m.rootCerts...)
 }
 
 // Certificate returns this side's end-entity certificate.

@@ -2,7 +2,7 @@ package cert
 
 import (
 	"bytes"
-	"crypto/sha1"
+	"crypto/sha1" // #nosec G505 -- CERTREQ hashes, defined as SHA-1 by RFC 7296 section 3.7
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -32,7 +32,7 @@ var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 // loadCertificates reads every certificate of a PEM file (or one DER
 // certificate).
 func loadCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- a configured certificate, CA or CRL file
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func loadCertificates(path string) ([]*x509.Certificate, error) {
 // CertReqHash is the SHA-1 hash of a CA's SubjectPublicKeyInfo, as a
 // CERTREQ payload of encoding 4 lists them (RFC 7296 §3.7).
 func CertReqHash(ca *x509.Certificate) [sha1.Size]byte {
-	return sha1.Sum(ca.RawSubjectPublicKeyInfo)
+	return sha1.Sum(ca.RawSubjectPublicKeyInfo) // #nosec G401 -- CERTREQ names CAs by the SHA-1 hash of their SubjectPublicKeyInfo (RFC 7296 section 3.7); an identifier, not a security function
 }
 
 // CertReq returns the CERTREQ payload that names cas.

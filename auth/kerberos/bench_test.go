@@ -33,7 +33,7 @@ func BenchmarkHandshakePSK(b *testing.B) {
 func benchmarkHandshake(b *testing.B, ma, mb auth.Method) {
 	p := newPair(b, ma, mb)
 	ctx := ctxT(b)
-	if _, err := p.a.Initiate(ctx, "a-b"); err != nil { // warms the ticket cache
+	if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil { // warms the ticket cache
 		b.Fatalf("%v\n%s", err, p.logB)
 	}
 	if _, err := p.a.Terminate(ctx, "a-b"); err != nil {
@@ -42,7 +42,7 @@ func benchmarkHandshake(b *testing.B, ma, mb auth.Method) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := p.a.Initiate(ctx, "a-b"); err != nil {
+		if _, err := p.a.InitiateNew(ctx, "a-b"); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := p.a.Terminate(ctx, "a-b"); err != nil {

@@ -4,9 +4,6 @@ package kerberos
 // engines joined by transport.Pipe authenticate with Kerberos only.
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -19,10 +16,7 @@ import (
 	"github.com/iked/iked/auth/kerberos/kdctest"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
-	"github.com/iked/iked/sadb"
-	"github.com/iked/iked/sadb/memory"
-	"github.com/iked/iked/transform"
-	"github.com/iked/iked/transport"
+	"github.com/iked/iked/internal/enginetest"
 )
 
 const testRealm = "EXAMPLE.TEST"
@@ -72,67 +66,26 @@ func (r *realm) methods(t testing.TB, edit func(a, b *Options)) (*Method, *Metho
 	return ma, mb
 }
 
-// logBuf collects an engine's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // pair is two engines over an in-memory pipe.
 type pair struct {
 	a, b       *ike.Engine
-	logA, logB *logBuf
+	logA, logB *enginetest.LogBuf
 }
 
+// newPair starts the initiator A (host/a.example.test, method ma) and the
+// responder B (host/b.example.test, mb) over a pipe.
 func newPair(t testing.TB, ma, mb auth.Method) *pair {
 	t.Helper()
-	ikeP, err := transform.ParseIKEProposal("aes256gcm16-prfsha256-x25519")
-	if err != nil {
-		t.Fatal(err)
-	}
-	espP, err := transform.ParseESPProposal("aes256gcm16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fqdn := func(s string) ike.Identity { return ike.Identity{Type: wire.IDFQDN, Value: []byte(s)} }
-	p := &pair{logA: &logBuf{}, logB: &logBuf{}}
-	mk := func(name string, local, remote netip.AddrPort, lid, rid string, m auth.Method, w io.Writer) *ike.Engine {
-		c := &ike.Connection{Name: name, Local: local.Addr(), Remote: remote, LocalID: fqdn(lid), RemoteID: fqdn(rid), Auth: m,
-			IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP}}
-		e, err := ike.New(ike.Config{Connections: []*ike.Connection{c}, SADB: sadb.New(memory.New()),
-			Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), CookieThreshold: -1,
-			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, Readers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	p.a = mk("a-b", addrA, addrB, "a.example.test", "b.example.test", ma, p.logA)
-	p.b = mk("b-a", addrB, addrA, "b.example.test", "a.example.test", mb, p.logB)
-	ba, bb := transport.Pipe(addrA, addrB)
-	p.a.AddBind(ba)
-	p.b.AddBind(bb)
-	t.Cleanup(func() { p.a.Close(); p.b.Close() })
-	return p
+	e := enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
+		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN("a.example.test"), enginetest.FQDN("b.example.test"), ma
+		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN("b.example.test"), enginetest.FQDN("a.example.test"), mb
+		cfgA.RetransmitTries, cfgB.RetransmitTries = 2, 2
+	}})
+	return &pair{a: e.A, b: e.B, logA: e.LogA, logB: e.LogB}
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT is the context of one exchange (a hang guard).
+var ctxT = enginetest.Context
 
 // established checks that both sides hold one established IKE SA with one
 // Child SA.
@@ -156,7 +109,7 @@ func TestKerberosHandshake(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	infos, err := p.a.Initiate(ctxT(t), "a-b")
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err != nil {
 		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
 	}
@@ -169,7 +122,7 @@ func TestKerberosHandshake(t *testing.T) {
 	}
 	// A second handshake uses the cached ticket: no KDC round trip.
 	mid := ReadStats()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	after := ReadStats()
@@ -199,7 +152,7 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 		return n
 	}
 	before := count()
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil {
 		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
 	}
@@ -255,7 +208,7 @@ func TestKerberosRefusals(t *testing.T) {
 	t.Run("initiator without a KDC", func(t *testing.T) {
 		ma, mb := r.methods(t, func(a, b *Options) { a.KDCs = []string{"127.0.0.1:1"} })
 		p := newPair(t, ma, mb)
-		_, err := p.a.Initiate(ctxT(t), "a-b")
+		_, err := p.a.InitiateNew(ctxT(t), "a-b")
 		if err == nil || !strings.Contains(err.Error(), "no KDC reachable") {
 			t.Fatalf("err %v, want a clear KDC error", err)
 		}
@@ -271,7 +224,7 @@ func TestKerberosSkewResync(t *testing.T) {
 	ma.clockShift.Store(int64(-20 * time.Minute))
 	p := newPair(t, ma, mb)
 	before := ReadStats()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("initiate: %v\n%s\n%s", err, p.logA, p.logB)
 	}
 	p.established(t)
@@ -292,7 +245,7 @@ func TestKerberosKeyRotation(t *testing.T) {
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	r.kdc.Rotate("host/b.example.test")
@@ -306,7 +259,7 @@ func TestKerberosKeyRotation(t *testing.T) {
 	reloads := ReadStats().KeytabReloads
 	r.kdc.Kadmin("ktadd -k " + r.ktB + " host/b.example.test")
 	ma.FlushTickets()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("after keytab update: %v\n%s", err, p.logB)
 	}
 	if ReadStats().KeytabReloads == reloads {
@@ -321,7 +274,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh keytab with only the new key version.
@@ -330,7 +283,7 @@ func TestKerberosStaleTicketRetry(t *testing.T) {
 	_, mb2 := r.methods(t, func(a, b *Options) { b.Keytab = fresh })
 	p2 := newPair(t, ma, mb2)
 	before := ReadStats()
-	if _, err := p2.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p2.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatalf("%v\n%s", err, p2.logB)
 	}
 	if ReadStats().Retries-before.Retries != 1 || !strings.Contains(p2.logB.String(), "KRB_AP_ERR_BADKEYVER") {
@@ -382,7 +335,7 @@ func TestKerberosReplay(t *testing.T) {
 	rec := &recorder{Method: ma}
 	p := newPair(t, rec, mb)
 	withPackageLog(t, p)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	captured := rec.proofs[0][0].(*wire.Cert)
@@ -402,7 +355,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	r := newRealm(t)
 	ma, mb := r.methods(t, nil)
 	p := newPair(t, ma, mb)
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 	saBefore := p.a.SAs()
@@ -410,7 +363,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	ma.FlushTickets()
 	withPackageLog(t, p)
 	start := time.Now()
-	_, err := p.a.Initiate(ctxT(t), "a-b")
+	_, err := p.a.InitiateNew(ctxT(t), "a-b")
 	if err == nil || !strings.Contains(err.Error(), "no KDC reachable") || !strings.Contains(err.Error(), "host/b.example.test@EXAMPLE.TEST") {
 		t.Fatalf("err %v, want a clear KDC error", err)
 	}
@@ -427,7 +380,7 @@ func TestKerberosKDCDown(t *testing.T) {
 	}
 	// The KDC comes back: initiation works again.
 	r.kdc.Restart()
-	if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
 }

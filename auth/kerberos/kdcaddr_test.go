@@ -23,7 +23,7 @@ func TestKDCAddressesAreTheKDCsGivenAsIPAddresses(t *testing.T) {
 func TestLocalIdentityNamesThePrincipalAsThePeerChecksIt(t *testing.T) {
 	for name, want := range map[string]string{"host/a.example.test": "fqdn:a.example.test", "ipsec/a.example.test": "keyid:ipsec/a.example.test@R.TEST", "host/a/b": "keyid:host/a/b@R.TEST"} {
 		m := &Method{principal: Principal{Name: name, Realm: "R.TEST"}}
-		if got := m.LocalIdentity(); got != want {
+		if got := m.PrincipalIdentity(); got != want {
 			t.Errorf("%s: %s, want %s", name, got, want)
 		}
 		if !names(&wire.ID{IDType: map[bool]wire.IDType{true: wire.IDFQDN, false: wire.IDKeyID}[strings.HasPrefix(want, "fqdn:")], Data: []byte(want[strings.Index(want, ":")+1:])}, m.principal) {

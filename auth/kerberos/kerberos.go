@@ -23,6 +23,7 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike/wire"
+	"github.com/jcmturner/gokrb5/v8/client"
 	"github.com/jcmturner/gokrb5/v8/config"
 )
 
@@ -122,6 +123,11 @@ func kdcAddresses(kdcs []string) []netip.Addr {
 	}
 	return out
 }
+
+// NewClient returns a gokrb5 client with this host's credentials (its
+// principal and keytab, the realm's KDCs), for other Kerberos uses of the
+// machine account such as binding to a domain controller's LDAP.
+func (m *Method) NewClient() (*client.Client, error) { return m.creds.client() }
 
 // KDCAddresses returns the realm's KDCs that are configured as IP
 // addresses: an IPsec policy exempts traffic to them, because Kerberos
@@ -310,11 +316,11 @@ func (m *Method) Principal() Principal { return m.principal }
 // when none is configured.
 func (m *Method) Service() Principal { return m.service }
 
-// LocalIdentity is the IKE identity that names this host's principal, as
-// the peer checks it: "fqdn:HOST" for host/HOST, else "keyid:NAME@REALM".
-// Connections made by a policy agent use it, since an IP identity names no
-// principal.
-func (m *Method) LocalIdentity() string {
+// PrincipalIdentity implements auth.PrincipalIdentity: the IKE identity
+// that names this host's principal, as the peer checks it: "fqdn:HOST" for
+// host/HOST, else "keyid:NAME@REALM". Connections made by a policy agent
+// use it, since an IP identity names no principal.
+func (m *Method) PrincipalIdentity() string {
 	if host, ok := strings.CutPrefix(m.principal.Name, "host/"); ok && !strings.Contains(host, "/") {
 		return "fqdn:" + host
 	}

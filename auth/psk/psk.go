@@ -100,7 +100,7 @@ func FromOptions(o Options, baseDir string) (*Method, error) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(baseDir, path)
 		}
-		b, err := os.ReadFile(path)
+		b, err := os.ReadFile(path) // #nosec G304 -- the configured PSK file (config checks its mode first)
 		if err != nil {
 			return nil, fmt.Errorf("psk: %w", err)
 		}

@@ -351,6 +351,7 @@ log: {level: error}
 backend: memory
 ike:
   cookie_threshold: %d
+  half_open_per_peer: 0 # as charon's block_threshold below: ikeload's few sources are not a flood
   fragmentation: false
 connections:
   load:
@@ -514,11 +515,11 @@ conn load
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, "", err
 	}
 	d := &daemon{cmd: cmd, done: make(chan error, 1), out: outPath}
-	go func() { d.done <- cmd.Wait(); f.Close() }()
+	go func() { d.done <- cmd.Wait(); _ = f.Close() }()
 	if kind == "charon" {
 		if err := c.loadSwanctl(d, dir); err != nil {
 			d.stop()

@@ -202,6 +202,9 @@ func writeStatus(w io.Writer, st *control.Status, now time.Time) error {
 	if version == "" {
 		version = "(unknown version)"
 	}
+	if st.Commit != "" || st.GoVersion != "" {
+		version += fmt.Sprintf(" (commit %s, %s)", dash(st.Commit), dash(st.GoVersion))
+	}
 	fmt.Fprintf(bw, "iked %s, pid %d", version, st.PID)
 	if !st.Started.IsZero() {
 		fmt.Fprintf(bw, ", up %s (since %s)", formatAge(now.Sub(st.Started)),

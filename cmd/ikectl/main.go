@@ -3,8 +3,9 @@
 //	ikectl [--socket PATH] COMMAND [ARGS]
 //
 // Commands: sas [--json], initiate CONN, terminate CONN|SA-ID,
-// rekey SA-ID [SPI], status [--json], policy [--json], peers [ADDR].
-// See docs/ikectl.md.
+// rekey SA-ID [SPI], status [--json], reload [--json], policy [--json],
+// peers [ADDR]. Options may come before or after the command. See
+// docs/ikectl.md.
 package main
 
 import (
@@ -20,25 +21,32 @@ import (
 	"time"
 
 	"github.com/iked/iked/control"
+	"github.com/iked/iked/internal/buildinfo"
 )
 
 const usage = `usage: ikectl [--socket PATH] COMMAND [ARGS]
 
 Commands:
   sas [--json]            list IKE SAs and their Child SAs
-  initiate CONN           establish connection CONN
+  initiate [--new] CONN   bring connection CONN up (an established one is
+                          reported as it is; --new makes another IKE SA)
   terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
   rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
   status [--json]         show the daemon's status and connections
+  reload [--json]         reload the configuration and show what changed;
+                          on errors the running configuration stays
   policy [--json]         show the assigned IPsec policy and its rules
+  policy --source [--json]  where the policy came from (the directory or its cache), when read
+  policy export --ldif [--base-dn DN]  the policy as MS-GPIPSEC objects to import
   peers [ADDR] [--protocol P] [--port N] [--json]
                           is traffic with ADDR (or every known peer) secured,
                           in clear (by permit, fallback, no rule) or blocked?
   help                    show this help
 
-Options:
+Options (before or after the command):
   --socket PATH   control socket (default $IKED_SOCKET, else ` + control.DefaultSocket + `)
   --json          print JSON for scripts instead of text
+  --version       print ikectl's version and exit
 `
 
 // Exit codes.
@@ -48,10 +56,13 @@ const (
 	exitUsage = 2
 )
 
-// How long each command may take; initiating waits for the handshake.
+// How long a query and a reload may take. Commands that run exchanges
+// with a peer (initiate, terminate, rekey) have no deadline here: the
+// daemon bounds them by its retransmission budget and answers with what
+// happened.
 const (
-	queryTimeout    = 15 * time.Second
-	initiateTimeout = 90 * time.Second
+	queryTimeout  = 15 * time.Second
+	reloadTimeout = 90 * time.Second
 )
 
 func main() {
@@ -77,6 +88,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
+	var refused refusedError
+	if errors.As(err, &refused) {
+		// The configuration's errors, one "file:line: message" a line.
+		fmt.Fprintf(stderr, "ikectl: %s\n", strings.TrimRight(refused.msg, "\n"))
+		return exitError
+	}
 	// One line, whatever the error says.
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	fmt.Fprintf(stderr, "ikectl: %s\n", msg)
@@ -93,12 +110,28 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 	if socket == "" {
 		socket = control.DefaultSocket
 	}
-	fs := newFlagSet("ikectl")
-	fs.StringVar(&socket, "socket", socket, "control socket")
-	if err := parse(fs, args); err != nil {
+	g, err := globalFlags(args)
+	if err != nil {
 		return err
 	}
-	args = fs.Args()
+	if g.socket != "" {
+		socket = g.socket
+	}
+	if g.version {
+		fmt.Fprintln(stdout, "ikectl", buildinfo.Get())
+		return nil
+	}
+	args = g.rest
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return flag.ErrHelp
+	}
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--json" {
+		return usageError{fmt.Sprintf("flag provided but not defined: %s", args[0])}
+	}
+	// --json may come before the command too.
+	if len(args) > 1 && args[0] == "--json" {
+		args = append([]string{args[1], "--json"}, args[2:]...)
+	}
 	if len(args) == 0 {
 		return usageError{"missing command"}
 	}
@@ -107,6 +140,8 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 	switch cmd {
 	case "help":
 		return flag.ErrHelp
+	case "reload":
+		return runReload(ctx, socket, args, stdout)
 	case "sas", "status":
 		fs := newFlagSet(cmd)
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -139,6 +174,19 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
+		fresh := false
+		if cmd == "initiate" {
+			// --new: a new IKE SA even when the connection is up.
+			var rest []string
+			for _, a := range args {
+				if a == "--new" || a == "-new" {
+					fresh = true
+					continue
+				}
+				rest = append(rest, a)
+			}
+			args = rest
+		}
 		if len(args) != 1 || args[0] == "" {
 			what := "connection name"
 			if cmd == "terminate" {
@@ -146,10 +194,10 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 			}
 			return usageError{fmt.Sprintf("%s takes one argument, a %s", cmd, what)}
 		}
-		ctx, cancel := context.WithTimeout(ctx, initiateTimeout)
-		defer cancel()
+		// No deadline of our own: the daemon answers within its
+		// retransmission budget and says what happened (Ctrl-C stops waiting).
 		if cmd == "initiate" {
-			resp, err := control.Do(ctx, socket, control.Request{Command: cmd, Connection: args[0]})
+			resp, err := control.Do(ctx, socket, control.Request{Command: cmd, Connection: args[0], New: fresh})
 			if err != nil {
 				return daemonError("initiate", args[0], resp, err)
 			}
@@ -180,8 +228,6 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 		if len(args) == 2 {
 			req.Child = args[1]
 		}
-		ctx, cancel := context.WithTimeout(ctx, initiateTimeout)
-		defer cancel()
 		resp, err := control.Do(ctx, socket, req)
 		if err != nil {
 			return daemonError("rekey", args[0], resp, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -14,8 +15,12 @@ import (
 
 // runPolicy shows the assigned policy.
 func runPolicy(ctx context.Context, socket string, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "export" {
+		return runPolicyExport(ctx, socket, args[1:], stdout)
+	}
 	fs := newFlagSet("policy")
 	asJSON := fs.Bool("json", false, "print JSON")
+	source := fs.Bool("source", false, "show where the policy came from (the directory or its cache) and when it was read")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -24,6 +29,17 @@ func runPolicy(ctx context.Context, socket string, args []string, stdout io.Writ
 	}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
+	if *source {
+		resp, err := control.Do(ctx, socket, control.Request{Command: control.CommandPolicySource})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			_, err := fmt.Fprintf(stdout, "%s\n", resp.PolicySource)
+			return err
+		}
+		return writePolicySource(stdout, resp.PolicySource)
+	}
 	resp, err := control.Do(ctx, socket, control.Request{Command: control.CommandPolicy})
 	if err != nil {
 		return err
@@ -148,6 +164,83 @@ func writePeers(w io.Writer, peers []agent.PeerStatus, now time.Time) error {
 			detail += fmt.Sprintf(" (for %s more)", formatAge(p.Until.Sub(now)))
 		}
 		fmt.Fprintf(bw, "  why      %s\n", detail)
+	}
+	return bw.Flush()
+}
+
+// runPolicyExport writes the assigned policy as MS-GPIPSEC LDIF.
+func runPolicyExport(ctx context.Context, socket string, args []string, stdout io.Writer) error {
+	fs := newFlagSet("policy export")
+	ldif := fs.Bool("ldif", false, "write LDIF (the only format)")
+	baseDN := fs.String("base-dn", "", "the domain's naming context, e.g. DC=corp,DC=example (default the directory's)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !*ldif || fs.NArg() != 0 {
+		return usageError{"usage: ikectl policy export --ldif [--base-dn DN]"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	resp, err := control.Do(ctx, socket, control.Request{Command: control.CommandPolicyExport, Target: *baseDN})
+	if err != nil {
+		return err
+	}
+	if resp.Export == nil {
+		return fmt.Errorf("iked sent no export")
+	}
+	bw := bufio.NewWriter(stdout)
+	for _, n := range resp.Export.Notes {
+		fmt.Fprintf(bw, "# %s\n", strings.ReplaceAll(n, "\n", " "))
+	}
+	_, _ = bw.WriteString(resp.Export.LDIF) // the error comes back from Flush
+	return bw.Flush()
+}
+
+// policySource is what "policy-source" answers.
+type policySource struct {
+	Origin    string    `json:"origin"`
+	Policy    string    `json:"policy"`
+	Container string    `json:"container"`
+	Assigned  string    `json:"assigned"`
+	DC        string    `json:"dc"`
+	ReadAt    time.Time `json:"read_at"`
+	Stamp     struct {
+		HighestUSN uint64 `json:"highest_usn"`
+		Count      int    `json:"count"`
+	} `json:"stamp"`
+	LastAttempt time.Time         `json:"last_attempt"`
+	LastSuccess time.Time         `json:"last_success"`
+	LastError   string            `json:"last_error"`
+	Interval    time.Duration     `json:"interval"`
+	CacheFile   string            `json:"cache_file"`
+	Fetches     map[string]uint64 `json:"fetches"`
+	Notes       []string          `json:"notes"`
+}
+
+func writePolicySource(w io.Writer, raw []byte) error {
+	var s policySource
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fmt.Errorf("iked sent a policy source I cannot read: %w", err)
+	}
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "policy %q from the %s\n", s.Policy, s.Origin)
+	fmt.Fprintf(bw, "  container  %s\n", s.Container)
+	if s.Assigned != "" {
+		fmt.Fprintf(bw, "  assigned   %s\n", s.Assigned)
+	}
+	if s.DC != "" {
+		fmt.Fprintf(bw, "  read from  %s at %s (usn %d, %d objects)\n", s.DC, s.ReadAt.Format(time.RFC3339), s.Stamp.HighestUSN, s.Stamp.Count)
+	}
+	fmt.Fprintf(bw, "  cache      %s\n", s.CacheFile)
+	fmt.Fprintf(bw, "  polled     every %s, last %s", s.Interval, s.LastAttempt.Format(time.RFC3339))
+	if s.LastError != "" {
+		fmt.Fprintf(bw, " (failed: %s)", s.LastError)
+	}
+	fmt.Fprintln(bw)
+	fmt.Fprintf(bw, "  fetches    changed %d, unchanged %d, refused %d, error %d, cache %d\n",
+		s.Fetches["changed"], s.Fetches["unchanged"], s.Fetches["refused"], s.Fetches["error"], s.Fetches["cache"])
+	for _, n := range s.Notes {
+		fmt.Fprintf(bw, "  note       %s\n", n)
 	}
 	return bw.Flush()
 }

@@ -21,10 +21,13 @@ import (
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ikev1"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transport"
+	"github.com/iked/iked/vici"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,12 +43,33 @@ type daemon struct {
 	configPath string
 	started    time.Time
 	log        *slog.Logger
+	logging    *logging
+	notify     *notifier
 	keyLog     *os.File
+	updown     *updown
+	// lookup resolves the host names of connections' remotes.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// ctx ends when the daemon shuts down: the start actions' retries.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// alive is served by the main loop: the watchdog's check that it
+	// still turns.
+	alive chan chan struct{}
+
+	// connMu serialises what gives the engine its connections and the
+	// agent its policy, one at a time: reloads (SIGHUP, ikectl reload,
+	// VICI's reload-settings), VICI's load-conn, directory policy changes.
+	// Only they take it, never anything the engine or the agent calls back.
+	connMu sync.Mutex
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// starting names the connections whose start action is running
+	// (dns.go).
+	starting map[string]bool
 
 	dp      *dataPlane
+	dir     *directory // nil unless policy.source is ldap
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
@@ -53,6 +77,8 @@ type daemon struct {
 	demuxes []*transport.Demux // the sockets split between the engines
 	control *control.Server
 	metrics *http.Server
+	vici    *vici.Server // nil unless vici_socket is set
+	logTap  *vici.LogTap // feeds VICI's log events
 }
 
 func checkConfig(path string) int {
@@ -62,7 +88,11 @@ func checkConfig(path string) int {
 		return 1
 	}
 	for _, w := range cfg.Warnings {
-		fmt.Println(w)
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	if cfg.PolicySource != nil {
+		fmt.Printf("%s: OK (%d connections, policy %q from the directory: iked --check-policy-ldap reads it)\n", path, len(cfg.Connections), policyRef(cfg.PolicySource))
+		return 0
 	}
 	if cfg.Policy != nil {
 		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
@@ -70,16 +100,6 @@ func checkConfig(path string) int {
 	}
 	fmt.Printf("%s: OK (%d connections)\n", path, len(cfg.Connections))
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // dpdActions maps the configuration's DPD action names.
@@ -96,13 +116,21 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
 		}
+		remote := c.Remote
+		if c.RemoteHost != "" {
+			// Resolved at each initiation (dns.go); any address as a
+			// responder. The daemon runs the start actions, not the
+			// engine (Initiate is informational).
+			remote = netip.AddrPort{}
+		}
 		out = append(out, &ike.Connection{
-			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
+			Name: c.Name, Local: c.Local, Remote: remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
-			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate && c.Version != config.VersionAuto,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
+			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface,
 		})
 	}
 	return out
@@ -111,12 +139,12 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 // openKeyLog opens the opt-in key log, private to its owner: it holds
 // every session key.
 func openKeyLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // #nosec G304 -- the key log path is the administrator's (key_log); created 0600
 	if err != nil {
 		return nil, err
 	}
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -127,9 +155,28 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), log: newLogger(cfg.Log, os.Stderr)}
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), lookup: lookupHost, alive: make(chan chan struct{})}
+	d.logging = newLogging(cfg.Log, os.Stderr, stderrIsJournal())
+	// Every line also goes to VICI's log listeners, whatever the level
+	// and format the reloads set.
+	d.logTap = vici.NewLogTap(d.logging.logger.Handler())
+	d.log = slog.New(d.logTap.Handler())
+	logWarnings(d.log, cfg)
+	d.notify = newNotifier(d.log)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
+	if cfg.PolicySource != nil {
+		// The directory's policy, or the cached one, before anything else:
+		// the host must not run without its policy.
+		if d.dir, err = newDirectory(context.Background(), cfg, d); err != nil {
+			return nil, err
+		}
+	}
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
+		return nil, err
+	}
+	if err := d.dp.supports(cfg); err != nil {
+		_ = d.dp.backend.Close()
 		return nil, err
 	}
 	d.db = sadb.New(d.dp.backend)
@@ -145,19 +192,19 @@ func newDaemon(path string) (*daemon, error) {
 		_ = d.db.Close()
 		return nil, err
 	}
-	var observer ike.Observer
-	if d.agent != nil {
-		observer = d.agent
-	}
+	d.updown = newUpdown(d.log, cfg)
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
-		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase,
+		RetransmitTimeout: cfg.IKE.RetransmitTimeout, RetransmitBase: cfg.IKE.RetransmitBase, MaxMessageSize: cfg.IKE.MaxMessageSize,
 		RetransmitTries: cfg.IKE.RetransmitTries, Logger: d.log, KeyLog: keyLog,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
-		ForceEncap: d.dp.forceEncap,
+		ForceEncap: d.dp.forceEncap, HalfOpenPerPeer: cfg.IKE.HalfOpenPerPeer,
+		AuthFailureLimit: cfg.IKE.AuthFailureLimit, AuthFailureWindow: cfg.IKE.AuthFailureWindow,
 	})
 	if err != nil {
+		d.updown.close()
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -175,7 +222,7 @@ func (d *daemon) serve() (err error) {
 	defer func() {
 		if err != nil {
 			for _, b := range binds {
-				b.Close()
+				_ = b.Close()
 			}
 		}
 	}()
@@ -208,7 +255,7 @@ func (d *daemon) serve() (err error) {
 		}
 		if d.dp.prepare != nil {
 			if err := d.dp.prepare(u, addr.Port() == natTPort); err != nil {
-				u.Close()
+				_ = u.Close()
 				return fmt.Errorf("listen %s: %s data plane: %w", addr, d.dp.name, err)
 			}
 		}
@@ -218,10 +265,11 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
-	d.control, err = control.Listen(cfg.ControlSocket, d, d.log)
+	d.control, err = control.ListenWith(cfg.ControlSocket, d, d.log, control.Options{
+		Mode: cfg.ControlSocketMode, SetGID: cfg.ControlSocketGID >= 0, GID: cfg.ControlSocketGID})
 	if err != nil {
 		return err
 	}
@@ -230,10 +278,14 @@ func (d *daemon) serve() (err error) {
 			d.log.Error("control socket failed", "err", err)
 		}
 	}()
+	if err := d.startVICI(); err != nil {
+		_ = d.control.Close()
+		return err
+	}
 	if cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			d.control.Close()
+			_ = d.control.Close()
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
@@ -244,6 +296,10 @@ func (d *daemon) serve() (err error) {
 		if d.agent != nil {
 			more = append(more, metrics.NewPolicyCollector(d.agent))
 		}
+		if d.dir != nil {
+			more = append(more, adsource.NewCollector(d.dir.source))
+		}
+		more = append(more, buildInfoGauge())
 		mux.Handle("/metrics", metrics.VersionedHandler(d.metricSources(), more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
@@ -255,36 +311,97 @@ func (d *daemon) serve() (err error) {
 	for i, b := range binds {
 		listen[i] = b.LocalAddr().String()
 	}
-	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
+	bi := buildinfo.Get()
+	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d.engine.StartConnections(ctx)
-	if d.v1 != nil {
-		d.v1.StartConnections(ctx)
-	}
-	d.startAuto(ctx)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			d.reload()
-			continue
+	defer signal.Stop(sigs)
+	// The start actions: the daemon's own loops rather than the engine's
+	// StartConnections, so that a reload can start, stop and re-resolve
+	// them.
+	for _, c := range cfg.Connections {
+		if c.StartAction == config.StartInitiate {
+			d.startConnection(c.Name)
 		}
-		d.log.Info("shutting down", "signal", sig.String())
-		break
 	}
-	cancel()
-	return d.shutdown()
+	if d.dir != nil {
+		d.dir.start(d)
+		defer d.dir.stop()
+	}
+	// Sockets bound, connections loaded: systemd may start what depends
+	// on iked.
+	d.notify.ready(d.statusLine)
+	if wd := watchdogInterval(); wd > 0 {
+		go d.notify.watchdog(d.ctx, wd, d.health)
+	}
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reloadFromSignal()
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown()
+		case reply := <-d.alive:
+			close(reply)
+		}
+	}
+}
+
+// health is the watchdog's check: the engine's locks come free and the
+// main loop turns.
+func (d *daemon) health(ctx context.Context) error {
+	if err := d.engine.Health(ctx); err != nil {
+		return err
+	}
+	reply := make(chan struct{})
+	select {
+	case d.alive <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusLine is the STATUS= systemd shows.
+func (d *daemon) statusLine() string {
+	st := d.engine.Stats()
+	n := 0
+	for _, c := range st.IKESAs {
+		n += c
+	}
+	children := st.ChildSAs
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, c := range s1.ISAKMPSAs {
+			n += c
+		}
+		children += s1.IPsecSAs
+	}
+	d.mu.Lock()
+	conns := len(d.cfg.Connections)
+	d.mu.Unlock()
+	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, children)
 }
 
 // shutdown deletes every IKE SA, empties the data plane and stops.
 func (d *daemon) shutdown() error {
+	d.notify.stopping()
+	d.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	d.control.Close()
+	_ = d.control.Close()
+	if d.vici != nil {
+		_ = d.vici.Close()
+	}
 	var err error
 	if d.v1 != nil {
 		err = d.v1.Shutdown(ctx)
@@ -292,6 +409,7 @@ func (d *daemon) shutdown() error {
 	if e2 := d.engine.Shutdown(ctx); err == nil {
 		err = e2
 	}
+	d.updown.close() // the scripts of the Child SAs just deleted
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
 			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
@@ -304,55 +422,10 @@ func (d *daemon) shutdown() error {
 		_ = d.metrics.Shutdown(ctx)
 	}
 	if d.keyLog != nil {
-		d.keyLog.Close()
+		_ = d.keyLog.Close()
 	}
 	d.log.Info("iked stopped")
 	return err
-}
-
-// reload re-reads the configuration; on error the running one stays.
-func (d *daemon) reload() {
-	cfg, err := config.Load(d.configPath)
-	if err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	d.mu.Lock()
-	old := d.cfg
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-		return
-	}
-	if err := d.reloadIKEv1(cfg); err != nil {
-		d.log.Error("IKEv1 connections refused; the running ones stay", "err", err.Error())
-	}
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
-	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog {
-		d.log.Warn("listen, control_socket, metrics_listen, backend and key_log changes take effect at restart")
-	}
-	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
-}
-
-func sameAddrs(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The control.Handler implementation.
@@ -361,8 +434,17 @@ func sameAddrs(a, b []netip.AddrPort) bool {
 func (d *daemon) SAs() []ike.SAInfo { return d.allSAs() }
 
 // Initiate implements control.Handler.
-func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
-	return d.initiate(ctx, name)
+func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	return d.initiate(ctx, name, fresh) // by version (ikev1.go)
+}
+
+// ExchangeTimeout implements control.Handler.
+func (d *daemon) ExchangeTimeout() time.Duration {
+	if d.v1 != nil {
+		// An auto connection's IKEv2 attempt, then its IKEv1 one.
+		return d.autoIKEv2Wait() + d.engine.InitiateTimeout()
+	}
+	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.
@@ -387,8 +469,9 @@ func (d *daemon) Status() control.Status {
 	cfg := d.cfg
 	d.mu.Unlock()
 	stats := d.engine.Stats()
+	bi := buildinfo.Get()
 	st := control.Status{
-		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
+		Version: bi.Version, Commit: bi.ShortCommit(), GoVersion: bi.GoVersion, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
 		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
 	}
 	for _, a := range cfg.Listen {
@@ -415,7 +498,10 @@ func (d *daemon) Status() control.Status {
 			local = c.Local.String()
 		}
 		remote := "%any"
-		if !c.RemoteIsAny() {
+		switch {
+		case c.RemoteHost != "":
+			remote = net.JoinHostPort(c.RemoteHost, fmt.Sprint(c.Remote.Port()))
+		case !c.RemoteIsAny():
 			remote = c.Remote.String()
 		}
 		st.Connections = append(st.Connections, control.ConnectionStatus{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"runtime"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ func ikev1Connections(cfg *config.Config) []*ikev1.Connection {
 			RemoteID: ikev1.Identity{Type: uint8(c.RemoteID.Type), Value: c.RemoteID.Value},
 			Auth:     c.Auth, IKEProposals: c.IKEv1Proposals, ESPProposals: c.IKEv1ESPProposals, AllowLegacy: c.AllowLegacy,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
+			// The daemon runs the start actions (startConnection), not
+			// the engine: Initiate is informational.
 			Initiate:    c.StartAction == config.StartInitiate && c.Version == config.VersionIKEv1,
 			IKELifetime: c.IKERekeyTime, Lifetime: c.RekeyTime, RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes,
 			DPDDelay: c.DPDDelay, DPDAction: v1DPDActions[c.DPDAction], ForceEncap: c.ForceEncap,
@@ -62,9 +65,6 @@ func ikev1Connections(cfg *config.Config) []*ikev1.Connection {
 
 // newIKEv1 makes the IKEv1 engine when the configuration needs one.
 func (d *daemon) newIKEv1(cfg *config.Config, keyLog io.Writer) error {
-	for _, w := range cfg.Warnings {
-		d.log.Warn(w)
-	}
 	if !wantsIKEv1(cfg) {
 		return nil
 	}
@@ -91,11 +91,19 @@ func (d *daemon) addBind(b transport.Bind) {
 	d.v1.AddBind(dm.V1())
 }
 
+// validateIKEv1 checks the IKEv1 connections of cfg as the engine will,
+// so that a reload refuses them before anything changes.
+func validateIKEv1(cfg *config.Config) error {
+	for _, c := range ikev1Connections(cfg) {
+		if err := ikev1.ValidateConnection(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reloadIKEv1 hands the reloaded connections to the IKEv1 engine.
 func (d *daemon) reloadIKEv1(cfg *config.Config) error {
-	for _, w := range cfg.Warnings {
-		d.log.Warn(w)
-	}
 	if d.v1 == nil {
 		if wantsIKEv1(cfg) {
 			d.log.Warn("IKEv1 connections were added: the IKEv1 engine starts at the next restart")
@@ -131,37 +139,118 @@ func (d *daemon) allSAs() []ike.SAInfo {
 	return sas
 }
 
-// connVersion returns the version of the named connection ("" if none).
-func (d *daemon) connVersion(name string) string {
+// connection returns the named connection of the running configuration,
+// or nil.
+func (d *daemon) connection(name string) *config.Connection {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if c := d.cfg.Connection(name); c != nil {
+	return d.cfg.Connection(name)
+}
+
+// connVersion returns the version of the named connection ("" if none).
+func (d *daemon) connVersion(name string) string {
+	if c := d.connection(name); c != nil {
 		return c.Version
 	}
 	return ""
 }
 
 // initiate establishes a connection with its version: IKEv1, IKEv2, or
-// for auto IKEv2 first and IKEv1 when the peer does not speak IKEv2.
-func (d *daemon) initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
-	switch d.connVersion(name) {
-	case config.VersionIKEv1:
-		return d.initiateV1(ctx, name)
-	case config.VersionAuto:
-		return d.initiateAuto(ctx, name)
+// for auto IKEv2 first and IKEv1 when the peer does not speak IKEv2. A
+// connection that is up is reported as it is unless fresh asks for a new
+// SA, in either version.
+func (d *daemon) initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
+	c := d.connection(name)
+	if c != nil {
+		switch c.Version {
+		case config.VersionIKEv1:
+			return d.initiateV1(ctx, c, fresh)
+		case config.VersionAuto:
+			return d.initiateAuto(ctx, c, fresh)
+		}
+	}
+	return d.initiateV2(ctx, name, c, fresh)
+}
+
+// initiateV2 is the IKEv2 engine's initiation; c may be nil (an unknown
+// name, which the engine refuses).
+func (d *daemon) initiateV2(ctx context.Context, name string, c *config.Connection, fresh bool) ([]ike.SAInfo, error) {
+	if c != nil && c.RemoteHost != "" && (fresh || !d.hasV2SA(name)) {
+		// A peer by name: resolved now, for a new IKE SA.
+		return d.initiateByName(ctx, c)
+	}
+	if fresh {
+		return d.engine.InitiateNew(ctx, name)
 	}
 	return d.engine.Initiate(ctx, name)
 }
 
-func (d *daemon) initiateV1(ctx context.Context, name string) ([]ike.SAInfo, error) {
+// initiateV1 is the IKEv1 engine's initiation: an established ISAKMP SA
+// of the connection with IPsec SAs is reported as it is, unless fresh,
+// which asks for a new Quick Mode (over the ISAKMP SA there is, or a new
+// Main Mode). A peer given by name is resolved at each initiation.
+func (d *daemon) initiateV1(ctx context.Context, c *config.Connection, fresh bool) ([]ike.SAInfo, error) {
 	if d.v1 == nil {
-		return nil, fmt.Errorf("connection %s speaks IKEv1, which starts at the next restart", name)
+		return nil, fmt.Errorf("connection %s speaks IKEv1, which starts at the next restart", c.Name)
 	}
-	info, err := d.v1.Initiate(ctx, name)
+	if !fresh {
+		if sa, ok := d.upV1SA(c.Name); ok {
+			return []ike.SAInfo{v1Info(sa)}, nil
+		}
+	}
+	var info ikev1.SAInfo
+	var err error
+	if c.RemoteHost == "" {
+		info, err = d.v1.Initiate(ctx, c.Name)
+	} else {
+		var remote netip.AddrPort
+		if remote, err = d.resolveRemote(ctx, c); err != nil {
+			return nil, err
+		}
+		var conn *ikev1.Connection
+		for _, ec := range d.v1.Connections() {
+			if ec.Name == c.Name {
+				x := *ec
+				conn = &x
+				break
+			}
+		}
+		if conn == nil {
+			return nil, fmt.Errorf("no IKEv1 connection named %q", c.Name)
+		}
+		conn.Remote = remote
+		d.log.Info("initiating to a peer by name", "connection", c.Name, "host", c.RemoteHost, "remote", remote.String(), "version", "ikev1")
+		info, err = d.v1.InitiateConn(ctx, conn)
+	}
 	if info.ID == "" {
 		return nil, err
 	}
 	return []ike.SAInfo{v1Info(info)}, err
+}
+
+// upV1SA returns an established ISAKMP SA of the named connection that
+// carries IPsec SAs.
+func (d *daemon) upV1SA(name string) (ikev1.SAInfo, bool) {
+	if d.v1 == nil {
+		return ikev1.SAInfo{}, false
+	}
+	for _, sa := range d.v1.SAs() {
+		if sa.Connection == name && sa.State == "established" && len(sa.Children) > 0 {
+			return sa, true
+		}
+	}
+	return ikev1.SAInfo{}, false
+}
+
+// hasV2SA reports whether connection name has an IKE SA in the IKEv2
+// engine.
+func (d *daemon) hasV2SA(name string) bool {
+	for _, sa := range d.engine.SAs() {
+		if sa.Connection == name {
+			return true
+		}
+	}
+	return false
 }
 
 // autoIKEv2Wait is how long an auto connection waits for an IKEv2 answer
@@ -177,10 +266,16 @@ func (d *daemon) autoIKEv2Wait() time.Duration {
 // answer, or answers that it does not speak IKEv2 (INVALID_MAJOR_VERSION,
 // or NO_PROPOSAL_CHOSEN from a peer with only an IKEv1 configuration for
 // us): what Windows 11 24H2 does. An authentication failure is an answer
-// in IKEv2 and is not retried.
-func (d *daemon) initiateAuto(ctx context.Context, name string) ([]ike.SAInfo, error) {
+// in IKEv2 and is not retried. A connection up in IKEv1 is reported as it
+// is unless fresh.
+func (d *daemon) initiateAuto(ctx context.Context, c *config.Connection, fresh bool) ([]ike.SAInfo, error) {
+	if !fresh {
+		if sa, ok := d.upV1SA(c.Name); ok {
+			return []ike.SAInfo{v1Info(sa)}, nil
+		}
+	}
 	v2ctx, cancel := context.WithTimeout(ctx, d.autoIKEv2Wait())
-	sas, err := d.engine.Initiate(v2ctx, name)
+	sas, err := d.initiateV2(v2ctx, c.Name, c, fresh)
 	cancel()
 	if err == nil {
 		return sas, nil
@@ -192,8 +287,8 @@ func (d *daemon) initiateAuto(ctx context.Context, name string) ([]ike.SAInfo, e
 	if errors.Is(err, context.DeadlineExceeded) {
 		reason = "timeout"
 	}
-	d.log.Info("IKEv2 failed, falling back to IKEv1", "connection", name, "reason", reason, "err", err.Error())
-	return d.initiateV1(ctx, name)
+	d.log.Info("IKEv2 failed, falling back to IKEv1", "connection", c.Name, "reason", reason, "err", err.Error())
+	return d.initiateV1(ctx, c, true)
 }
 
 // terminate deletes SAs in the engine that owns target.
@@ -210,37 +305,6 @@ func (d *daemon) terminate(ctx context.Context, target string) (int, error) {
 		return n1 + n2, errors.Join(err1, err2)
 	}
 	return d.engine.Terminate(ctx, target)
-}
-
-// startAuto initiates the auto connections configured to start, retrying
-// with backoff (1 s doubling to 2 min) as the engines do.
-func (d *daemon) startAuto(ctx context.Context) {
-	d.mu.Lock()
-	var names []string
-	for _, c := range d.cfg.Connections {
-		if c.Version == config.VersionAuto && c.StartAction == config.StartInitiate {
-			names = append(names, c.Name)
-		}
-	}
-	d.mu.Unlock()
-	for _, name := range names {
-		go func() {
-			wait := time.Second
-			for {
-				if _, err := d.initiateAuto(ctx, name); err == nil {
-					return
-				} else {
-					d.log.Warn("start action failed, will retry", "connection", name, "err", err, "retry_in", wait.String())
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
-				wait = min(2*wait, 2*time.Minute)
-			}
-		}()
-	}
 }
 
 // metricSources are the engines whose statistics /metrics serves, each

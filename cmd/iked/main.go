@@ -3,11 +3,14 @@
 //
 //	iked --config /etc/iked/iked.yaml
 //	iked --check-config /etc/iked/iked.yaml
+//	iked --check-policy-ldap /etc/iked/iked.yaml
 //
 // SIGTERM or SIGINT deletes every IKE SA (telling the peers), removes all
-// SAs from the data plane and exits 0. SIGHUP reloads the configuration's
-// connections; a configuration with errors is refused and the running one
-// stays.
+// SAs from the data plane and exits 0. SIGHUP (or `ikectl reload`, which
+// waits for the answer) reloads the configuration; a configuration with
+// errors is refused and the running one stays. Under systemd it speaks the
+// notify protocol (Type=notify, WatchdogSec=) and logs with journal
+// priorities.
 package main
 
 import (
@@ -15,10 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-)
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+	"github.com/iked/iked/internal/buildinfo"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -28,6 +30,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("iked", flag.ContinueOnError)
 	configPath := fs.String("config", "/etc/iked/iked.yaml", "configuration `file`")
 	checkPath := fs.String("check-config", "", "validate the configuration `file` and exit")
+	checkLDAP := fs.String("check-policy-ldap", "", "read the directory's policy as the configuration `file` says (policy.source: ldap), show it and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -41,10 +44,12 @@ func run(args []string) int {
 	}
 	switch {
 	case *showVersion:
-		fmt.Println("iked", version)
+		fmt.Println("iked", buildinfo.Get())
 		return 0
 	case *checkPath != "":
 		return checkConfig(*checkPath)
+	case *checkLDAP != "":
+		return checkPolicyLDAP(*checkLDAP)
 	}
 	d, err := newDaemon(*configPath)
 	if err != nil {

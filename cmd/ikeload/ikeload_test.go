@@ -16,45 +16,13 @@ import (
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/bench/flood"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
-	"github.com/iked/iked/transform"
 	"github.com/iked/iked/transport"
 )
 
 const testSecret = "correct horse battery staple"
-
-func mustPSK(t testing.TB, s string) *psk.Method {
-	t.Helper()
-	secret, err := psk.NewSecret([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return psk.New(secret)
-}
-
-func mustIKE(t testing.TB, s ...string) []transform.Proposal {
-	t.Helper()
-	var out []transform.Proposal
-	for _, x := range s {
-		p, err := transform.ParseIKEProposal(x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func mustESP(t testing.TB, s string) []transform.Proposal {
-	t.Helper()
-	p, err := transform.ParseESPProposal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []transform.Proposal{p}
-}
 
 // responder is an in-process iked engine on a loopback UDP port that
 // answers any peer with the PSK.
@@ -69,10 +37,10 @@ func newResponder(t testing.TB, opts ...responderOpt) *responder {
 	t.Helper()
 	conn := &ike.Connection{
 		Name:         "load",
-		LocalID:      ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")},
-		Auth:         mustPSK(t, testSecret),
-		IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
-		ESPProposals: mustESP(t, "aes256gcm16"),
+		LocalID:      enginetest.FQDN("responder.example"),
+		Auth:         enginetest.PSK(t, testSecret),
+		IKEProposals: enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
+		ESPProposals: enginetest.ESP(t, "aes256gcm16"),
 	}
 	cfg := ike.Config{
 		SADB:              sadb.New(memory.New()),
@@ -84,17 +52,11 @@ func newResponder(t testing.TB, opts ...responderOpt) *responder {
 		o(conn, &cfg)
 	}
 	cfg.Connections = []*ike.Connection{conn}
-	eng, err := ike.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng.AddBind(b)
-	t.Cleanup(func() { eng.Close() })
-	return &responder{eng: eng, addr: b.LocalAddr()}
+	return &responder{eng: enginetest.Start(t, cfg, b), addr: b.LocalAddr()}
 }
 
 // established counts the responder's established IKE SAs.
@@ -105,11 +67,11 @@ func (r *responder) completed() uint64 { return r.eng.Stats().HandshakesComplete
 func baseOptions(t testing.TB, r *responder) Options {
 	return Options{
 		Target:            r.addr,
-		Auth:              mustPSK(t, testSecret),
+		Auth:              enginetest.PSK(t, testSecret),
 		AuthName:          "psk",
-		IKEProposals:      mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		IKEProposals:      enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
 		ProposalText:      "aes256gcm16-prfsha256-x25519",
-		ESPProposals:      mustESP(t, "aes256gcm16"),
+		ESPProposals:      enginetest.ESP(t, "aes256gcm16"),
 		Concurrency:       4,
 		RetransmitTimeout: 500 * time.Millisecond,
 		RetransmitTries:   3,
@@ -189,7 +151,7 @@ func TestIdentityPerSA(t *testing.T) {
 	o := baseOptions(t, r)
 	o.Childless, o.Keep, o.Count = true, true, 10
 	o.LocalID = "fqdn:client-%d.example"
-	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")}
+	o.RemoteID = enginetest.FQDN("responder.example")
 	res := runT(t, o)
 	if res.Completed != 10 {
 		t.Fatalf("completed %d (%v %s)", res.Completed, res.Failures, res.FirstFailure)
@@ -207,7 +169,7 @@ func TestWrongRemoteID(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 3
-	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("someone-else.example")}
+	o.RemoteID = enginetest.FQDN("someone-else.example")
 	res := runT(t, o)
 	if res.Completed != 0 || res.Failures["authentication_failed"] != 3 {
 		t.Fatalf("want 3 authentication failures, got %+v", res)
@@ -218,7 +180,7 @@ func TestWrongPSK(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 5
-	o.Auth = mustPSK(t, "not the responder's secret")
+	o.Auth = enginetest.PSK(t, "not the responder's secret")
 	res := runT(t, o)
 	if res.Completed != 0 || res.Failed != 5 || res.Failures["authentication_failed"] != 5 {
 		t.Fatalf("want 5 authentication failures, got completed %d %v", res.Completed, res.Failures)
@@ -230,7 +192,7 @@ func TestNoProposalChosen(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 2
-	o.IKEProposals = mustIKE(t, "aes128-sha256-modp2048")
+	o.IKEProposals = enginetest.IKE(t, "aes128-sha256-modp2048")
 	res := runT(t, o)
 	if res.Failures["no_proposal_chosen"] != 2 {
 		t.Fatalf("want no_proposal_chosen, got %v", res.Failures)
@@ -301,7 +263,7 @@ func TestInvalidKE(t *testing.T) {
 		r := newResponder(t)
 		o := baseOptions(t, r)
 		o.Childless, o.Count, o.FreshDH = true, 5, fresh
-		o.IKEProposals = mustIKE(t, "aes256gcm16-prfsha256-ecp256-x25519")
+		o.IKEProposals = enginetest.IKE(t, "aes256gcm16-prfsha256-ecp256-x25519")
 		res := runT(t, o)
 		if res.Completed != 5 || res.InvalidKE != 5 {
 			t.Fatalf("fresh DH %v: completed %d invalid_ke %d (%v %s)", fresh, res.Completed, res.InvalidKE, res.Failures, res.FirstFailure)
@@ -353,7 +315,7 @@ func TestTimeout(t *testing.T) {
 	}
 	defer b.Close()
 	o := Options{
-		Target: b.LocalAddr(), Auth: mustPSK(t, testSecret), IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		Target: b.LocalAddr(), Auth: enginetest.PSK(t, testSecret), IKEProposals: enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
 		Childless: true, Count: 1, RetransmitTimeout: 20 * time.Millisecond, RetransmitTries: 2,
 	}
 	res := runT(t, o)

@@ -358,11 +358,11 @@ func (a *Agent) chooseAuth(names []string) (string, auth.Method, error) {
 // localIdentity is the identity a method needs this side to send (a
 // Kerberos principal's); the zero Identity, i.e. the IP address, otherwise.
 func localIdentity(m auth.Method) ike.Identity {
-	li, ok := m.(interface{ LocalIdentity() string })
+	li, ok := m.(auth.PrincipalIdentity)
 	if !ok {
 		return ike.Identity{}
 	}
-	id, err := ike.ParseIdentity(li.LocalIdentity())
+	id, err := ike.ParseIdentity(li.PrincipalIdentity())
 	if err != nil {
 		return ike.Identity{}
 	}

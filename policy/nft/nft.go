@@ -52,7 +52,7 @@ func (e Exec) Run(ctx context.Context, script string, args ...string) (string, e
 	if script != "" {
 		args = append(args, "-f", "-")
 	}
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := exec.CommandContext(ctx, path, args...) // #nosec G204 -- runs nft (the configured or default path) with arguments iked builds; the rules go on stdin, nothing reaches a shell
 	cmd.Stdin = strings.NewReader(script)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

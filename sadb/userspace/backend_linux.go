@@ -177,13 +177,13 @@ func (b *Backend) release() {
 		b.raw.close()
 	}
 	if b.udp != nil {
-		b.udp.close()
+		_ = b.udp.close()
 	}
 	if b.tun != nil {
-		b.tun.close() // the kernel removes the device, its addresses and routes
+		_ = b.tun.close() // the kernel removes the device, its addresses and routes
 	}
 	if b.nl != nil {
-		b.nl.close()
+		_ = b.nl.close()
 	}
 }
 
@@ -520,7 +520,7 @@ func (b *Backend) Close() error {
 	b.rebuild()
 	b.mu.Unlock()
 	close(b.done)
-	b.ike.Close()
+	_ = b.ike.Close()
 	b.release()
 	b.wg.Wait()
 	close(b.events)

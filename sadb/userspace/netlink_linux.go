@@ -27,7 +27,7 @@ func openRTNL() (*rtnl, error) {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
 	return &rtnl{fd: fd, buf: make([]byte, 1<<16)}, nil

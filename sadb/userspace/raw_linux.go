@@ -29,7 +29,7 @@ func openRaw() (*rawSocks, error) {
 		return nil, err
 	}
 	if r.ah, err = openRawSock(unix.IPPROTO_AH, true); err != nil {
-		r.esp.file.Close()
+		_ = r.esp.file.Close()
 		return nil, err
 	}
 	return r, nil
@@ -44,22 +44,22 @@ func openRawSock(proto int, hdrincl bool) (*rawSock, error) {
 	}
 	if hdrincl {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			return nil, fmt.Errorf("userspace: IP_HDRINCL: %w", err)
 		}
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	s := &rawSock{file: os.NewFile(uintptr(fd), fmt.Sprintf("raw:%d", proto)), fd: fd}
 	if s.rc, err = s.file.SyscallConn(); err != nil {
-		s.file.Close()
+		_ = s.file.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (r *rawSocks) close() {
-	r.esp.file.Close()
-	r.ah.file.Close()
+	_ = r.esp.file.Close()
+	_ = r.ah.file.Close()
 }
 
 // rawRx reads one packet at a time from a raw socket.

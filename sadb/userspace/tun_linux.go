@@ -43,12 +43,12 @@ func openTUNFlags(name string, flags uint16) (*tun, error) {
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("tun %q: %w", name, err)
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("tun %q: TUNSETIFF: %w", name, err)
 	}
 	t := &tun{name: ifr.Name(), vnet: flags&unix.IFF_VNET_HDR != 0}
@@ -59,19 +59,19 @@ func openTUNFlags(name string, flags uint16) (*tun, error) {
 	// this namespace).
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, err
 	}
 	defer unix.Close(s)
 	ir, _ := unix.NewIfreq(t.name)
 	if err := unix.IoctlIfreq(s, unix.SIOCGIFINDEX, ir); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("tun %s: index: %w", t.name, err)
 	}
 	t.index = int(ir.Uint32())
 	t.file = os.NewFile(uintptr(fd), "/dev/net/tun:"+t.name)
 	if t.rc, err = t.file.SyscallConn(); err != nil {
-		t.file.Close()
+		_ = t.file.Close()
 		return nil, err
 	}
 	return t, nil

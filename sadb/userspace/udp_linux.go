@@ -45,7 +45,7 @@ func listenUDP(addr netip.AddrPort, offload bool) (*udpSock, error) {
 	l := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	u.local = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
 	if u.rc, err = c.SyscallConn(); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	_ = u.rc.Control(func(fd uintptr) {

@@ -120,9 +120,9 @@ func freeAddr(t testing.TB) string {
 		}
 		addr := l.Addr().String()
 		u, err := net.ListenPacket("udp", addr)
-		l.Close()
+		_ = l.Close()
 		if err == nil {
-			u.Close()
+			_ = u.Close()
 			return addr
 		}
 	}
