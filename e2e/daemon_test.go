@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,7 +148,9 @@ func (d *daemon) sas() []ike.SAInfo {
 }
 
 // metric returns the value of one series from /metrics, e.g.
-// `iked_packets_dropped_total{reason="malformed"}`; 0 when absent.
+// `iked_packets_dropped_total{reason="malformed"}`: the sum of the series
+// of that name whose labels include the given ones (whatever further
+// labels, such as version, they carry); 0 when absent.
 func (d *daemon) metric(series string) float64 {
 	d.t.Helper()
 	resp, err := http.Get("http://" + d.metrics + "/metrics")
@@ -155,18 +158,37 @@ func (d *daemon) metric(series string) float64 {
 		d.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	name, labels, _ := strings.Cut(series, "{")
+	var want []string
+	if labels = strings.TrimSuffix(labels, "}"); labels != "" {
+		want = strings.Split(labels, ",")
+	}
+	sum := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, series+" ") {
-			v, err := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
-			if err != nil {
-				d.t.Fatal(err)
-			}
-			return v
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
 		}
+		n, ls, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		have := strings.Split(strings.TrimSuffix(ls, "}"), ",")
+		match := true
+		for _, w := range want {
+			match = match && slices.Contains(have, w)
+		}
+		if !match {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		sum += f
 	}
-	return 0
+	return sum
 }
 
 // stop sends SIGTERM and waits for exit status 0.

@@ -21,7 +21,8 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   # data-plane tests unpack it (apt-get download, dpkg -x) and run it in the guest
   libnss3-tools libnss3 libnspr4 libevent-core-2.1-7 libevent-pthreads-2.1-7 libldns3 libunbound8 libcurl3-nss
   libldap-2.5-0
-  # racoon's build (../shared/vendor/racoon, built once into a cache; the guest runs it with the kernel's PF_KEY)
+  # racoon's build (../shared/vendor/racoon, built once into a cache: the IKEv1 interop tests run it with
+  # fakepfkey.so, the guest with the kernel's PF_KEY)
   autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -60,8 +61,8 @@ go run github.com/securego/gosec/v2/cmd/gosec@v2.30.0 -quiet -conf scripts/gosec
 
 echo "== go test -race (engines, data plane, auth, policy, control)"
 # The packages whose goroutines share state run under the race detector too;
-# TestConcurrencyStress (ike) is the lock discipline's test (docs/design.md).
-go test -race -count=1 -timeout 20m "$@" ./ike/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
+# TestConcurrencyStress (ike) and TestStress (ikev1) are the lock discipline's tests (docs/design.md).
+go test -race -count=1 -timeout 20m "$@" ./ike/... ./ikev1/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
 
 echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...

@@ -41,6 +41,9 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 		// file asks of it must be what the running one can do.
 		err = d.dp.supports(cfg)
 	}
+	if err == nil {
+		err = validateIKEv1(cfg)
+	}
 	if err == nil && d.dir != nil {
 		// The running directory policy, mapped with the new methods.
 		err = d.dir.rebuild(cfg)
@@ -67,11 +70,15 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 	}
 	// The SAs to judge are those made before the new connections apply:
 	// one a changed connection makes from now on has the new settings.
-	before := d.engine.SAs()
+	before := d.allSAs()
 	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
 		err = fmt.Errorf("%s: %w", d.configPath, err)
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return nil, err
+	}
+	if err := d.reloadIKEv1(cfg); err != nil {
+		// validateIKEv1 passed: not expected.
+		d.log.Error("IKEv1 connections refused; the running ones stay", "err", err.Error())
 	}
 	d.mu.Lock()
 	d.cfg = cfg
@@ -148,7 +155,7 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, befor
 			continue
 		}
 		if reason, ok := why[sa.Connection]; ok {
-			if _, err := d.engine.Terminate(ctx, sa.ID); err != nil {
+			if _, err := d.terminate(ctx, sa.ID); err != nil {
 				if !d.hasSAID(sa.ID) {
 					continue // gone meanwhile
 				}
@@ -166,9 +173,9 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, befor
 	}
 }
 
-// hasSA reports whether connection name has an IKE SA.
+// hasSA reports whether connection name has an IKE SA (or an ISAKMP SA).
 func (d *daemon) hasSA(name string) bool {
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		if sa.Connection == name {
 			return true
 		}
@@ -176,9 +183,9 @@ func (d *daemon) hasSA(name string) bool {
 	return false
 }
 
-// hasSAID reports whether the IKE SA with that ID exists.
+// hasSAID reports whether the IKE SA (or ISAKMP SA) with that ID exists.
 func (d *daemon) hasSAID(id string) bool {
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		if sa.ID == id {
 			return true
 		}
