@@ -41,7 +41,6 @@ func TestIKEv1NAT(t *testing.T) {
 			PSK: interopPSK, Version: "ikev1", IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
 			LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}))
 		a = startIked(t, tp.I, natIkedV1(tp, ikedBID))
-		start := time.Now()
 		if out, err := a.Initiate(connName); err != nil {
 			t.Fatalf("iked A initiate: %v\n%s", err, out)
 		}
@@ -55,7 +54,7 @@ func TestIKEv1NAT(t *testing.T) {
 		}
 		ping(t, tp.I, ikedInnerHost, charonInnerHost, 5)
 		ping(t, tp.S, charonInnerHost, ikedInnerHost, 2)
-		time.Sleep(time.Until(start.Add(natKeepaliveWindow)))
+		waitKeepalives(t, tp, c)
 		natWireCheck(t, tp, c, spiValue(t, sa.Children[0].SPIOut))
 		checkV1WireDecrypts(t, c, a, tp.ROutside.String())
 	})
@@ -77,7 +76,6 @@ func TestIKEv1NAT(t *testing.T) {
 			LocalID: charonID, RemoteID: ikedAID, PSK: interopPSK, Version: 1, IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
 			LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}}})
 		a = startIked(t, tp.I, natIkedV1(tp, charonID))
-		start := time.Now()
 		if out, err := a.Initiate(connName); err != nil {
 			t.Fatalf("iked initiate: %v\n%s", err, out)
 		}
@@ -112,7 +110,7 @@ func TestIKEv1NAT(t *testing.T) {
 		}
 		wantLog(t, "charon", ch.Log(), "remote host is behind NAT")
 		ping(t, tp.I, ikedInnerHost, charonInnerHost, 5)
-		time.Sleep(time.Until(start.Add(natKeepaliveWindow)))
+		waitKeepalives(t, tp, c)
 		natWireCheck(t, tp, c, spiValue(t, sa.Children[0].SPIOut))
 		checkV1WireDecrypts(t, c, a, tp.ROutside.String())
 	})
