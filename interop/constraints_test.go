@@ -169,7 +169,7 @@ func TestAuthFailedIkedIked(t *testing.T) {
 	requireRoot(t)
 	requireTools(t, "tcpdump", "tshark")
 	topo := newTopology(t)
-	capt := startCapture(t, topo.S, "veth-s")
+	capt := startCaptureFilter(t, topo.S, "veth-s", "")
 	pkiA, pkiB := newTestPKI(t, "Interop A", "p256", 0), newTestPKI(t, "Interop B", "p256", 0)
 	ka, kb := pkiKey(t, "p256", certKeyLabel("iked-a")), pkiKey(t, "p256", certKeyLabel("iked-b"))
 	host := func(id string) string { return strings.TrimPrefix(id, "fqdn:") }

@@ -13,7 +13,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/sha1" // #nosec G505 -- HMAC-SHA1-96 (RFC 2404), for peers whose connection names it; HMAC-SHA1 is not broken by SHA-1 collisions
+	"crypto/sha1" // #nosec G505 -- HMAC-SHA1-96 (RFC 2404): for IKEv2 connections that name it, and SAs an IKEv1 peer negotiated with allow_legacy; HMAC-SHA1 is not broken by SHA-1 collisions
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -32,7 +32,7 @@ const (
 	EncrAESGCM12          uint16 = 19
 	EncrAESGCM16          uint16 = 20
 	EncrChaCha20Poly1305  uint16 = 28
-	IntegHMACSHA1_96      uint16 = 2
+	IntegHMACSHA1_96      uint16 = 2 // deprecated: only where a connection names it (or IKEv1 allow_legacy)
 	IntegHMACSHA2_256_128 uint16 = 12
 	IntegHMACSHA2_384_192 uint16 = 13
 	IntegHMACSHA2_512_256 uint16 = 14
