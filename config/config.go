@@ -245,7 +245,6 @@ const (
 	ChildlessForce = "force"
 )
 
-
 // Values of Connection.Version.
 const (
 	VersionIKEv2 = "ikev2"
