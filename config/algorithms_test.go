@@ -90,3 +90,16 @@ func TestChildlessKey(t *testing.T) {
 	_, err := parseIn(t, conn("    remote: 192.0.2.1\n"+longAuth+"    childless: yes\n"), nil, nil)
 	wantRefused(t, err, 5, []string{"childless", "allow", "never", "prefer", "force"})
 }
+
+// TestDeprecatedWarnedOnce: an IKEv1 connection's SHA-1 is IKEv1's legacy
+// check's business (allow_legacy, its own warning), not warned of twice.
+func TestDeprecatedWarnedOnce(t *testing.T) {
+	cfg, err := parseIn(t, conn("    remote: 192.0.2.1\n"+longAuth+
+		"    version: ikev1\n    allow_legacy: true\n    ike_proposals: [aes256-sha1-modp2048]\n"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Msg, "allowed by allow_legacy") {
+		t.Errorf("warnings %v, want only the legacy one", cfg.Warnings)
+	}
+}
