@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/jcmturner/gokrb5/v8/crypto"
 	"github.com/jcmturner/gokrb5/v8/iana/errorcode"
 	"github.com/jcmturner/gokrb5/v8/iana/flags"
 	"github.com/jcmturner/gokrb5/v8/messages"
@@ -51,6 +52,9 @@ func (m *Method) checkAPReq(req *messages.APReq, peer netip.AddrPort, needSubkey
 	if kerr != nil {
 		return refuse(kerr.code, "", "%s", kerr.msg)
 	}
+	if !cipherLongEnough(key.KeyType, tk.EncPart.Cipher) {
+		return refuse(errorcode.KRB_AP_ERR_MODIFIED, "malformed", "the ticket for %s is too short to decrypt", sname)
+	}
 	if err := tk.Decrypt(key); err != nil {
 		return refuse(errorcode.KRB_AP_ERR_MODIFIED, "", "cannot decrypt the ticket for %s with key version %d of the keytab: the keytab and the KDC hold different keys", sname, tk.EncPart.KVNO)
 	}
@@ -66,6 +70,9 @@ func (m *Method) checkAPReq(req *messages.APReq, peer netip.AddrPort, needSubkey
 		if !types.HostAddressesContains(enc.CAddr, types.HostAddressFromNetIP(peer.Addr().AsSlice())) {
 			return refuse(errorcode.KRB_AP_ERR_BADADDR, "", "the ticket of %s does not list the peer's address %s", client, peer.Addr())
 		}
+	}
+	if !cipherLongEnough(enc.Key.KeyType, req.EncryptedAuthenticator.Cipher) {
+		return refuse(errorcode.KRB_AP_ERR_BAD_INTEGRITY, "malformed", "the authenticator of %s is too short to decrypt", client)
 	}
 	if err := req.DecryptAuthenticator(enc.Key); err != nil {
 		return refuse(errorcode.KRB_AP_ERR_BAD_INTEGRITY, "", "cannot decrypt the authenticator of %s", client)
@@ -95,4 +102,15 @@ func (m *Method) checkAPReq(req *messages.APReq, peer netip.AddrPort, needSubkey
 		return refuse(errorcode.KDC_ERR_POLICY, label, "client %s is not allowed (allowed: %s)", client, m.allowed)
 	}
 	return &accepted{client: client, service: sname, ticket: tk, auth: au, skew: -d}, nil
+}
+
+// cipherLongEnough reports whether ciphertext of enctype e is long enough
+// for gokrb5 to decrypt: its DecryptMessage slices off the checksum
+// without checking the length and panics on shorter input.
+func cipherLongEnough(e int32, cipher []byte) bool {
+	et, err := crypto.GetEtype(e)
+	if err != nil {
+		return false
+	}
+	return len(cipher) >= et.GetConfounderByteSize()+et.GetHMACBitLength()/8
 }

@@ -300,6 +300,14 @@ func (s *session) RetryAfter(notifies []*wire.Notify) bool {
 	}
 	name := ErrorName(code)
 	stats.auth("initiator", name)
+	return m.retryAfter(code, serverTime)
+}
+
+// retryAfter decides, for a Kerberos error code the responder refused our
+// AP-REQ with (and its clock, if it sent one), whether a fresh ticket or
+// the responder's clock can cure it; if so it prepares the one retry.
+func (m *Method) retryAfter(code int32, serverTime time.Time) bool {
+	name := ErrorName(code)
 	retry := false
 	switch code {
 	case errorcode.KRB_AP_ERR_TKT_EXPIRED, errorcode.KRB_AP_ERR_TKT_NYV, errorcode.KRB_AP_ERR_BADKEYVER, errorcode.KRB_AP_ERR_MODIFIED, errorcode.KRB_AP_ERR_BAD_INTEGRITY:
