@@ -172,6 +172,7 @@ var peerAddr = netip.MustParseAddrPort("127.0.0.1:500")
 // an established MIT one, both directions, sealed and integrity-only.
 func crossWrap(t *testing.T, ours *GSSContext, mit *mitContext) {
 	t.Helper()
+	tokKey, _ := ours.tokenKey()
 	for i, msg := range [][]byte{[]byte("HASH_I of twenty oct"), bytes.Repeat([]byte{0xa5}, 32), {}} {
 		tok, err := ours.Wrap(msg)
 		if err != nil {
@@ -188,6 +189,8 @@ func crossWrap(t *testing.T, ours *GSSContext, mit *mitContext) {
 			if err != nil {
 				t.Fatalf("message %d: unwrapping MIT's %s token: %v", i, cmd, err)
 			}
+			katRecord(katVector{Name: fmt.Sprintf("%s %s %d from %s", t.Name(), cmd, i, map[bool]string{true: "acceptor", false: "initiator"}[ours.initiator]),
+				Kind: "wrap", Enctype: tokKey.KeyType, Key: hexs(tokKey.KeyValue), Token: f[1], Msg: hexs(back), FromAcceptor: ours.initiator})
 			if !bytes.Equal(got, back) {
 				t.Fatalf("message %d: unwrapped %x, want %x", i, got, back)
 			}
@@ -262,6 +265,7 @@ func TestGSSAgainstMIT(t *testing.T) {
 		{"aes", "host/a.example.test", "host/b.example.test", r.ktA, r.ktB, "1", "18"},
 		{"rc4", "host/rc4c.example.test", "host/rc4s.example.test", ktC, ktS, "0", "23"},
 	}
+	defer katWrite(t)
 	for _, tc := range cases {
 		t.Run(tc.name+"/iked initiates", func(t *testing.T) {
 			ma, _ := r.methods(t, func(a, b *Options) {
@@ -284,6 +288,8 @@ func TestGSSAgainstMIT(t *testing.T) {
 			if _, err := ours.Step(unhex(t, f[1])); err != nil {
 				t.Fatalf("MIT's AP-REP: %v", err)
 			}
+			katRecord(katVector{Name: t.Name() + " AP-REP", Kind: "aprep", Enctype: ours.session.KeyType, Key: hexs(ours.session.KeyValue), Token: f[1],
+				CTime: ours.ctime.Format(time.RFC3339), Cusec: ours.cusec, SubkeyEnctype: ours.subkey.KeyType})
 			if !ours.Established() || fmt.Sprint(ours.contextKey().KeyType) != tc.wantEnctyp {
 				t.Fatalf("established %v, enctype %d", ours.Established(), ours.contextKey().KeyType)
 			}
@@ -301,6 +307,7 @@ func TestGSSAgainstMIT(t *testing.T) {
 			defer ours.Close()
 			mit := startMIT(t, r.kdc.Krb5Conf, tc.ktSvc, tc.ktClient)
 			f := mit.mustDo("init", []byte(tc.service+"@"+testRealm))
+			at := time.Now().UTC()
 			rep, err := ours.Step(unhex(t, f[1]))
 			if err != nil {
 				t.Fatalf("MIT's initial token refused: %v", err)
@@ -308,6 +315,9 @@ func TestGSSAgainstMIT(t *testing.T) {
 			if ours.Peer() != (Principal{tc.client, testRealm}) {
 				t.Fatalf("peer %s", ours.Peer())
 			}
+			svcKey, kvno := serviceKeyFrom(t, tc.ktSvc, tc.service, map[string]int32{"0": 23, "1": 18}[tc.proto])
+			katRecord(katVector{Name: t.Name() + " AP-REQ", Kind: "apreq", Enctype: svcKey.KeyType, Key: hexs(svcKey.KeyValue), Token: f[1],
+				Service: tc.service + "@" + testRealm, KVNO: kvno, Client: tc.client + "@" + testRealm, At: at.Format(time.RFC3339Nano)})
 			if f := mit.mustDo("step", rep); f[0] != "complete" {
 				t.Fatalf("MIT after our AP-REP: %v", f)
 			}
