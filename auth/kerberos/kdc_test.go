@@ -98,6 +98,12 @@ type pair struct {
 
 func newPair(t testing.TB, ma, mb auth.Method) *pair {
 	t.Helper()
+	return newPairIDs(t, ma, mb, "a.example.test", "b.example.test")
+}
+
+// newPairIDs is newPair with the FQDN identities of A and B.
+func newPairIDs(t testing.TB, ma, mb auth.Method, idA, idB string) *pair {
+	t.Helper()
 	ikeP, err := transform.ParseIKEProposal("aes256gcm16-prfsha256-x25519")
 	if err != nil {
 		t.Fatal(err)
@@ -119,8 +125,8 @@ func newPair(t testing.TB, ma, mb auth.Method) *pair {
 		}
 		return e
 	}
-	p.a = mk("a-b", addrA, addrB, "a.example.test", "b.example.test", ma, p.logA)
-	p.b = mk("b-a", addrB, addrA, "b.example.test", "a.example.test", mb, p.logB)
+	p.a = mk("a-b", addrA, addrB, idA, idB, ma, p.logA)
+	p.b = mk("b-a", addrB, addrA, idB, idA, mb, p.logB)
 	ba, bb := transport.Pipe(addrA, addrB)
 	p.a.AddBind(ba)
 	p.b.AddBind(bb)
