@@ -23,8 +23,9 @@ const (
 
 // walker walks YAML nodes and collects positioned errors.
 type walker struct {
-	file string
-	errs []error
+	file     string
+	errs     []error
+	warnings []string
 }
 
 // errorf records an error at n's line.

@@ -89,6 +89,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	sort.SliceStable(w.errs, func(i, j int) bool { return errLine(w.errs[i]) < errLine(w.errs[j]) })
 	switch len(w.errs) {
 	case 0:
+		cfg.Warnings = w.warnings
 		return cfg, nil
 	case 1:
 		return nil, w.errs[0]
@@ -411,7 +412,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "version", "allow_legacy"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -492,10 +493,8 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			}
 		case "auth":
 			c.Auth, c.AuthName = w.auth(kv, baseDir)
-		case "ike_proposals":
-			c.IKEProposalStrings, c.IKEProposals = w.proposals(v, kv.key, transform.ParseIKEProposal)
-		case "esp_proposals":
-			c.ESPProposalStrings, c.ESPProposals = w.proposals(v, kv.key, transform.ParseESPProposal)
+		case "ike_proposals", "esp_proposals":
+			// Read once the version is known (versionProposals).
 		case "local_ts":
 			c.LocalTS, localTSNodes = w.selectors(v, kv.key)
 		case "remote_ts":
@@ -537,8 +536,20 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
 			}
+		case "version":
+			if s, ok := w.oneOf(v, kv.key, VersionIKEv2, VersionIKEv1, VersionAuto); ok {
+				c.Version = s
+			}
+		case "allow_legacy":
+			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
+				c.AllowLegacy = s == "true"
+			}
 		}
 	}
+	if c.Version == "" {
+		c.Version = VersionIKEv2
+	}
+	w.versionProposals(&c, nodes)
 	// Missing keys are reported only when nothing else is wrong: a
 	// misspelt key is the better message.
 	clean := len(w.errs) == errsBefore
@@ -547,12 +558,6 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	}
 	if nodes["auth"] == nil && clean {
 		w.errorf(p.kNode, "connection %q: missing key \"auth\" (e.g. auth: {method: psk, file: secret.txt}; methods: %s)", p.key, strings.Join(auth.Names(), ", "))
-	}
-	if nodes["ike_proposals"] == nil {
-		c.IKEProposalStrings, c.IKEProposals = w.proposals(nil, "ike_proposals", transform.ParseIKEProposal, DefaultIKEProposals()...)
-	}
-	if nodes["esp_proposals"] == nil {
-		c.ESPProposalStrings, c.ESPProposals = w.proposals(nil, "esp_proposals", transform.ParseESPProposal, DefaultESPProposals()...)
 	}
 	if !localIDSet && c.Local.IsValid() {
 		// A method that proves a particular identity (a certificate's

@@ -64,6 +64,8 @@ type charonConn struct {
 	// (strongSwan time values, e.g. "2s"); empty: charon's defaults.
 	IKERekeyTime, IKEOverTime, IKERandTime       string
 	ChildRekeyTime, ChildLifeTime, ChildRandTime string
+	// Version is the connection's IKE version (version =): 0 means 2.
+	Version int
 }
 
 // charonOptions configure a charon instance.
@@ -173,7 +175,11 @@ func swanctlConf(conns []charonConn) string {
 	list := func(xs []string) string { return strings.Join(xs, ",") }
 	b.WriteString("connections {\n")
 	for _, c := range conns {
-		fmt.Fprintf(&b, "\t%s {\n\t\tversion = 2\n", c.Name)
+		version := c.Version
+		if version == 0 {
+			version = 2
+		}
+		fmt.Fprintf(&b, "\t%s {\n\t\tversion = %d\n", c.Name, version)
 		fmt.Fprintf(&b, "\t\tlocal_addrs = %s\n\t\tremote_addrs = %s\n", c.LocalAddr, c.RemoteAddr)
 		if len(c.IKEProposals) > 0 {
 			fmt.Fprintf(&b, "\t\tproposals = %s\n", list(c.IKEProposals))

@@ -41,6 +41,10 @@ type ikedConn struct {
 	// dpd_action when not empty; ForceEncap as force_encap: true.
 	RekeyTime, IKERekeyTime, DPDDelay, DPDAction string
 	ForceEncap                                   bool
+	// Version renders as version: (ikev2, ikev1, auto) when not empty;
+	// AllowLegacy as allow_legacy: true.
+	Version     string
+	AllowLegacy bool
 }
 
 // ikedCertAuth is iked's auth: {method: cert, ...}; paths are relative to
@@ -230,6 +234,10 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		field("dpd_action", c.DPDAction)
 		if c.ForceEncap {
 			b.WriteString("    force_encap: true\n")
+		}
+		field("version", c.Version)
+		if c.AllowLegacy {
+			b.WriteString("    allow_legacy: true\n")
 		}
 	}
 	b.WriteString(o.Extra)

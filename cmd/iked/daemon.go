@@ -20,6 +20,7 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
@@ -48,6 +49,8 @@ type daemon struct {
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
+	v1      *ikev1.Engine      // nil without IKEv1 connections (ikev1.go)
+	demuxes []*transport.Demux // the sockets split between the engines
 	control *control.Server
 	metrics *http.Server
 }
@@ -57,6 +60,9 @@ func checkConfig(path string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Println(w)
 	}
 	if cfg.Policy != nil {
 		fmt.Printf("%s: OK (%d connections, policy %s with %d rules)\n", path, len(cfg.Connections), cfg.Policy.Name, len(cfg.Policy.Rules))
@@ -83,6 +89,9 @@ var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.
 func engineConnections(cfg *config.Config) []*ike.Connection {
 	out := make([]*ike.Connection, 0, len(cfg.Connections))
 	for _, c := range cfg.Connections {
+		if !c.SpeaksIKEv2() {
+			continue // the IKEv1 engine's (ikev1.go)
+		}
 		mode := ike.ModeTunnel
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
@@ -90,7 +99,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 		out = append(out, &ike.Connection{
 			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
-			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate && c.Version != config.VersionAuto,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
 			DPDAction: dpdActions[c.DPDAction],
@@ -149,6 +158,10 @@ func newDaemon(path string) (*daemon, error) {
 		ForceEncap: d.dp.forceEncap,
 	})
 	if err != nil {
+		_ = d.db.Close()
+		return nil, err
+	}
+	if err := d.newIKEv1(cfg, keyLog); err != nil {
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -236,7 +249,7 @@ func (d *daemon) serve() (err error) {
 		go func() { _ = d.metrics.Serve(ln) }()
 	}
 	for _, b := range binds {
-		d.engine.AddBind(b)
+		d.addBind(b)
 	}
 	listen := make([]string, len(binds))
 	for i, b := range binds {
@@ -248,6 +261,10 @@ func (d *daemon) serve() (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d.engine.StartConnections(ctx)
+	if d.v1 != nil {
+		d.v1.StartConnections(ctx)
+	}
+	d.startAuto(ctx)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -268,7 +285,13 @@ func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.control.Close()
-	err := d.engine.Shutdown(ctx)
+	var err error
+	if d.v1 != nil {
+		err = d.v1.Shutdown(ctx)
+	}
+	if e2 := d.engine.Shutdown(ctx); err == nil {
+		err = e2
+	}
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
 			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
@@ -307,6 +330,9 @@ func (d *daemon) reload() {
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return
 	}
+	if err := d.reloadIKEv1(cfg); err != nil {
+		d.log.Error("IKEv1 connections refused; the running ones stay", "err", err.Error())
+	}
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
@@ -332,16 +358,16 @@ func sameAddrs(a, b []netip.AddrPort) bool {
 // The control.Handler implementation.
 
 // SAs implements control.Handler.
-func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
+func (d *daemon) SAs() []ike.SAInfo { return d.allSAs() }
 
 // Initiate implements control.Handler.
 func (d *daemon) Initiate(ctx context.Context, name string) ([]ike.SAInfo, error) {
-	return d.engine.Initiate(ctx, name)
+	return d.initiate(ctx, name)
 }
 
 // Terminate implements control.Handler.
 func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
-	return d.engine.Terminate(ctx, target)
+	return d.terminate(ctx, target)
 }
 
 // Rekey implements control.Handler.
@@ -368,8 +394,16 @@ func (d *daemon) Status() control.Status {
 	for _, n := range stats.IKESAs {
 		st.IKESAs += n
 	}
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, n := range s1.ISAKMPSAs {
+			st.IKESAs += n
+		}
+		st.ChildSAs += s1.IPsecSAs
+		st.HalfOpen += s1.HalfOpen
+	}
 	perConn := map[string]int{}
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		perConn[sa.Connection]++
 	}
 	for _, c := range cfg.Connections {

@@ -1,0 +1,55 @@
+package interop
+
+import (
+	"testing"
+)
+
+// IKEv1 against charon 5.9.8 (swanctl version = 1): Main Mode and Quick
+// Mode, both directions, with the SAs compared as for IKEv2.
+
+const (
+	v1IKE     = "aes256-sha256-modp2048"
+	v1ESP     = "aes256-sha256"
+	v1WantIKE = "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048"
+	v1WantESP = "AES_CBC-256/HMAC_SHA2_256_128/NO_EXT_SEQ"
+)
+
+// v1Edit makes a pair speak IKEv1 with CBC proposals.
+func v1Edit(more func(*ikedConn, *charonConn)) func(*ikedConn, *charonConn) {
+	return func(ic *ikedConn, cc *charonConn) {
+		ic.Version, cc.Version = "ikev1", 1
+		ic.IKEProposals, cc.IKEProposals = []string{v1IKE}, []string{v1IKE}
+		ic.ESPProposals, cc.ESPProposals = []string{v1ESP}, []string{v1ESP}
+		if more != nil {
+			more(ic, cc)
+		}
+	}
+}
+
+func TestIKEv1CharonInitiatesPSK(t *testing.T) {
+	p := newPair(t, v1Edit(nil))
+	out, err := p.charon.Initiate(childName, connName)
+	if err != nil {
+		t.Fatalf("charon initiate: %v\n%s", err, out)
+	}
+	checkEstablished(t, p, true, v1WantIKE, v1WantESP)
+	if out, err := p.charon.Terminate(connName); err != nil {
+		t.Fatalf("charon terminate: %v\n%s", err, out)
+	}
+	waitGone(t, p)
+	t.Logf("%d encrypted IKEv1 messages of iked's decrypt", checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String()))
+}
+
+func TestIKEv1IkedInitiatesPSK(t *testing.T) {
+	p := newPair(t, v1Edit(nil))
+	out, err := p.iked.Initiate(connName)
+	if err != nil {
+		t.Fatalf("iked initiate: %v\n%s", err, out)
+	}
+	checkEstablished(t, p, false, v1WantIKE, v1WantESP)
+	if out, err := p.iked.Terminate(connName); err != nil {
+		t.Fatalf("iked terminate: %v\n%s", err, out)
+	}
+	waitGone(t, p)
+	t.Logf("%d encrypted IKEv1 messages of iked's decrypt", checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String()))
+}
