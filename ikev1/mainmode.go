@@ -92,6 +92,9 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 	if authImpl == nil {
 		return nil, fmt.Errorf("connection %s: no IKEv1 authentication method for its credentials", c.Name)
 	}
+	if err := prepareInitiator(authImpl, c.Auth); err != nil {
+		return nil, fmt.Errorf("connection %s: %w", c.Name, err)
+	}
 	var offered []isakmp.Transform
 	for _, p := range c.IKEProposals {
 		ts, err := phase1Transforms(p, method, hardLife(c.ikeLifetime()))
@@ -103,6 +106,7 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 			offered = append(offered, t)
 		}
 	}
+	offered = withAuthAttributes(authImpl, c.Auth, offered)
 	cookie, err := e.newCookie()
 	if err != nil {
 		return nil, err
@@ -273,7 +277,7 @@ func (sa *isakmpSA) initiatorMM2(hdr *isakmp.Header, pkt []byte) error {
 	chosen := saP.Proposals[0].Transforms[0]
 	ok := false
 	for i := range mm.offered {
-		if sameTransform(&mm.offered[i], &chosen, isakmp.AttrLifeType, isakmp.AttrLifeDuration) {
+		if sameTransform(&mm.offered[i], &chosen, isakmp.AttrLifeType, isakmp.AttrLifeDuration, isakmp.AttrGSSIdentity, attrGSSIDWin2000) {
 			ok = true
 		}
 	}
@@ -436,7 +440,7 @@ func (sa *isakmpSA) initiatorMM4(hdr *isakmp.Header, pkt []byte) error {
 	}
 	sa.localID = sa.ownIdentity()
 	idP := sa.localID.payload()
-	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, idP.Body())
+	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, mm.hashTail(idP.Body(), true))
 	proof, err := mm.auth.Prove(hashI)
 	if err != nil {
 		return err
@@ -474,7 +478,7 @@ func (sa *isakmpSA) initiatorMM6(b transport.Bind, from netip.AddrPort, hdr *isa
 	if err != nil {
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "responder's identity: %v", err)
 	}
-	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, idP.Body())
+	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, mm.hashTail(idP.Body(), false))
 	if err := sa.verifyUnlocked(hashR, peerID, body.Payloads); err != nil {
 		return err
 	}
@@ -566,7 +570,7 @@ func (e *Engine) respondMainMode1(b transport.Bind, from netip.AddrPort, hdr *is
 	sa.noteVendorIDs(msg.Payloads)
 	reply := []isakmp.Payload{&isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
 		Proposals: []isakmp.Proposal{{Number: saP.Proposals[0].Number, Protocol: isakmp.ProtoISAKMP,
-			Transforms: []isakmp.Transform{*sa.mm.chosen}}}}}
+			Transforms: []isakmp.Transform{replyTransform(authImpl, c.Auth, sa.mm.chosen)}}}}}
 	reply = append(reply, e.vendorIDs()...)
 	reply = append(reply, authVendorIDs(authImpl)...)
 	e.register(sa, &key)
@@ -649,27 +653,35 @@ func (sa *isakmpSA) responderMM3(hdr *isakmp.Header, pkt []byte) error {
 	if mm.auth, err = mm.authImpl.NewExchange(sa.authParams(mm.chosen)); err != nil {
 		return err
 	}
-	extra, err := mm.auth.KEPayloads(body.Payloads)
-	if err != nil {
-		return err
+	// A method may refuse with payloads that tell the initiator why
+	// (GSS-API's KRB-ERROR token): message 4 carries them, without keys
+	// made for the refused peer, and the handshake ends.
+	extra, refusal := mm.auth.KEPayloads(body.Payloads)
+	if refusal != nil && len(extra) == 0 {
+		return refusal
 	}
 	if err := sa.makeKE(); err != nil {
 		return err
 	}
 	natd := isakmp.Find(body.Payloads, isakmp.PayloadNATD) != nil
-	if sa.peerNATT && natd {
-		sa.detectNAT(body.Payloads)
-	}
-	if err := sa.deriveKeys(); err != nil {
-		return err
+	if refusal == nil {
+		if sa.peerNATT && natd {
+			sa.detectNAT(body.Payloads)
+		}
+		if err := sa.deriveKeys(); err != nil {
+			return err
+		}
 	}
 	ps := append([]isakmp.Payload{&isakmp.KE{Data: mm.gxr}, &isakmp.Nonce{Data: mm.nr}}, extra...)
-	if sa.peerNATT && natd {
+	if sa.peerNATT && natd && refusal == nil {
 		ps = append(ps, sa.natdPayloads()...)
 	}
 	pkts := sa.plain(isakmp.ExchangeMain, ps)
 	sa.send(pkts)
 	sa.answered(pkt, pkts)
+	if refusal != nil {
+		return refusal
+	}
 	mm.next = 5
 	return nil
 }
@@ -692,7 +704,7 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 	if err != nil {
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "initiator's identity: %v", err)
 	}
-	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, idP.Body())
+	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, mm.hashTail(idP.Body(), false))
 	if err := sa.verifyUnlocked(hashI, peerID, body.Payloads); err != nil {
 		return err
 	}
@@ -722,7 +734,7 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 	sa.remoteID = peerID
 	sa.localID = sa.ownIdentity()
 	idR := sa.localID.payload()
-	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, idR.Body())
+	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, mm.hashTail(idR.Body(), true))
 	proof, err := mm.auth.Prove(hashR)
 	if err != nil {
 		return err
@@ -753,9 +765,13 @@ func (sa *isakmpSA) establish() {
 	initialContact := mm.initialContact
 	sa.mm = nil
 	sa.eng.stats.completedHandshake(sa.role(), now.Sub(mm.started))
-	sa.log(levelInfo, "ISAKMP SA established", "algorithms", sa.suite.String(), "auth", sa.authName,
+	attrs := []any{"algorithms", sa.suite.String(), "auth", sa.authName,
 		"local_id", sa.localID.String(), "remote_id", sa.remoteID.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote,
-		"lifetime", sa.suite.life.String())
+		"lifetime", sa.suite.life.String()}
+	if name := mm.authPeerName(); name != "" {
+		attrs = append(attrs, "peer_principal", name)
+	}
+	sa.log(levelInfo, "ISAKMP SA established", attrs...)
 	sa.startTimers()
 	sa.finishWaiters(nil)
 	// After the lock is released: INITIAL-CONTACT deletes the peer's old

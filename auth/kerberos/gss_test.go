@@ -22,58 +22,6 @@ import (
 	"github.com/jcmturner/gokrb5/v8/types"
 )
 
-func TestVendorIDs(t *testing.T) {
-	for _, c := range []struct {
-		got  []byte
-		want string
-	}{
-		{VendorIDGSSAPI, "621b04bb09882ac1e15935fefa24aeee"},
-		{VendorIDGSSAPILong, "ad2c0dd0b9c32083ccba25b8861ec455"},
-		{VendorIDGSSAPILongNL, "b46d8914f3aaa3f2fedeb7c7db2943ca"},
-		{VendorIDMSNT5, "1e2b516905991c7d7c96fcbfb587e461"},
-	} {
-		if hex.EncodeToString(c.got) != c.want {
-			t.Errorf("%x, want %s", c.got, c.want)
-		}
-	}
-	win2003 := append(append([]byte(nil), VendorIDMSNT5...), 0, 0, 0, 4)
-	if WindowsVersion(win2003) != 4 || !AnnouncesGSSAPI(win2003) || !AnnouncesGSSAPI(VendorIDGSSAPI) {
-		t.Error("Windows 2003's vendor ID not recognised")
-	}
-	if AnnouncesGSSAPI([]byte("some other vendor")) || WindowsVersion(VendorIDGSSAPI) != -1 {
-		t.Error("another vendor ID taken for GSS-API")
-	}
-}
-
-func TestGSSID(t *testing.T) {
-	enc := EncodeGSSID("host/a.ex@R")
-	if hex.EncodeToString(enc) != "68006f00730074002f0061002e006500780040005200" {
-		t.Fatalf("UTF-16LE %x", enc)
-	}
-	for in, want := range map[string]string{
-		string(enc):                     "host/a.ex@R",
-		"host/a.ex@R":                   "host/a.ex@R", // old racoon: Latin-1
-		string(EncodeGSSID("hôst/é@R")): "hôst/é@R",
-		"od\x01":                        "od\x01", // odd length: Latin-1
-	} {
-		got, err := DecodeGSSID([]byte(in))
-		if err != nil || got != want {
-			t.Errorf("DecodeGSSID(%x) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range [][]byte{nil, {0x00, 0xd8}, make([]byte, 2000)} {
-		if _, err := DecodeGSSID(bad); err == nil {
-			t.Errorf("DecodeGSSID(%x) accepted", bad)
-		}
-	}
-	if b, err := GSSIDForHash("hôst@R"); err != nil || !bytes.Equal(b, []byte("h\xf4st@R")) {
-		t.Errorf("GSSIDForHash: %x %v", b, err)
-	}
-	if _, err := GSSIDForHash("host/\u4e2d@R"); err == nil {
-		t.Error("a name outside Latin-1 accepted for the HASH")
-	}
-}
-
 func TestFraming(t *testing.T) {
 	tok := frameToken(oidKRB5, tokAPReq, bytes.Repeat([]byte{7}, 300))
 	f, err := parseFramed(tok)
