@@ -132,6 +132,10 @@ func (sa *isakmpSA) onNotify(n *isakmp.Notify) {
 	case isakmp.ResponderLifetime:
 		sa.log(levelInfo, "peer announced its lifetime", "data", fmt.Sprintf("%x", n.Data))
 	default:
+		if n.Code.IsError() && sa.state == stateMainMode {
+			sa.fail(&peerError{code: n.Code}, "peer_"+labelOf(n.Code))
+			return
+		}
 		if n.Code.IsError() {
 			sa.log(levelWarn, "peer reported an error", "notify", n.Code.String(), "protocol", n.Protocol, "spi", fmt.Sprintf("%x", n.SPI))
 			// A Quick Mode the peer refused names the SPI we proposed.

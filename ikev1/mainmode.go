@@ -479,6 +479,10 @@ func (sa *isakmpSA) initiatorMM6(b transport.Bind, from netip.AddrPort, hdr *isa
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "responder's identity: %v", err)
 	}
 	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, mm.hashTail(idP.Body(), false))
+	// The message decrypted to a well-formed chain: the IV moves on, so
+	// that a notification about it (AUTHENTICATION-FAILED) uses the IV the
+	// peer expects.
+	sa.setIV(0, last)
 	if err := sa.verifyUnlocked(hashR, peerID, body.Payloads); err != nil {
 		return err
 	}
@@ -488,7 +492,6 @@ func (sa *isakmpSA) initiatorMM6(b transport.Bind, from netip.AddrPort, hdr *isa
 	if !sa.conn.RemoteID.matches(peerID) {
 		return refuse(isakmp.InvalidIDInformation, "identity_mismatch", "responder is %s, the connection wants %s", peerID, sa.conn.RemoteID)
 	}
-	sa.setIV(0, last)
 	sa.remoteID = peerID
 	if from != sa.remote && sa.encap {
 		sa.remote, sa.bind = from, b
@@ -705,6 +708,7 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "initiator's identity: %v", err)
 	}
 	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, mm.hashTail(idP.Body(), false))
+	sa.setIV(0, last)
 	if err := sa.verifyUnlocked(hashI, peerID, body.Payloads); err != nil {
 		return err
 	}
@@ -714,7 +718,6 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 	if !sa.conn.RemoteID.matches(peerID) {
 		return refuse(isakmp.InvalidIDInformation, "identity_mismatch", "initiator is %s, the connection wants %s", peerID, sa.conn.RemoteID)
 	}
-	sa.setIV(0, last)
 	for _, p := range body.Payloads {
 		if n, ok := p.(*isakmp.Notify); ok && n.Code == isakmp.InitialContact {
 			mm.initialContact = true

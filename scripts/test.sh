@@ -11,7 +11,9 @@ export PATH="$PATH:$(go env GOPATH)/bin"
 # Debian packages the suite uses (interop peers, captures, namespaces).
 packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
-  iperf3 iputils-ping)
+  iperf3 iputils-ping
+  # racoon's build (interop/racoon_test.go builds ../shared/vendor/racoon once into a cache)
+  autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -1,0 +1,155 @@
+package interop
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iked/iked/ike"
+)
+
+// IKEv1 against racoon (ipsec-tools 0.9.1), the reference for the
+// Windows-era wire format.
+
+// racoonPair is iked in I and racoon in S.
+type racoonPair struct {
+	topo   *topology
+	cap    *capture
+	iked   *iked
+	racoon *racoon
+	ic     ikedConn
+	ro     racoonOptions
+}
+
+// newRacoonPair starts iked (IKEv1, PSK, AES-CBC-256/SHA-256/MODP-2048,
+// tunnel 10.1.0.0/24 === 10.2.0.0/24) and racoon with matching settings
+// after edit adjusted them.
+func newRacoonPair(t *testing.T, edit func(*ikedConn, *racoonOptions)) *racoonPair {
+	t.Helper()
+	requireRacoon(t)
+	p := &racoonPair{topo: newTopology(t)}
+	iAddr, rAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
+	// racoon takes only address identities in Main Mode with a PSK (as
+	// RFC 2409 §5.4 implies: the key is chosen by address), as Windows.
+	p.ic = ikedConn{Name: connName, Local: iAddr, Remote: rAddr, LocalID: "ip:" + iAddr, RemoteID: "ip:" + rAddr, PSK: interopPSK,
+		Version: "ikev1", IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
+		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
+	p.ro = racoonOptions{LocalAddr: rAddr, RemoteAddr: iAddr, LocalID: "ip:" + rAddr, RemoteID: "ip:" + iAddr, PSK: interopPSK,
+		LocalTS: charonInnerNet, RemoteTS: ikedInnerNet}
+	if edit != nil {
+		edit(&p.ic, &p.ro)
+	}
+	p.cap = startCapture(t, p.topo.S, "veth-s")
+	t.Cleanup(func() {
+		if (t.Failed() || verbose()) && p.iked != nil {
+			t.Logf("capture on veth-s (decrypted with iked's key log):\n%s", p.cap.Summary(p.iked.KeyLogPrefs()))
+		}
+	})
+	p.iked = startIked(t, p.topo.I, ikedOptions{Listen: []string{iAddr + ":500", iAddr + ":4500"}, Conns: []ikedConn{p.ic}})
+	p.racoon = startRacoon(t, p.topo.S, p.ro)
+	return p
+}
+
+// racoonPolicies are the setkey lines racoon needs to initiate a Quick
+// Mode for the tunnel (a responder generates its own).
+func racoonPolicies(racoonAddr, ikedAddr string) []string {
+	return []string{
+		fmt.Sprintf("spdadd %s %s any -P out ipsec esp/tunnel/%s-%s/require;", charonInnerNet, ikedInnerNet, racoonAddr, ikedAddr),
+		fmt.Sprintf("spdadd %s %s any -P in ipsec esp/tunnel/%s-%s/require;", ikedInnerNet, charonInnerNet, ikedAddr, racoonAddr),
+	}
+}
+
+// ikedESPKeys reads the ESP keys from iked's key log, by SPI.
+func ikedESPKeys(d *iked) map[string][2]string {
+	re := regexp.MustCompile(`^uat:esp_sa:"IPv4","[^"]*","[^"]*","0x([0-9a-f]{8})","[^"]*","0x([0-9a-f]*)","[^"]*","0x([0-9a-f]*)"`)
+	out := map[string][2]string{}
+	for _, l := range d.KeyLogPrefs() {
+		if m := re.FindStringSubmatch(l); m != nil {
+			out[m[1]] = [2]string{m[2], m[3]}
+		}
+	}
+	return out
+}
+
+// checkRacoonEstablished asserts that iked and racoon hold the same ISAKMP
+// SA (cookies) and the same IPsec SA pair (SPIs paired, keys equal), with
+// iked in the wanted role.
+func checkRacoonEstablished(t *testing.T, p *racoonPair, ikedRole, wantIKE, wantESP string) (ike.SAInfo, ike.ChildInfo) {
+	t.Helper()
+	var is ike.SAInfo
+	waitFor(t, 10*time.Second, func() string {
+		sas, err := p.iked.SAs()
+		if err != nil {
+			return err.Error()
+		}
+		if len(sas) != 1 || sas[0].State != "established" || len(sas[0].Children) != 1 {
+			return fmt.Sprintf("iked lists %+v, want one established ISAKMP SA with one IPsec SA", sas)
+		}
+		is = sas[0]
+		return ""
+	})
+	if is.Role != ikedRole || is.Algorithms != wantIKE || !strings.HasPrefix(is.ID, "isakmp-") {
+		t.Errorf("iked SA %s role %s algorithms %s, want role %s, %s", is.ID, is.Role, is.Algorithms, ikedRole, wantIKE)
+	}
+	ic := is.Children[0]
+	if ic.Algorithms != wantESP {
+		t.Errorf("iked IPsec SA algorithms %s, want %s", ic.Algorithms, wantESP)
+	}
+	var rs []racoonSA
+	waitFor(t, 10*time.Second, func() string {
+		r1, err := p.racoon.ISAKMPSAs()
+		if err != nil {
+			return err.Error()
+		}
+		if len(r1) != 1 || r1[0].ICookie != is.SPIi || r1[0].RCookie != is.SPIr {
+			return fmt.Sprintf("racoon's ISAKMP SAs %+v, iked's cookies %s:%s", r1, is.SPIi, is.SPIr)
+		}
+		rs = p.racoon.IPsecSAs()
+		if len(rs) < 2 {
+			return fmt.Sprintf("racoon installed %d IPsec SAs, want 2", len(rs))
+		}
+		return ""
+	})
+	keys := ikedESPKeys(p.iked)
+	found := map[string]bool{}
+	for _, r := range rs {
+		k, ok := keys[r.SPI]
+		if !ok {
+			t.Errorf("racoon's IPsec SA %s -> %s SPI %s is not one of iked's (in %s, out %s)", r.Src, r.Dst, r.SPI, ic.SPIIn, ic.SPIOut)
+			continue
+		}
+		found[r.SPI] = true
+		if r.EncKey != k[0] || r.AuthKey != k[1] {
+			t.Errorf("IPsec SA %s: keys differ: racoon enc %s auth %s, iked enc %s auth %s", r.SPI, r.EncKey, r.AuthKey, k[0], k[1])
+		}
+	}
+	if !found[ic.SPIIn] || !found[ic.SPIOut] {
+		t.Errorf("racoon installed %+v, iked's SPIs in %s out %s", rs, ic.SPIIn, ic.SPIOut)
+	}
+	return is, ic
+}
+
+func TestIKEv1RacoonIkedInitiatesPSK(t *testing.T) {
+	p := newRacoonPair(t, nil)
+	if out, err := p.iked.Initiate(connName); err != nil {
+		t.Fatalf("iked initiate: %v\n%s", err, out)
+	}
+	checkRacoonEstablished(t, p, "initiator", v1WantIKE, v1WantESP)
+	checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+}
+
+func TestIKEv1RacoonInitiatesPSK(t *testing.T) {
+	p := newRacoonPair(t, func(_ *ikedConn, ro *racoonOptions) {
+		ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+	})
+	if out, err := p.racoon.ctl(30*time.Second, "establish-sa", "-w", "isakmp", "inet", p.ro.LocalAddr, p.ro.RemoteAddr); err != nil {
+		t.Fatalf("racoonctl establish-sa isakmp: %v\n%s", err, out)
+	}
+	if out, err := p.racoon.ctl(30*time.Second, "establish-sa", "-w", "esp", "inet", charonInnerNet, ikedInnerNet, "any"); err != nil {
+		t.Fatalf("racoonctl establish-sa esp: %v\n%s", err, out)
+	}
+	checkRacoonEstablished(t, p, "responder", v1WantIKE, v1WantESP)
+	checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+}
