@@ -67,21 +67,32 @@ func mitV1Realm(t *testing.T, topo *topology, realm string) *krbV1Realm {
 	return r
 }
 
-// adV1Realm runs a Samba AD DC linked to both namespaces, with machine
-// accounts iked and racoon (etypes as given, by host: 4 RC4 only, 16
-// AES256 only).
-func adV1Realm(t *testing.T, topo *topology, etypes map[string]int) *krbV1Realm {
+// adV1Hosts are the machine accounts of every AD test, so that they share
+// one provisioned domain: iked and racoon with the domain's default
+// enctypes (AES), aes with AES256 only and rc4 with RC4-HMAC only
+// (msDS-SupportedEncryptionTypes 16 and 4), each forced on its account.
+var adV1Hosts = sambaad.Options{Hosts: []string{"iked", "racoon", "aes", "rc4"}, ETypes: map[string]int{"aes": 16, "rc4": 4}}
+
+// adV1Realm runs a Samba AD DC linked to both namespaces; the host in I
+// is hostI, the one in S hostS (accounts of adV1Hosts).
+func adV1Realm(t *testing.T, topo *topology, hostI, hostS string) (*krbV1Realm, *sambaad.DC) {
 	t.Helper()
 	sambaad.Require(t)
-	dc := sambaad.Start(t, sambaad.Options{Hosts: []string{"iked", "racoon"}, ETypes: etypes})
+	dc := sambaad.Start(t, adV1Hosts)
 	// The first link is S's: the DC's krb5.conf names it, for racoon.
 	dc.Connect(topo.S.name, netip.MustParsePrefix("10.86.0.1/24"), netip.MustParsePrefix("10.86.0.2/24"))
 	dc.Connect(topo.I.name, netip.MustParsePrefix("10.87.0.1/24"), netip.MustParsePrefix("10.87.0.2/24"))
 	r := &krbV1Realm{realm: dc.Realm, kdcFromI: "10.87.0.1:88", kdcFromS: "10.86.0.1:88", krb5ConfS: dc.KRB5Conf,
-		ktI: dc.Keytab("iked"), ktS: dc.Keytab("racoon"), princI: "host/" + dc.FQDN("iked"), princS: "host/" + dc.FQDN("racoon"),
+		ktI: dc.Keytab(hostI), ktS: dc.Keytab(hostS), princI: "host/" + dc.FQDN(hostI), princS: "host/" + dc.FQDN(hostS),
 		log: dc.Log}
-	// tshark reads one keytab: both hosts' entries, one after the other
-	// (a keytab is a version word and entries).
+	r.combineKeytabs(t)
+	return r, dc
+}
+
+// combineKeytabs writes both hosts' keytabs into one for tshark (a keytab
+// is a version word and entries).
+func (r *krbV1Realm) combineKeytabs(t *testing.T) {
+	t.Helper()
 	a, err := os.ReadFile(r.ktI)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +105,6 @@ func adV1Realm(t *testing.T, topo *topology, etypes map[string]int) *krbV1Realm 
 	if err := os.WriteFile(r.combinedKT, append(a, b[2:]...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return r
 }
 
 // krbRacoonPair is iked in I and racoon in S with Kerberos (GSS-API)
@@ -328,4 +338,114 @@ func writeKerberosPcap(path string, msgs [][]byte) error {
 		b.Write(pkt)
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+func TestKerberosIKEv1RacoonSambaAD(t *testing.T) {
+	for _, racoonFirst := range []bool{false, true} {
+		name := "iked initiates"
+		if racoonFirst {
+			name = "racoon initiates"
+		}
+		t.Run(name, func(t *testing.T) {
+			topo := newTopology(t)
+			r, _ := adV1Realm(t, topo, "iked", "racoon")
+			p := newKrbRacoonPair(t, topo, r, func(_ *ikedConn, ro *racoonOptions) {
+				if racoonFirst {
+					ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+				}
+			})
+			role, client, service := "initiator", r.princI, r.princS
+			if racoonFirst {
+				role, client, service = "responder", r.princS, r.princI
+				p.racoonInitiates(t)
+			} else if out, err := p.iked.Initiate(connName); err != nil {
+				t.Fatalf("iked initiate: %v\n%s\nracoon log:\n%s", err, out, p.racoon.Log())
+			}
+			checkRacoonEstablished(t, p.racoonPair, role, v1WantIKE, v1WantESP)
+			p.checkKerberosAuth(t)
+			checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+			checkGSSOnWire(t, p.cap, p.iked, r, client, service)
+		})
+	}
+}
+
+// krbIkedPair is two iked with the userspace data plane authenticating
+// with Kerberos over IKEv1: A in I initiates, B in S answers.
+type krbIkedPair struct {
+	topo   *topology
+	cap    *capture
+	a, b   *iked
+	realm  *krbV1Realm
+	ca, cb ikedConn
+}
+
+// newKrbIkedPair starts both iked; edit adjusts their connections.
+func newKrbIkedPair(t *testing.T, topo *topology, r *krbV1Realm, edit func(a, b *ikedConn)) *krbIkedPair {
+	t.Helper()
+	requireTUN(t)
+	requireTools(t, "ping", "tcpdump", "tshark")
+	p := &krbIkedPair{topo: topo, realm: r}
+	moveInnerHost(t, topo.I, "veth-i", ikedInnerHost)
+	moveInnerHost(t, topo.S, "veth-s", charonInnerHost)
+	aAddr, bAddr := topo.IkedAddr.String(), topo.CharonAddr.String()
+	p.ca = ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: "ip:" + aAddr, RemoteID: "ip:" + bAddr,
+		Auth:    krbV1Auth(r, r.kdcFromI, r.ktI, r.princI, r.princS, []string{r.full(r.princS)}),
+		Version: "ikev1", IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
+		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
+	p.cb = ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: "ip:" + bAddr, RemoteID: "ip:" + aAddr,
+		Auth:    krbV1Auth(r, r.kdcFromS, r.ktS, r.princS, "", []string{r.full(r.princI)}),
+		Version: "ikev1", IKEProposals: []string{v1IKE}, ESPProposals: []string{v1ESP},
+		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
+	if edit != nil {
+		edit(&p.ca, &p.cb)
+	}
+	p.cap = startCaptureFilter(t, topo.I, "veth-i", "")
+	t.Cleanup(func() {
+		if (t.Failed() || verbose()) && p.a != nil {
+			t.Logf("capture on veth-i:\n%s", p.cap.Summary(p.a.KeyLogPrefs()))
+			t.Logf("KDC log:\n%s", r.log())
+		}
+	})
+	p.b = startIked(t, topo.S, userspaceIked(bAddr, charonInnerHost, p.cb))
+	p.a = startIked(t, topo.I, userspaceIked(aAddr, ikedInnerHost, p.ca))
+	return p
+}
+
+// TestKerberosIKEv1IkedSambaAD: two iked over IKEv1 with GSS-API through
+// Samba's KDC, the responder's account forced to AES256 only and to
+// RC4-HMAC only: Main Mode and Quick Mode, pings through the userspace
+// data plane (counters on both sides), only ESP in UDP on the link, the
+// tokens decoded by tshark with the keytab, and the session key's enctype
+// the account allows (RC4's Wrap tokens are RFC 1964's, framed).
+func TestKerberosIKEv1IkedSambaAD(t *testing.T) {
+	for _, host := range []string{"aes", "rc4"} {
+		t.Run(host, func(t *testing.T) {
+			topo := newTopology(t)
+			r, _ := adV1Realm(t, topo, "iked", host)
+			p := newKrbIkedPair(t, topo, r, nil)
+			if out, err := p.a.Initiate(connName); err != nil {
+				t.Fatalf("initiate: %v\n%s\nresponder log:\n%s", err, out, p.b.Log())
+			}
+			sa, ca := oneChild(t, "initiator", p.a, v1WantESP)
+			sb, cb := oneChild(t, "responder", p.b, v1WantESP)
+			if sa.Auth != "kerberos" || sb.Auth != "kerberos" || sa.SPIi != sb.SPIi || sa.SPIr != sb.SPIr {
+				t.Fatalf("ISAKMP SAs differ or are not Kerberos: %+v / %+v", sa, sb)
+			}
+			if ca.SPIOut != cb.SPIIn || ca.SPIIn != cb.SPIOut {
+				t.Fatalf("IPsec SPIs do not pair: %+v / %+v", ca, cb)
+			}
+			if !strings.Contains(p.b.Log(), `"peer_principal":"`+r.full(r.princI)+`"`) || !strings.Contains(p.a.Log(), `"peer_principal":"`+r.full(r.princS)+`"`) {
+				t.Errorf("the logs do not name the authenticated principals")
+			}
+			ping(t, topo.I, ikedInnerHost, charonInnerHost, pingCount)
+			wantCounters(t, "initiator", p.a, pingCount)
+			wantCounters(t, "responder", p.b, pingCount)
+			wireCheck(t, p.cap, p.a.KeyLogPrefs(), topo.IkedAddr, topo.CharonAddr, spiValue(t, ca.SPIOut), spiValue(t, ca.SPIIn), pingCount)
+			dec := checkGSSOnWire(t, p.cap, p.a, r, r.princI, r.princS)
+			want := map[string]string{"aes": "eTYPE-AES256-CTS-HMAC-SHA1-96 (18)", "rc4": "eTYPE-ARCFOUR-HMAC-MD5 (23)"}[host]
+			if !strings.Contains(dec, "etype: "+want) || !strings.Contains(dec, "keytype: "+map[string]string{"aes": "18", "rc4": "23"}[host]) {
+				t.Errorf("the ticket and session key are not %s as the account's msDS-SupportedEncryptionTypes forces", want)
+			}
+		})
+	}
 }
