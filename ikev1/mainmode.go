@@ -658,7 +658,7 @@ func (sa *isakmpSA) responderMM3(hdr *isakmp.Header, pkt []byte) error {
 	}
 	// A method may refuse with payloads that tell the initiator why
 	// (GSS-API's KRB-ERROR token): message 4 carries them, without keys
-	// made for the refused peer, and the handshake ends.
+	// made for the refused peer, and the handshake ends there.
 	extra, refusal := mm.auth.KEPayloads(body.Payloads)
 	if refusal != nil && len(extra) == 0 {
 		return refusal
@@ -683,7 +683,10 @@ func (sa *isakmpSA) responderMM3(hdr *isakmp.Header, pkt []byte) error {
 	sa.send(pkts)
 	sa.answered(pkt, pkts)
 	if refusal != nil {
-		return refusal
+		// The reason travels in message 4: no notification besides it,
+		// which the initiator might read first and lose the reason.
+		sa.fail(refusal, "authentication_failed")
+		return nil
 	}
 	mm.next = 5
 	return nil

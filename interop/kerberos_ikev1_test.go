@@ -36,6 +36,9 @@ type krbV1Realm struct {
 	princS     string
 	combinedKT string // both hosts' keys, for tshark
 	log        func() string
+	// rotate gives a principal a new key on the KDC (a higher key
+	// version) without touching any keytab.
+	rotate func(t *testing.T, principal string)
 }
 
 func (r *krbV1Realm) full(p string) string { return p + "@" + r.realm }
@@ -59,7 +62,8 @@ func mitV1Realm(t *testing.T, topo *topology, realm string) *krbV1Realm {
 	kdcAddr := netip.AddrPortFrom(topo.CharonAddr, 88).String()
 	kdc := kdctest.StartWith(t, realm, kdctest.Options{Listen: kdcAddr, Wrap: []string{"ip", "netns", "exec", topo.S.name}})
 	r := &krbV1Realm{realm: realm, kdcFromI: kdcAddr, kdcFromS: kdcAddr, krb5ConfS: kdc.Krb5Conf,
-		princI: "host/iked.example.test", princS: "host/racoon.example.test", log: kdc.Log}
+		princI: "host/iked.example.test", princS: "host/racoon.example.test", log: kdc.Log,
+		rotate: func(_ *testing.T, p string) { kdc.Rotate(p) }}
 	r.ktI = kdc.AddHost(r.princI, filepath.Join(kdc.Dir, "iked.keytab"))
 	r.ktS = kdc.AddHost(r.princS, filepath.Join(kdc.Dir, "racoon.keytab"))
 	r.combinedKT = filepath.Join(kdc.Dir, "both.keytab")
@@ -85,6 +89,13 @@ func adV1Realm(t *testing.T, topo *topology, hostI, hostS string) (*krbV1Realm, 
 	r := &krbV1Realm{realm: dc.Realm, kdcFromI: "10.87.0.1:88", kdcFromS: "10.86.0.1:88", krb5ConfS: dc.KRB5Conf,
 		ktI: dc.Keytab(hostI), ktS: dc.Keytab(hostS), princI: "host/" + dc.FQDN(hostI), princS: "host/" + dc.FQDN(hostS),
 		log: dc.Log}
+	r.rotate = func(t *testing.T, p string) {
+		// A machine account's key changes with its password.
+		host := strings.TrimSuffix(strings.TrimPrefix(p, "host/"), "."+dc.DNSDomain())
+		if out, err := dc.SambaTool("user", "setpassword", strings.ToUpper(host)+"$", "--random-password"); err != nil {
+			t.Fatalf("samba-tool user setpassword: %v\n%s", err, out)
+		}
+	}
 	r.combineKeytabs(t)
 	return r, dc
 }
@@ -448,4 +459,169 @@ func TestKerberosIKEv1IkedSambaAD(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitLog waits until log() contains want (a hang guard, not a timing
+// assertion) and reports whether it did.
+func waitLog(log func() string, want string) bool {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(log(), want) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// noSA asserts that d holds no established SA.
+func noSA(t *testing.T, who string, d *iked) {
+	t.Helper()
+	sas, err := d.SAs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range sas {
+		if sa.State == "established" {
+			t.Errorf("%s established an SA after the refusal: %+v", who, sa)
+		}
+	}
+}
+
+// TestKerberosIKEv1RefusalsRacoon: refusals between iked and racoon (MIT
+// KDC), each logged on both sides. racoon initiates as a principal iked
+// does not allow: iked logs why and answers with a KRB-ERROR token, which
+// racoon's GSS-API library reports. iked's key is changed on the KDC but
+// not in its keytab, and racoon initiates with a ticket of the new key
+// version: iked refuses it naming the versions, racoon reports the
+// error. (With racoon's own key changed racoon cannot get its
+// credentials and sends nothing: a refusal only racoon logs.)
+func TestKerberosIKEv1RefusalsRacoon(t *testing.T) {
+	t.Run("principal not allowed", func(t *testing.T) {
+		topo := newTopology(t)
+		r := mitV1Realm(t, topo, "IKED.TEST")
+		p := newKrbRacoonPair(t, topo, r, func(ic *ikedConn, ro *racoonOptions) {
+			ic.Auth = krbV1Auth(r, r.kdcFromI, r.ktI, r.princI, r.princS, []string{"host/someone-else.example.test@" + r.realm})
+			ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+		})
+		out, err := p.racoon.ctl(30*time.Second, "establish-sa", "-w", "isakmp", "inet", p.ro.LocalAddr, p.ro.RemoteAddr)
+		if err == nil && !strings.Contains(out, "fail") {
+			t.Logf("racoonctl: %s", out)
+		}
+		if want := "client " + r.full(r.princS) + " is not allowed"; !waitLog(p.iked.Log, want) {
+			t.Errorf("iked did not log %q:\n%s", want, p.iked.Log())
+		}
+		if want := "KDC policy rejects request"; !waitLog(p.racoon.Log, want) {
+			t.Errorf("racoon did not log %q (the KRB-ERROR iked answered with):\n%s", want, p.racoon.Log())
+		}
+		noSA(t, "iked", p.iked)
+	})
+	t.Run("stale key version", func(t *testing.T) {
+		topo := newTopology(t)
+		r := mitV1Realm(t, topo, "IKED.TEST")
+		p := newKrbRacoonPair(t, topo, r, func(_ *ikedConn, ro *racoonOptions) {
+			ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+		})
+		// iked's key changes on the KDC; its keytab keeps the old one.
+		r.rotate(t, r.princI)
+		_, _ = p.racoon.ctl(30*time.Second, "establish-sa", "-w", "isakmp", "inet", p.ro.LocalAddr, p.ro.RemoteAddr)
+		if want := "was the key changed on the KDC without updating the keytab?"; !waitLog(p.iked.Log, want) {
+			t.Errorf("iked did not log %q:\n%s", want, p.iked.Log())
+		}
+		if want := "Key version is not available"; !waitLog(p.racoon.Log, want) {
+			t.Errorf("racoon did not log %q (the KRB-ERROR iked answered with):\n%s", want, p.racoon.Log())
+		}
+		noSA(t, "iked", p.iked)
+	})
+}
+
+// TestKerberosIKEv1RefusalsSambaAD: refusals between two iked over IKEv1
+// with Samba's KDC, each logged on both sides (the responder's reason, the
+// initiator's reading of the KRB-ERROR it answered with): a principal
+// not allowed, a realm not allowed, a key rollover on the DC that left the
+// responder's keytab stale (and, once the new key is exported, success),
+// and the KDC unreachable (the initiator says so and sends nothing).
+func TestKerberosIKEv1RefusalsSambaAD(t *testing.T) {
+	refused := func(t *testing.T, p *krbIkedPair, wantA, wantB string) {
+		t.Helper()
+		out, err := p.a.Initiate(connName)
+		if err == nil {
+			t.Fatalf("initiate succeeded: %s", out)
+		}
+		if !waitLog(p.a.Log, wantA) {
+			t.Errorf("initiator did not log %q:\n%s", wantA, p.a.Log())
+		}
+		if wantB != "" && !waitLog(p.b.Log, wantB) {
+			t.Errorf("responder did not log %q:\n%s", wantB, p.b.Log())
+		}
+		noSA(t, "responder", p.b)
+	}
+	t.Run("principal not allowed", func(t *testing.T) {
+		topo := newTopology(t)
+		r, _ := adV1Realm(t, topo, "iked", "aes")
+		p := newKrbIkedPair(t, topo, r, func(_, b *ikedConn) {
+			b.Auth = krbV1Auth(r, r.kdcFromS, r.ktS, r.princS, "", []string{"host/" + "racoon." + strings.ToLower(r.realm) + "@" + r.realm})
+		})
+		refused(t, p, "refused our AP-REQ with KDC_ERR_POLICY", "client "+r.full(r.princI)+" is not allowed")
+	})
+	t.Run("wrong realm", func(t *testing.T) {
+		topo := newTopology(t)
+		r, _ := adV1Realm(t, topo, "iked", "aes")
+		p := newKrbIkedPair(t, topo, r, func(_, b *ikedConn) {
+			b.Auth = krbV1Auth(r, r.kdcFromS, r.ktS, r.princS, "", []string{"@PARTNER.EXAMPLE.TEST"})
+		})
+		refused(t, p, "KDC_ERR_POLICY", "client "+r.full(r.princI)+" is not allowed (allowed: @PARTNER.EXAMPLE.TEST)")
+	})
+	t.Run("stale key version after a rollover on the DC", func(t *testing.T) {
+		topo := newTopology(t)
+		r, dc := adV1Realm(t, topo, "iked", "aes")
+		// The responder reads a copy of its keytab, updated below.
+		kt := filepath.Join(t.TempDir(), "aes.keytab")
+		b, err := os.ReadFile(r.ktS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(kt, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := newKrbIkedPair(t, topo, r, func(_, b *ikedConn) {
+			b.Auth = krbV1Auth(r, r.kdcFromS, kt, r.princS, "", []string{r.full(r.princI)})
+		})
+		r.rotate(t, r.princS)
+		refused(t, p, "refused our AP-REQ with KRB_AP_ERR_BADKEYVER", "was the key changed on the KDC without updating the keytab?")
+		// The rollover reaches the keytab (exportkeytab appends the new
+		// version); the responder reads the file again and accepts.
+		if out, err := dc.SambaTool("domain", "exportkeytab", kt, "--principal="+r.full(r.princS)); err != nil {
+			t.Fatalf("exportkeytab: %v\n%s", err, out)
+		}
+		if out, err := p.a.Initiate(connName); err != nil {
+			t.Fatalf("after the keytab update: %v\n%s\nresponder log:\n%s", err, out, p.b.Log())
+		}
+		if !waitLog(p.b.Log, "kerberos: keytab reloaded") {
+			t.Errorf("the responder did not log the keytab reload")
+		}
+	})
+	t.Run("KDC unreachable", func(t *testing.T) {
+		topo := newTopology(t)
+		r, dc := adV1Realm(t, topo, "iked", "aes")
+		p := newKrbIkedPair(t, topo, r, nil)
+		dc.Stop()
+		out, err := p.a.Initiate(connName)
+		if err == nil || !strings.Contains(out+err.Error()+p.a.Log(), "no KDC reachable") {
+			t.Fatalf("initiate with the DC down: %v\n%s\n%s", err, out, p.a.Log())
+		}
+		if !strings.Contains(p.a.Log(), "KDC unreachable, retrying") {
+			t.Errorf("the initiator did not log its retries:\n%s", p.a.Log())
+		}
+		p.cap.Stop()
+		frames, err := readPcap(p.cap.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range frames {
+			if f.src == topo.IkedAddr {
+				t.Fatalf("the initiator sent IKE packets without a ticket: %+v", f)
+			}
+		}
+	})
 }
