@@ -122,7 +122,11 @@ func (gssAuth) TransformAttributes(creds any, initiator bool, peer *isakmp.Trans
 	if !ok || (!initiator && peerGSSID(peer) == "") {
 		return nil
 	}
-	return []isakmp.Attribute{{Type: isakmp.AttrGSSIdentity, Value: encodeGSSID(p.GSSID(initiator))}}
+	id := p.GSSID(initiator)
+	if id == "" {
+		return nil
+	}
+	return []isakmp.Attribute{{Type: isakmp.AttrGSSIdentity, Value: encodeGSSID(id)}}
 }
 
 func (gssAuth) NewExchange(p *AuthParams) (AuthExchange, error) {
@@ -145,6 +149,9 @@ func (gssAuth) NewExchange(p *AuthParams) (AuthExchange, error) {
 	// which answers with its own exactly when the offer had one.
 	if x.peerID != "" {
 		x.ownID = prov.GSSID(p.Initiator)
+	}
+	if x.ownID == "" {
+		x.peerID = ""
 	}
 	return x, nil
 }
