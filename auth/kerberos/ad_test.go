@@ -43,9 +43,11 @@ type adRealm struct {
 
 func (r *adRealm) principal(host string) string { return "host/" + host + "." + r.Domain }
 
-// adHosts are the machine accounts: a client with the domain default
-// (AES), and services with AES256 only and RC4-HMAC only.
-var adHosts = sambaad.Options{Hosts: []string{"client", "aes", "rc4"}, ETypes: map[string]int{"aes": 16, "rc4": 4}}
+// adHosts are the machine accounts: iked (the client here) and racoon with
+// the domain default (AES), and services with AES256 only and RC4-HMAC
+// only. The interop tests use the same set, so that one provisioned
+// domain serves both.
+var adHosts = sambaad.Options{Hosts: []string{"iked", "racoon", "aes", "rc4"}, ETypes: map[string]int{"aes": 16, "rc4": 4}}
 
 const adEnv = "IKED_KRB_AD_REALM"
 
@@ -171,7 +173,7 @@ func TestGSSAgainstSambaAD(t *testing.T) {
 		wantRFC4121 bool
 	}{{"aes", 18, true}, {"rc4", 23, false}} {
 		t.Run(c.service, func(t *testing.T) {
-			ma, mb := r.methods(t, "client", c.service, nil)
+			ma, mb := r.methods(t, "iked", c.service, nil)
 			ini, acc, err := gssPair(t, ma, mb)
 			if err != nil {
 				t.Fatal(err)
@@ -191,7 +193,7 @@ func TestGSSAgainstSambaAD(t *testing.T) {
 				t.Fatalf("token %x: want RFC 4121 %v", tok[:2], c.wantRFC4121)
 			}
 			// MIT's library on the same realm, both roles.
-			mit := startMIT(t, r.KRB5Conf, r.Keytabs[c.service], r.Keytabs["client"])
+			mit := startMIT(t, r.KRB5Conf, r.Keytabs[c.service], r.Keytabs["iked"])
 			ini2, err := ma.NewGSSInitiator(peerAddr)
 			if err != nil {
 				t.Fatal(err)
@@ -202,7 +204,7 @@ func TestGSSAgainstSambaAD(t *testing.T) {
 				t.Fatal(err)
 			}
 			crossWrap(t, ini2, mit)
-			mit2 := startMIT(t, r.KRB5Conf, r.Keytabs[c.service], r.Keytabs["client"])
+			mit2 := startMIT(t, r.KRB5Conf, r.Keytabs[c.service], r.Keytabs["iked"])
 			f = mit2.mustDo("init", []byte(r.principal(c.service)+"@"+r.Realm))
 			acc2 := mb.NewGSSAcceptor(peerAddr)
 			rep, err := acc2.Step(unhex(t, f[1]))
@@ -227,7 +229,7 @@ func TestKerberosRolloverSambaAD(t *testing.T) {
 	if done {
 		return
 	}
-	ma, mb := r.methods(t, "client", "aes", nil)
+	ma, mb := r.methods(t, "iked", "aes", nil)
 	if _, _, err := gssPair(t, ma, mb); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +260,7 @@ func TestKerberosRolloverSambaAD(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("samba-tool", "domain", "exportkeytab", fresh, "--principal="+r.principal("aes")+"@"+r.Realm, "-s", r.SMBConf)
-	_, mb2 := r.methods(t, "client", "aes", func(a, b *Options) { b.Keytab = fresh })
+	_, mb2 := r.methods(t, "iked", "aes", func(a, b *Options) { b.Keytab = fresh })
 	if _, _, err := gssPair(t, ma, mb2); err != nil {
 		t.Fatalf("after the keytab update: %v", err)
 	}
@@ -275,8 +277,8 @@ func TestKerberosIKEv2SambaAD(t *testing.T) {
 	}
 	for _, service := range []string{"aes", "rc4"} {
 		t.Run(service, func(t *testing.T) {
-			ma, mb := r.methods(t, "client", service, nil)
-			p := newPairIDs(t, ma, mb, "client."+r.Domain, service+"."+r.Domain)
+			ma, mb := r.methods(t, "iked", service, nil)
+			p := newPairIDs(t, ma, mb, "iked."+r.Domain, service+"."+r.Domain)
 			if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
 				t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
 			}
@@ -287,4 +289,55 @@ func TestKerberosIKEv2SambaAD(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIKEv1GSSAPISambaAD: IKEv1 Main Mode and Quick Mode with the GSS-API
+// method between two engines, with tickets from Samba's KDC, for the
+// AES256-only and the RC4-only service account; then a replayed initial
+// context token (captured from a successful Main Mode and put into a new
+// one) and an initiator whose clock is ten minutes ahead, each refused and
+// logged on both sides.
+func TestIKEv1GSSAPISambaAD(t *testing.T) {
+	r, done := inNetns(t, startAD)
+	if done {
+		return
+	}
+	for _, service := range []string{"aes", "rc4"} {
+		t.Run(service, func(t *testing.T) {
+			ma, mb := r.methods(t, "iked", service, nil)
+			p := newV1Pair(t, ma, mb, "aes256-sha1-modp2048")
+			var captured []byte
+			p.tapA.tap = func(b []byte) []byte {
+				if tok := gssToken(b); tok != nil && captured == nil {
+					captured = append([]byte(nil), tok...)
+				}
+				return b
+			}
+			if _, err := p.a.Initiate(ctxT(t), "a-b"); err != nil {
+				t.Fatalf("initiate: %v\n%s\n%s", err, p.logA, p.logB)
+			}
+			p.established(t)
+			if captured == nil {
+				t.Fatal("no initial context token captured")
+			}
+			want := map[string]int32{"aes": 18, "rc4": 23}[service]
+			if got := ma.creds.tickets[ma.service.String()].key.KeyType; got != want {
+				t.Fatalf("session key enctype %d, want %d", got, want)
+			}
+			p2 := newV1Pair(t, ma, mb, "aes256-sha1-modp2048")
+			p2.tapA.tap = func(b []byte) []byte {
+				if gssToken(b) != nil {
+					return withGSSToken(t, b, captured)
+				}
+				return b
+			}
+			refusedV1(t, p2, "KRB_AP_ERR_REPEAT", "replayed AP-REQ from "+r.principal("iked")+"@"+r.Realm)
+		})
+	}
+	t.Run("clock skew", func(t *testing.T) {
+		ma, mb := r.methods(t, "iked", "aes", func(a, b *Options) { f := false; a.ClockResync = &f })
+		ma.clockShift.Store(int64(10 * time.Minute))
+		p := newV1Pair(t, ma, mb, "aes256-sha1-modp2048")
+		refusedV1(t, p, "KRB_AP_ERR_SKEW", "clock skew with "+r.principal("iked")+"@"+r.Realm+" is -10m0s")
+	})
 }

@@ -55,7 +55,8 @@ func newV1Pair(t testing.TB, ma, mb any, ikeProposal string) *v1Pair {
 			IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP}}
 		e, err := ikev1.New(ikev1.Config{Connections: []*ikev1.Connection{c}, SADB: sadb.New(memory.New()),
 			Logger:            slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, HalfOpenTimeout: 3 * time.Second, Readers: 1})
+			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, HalfOpenTimeout: 3 * time.Second, Readers: 1,
+			NoFragmentation: true}) // whole messages, for the taps
 		if err != nil {
 			t.Fatal(err)
 		}
