@@ -163,7 +163,7 @@ func provision(opts Options, tarball string) (err error) {
 		if _, err := run("ldbmodify", "-H", filepath.Join(d, "private", "sam.ldb"), f); err != nil {
 			return err
 		}
-		os.Remove(f)
+		_ = os.Remove(f)
 	}
 	for _, h := range opts.Hosts {
 		if err := tool("domain", "exportkeytab", filepath.Join(tpl, "kt", h+".keytab"), "--principal=host/"+h+"."+opts.DNSDomain()+"@"+opts.Realm); err != nil {
@@ -177,7 +177,7 @@ func provision(opts Options, tarball string) (err error) {
 			return err
 		}
 	}
-	os.Remove(empty)
+	_ = os.Remove(empty)
 	if err := os.WriteFile(filepath.Join(tpl, "provisioned-in"), []byte(tpl+"\n"), 0o644); err != nil {
 		return err
 	}

@@ -155,7 +155,7 @@ func Start(t testing.TB, opts Options) *DC {
 		dc.Stop()
 		_ = exec.Command("ip", "netns", "del", dc.NS).Run()
 		if !t.Failed() {
-			os.RemoveAll(dir)
+			_ = os.RemoveAll(dir)
 		} else {
 			t.Logf("sambaad: kept %s for inspection", dir)
 		}
@@ -289,7 +289,7 @@ func (dc *DC) Restart() {
 		dc.t.Fatalf("sambaad: samba: %v", err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	go func() { _ = cmd.Wait(); _ = log.Close(); close(done) }()
 	dc.cmd, dc.done = cmd, done
 	dc.mu.Unlock()
 	deadline := time.Now().Add(60 * time.Second)
@@ -371,7 +371,7 @@ func (dc *DC) LDIF(ldif string) error {
 	if _, err := f.WriteString(ldif); err != nil {
 		return err
 	}
-	f.Close()
+	_ = f.Close()
 	tool := "ldbadd"
 	if strings.Contains(ldif, "changetype:") {
 		tool = "ldbmodify"

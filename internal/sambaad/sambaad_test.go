@@ -12,7 +12,7 @@ import (
 // it), serves LDAP with the Windows IPsec policy objects, takes LDIF
 // changes, and stops and starts again.
 func TestDomainController(t *testing.T) {
-	dc := Start(t, Options{Hosts: []string{"left"}, ComputersReadIPsec: true})
+	dc := Start(t, Options{Hosts: []string{"left", "right"}, ComputersReadIPsec: true}) // the options of the interop tests: one provisioning for both
 	peer := "sadt-peer"
 	_ = exec.Command("ip", "netns", "del", peer).Run()
 	if out, err := exec.Command("ip", "netns", "add", peer).CombinedOutput(); err != nil {
