@@ -221,7 +221,7 @@ func TestGSSOfflineRefusals(t *testing.T) {
 	if code != errorcode.KRB_AP_ERR_SKEW || !strings.Contains(f.Reason, "clock skew with host/a.example.test@EXAMPLE.TEST is -20m0s") {
 		t.Fatalf("skew: %d %s", code, f.Reason)
 	}
-	if d := st.Sub(time.Now()); d.Abs() > time.Minute {
+	if d := time.Until(st); d.Abs() > time.Minute {
 		t.Fatalf("server time off by %s", d)
 	}
 	if !ini.RetryAfter() || o.ma.creds.offset(o.ma.service).Round(time.Minute) != -20*time.Minute {
