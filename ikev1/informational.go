@@ -138,12 +138,34 @@ func (sa *isakmpSA) onNotify(n *isakmp.Notify) {
 		}
 		if n.Code.IsError() {
 			sa.log(levelWarn, "peer reported an error", "notify", n.Code.String(), "protocol", n.Protocol, "spi", fmt.Sprintf("%x", n.SPI))
-			// A Quick Mode the peer refused names the SPI we proposed.
+			// A Quick Mode the peer refused names the SPI we proposed;
+			// a peer that failed to install a completed one (charon's
+			// NO-PROPOSAL-CHOSEN after HASH(3)) names our inbound SPI.
+			if n.Protocol != isakmp.ProtoESP || len(n.SPI) != 4 {
+				// pluto names no SPI (protocol ISAKMP, the cookies) when it
+				// refuses a Quick Mode: it can only be about the Quick
+				// Modes this side has in flight.
+				for _, qm := range sa.qms {
+					if qm.initiator && qm.next == 2 {
+						sa.quickModeFailed(qm, &peerError{code: n.Code}, "peer_"+labelOf(n.Code))
+					}
+				}
+			}
 			if n.Protocol == isakmp.ProtoESP && len(n.SPI) == 4 {
 				spi := binary.BigEndian.Uint32(n.SPI)
 				for _, qm := range sa.qms {
 					if qm.initiator && qm.spi == spi && qm.next != 0 {
 						sa.quickModeFailed(qm, &peerError{code: n.Code}, "peer_"+labelOf(n.Code))
+					}
+				}
+				for _, c := range sa.ipsecs {
+					if c.inbound.SPI == spi {
+						sa.log(levelWarn, "peer refused an IPsec SA after Quick Mode: removing our half", "spi_in", fmt.Sprintf("%08x", spi))
+						c.deleting = true
+						c.stopTimers()
+						sa.removeChild(c)
+						sa.later(func() { sa.eng.removeIPsecs([]*ipsecSA{c}) })
+						break
 					}
 				}
 			}
@@ -172,6 +194,11 @@ func (sa *isakmpSA) onDelete(d *isakmp.Delete) {
 				continue
 			}
 			c := sa.childByPeerSPI(binary.BigEndian.Uint32(spi))
+			if c == nil {
+				// charon names the SPI of its outbound SA when it deletes a
+				// pair it failed to install: ours, inbound.
+				c = sa.childByOwnSPI(binary.BigEndian.Uint32(spi))
+			}
 			if c == nil {
 				sa.log(levelInfo, "Delete for an unknown IPsec SA ignored", "spi", fmt.Sprintf("%x", spi))
 				continue

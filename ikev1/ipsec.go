@@ -213,3 +213,13 @@ func (sa *isakmpSA) childByPeerSPI(spi uint32) *ipsecSA {
 	}
 	return nil
 }
+
+// childByOwnSPI finds the pair whose inbound SPI is spi. Caller holds mu.
+func (sa *isakmpSA) childByOwnSPI(spi uint32) *ipsecSA {
+	for _, c := range sa.ipsecs {
+		if c.inbound.SPI == spi {
+			return c
+		}
+	}
+	return nil
+}

@@ -118,14 +118,14 @@ func (sa *isakmpSA) detectNAT(ps []isakmp.Payload) {
 			sa.natRemote = false
 		}
 	}
-	if sa.forceEncap() {
-		sa.natLocal = true
-	}
 }
 
 // useNATT reports whether this SA floats to the NAT-T port and
-// encapsulates ESP. Caller holds mu.
-func (sa *isakmpSA) useNATT() bool { return sa.peerNATT && (sa.natLocal || sa.natRemote) }
+// encapsulates ESP: a NAT on either side, or a faked one (ForceEncap,
+// whose NAT-D made the peer see one here). Caller holds mu.
+func (sa *isakmpSA) useNATT() bool {
+	return sa.peerNATT && (sa.natLocal || sa.natRemote || sa.forceEncap())
+}
 
 // floatToNATT moves the SA to port 4500 (RFC 3947 §4: from Main Mode's
 // fifth message on). Caller holds mu.

@@ -249,7 +249,7 @@ func (sa *isakmpSA) armFlight(f *flight) {
 	}
 	f.timer = time.AfterFunc(d, func() {
 		sa.mu.Lock()
-		defer sa.mu.Unlock()
+		defer sa.unlock()
 		if sa.dead || f.timer == nil {
 			return
 		}
@@ -278,7 +278,7 @@ func stopFlight(f *flight) {
 func (sa *isakmpSA) after(d time.Duration, fn func()) *time.Timer {
 	t := time.AfterFunc(d, func() {
 		sa.mu.Lock()
-		defer sa.mu.Unlock()
+		defer sa.unlock()
 		if !sa.dead {
 			fn()
 		}

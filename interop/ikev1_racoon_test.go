@@ -1,7 +1,11 @@
 package interop
 
 import (
+	"crypto/x509"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,6 +31,11 @@ type racoonPair struct {
 // tunnel 10.1.0.0/24 === 10.2.0.0/24) and racoon with matching settings
 // after edit adjusted them.
 func newRacoonPair(t *testing.T, edit func(*ikedConn, *racoonOptions)) *racoonPair {
+	return newRacoonPairOpts(t, edit, nil)
+}
+
+// newRacoonPairOpts is newRacoonPair with a hook on iked's options.
+func newRacoonPairOpts(t *testing.T, edit func(*ikedConn, *racoonOptions), opts func(*ikedOptions)) *racoonPair {
 	t.Helper()
 	requireRacoon(t)
 	p := &racoonPair{topo: newTopology(t)}
@@ -47,7 +56,11 @@ func newRacoonPair(t *testing.T, edit func(*ikedConn, *racoonOptions)) *racoonPa
 			t.Logf("capture on veth-s (decrypted with iked's key log):\n%s", p.cap.Summary(p.iked.KeyLogPrefs()))
 		}
 	})
-	p.iked = startIked(t, p.topo.I, ikedOptions{Listen: []string{iAddr + ":500", iAddr + ":4500"}, Conns: []ikedConn{p.ic}})
+	io := ikedOptions{Listen: []string{iAddr + ":500", iAddr + ":4500"}, Conns: []ikedConn{p.ic}}
+	if opts != nil {
+		opts(&io)
+	}
+	p.iked = startIked(t, p.topo.I, io)
 	p.racoon = startRacoon(t, p.topo.S, p.ro)
 	return p
 }
@@ -152,4 +165,67 @@ func TestIKEv1RacoonInitiatesPSK(t *testing.T) {
 	}
 	checkRacoonEstablished(t, p, "responder", v1WantIKE, v1WantESP)
 	checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+}
+
+// racoonCertFiles writes what racoon needs for certificates: its own
+// certificate and key, and the CAs in its certificate directory under
+// OpenSSL's subject-hash names, where racoon's verification finds them.
+func racoonCertFiles(t *testing.T, m *certMaterial) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{"racoon.pem": certPEM(m.charonCert), "racoon.key": keyPEM(t, m.charonKey),
+		"root.pem": certPEM(m.pki.root)}
+	for _, c := range []*x509.Certificate{m.pki.root, m.pki.inter} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c.pem")
+		if err := os.WriteFile(path, certPEM(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("openssl", "x509", "-hash", "-noout", "-in", path).Output()
+		if err != nil {
+			missing(t, "openssl x509 -hash: %v", err)
+		}
+		files[strings.TrimSpace(string(out))+".0"] = certPEM(c)
+	}
+	return files
+}
+
+// TestIKEv1RacoonCertificates: Main Mode with RSA signatures and
+// certificates against racoon, both directions (racoon verifies iked's
+// chain through the intermediate; iked verifies racoon's end-entity
+// certificate with its configured intermediate).
+func TestIKEv1RacoonCertificates(t *testing.T) {
+	requireTools(t, "openssl")
+	for _, dir := range directions {
+		t.Run(dir.name, func(t *testing.T) {
+			m, auth := newCertMaterial(t, certSetup{ikedKey: "rsa2048", charonKey: "rsa2048"})
+			p := newRacoonPairOpts(t, func(ic *ikedConn, ro *racoonOptions) {
+				ic.PSK, ic.Cert = "", auth
+				ic.LocalID, ic.RemoteID = ikedID, charonID
+				ro.PSK, ro.Auth = "", "rsasig"
+				ro.LocalID, ro.RemoteID = charonID, ikedID
+				ro.Cert, ro.Key, ro.CA = "racoon.pem", "racoon.key", "root.pem"
+				ro.Files = racoonCertFiles(t, m)
+				if dir.charonInitiates {
+					ro.Policies = racoonPolicies(ro.LocalAddr, ro.RemoteAddr)
+				}
+			}, func(io *ikedOptions) { io.Files = m.ikedFiles })
+			role := "initiator"
+			if dir.charonInitiates {
+				role = "responder"
+				if out, err := p.racoon.ctl(30*time.Second, "establish-sa", "-w", "isakmp", "inet", p.ro.LocalAddr, p.ro.RemoteAddr); err != nil {
+					t.Fatalf("racoonctl establish-sa isakmp: %v\n%s", err, out)
+				}
+				if out, err := p.racoon.ctl(30*time.Second, "establish-sa", "-w", "esp", "inet", charonInnerNet, ikedInnerNet, "any"); err != nil {
+					t.Fatalf("racoonctl establish-sa esp: %v\n%s", err, out)
+				}
+			} else if out, err := p.iked.Initiate(connName); err != nil {
+				t.Fatalf("iked initiate: %v\n%s", err, out)
+			}
+			is, _ := checkRacoonEstablished(t, p, role, v1WantIKE, v1WantESP)
+			if is.Auth != "rsa-sig" || is.RemoteID != charonID {
+				t.Errorf("iked SA auth %s remote %s", is.Auth, is.RemoteID)
+			}
+			checkV1WireDecrypts(t, p.cap, p.iked, p.topo.IkedAddr.String())
+		})
+	}
 }
