@@ -84,7 +84,36 @@ const attrGSSIDWin2000 uint16 = 32001
 var (
 	vidGSSAPI     = md5Sum("GSSAPI")
 	vidGSSAPILong = md5Sum("A GSS-API Authentication Method for IKE")
+	// vidGSSAPILongNL is the draft's string with a newline, a second form
+	// Wireshark lists.
+	vidGSSAPILongNL = md5Sum("A GSS-API Authentication Method for IKE\n")
+	// vidMSNT5 is MD5("MS NT5 ISAKMPOAKLEY"), which Windows sends followed
+	// by four octets of version.
+	vidMSNT5 = md5Sum("MS NT5 ISAKMPOAKLEY")
 )
+
+// windowsVersions name the versions of the MS NT5 vendor ID.
+var windowsVersions = map[uint32]string{2: "Windows 2000", 3: "Windows XP", 4: "Windows Server 2003", 5: "Windows Vista",
+	6: "Windows Server 2008", 7: "Windows 7", 8: "Windows Server 2008 R2"}
+
+// gssVendorName names a GSS-API or Windows vendor ID for the log, or "".
+func gssVendorName(v []byte) string {
+	switch {
+	case bytes.Equal(v, vidGSSAPI):
+		return "GSSAPI"
+	case bytes.Equal(v, vidGSSAPILong), bytes.Equal(v, vidGSSAPILongNL):
+		return "A GSS-API Authentication Method for IKE"
+	case bytes.HasPrefix(v, vidMSNT5) && len(v) == 20:
+		n := binary.BigEndian.Uint32(v[16:])
+		if name, ok := windowsVersions[n]; ok {
+			return fmt.Sprintf("MS NT5 ISAKMPOAKLEY version %d (%s)", n, name)
+		}
+		return fmt.Sprintf("MS NT5 ISAKMPOAKLEY version %d", n)
+	case bytes.Equal(v, vidMSNT5):
+		return "MS NT5 ISAKMPOAKLEY"
+	}
+	return ""
+}
 
 func md5Sum(s string) []byte {
 	h := md5.Sum([]byte(s)) // #nosec G401 -- a vendor ID, an MD5 digest of a fixed string by definition

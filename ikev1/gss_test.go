@@ -144,8 +144,21 @@ func TestGSSIDEncoding(t *testing.T) {
 	if !bytes.Equal(latin1("hôst\u4e2d"), []byte("h\xf4st?")) {
 		t.Error("latin1")
 	}
-	if hex.EncodeToString(vidGSSAPI) != "621b04bb09882ac1e15935fefa24aeee" || hex.EncodeToString(vidGSSAPILong) != "ad2c0dd0b9c32083ccba25b8861ec455" {
-		t.Errorf("vendor IDs %x %x", vidGSSAPI, vidGSSAPILong)
+	for v, want := range map[string]string{
+		hex.EncodeToString(vidGSSAPI):       "621b04bb09882ac1e15935fefa24aeee",
+		hex.EncodeToString(vidGSSAPILong):   "ad2c0dd0b9c32083ccba25b8861ec455",
+		hex.EncodeToString(vidGSSAPILongNL): "b46d8914f3aaa3f2fedeb7c7db2943ca",
+		hex.EncodeToString(vidMSNT5):        "1e2b516905991c7d7c96fcbfb587e461",
+	} {
+		if v != want {
+			t.Errorf("vendor ID %s, want %s", v, want)
+		}
+	}
+	if got := gssVendorName(append(append([]byte(nil), vidMSNT5...), 0, 0, 0, 4)); got != "MS NT5 ISAKMPOAKLEY version 4 (Windows Server 2003)" {
+		t.Errorf("Windows 2003's vendor ID: %q", got)
+	}
+	if gssVendorName(vidGSSAPI) != "GSSAPI" || gssVendorName([]byte("other")) != "" {
+		t.Error("vendor names")
 	}
 }
 
