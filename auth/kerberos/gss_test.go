@@ -331,3 +331,57 @@ func FuzzGSSAcceptor(f *testing.F) {
 		_, _ = c.Step(b)
 	})
 }
+
+// TestShortCiphertextRefused: gokrb5's decryption panics on ciphertext
+// shorter than its checksum; an AP-REQ whose ticket or authenticator is
+// that short is refused before it gets there, by both methods.
+func TestShortCiphertextRefused(t *testing.T) {
+	o := newGSSOffline(t, etypeID.AES256_CTS_HMAC_SHA1_96)
+	for _, part := range []string{"ticket", "authenticator"} {
+		for n := 0; n < 30; n++ {
+			ini := o.initiator()
+			tok, err := ini.Step(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _ := parseFramed(tok)
+			var req messages.APReq
+			if err := req.Unmarshal(f.body); err != nil {
+				t.Fatal(err)
+			}
+			if part == "ticket" {
+				req.Ticket.EncPart.Cipher = req.Ticket.EncPart.Cipher[:n]
+			} else {
+				req.EncryptedAuthenticator.Cipher = req.EncryptedAuthenticator.Cipher[:n]
+			}
+			der, err := req.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := o.mb.NewGSSAcceptor(peerAddr).Step(frameToken(oidKRB5, tokAPReq, der)); err == nil {
+				t.Fatalf("%s of %d octets accepted", part, n)
+			}
+			if _, apErr := o.mb.checkAPReq(&req, peerAddr, true); apErr == nil {
+				t.Fatalf("IKEv2 method: %s of %d octets accepted", part, n)
+			}
+		}
+	}
+}
+
+// TestNewGSSContextNeverFetches: the IKEv1 engine's initiator context
+// comes from the ticket cache only (the engine holds a lock); without a
+// cached ticket it fails at once, naming the service.
+func TestNewGSSContextNeverFetches(t *testing.T) {
+	o := newGSSOffline(t, etypeID.AES256_CTS_HMAC_SHA1_96)
+	if _, err := o.ma.NewGSSContext(true, peerAddr); err == nil || !strings.Contains(err.Error(), "no valid ticket for host/b.example.test@EXAMPLE.TEST") {
+		t.Fatalf("err %v", err)
+	}
+	o.ma.creds.tickets[o.ma.service.String()] = o.tkt
+	c, err := o.ma.NewGSSContext(true, peerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.(*GSSContext).Step(nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package kerberos
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 )
 
@@ -30,14 +31,21 @@ func (m *Method) PrepareGSS() error {
 }
 
 // NewGSSContext starts a GSS-API context for the IKEv1 engine: an
-// initiator's towards the configured service (its ticket is normally in
-// the cache since PrepareGSS), or an acceptor's. The result is a
-// *GSSContext.
+// initiator's towards the configured service with the ticket PrepareGSS
+// put in the cache (it never contacts the KDC: the engine calls it with a
+// lock held), or an acceptor's, whose Step reads only the local keytab.
+// The result is a *GSSContext.
 func (m *Method) NewGSSContext(initiator bool, peer netip.AddrPort) (any, error) {
-	if initiator {
-		return m.NewGSSInitiator(peer)
+	if !initiator {
+		return m.NewGSSAcceptor(peer), nil
 	}
-	return m.NewGSSAcceptor(peer), nil
+	// Never a KDC round trip here: the engine holds a lock. PrepareGSS
+	// filled the cache moments ago.
+	t := m.creds.cached(m.service)
+	if t == nil {
+		return nil, fmt.Errorf("kerberos: no valid ticket for %s in the cache (it is fetched before Main Mode starts)", m.service)
+	}
+	return &GSSContext{m: m, initiator: true, peerAddr: peer, tkt: t, peer: m.service, oid: oidKRB5}, nil
 }
 
 // GSSID is the name this method puts in its GSS_ID attribute: its client
