@@ -326,3 +326,33 @@ func TestGSSAgainstMIT(t *testing.T) {
 		})
 	}
 }
+
+// TestGSSReadsMITRefusal: MIT's acceptor, given a token for a service
+// whose key its keytab lacks, answers with a KRB-ERROR token; iked's
+// initiator reads the code from it.
+func TestGSSReadsMITRefusal(t *testing.T) {
+	r := newRealm(t)
+	ma, _ := r.methods(t, nil)
+	ours, err := ma.NewGSSInitiator(peerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mit := startMIT(t, r.kdc.Krb5Conf, r.ktA, r.ktA) // the acceptor holds a's keys, not b's
+	tok, err := ours.Step(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// gsstool prints the error token before the status: "token HEX error …".
+	out, _ := mit.do("accept", tok)
+	if len(out) < 3 || out[0] != "token" || out[2] != "error" {
+		t.Fatalf("MIT's acceptor did not refuse with an error token: %v", out)
+	}
+	if _, err := ours.Step(unhex(t, out[1])); err == nil {
+		t.Fatal("an error token established the context")
+	}
+	if code, _ := ours.KerberosError(); code == 0 {
+		t.Fatalf("no Kerberos error code read from MIT's KRB-ERROR token: %v", err)
+	}
+	code, _ := ours.KerberosError()
+	t.Logf("MIT refused with %s: %s", ErrorName(code), strings.Join(out[3:], " "))
+}
