@@ -41,6 +41,11 @@ type ChildSAEvent struct {
 	SPIIn, SPIOut uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []wire.TrafficSelector
+	// BytesIn, BytesOut, PacketsIn and PacketsOut are, in ChildSADown,
+	// the data plane's final counters of the Child SA (read just before
+	// it leaves the data plane; 0 when the data plane had removed it
+	// already), so that totals survive rekeys. 0 in ChildSAUp.
+	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 }
 
 // childObserver returns the Observer's ChildObserver side, or nil.
@@ -72,6 +77,14 @@ func (sa *ikeSA) childUp(c *childSA) {
 // childDown tells the ChildObserver c is removed. Caller holds sa.mu.
 func (sa *ikeSA) childDown(c *childSA) {
 	if o := sa.eng.childObserver(); o != nil {
-		o.ChildSADown(sa.childEvent(c))
+		ev := sa.childEvent(c)
+		db := sa.eng.cfg.SADB
+		if ctr, err := db.Counters(c.inbound.ID()); err == nil {
+			ev.BytesIn, ev.PacketsIn = ctr.Bytes, ctr.Packets
+		}
+		if ctr, err := db.Counters(c.outbound.ID()); err == nil {
+			ev.BytesOut, ev.PacketsOut = ctr.Bytes, ctr.Packets
+		}
+		o.ChildSADown(ev)
 	}
 }
