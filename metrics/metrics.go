@@ -10,8 +10,10 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,7 +31,26 @@ var (
 	knownStates = []string{"connecting", "authenticating", "established", "deleting"}
 	knownRoles  = []string{"initiator", "responder"}
 	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropHalfOpenLimit, ike.DropUnsupported, ike.DropOversize}
+	// knownFailures are the handshake-failure labels the engine counts;
+	// TestKnownFailuresCoverEngine checks the list against ike's sources.
+	knownFailures = []string{"authentication_failed", "auth_mismatch", "dead_peer", "half_open_timeout", "invalid_ke", "invalid_syntax",
+		"no_connection", "no_proposal_chosen", "other", "timeout", "ts_unacceptable"}
+	// knownNotifies are the error notifies of RFC 7296 and its updates
+	// (types below 16384 that wire names) and COOKIE: what iked sends
+	// when it refuses or defers.
+	knownNotifies = errorNotifyNames()
 )
+
+func errorNotifyNames() []string {
+	out := []string{wire.NotifyCookie.String()}
+	for n := wire.NotifyType(1); n < 16384; n++ {
+		if name := n.String(); !strings.HasPrefix(name, "NOTIFY_") {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Metric descriptions.
 var (
@@ -96,13 +117,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(s.HalfOpen))
 
 	labelled(ch, descCompleted, prometheus.CounterValue, s.HandshakesCompleted, knownRoles)
-	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, nil)
+	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, knownFailures)
 	ch <- prometheus.MustNewConstMetric(descRetransmissions, prometheus.CounterValue, float64(s.Retransmissions))
 	ch <- prometheus.MustNewConstMetric(descRetransmitsAnswered, prometheus.CounterValue, float64(s.RetransmitsAnswered))
 	ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(s.PacketsReceived))
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.PacketsSent))
 	labelled(ch, descDropped, prometheus.CounterValue, s.PacketsDropped, knownDrops)
-	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, nil)
+	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, knownNotifies)
 	labelled(ch, descRekeys, prometheus.CounterValue, s.Rekeys, []string{"child", "ike", "reauth"})
 
 	ch <- histogram(descDuration, s.HandshakeDuration)
@@ -143,7 +164,10 @@ func histogram(d *prometheus.Desc, h ike.Histogram) prometheus.Metric {
 // format, src's metrics together with the Go runtime and process metrics
 // (go_*, process_*). Each call uses its own registry.
 //
-// more are further collectors to serve, such as NewDataPlaneCollector.
+// more are further collectors to serve, such as NewDataPlaneCollector,
+// NewTunnelCollector, and KerberosCollectorWhen for a daemon that may
+// authenticate with Kerberos: families of a method not configured are not
+// served.
 func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(more...)
@@ -152,7 +176,6 @@ func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	}
 	reg.MustRegister(
 		NewCollector(src),
-		KerberosCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

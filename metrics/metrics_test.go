@@ -69,7 +69,17 @@ iked_handshakes_completed_total{role="responder"} 0
 # HELP iked_handshakes_failed_total IKE handshakes that failed, by reason.
 # TYPE iked_handshakes_failed_total counter
 iked_handshakes_failed_total{reason="auth_failed"} 2
+iked_handshakes_failed_total{reason="auth_mismatch"} 0
+iked_handshakes_failed_total{reason="authentication_failed"} 0
+iked_handshakes_failed_total{reason="dead_peer"} 0
+iked_handshakes_failed_total{reason="half_open_timeout"} 0
+iked_handshakes_failed_total{reason="invalid_ke"} 0
+iked_handshakes_failed_total{reason="invalid_syntax"} 0
+iked_handshakes_failed_total{reason="no_connection"} 0
+iked_handshakes_failed_total{reason="no_proposal_chosen"} 0
+iked_handshakes_failed_total{reason="other"} 0
 iked_handshakes_failed_total{reason="timeout"} 1
+iked_handshakes_failed_total{reason="ts_unacceptable"} 0
 # HELP iked_retransmissions_total Requests this side sent again after a timeout.
 # TYPE iked_retransmissions_total counter
 iked_retransmissions_total 11
@@ -97,7 +107,24 @@ iked_packets_dropped_total{reason="unknown_spi"} 0
 iked_packets_dropped_total{reason="unsupported"} 0
 # HELP iked_notifies_sent_total Error notifications sent, by notify type.
 # TYPE iked_notifies_sent_total counter
+iked_notifies_sent_total{type="AUTHENTICATION_FAILED"} 0
+iked_notifies_sent_total{type="CHILD_SA_NOT_FOUND"} 0
+iked_notifies_sent_total{type="COOKIE"} 0
+iked_notifies_sent_total{type="FAILED_CP_REQUIRED"} 0
+iked_notifies_sent_total{type="INTERNAL_ADDRESS_FAILURE"} 0
+iked_notifies_sent_total{type="INVALID_IKE_SPI"} 0
+iked_notifies_sent_total{type="INVALID_KE_PAYLOAD"} 0
+iked_notifies_sent_total{type="INVALID_MAJOR_VERSION"} 0
+iked_notifies_sent_total{type="INVALID_MESSAGE_ID"} 0
+iked_notifies_sent_total{type="INVALID_SELECTORS"} 0
+iked_notifies_sent_total{type="INVALID_SPI"} 0
+iked_notifies_sent_total{type="INVALID_SYNTAX"} 0
+iked_notifies_sent_total{type="NO_ADDITIONAL_SAS"} 0
 iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN"} 3
+iked_notifies_sent_total{type="SINGLE_PAIR_REQUIRED"} 0
+iked_notifies_sent_total{type="TEMPORARY_FAILURE"} 0
+iked_notifies_sent_total{type="TS_UNACCEPTABLE"} 0
+iked_notifies_sent_total{type="UNSUPPORTED_CRITICAL_PAYLOAD"} 0
 # HELP iked_rekeys_total Rekeys completed, by type: child, ike, reauth.
 # TYPE iked_rekeys_total counter
 iked_rekeys_total{type="child"} 0
@@ -176,9 +203,10 @@ iked_handshake_duration_seconds_count 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 10 drop reasons + 0 + 1.
-	if n := testutil.CollectAndCount(c); n != 26 {
-		t.Errorf("collected %d metrics from empty stats, want 26", n)
+	// 4 states + 1 + 1 + 2 roles + 11 failure reasons + 4 unlabelled + 10
+	// drop reasons + 18 notifies + 3 rekey types + 1.
+	if n := testutil.CollectAndCount(c); n != 55 {
+		t.Errorf("collected %d metrics from empty stats, want 55", n)
 	}
 }
 
