@@ -104,6 +104,9 @@ func NewTotals() *Totals { return &Totals{retired: map[string]traffic{}} }
 
 // ChildSADown adds a Child SA's final counters to its connection's total.
 func (t *Totals) ChildSADown(ev ike.ChildSAEvent) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.retired[ev.Connection]

@@ -22,12 +22,10 @@ import (
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
-	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transport"
 	"github.com/iked/iked/vici"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // natTPort is the port whose datagrams carry the non-ESP marker (RFC 3948).
@@ -76,6 +74,9 @@ type daemon struct {
 	metrics *http.Server
 	vici    *vici.Server // nil unless vici_socket is set
 	logTap  *vici.LogTap // feeds VICI's log events
+	// totals keeps the traffic of Child SAs gone, for the per-connection
+	// counters (metrics).
+	totals *metrics.Totals
 }
 
 func checkConfig(path string) int {
@@ -183,7 +184,8 @@ func newDaemon(path string) (*daemon, error) {
 		return nil, err
 	}
 	d.updown = newUpdown(d.log, cfg)
-	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
+	d.totals = metrics.NewTotals()
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log, totals: d.totals}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
@@ -275,18 +277,7 @@ func (d *daemon) serve() (err error) {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
-		var more []prometheus.Collector
-		if r, ok := d.dp.backend.(sadb.StatsReporter); ok {
-			more = append(more, metrics.NewDataPlaneCollector(r))
-		}
-		if d.agent != nil {
-			more = append(more, metrics.NewPolicyCollector(d.agent))
-		}
-		if d.dir != nil {
-			more = append(more, adsource.NewCollector(d.dir.source))
-		}
-		more = append(more, buildInfoGauge())
-		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
+		mux.Handle("/metrics", d.metricsHandler())
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
 	}
