@@ -98,6 +98,7 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	s := req.suite
 	if s == nil {
 		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
+		sa.traceSelection("ESP", c.ESPProposals, wire.ProtoESP, req.sa.Proposals, s)
 	}
 	if s == nil {
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals)))

@@ -117,6 +117,7 @@ func (hs *createChildResponder) findRekeyed() error {
 // asks for the selected group when the KE carries another (§1.3).
 func (hs *createChildResponder) chooseProposal() error {
 	s := selectProposal(hs.sa.conn.ESPProposals, hs.req.sa.Proposals, wire.ProtoESP, true)
+	hs.sa.traceSelection("ESP", hs.sa.conn.ESPProposals, wire.ProtoESP, hs.req.sa.Proposals, s)
 	if s == nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(hs.req.sa.Proposals)))
 	}
