@@ -421,12 +421,10 @@ func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
 	return d.engine.Terminate(ctx, target)
 }
 
-// Rekey implements control.Handler.
+// Rekey implements control.Handler: target is an IKE SA ID or a
+// connection name (every established IKE SA of it, readside.go).
 func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
-	if childSPI != 0 {
-		return target, d.engine.CreateChild(ctx, target, childSPI)
-	}
-	return d.engine.RekeyIKE(ctx, target)
+	return d.rekeyByName(ctx, target, childSPI)
 }
 
 // Status implements control.Handler.
