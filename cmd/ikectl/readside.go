@@ -148,7 +148,7 @@ func writeStats(w io.Writer, s *control.Stats, now time.Time) error {
 	for _, n := range s.IKESAs {
 		total += n
 	}
-	fmt.Fprintf(bw, "IKE SAs: %d total, %d half-open%s\n", total, s.HalfOpen, counts(mapInts(s.IKESAs)))
+	fmt.Fprintf(bw, "IKE SAs: %d total (%s), %d half-open\n", total, strings.TrimSpace(counts(mapInts(s.IKESAs))), s.HalfOpen)
 	fmt.Fprintf(bw, "Child SAs: %d\n", s.ChildSAs)
 	fmt.Fprintf(bw, "handshakes completed:%s\n", counts(s.HandshakesCompleted))
 	fmt.Fprintf(bw, "handshakes failed:%s\n", counts(s.HandshakesFailed))
