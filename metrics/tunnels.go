@@ -38,6 +38,9 @@ var (
 var (
 	descConnUp = prometheus.NewDesc("iked_connection_up",
 		"1 while the configured connection has an established IKE SA, else 0.", connLabels, nil)
+	descConnInfo = prometheus.NewDesc("iked_connection_info",
+		"One series per configured connection, always 1: how it is configured (start_action initiate: the daemon keeps it up).",
+		[]string{"connection", "start_action", "auth"}, nil)
 	descConnIKESAs = prometheus.NewDesc("iked_connection_ike_sas",
 		"Established IKE SAs of the connection.", connLabels, nil)
 	descConnChildSAs = prometheus.NewDesc("iked_connection_child_sas",
@@ -167,7 +170,7 @@ func NewTunnelCollector(src TunnelSource, totals *Totals, opts TunnelOptions) pr
 // Describe implements prometheus.Collector.
 func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descConnUp, descConnIKESAs, descConnChildSAs, descConnBytes, descConnPackets,
+		descConnUp, descConnInfo, descConnIKESAs, descConnChildSAs, descConnBytes, descConnPackets,
 		descIKEInfo, descIKEEstablished, descIKERekey, descIKEReauth,
 		descChildInfo, descChildInstalled, descChildRekey, descChildBytes, descChildPackets, descPerSAExported,
 	} {
@@ -196,6 +199,14 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 	conns := map[string]*connState{}
 	for _, conn := range c.src.Connections() {
 		conns[conn.Name] = &connState{}
+		start, auth := "none", ""
+		if conn.Initiate {
+			start = "initiate"
+		}
+		if conn.Auth != nil {
+			auth = conn.Auth.Name()
+		}
+		ch <- prometheus.MustNewConstMetric(descConnInfo, prometheus.GaugeValue, 1, conn.Name, start, auth)
 	}
 	retired := c.totals.snapshot()
 	sas := c.src.SAs()
