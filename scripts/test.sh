@@ -13,7 +13,8 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
   iperf3 iputils-ping
   samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl
-  systemd groff-base man-db file adduser bash-completion zsh)  # the unit under systemd, man pages, the package, completions
+  systemd groff-base man-db file adduser bash-completion zsh  # the unit under systemd, man pages, the package, completions
+  prometheus)  # a real Prometheus scrapes iked; promtool checks the metrics, the alert rules and their tests
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
