@@ -206,6 +206,12 @@ func newDaemon(path string) (*daemon, error) {
 // serve binds, serves until a terminating signal, then shuts down.
 func (d *daemon) serve() (err error) {
 	cfg := d.cfg
+	// Signals from the start: a SIGTERM that comes while the sockets
+	// open (a service manager, a test that saw the control socket) is
+	// handled once the main loop runs, not fatal.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	var binds []transport.Bind
 	defer func() {
 		if err != nil {
@@ -253,6 +259,11 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
+	// The engine reads its sockets before the control socket appears:
+	// whoever sees the control socket may initiate at once.
+	for _, b := range binds {
+		d.engine.AddBind(b)
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
@@ -281,9 +292,6 @@ func (d *daemon) serve() (err error) {
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
 	}
-	for _, b := range binds {
-		d.engine.AddBind(b)
-	}
 	listen := make([]string, len(binds))
 	for i, b := range binds {
 		listen[i] = b.LocalAddr().String()
@@ -292,9 +300,6 @@ func (d *daemon) serve() (err error) {
 	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	// The start actions: the daemon's own loops rather than the engine's
 	// StartConnections, so that a reload can start, stop and re-resolve
 	// them.
