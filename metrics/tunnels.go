@@ -19,6 +19,7 @@ import (
 // TunnelSource is the engine state the tunnel collector reads; *ike.Engine
 // implements it.
 type TunnelSource interface {
+	ConnStates() map[string]ike.ConnState
 	SAs() []ike.SAInfo
 	SAExtras() map[string]ike.SAExtra
 	Connections() []*ike.Connection
@@ -192,7 +193,9 @@ type connState struct {
 // removed in between is then in neither (never in both, which would count
 // it twice), so the sum can only fall short of the truth, and only for one
 // scrape; exporting the larger of it and the last value keeps the counter
-// monotonic.
+// monotonic. The per-connection series come from ConnStates, which reads
+// each SA without formatting it; the per-SA series, within the limit,
+// from SAs and SAExtras.
 func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -209,33 +212,29 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnInfo, prometheus.GaugeValue, 1, conn.Name, start, auth)
 	}
 	retired := c.totals.snapshot()
-	sas := c.src.SAs()
-	for i := range sas {
-		sa := &sas[i]
-		if sa.Connection == "" {
-			continue // a responder's half-open SA, no connection chosen yet
+	states := c.src.ConnStates()
+	total := 0
+	for name, st := range states {
+		total += st.IKESAs
+		if name == "" {
+			continue // responders' half-open SAs, no connection chosen yet
 		}
-		cs := conns[sa.Connection]
+		cs := conns[name]
 		if cs == nil {
 			cs = &connState{}
-			conns[sa.Connection] = cs
+			conns[name] = cs
 		}
-		if sa.State == "established" {
-			cs.up = true
-			cs.ikeSAs++
-		}
-		for _, ch := range sa.Children {
-			cs.childSAs++
-			cs.live.add(childTraffic(ch))
-		}
+		cs.up = st.Established > 0
+		cs.ikeSAs, cs.childSAs = st.Established, st.ChildSAs
+		cs.live = traffic{bytesIn: st.BytesIn, bytesOut: st.BytesOut, packetsIn: st.PacketsIn, packetsOut: st.PacketsOut}
 	}
 	names := slices.Sorted(maps.Keys(conns))
 	for _, name := range names {
 		cs := conns[name]
-		total := retired[name]
-		total.add(cs.live)
-		total.atLeast(c.last[name])
-		cs.exported = total
+		sum := retired[name]
+		sum.add(cs.live)
+		sum.atLeast(c.last[name])
+		cs.exported = sum
 		up := 0.0
 		if cs.up {
 			up = 1
@@ -243,7 +242,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnUp, prometheus.GaugeValue, up, name)
 		ch <- prometheus.MustNewConstMetric(descConnIKESAs, prometheus.GaugeValue, float64(cs.ikeSAs), name)
 		ch <- prometheus.MustNewConstMetric(descConnChildSAs, prometheus.GaugeValue, float64(cs.childSAs), name)
-		sendTraffic(ch, descConnBytes, descConnPackets, total, name)
+		sendTraffic(ch, descConnBytes, descConnPackets, sum, name)
 	}
 	// Remember only the connections still there (configured, or with
 	// SAs: one removed by a reload keeps its total while its SAs finish).
@@ -257,12 +256,12 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.opts.PerSALimit != nil {
 		limit = c.opts.PerSALimit()
 	}
-	if limit <= 0 || len(sas) > limit {
+	if limit <= 0 || total > limit {
 		ch <- prometheus.MustNewConstMetric(descPerSAExported, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descPerSAExported, prometheus.GaugeValue, 1)
-	c.collectSAs(ch, sas)
+	c.collectSAs(ch, c.src.SAs())
 }
 
 // collectSAs sends the per-SA series.

@@ -34,6 +34,27 @@ func (f *fakeTunnels) SAs() []ike.SAInfo {
 	return append([]ike.SAInfo(nil), f.sas...)
 }
 
+// ConnStates sums the SAs as the engine does.
+func (f *fakeTunnels) ConnStates() map[string]ike.ConnState {
+	out := map[string]ike.ConnState{}
+	for _, sa := range f.SAs() {
+		cs := out[sa.Connection]
+		cs.IKESAs++
+		if sa.State == "established" {
+			cs.Established++
+		}
+		for _, c := range sa.Children {
+			cs.ChildSAs++
+			cs.BytesIn += c.BytesIn
+			cs.BytesOut += c.BytesOut
+			cs.PacketsIn += c.PacketsIn
+			cs.PacketsOut += c.PacketsOut
+		}
+		out[sa.Connection] = cs
+	}
+	return out
+}
+
 func (f *fakeTunnels) SAExtras() map[string]ike.SAExtra {
 	f.mu.Lock()
 	defer f.mu.Unlock()
