@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -251,6 +252,30 @@ func TestObserve(t *testing.T) {
 		t.Error("terminating an unknown Child SA succeeded")
 	}
 	mon.stop()
+
+	// metrics_per_sa_limit: 0 by reload turns the per-SA series off at
+	// once; the per-connection ones stay.
+	if got := da.metric(`iked_metrics_per_sa_exported`); got != 1 || !strings.Contains(scrapeAll(t, da), "\niked_ike_sa_info{") {
+		t.Fatalf("per-SA series not exported before the reload (%v)", got)
+	}
+	cfgPath := filepath.Join(filepath.Dir(da.socket), "iked.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, append([]byte("metrics_per_sa_limit: 0\n"), cfg...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := da.ikectl("reload"); err != nil || !strings.Contains(out, "metrics_per_sa_limit: 1000 -> 0") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	body = scrapeAll(t, da)
+	if got := da.metric(`iked_metrics_per_sa_exported`); got != 0 || strings.Contains(body, "\niked_ike_sa_info{") || strings.Contains(body, "\niked_child_sa_") {
+		t.Errorf("per-SA series after metrics_per_sa_limit: 0 (exported %v)", got)
+	}
+	if got := da.metric(`iked_connection_up{connection="peer"}`); got != 1 {
+		t.Errorf("iked_connection_up{peer} = %v after the reload", got)
+	}
 }
 
 // scrapeAll returns d's /metrics body.
