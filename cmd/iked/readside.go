@@ -236,7 +236,7 @@ func (d *daemon) RekeyChildren(ctx context.Context, target string) ([]string, er
 				continue
 			}
 			if err := d.engine.CreateChild(ctx, sa.ID, uint32(spi)); err != nil {
-				errs = append(errs, fmt.Errorf("Child SA %s of %s: %w", c.SPIIn, sa.ID, err))
+				errs = append(errs, fmt.Errorf("rekeying Child SA %s of %s: %w", c.SPIIn, sa.ID, err))
 			}
 		}
 	}
