@@ -83,7 +83,8 @@ type Config struct {
 	// daemon has read it.
 	PolicySource *PolicySource
 	// Warnings are weaknesses of a configuration that loads, such as a
-	// short PSK (security.go); the daemon logs them.
+	// short PSK (security.go) or a legacy IKEv1 algorithm allowed by
+	// allow_legacy (version.go); the daemon logs them.
 	Warnings []Warning
 
 	// secretLine is the line of the first inline PSK; 0 when none.
@@ -209,7 +210,38 @@ type Connection struct {
 	// negotiated with (all but start_action and the updown keys): a reload
 	// compares them to tell a changed connection from an unchanged one.
 	Fingerprint [32]byte
+	// Interface is the interface ID (if_id) of the XFRM interface the
+	// Child SAs are bound to, for route-based IPsec (key "interface"; 0,
+	// the default, means policy-based).
+	Interface uint32
+	// Version is the key exchange the connection speaks (key "version",
+	// as strongSwan's swanctl names it; Windows calls it the key module):
+	// VersionIKEv2 (default), VersionIKEv1, or VersionAuto (answer
+	// whichever the peer speaks; initiate IKEv2 and fall back to IKEv1).
+	Version string
+	// IKEv1Proposals and IKEv1ESPProposals are the Main Mode and Quick
+	// Mode proposals of an ikev1 or auto connection: ike_proposals and
+	// esp_proposals read with IKEv1's algorithm set, or its defaults.
+	IKEv1Proposals, IKEv1ESPProposals             []transform.Proposal
+	IKEv1ProposalStrings, IKEv1ESPProposalStrings []string
+	// AllowLegacy permits the legacy IKEv1 algorithms 3DES, SHA-1 and
+	// MODP-1024 (key "allow_legacy", default false): without it a
+	// proposal naming one is refused; with it, each use is warned about.
+	AllowLegacy bool
 }
+
+// Values of Connection.Version.
+const (
+	VersionIKEv2 = "ikev2"
+	VersionIKEv1 = "ikev1"
+	VersionAuto  = "auto"
+)
+
+// SpeaksIKEv2 and SpeaksIKEv1 report which engines serve the connection.
+func (c *Connection) SpeaksIKEv2() bool { return c.Version != VersionIKEv1 }
+
+// SpeaksIKEv1 reports whether the IKEv1 engine serves the connection.
+func (c *Connection) SpeaksIKEv1() bool { return c.Version == VersionIKEv1 || c.Version == VersionAuto }
 
 // RemoteIsAny reports whether the connection accepts any peer address
 // ("remote: %any"); a remote given as a DNS name is not %any.
@@ -340,6 +372,17 @@ func DefaultIKEProposals() []string {
 // "esp_proposals".
 func DefaultESPProposals() []string {
 	return []string{"aes256gcm16", "aes256-sha256"}
+}
+
+// DefaultIKEv1Proposals returns the default Main Mode proposals of an
+// ikev1 or auto connection: no legacy algorithm.
+func DefaultIKEv1Proposals() []string {
+	return []string{"aes256-sha256-modp2048", "aes128-sha256-modp2048", "aes256-sha256-ecp256"}
+}
+
+// DefaultIKEv1ESPProposals returns the default Quick Mode proposals.
+func DefaultIKEv1ESPProposals() []string {
+	return []string{"aes256-sha256", "aes128-sha256"}
 }
 
 // Error is a configuration error at a line of a file. Parse and Load

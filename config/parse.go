@@ -463,7 +463,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface", "version", "allow_legacy"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -554,10 +554,8 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			}
 		case "auth":
 			c.Auth, c.AuthName = w.auth(kv, baseDir)
-		case "ike_proposals":
-			c.IKEProposalStrings, c.IKEProposals = w.proposals(v, kv.key, transform.ParseIKEProposal)
-		case "esp_proposals":
-			c.ESPProposalStrings, c.ESPProposals = w.proposals(v, kv.key, transform.ParseESPProposal)
+		case "ike_proposals", "esp_proposals":
+			// Read once the version is known (versionProposals).
 		case "local_ts":
 			c.LocalTS, localTSNodes = w.selectors(v, kv.key)
 		case "remote_ts":
@@ -599,6 +597,14 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
 			}
+		case "version":
+			if s, ok := w.oneOf(v, kv.key, VersionIKEv2, VersionIKEv1, VersionAuto); ok {
+				c.Version = s
+			}
+		case "allow_legacy":
+			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
+				c.AllowLegacy = s == "true"
+			}
 		case "updown":
 			if s, ok := w.updown(v, baseDir); ok {
 				c.Updown.Script = s
@@ -607,8 +613,16 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if d, ok := w.duration(v, kv.key); ok {
 				c.Updown.Timeout = d
 			}
+		case "interface":
+			if n, ok := w.integer(v, kv.key, 1, 1<<32-1); ok {
+				c.Interface = uint32(n)
+			}
 		}
 	}
+	if c.Version == "" {
+		c.Version = VersionIKEv2
+	}
+	w.versionProposals(&c, nodes)
 	// Missing keys are reported only when nothing else is wrong: a
 	// misspelt key is the better message.
 	clean := len(w.errs) == errsBefore
@@ -617,12 +631,6 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	}
 	if nodes["auth"] == nil && clean {
 		w.errorf(p.kNode, "connection %q: missing key \"auth\" (e.g. auth: {method: psk, file: secret.txt}; methods: %s)", p.key, strings.Join(auth.Names(), ", "))
-	}
-	if nodes["ike_proposals"] == nil {
-		c.IKEProposalStrings, c.IKEProposals = w.proposals(nil, "ike_proposals", transform.ParseIKEProposal, DefaultIKEProposals()...)
-	}
-	if nodes["esp_proposals"] == nil {
-		c.ESPProposalStrings, c.ESPProposals = w.proposals(nil, "esp_proposals", transform.ParseESPProposal, DefaultESPProposals()...)
 	}
 	if !localIDSet && c.Local.IsValid() {
 		// A method that proves a particular identity (a certificate's

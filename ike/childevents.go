@@ -57,7 +57,7 @@ func (e *Engine) childObserver() ChildObserver {
 // childEvent describes c of sa. Caller holds sa.mu.
 func (sa *ikeSA) childEvent(c *childSA) ChildSAEvent {
 	ev := ChildSAEvent{
-		IKESA: sa.id(), Initiator: sa.initiator, ReqID: c.reqID, Local: sa.local, Remote: sa.remote, Encap: sa.encap,
+		IKESA: sa.id(), Initiator: sa.initiator, ReqID: c.reqID, Local: sa.local, Remote: sa.remote, Encap: sa.espInUDP(),
 		LocalID: sa.localID.String(), RemoteID: sa.remoteID.String(), Mode: c.mode,
 		SPIIn: c.inbound.SPI, SPIOut: c.outbound.SPI, LocalTS: c.localTS, RemoteTS: c.remoteTS,
 	}

@@ -77,6 +77,9 @@ type Connection struct {
 	// random NAT_DETECTION_SOURCE_IP hash, as strongSwan's encap=yes), so
 	// that ESP goes inside UDP on port 4500 even without a NAT.
 	ForceEncap bool
+	// InterfaceID binds the Child SAs and their policies to the XFRM
+	// interface with this if_id (route-based IPsec); zero means none.
+	InterfaceID uint32
 }
 
 // Config is the engine's configuration. Zero values take the defaults

@@ -110,7 +110,7 @@ func TestKnownLabelsFromTheStart(t *testing.T) {
 		{"iked_notifies_sent_total", `type="COOKIE"`},
 		{"iked_packets_dropped_total", `reason="integrity"`},
 	} {
-		if !strings.Contains(body, "\n"+want[0]+"{"+want[1]+"} 0\n") {
+		if !strings.Contains(body, "\n"+want[0]+"{"+want[1]+`,version="ikev2"} 0`+"\n") {
 			t.Errorf("scrape lacks %s{%s} 0", want[0], want[1])
 		}
 	}

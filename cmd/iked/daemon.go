@@ -20,6 +20,7 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
@@ -70,6 +71,8 @@ type daemon struct {
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
+	v1      *ikev1.Engine      // nil without IKEv1 connections (ikev1.go)
+	demuxes []*transport.Demux // the sockets split between the engines
 	control *control.Server
 	metrics *http.Server
 	vici    *vici.Server // nil unless vici_socket is set
@@ -107,6 +110,9 @@ var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.
 func engineConnections(cfg *config.Config) []*ike.Connection {
 	out := make([]*ike.Connection, 0, len(cfg.Connections))
 	for _, c := range cfg.Connections {
+		if !c.SpeaksIKEv2() {
+			continue // the IKEv1 engine's (ikev1.go)
+		}
 		mode := ike.ModeTunnel
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
@@ -125,7 +131,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface,
 		})
 	}
 	return out
@@ -170,6 +176,10 @@ func newDaemon(path string) (*daemon, error) {
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
 		return nil, err
 	}
+	if err := d.dp.supports(cfg); err != nil {
+		_ = d.dp.backend.Close()
+		return nil, err
+	}
 	d.db = sadb.New(d.dp.backend)
 	var keyLog io.Writer
 	if cfg.KeyLog != "" {
@@ -197,6 +207,10 @@ func newDaemon(path string) (*daemon, error) {
 	})
 	if err != nil {
 		d.updown.close()
+		_ = d.db.Close()
+		return nil, err
+	}
+	if err := d.newIKEv1(cfg, keyLog); err != nil {
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -262,7 +276,7 @@ func (d *daemon) serve() (err error) {
 	// The engine reads its sockets before the control socket appears:
 	// whoever sees the control socket may initiate at once.
 	for _, b := range binds {
-		d.engine.AddBind(b)
+		d.addBind(b)
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
@@ -360,10 +374,18 @@ func (d *daemon) statusLine() string {
 	for _, c := range st.IKESAs {
 		n += c
 	}
+	children := st.ChildSAs
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, c := range s1.ISAKMPSAs {
+			n += c
+		}
+		children += s1.IPsecSAs
+	}
 	d.mu.Lock()
 	conns := len(d.cfg.Connections)
 	d.mu.Unlock()
-	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, st.ChildSAs)
+	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, children)
 }
 
 // shutdown deletes every IKE SA, empties the data plane and stops.
@@ -376,7 +398,13 @@ func (d *daemon) shutdown() error {
 	if d.vici != nil {
 		_ = d.vici.Close()
 	}
-	err := d.engine.Shutdown(ctx)
+	var err error
+	if d.v1 != nil {
+		err = d.v1.Shutdown(ctx)
+	}
+	if e2 := d.engine.Shutdown(ctx); err == nil {
+		err = e2
+	}
 	d.updown.close() // the scripts of the Child SAs just deleted
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
@@ -399,36 +427,33 @@ func (d *daemon) shutdown() error {
 // The control.Handler implementation.
 
 // SAs implements control.Handler.
-func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
+func (d *daemon) SAs() []ike.SAInfo { return d.allSAs() }
 
 // Initiate implements control.Handler.
 func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
-	d.mu.Lock()
-	c := d.cfg.Connection(name)
-	d.mu.Unlock()
-	if c != nil && c.RemoteHost != "" && (fresh || !d.hasSA(name)) {
-		// A peer by name: resolved now, for a new IKE SA.
-		return d.initiateByName(ctx, c)
-	}
-	if fresh {
-		return d.engine.InitiateNew(ctx, name)
-	}
-	return d.engine.Initiate(ctx, name)
+	return d.initiate(ctx, name, fresh) // by version (ikev1.go)
 }
 
 // ExchangeTimeout implements control.Handler.
 func (d *daemon) ExchangeTimeout() time.Duration {
+	if d.v1 != nil {
+		// An auto connection's IKEv2 attempt, then its IKEv1 one.
+		return d.autoIKEv2Wait() + d.engine.InitiateTimeout()
+	}
 	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.
 func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
-	return d.engine.Terminate(ctx, target)
+	return d.terminate(ctx, target)
 }
 
 // Rekey implements control.Handler: target is an IKE SA ID or a
 // connection name (every established IKE SA of it, readside.go).
 func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
+	if d.v1 != nil && strings.HasPrefix(target, "isakmp-") {
+		return d.v1.Rekey(ctx, target, childSPI)
+	}
 	return d.rekeyByName(ctx, target, childSPI)
 }
 
@@ -449,8 +474,16 @@ func (d *daemon) Status() control.Status {
 	for _, n := range stats.IKESAs {
 		st.IKESAs += n
 	}
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, n := range s1.ISAKMPSAs {
+			st.IKESAs += n
+		}
+		st.ChildSAs += s1.IPsecSAs
+		st.HalfOpen += s1.HalfOpen
+	}
 	perConn := map[string]int{}
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		perConn[sa.Connection]++
 	}
 	for _, c := range cfg.Connections {

@@ -33,7 +33,7 @@ func (d *daemon) metricsHandler() http.Handler {
 		metrics.NewCertificateCollector(d.certificates),
 		metrics.NewLimitCollector(d.limits),
 		metrics.KerberosCollectorWhen(d.kerberosConfigured))
-	return metrics.Handler(d.engine, more...)
+	return metrics.VersionedHandler(d.metricSources(), more...)
 }
 
 // config returns the running configuration.

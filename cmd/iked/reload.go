@@ -36,6 +36,14 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 	if err == nil && (cfg.PolicySource == nil) != (d.dir == nil) {
 		err = fmt.Errorf("%s: changing policy.source takes effect at restart", d.configPath)
 	}
+	if err == nil {
+		// A data plane cannot change without a restart: what the new
+		// file asks of it must be what the running one can do.
+		err = d.dp.supports(cfg)
+	}
+	if err == nil {
+		err = validateIKEv1(cfg)
+	}
 	if err == nil && d.dir != nil {
 		// The running directory policy, mapped with the new methods.
 		err = d.dir.rebuild(cfg)
@@ -62,11 +70,15 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 	}
 	// The SAs to judge are those made before the new connections apply:
 	// one a changed connection makes from now on has the new settings.
-	before := d.engine.SAs()
+	before := d.allSAs()
 	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
 		err = fmt.Errorf("%s: %w", d.configPath, err)
 		d.log.Error("configuration refused; the running one stays", "err", err.Error())
 		return nil, err
+	}
+	if err := d.reloadIKEv1(cfg); err != nil {
+		// validateIKEv1 passed: not expected.
+		d.log.Error("IKEv1 connections refused; the running ones stay", "err", err.Error())
 	}
 	d.mu.Lock()
 	d.cfg = cfg
@@ -147,7 +159,7 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, befor
 			continue
 		}
 		if reason, ok := why[sa.Connection]; ok {
-			if _, err := d.engine.Terminate(ctx, sa.ID); err != nil {
+			if _, err := d.terminate(ctx, sa.ID); err != nil {
 				if !d.hasSAID(sa.ID) {
 					continue // gone meanwhile
 				}
@@ -165,9 +177,9 @@ func (d *daemon) settleSAs(ctx context.Context, res *control.ReloadResult, befor
 	}
 }
 
-// hasSA reports whether connection name has an IKE SA.
+// hasSA reports whether connection name has an IKE SA (or an ISAKMP SA).
 func (d *daemon) hasSA(name string) bool {
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		if sa.Connection == name {
 			return true
 		}
@@ -175,9 +187,9 @@ func (d *daemon) hasSA(name string) bool {
 	return false
 }
 
-// hasSAID reports whether the IKE SA with that ID exists.
+// hasSAID reports whether the IKE SA (or ISAKMP SA) with that ID exists.
 func (d *daemon) hasSAID(id string) bool {
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		if sa.ID == id {
 			return true
 		}

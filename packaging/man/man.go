@@ -40,7 +40,7 @@ func main() {
 	version := flag.String("version", "", "the version the pages describe")
 	root := flag.String("root", ".", "the repository's root `directory`")
 	flag.Parse()
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(*out, 0o755); err != nil { // #nosec G301 -- man pages are installed world-readable
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -51,7 +51,7 @@ func main() {
 			os.Exit(1)
 		}
 		file := filepath.Join(*out, fmt.Sprintf("%s.%d", p.name, p.section))
-		if err := os.WriteFile(file, render(p, md, *version), 0o644); err != nil {
+		if err := os.WriteFile(file, render(p, md, *version), 0o644); err != nil { // #nosec G306 -- man pages are world-readable by design
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
