@@ -267,14 +267,20 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 // collectSAs sends the per-SA series.
 func (c *tunnelCollector) collectSAs(ch chan<- prometheus.Metric, sas []ike.SAInfo) {
 	extras := c.src.SAExtras()
+	// Ages by the wall clock, as Prometheus stamps its samples and as
+	// ikectl shows the times: a monotonic difference drifts from it on a
+	// machine whose clock is being slewed. Times left stay monotonic, as
+	// the timers that fire them.
 	now := c.opts.Now()
+	wall := now.Round(0)
+	age := func(since time.Time) float64 { return max(wall.Sub(since.Round(0)).Seconds(), 0) }
 	for i := range sas {
 		sa := &sas[i]
 		x := extras[sa.ID]
 		ch <- prometheus.MustNewConstMetric(descIKEInfo, prometheus.GaugeValue, 1,
 			sa.Connection, sa.ID, sa.State, sa.Role, hostOf(sa.LocalAddr), hostOf(sa.RemoteAddr), sa.LocalID, sa.RemoteID, sa.Auth, sa.Algorithms)
 		if !sa.Established.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descIKEEstablished, prometheus.GaugeValue, now.Sub(sa.Established).Seconds(), sa.Connection, sa.ID)
+			ch <- prometheus.MustNewConstMetric(descIKEEstablished, prometheus.GaugeValue, age(sa.Established), sa.Connection, sa.ID)
 		}
 		if !x.IKERekey.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descIKERekey, prometheus.GaugeValue, x.IKERekey.Sub(now).Seconds(), sa.Connection, sa.ID)
@@ -290,7 +296,7 @@ func (c *tunnelCollector) collectSAs(ch chan<- prometheus.Metric, sas []ike.SAIn
 			ch <- prometheus.MustNewConstMetric(descChildInfo, prometheus.GaugeValue, 1,
 				sa.Connection, child, cs.SPIIn, local, remote, sa.ID, cs.SPIOut, "installed", cs.Protocol, cs.Mode, cs.Algorithms)
 			if !cs.Installed.IsZero() {
-				ch <- prometheus.MustNewConstMetric(descChildInstalled, prometheus.GaugeValue, now.Sub(cs.Installed).Seconds(),
+				ch <- prometheus.MustNewConstMetric(descChildInstalled, prometheus.GaugeValue, age(cs.Installed),
 					sa.Connection, child, cs.SPIIn, local, remote)
 			}
 			if at := x.Children[cs.SPIIn].Rekey; !at.IsZero() {
