@@ -127,7 +127,7 @@ func authFailf(code isakmp.NotifyType, format string, args ...any) *authFailure 
 	return &authFailure{code: code, reason: fmt.Sprintf(format, args...)}
 }
 
-func builtinAuths() []MainModeAuth { return []MainModeAuth{pskAuth{}, sigAuth{}} }
+func builtinAuths() []MainModeAuth { return []MainModeAuth{pskAuth{}, sigAuth{}, gssAuth{}} }
 
 // authFor returns the method and attribute value for a connection's
 // credentials.

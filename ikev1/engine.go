@@ -93,7 +93,7 @@ func New(cfg Config) (*Engine, error) {
 		e.cfg.Rand = rand.Reader
 	}
 	e.nextReqID.Store(cfg.ReqIDBase)
-	e.authList = append(builtinAuths(), cfg.Auths...)
+	e.authList = append(e.authList, append(builtinAuths(), cfg.Auths...)...)
 	if cfg.KeyLog != nil {
 		e.keyLog = &keyLogger{w: cfg.KeyLog}
 	}

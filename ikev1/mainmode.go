@@ -95,6 +95,9 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 	if authImpl == nil {
 		return nil, fmt.Errorf("connection %s: no IKEv1 authentication method for its credentials", c.Name)
 	}
+	if err := prepareInitiator(authImpl, c.Auth); err != nil {
+		return nil, fmt.Errorf("connection %s: %w", c.Name, err)
+	}
 	var offered []isakmp.Transform
 	for _, p := range c.IKEProposals {
 		ts, err := phase1Transforms(p, method, hardLife(c.ikeLifetime()))
@@ -106,6 +109,7 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 			offered = append(offered, t)
 		}
 	}
+	offered = withAuthAttributes(authImpl, c.Auth, offered)
 	cookie, err := e.newCookie()
 	if err != nil {
 		return nil, err
@@ -276,7 +280,7 @@ func (sa *isakmpSA) initiatorMM2(hdr *isakmp.Header, pkt []byte) error {
 	chosen := saP.Proposals[0].Transforms[0]
 	ok := false
 	for i := range mm.offered {
-		if sameTransform(&mm.offered[i], &chosen, isakmp.AttrLifeType, isakmp.AttrLifeDuration) {
+		if sameTransform(&mm.offered[i], &chosen, isakmp.AttrLifeType, isakmp.AttrLifeDuration, isakmp.AttrGSSIdentity, attrGSSIDWin2000) {
 			ok = true
 		}
 	}
@@ -439,7 +443,7 @@ func (sa *isakmpSA) initiatorMM4(hdr *isakmp.Header, pkt []byte) error {
 	}
 	sa.localID = sa.ownIdentity()
 	idP := sa.localID.payload()
-	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, idP.Body())
+	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, mm.hashTail(idP.Body(), true))
 	proof, err := mm.auth.Prove(hashI)
 	if err != nil {
 		return err
@@ -477,7 +481,7 @@ func (sa *isakmpSA) initiatorMM6(b transport.Bind, from netip.AddrPort, hdr *isa
 	if err != nil {
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "responder's identity: %v", err)
 	}
-	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, idP.Body())
+	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, mm.hashTail(idP.Body(), false))
 	// The message decrypted to a well-formed chain: the IV moves on, so
 	// that a notification about it (AUTHENTICATION-FAILED) uses the IV the
 	// peer expects.
@@ -572,7 +576,7 @@ func (e *Engine) respondMainMode1(b transport.Bind, from netip.AddrPort, hdr *is
 	sa.noteVendorIDs(msg.Payloads)
 	reply := []isakmp.Payload{&isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
 		Proposals: []isakmp.Proposal{{Number: saP.Proposals[0].Number, Protocol: isakmp.ProtoISAKMP,
-			Transforms: []isakmp.Transform{*sa.mm.chosen}}}}}
+			Transforms: []isakmp.Transform{replyTransform(authImpl, c.Auth, sa.mm.chosen)}}}}}
 	reply = append(reply, e.vendorIDs()...)
 	reply = append(reply, authVendorIDs(authImpl)...)
 	e.register(sa, &key)
@@ -655,27 +659,38 @@ func (sa *isakmpSA) responderMM3(hdr *isakmp.Header, pkt []byte) error {
 	if mm.auth, err = mm.authImpl.NewExchange(sa.authParams(mm.chosen)); err != nil {
 		return err
 	}
-	extra, err := mm.auth.KEPayloads(body.Payloads)
-	if err != nil {
-		return err
+	// A method may refuse with payloads that tell the initiator why
+	// (GSS-API's KRB-ERROR token): message 4 carries them, without keys
+	// made for the refused peer, and the handshake ends there.
+	extra, refusal := mm.auth.KEPayloads(body.Payloads)
+	if refusal != nil && len(extra) == 0 {
+		return refusal
 	}
 	if err := sa.makeKE(); err != nil {
 		return err
 	}
 	natd := isakmp.Find(body.Payloads, isakmp.PayloadNATD) != nil
-	if sa.peerNATT && natd {
-		sa.detectNAT(body.Payloads)
-	}
-	if err := sa.deriveKeys(); err != nil {
-		return err
+	if refusal == nil {
+		if sa.peerNATT && natd {
+			sa.detectNAT(body.Payloads)
+		}
+		if err := sa.deriveKeys(); err != nil {
+			return err
+		}
 	}
 	ps := append([]isakmp.Payload{&isakmp.KE{Data: mm.gxr}, &isakmp.Nonce{Data: mm.nr}}, extra...)
-	if sa.peerNATT && natd {
+	if sa.peerNATT && natd && refusal == nil {
 		ps = append(ps, sa.natdPayloads()...)
 	}
 	pkts := sa.plain(isakmp.ExchangeMain, ps)
 	sa.send(pkts)
 	sa.answered(pkt, pkts)
+	if refusal != nil {
+		// The reason travels in message 4: no notification besides it,
+		// which the initiator might read first and lose the reason.
+		sa.fail(refusal, "authentication_failed")
+		return nil
+	}
 	mm.next = 5
 	return nil
 }
@@ -698,7 +713,7 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 	if err != nil {
 		return refuse(isakmp.InvalidIDInformation, "invalid_id", "initiator's identity: %v", err)
 	}
-	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, idP.Body())
+	hashI := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxi, mm.gxr, sa.icookie, sa.rcookie, mm.saiB, mm.hashTail(idP.Body(), false))
 	sa.setIV(0, last)
 	if err := sa.verifyUnlocked(hashI, peerID, body.Payloads); err != nil {
 		return err
@@ -728,7 +743,7 @@ func (sa *isakmpSA) responderMM5(b transport.Bind, from netip.AddrPort, hdr *isa
 	sa.remoteID = peerID
 	sa.localID = sa.ownIdentity()
 	idR := sa.localID.payload()
-	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, idR.Body())
+	hashR := phase1Hash(mm.hashPRF, sa.keys.skeyid, mm.gxr, mm.gxi, sa.rcookie, sa.icookie, mm.saiB, mm.hashTail(idR.Body(), true))
 	proof, err := mm.auth.Prove(hashR)
 	if err != nil {
 		return err
@@ -759,9 +774,13 @@ func (sa *isakmpSA) establish() {
 	initialContact := mm.initialContact
 	sa.mm = nil
 	sa.eng.stats.completedHandshake(sa.role(), now.Sub(mm.started))
-	sa.log(levelInfo, "ISAKMP SA established", "algorithms", sa.suite.String(), "auth", sa.authName,
+	attrs := []any{"algorithms", sa.suite.String(), "auth", sa.authName,
 		"local_id", sa.localID.String(), "remote_id", sa.remoteID.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote,
-		"lifetime", sa.suite.life.String())
+		"lifetime", sa.suite.life.String()}
+	if name := mm.authPeerName(); name != "" {
+		attrs = append(attrs, "peer_principal", name)
+	}
+	sa.log(levelInfo, "ISAKMP SA established", attrs...)
 	sa.startTimers()
 	sa.finishWaiters(nil)
 	// After the lock is released: INITIAL-CONTACT deletes the peer's old

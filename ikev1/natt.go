@@ -56,6 +56,10 @@ func (sa *isakmpSA) noteVendorIDs(ps []isakmp.Payload) {
 			sa.peerDPD = true
 		case bytes.HasPrefix(v.Data, vidFrag):
 			sa.peerFrag = !sa.eng.cfg.NoFragmentation
+		default:
+			if name := gssVendorName(v.Data); name != "" {
+				sa.log(levelDebug, "peer announced itself", "vendor_id", name)
+			}
 		}
 	}
 }

@@ -139,6 +139,9 @@ func parsePhase1(t *isakmp.Transform) (*phase1Suite, error) {
 	var lifeType uint64
 	var haveEncr, haveHash, haveGroup, haveAuth bool
 	for _, a := range t.Attributes {
+		if a.Type == isakmp.AttrGSSIdentity || a.Type == attrGSSIDWin2000 {
+			continue // a principal name, for the GSS-API method (gss.go)
+		}
 		v, ok := a.Uint()
 		if !ok {
 			return nil, fmt.Errorf("attribute %d of %d octets", a.Type, len(a.Value))
@@ -176,8 +179,6 @@ func parsePhase1(t *isakmp.Transform) (*phase1Suite, error) {
 			default:
 				return nil, fmt.Errorf("life duration without a life type")
 			}
-		case isakmp.AttrGSSIdentity:
-			// Carried for the GSS-API method, which reads it itself.
 		default:
 			return nil, fmt.Errorf("attribute type %d", a.Type)
 		}

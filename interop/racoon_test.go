@@ -125,6 +125,11 @@ type racoonOptions struct {
 	// Policies are setkey lines (spdadd ...) loaded before racoon starts,
 	// for racoon as initiator; a responder generates its own.
 	Policies []string
+	// GSSID is racoon's gss_id (its own principal, name@REALM) for
+	// authentication_method gssapi_krb; Env is added to racoon's
+	// environment (KRB5_CONFIG, KRB5_KTNAME, …).
+	GSSID string
+	Env   []string
 }
 
 // racoon is a running racoon inside a namespace.
@@ -137,6 +142,7 @@ type racoon struct {
 	sock    string
 	logPath string
 	pfkey   string // the PF_KEY stand-in's log
+	extEnv  []string
 	outPath string
 	cmd     *exec.Cmd
 	done    chan error
@@ -181,8 +187,12 @@ func racoonConf(dir string, o racoonOptions) string {
 	if o.Cert != "" {
 		fmt.Fprintf(&b, "\tcertificate_type x509 %q %q;\n\tca_type x509 %q;\n\tsend_cert on;\n\tsend_cr on;\n\tverify_cert on;\n", o.Cert, o.Key, o.CA)
 	}
-	fmt.Fprintf(&b, "\tproposal {\n\t\tencryption_algorithm %s;\n\t\thash_algorithm %s;\n\t\tauthentication_method %s;\n\t\tdh_group %d;\n\t}\n}\n",
-		def(o.Encr, "aes 256"), def(o.Hash, "sha256"), def(o.Auth, "pre_shared_key"), cmp.Or(o.DH, 14))
+	gssID := ""
+	if o.GSSID != "" {
+		gssID = fmt.Sprintf("\t\tgss_id %q;\n", o.GSSID)
+	}
+	fmt.Fprintf(&b, "\tproposal {\n\t\tencryption_algorithm %s;\n\t\thash_algorithm %s;\n\t\tauthentication_method %s;\n%s\t\tdh_group %d;\n\t}\n}\n",
+		def(o.Encr, "aes 256"), def(o.Hash, "sha256"), def(o.Auth, "pre_shared_key"), gssID, cmp.Or(o.DH, 14))
 	if o.LocalTS == "" {
 		b.WriteString("sainfo anonymous {\n")
 	} else {
@@ -202,7 +212,7 @@ func startRacoon(t *testing.T, ns *netns, o racoonOptions) *racoon {
 	t.Helper()
 	prefix := requireRacoon(t)
 	dir := t.TempDir()
-	r := &racoon{t: t, ns: ns, prefix: prefix, dir: dir, conf: filepath.Join(dir, "racoon.conf"),
+	r := &racoon{t: t, ns: ns, prefix: prefix, dir: dir, conf: filepath.Join(dir, "racoon.conf"), extEnv: o.Env,
 		sock: filepath.Join(dir, "racoon.sock"), logPath: filepath.Join(dir, "racoon.log"),
 		pfkey: filepath.Join(dir, "pfkey.log"), outPath: filepath.Join(dir, "racoon.out"), done: make(chan error, 1)}
 	psk := ""
@@ -261,8 +271,8 @@ func startRacoon(t *testing.T, ns *netns, o racoonOptions) *racoon {
 }
 
 func (r *racoon) env() []string {
-	return append(os.Environ(), "LD_PRELOAD="+filepath.Join(r.prefix, "lib/fakepfkey.so"),
-		"FAKEPFKEY_SPD="+filepath.Join(r.dir, "spd"), "FAKEPFKEY_LOG="+r.pfkey, "FAKEPFKEY_LOGKEYS=1", "FAKEPFKEY_SA=ok")
+	return append(append(os.Environ(), "LD_PRELOAD="+filepath.Join(r.prefix, "lib/fakepfkey.so"),
+		"FAKEPFKEY_SPD="+filepath.Join(r.dir, "spd"), "FAKEPFKEY_LOG="+r.pfkey, "FAKEPFKEY_LOGKEYS=1", "FAKEPFKEY_SA=ok"), r.extEnv...)
 }
 
 func (r *racoon) stop() {

@@ -76,9 +76,15 @@ type pair struct {
 // responder B (host/b.example.test, mb) over a pipe.
 func newPair(t testing.TB, ma, mb auth.Method) *pair {
 	t.Helper()
+	return newPairIDs(t, ma, mb, "a.example.test", "b.example.test")
+}
+
+// newPairIDs is newPair with the FQDN identities of A and B.
+func newPairIDs(t testing.TB, ma, mb auth.Method, idA, idB string) *pair {
+	t.Helper()
 	e := enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
-		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN("a.example.test"), enginetest.FQDN("b.example.test"), ma
-		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN("b.example.test"), enginetest.FQDN("a.example.test"), mb
+		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN(idA), enginetest.FQDN(idB), ma
+		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN(idB), enginetest.FQDN(idA), mb
 		// 1 s and 3 retransmissions (12 s in all): the peers always
 		// answer, but a Kerberos handshake on a busy machine, under the
 		// race detector, may take longer than a short budget.
