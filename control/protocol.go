@@ -1,6 +1,9 @@
 // Package control implements iked's control protocol: a unix stream socket
 // on which a client (ikectl) sends one JSON Request line and receives one
-// JSON Response line, after which the daemon closes the connection.
+// JSON Response line, after which the daemon closes the connection; or,
+// for the streams "log" and "monitor" (stream.go), a first Response line
+// followed by one Event line per log record or SA event until the client
+// hangs up.
 //
 // The socket is created with mode 0600, so only the daemon's user (root)
 // can use it. A request looks like
