@@ -3,6 +3,8 @@ package ike
 import (
 	"net/netip"
 
+	"github.com/iked/iked/sadb"
+
 	"github.com/iked/iked/ike/wire"
 )
 
@@ -82,9 +84,20 @@ func (sa *ikeSA) childDown(c *childSA) {
 		if ctr, err := db.Counters(c.inbound.ID()); err == nil {
 			ev.BytesIn, ev.PacketsIn = ctr.Bytes, ctr.Packets
 		}
-		if ctr, err := db.Counters(c.outbound.ID()); err == nil {
+		if ctr, ok := c.outCounters(db); ok {
 			ev.BytesOut, ev.PacketsOut = ctr.Bytes, ctr.Packets
 		}
 		o.ChildSADown(ev)
 	}
+}
+
+// outCounters reads the outbound SA's counters from the data plane, or
+// the last ones read when deleteChild removed it ahead of the inbound SA.
+// Caller holds the IKE SA's mu.
+func (c *childSA) outCounters(db *sadb.DB) (sadb.Counters, bool) {
+	if c.outFinal != nil {
+		return *c.outFinal, true
+	}
+	ctr, err := db.Counters(c.outbound.ID())
+	return ctr, err == nil
 }

@@ -39,7 +39,7 @@ func (e *Engine) ConnStates() map[string]ConnState {
 				cs.BytesIn += ctr.Bytes
 				cs.PacketsIn += ctr.Packets
 			}
-			if ctr, err := db.Counters(c.outbound.ID()); err == nil {
+			if ctr, ok := c.outCounters(db); ok {
 				cs.BytesOut += ctr.Bytes
 				cs.PacketsOut += ctr.Packets
 			}

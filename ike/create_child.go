@@ -495,6 +495,9 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 	// Ours inbound stays until the answer.
 	sa.mu.Lock()
 	if sa.hasChild(c) {
+		if ctr, err := sa.eng.cfg.SADB.Counters(c.outbound.ID()); err == nil {
+			c.outFinal = &ctr // its traffic stays counted (childevents.go)
+		}
 		if err := sa.eng.cfg.SADB.Remove(c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
 			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
 		}

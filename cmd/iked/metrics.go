@@ -55,9 +55,9 @@ func (d *daemon) limits() map[string]int {
 }
 
 // methods returns the auth methods in use, each with the connections that
-// use it: the engine's connections (the file's, the policy's, VICI's) and
-// the configuration's named methods (a policy's, before its first
-// connection).
+// use it: the IKEv2 engine's connections (the file's, the policy's,
+// VICI's), the file's (IKEv1's too) and the configuration's named methods
+// (a policy's, before its first connection).
 func (d *daemon) methods() []usedMethod {
 	var out []usedMethod
 	add := func(m auth.Method, conn string) {
@@ -82,6 +82,11 @@ func (d *daemon) methods() []usedMethod {
 		add(c.Auth, c.Name)
 	}
 	cfg := d.config()
+	// The file's connections again: those of the IKEv1 engine are not
+	// the IKEv2 engine's.
+	for _, c := range cfg.Connections {
+		add(c.Auth, c.Name)
+	}
 	for _, name := range cfg.AuthenticationNames {
 		add(cfg.Authentication[name], "")
 	}
