@@ -168,7 +168,9 @@ func one(ss []sample, labels map[string]string) (sample, bool) {
 // packets in and out, stored by Prometheus, equal `ikectl sas --json`;
 // the IKE SAs are there with their state; the connections are up with
 // totals equal to their Child SAs'; the ages lie between the scrape's
-// time and now; the times to rekey within the configured lifetimes.
+// time and now; the times to rekey within the configured lifetimes. After
+// a Child SA rekey and more pings, the new Child SA's series count only
+// its own traffic and the connection's counters both.
 func TestPrometheusScrapesTunnels(t *testing.T) {
 	requireRoot(t)
 	requireTUN(t)
@@ -320,5 +322,65 @@ func TestPrometheusScrapesTunnels(t *testing.T) {
 	// The scrape itself: Prometheus saw no errors (up is 1).
 	if ups := q(`up{job="iked"}`); len(ups) != 1 || ups[0].value != 1 {
 		t.Errorf("up: %+v", ups)
+	}
+
+	// A Child SA rekey: the new Child SA has its own series, and the
+	// connection's counters keep the old Child SA's traffic, in and out,
+	// and add the new one's.
+	var old ike.ChildInfo
+	for _, sa := range sas {
+		if sa.Connection == "to-b" {
+			old = sa.Children[0]
+		}
+	}
+	if out, err := hub.ikectl(30*time.Second, "rekey", "--child", "to-b"); err != nil {
+		t.Fatalf("rekey --child to-b: %v\n%s", err, out)
+	}
+	var fresh string
+	waitFor(t, 10*time.Second, func() string {
+		sas, err := hub.SAs()
+		if err != nil {
+			return err.Error()
+		}
+		for _, sa := range sas {
+			if sa.Connection == "to-b" && len(sa.Children) == 1 && sa.Children[0].SPIIn != old.SPIIn {
+				fresh = sa.Children[0].SPIIn
+				return ""
+			}
+		}
+		return fmt.Sprintf("the old Child SA %s of to-b is still there: %+v", old.SPIIn, sas)
+	})
+	// Traffic on the new Child SA: 2 more pings.
+	ping(t, topo.I, ikedInnerHost, charonInnerHost, 2)
+	const after = 2 * pingSize
+	waitFor(t, 5*time.Second, func() string {
+		sas, err := hub.SAs()
+		if err != nil {
+			return err.Error()
+		}
+		for _, sa := range sas {
+			if sa.Connection == "to-b" && len(sa.Children) == 1 && sa.Children[0].BytesIn == after && sa.Children[0].BytesOut == after {
+				return ""
+			}
+		}
+		return fmt.Sprintf("the new Child SA of to-b has not counted 2 pings each way: %+v", sas)
+	})
+	waitFor(t, 60*time.Second, func() string {
+		ss, err := prom.query(`iked_child_sa_bytes_total{connection="to-b"}`)
+		if err != nil {
+			return err.Error()
+		}
+		if len(ss) != 2 || ss[0].labels["spi_in"] != fresh || ss[0].value != after || ss[1].value != after {
+			return fmt.Sprintf("Prometheus has %+v, want the new Child SA %s with %d octets each way", ss, fresh, after)
+		}
+		return ""
+	})
+	for _, c := range []struct {
+		direction string
+		want      uint64
+	}{{"in", old.BytesIn + after}, {"out", old.BytesOut + after}} {
+		if s, ok := one(q(`iked_connection_bytes_total`), map[string]string{"connection": "to-b", "direction": c.direction}); !ok || s.value != float64(c.want) {
+			t.Errorf("after the rekey iked_connection_bytes_total{to-b, %s} = %v (found %v), want the old Child SA's and the new one's, %d", c.direction, s.value, ok, c.want)
+		}
 	}
 }
