@@ -522,7 +522,13 @@ func (hs *rekeyIKERequester) complete() error {
 		alive := theirs.state == stateEstablished && len(theirs.children) == 0
 		theirs.mu.Unlock()
 		if alive {
-			theirs.deleteIKE(context.Background(), "redundant after a simultaneous rekey; the peer did not delete it")
+			// The peer may never have made its half (its own exchange
+			// failed when the old SA went): one Delete, no waiting for
+			// an answer that may not come.
+			if ch := theirs.sendFinalDelete(); ch == nil {
+				return
+			}
+			theirs.destroy("redundant after a simultaneous rekey; the peer did not delete it")
 		}
 	})
 	hs.survivor = n
