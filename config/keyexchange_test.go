@@ -89,3 +89,46 @@ func TestKeyExchangeErrors(t *testing.T) {
 		})
 	}
 }
+
+// A built-in policy with key_module ikev1 or auto: its default security
+// methods serve the versions they fit (IKEv1 has no AES-GCM).
+func TestKeyExchangeBuiltinsServeEveryKeyModule(t *testing.T) {
+	for _, km := range []string{"ikev2", "ikev1", "auto"} {
+		src := policyAuth + "policy:\n  assign: secure-server-require-security\n  key_exchange: {key_module: " + km + "}\n"
+		c, err := Parse([]byte(src), "p.yaml", "")
+		if err != nil {
+			t.Errorf("%s: %v", km, err)
+			continue
+		}
+		if got := c.Policy.DefaultResponseKeyModule(); string(got) != km {
+			t.Errorf("%s: default response rule's key module %s", km, got)
+		}
+	}
+}
+
+func TestKeyExchangeEveryVersionOfARuleNeedsAMethod(t *testing.T) {
+	for _, tc := range []struct {
+		name, km, methods string
+		want              string
+	}{
+		{"IKEv2-only method under ikev1", "ikev1", "[aes256gcm16]", `security method "aes256gcm16" (key module ikev1)`},
+		{"IKEv2-only method under auto", "auto", "[aes256gcm16]", "rule all-ip (key module auto) has no security method IKEv1 can negotiate"},
+		{"IKEv1-only method under auto", "auto", "[aes128-sha1]", "legacy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := policyAuth + "policy:\n  assign: secure-server-require-security\n  security_methods: " + tc.methods +
+				"\n  key_exchange: {key_module: " + tc.km + "}\n"
+			_, err := Parse([]byte(src), "p.yaml", "")
+			var e *Error
+			if !errors.As(err, &e) || e.Line == 0 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one at a line with %q", err, tc.want)
+			}
+		})
+	}
+	// Under auto a method may serve one version: aes256gcm16 IKEv2,
+	// aes256-sha256 both.
+	src := policyAuth + "policy:\n  assign: secure-server-require-security\n  security_methods: [aes256gcm16, aes128-sha256]\n  key_exchange: {key_module: auto}\n"
+	if _, err := Parse([]byte(src), "p.yaml", ""); err != nil {
+		t.Errorf("auto with one method per version: %v", err)
+	}
+}
