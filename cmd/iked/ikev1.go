@@ -15,6 +15,7 @@ import (
 	"github.com/iked/iked/ikeauto"
 	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy"
 	"github.com/iked/iked/transport"
 )
 
@@ -26,14 +27,25 @@ import (
 
 var v1DPDActions = map[string]ikev1.DPDAction{"clear": ikev1.DPDClear, "restart": ikev1.DPDRestart, "hold": ikev1.DPDHold}
 
-// wantsIKEv1 reports whether any connection speaks IKEv1.
+// wantsIKEv1 reports whether any connection, or a rule of the assigned
+// policy, speaks IKEv1.
 func wantsIKEv1(cfg *config.Config) bool {
 	for _, c := range cfg.Connections {
 		if c.SpeaksIKEv1() {
 			return true
 		}
 	}
-	return false
+	return cfg.Policy != nil && cfg.Policy.UsesVersion(policy.VersionIKEv1)
+}
+
+// v1Connections are the IKEv1 engine's connections: the configured ones
+// and the policy's responders.
+func (d *daemon) v1Connections(cfg *config.Config) []*ikev1.Connection {
+	conns := ikev1Connections(cfg)
+	if d.agent != nil {
+		conns = append(conns, d.agent.ConnectionsV1()...)
+	}
+	return conns
 }
 
 // ikev1Connections maps the configured IKEv1 and auto connections to the
@@ -70,13 +82,20 @@ func (d *daemon) newIKEv1(cfg *config.Config, keyLog io.Writer) error {
 		return nil
 	}
 	var err error
+	var observer ikev1.Observer
+	if d.agent != nil {
+		observer = d.agent.IKEv1Observer()
+	}
 	d.v1, err = ikev1.New(ikev1.Config{
-		Connections: ikev1Connections(cfg), SADB: d.db, Logger: d.log, KeyLog: keyLog,
+		Connections: d.v1Connections(cfg), SADB: d.db, Logger: d.log, KeyLog: keyLog, Observer: observer,
 		HalfOpenTimeout: cfg.IKE.HalfOpenTimeout, RetransmitTimeout: cfg.IKE.RetransmitTimeout,
 		RetransmitBase: cfg.IKE.RetransmitBase, RetransmitTries: cfg.IKE.RetransmitTries,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
 		ForceEncap: d.dp.forceEncap,
 	})
+	if err == nil && d.agent != nil {
+		d.agent.SetIKEv1(d.v1)
+	}
 	return err
 }
 
@@ -107,11 +126,11 @@ func validateIKEv1(cfg *config.Config) error {
 func (d *daemon) reloadIKEv1(cfg *config.Config) error {
 	if d.v1 == nil {
 		if wantsIKEv1(cfg) {
-			d.log.Warn("IKEv1 connections were added: the IKEv1 engine starts at the next restart")
+			d.log.Warn("IKEv1 connections (or policy rules with key module ikev1 or auto) were added: the IKEv1 engine starts at the next restart")
 		}
 		return nil
 	}
-	return d.v1.SetConnections(ikev1Connections(cfg))
+	return d.v1.SetConnections(d.v1Connections(cfg))
 }
 
 // v1Info converts an ISAKMP SA snapshot to the control API's shape: the
