@@ -365,15 +365,26 @@ func (a *Agent) connection(p *policy.Policy, name string, s ruleSettings) *ike.C
 		c.IKERekeyTime = p.KeyExchange.Lifetime
 	}
 	c.ESPProposals = espProposals(s.methods, s.pfs, c.IKEProposals, transform.ParseESPProposal)
-	if len(s.methods) > 0 {
-		if s.methods[0].Lifetime > 0 {
-			c.RekeyTime = s.methods[0].Lifetime
+	if m, ok := firstFit(s.methods, transform.ParseESPProposal); ok {
+		if m.Lifetime > 0 {
+			c.RekeyTime = m.Lifetime
 		}
-		if s.methods[0].LifetimeBytes > 0 {
-			c.RekeyBytes = s.methods[0].LifetimeBytes
+		if m.LifetimeBytes > 0 {
+			c.RekeyBytes = m.LifetimeBytes
 		}
 	}
 	return &c
+}
+
+// firstFit is the first security method parse accepts: its lifetimes
+// apply to the SAs of that version, whichever method the peer picks.
+func firstFit(methods []policy.SecurityMethod, parse func(string) (transform.Proposal, error)) (policy.SecurityMethod, bool) {
+	for _, m := range methods {
+		if _, err := parse(m.Proposal); err == nil {
+			return m, true
+		}
+	}
+	return policy.SecurityMethod{}, false
 }
 
 // parseEach parses the proposals parse accepts and leaves out the others

@@ -59,11 +59,11 @@ func (a *Agent) connectionV1(p *policy.Policy, name string, s ruleSettings) *ike
 	c.QuickModeLimit = kx.QuickModeLimit()
 	c.AllowLegacy = c.AllowLegacy || kx.AllowLegacy
 	c.ESPProposals = espProposals(s.methods, s.pfs, c.IKEProposals, transform.ParseIKEv1ESPProposal)
-	if len(s.methods) > 0 {
-		if s.methods[0].Lifetime > 0 {
-			c.Lifetime = s.methods[0].Lifetime
+	if m, ok := firstFit(s.methods, transform.ParseIKEv1ESPProposal); ok {
+		if m.Lifetime > 0 {
+			c.Lifetime = m.Lifetime
 		}
-		if b := s.methods[0].LifetimeBytes; b > 0 {
+		if b := m.LifetimeBytes; b > 0 {
 			// The IKEv2 engine rekeys at the rule's bytes; IKEv1 proposes
 			// a hard limit, a tenth beyond, as it does for time.
 			c.RekeyBytes, c.LifeBytes = b, b+b/10
