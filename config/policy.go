@@ -226,7 +226,7 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	}
 	pol.Exempt, pol.KDCs = exempt, kdcs
 	pol.KeyExchange = kx
-	w.checkKeyExchange(pol, kxNode)
+	w.checkKeyExchange(pol, kxNode, assignNode)
 	cfg.Policy = pol
 }
 

@@ -108,6 +108,7 @@ func (hs *rekeyIKEResponder) readPayloads() error {
 // with the proposal.
 func (hs *rekeyIKEResponder) chooseProposal() error {
 	hs.suite = selectProposal(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, true)
+	hs.sa.traceSelection("IKE", hs.sa.conn.IKEProposals, wire.ProtoIKE, hs.offer.Proposals, hs.suite)
 	if hs.suite == nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, noProposal("IKE", hs.offer.Proposals, hs.sa.conn.IKEProposals, true))
 	}

@@ -164,6 +164,7 @@ func (hs *saInitResponder) checkCookie() error {
 // NO_PROPOSAL_CHOSEN when nothing fits.
 func (hs *saInitResponder) chooseProposal() error {
 	hs.suite = selectProposal(hs.cands[0].IKEProposals, hs.sa.Proposals, wire.ProtoIKE, true)
+	hs.traceSelection()
 	if hs.suite == nil {
 		err := noProposal("IKE", hs.sa.Proposals, hs.cands[0].IKEProposals, true)
 		return refuse(wire.NotifyNoProposalChosen, err).
@@ -265,6 +266,7 @@ func (hs *saInitResponder) createSA() error {
 		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
 		Payloads: payloads,
 	}
+	sa.traceMessage(traceSent, wire.IKE_SA_INIT, true, 0, payloads)
 	sa.msgR = resp.Marshal()
 
 	// Every field is set before the SA is published: from then on other

@@ -10,8 +10,10 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,7 +40,26 @@ var (
 	knownStates = []string{"connecting", "authenticating", "established", "deleting"}
 	knownRoles  = []string{"initiator", "responder"}
 	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropHalfOpenLimit, ike.DropUnsupported, ike.DropOversize}
+	// knownFailures are the handshake-failure labels the engine counts;
+	// TestKnownFailuresCoverEngine checks the list against ike's sources.
+	knownFailures = []string{"authentication_failed", "auth_mismatch", "childless_mismatch", "dead_peer", "half_open_timeout", "invalid_ke", "invalid_syntax",
+		"no_connection", "no_proposal_chosen", "other", "timeout", "ts_unacceptable"}
+	// knownNotifies are the error notifies of RFC 7296 and its updates
+	// (types below 16384 that wire names) and COOKIE: what iked sends
+	// when it refuses or defers.
+	knownNotifies = errorNotifyNames()
 )
+
+func errorNotifyNames() []string {
+	out := []string{wire.NotifyCookie.String()}
+	for n := wire.NotifyType(1); n < 16384; n++ {
+		if name := n.String(); !strings.HasPrefix(name, "NOTIFY_") {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Metric descriptions.
 var (
@@ -117,14 +138,23 @@ func collectStats(ch chan<- prometheus.Metric, version string, s ike.Stats) {
 	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(s.HalfOpen), version)
 
 	labelled(ch, descCompleted, prometheus.CounterValue, s.HandshakesCompleted, knownRoles, version)
-	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, nil, version)
+	// The failure reasons and error notifies known in advance are the
+	// IKEv2 engine's (TestKnownFailuresCoverEngine reads ike/).
+	var failures, notifies, received []string
+	if version == "ikev2" {
+		failures, notifies = knownFailures, knownNotifies
+		// A peer's AUTHENTICATION_FAILED after IKE_AUTH (§2.21.2) is
+		// the one worth an alert from its first occurrence.
+		received = []string{wire.NotifyAuthenticationFailed.String()}
+	}
+	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, failures, version)
 	ch <- prometheus.MustNewConstMetric(descRetransmissions, prometheus.CounterValue, float64(s.Retransmissions), version)
 	ch <- prometheus.MustNewConstMetric(descRetransmitsAnswered, prometheus.CounterValue, float64(s.RetransmitsAnswered), version)
 	ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(s.PacketsReceived), version)
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.PacketsSent), version)
 	labelled(ch, descDropped, prometheus.CounterValue, s.PacketsDropped, knownDrops, version)
-	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, nil, version)
-	labelled(ch, descNotifiesReceived, prometheus.CounterValue, s.NotifiesReceived, nil, version)
+	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, notifies, version)
+	labelled(ch, descNotifiesReceived, prometheus.CounterValue, s.NotifiesReceived, received, version)
 	labelled(ch, descRekeys, prometheus.CounterValue, s.Rekeys, []string{"child", "ike", "reauth"}, version)
 
 	ch <- histogram(descDuration, s.HandshakeDuration, version)
@@ -165,7 +195,10 @@ func histogram(d *prometheus.Desc, h ike.Histogram, version string) prometheus.M
 // format, src's metrics together with the Go runtime and process metrics
 // (go_*, process_*). Each call uses its own registry.
 //
-// more are further collectors to serve, such as NewDataPlaneCollector.
+// more are further collectors to serve, such as NewDataPlaneCollector,
+// NewTunnelCollector, and KerberosCollectorWhen for a daemon that may
+// authenticate with Kerberos: families of a method not configured are not
+// served.
 func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	return VersionedHandler([]Versioned{{Version: "ikev2", Source: src}}, more...)
 }
@@ -185,7 +218,6 @@ func VersionedHandler(srcs []Versioned, more ...prometheus.Collector) http.Handl
 	}
 	reg.MustRegister(
 		NewVersionedCollector(srcs...),
-		KerberosCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -23,7 +23,9 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   libldap-2.5-0
   # racoon's build (../shared/vendor/racoon, built once into a cache: the IKEv1 interop tests run it with
   # fakepfkey.so, the guest with the kernel's PF_KEY)
-  autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc)
+  autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc
+  # a real Prometheus scrapes iked; promtool checks the metrics, the alert rules and their tests
+  prometheus)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
