@@ -320,7 +320,7 @@ func TestRate(t *testing.T) {
 	res = runT(t, o)
 	// The rate is a ceiling over the run's own time: a loaded machine may
 	// end the run a little after its second, never start faster.
-	if limit := int(100*res.Elapsed) + 1; res.Completed+res.Failed > limit || res.Completed == 0 {
+	if limit := uint64(100*res.Elapsed) + 1; res.Completed+res.Failed > limit || res.Completed == 0 {
 		t.Errorf("at 100/s for %.3f s: %d completed and %d failed, want at most %d and some", res.Elapsed, res.Completed, res.Failed, limit)
 	}
 	if res.Elapsed < 0.99 { // the deadline is set a moment before the clock starts
