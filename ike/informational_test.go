@@ -127,7 +127,7 @@ func TestInformationalNotifies(t *testing.T) {
 	if n := len(p.b.SAs()); n != 1 {
 		t.Fatalf("responder has %d IKE SAs after notifies that do not end it", n)
 	}
-	if l := logB.find(t, "INVALID_SPI"); len(l) != 1 || l[0]["level"] != "WARN" || l[0]["ours"] != true ||
+	if l := logB.find(t, "peer received ESP for an SPI it does not know"); len(l) != 1 || l[0]["level"] != "WARN" || l[0]["ours"] != true ||
 		l[0]["spi"] != inSPI {
 		t.Errorf("INVALID_SPI log %v", l)
 	}

@@ -274,36 +274,42 @@ func noProposal(kind string, offered []wire.Proposal, configured []transform.Pro
 }
 
 // describeOffer names the peer's proposals' transforms as strongSwan
-// does; IDs iked does not know show as numbers (ENCR_99). A NONE
-// integrity or DH transform is left out.
+// does (offeredProposal), joined by " | ".
 func describeOffer(props []wire.Proposal) string {
 	parts := make([]string, 0, len(props))
 	for _, p := range props {
-		var tp transform.Proposal
-		for _, t := range p.Transforms {
-			switch t.Type {
-			case wire.TransformENCR:
-				tp.Encr = append(tp.Encr, transform.EncrChoice{ID: t.ID, KeyBits: t.KeyLength})
-			case wire.TransformPRF:
-				tp.PRF = append(tp.PRF, t.ID)
-			case wire.TransformINTEG:
-				if t.ID != transform.IntegNone {
-					tp.Integ = append(tp.Integ, t.ID)
-				}
-			case wire.TransformDH:
-				if t.ID != transform.DHNone {
-					tp.DH = append(tp.DH, t.ID)
-				}
-			case wire.TransformESN:
-				tp.ESN = append(tp.ESN, t.ID)
-			}
-		}
-		parts = append(parts, tp.String())
+		parts = append(parts, offeredProposal(p).String())
 	}
 	if len(parts) == 0 {
 		return "nothing"
 	}
 	return strings.Join(parts, " | ")
+}
+
+// offeredProposal is a peer's proposal as a transform.Proposal, for logs:
+// IDs iked does not know print as numbers (ENCR_99), and a NONE integrity
+// or DH transform is left out, as strongSwan leaves it out.
+func offeredProposal(p wire.Proposal) transform.Proposal {
+	var tp transform.Proposal
+	for _, t := range p.Transforms {
+		switch t.Type {
+		case wire.TransformENCR:
+			tp.Encr = append(tp.Encr, transform.EncrChoice{ID: t.ID, KeyBits: t.KeyLength})
+		case wire.TransformPRF:
+			tp.PRF = append(tp.PRF, t.ID)
+		case wire.TransformINTEG:
+			if t.ID != transform.IntegNone {
+				tp.Integ = append(tp.Integ, t.ID)
+			}
+		case wire.TransformDH:
+			if t.ID != transform.DHNone {
+				tp.DH = append(tp.DH, t.ID)
+			}
+		case wire.TransformESN:
+			tp.ESN = append(tp.ESN, t.ID)
+		}
+	}
+	return tp
 }
 
 // describeConfigured names configured proposals as describeOffer does.

@@ -158,24 +158,7 @@ func groupName(id uint16) string {
 func formatOffer(props []wire.Proposal) string {
 	parts := make([]string, len(props))
 	for i, p := range props {
-		var tp transform.Proposal
-		for _, t := range p.Transforms {
-			switch t.Type {
-			case wire.TransformENCR:
-				tp.Encr = append(tp.Encr, transform.EncrChoice{ID: t.ID, KeyBits: t.KeyLength})
-			case wire.TransformPRF:
-				tp.PRF = append(tp.PRF, t.ID)
-			case wire.TransformINTEG:
-				tp.Integ = append(tp.Integ, t.ID)
-			case wire.TransformDH:
-				if t.ID != transform.DHNone {
-					tp.DH = append(tp.DH, t.ID)
-				}
-			case wire.TransformESN:
-				tp.ESN = append(tp.ESN, t.ID)
-			}
-		}
-		parts[i] = p.Protocol.String() + ":" + tp.String()
+		parts[i] = p.Protocol.String() + ":" + offeredProposal(p).String()
 	}
 	return strings.Join(parts, ", ")
 }
