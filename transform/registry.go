@@ -80,6 +80,10 @@ func GroupByID(id uint16) Group {
 		return ecp521
 	case DHCurve25519:
 		return curve25519
+	case DHMLKEM768:
+		return mlkem768
+	case DHMLKEM1024:
+		return mlkem1024
 	}
 	return nil
 }
