@@ -48,7 +48,9 @@ func (sa *ikeSA) signedOctets(forInitiator bool, id *wire.ID) []byte {
 	out := make([]byte, 0, len(msg)+len(nonce)+sa.suite.prf.Size)
 	out = append(out, msg...)
 	out = append(out, nonce...)
-	return sa.suite.prf.Sum(out, skp, id.AppendBody(nil))
+	out = sa.suite.prf.Sum(out, skp, id.AppendBody(nil))
+	// RFC 9242 §3.3.2: after IKE_INTERMEDIATE exchanges, their IntAuth.
+	return sa.intAuthOctets(out)
 }
 
 func wipe(b []byte) {

@@ -61,6 +61,7 @@ type ikeSA struct {
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
 	countedUp      bool // in Engine.up: established (markUp, markDown)
+	hasFollowups   bool // pending IKE_FOLLOWUP_KE exchanges in Engine.followups
 
 	// Who the peer is and the path to it.
 	conn     *Connection
@@ -146,7 +147,8 @@ type pendingRequest struct {
 type response struct {
 	hdr      wire.Header
 	payloads []wire.Payload
-	raw      []byte // the whole message, for IKE_SA_INIT (signed by AUTH)
+	raw      []byte       // the whole message, for IKE_SA_INIT (signed by AUTH)
+	plain    plainMessage // the inner payloads' octets (IKE_INTERMEDIATE's IntAuth)
 }
 
 // id is the SA's name, "ike-N": formatted when asked for rather than
@@ -256,31 +258,52 @@ func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bo
 
 // openMessage authenticates and decrypts msg's SK payload. Caller holds mu.
 func (sa *ikeSA) openMessage(pkt []byte, msg *wire.Message) ([]wire.Payload, error) {
+	inner, _, err := sa.openMessagePlain(pkt, msg)
+	return inner, err
+}
+
+// plainMessage is what an SK message (or its reassembled fragments)
+// carried, decrypted: the first inner payload's type and the inner
+// payloads' octets, which RFC 9242's IntAuth covers.
+type plainMessage struct {
+	first wire.PayloadType
+	plain []byte
+}
+
+// openMessagePlain is openMessage that also returns the decrypted octets.
+// Caller holds mu.
+func (sa *ikeSA) openMessagePlain(pkt []byte, msg *wire.Message) ([]wire.Payload, plainMessage, error) {
 	if sa.in == nil {
-		return nil, errUnexpected
+		return nil, plainMessage{}, errUnexpected
 	}
 	n := len(msg.Payloads)
 	if n == 0 {
-		return nil, errUnexpected
+		return nil, plainMessage{}, errUnexpected
 	}
 	switch sk := msg.Payloads[n-1].(type) {
 	case *wire.Encrypted:
 		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
 		if err != nil {
-			return nil, err
+			return nil, plainMessage{}, err
 		}
-		return wire.ParsePayloads(sk.First, plain)
+		inner, err := wire.ParsePayloads(sk.First, plain)
+		return inner, plainMessage{sk.First, plain}, err
 	case *wire.EncryptedFragment:
 		if !sa.fragments {
-			return nil, errUnexpected
+			return nil, plainMessage{}, errUnexpected
 		}
 		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
 		if err != nil {
-			return nil, err
+			return nil, plainMessage{}, err
 		}
-		return sa.reassemble(&msg.Header, sk, plain)
+		first, whole, err := sa.reassemble(&msg.Header, sk, plain)
+		if err != nil {
+			return nil, plainMessage{}, err
+		}
+		inner, err := wire.ParsePayloads(first, whole)
+		return inner, plainMessage{first, whole}, err
 	}
-	return nil, errUnexpected
+	return nil, plainMessage{}, errUnexpected
 }
 
 // isFirstFragmentOrWhole reports whether msg is an SK message or the first
@@ -296,8 +319,13 @@ func isFirstFragmentOrWhole(msg *wire.Message) bool {
 
 // checkOnly authenticates msg's SK or SKF payload without keeping anything.
 func (sa *ikeSA) checkOnly(pkt []byte, msg *wire.Message) error {
+	return checkWith(sa.in, pkt, msg)
+}
+
+// checkWith authenticates msg's SK or SKF payload with in.
+func checkWith(in *transform.Protector, pkt []byte, msg *wire.Message) error {
 	n := len(msg.Payloads)
-	if sa.in == nil || n == 0 {
+	if in == nil || n == 0 {
 		return errUnexpected
 	}
 	var body []byte
@@ -309,7 +337,7 @@ func (sa *ikeSA) checkOnly(pkt []byte, msg *wire.Message) error {
 	default:
 		return errUnexpected
 	}
-	plain, err := sa.in.Open(pkt[:len(pkt)-len(body)], body)
+	plain, err := in.Open(pkt[:len(pkt)-len(body)], body)
 	wipe(plain)
 	return err
 }
@@ -349,8 +377,10 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	switch {
 	case cached != nil:
 		// Verify it is genuine before answering, so a forged header cannot
-		// make us reflect the cached response.
-		if err := sa.checkOnly(pkt, msg); err != nil {
+		// make us reflect the cached response. A retransmitted
+		// IKE_INTERMEDIATE request came under the keys in force before it
+		// (intermediate.go).
+		if err := sa.checkOnly(pkt, msg); err != nil && !sa.checkPrevious(pkt, msg) {
 			sa.eng.stats.drop(DropIntegrity)
 			return
 		}
@@ -364,7 +394,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.respID = hdr.MessageID
-	inner, err := sa.openMessage(pkt, msg)
+	inner, plain, err := sa.openMessagePlain(pkt, msg)
 	if err == errIncomplete {
 		return
 	}
@@ -381,6 +411,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	}
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
+	sa.dropPrevIn() // a new request under the new keys: no retransmission of the old one is due
 	var resp [][]byte
 	var after func()
 	switch hdr.Exchange {
@@ -390,6 +421,14 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 			return
 		}
 		resp = sa.respondAuth(msg, inner)
+	case wire.IKE_INTERMEDIATE:
+		if sa.initiator || sa.state != stateAuthenticating {
+			sa.eng.stats.drop(DropUnexpected)
+			return
+		}
+		resp = sa.respondIntermediate(hdr, inner, plain)
+	case wire.IKE_FOLLOWUP_KE:
+		resp, after = sa.respondFollowup(inner)
 	case wire.INFORMATIONAL:
 		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
@@ -502,7 +541,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 		}
 		r.payloads = m.Payloads
 	} else {
-		inner, err := sa.openMessage(pkt, msg)
+		inner, plain, err := sa.openMessagePlain(pkt, msg)
 		if err == errIncomplete {
 			return
 		}
@@ -511,6 +550,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 			return
 		}
 		r.payloads = inner // decrypted into a fresh slice: safe to keep
+		r.plain = plain
 		sa.lastRecv = sa.eng.cfg.Now()
 	}
 	delete(sa.pending, p.id)
@@ -703,6 +743,8 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		}
 		sa.sessions = nil
 	}
+	sa.dropPrevIn()
+	sa.dropFollowups()
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
@@ -746,7 +788,7 @@ func (sa *ikeSA) info() SAInfo {
 		in.Connection = sa.conn.Name
 	}
 	if sa.suite != nil {
-		in.Algorithms = sa.suite.String()
+		in.Algorithms, in.Proposal, in.PostQuantum = sa.suite.String(), sa.suite.keywords(), sa.suite.postQuantum()
 	}
 	for _, c := range sa.children {
 		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))
