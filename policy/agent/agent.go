@@ -267,7 +267,7 @@ func (a *Agent) Connections() []*ike.Connection {
 			continue
 		}
 		seen[r] = true
-		conns := a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS)
+		conns := a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS, r.RequirePQ)
 		if r.Tunnel.IsValid() {
 			// A tunnel rule answers only its tunnel endpoint, for the
 			// filters' addresses.
@@ -280,31 +280,48 @@ func (a *Agent) Connections() []*ike.Connection {
 		out = append(out, conns...)
 	}
 	if d := p.DefaultResponse; d.Active {
-		out = append(out, a.ruleConnections(methods, "default-response", d.Methods, d.Auth, false)...)
+		out = append(out, a.ruleConnections(methods, "default-response", d.Methods, d.Auth, false, d.RequirePQ)...)
 	}
 	return out
 }
 
-func (a *Agent) ruleConnections(have map[string]auth.Method, rule string, methods []policy.SecurityMethod, auths []string, pfs bool) []*ike.Connection {
+func (a *Agent) ruleConnections(have map[string]auth.Method, rule string, methods []policy.SecurityMethod, auths []string, pfs, requirePQ bool) []*ike.Connection {
 	var out []*ike.Connection
 	for _, name := range auths {
 		m, ok := have[name]
 		if !ok {
 			continue
 		}
-		c := a.connection(fmt.Sprintf("policy/%s/%s", rule, name), methods, pfs)
+		c := a.connection(fmt.Sprintf("policy/%s/%s", rule, name), methods, pfs, requirePQ)
 		c.Auth, c.LocalID = m, localIdentity(m)
 		out = append(out, c)
 	}
 	return out
 }
 
+// PQIKEProposals are the IKE proposals a rule with require_pq offers
+// before the template's: X25519 with ML-KEM-768, and ECP-384 with
+// ML-KEM-1024 (draft-ietf-ipsecme-ikev2-mlkem's hybrid pairings at two
+// security levels).
+var PQIKEProposals = []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024"}
+
 // connection makes a connection from the template with the rule's
-// security methods.
-func (a *Agent) connection(name string, methods []policy.SecurityMethod, pfs bool) *ike.Connection {
+// security methods; with requirePQ it offers PQIKEProposals first and
+// accepts only a post-quantum IKE SA.
+func (a *Agent) connection(name string, methods []policy.SecurityMethod, pfs, requirePQ bool) *ike.Connection {
 	c := a.cfg.Template
 	c.Name = name
 	c.Initiate = false
+	if requirePQ {
+		var props []transform.Proposal
+		for _, s := range PQIKEProposals {
+			if p, err := transform.ParseIKEProposal(s); err == nil {
+				props = append(props, p)
+			}
+		}
+		c.IKEProposals = append(props, c.IKEProposals...)
+		c.RequirePQ = true
+	}
 	c.ESPProposals = espProposals(methods, pfs, c.IKEProposals)
 	if len(methods) > 0 {
 		if methods[0].Lifetime > 0 {
@@ -318,7 +335,9 @@ func (a *Agent) connection(name string, methods []policy.SecurityMethod, pfs boo
 }
 
 // espProposals parses the security methods; with PFS each gets the first
-// IKE proposal's DH group. Config validated them, so errors are skipped.
+// IKE proposal's key exchanges (its DH group, and its additional key
+// exchanges, run in IKE_FOLLOWUP_KE). Config validated them, so errors
+// are skipped.
 func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transform.Proposal) []transform.Proposal {
 	var out []transform.Proposal
 	for _, m := range methods {
@@ -328,6 +347,7 @@ func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transfor
 		}
 		if pfs && len(p.DH) == 0 && len(ikeProps) > 0 && len(ikeProps[0].DH) > 0 {
 			p.DH = []uint16{ikeProps[0].DH[0]}
+			p.AddKE = ikeProps[0].AddKE
 		}
 		out = append(out, p)
 	}

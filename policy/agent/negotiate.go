@@ -62,7 +62,7 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 	a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Negotiating, since: now}
 	a.mu.Unlock()
 
-	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS)
+	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS, r.RequirePQ)
 	c.Auth, c.LocalID = method, localIdentity(method)
 	if !r.Tunnel.IsValid() {
 		c.Local = pkt.Src // host to host: IKE between the packet's own addresses

@@ -168,6 +168,7 @@ type RuleInfo struct {
 	AcceptUnsecured bool     `json:"accept_unsecured,omitempty"`
 	Fallback        string   `json:"fallback,omitempty"`
 	PFS             bool     `json:"pfs,omitempty"`
+	RequirePQ       bool     `json:"require_pq,omitempty"`
 	Connection      string   `json:"connection_type"`
 	Tunnel          string   `json:"tunnel,omitempty"`
 }
@@ -200,7 +201,7 @@ func (a *Agent) Describe() PolicyInfo {
 			continue
 		}
 		seen[r] = true
-		ri := RuleInfo{Name: r.Name, Action: r.Action.String(), Auth: r.Auth, AcceptUnsecured: r.AcceptUnsecured, PFS: r.PFS, Connection: r.Connection.String()}
+		ri := RuleInfo{Name: r.Name, Action: r.Action.String(), Auth: r.Auth, AcceptUnsecured: r.AcceptUnsecured, PFS: r.PFS, RequirePQ: r.RequirePQ, Connection: r.Connection.String()}
 		for i := range r.Filters.Filters {
 			ri.Filters = append(ri.Filters, r.Filters.Filters[i].String())
 		}
@@ -216,7 +217,7 @@ func (a *Agent) Describe() PolicyInfo {
 		info.Rules = append(info.Rules, ri)
 	}
 	if d := p.DefaultResponse; d.Active {
-		ri := RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}, Auth: d.Auth, Connection: "all"}
+		ri := RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}, Auth: d.Auth, RequirePQ: d.RequirePQ, Connection: "all"}
 		for _, m := range d.Methods {
 			ri.Methods = append(ri.Methods, methodString(m))
 		}
