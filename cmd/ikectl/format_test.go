@@ -29,12 +29,12 @@ func sampleSAs() []ike.SAInfo {
 			SPIIn: "c1a2b3c4", SPIOut: "0d0e0f10", Protocol: "esp", Mode: "tunnel",
 			LocalTS: []string{"10.1.0.0/24"}, RemoteTS: []string{"10.2.0.0/24", "10.3.0.0/16"},
 			Algorithms: "AES_GCM_16-256/NO_EXT_SEQ", Proposal: "aes256gcm16",
-			BytesIn:    1229, BytesOut: 300, PacketsIn: 10, PacketsOut: 1, Installed: est,
+			BytesIn: 1229, BytesOut: 300, PacketsIn: 10, PacketsOut: 1, Installed: est,
 		}, {
 			SPIIn: "00000001", SPIOut: "00000002", Protocol: "esp", Mode: "transport",
 			LocalTS: []string{"192.0.2.1/32[tcp/80]"}, RemoteTS: []string{"198.51.100.2/32"},
 			Algorithms: "AES_CBC-128/HMAC_SHA2_256_128/NO_EXT_SEQ", Proposal: "aes128-sha256",
-			BytesIn:    3 << 30, Installed: now.Add(-2 * time.Hour),
+			BytesIn: 3 << 30, Installed: now.Add(-2 * time.Hour),
 		}},
 	}, {
 		ID: "ike-12", Connection: "roadwarrior", SPIi: "1111111111111111",
