@@ -70,12 +70,13 @@ func (sa *ikeSA) addKEsLeft() []transform.Group {
 	return adds
 }
 
-// intAuthData is IntAuth_A | IntAuth_P of an IKE_INTERMEDIATE message with
+// IntAuthData is IntAuth_A | IntAuth_P of an IKE_INTERMEDIATE message with
 // header hdr whose inner payloads are plain, the first of type first: the
 // header with Next Payload SK and the length of header, SK header and
 // inner payloads, the SK payload's generic header with that length, and
 // the inner payloads (RFC 9242 §3.3.2, as strongSwan computes it).
-func intAuthData(hdr wire.Header, first wire.PayloadType, plain []byte) []byte {
+// Exported for cmd/ikeload, which chains it the same way.
+func IntAuthData(hdr wire.Header, first wire.PayloadType, plain []byte) []byte {
 	hdr.NextPayload = wire.PayloadSK
 	hdr.Length = uint32(wire.HeaderLen + wire.GenericHeaderLen + len(plain))
 	out := make([]byte, 0, int(hdr.Length))
@@ -94,7 +95,7 @@ func (sa *ikeSA) chainIntAuth(fromInitiator bool, hdr wire.Header, first wire.Pa
 	if !fromInitiator {
 		chain, skp = &x.authR, sa.keys.SkPr
 	}
-	data := intAuthData(hdr, first, plain)
+	data := IntAuthData(hdr, first, plain)
 	h := sa.suite.prf.New(skp)
 	h.Write(*chain)
 	h.Write(data)

@@ -19,11 +19,26 @@ prefix="${PREFIX:-${IKED_STRONGSWAN6_PREFIX:-$cache/iked/strongswan-6.0.6}}"
 vendor="${IKED_VENDOR_DIR:-$here/../../shared/vendor}"
 [ -d "$vendor" ] || vendor="$here/../shared/vendor"
 tarball="$vendor/strongswan-6.0.6.tar.gz"
+case "$prefix" in
+  /*/*) ;;
+  *) echo "strongSwan 6.0.6: refusing prefix \"$prefix\" (an absolute path below a directory)" >&2; exit 1 ;;
+esac
+
+# The configure options. --disable-defaults turns IKEv2 off too, so it is
+# enabled again (the recipe in the vendor README omits it: its charon
+# answers every IKEv2 message with INVALID_MAJOR_VERSION).
+options=(--disable-defaults --enable-charon --enable-ikev2 --enable-swanctl --enable-vici --enable-openssl --enable-ml
+  --enable-nonce --enable-random --enable-kernel-netlink --enable-socket-default --enable-kernel-libipsec --enable-libipsec
+  --enable-pem --enable-pkcs1 --enable-pkcs8 --enable-x509 --enable-pubkey --enable-constraints --enable-kdf
+  --enable-sha2 --enable-hmac --enable-gcm --enable-aes --enable-curve25519 --enable-chapoly --disable-scripts)
+# A build records its options; one made with others is made again.
+stamp="$prefix/.iked-build-options"
 
 built() {
   [ -x "$prefix/libexec/ipsec/charon" ] && [ -x "$prefix/sbin/swanctl" ] &&
     [ -e "$prefix/lib/ipsec/plugins/libstrongswan-ml.so" ] &&
-    [ -e "$prefix/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so" ]
+    [ -e "$prefix/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so" ] &&
+    [ "$(cat "$stamp" 2>/dev/null)" = "${options[*]}" ]
 }
 
 if built; then
@@ -45,13 +60,11 @@ echo "strongSwan 6.0.6: building into $prefix (log $log while it runs)"
   tar xzf "$tarball"
   cd strongswan-6.0.6
   nice ./autogen.sh
-  nice ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" --disable-defaults \
-    --enable-charon --enable-swanctl --enable-vici --enable-openssl --enable-ml --enable-nonce --enable-random \
-    --enable-kernel-netlink --enable-socket-default --enable-kernel-libipsec --enable-libipsec \
-    --enable-pem --enable-pkcs1 --enable-pkcs8 --enable-x509 --enable-pubkey --enable-constraints --enable-kdf \
-    --enable-sha2 --enable-hmac --enable-gcm --enable-aes --enable-curve25519 --enable-chapoly --disable-scripts
+  nice ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" "${options[@]}"
   nice make -j"$(nproc)"
+  rm -rf "$prefix"
   make install
+  echo "${options[*]}" >"$stamp"
 ) >"$log" 2>&1 || {
   echo "strongSwan 6.0.6: build failed after $(( $(date +%s) - start )) s; last lines of the log:" >&2
   tail -40 "$log" >&2

@@ -76,6 +76,9 @@ type shared struct {
 	remoteID  *wire.ID                        // IDr sent, when a remote ID is configured
 	localIDs  idSource
 	childless bool
+	// addKE: some proposal has additional key exchanges (RFC 9370), so
+	// IKE_SA_INIT announces IKE_INTERMEDIATE.
+	addKE bool
 }
 
 // idSource makes the IDi of handshake n: fixed, or a template with %d.
@@ -118,6 +121,9 @@ func proposalsToWire(ps []transform.Proposal, proto wire.ProtocolID, spi []byte)
 		for _, id := range p.ESN {
 			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformESN, ID: id})
 		}
+		if proto == wire.ProtoIKE {
+			wp.Transforms = appendAddKE(wp.Transforms, &p)
+		}
 		out = append(out, wp)
 	}
 	return out
@@ -130,6 +136,9 @@ type suite struct {
 	prf     *transform.PRF
 	integ   *transform.Integ
 	group   uint16
+	// addKE are the additional key exchanges chosen (RFC 9370), by type;
+	// DHNone where none.
+	addKE [transform.MaxAddKE]uint16
 }
 
 // chosen reads the responder's one proposal and checks that every transform
@@ -155,6 +164,10 @@ func chosen(offer []transform.Proposal, sa *wire.SA) (*suite, error) {
 			}
 		case wire.TransformDH:
 			s.group, haveDH = t.ID, true
+		default:
+			if t.Type >= wire.TransformADDKE1 && t.Type <= wire.TransformADDKE7 {
+				s.addKE[t.Type-wire.TransformADDKE1] = t.ID
+			}
 		}
 	}
 	if !haveEncr || !havePRF || !haveDH || s.encr == nil || s.prf == nil {
@@ -162,7 +175,7 @@ func chosen(offer []transform.Proposal, sa *wire.SA) (*suite, error) {
 	}
 	for _, p := range offer {
 		if slices.Contains(p.Encr, transform.EncrChoice{ID: s.encr.ID, KeyBits: s.keyBits}) &&
-			slices.Contains(p.PRF, s.prf.ID) && slices.Contains(p.DH, s.group) &&
+			slices.Contains(p.PRF, s.prf.ID) && slices.Contains(p.DH, s.group) && offeredAddKE(&p, &s) &&
 			(s.integ == nil && len(p.Integ) == 0 || s.integ != nil && slices.Contains(p.Integ, s.integ.ID)) {
 			return &s, nil
 		}
@@ -273,6 +286,11 @@ type hs struct {
 	cookie     []byte
 	msgI, msgR []byte
 	s          *suite
+	// nextID is the message ID of the next request after IKE_SA_INIT:
+	// 1, or more after IKE_INTERMEDIATE exchanges; inter their IntAuth
+	// (intermediate.go).
+	nextID uint32
+	inter  intAuth
 	keys       *transform.IKEKeys
 	out, in    *transform.Protector
 	params     auth.Params
@@ -294,6 +312,9 @@ func (c *client) handshake(seq uint64) (*hs, error) {
 	h.ni = make([]byte, 32)
 	_, _ = c.rnd.Read(h.ni)
 	if err := h.saInit(); err != nil {
+		return h, err
+	}
+	if err := h.intermediates(); err != nil {
 		return h, err
 	}
 	if err := h.auth(seq); err != nil {
@@ -320,6 +341,9 @@ func (h *hs) buildSAInit() []byte {
 		&wire.Nonce{Data: h.ni},
 		&wire.Notify{Code: wire.NotifyNATDetectionSourceIP, Data: natHash(h.spii, 0, h.c.loc)},
 		&wire.Notify{Code: wire.NotifyNATDetectionDestinationIP, Data: natHash(h.spii, 0, h.c.rem)})
+	if h.c.sh.addKE {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyIntermediateExchangeSupported})
+	}
 	m := wire.Message{
 		Header:   wire.Header{SPIi: h.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator},
 		Payloads: ps,
@@ -401,7 +425,10 @@ func (h *hs) saInit() error {
 	if err != nil {
 		return fail("bad_response", "responder's KE: %v", err)
 	}
-	h.s, h.spir = s, resp.Header.SPIr
+	if s.addKE != [transform.MaxAddKE]uint16{} && wire.FindNotify(resp.Payloads, wire.NotifyIntermediateExchangeSupported) == nil {
+		return fail("bad_response", "responder chose additional key exchanges without announcing IKE_INTERMEDIATE")
+	}
+	h.s, h.spir, h.nextID = s, resp.Header.SPIr, 1
 	h.nr = slices.Clone(nonce.Data)
 	h.msgR = slices.Clone(c.buf[:respLen])
 	skeyseed := transform.SKEYSEED(s.prf, h.ni, h.nr, sharedSecret)
@@ -443,7 +470,8 @@ func (h *hs) signedOctets(initiator bool, id *wire.ID) []byte {
 	out := make([]byte, 0, len(msg)+len(nonce)+h.s.prf.Size)
 	out = append(out, msg...)
 	out = append(out, nonce...)
-	return h.s.prf.Sum(out, skp, id.AppendBody(nil))
+	out = h.s.prf.Sum(out, skp, id.AppendBody(nil))
+	return h.inter.octets(out) // RFC 9242 §3.3.2, after IKE_INTERMEDIATE
 }
 
 // seal builds an encrypted request of this IKE SA.
@@ -524,11 +552,12 @@ func (h *hs) auth(seq uint64) error {
 			&wire.TS{Selectors: []wire.TrafficSelector{hostSelector(c.loc.Addr())}},
 			&wire.TS{Responder: true, Selectors: []wire.TrafficSelector{hostSelector(c.rem.Addr())}})
 	}
-	req, err := h.seal(wire.IKE_AUTH, 1, ps)
+	req, err := h.seal(wire.IKE_AUTH, h.nextID, ps)
 	if err != nil {
 		return fail("other", "sealing: %v", err)
 	}
-	n, err := c.exchange(req, h.matchResponse(wire.IKE_AUTH, 1))
+	n, err := c.exchange(req, h.matchResponse(wire.IKE_AUTH, h.nextID))
+	h.nextID++
 	if err != nil {
 		return err
 	}
@@ -580,11 +609,11 @@ func hostSelector(a netip.Addr) wire.TrafficSelector {
 // deleteSA deletes the established IKE SA (and its Child SAs) with an
 // INFORMATIONAL exchange (§1.4.1), waiting for the answer.
 func (h *hs) deleteSA() error {
-	req, err := h.seal(wire.INFORMATIONAL, 2, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+	req, err := h.seal(wire.INFORMATIONAL, h.nextID, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
 	if err != nil {
 		return err
 	}
-	if _, err := h.c.exchange(req, h.matchResponse(wire.INFORMATIONAL, 2)); err != nil {
+	if _, err := h.c.exchange(req, h.matchResponse(wire.INFORMATIONAL, h.nextID)); err != nil {
 		return err
 	}
 	return nil
