@@ -289,14 +289,14 @@ type hs struct {
 	// nextID is the message ID of the next request after IKE_SA_INIT:
 	// 1, or more after IKE_INTERMEDIATE exchanges; inter their IntAuth
 	// (intermediate.go).
-	nextID uint32
-	inter  intAuth
-	keys       *transform.IKEKeys
-	out, in    *transform.Protector
-	params     auth.Params
-	session    auth.Session
-	idi        *wire.ID
-	espSPI     uint32
+	nextID  uint32
+	inter   intAuth
+	keys    *transform.IKEKeys
+	out, in *transform.Protector
+	params  auth.Params
+	session auth.Session
+	idi     *wire.ID
+	espSPI  uint32
 	// up is set once the responder answered IKE_AUTH with IDr and AUTH:
 	// it holds an established IKE SA, which a later failure on our side
 	// (its AUTH, its identity, the Child SA) must delete.
