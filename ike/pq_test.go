@@ -90,6 +90,9 @@ func TestHybridHandshake(t *testing.T) {
 			if !ia.PostQuantum || !ib.PostQuantum {
 				t.Error("not shown as post-quantum")
 			}
+			if c := p.b.Stats().EstablishedByProposal[ib.Proposal]; c.SAs != 1 || !c.PostQuantum {
+				t.Errorf("responder's metrics by proposal: %+v", p.b.Stats().EstablishedByProposal)
+			}
 			if n := ca.get(ca.requests, wire.IKE_INTERMEDIATE); n != tc.intermediates {
 				t.Errorf("%d IKE_INTERMEDIATE requests, want %d", n, tc.intermediates)
 			}

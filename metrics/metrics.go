@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/iked/iked/ike"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,9 @@ var (
 		"Current IKE SAs by state.", []string{"state"}, nil)
 	descChildSAs = prometheus.NewDesc("iked_child_sas",
 		"Current installed Child SAs.", nil, nil)
+	descByProposal = prometheus.NewDesc("iked_ike_sas_by_proposal",
+		"Current established IKE SAs by negotiated proposal (proposal syntax) and whether it has a post-quantum key exchange.",
+		[]string{"proposal", "post_quantum"}, nil)
 	descHalfOpen = prometheus.NewDesc("iked_half_open_ike_sas",
 		"Current responder IKE SAs between IKE_SA_INIT and IKE_AUTH.", nil, nil)
 	descCompleted = prometheus.NewDesc("iked_handshakes_completed_total",
@@ -75,7 +79,7 @@ func NewCollector(src Source) prometheus.Collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descIKESAs, descChildSAs, descHalfOpen, descCompleted, descFailed,
+		descIKESAs, descByProposal, descChildSAs, descHalfOpen, descCompleted, descFailed,
 		descRetransmissions, descRetransmitsAnswered, descReceived, descSent,
 		descDropped, descNotifies, descRekeys, descDuration,
 	} {
@@ -92,6 +96,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ikeSAs[state] = uint64(max(n, 0))
 	}
 	labelled(ch, descIKESAs, prometheus.GaugeValue, ikeSAs, knownStates)
+	for _, p := range slices.Sorted(maps.Keys(s.EstablishedByProposal)) {
+		c := s.EstablishedByProposal[p]
+		ch <- prometheus.MustNewConstMetric(descByProposal, prometheus.GaugeValue, float64(c.SAs), p, strconv.FormatBool(c.PostQuantum))
+	}
 	ch <- prometheus.MustNewConstMetric(descChildSAs, prometheus.GaugeValue, float64(s.ChildSAs))
 	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(s.HalfOpen))
 

@@ -29,7 +29,11 @@ func (f *fakeSource) Stats() ike.Stats {
 
 func sampleStats() ike.Stats {
 	return ike.Stats{
-		IKESAs:              map[string]int{"established": 3, "connecting": 1},
+		IKESAs: map[string]int{"established": 3, "connecting": 1},
+		EstablishedByProposal: map[string]ike.ProposalCount{
+			"aes256gcm16-prfsha384-x25519-ke1_mlkem768": {SAs: 2, PostQuantum: true},
+			"aes256gcm16-prfsha256-x25519":              {SAs: 1},
+		},
 		ChildSAs:            5,
 		HalfOpen:            2,
 		HandshakesCompleted: map[string]uint64{"initiator": 7},
@@ -56,6 +60,10 @@ iked_ike_sas{state="authenticating"} 0
 iked_ike_sas{state="connecting"} 1
 iked_ike_sas{state="deleting"} 0
 iked_ike_sas{state="established"} 3
+# HELP iked_ike_sas_by_proposal Current established IKE SAs by negotiated proposal (proposal syntax) and whether it has a post-quantum key exchange.
+# TYPE iked_ike_sas_by_proposal gauge
+iked_ike_sas_by_proposal{post_quantum="false",proposal="aes256gcm16-prfsha256-x25519"} 1
+iked_ike_sas_by_proposal{post_quantum="true",proposal="aes256gcm16-prfsha384-x25519-ke1_mlkem768"} 2
 # HELP iked_child_sas Current installed Child SAs.
 # TYPE iked_child_sas gauge
 iked_child_sas 5
