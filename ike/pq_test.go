@@ -527,3 +527,46 @@ func TestAdditionalExchangeWrongMethod(t *testing.T) {
 		t.Fatalf("IKE_FOLLOWUP_KE with the wrong method: %v", err)
 	}
 }
+
+// TestFallbackProposal: a proposal whose additional key exchanges are all
+// optional goes out with a classical copy after it (for responders that
+// refuse unknown transform types), numbered on; a choice of either maps
+// back to the configured proposal, the copy's as classical.
+func TestFallbackProposal(t *testing.T) {
+	ours := mustIKE(t, "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none", "aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes128-sha256-modp2048")
+	w := toWire(ours, wire.ProtoIKE, nil, true)
+	if len(w) != 4 {
+		t.Fatalf("%d wire proposals, want 4 (the optional one twice)", len(w))
+	}
+	for i, p := range w {
+		if int(p.Number) != i+1 {
+			t.Fatalf("proposal %d numbered %d", i, p.Number)
+		}
+	}
+	if !hasType(&w[0], wire.TransformADDKE1) || hasType(&w[1], wire.TransformADDKE1) || !hasType(&w[2], wire.TransformADDKE1) || hasType(&w[3], wire.TransformADDKE1) {
+		t.Fatalf("ADDKE transforms in the wrong proposals: %+v", w)
+	}
+	for n, want := range map[uint8]string{
+		1: "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768",
+		2: "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519",
+		3: "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768",
+		4: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+	} {
+		s := selectProposal(ours, w[n-1:n], wire.ProtoIKE, true)
+		if s == nil {
+			t.Fatalf("proposal %d not selectable", n)
+		}
+		chosen := s.wire(nil)
+		got := acceptChosen(ours, &chosen, wire.ProtoIKE, true)
+		if got == nil || got.String() != want {
+			t.Errorf("choosing proposal %d: %v, want %s", n, got, want)
+		}
+	}
+	// Without key exchange transforms (IKE_AUTH's Child SA) nothing doubles.
+	if w := toWire(ours, wire.ProtoESP, []byte{1, 2, 3, 4}, false); len(w) != 3 {
+		t.Fatalf("%d wire proposals without DH", len(w))
+	}
+	if wireProposal(ours, true, 5) != -1 || wireProposal(ours, true, 0) != 0 {
+		t.Fatal("wireProposal bounds")
+	}
+}

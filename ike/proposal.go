@@ -120,10 +120,18 @@ func (s *suite) String() string {
 // toWire turns configured proposals into SA payload proposals, numbered
 // from 1 (§3.3.1). withDH false drops DH transforms, as for the Child SA of
 // IKE_AUTH, whose keys come from the IKE SA (§1.2).
+//
+// A proposal whose additional key exchanges are all optional (each type
+// allows none) goes out twice: as configured, and right after it without
+// any ADDKE transform. A responder that predates RFC 9370 (strongSwan 5.9)
+// must refuse a proposal with transform types it does not know (RFC 7296
+// §3.3.6); it takes the second, and the optional exchanges fall back to
+// none in one round trip. A responder that knows them prefers the first.
+// wireProposal maps a chosen number back.
 func toWire(props []transform.Proposal, proto wire.ProtocolID, spi []byte, withDH bool) []wire.Proposal {
 	out := make([]wire.Proposal, 0, len(props))
-	for i, p := range props {
-		wp := wire.Proposal{Number: uint8(i + 1), Protocol: proto, SPI: spi}
+	for _, p := range props {
+		wp := wire.Proposal{Number: uint8(len(out) + 1), Protocol: proto, SPI: spi}
 		for _, e := range p.Encr {
 			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformENCR, ID: e.ID, KeyLength: e.KeyBits})
 		}
@@ -149,15 +157,50 @@ func toWire(props []transform.Proposal, proto wire.ProtocolID, spi []byte, withD
 		}
 		if withDH {
 			// RFC 9370 §2.2.1: after the types of RFC 7296.
+			classic := slices.Clone(wp.Transforms)
 			for i, l := range p.AddKE {
 				for _, id := range l {
 					wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformADDKE1 + wire.TransformType(i), ID: id})
 				}
 			}
+			if optionalAddKEOnly(&p) {
+				out = append(out, wp)
+				wp = wire.Proposal{Number: uint8(len(out) + 1), Protocol: proto, SPI: spi, Transforms: classic}
+			}
 		}
 		out = append(out, wp)
 	}
 	return out
+}
+
+// optionalAddKEOnly reports whether p has additional key exchanges and
+// every one of them allows none: toWire adds a fallback proposal.
+func optionalAddKEOnly(p *transform.Proposal) bool {
+	if !p.HasAddKE() {
+		return false
+	}
+	for _, l := range p.AddKE {
+		if len(l) > 0 && !slices.Contains(l, transform.DHNone) {
+			return false
+		}
+	}
+	return true
+}
+
+// wireProposal returns the index in ours of the proposal toWire sent as
+// number n, or -1.
+func wireProposal(ours []transform.Proposal, withDH bool, n uint8) int {
+	num := 0
+	for i := range ours {
+		num++
+		if withDH && optionalAddKEOnly(&ours[i]) {
+			num++
+		}
+		if int(n) <= num {
+			return i
+		}
+	}
+	return -1
 }
 
 // offers reports whether the peer's proposal carries transform (t, id, keyBits).
@@ -440,8 +483,8 @@ func acceptChosen(ours []transform.Proposal, sa *wire.SA, proto wire.ProtocolID,
 			return nil
 		}
 	}
-	idx := int(chosen.Number) - 1
-	if idx < 0 || idx >= len(ours) {
+	idx := wireProposal(ours, withDH, chosen.Number)
+	if idx < 0 || chosen.Number == 0 {
 		return nil
 	}
 	return match(&ours[idx], &chosen, proto, withDH)
