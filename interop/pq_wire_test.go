@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -152,6 +151,19 @@ func checkWireGenerations(t *testing.T, c *capture, d *iked) pqWireProof {
 	if proof.ByExchange[exchIKEAuth] < 2 {
 		fail("IKE_AUTH request and response not both seen (%v)", proof.ByExchange)
 	}
+	// What the documented one-pass use of the whole key log gives
+	// (docs/keylog.md): tshark takes one line per SPI pair.
+	if all, _, err := ikeFrames(c, prefs); err == nil {
+		n := 0
+		var which []string
+		for _, f := range all {
+			if f.SK && f.Decrypted && !f.BadICD {
+				n++
+				which = append(which, f.Exchange+"/"+f.ExchNum)
+			}
+		}
+		t.Logf("with the whole key log in one pass tshark decrypts %d of the %d SK messages: %v", n, proof.SKMessages, which)
+	}
 	t.Logf("wire check: %d SK messages decrypted by tshark with iked's key log (%d key generations of one SPI pair at most, one tshark pass each): %d IKE_INTERMEDIATE, %d IKE_FOLLOWUP_KE, by exchange %v",
 		proof.SKMessages, proof.Generations, proof.Intermediates, proof.FollowupKEs, proof.ByExchange)
 	return proof
@@ -165,5 +177,3 @@ func containsInt(xs []int, x int) bool {
 	}
 	return false
 }
-
-var _ = fmt.Sprint
