@@ -188,14 +188,12 @@ func (sa *ikeSA) startFollowup(f *followup, answer []wire.Payload) ([]wire.Paylo
 // followupResponder answers one IKE_FOLLOWUP_KE request. It runs with the
 // SA's mutex held.
 type followupResponder struct {
-	sa     *ikeSA
-	inner  []wire.Payload
-	f      *followup
-	ke     *wire.KE
-	resp   []wire.Payload
-	after  func()
-	newSA  *ikeSA
-	public []byte
+	sa    *ikeSA
+	inner []wire.Payload
+	f     *followup
+	ke    *wire.KE
+	resp  []wire.Payload
+	after func()
 }
 
 // respondFollowup answers IKE_FOLLOWUP_KE. Caller holds mu, and runs after
@@ -284,7 +282,6 @@ func (hs *followupResponder) keyExchange() error {
 	}
 	hs.f.secrets = append(hs.f.secrets, shared)
 	hs.f.groups = hs.f.groups[1:]
-	hs.public = pub
 	hs.resp = []wire.Payload{&wire.KE{Group: g.ID(), Data: pub}}
 	return nil
 }

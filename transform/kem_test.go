@@ -156,3 +156,33 @@ func BenchmarkMLKEM768(b *testing.B) {
 		}
 	}
 }
+
+// TestRekeySKEYSEED: RFC 9370's SKEYSEED from an earlier SK_d puts the
+// first secret before the nonces and the additional ones after them; with
+// one secret it is RFC 7296 §2.18's prf(SK_d, g^ir | Ni | Nr).
+func TestRekeySKEYSEED(t *testing.T) {
+	prf := PRFByID(PRFHMACSHA2_256)
+	skd, ni, nr := []byte("sk_d-of-the-old-sa"), []byte("nonce-i-nonce-i-"), []byte("nonce-r-nonce-r-")
+	s0, s1, s2 := []byte("secret-0"), []byte("secret-1"), []byte("secret-2")
+	one := prf.Sum(nil, skd, append(append(append([]byte(nil), s0...), ni...), nr...))
+	if got := RekeySKEYSEED(prf, skd, [][]byte{s0}, ni, nr); !bytes.Equal(got, one) {
+		t.Fatalf("one secret: %x, want %x", got, one)
+	}
+	var data []byte
+	for _, b := range [][]byte{s0, ni, nr, s1, s2} {
+		data = append(data, b...)
+	}
+	if got, want := RekeySKEYSEED(prf, skd, [][]byte{s0, s1, s2}, ni, nr), prf.Sum(nil, skd, data); !bytes.Equal(got, want) {
+		t.Fatalf("three secrets: %x, want %x", got, want)
+	}
+	// KEYMAT with additional secrets: prf+(SK_d, SK(0) | Ni | Nr | SK(1)).
+	k, err := DeriveChildKeys(prf, skd, s0, ni, nr, 36, 0, s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := append(append(append(append([]byte(nil), s0...), ni...), nr...), s1...)
+	km, _ := prf.Plus(skd, seed, 72)
+	if !bytes.Equal(k.EncI, km[:36]) || !bytes.Equal(k.EncR, km[36:]) {
+		t.Fatal("KEYMAT with an additional secret")
+	}
+}
