@@ -570,3 +570,25 @@ func TestFallbackProposal(t *testing.T) {
 		t.Fatal("wireProposal bounds")
 	}
 }
+
+// TestHybridInvalidKE: INVALID_KE_PAYLOAD in IKE_SA_INIT restarts it with
+// the responder's first method; the additional exchange follows.
+func TestHybridInvalidKE(t *testing.T) {
+	p := newPair(t, func(ca, cb *Connection, _, _ *Config) {
+		ca.IKEProposals = mustIKE(t, "aes256gcm16-prfsha384-x25519-ecp256-ke1_mlkem768")
+		cb.IKEProposals = mustIKE(t, "aes256gcm16-prfsha384-ecp256-x25519-ke1_mlkem768")
+	})
+	ca := countExchanges()
+	p.ba.Filter = ca.filter
+	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos[0].Algorithms != "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_256/KE1_ML_KEM_768" {
+		t.Fatalf("algorithms %q", infos[0].Algorithms)
+	}
+	if ca.get(ca.requests, wire.IKE_SA_INIT) != 2 || ca.get(ca.requests, wire.IKE_INTERMEDIATE) != 1 {
+		t.Fatalf("%d IKE_SA_INIT, %d IKE_INTERMEDIATE requests", ca.get(ca.requests, wire.IKE_SA_INIT), ca.get(ca.requests, wire.IKE_INTERMEDIATE))
+	}
+	childKeysPair(t, p)
+}

@@ -459,8 +459,8 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 
 // answerMalformed answers an authenticated request whose inner payloads do
 // not parse: UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, else
-// INVALID_SYNTAX. A malformed IKE_AUTH ends the SA, which cannot be
-// authenticated any more. Caller holds mu.
+// INVALID_SYNTAX. A malformed IKE_AUTH or IKE_INTERMEDIATE ends the SA,
+// which cannot be authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
 	n := &wire.Notify{Code: wire.NotifyInvalidSyntax}
@@ -468,7 +468,8 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
 	}
 	r := refuseWith(n, we).logged(slog.LevelInfo, "malformed request", "exchange", exch.String())
-	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+	initial := (exch == wire.IKE_AUTH || exch == wire.IKE_INTERMEDIATE) && sa.state < stateEstablished
+	if initial {
 		r.failure = failureReason(n.Code)
 	}
 	resp := sa.answer(exch, "", r)
@@ -477,8 +478,8 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	}
 	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
-	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
-		sa.destroyLocked("malformed IKE_AUTH")
+	if initial {
+		sa.destroyLocked("malformed " + exch.String())
 		sa.eng.unregister(sa)
 	}
 }
