@@ -48,6 +48,7 @@ func (e *Engine) respondSAInit(b transport.Bind, from netip.AddrPort, pkt []byte
 	}
 	if r.failure != "" {
 		e.stats.failure(r.failure)
+		e.observeFailure(from.Addr(), false, r.failure)
 	}
 	if r.drop != "" {
 		e.stats.drop(r.drop)

@@ -61,7 +61,7 @@ func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descPolicyPackets, prometheus.CounterValue, float64(s.Packets[n]), packetOutcomes[n])
 		}
 	}
-	for _, f := range []string{agent.FlowSecured, agent.FlowClearFallback, agent.FlowAuthMismatch, agent.FlowFailed} {
+	for _, f := range []string{agent.FlowSecured, agent.FlowClearFallback, agent.FlowAuthMismatch, agent.FlowPQRequired, agent.FlowFailed} {
 		ch <- prometheus.MustNewConstMetric(descPolicyFlows, prometheus.CounterValue, float64(s.Flows[f]), f)
 	}
 }

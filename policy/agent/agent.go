@@ -133,7 +133,10 @@ const (
 	FlowSecured       = "secured"
 	FlowClearFallback = "clear_fallback"
 	FlowAuthMismatch  = "auth_mismatch"
-	FlowFailed        = "failed"
+	// FlowPQRequired is a negotiation refused by require_pq: the peer has
+	// no post-quantum key exchange (docs/postquantum.md).
+	FlowPQRequired = "pq_required"
+	FlowFailed     = "failed"
 )
 
 // New returns an agent; Start applies the policy.

@@ -352,3 +352,17 @@ func TestRequirePQRule(t *testing.T) {
 	defer eng.mu.Unlock()
 	check(eng.initiated[0])
 }
+
+// TestPQRequiredFlows: a negotiation this host started that require_pq
+// refused, and one it answered and refused, count as pq_required flows.
+func TestPQRequiredFlows(t *testing.T) {
+	eng := &fakeEngine{answer: func(context.Context, ike.InitiateOptions) (ike.SAInfo, error) {
+		return ike.SAInfo{}, errors.New("responder chose a classical suite")
+	}}
+	a, _ := newTestAgent(t, requestSecurity(t, time.Second), eng)
+	a.HandshakeFailed(peerB, false, FlowPQRequired)
+	a.HandshakeFailed(peerB, true, FlowPQRequired) // the initiator's own outcome is counted where it initiated
+	if s, _ := a.Stats(context.Background()); s.Flows[FlowPQRequired] != 1 {
+		t.Errorf("flows %v, want one pq_required", s.Flows)
+	}
+}

@@ -161,6 +161,12 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 			"peer", dst, "rule", r.Name, "auth", c.Auth.Name(), "err", err)
 		return
 	}
+	if reason == FlowPQRequired {
+		a.flows[FlowPQRequired]++
+		a.log.Warn("the peer has no post-quantum key exchange and the rule requires one; traffic to it is not secured",
+			"peer", dst, "rule", r.Name, "err", err)
+		return
+	}
 	a.flows[FlowFailed]++
 	a.log.Warn("negotiation failed; traffic to the peer is not secured", "peer", dst, "rule", r.Name, "reason", reason, "err", err)
 }
@@ -267,9 +273,17 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 }
 
 // HandshakeFailed implements ike.Observer: a peer whose authentication
-// method this host does not accept is an authentication mismatch, logged
-// and counted on this side too.
+// method this host does not accept is an authentication mismatch, and one
+// refused by require_pq a pq_required flow, logged and counted on this
+// side too.
 func (a *Agent) HandshakeFailed(peerAddr netip.Addr, initiator bool, reason string) {
+	if !initiator && reason == FlowPQRequired {
+		a.mu.Lock()
+		a.flows[FlowPQRequired]++
+		a.mu.Unlock()
+		a.log.Warn("the peer offered no post-quantum key exchange and the policy requires one", "peer", peerAddr)
+		return
+	}
 	if initiator || reason != "auth_mismatch" {
 		return
 	}
