@@ -78,7 +78,8 @@ type Config struct {
 	// daemon has read it.
 	PolicySource *PolicySource
 	// Warnings are weaknesses of a configuration that loads, such as a
-	// short PSK (security.go); the daemon logs them.
+	// short PSK (security.go) or a legacy IKEv1 algorithm allowed by
+	// allow_legacy (version.go); the daemon logs them.
 	Warnings []Warning
 
 	// secretLine is the line of the first inline PSK; 0 when none.
@@ -87,7 +88,7 @@ type Config struct {
 
 // Log configures the daemon's logging.
 type Log struct {
-	// Format is "text" or "json".
+	// Format is "text", "json" or "journal" (LogFormatJournal).
 	Format string
 	// Level is "debug", "info", "warn" or "error".
 	Level string
@@ -195,11 +196,55 @@ type Connection struct {
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool
+	// RemoteHost is the peer's DNS name when "remote" names one; the
+	// daemon resolves it at each initiation, with Remote's port. Remote's
+	// address is then invalid: as a responder the connection accepts the
+	// peer at any address, like %any, its remote_id and authentication
+	// deciding.
+	RemoteHost string
+	// Updown is the connection's updown script (keys "updown",
+	// "updown_timeout"); Script empty means none.
+	Updown Updown
+	// Fingerprint hashes the connection's settings that its SAs were
+	// negotiated with (all but start_action and the updown keys): a reload
+	// compares them to tell a changed connection from an unchanged one.
+	Fingerprint [32]byte
+	// Interface is the interface ID (if_id) of the XFRM interface the
+	// Child SAs are bound to, for route-based IPsec (key "interface"; 0,
+	// the default, means policy-based).
+	Interface uint32
+	// Version is the key exchange the connection speaks (key "version",
+	// as strongSwan's swanctl names it; Windows calls it the key module):
+	// VersionIKEv2 (default), VersionIKEv1, or VersionAuto (answer
+	// whichever the peer speaks; initiate IKEv2 and fall back to IKEv1).
+	Version string
+	// IKEv1Proposals and IKEv1ESPProposals are the Main Mode and Quick
+	// Mode proposals of an ikev1 or auto connection: ike_proposals and
+	// esp_proposals read with IKEv1's algorithm set, or its defaults.
+	IKEv1Proposals, IKEv1ESPProposals             []transform.Proposal
+	IKEv1ProposalStrings, IKEv1ESPProposalStrings []string
+	// AllowLegacy permits the legacy IKEv1 algorithms 3DES, SHA-1 and
+	// MODP-1024 (key "allow_legacy", default false): without it a
+	// proposal naming one is refused; with it, each use is warned about.
+	AllowLegacy bool
 }
 
+// Values of Connection.Version.
+const (
+	VersionIKEv2 = "ikev2"
+	VersionIKEv1 = "ikev1"
+	VersionAuto  = "auto"
+)
+
+// SpeaksIKEv2 and SpeaksIKEv1 report which engines serve the connection.
+func (c *Connection) SpeaksIKEv2() bool { return c.Version != VersionIKEv1 }
+
+// SpeaksIKEv1 reports whether the IKEv1 engine serves the connection.
+func (c *Connection) SpeaksIKEv1() bool { return c.Version == VersionIKEv1 || c.Version == VersionAuto }
+
 // RemoteIsAny reports whether the connection accepts any peer address
-// ("remote: %any").
-func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() }
+// ("remote: %any"); a remote given as a DNS name is not %any.
+func (c *Connection) RemoteIsAny() bool { return !c.Remote.Addr().IsValid() && c.RemoteHost == "" }
 
 // Connection returns the connection named name, or nil.
 func (c *Config) Connection(name string) *Connection {
@@ -324,6 +369,17 @@ func DefaultIKEProposals() []string {
 // "esp_proposals".
 func DefaultESPProposals() []string {
 	return []string{"aes256gcm16", "aes256-sha256"}
+}
+
+// DefaultIKEv1Proposals returns the default Main Mode proposals of an
+// ikev1 or auto connection: no legacy algorithm.
+func DefaultIKEv1Proposals() []string {
+	return []string{"aes256-sha256-modp2048", "aes128-sha256-modp2048", "aes256-sha256-ecp256"}
+}
+
+// DefaultIKEv1ESPProposals returns the default Quick Mode proposals.
+func DefaultIKEv1ESPProposals() []string {
+	return []string{"aes256-sha256", "aes128-sha256"}
 }
 
 // Error is a configuration error at a line of a file. Parse and Load

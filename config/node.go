@@ -28,6 +28,10 @@ type walker struct {
 	warns []Warning // security.go
 	// secretLine is the line of the first inline PSK (security.go).
 	secretLine int
+	// proposalNodes remembers where security methods and main mode
+	// methods were written, for checks made once the whole policy is read
+	// (config/keyexchange.go).
+	proposalNodes map[string]*yaml.Node
 }
 
 // errorf records an error at n's line.

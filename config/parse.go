@@ -361,7 +361,7 @@ func (w *walker) log(n *yaml.Node, l *Log) {
 	for _, p := range pairs {
 		switch p.key {
 		case "format":
-			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json"); ok {
+			if s, ok := w.oneOf(p.vNode, "log.format", "text", "json", LogFormatJournal); ok {
 				l.Format = s
 			}
 		case "level":
@@ -458,13 +458,14 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "require_pq"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface", "version", "allow_legacy", "require_pq"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
 	errsBefore := len(w.errs)
 	c := Connection{Name: p.key, Line: p.kNode.Line, Mode: ModeTunnel, StartAction: StartNone,
-		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay}
+		RekeyTime: DefaultRekeyTime, IKERekeyTime: DefaultIKERekeyTime, DPDDelay: DefaultDPDDelay,
+		Updown: Updown{Timeout: DefaultUpdownTimeout}, Fingerprint: connFingerprint(p.vNode)}
 	var info connInfo
 	context := fmt.Sprintf("in connection %q", p.key)
 	pairs, ok := w.mapping(p.vNode, fmt.Sprintf("connection %q", p.key), context, connKeys, false)
@@ -502,6 +503,15 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 				break
 			}
 			ap, msg := parseAddrPort(s, DefaultIKEPort, false)
+			if msg != "" {
+				// Not an address: a DNS name, resolved at initiation.
+				host, port, hmsg := parseRemoteHost(s)
+				if hmsg == "" {
+					c.RemoteHost, c.Remote = host, netip.AddrPortFrom(netip.Addr{}, port)
+					break
+				}
+				msg = hmsg
+			}
 			switch {
 			case msg != "":
 				if strings.HasPrefix(msg, "expected") {
@@ -539,10 +549,8 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			}
 		case "auth":
 			c.Auth, c.AuthName = w.auth(kv, baseDir)
-		case "ike_proposals":
-			c.IKEProposalStrings, c.IKEProposals = w.proposals(v, kv.key, transform.ParseIKEProposal)
-		case "esp_proposals":
-			c.ESPProposalStrings, c.ESPProposals = w.proposals(v, kv.key, transform.ParseESPProposal)
+		case "ike_proposals", "esp_proposals":
+			// Read once the version is known (versionProposals).
 		case "local_ts":
 			c.LocalTS, localTSNodes = w.selectors(v, kv.key)
 		case "remote_ts":
@@ -588,8 +596,32 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.RequirePQ = s == "true"
 			}
+		case "version":
+			if s, ok := w.oneOf(v, kv.key, VersionIKEv2, VersionIKEv1, VersionAuto); ok {
+				c.Version = s
+			}
+		case "allow_legacy":
+			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
+				c.AllowLegacy = s == "true"
+			}
+		case "updown":
+			if s, ok := w.updown(v, baseDir); ok {
+				c.Updown.Script = s
+			}
+		case "updown_timeout":
+			if d, ok := w.duration(v, kv.key); ok {
+				c.Updown.Timeout = d
+			}
+		case "interface":
+			if n, ok := w.integer(v, kv.key, 1, 1<<32-1); ok {
+				c.Interface = uint32(n)
+			}
 		}
 	}
+	if c.Version == "" {
+		c.Version = VersionIKEv2
+	}
+	w.versionProposals(&c, nodes)
 	// Missing keys are reported only when nothing else is wrong: a
 	// misspelt key is the better message.
 	clean := len(w.errs) == errsBefore
@@ -598,12 +630,6 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 	}
 	if nodes["auth"] == nil && clean {
 		w.errorf(p.kNode, "connection %q: missing key \"auth\" (e.g. auth: {method: psk, file: secret.txt}; methods: %s)", p.key, strings.Join(auth.Names(), ", "))
-	}
-	if nodes["ike_proposals"] == nil {
-		c.IKEProposalStrings, c.IKEProposals = w.proposals(nil, "ike_proposals", transform.ParseIKEProposal, DefaultIKEProposals()...)
-	}
-	if nodes["esp_proposals"] == nil {
-		c.ESPProposalStrings, c.ESPProposals = w.proposals(nil, "esp_proposals", transform.ParseESPProposal, DefaultESPProposals()...)
 	}
 	if !localIDSet && c.Local.IsValid() {
 		// A method that proves a particular identity (a certificate's
@@ -625,7 +651,7 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		if c.StartAction == StartInitiate && c.RemoteIsAny() {
 			w.errorf(nodes["start_action"], "start_action: initiate needs a remote address, but remote is %%any")
 		}
-		if c.Local.IsValid() && !c.RemoteIsAny() && c.Local.Is4() != c.Remote.Addr().Is4() {
+		if c.Local.IsValid() && c.Remote.Addr().IsValid() && c.Local.Is4() != c.Remote.Addr().Is4() {
 			w.errorf(nodes["remote"], "remote: %s and local %s are of different address families", c.Remote.Addr(), c.Local)
 		}
 		if c.Mode == ModeTransport {

@@ -43,9 +43,9 @@ const (
 )
 
 var (
-	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "source", "ldap"}
+	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "source", "ldap", "key_exchange"}
 	customKeys     = []string{"description", "rules", "default_response"}
-	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "require_pq", "authentication", "connection_type", "tunnel"}
+	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "authentication", "connection_type", "tunnel", "key_module", "require_pq"}
 	filterListKeys = []string{"description", "filters"}
 	filterKeys     = []string{"source", "destination", "protocol", "source_port", "destination_port", "mirrored", "description"}
 	methodKeys     = []string{"proposal", "lifetime", "lifetime_bytes"}
@@ -107,11 +107,15 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	var fallbackDelay time.Duration
 	var exempt []netip.Prefix
 	var kdcs []netip.Addr
+	var kx policy.KeyExchange
+	var kxNode *yaml.Node
 	var source string
 	var sourceNode, ldapNode *yaml.Node
 	for _, p := range pairs {
 		name := "policy." + p.key
 		switch p.key {
+		case "key_exchange":
+			kx, kxNode = w.keyExchange(p.vNode, name), p.vNode
 		case "assign":
 			assign, _ = w.str(p.vNode, name)
 			assignNode = p.vNode
@@ -177,6 +181,11 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 		}
 	}
 	if source == "ldap" || ldapNode != nil {
+		if kxNode != nil {
+			// The directory's own IKEv1 settings (main mode methods) are
+			// not read (docs/policies.md); a local block would be ignored.
+			w.errorf(kxNode, "policy.key_exchange: not supported with a policy from the directory (source: ldap)")
+		}
 		w.policySource(refs, cfg, sourceNode, source, ldapNode, assignNode, PolicySource{Authentication: authNames,
 			SecurityMethods: methods, FallbackDelay: fallbackDelay, Exempt: exempt, KDCs: kdcs})
 		return
@@ -216,6 +225,8 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 		}
 	}
 	pol.Exempt, pol.KDCs = exempt, kdcs
+	pol.KeyExchange = kx
+	w.checkKeyExchange(pol, kxNode)
 	cfg.Policy = pol
 }
 
@@ -292,8 +303,18 @@ func (w *walker) securityMethods(n *yaml.Node, name string) []policy.SecurityMet
 			continue
 		}
 		if _, err := transform.ParseESPProposal(m.Proposal); err != nil {
-			w.errorf(at, "%s: %v", name, err)
-			continue
+			// An IKEv1 proposal (3des, sha1) is checked against the
+			// rules' key modules once they are known (checkKeyExchange).
+			if _, err1 := transform.ParseIKEv1ESPProposal(m.Proposal); err1 != nil {
+				w.errorf(at, "%s: %v", name, err)
+				continue
+			}
+		}
+		if w.proposalNodes == nil {
+			w.proposalNodes = map[string]*yaml.Node{}
+		}
+		if _, seen := w.proposalNodes[m.Proposal]; !seen {
+			w.proposalNodes[m.Proposal] = at
 		}
 		out = append(out, m)
 	}
@@ -555,6 +576,10 @@ func (w *walker) rule(n *yaml.Node, ctx string, lists map[string]*policy.FilterL
 		case "connection_type":
 			if s, ok := w.oneOf(p.vNode, name, "all", "lan", "remote-access"); ok {
 				r.Connection, _ = policy.ParseConnectionType(s)
+			}
+		case "key_module":
+			if s, ok := w.oneOf(p.vNode, name, "ikev2", "ikev1", "auto"); ok {
+				r.KeyModule, _ = policy.ParseKeyModule(s)
 			}
 		case "tunnel":
 			if s, ok := w.str(p.vNode, name); ok {

@@ -105,6 +105,8 @@ type Response struct {
 	PolicySource json.RawMessage `json:"policy_source,omitempty"`
 	// Export answers "policy-export": the LDIF, and what it cannot carry.
 	Export *PolicyExport `json:"export,omitempty"`
+	// Reload answers "reload".
+	Reload *ReloadResult `json:"reload,omitempty"`
 }
 
 // PolicyExport is the assigned policy as MS-GPIPSEC objects.
@@ -125,6 +127,10 @@ type PolicySourceHandler interface {
 type Status struct {
 	// Version is the daemon's version string.
 	Version string `json:"version"`
+	// Commit is the VCS revision the daemon was built from ("-dirty" for a
+	// modified tree), GoVersion the Go toolchain.
+	Commit    string `json:"commit,omitempty"`
+	GoVersion string `json:"go_version,omitempty"`
 	// PID is the daemon's process ID.
 	PID int `json:"pid"`
 	// Started is when the daemon started.

@@ -449,6 +449,8 @@ func (s *Server) dispatch(req Request) (resp Response) {
 		if err != nil {
 			return Response{Error: err.Error()}
 		}
+	case CommandReload:
+		return s.reload(ctx)
 	case "":
 		return Response{Error: "missing command"}
 	default:

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,7 +105,7 @@ func startDaemon(t *testing.T, name string, addr netip.AddrPort, config string) 
 			t.Logf("%s log:\n%s", name, d.log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := os.Stat(d.socket); err == nil {
 			return d
@@ -115,7 +116,7 @@ func startDaemon(t *testing.T, name string, addr netip.AddrPort, config string) 
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no control socket after 10s\n%s", name, d.log.String())
+			t.Fatalf("%s: no control socket after 60s\n%s", name, d.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -147,7 +148,9 @@ func (d *daemon) sas() []ike.SAInfo {
 }
 
 // metric returns the value of one series from /metrics, e.g.
-// `iked_packets_dropped_total{reason="malformed"}`; 0 when absent.
+// `iked_packets_dropped_total{reason="malformed"}`: the sum of the series
+// of that name whose labels include the given ones (whatever further
+// labels, such as version, they carry); 0 when absent.
 func (d *daemon) metric(series string) float64 {
 	d.t.Helper()
 	resp, err := http.Get("http://" + d.metrics + "/metrics")
@@ -155,18 +158,37 @@ func (d *daemon) metric(series string) float64 {
 		d.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	name, labels, _ := strings.Cut(series, "{")
+	var want []string
+	if labels = strings.TrimSuffix(labels, "}"); labels != "" {
+		want = strings.Split(labels, ",")
+	}
+	sum := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, series+" ") {
-			v, err := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
-			if err != nil {
-				d.t.Fatal(err)
-			}
-			return v
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
 		}
+		n, ls, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		have := strings.Split(strings.TrimSuffix(ls, "}"), ",")
+		match := true
+		for _, w := range want {
+			match = match && slices.Contains(have, w)
+		}
+		if !match {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		sum += f
 	}
-	return 0
+	return sum
 }
 
 // stop sends SIGTERM and waits for exit status 0.
@@ -178,14 +200,16 @@ func (d *daemon) stop() {
 		if err != nil {
 			d.t.Fatalf("%s exited with %v\n%s", d.name, err, d.log.String())
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(60 * time.Second): // a hang guard: Deletes to a gone peer take their retransmissions
 		d.t.Fatalf("%s did not exit after SIGTERM", d.name)
 	}
 }
 
+// waitUntil polls cond until it holds; the deadline is a hang guard, long
+// enough for a loaded machine, never the thing asserted.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -220,7 +244,7 @@ control_socket: CONTROL
 backend: memory
 metrics_listen: METRICS
 log: {format: json, level: debug}
-ike: {retransmit_timeout: 300ms, retransmit_tries: 3}
+ike: {retransmit_timeout: 300ms, retransmit_tries: 5}
 connections:
   peer:
     local: %s

@@ -18,7 +18,7 @@ control_socket: CONTROL
 backend: memory
 metrics_listen: METRICS
 log: {format: json, level: debug}
-ike: {retransmit_timeout: 300ms, retransmit_tries: 3}
+ike: {retransmit_timeout: 300ms, retransmit_tries: 5}
 connections:
   peer:
     local: %s

@@ -41,8 +41,11 @@ type childSA struct {
 	// rekeyed at once (§2.8.1).
 	rekeyedBy *childSA
 	peerRekey *childSA
-	// deleting is set once this side has decided to delete the SA.
+	// deleting is set once this side has decided to delete the SA;
+	// rekeying while this side's own rekey of it is in flight (both of its
+	// SAs' soft expiries, a timer and an operator may ask at once).
 	deleting bool
+	rekeying bool
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -212,8 +215,11 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		reqID = sa.eng.nextReqID.Add(1)
 	}
 	base.ReqID = reqID
+	if sa.conn != nil {
+		base.IfID = sa.conn.InterfaceID
+	}
 	in, out := base, base
-	if sa.encap {
+	if sa.espInUDP() {
 		in.EncapSrcPort, in.EncapDstPort = sa.remote.Port(), sa.local.Port()
 		out.EncapSrcPort, out.EncapDstPort = sa.local.Port(), sa.remote.Port()
 	}
@@ -231,6 +237,9 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	// reauthenticated one replaces them with its own ReqID. Either way the
 	// engine counts references, so the old SA's removal keeps them.
 	policies := childPolicies(c, local, remote)
+	for _, p := range policies {
+		p.IfID = base.IfID
+	}
 	if err := sa.eng.addPolicies(policies); err != nil {
 		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
 		return nil, err
@@ -242,6 +251,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	sa.startChildTimer(c)
 	sa.eng.subs.childInstalled(sa, c, rekeys)
 	sa.eng.keyLog.child(sa, c)
+	sa.childUp(c)
 	if sa.logs(slog.LevelInfo) {
 		sa.log(slog.LevelInfo, "CHILD SA installed", "spi_in", fmt.Sprintf("%08x", spiIn), "spi_out", fmt.Sprintf("%08x", spiOut),
 			"mode", mode.String(), "algorithms", s.String(), "local_ts", formatTSList(localTS), "remote_ts", formatTSList(remoteTS))

@@ -85,6 +85,9 @@ type Connection struct {
 	// post-quantum. It guards against the downgrade of
 	// draft-ietf-ipsecme-ikev2-mlkem §4 (docs/postquantum.md).
 	RequirePQ bool
+	// InterfaceID binds the Child SAs and their policies to the XFRM
+	// interface with this if_id (route-based IPsec); zero means none.
+	InterfaceID uint32
 }
 
 // offersAddKE reports whether some proposal has additional key exchanges:

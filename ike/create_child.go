@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transform"
 )
 
@@ -76,6 +77,11 @@ func (hs *createChildResponder) checkState() error {
 	if hs.sa.state != stateEstablished {
 		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("the IKE SA is not established")).logged(slog.LevelInfo, "CREATE_CHILD_SA refused")
 	}
+	if hs.sa.ikeRekeying || hs.sa.rekeyedBy != nil {
+		// §2.25.2: a Child SA exchange while this side rekeys the IKE
+		// SA; the peer tries again on the new IKE SA.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("the IKE SA is being rekeyed")).logged(slog.LevelInfo, "CREATE_CHILD_SA refused")
+	}
 	return nil
 }
 
@@ -100,6 +106,11 @@ func (hs *createChildResponder) findRekeyed() error {
 		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("REKEY_SA without a 4-octet SPI"))
 	}
 	hs.rekeys = hs.sa.childByPeerSPI(binary.BigEndian.Uint32(n.SPI))
+	if hs.rekeys != nil && hs.rekeys.peerRekey != nil {
+		// The peer rekeyed this SA already (its soft expiries on both
+		// SAs of the pair each asked): one replacement is enough.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, fmt.Errorf("child SA %x is rekeyed already", n.SPI))
+	}
 	if hs.rekeys != nil && hs.rekeys.deleting {
 		// §2.25: a rekey of an SA this side is closing (it finished its own
 		// rekey of it first) is refused for now; the Delete follows.
@@ -277,10 +288,25 @@ func (sa *ikeSA) createChild(ctx context.Context, old *childSA) error {
 	return hs.handshake()
 }
 
+// errRekeyedAlready ends a Child SA rekey whose Child SA a rekey replaced
+// meanwhile: nothing is left to do.
+var errRekeyedAlready = errors.New("rekeyed already")
+
 func (hs *createChildRequester) handshake() error {
 	if err := hs.begin(); err != nil {
+		if err == errRekeyedAlready {
+			return nil
+		}
 		return err
 	}
+	defer func() {
+		hs.sa.mu.Lock()
+		hs.sa.childOps--
+		if hs.old != nil {
+			hs.old.rekeying = false
+		}
+		hs.sa.mu.Unlock()
+	}()
 	if err := hs.allocate(); err != nil {
 		return err
 	}
@@ -315,6 +341,22 @@ func (hs *createChildRequester) begin() error {
 	if sa.state != stateEstablished {
 		return errors.New("IKE SA not established")
 	}
+	if sa.ikeRekeying || sa.rekeyedBy != nil {
+		// §2.25.2: not while the IKE SA is being rekeyed; the Child SAs
+		// go to the new one, where the rekey is tried again.
+		return errors.New("the IKE SA is being rekeyed")
+	}
+	if old := hs.old; old != nil {
+		switch {
+		case old.rekeyedBy != nil || old.peerRekey != nil:
+			// Rekeyed already (the peer's rekey came first): what the
+			// caller asked for is done, as for an IKE SA (rekeyIKE).
+			return errRekeyedAlready
+		case old.rekeying || old.deleting:
+			return errors.New("the Child SA is being rekeyed or deleted already")
+		}
+		old.rekeying = true
+	}
 	conn := sa.conn
 	hs.props = conn.ESPProposals
 	hs.local, hs.remote, hs.mode = sa.localSelectors(conn), sa.remoteSelectors(conn), conn.Mode
@@ -322,6 +364,7 @@ func (hs *createChildRequester) begin() error {
 		hs.local, hs.remote, hs.mode = hs.old.localTS, hs.old.remoteTS, hs.old.mode
 	}
 	hs.prf = sa.suite.prf
+	sa.childOps++
 	if len(hs.props[0].DH) > 0 {
 		hs.group = transform.GroupByID(hs.props[0].DH[0])
 	}
@@ -524,6 +567,18 @@ func (sa *ikeSA) finishRekey(ctx context.Context, old *childSA) {
 
 // deleteChild deletes a Child SA with the peer (§1.4.1) and locally.
 func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
+	// Nothing more goes out on the SA (after a rekey its successor
+	// carries the traffic): the peer removes its inbound half when the
+	// Delete arrives, and a packet sent on ours meanwhile would be lost.
+	// Ours inbound stays until the answer.
+	sa.mu.Lock()
+	if sa.hasChild(c) {
+		if err := sa.eng.cfg.SADB.Remove(c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
+		}
+	}
+	sa.childOps++ // an IKE SA rekey waits for this exchange (§2.25.2)
+	sa.mu.Unlock()
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], c.inbound.SPI)
 	_, err := sa.request(ctx, func(msgID uint32) ([][]byte, error) {
@@ -533,13 +588,27 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 		sa.log(slog.LevelInfo, "peer did not confirm the Child SA delete", "err", err)
 	}
 	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	for _, x := range sa.children {
-		if x == c {
-			sa.removeChild(c)
-			sa.dropChild(c)
+	sa.childOps--
+	next := sa.rekeyedBy
+	if sa.hasChild(c) {
+		sa.removeChild(c)
+		sa.dropChild(c)
+		next = nil
+	}
+	sa.mu.Unlock()
+	// The Child SA may have moved on with an IKE SA rekey meanwhile:
+	// follow the successors, one SA's lock at a time.
+	for x := next; x != nil; {
+		x.mu.Lock()
+		if x.hasChild(c) {
+			x.removeChild(c)
+			x.dropChild(c)
+			x.mu.Unlock()
 			return
 		}
+		n := x.rekeyedBy
+		x.mu.Unlock()
+		x = n
 	}
 }
 

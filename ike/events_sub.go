@@ -175,7 +175,7 @@ func (sa *ikeSA) snapshotLocked() (SAInfo, SAExtra) {
 // extraLocked reads the SA's timers. Caller holds mu, which guards the
 // timer list; a timer's time is set before it is linked.
 func (sa *ikeSA) extraLocked() SAExtra {
-	x := SAExtra{Encap: sa.encap, Children: make(map[string]ChildExtra, len(sa.children))}
+	x := SAExtra{Encap: sa.espInUDP(), Children: make(map[string]ChildExtra, len(sa.children))}
 	for _, c := range sa.children {
 		x.Children[spi32Hex(c.inbound.SPI)] = ChildExtra{ReqID: c.reqID}
 	}

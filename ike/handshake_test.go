@@ -306,6 +306,30 @@ func TestForceEncapFloats(t *testing.T) {
 	}
 }
 
+// TestESPInUDP: ESP goes in UDP when IKE is on the NAT-T port and a NAT
+// was detected on either side or encapsulation is forced — not merely
+// because IKE is on port 4500 (a MOBIKE peer moves there without a NAT,
+// RFC 4555 §3.5, and keeps ESP plain).
+func TestESPInUDP(t *testing.T) {
+	e := &Engine{}
+	for _, c := range []struct {
+		encap, natLocal, natRemote, forcedConn, forcedEngine, want bool
+	}{
+		{encap: true, want: false},
+		{encap: true, natLocal: true, want: true},
+		{encap: true, natRemote: true, want: true},
+		{encap: true, forcedConn: true, want: true},
+		{encap: true, forcedEngine: true, want: true},
+		{encap: false, natRemote: true, forcedEngine: true, want: false},
+	} {
+		e.cfg.ForceEncap = c.forcedEngine
+		sa := &ikeSA{eng: e, encap: c.encap, natLocal: c.natLocal, natRemote: c.natRemote, conn: &Connection{ForceEncap: c.forcedConn}}
+		if got := sa.espInUDP(); got != c.want {
+			t.Errorf("%+v: espInUDP = %v", c, got)
+		}
+	}
+}
+
 // TestCriticalPayloadInsideSK: an unknown critical payload inside an
 // authentic INFORMATIONAL is answered, protected, with
 // UNSUPPORTED_CRITICAL_PAYLOAD naming its type (§2.5); the SA stays up.

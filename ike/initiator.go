@@ -106,17 +106,28 @@ func (e *Engine) initiateNotify(ctx context.Context, c *Connection, reauth bool,
 	for attempt := 0; ; attempt++ {
 		hs := &initiator{eng: e, ctx: ctx, conn: c, reauth: reauth, answered: answered}
 		err := hs.handshake()
+		// The session is this goroutine's alone (it proves and verifies
+		// without the SA's lock): it closes it, never the SA's destroy.
+		closeSession := func() {
+			if hs.session != nil {
+				hs.session.Close()
+			}
+		}
 		if hs.sa == nil {
+			closeSession()
 			return nil, err
 		}
 		if err == nil {
+			closeSession()
 			return hs.sa, nil
 		}
 		e.stats.failure(hs.failureLabel(err))
 		e.observeFailure(c.Remote.Addr(), true, hs.failureLabel(err))
 		hs.sa.log(slog.LevelWarn, "initiation failed", "err", err)
 		hs.sa.destroy("initiation failed")
-		if attempt > 0 || !hs.retryable(err) {
+		retry := attempt == 0 && hs.retryable(err)
+		closeSession()
+		if !retry {
 			return nil, err
 		}
 		hs.sa.log(slog.LevelInfo, "retrying once with fresh credentials")
@@ -229,7 +240,6 @@ func (hs *initiator) newSA() error {
 		return err
 	}
 	hs.session = session
-	hs.sa.sessions = []auth.Session{session}
 	hs.initPayloads = session.SAInitPayloads()
 	e.register(hs.sa)
 	hs.sa.log(slog.LevelInfo, "initiating IKE SA")

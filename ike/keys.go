@@ -25,12 +25,7 @@ func (sa *ikeSA) keysFrom(skeyseed []byte) error {
 		return err
 	}
 	sa.keys = keys
-	// The initiator sends with SK_ei/SK_ai and receives with SK_er/SK_ar.
-	ei, ai, er, ar := keys.SkEi, keys.SkAi, keys.SkEr, keys.SkAr
-	if !sa.initiator {
-		ei, ai, er, ar = er, ar, ei, ai
-	}
-	if sa.out, sa.in, err = transform.NewProtectorPair(s.encr, s.integ, ei, ai, er, ar); err != nil {
+	if sa.out, sa.in, err = keys.Protectors(s.encr, s.integ, sa.initiator); err != nil {
 		return err
 	}
 	sa.eng.keyLog.ike(sa)
@@ -45,10 +40,7 @@ func (sa *ikeSA) signedOctets(forInitiator bool, id *wire.ID) []byte {
 	if !forInitiator {
 		msg, nonce, skp = sa.msgR, sa.ni, sa.keys.SkPr
 	}
-	out := make([]byte, 0, len(msg)+len(nonce)+sa.suite.prf.Size)
-	out = append(out, msg...)
-	out = append(out, nonce...)
-	out = sa.suite.prf.Sum(out, skp, id.AppendBody(nil))
+	out := transform.SignedOctets(sa.suite.prf, msg, nonce, skp, id.AppendBody(nil))
 	// RFC 9242 §3.3.2: after IKE_INTERMEDIATE exchanges, their IntAuth.
 	return sa.intAuthOctets(out)
 }

@@ -93,6 +93,11 @@ func (hs *rekeyIKEResponder) checkState() error {
 	if hs.sa.rekeyedBy != nil || hs.sa.state != stateEstablished {
 		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("this IKE SA is already rekeyed"))
 	}
+	if hs.sa.childOps > 0 {
+		// §2.25.2: not while this side creates, rekeys or deletes a Child
+		// SA of it; the peer tries again.
+		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, errors.New("a Child SA exchange of this IKE SA is in flight")).logged(slog.LevelInfo, "IKE SA rekey refused")
+	}
 	return nil
 }
 
@@ -385,6 +390,9 @@ func (hs *rekeyIKERequester) begin() (done string, err error) {
 	}
 	if sa.ikeRekeying {
 		return "", errors.New("IKE SA is being rekeyed already")
+	}
+	if sa.childOps > 0 {
+		return "", errors.New("a Child SA exchange of this IKE SA is in flight")
 	}
 	sa.ikeRekeying = true
 	hs.props, hs.prf, hs.group, hs.requirePQ = sa.conn.IKEProposals, sa.suite.prf, sa.suite.group, sa.conn.RequirePQ

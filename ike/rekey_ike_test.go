@@ -3,7 +3,9 @@ package ike
 import (
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,4 +145,48 @@ func TestSimultaneousIKERekey(t *testing.T) {
 			t.Fatalf("round %d: the surviving SA does not work: %v", round, err)
 		}
 	}
+}
+
+// TestRekeyCollisionsDeferred (§2.25.2): while one side has a Child SA
+// exchange in flight, the peer's IKE SA rekey is answered with
+// TEMPORARY_FAILURE, and while a side rekeys the IKE SA it starts no Child
+// SA exchange; once the Child SA exchange is done, the IKE SA rekey goes
+// through and takes the (one) Child SA along.
+func TestRekeyCollisionsDeferred(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	sa := p.a.allSAs()[0]
+	sa.mu.Lock()
+	c := sa.children[0]
+	sa.mu.Unlock()
+	release := make(chan struct{})
+	var held atomic.Bool
+	p.ba.Filter = func(b []byte) bool {
+		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.CREATE_CHILD_SA && !h.IsResponse() && !held.Swap(true) {
+			<-release
+		}
+		return true
+	}
+	done := make(chan error, 1)
+	go func() { done <- sa.createChild(ctxT(t), c) }()
+	waitFor(t, held.Load)
+	_, err := p.b.RekeyIKE(ctxT(t), p.b.SAs()[0].ID)
+	if err == nil || !strings.Contains(err.Error(), "TEMPORARY_FAILURE") {
+		t.Fatalf("B's IKE SA rekey during A's Child SA rekey: %v, want TEMPORARY_FAILURE", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(p.a.SAs()[0].Children) == 1 && len(p.b.SAs()[0].Children) == 1 })
+	id, err := p.b.RekeyIKE(ctxT(t), p.b.SAs()[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		a, b := p.a.SAs(), p.b.SAs()
+		return len(a) == 1 && len(b) == 1 && b[0].ID == id && len(a[0].Children) == 1 && len(b[0].Children) == 1
+	})
 }

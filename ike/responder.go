@@ -288,10 +288,13 @@ func (hs *saInitResponder) createSA() error {
 	e.halfOpenCount.Add(1)
 	e.halfOpenAdded(sa.initKey.peer.Addr()) // authlimit hook
 	sa.halfOpenTimer = time.AfterFunc(e.cfg.HalfOpenTimeout, func() { sa.expireHalfOpen() })
+	msgR := sa.msgR
+	// Logged before it is published: afterwards IKE_AUTH may change what
+	// the log line reads (the connection) on another reader goroutine.
+	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
 	e.sas.put(sa)
 	e.sas.putHalfOpen(sa)
-	e.send(hs.bind, hs.from, sa.msgR)
-	sa.log(slog.LevelDebug, "IKE_SA_INIT answered", "algorithms", hs.suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	e.send(hs.bind, hs.from, msgR)
 	return nil
 }
 

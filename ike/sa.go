@@ -53,7 +53,7 @@ type ikeSA struct {
 	// flags sit together after state, where each alone would leave seven
 	// bytes of padding.
 	state          state
-	encap          bool // on the NAT-T port: ESP goes in UDP (RFC 3948)
+	encap          bool // IKE is on the NAT-T port (non-ESP marker); see espInUDP
 	natLocal       bool
 	natRemote      bool
 	fragments      bool // RFC 7383: both sides announced it
@@ -62,6 +62,9 @@ type ikeSA struct {
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
 	countedUp      bool // in Engine.up: established (markUp, markDown)
 	hasFollowups   bool // pending IKE_FOLLOWUP_KE exchanges in Engine.followups
+	// childOps counts this side's CREATE_CHILD_SA and Child SA delete
+	// exchanges in flight: an IKE SA rekey waits for them (§2.25.2).
+	childOps uint8
 
 	// Who the peer is and the path to it.
 	conn     *Connection
@@ -500,6 +503,9 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 	// The Child SAs' ESP-in-UDP follows the peer to its new NAT mapping.
 	db := sa.eng.cfg.SADB
 	for _, c := range sa.children {
+		if c.inbound.EncapSrcPort == 0 {
+			continue // plain ESP: no ports to follow
+		}
 		lp, rp := sa.local.Port(), sa.remote.Port()
 		if err := db.Move(c.inbound, sa.remote.Addr(), sa.local.Addr(), rp, lp); err != nil {
 			sa.log(slog.LevelWarn, "moving the inbound Child SA failed", "err", err)
@@ -508,6 +514,17 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 			sa.log(slog.LevelWarn, "moving the outbound Child SA failed", "err", err)
 		}
 	}
+}
+
+// espInUDP reports whether Child SAs' ESP goes inside UDP (RFC 3948): IKE
+// is on the NAT-T port and a NAT was detected on either side, or
+// encapsulation is forced (a connection's force_encap, or a data plane
+// that speaks only ESP in UDP). The port alone is not enough: a MOBIKE
+// peer moves IKE to port 4500 without a NAT (RFC 4555 §3.5) and keeps ESP
+// plain. Caller holds mu.
+func (sa *ikeSA) espInUDP() bool {
+	forced := sa.eng.cfg.ForceEncap || (sa.conn != nil && sa.conn.ForceEncap)
+	return sa.encap && (sa.natLocal || sa.natRemote || forced)
 }
 
 // dropUndecryptable counts a message whose SK payload failed.
@@ -763,6 +780,7 @@ func (sa *ikeSA) destroyLocked(reason string) {
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
 	sa.eng.subs.childDown(sa, c)
+	sa.childDown(c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}

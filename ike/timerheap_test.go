@@ -8,20 +8,24 @@ import (
 
 // Timers fire in order of their times, a stopped one never, one of a
 // dead SA never, and a fired timer leaves its SA's list (a DPD timer
-// rearmed every interval does not pile up in the SA).
+// rearmed every interval does not pile up in the SA). The heaps run on a
+// clock the test moves, and each step fires what is due on every shard,
+// so the order is the heaps' and not the scheduler's.
 func TestTimerHeaps(t *testing.T) {
 	e := &Engine{}
-	var mu sync.Mutex
-	var fired []int
-	done := make(chan struct{}, 8)
-	record := func(n int) func() {
-		return func() {
-			mu.Lock()
-			fired = append(fired, n)
-			mu.Unlock()
-			done <- struct{}{}
+	var clockMu sync.Mutex
+	now := time.Unix(1000, 0)
+	e.timers.clock = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance := func(d time.Duration) {
+		clockMu.Lock()
+		now = now.Add(d)
+		clockMu.Unlock()
+		for i := range e.timers.shards {
+			e.timers.shards[i].fire(&e.timers)
 		}
 	}
+	fired := make(chan int, 8)
+	record := func(n int) func() { return func() { fired <- n } }
 	// Several SAs on one shard and on others.
 	sas := []*ikeSA{{eng: e, spir: 1}, {eng: e, spir: 1 + timerShards}, {eng: e, spir: 2}}
 	for _, sa := range sas {
@@ -42,29 +46,36 @@ func TestTimerHeaps(t *testing.T) {
 	sas[2].state = stateDead
 	sas[2].mu.Unlock()
 
-	for range 3 {
+	// Each step makes exactly the next timer due; nothing else may fire.
+	for _, want := range []int{1, 2, 3} {
+		advance(20 * time.Millisecond)
 		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("timers did not fire: %v", fired)
+		case got := <-fired:
+			if got != want {
+				t.Fatalf("fired %d, want %d", got, want)
+			}
+		case <-time.After(time.Minute): // a hang guard
+			t.Fatalf("timer %d did not fire", want)
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // room for a wrong one to fire
-	mu.Lock()
-	defer mu.Unlock()
-	if len(fired) != 3 || fired[0] != 1 || fired[1] != 2 || fired[2] != 3 {
-		t.Fatalf("fired %v, want [1 2 3]", fired)
+	waitFor(t, func() bool {
+		sas[0].mu.Lock()
+		defer sas[0].mu.Unlock()
+		return sas[0].timers == nil
+	})
+	select {
+	case got := <-fired:
+		t.Fatalf("timer %d fired: stopped, or its SA dead", got)
+	default:
 	}
-	for i, sa := range sas[:2] {
-		sa.mu.Lock()
-		n := 0
-		for t := sa.timers; t != nil; t = t.next {
-			n++
-		}
-		sa.mu.Unlock()
-		if want := []int{0, 1}[i]; n != want { // sas[1] still lists the stopped one
-			t.Fatalf("SA %d lists %d timers, want %d", i, n, want)
-		}
+	sas[1].mu.Lock()
+	n := 0
+	for t := sas[1].timers; t != nil; t = t.next {
+		n++
+	}
+	sas[1].mu.Unlock()
+	if n != 1 { // sas[1] still lists the stopped one
+		t.Fatalf("SA 1 lists %d timers, want 1", n)
 	}
 	if n := e.timers.pending(); n != 0 {
 		t.Fatalf("%d timers left in the heaps", n)

@@ -68,8 +68,21 @@ func (sa *ikeSA) startTimers() {
 // rekeyIKETimer rekeys the IKE SA when its rekey time comes.
 func (sa *ikeSA) rekeyIKETimer() {
 	if _, err := sa.rekeyIKE(context.Background()); err != nil && !errors.Is(err, errClosed) {
-		sa.log(slog.LevelWarn, "IKE SA rekey failed", "err", err)
+		sa.log(slog.LevelWarn, "IKE SA rekey failed, will retry", "err", err)
+		sa.mu.Lock()
+		if sa.state == stateEstablished && sa.rekeyedBy == nil && sa.conn != nil {
+			sa.after(rekeyRetry(sa.conn.IKERekeyTime), timerIKERekey)
+		}
+		sa.mu.Unlock()
 	}
+}
+
+// rekeyRetry is when a failed or deferred rekey is tried again (a
+// collision answered TEMPORARY_FAILURE, §2.25; a peer that did not
+// answer): soon, but after the exchange in its way is done, and never
+// later than a tenth of the lifetime, so that it still happens in time.
+func rekeyRetry(lifetime time.Duration) time.Duration {
+	return jitter(min(10*time.Second, max(lifetime/10, 50*time.Millisecond)))
 }
 
 // reauthenticate replaces the IKE SA with a freshly authenticated one, make
@@ -107,13 +120,18 @@ func (sa *ikeSA) startChildTimer(c *childSA) {
 // rekeyChild rekeys c if it is still current.
 func (sa *ikeSA) rekeyChild(c *childSA) {
 	sa.mu.Lock()
-	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && sa.hasChild(c)
+	live := sa.state == stateEstablished && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && !c.rekeying && sa.hasChild(c)
 	sa.mu.Unlock()
 	if !live {
 		return
 	}
 	if err := sa.createChild(context.Background(), c); err != nil && !errors.Is(err, errClosed) {
-		sa.log(slog.LevelWarn, "Child SA rekey failed", "err", err)
+		sa.log(slog.LevelWarn, "Child SA rekey failed, will retry", "err", err)
+		sa.mu.Lock()
+		if sa.state == stateEstablished && sa.hasChild(c) && c.rekeyedBy == nil && c.peerRekey == nil && !c.deleting && sa.conn != nil {
+			sa.arm(&saTimer{sa: sa, kind: timerChildRekey, child: c}, rekeyRetry(sa.conn.RekeyTime))
+		}
+		sa.mu.Unlock()
 	}
 }
 

@@ -1,10 +1,13 @@
 package ike
 
 import (
+	"github.com/iked/iked/ike/wire"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/sadb/memory"
 )
 
 // TestAutomaticRekeys: with lifetimes of a fraction of a second, Child SAs
@@ -91,6 +94,83 @@ func TestSoftExpireRekeys(t *testing.T) {
 	waitFor(t, func() bool { return len(p.memA.SAs()) == 0 && len(p.memB.SAs()) == 0 })
 	if n := len(p.a.SAs()[0].Children); n != 0 {
 		t.Fatalf("%d Child SAs left", n)
+	}
+}
+
+// TestSoftExpiresOfBothHalves: both SAs of a Child SA reach their soft
+// lifetime together (traffic flows both ways), and each side's data plane
+// says so for its inbound and its outbound SA: one rekey replaces the
+// Child SA, not two (no duplicate Child SAs left behind).
+func TestSoftExpiresOfBothHalves(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	olds := map[uint32]bool{}
+	for _, m := range []*memory.Backend{p.memA, p.memB} {
+		for _, s := range m.SAs() {
+			olds[s.SPI] = true
+		}
+	}
+	for _, x := range []struct {
+		m *memory.Backend
+	}{{p.memA}, {p.memB}} {
+		for _, s := range x.m.SAs() {
+			x.m.Raise(sadb.Event{Kind: sadb.SoftExpire, SA: s.ID(), ReqID: s.ReqID})
+		}
+	}
+	waitFor(t, func() bool {
+		for _, m := range []*memory.Backend{p.memA, p.memB} {
+			sas := m.SAs()
+			if len(sas) != 2 || olds[sas[0].SPI] || olds[sas[1].SPI] {
+				return false
+			}
+		}
+		a, b := p.a.SAs(), p.b.SAs()
+		return len(a) == 1 && len(b) == 1 && len(a[0].Children) == 1 && len(b[0].Children) == 1
+	})
+	childKeysPair(t, p)
+}
+
+// TestChildRekeyOnceAtATime: while this side's rekey of a Child SA is in
+// flight, a second rekey of the same Child SA (its other half's soft
+// expiry, a timer, an operator) is refused at once instead of making a
+// second replacement.
+func TestChildRekeyOnceAtATime(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	sa := p.a.allSAs()[0]
+	sa.mu.Lock()
+	c := sa.children[0]
+	sa.mu.Unlock()
+	// The first rekey's request waits on the wire until the second rekey
+	// has been asked for.
+	release := make(chan struct{})
+	var held atomic.Bool
+	p.ba.Filter = func(b []byte) bool {
+		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.CREATE_CHILD_SA && !h.IsResponse() && !held.Swap(true) {
+			<-release
+		}
+		return true
+	}
+	first := make(chan error, 1)
+	go func() { first <- sa.createChild(ctxT(t), c) }()
+	waitFor(t, held.Load)
+	if err := sa.createChild(ctxT(t), c); err == nil {
+		t.Fatal("a second rekey of the same Child SA went ahead while the first was in flight")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		a, b := p.a.SAs(), p.b.SAs()
+		return len(a[0].Children) == 1 && len(b[0].Children) == 1 && len(p.memA.SAs()) == 2 && len(p.memB.SAs()) == 2
+	})
+	if a, b := p.a.Stats().Rekeys["child"], p.b.Stats().Rekeys["child"]; a != 1 || b != 1 {
+		t.Fatalf("Child SA rekeys counted %d / %d, want one on each side", a, b)
 	}
 }
 

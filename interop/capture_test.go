@@ -1,8 +1,12 @@
 package interop
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,13 +14,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // capture is a tcpdump writing the UDP traffic of one interface in a
-// namespace to a pcap file, packet by packet (--immediate-mode -U), so
-// nothing is lost when it is stopped.
+// namespace to a pcap file, packet by packet (--immediate-mode -U). Stop
+// ends it only once a marker frame sent after everything the test did has
+// reached the file, so nothing is lost however late tcpdump runs on a
+// loaded machine.
 type capture struct {
 	t       *testing.T
+	ns      *netns
+	dev     string
 	path    string
 	errPath string
 	cmd     *exec.Cmd
@@ -24,20 +34,18 @@ type capture struct {
 	stopped bool
 }
 
-// startCapture starts tcpdump on dev in ns and waits until it listens.
-// t.Cleanup stops it.
-func startCapture(t *testing.T, ns *netns, dev string) *capture {
-	t.Helper()
-	return startCaptureFilter(t, ns, dev, "udp")
-}
+// markerEtherType is the EtherType of the frame Stop sends on the captured
+// device (IEEE 802 Local Experimental EtherType 1): no IP stack, firewall
+// or IPsec policy touches it, and every capture's filter admits it.
+const markerEtherType = 0x88b5
 
-// startCaptureFilter is startCapture with a tcpdump filter expression
-// (empty: every packet).
+// startCaptureFilter starts tcpdump on dev in ns with a filter expression
+// (empty: every packet) and waits until it listens. t.Cleanup stops it.
 func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 	t.Helper()
 	requireTools(t, "tcpdump")
 	dir := t.TempDir()
-	c := &capture{t: t, path: filepath.Join(dir, dev+".pcap"), errPath: filepath.Join(dir, "tcpdump.err"), done: make(chan error, 1)}
+	c := &capture{t: t, ns: ns, dev: dev, path: filepath.Join(dir, dev+".pcap"), errPath: filepath.Join(dir, "tcpdump.err"), done: make(chan error, 1)}
 	ef, err := os.Create(c.errPath)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +53,7 @@ func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 	defer ef.Close()
 	argv := []string{"tcpdump", "-i", dev, "-n", "-s", "0", "--immediate-mode", "-U", "-w", c.path}
 	if filter != "" {
-		argv = append(argv, filter)
+		argv = append(argv, fmt.Sprintf("(%s) or ether proto %#x", filter, markerEtherType))
 	}
 	c.cmd = ns.command(context.Background(), argv...)
 	c.cmd.Stdout, c.cmd.Stderr = ef, ef
@@ -54,7 +62,7 @@ func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 	}
 	go func() { c.done <- c.cmd.Wait() }()
 	t.Cleanup(c.Stop)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		b, _ := os.ReadFile(c.errPath)
 		if strings.Contains(string(b), "listening on") {
@@ -67,25 +75,93 @@ func startCaptureFilter(t *testing.T, ns *netns, dev, filter string) *capture {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tcpdump not listening after 10s: %s", b)
+			t.Fatalf("tcpdump not listening after %v: %s", hangGuard, b)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // Stop ends the capture; the pcap file stays readable. Safe to call twice.
+// Every frame that crossed the device before the call is in the file: Stop
+// first sends a marker frame on the device and waits until tcpdump has
+// written it (the kernel hands a device's frames to tcpdump in order), and
+// only then interrupts tcpdump, which would drop what it had not read yet.
 func (c *capture) Stop() {
 	if c.stopped {
 		return
 	}
 	c.stopped = true
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
+	if err := c.flush(); err != nil {
+		c.t.Errorf("capture on %s: the marker frame did not reach the file, the capture may lack the last frames: %v", c.dev, err)
 	}
+	_ = signalAndWait(c.cmd, c.done, syscall.SIGINT, 5*time.Second)
+}
+
+// flush sends a marker frame on the captured device and waits (up to
+// hangGuard) until tcpdump has written it to the file.
+func (c *capture) flush() error {
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		return err
+	}
+	from := fi.Size()
+	marker := fmt.Appendf(nil, "iked-capture-marker %s %d", c.dev, time.Now().UnixNano())
+	if err := inNS(c.ns, func() error { return sendMarker(c.dev, marker) }); err != nil {
+		return fmt.Errorf("sending the marker: %w", err)
+	}
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(10 * time.Millisecond) {
+		if tailContains(c.path, from, marker) {
+			return nil
+		}
+		select {
+		case err := <-c.done:
+			c.done <- err // Stop's wait reads it again
+			return fmt.Errorf("tcpdump exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not written after %v", hangGuard)
+		}
+	}
+}
+
+// sendMarker sends one Ethernet broadcast frame of markerEtherType
+// carrying payload on dev (in the calling thread's namespace).
+func sendMarker(dev string, payload []byte) error {
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0) // protocol 0: receives nothing
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	frame := make([]byte, 14, 14+max(46, len(payload)))
+	copy(frame, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(frame[6:], ifi.HardwareAddr)
+	binary.BigEndian.PutUint16(frame[12:], markerEtherType)
+	frame = append(frame, payload...)
+	frame = frame[:cap(frame)] // padded to the Ethernet minimum
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(markerEtherType), Halen: 6}
+	copy(to.Addr[:], frame[:6])
+	return unix.Sendto(fd, frame, 0, to)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// tailContains reports whether the file at path holds b after offset from.
+func tailContains(path string, from int64, b []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return false
+	}
+	rest, err := io.ReadAll(f)
+	return err == nil && bytes.Contains(rest, b)
 }
 
 // tshark runs tshark on the capture (stopping it first) with the given

@@ -437,7 +437,7 @@ func TestCertRefused(t *testing.T) {
 			wantMetric(t, p.iked, "iked_handshakes_failed_total", `reason="authentication_failed"`, 1)
 			waitGone(t, p)
 			proof := checkWireDecrypts(t, p.cap, p.iked)
-			resps := framesOf(proof.Frames, "IKE_AUTH", true)
+			resps := distinct(framesOf(proof.Frames, "IKE_AUTH", true))
 			if len(resps) != 1 || !slices.Contains(resps[0].Notifies, notifyAuthFailed) || slices.Contains(resps[0].Inner, "39") {
 				t.Fatalf("want one IKE_AUTH response carrying N(AUTHENTICATION_FAILED) and no AUTH; captured:\n%s", describeFrames(proof.Frames))
 			}

@@ -64,6 +64,8 @@ type charonConn struct {
 	// (strongSwan time values, e.g. "2s"); empty: charon's defaults.
 	IKERekeyTime, IKEOverTime, IKERandTime       string
 	ChildRekeyTime, ChildLifeTime, ChildRandTime string
+	// Version is the connection's IKE version (version =): 0 means 2.
+	Version int
 }
 
 // charonOptions configure a charon instance.
@@ -197,7 +199,11 @@ func swanctlConf(conns []charonConn) string {
 	list := func(xs []string) string { return strings.Join(xs, ",") }
 	b.WriteString("connections {\n")
 	for _, c := range conns {
-		fmt.Fprintf(&b, "\t%s {\n\t\tversion = 2\n", c.Name)
+		version := c.Version
+		if version == 0 {
+			version = 2
+		}
+		fmt.Fprintf(&b, "\t%s {\n\t\tversion = %d\n", c.Name, version)
 		fmt.Fprintf(&b, "\t\tlocal_addrs = %s\n\t\tremote_addrs = %s\n", c.LocalAddr, c.RemoteAddr)
 		if len(c.IKEProposals) > 0 {
 			fmt.Fprintf(&b, "\t\tproposals = %s\n", list(c.IKEProposals))
@@ -324,7 +330,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 	t.Cleanup(c.stop)
 
 	sock := filepath.Join(dir, "charon.vici")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			break
@@ -336,7 +342,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("charon: no vici socket after 10s\n%s", c.Log())
+			t.Fatalf("charon: no vici socket after %v\n%s", hangGuard, c.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -358,15 +364,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 // stop terminates charon and, if the test failed, logs its output.
 func (c *charon) stop() {
 	if !c.exited {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case c.err = <-c.done:
-			c.exited = true
-		case <-time.After(5 * time.Second):
-			_ = c.cmd.Process.Kill()
-			c.err = <-c.done
-			c.exited = true
-		}
+		c.err, c.exited = signalAndWait(c.cmd, c.done, syscall.SIGTERM, 5*time.Second), true
 	}
 	c.outFile.Close()
 	if c.t.Failed() || verbose() {

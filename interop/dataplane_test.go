@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,46 +79,20 @@ func userspaceIked(addr, inner string, c ikedConn) ikedOptions {
 }
 
 // dpIkedPair is two iked with the userspace data plane: A in the topology's
-// I namespace (inner 10.1.0.1 on its TUN), B in S (inner 10.2.0.1), and an
-// unfiltered capture of veth-i.
+// I namespace (inner 10.1.0.1 on its TUN), B in S (inner 10.2.0.1), and a
+// capture of veth-i (startIkedPair).
 type dpIkedPair struct {
-	topo *topology
-	cap  *capture
-	a, b *iked
+	topo         *topology
+	cap          *capture
+	a, b         *iked
+	optsA, optsB ikedOptions // what they were started with, for restarts
 }
 
-// newIkedPair starts the two iked with the given ESP proposal; A initiates.
+// newIkedPair starts the two iked with the given ESP proposal and an
+// unfiltered capture; A initiates.
 func newIkedPair(t *testing.T, esp string) *dpIkedPair {
 	t.Helper()
-	requireRoot(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &dpIkedPair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	moveInnerHost(t, p.topo.S, "veth-s", charonInnerHost)
-	p.cap = startCaptureFilter(t, p.topo.I, "veth-i", "")
-	aAddr, bAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	ca := ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	cb := ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.a != nil {
-				prefs = p.a.KeyLogPrefs()
-			}
-			t.Logf("capture on veth-i:\n%s", p.cap.Summary(prefs))
-		}
-	})
-	p.b = startIked(t, p.topo.S, userspaceIked(bAddr, charonInnerHost, cb))
-	p.a = startIked(t, p.topo.I, userspaceIked(aAddr, ikedInnerHost, ca))
-	if out, err := p.a.Initiate(connName); err != nil {
-		t.Fatalf("iked A initiate: %v\n%s", err, out)
-	}
-	return p
+	return startIkedPair(t, ikedPairSetup{esp: esp})
 }
 
 // oneChild waits until d lists one established IKE SA with one Child SA
@@ -148,10 +122,11 @@ func oneChild(t *testing.T, who string, d *iked, wantESP string) (ike.SAInfo, ik
 }
 
 // ping runs ping -c count from src to dst inside ns and fails unless every
-// echo request was answered.
+// echo request was answered. It waits up to 10 s for the last answer: only
+// a lost echo makes it wait that long, a slow machine does not fail it.
 func ping(t *testing.T, ns *netns, src, dst string, count int) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns.name, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "2",
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "10",
 		"-I", src, dst).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d received", count)) {
 		t.Fatalf("ping %s -> %s in %s: %v\n%s", src, dst, ns.name, err, out)
@@ -184,6 +159,7 @@ func wantCounters(t *testing.T, who string, d *iked, pkts uint64) ike.ChildInfo 
 
 // frame is one captured Ethernet frame, classified.
 type frame struct {
+	at       time.Time // when the capture took it
 	data     []byte
 	src, dst netip.Addr // IPv4 header
 	proto    byte
@@ -213,11 +189,16 @@ func readPcap(path string) ([]frame, error) {
 		return nil, fmt.Errorf("%s: %d octets, no pcap header", path, len(b))
 	}
 	var bo binary.ByteOrder
+	frac := time.Microsecond // of the records' timestamps
 	switch binary.LittleEndian.Uint32(b) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
+	case 0xa1b2c3d4:
 		bo = binary.LittleEndian
-	case 0xd4c3b2a1, 0x4d3cb2a1:
+	case 0xa1b23c4d:
+		bo, frac = binary.LittleEndian, time.Nanosecond
+	case 0xd4c3b2a1:
 		bo = binary.BigEndian
+	case 0x4d3cb2a1:
+		bo, frac = binary.BigEndian, time.Nanosecond
 	default:
 		return nil, fmt.Errorf("%s: not a pcap file", path)
 	}
@@ -230,7 +211,9 @@ func readPcap(path string) ([]frame, error) {
 		if off+16+n > len(b) {
 			break
 		}
-		frames = append(frames, classifyFrame(b[off+16:off+16+n]))
+		f := classifyFrame(b[off+16 : off+16+n])
+		f.at = time.Unix(int64(bo.Uint32(b[off:])), int64(bo.Uint32(b[off+4:]))*int64(frac))
+		frames = append(frames, f)
 		off += 16 + n
 	}
 	return frames, nil
@@ -370,33 +353,7 @@ func TestDataplaneIkedIked(t *testing.T) {
 // veth) in S, with an unfiltered capture of veth-s.
 func newCharonDataplanePair(t *testing.T, esp string) *pair {
 	t.Helper()
-	requireCharon(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &pair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	p.ic = ikedConn{Name: connName, Local: iAddr, Remote: cAddr, LocalID: ikedID, RemoteID: charonID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	p.cc = charonConn{Name: connName, Child: childName, LocalAddr: cAddr, RemoteAddr: iAddr, LocalID: charonID, RemoteID: ikedID,
-		PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "")
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.iked != nil {
-				prefs = p.iked.KeyLogPrefs()
-			}
-			t.Logf("capture on veth-s:\n%s", p.cap.Summary(prefs))
-			out, _ := exec.Command("ip", "-n", p.topo.S.name, "route", "show", "table", "all").CombinedOutput()
-			t.Logf("charon's routes:\n%s", out)
-		}
-	})
-	p.iked = startIked(t, p.topo.I, userspaceIked(iAddr, ikedInnerHost, p.ic))
-	p.charon = startCharon(t, p.topo.S, charonOptions{Conns: []charonConn{p.cc}, InstallRoutes: true})
-	return p
+	return startCharonPair(t, charonPairSetup{userspace: true, esp: esp})
 }
 
 // charonCounter returns a counter of charon's Child SA as a number.
@@ -448,8 +405,13 @@ func TestDataplaneCharon(t *testing.T) {
 // (userspace, with its TUN and UDP offloads) and charon (kernel-libipsec,
 // none). iked cuts the kernel's TCP super-segments into ESP packets of at
 // most the MTU and sends them with UDP GSO; charon must take every one as
-// an ordinary ESP packet: its Child SA counters mirror iked's exactly and
-// neither side drops anything.
+// an ordinary ESP packet. Asserted is the invariant, whatever the load:
+// every ESP packet one side sent was taken in by the other's Child SA or
+// dropped by the receiving socket because it overflowed (a receiver
+// descheduled on a busy machine falls behind; TCP recovers), and nothing
+// else; each packet charon took in was one ESP packet of at most the MTU;
+// iked drops nothing. How many overflow depends on the machine: it is
+// logged, never asserted.
 func TestDataplaneCharonTCP(t *testing.T) {
 	requireTools(t, "iperf3")
 	p := newCharonDataplanePair(t, "aes256gcm16")
@@ -460,13 +422,9 @@ func TestDataplaneCharonTCP(t *testing.T) {
 	down, lineDown := iperf3(t, p.topo.S, p.topo.I, charonInnerHost, ikedInnerHost, 2)
 	t.Logf("iked -> charon: %s", lineUp)
 	t.Logf("charon -> iked: %s", lineDown)
-	if up <= 0 || down <= 0 {
-		t.Fatalf("no TCP traffic: %.1f and %.1f Mbit/s", up, down)
+	if up.Bytes <= 0 || down.Bytes <= 0 {
+		t.Fatalf("no TCP traffic: %.0f and %.0f octets", up.Bytes, down.Bytes)
 	}
-	// Charon's socket may overflow (UDP drops it counts as receive
-	// buffer errors), so what it took in is at most what iked sent, less
-	// only those; each packet it took in was one ESP packet of at most the
-	// MTU.
 	waitFor(t, 3*time.Second, func() string {
 		sas, err := p.iked.SAs()
 		if err != nil || len(sas) != 1 || len(sas[0].Children) != 1 {
@@ -474,24 +432,25 @@ func TestDataplaneCharonTCP(t *testing.T) {
 		}
 		ic := sas[0].Children[0]
 		cc := p.charon.mustListSAs()[0].Children[0]
-		if charonCounter(cc, "packets-out") != ic.PacketsIn || charonCounter(cc, "bytes-out") != ic.BytesIn {
-			return fmt.Sprintf("iked's counters in (%+v) do not mirror charon's out (%+v)", ic, cc.Raw)
+		cIn, cOut, cBytesIn := charonCounter(cc, "packets-in"), charonCounter(cc, "packets-out"), charonCounter(cc, "bytes-in")
+		cDrops, err := udpSocketDrops(p.topo.S)
+		if err != nil {
+			return err.Error()
 		}
-		in, bytesIn := charonCounter(cc, "packets-in"), charonCounter(cc, "bytes-in")
-		if in > ic.PacketsOut || in < ic.PacketsOut*9/10 || bytesIn > in*1400 {
-			return fmt.Sprintf("charon took in %d packets, %d octets; iked sent %d, %d", in, bytesIn, ic.PacketsOut, ic.BytesOut)
+		iDrops, err := udpSocketDrops(p.topo.I)
+		if err != nil {
+			return err.Error()
 		}
-		// Every packet charon did not take in overflowed its socket.
-		nstat, _ := exec.Command("ip", "netns", "exec", p.topo.S.name, "nstat", "-az", "UdpRcvbufErrors").CombinedOutput()
-		f := strings.Fields(string(nstat))
-		overflow := uint64(0)
-		if i := slices.Index(f, "UdpRcvbufErrors"); i >= 0 && i+1 < len(f) {
-			overflow, _ = strconv.ParseUint(f[i+1], 10, 64)
+		links := linkDrops(p.topo.I, "veth-i") + "; " + linkDrops(p.topo.S, "veth-s")
+		if ic.PacketsOut != cIn+cDrops || cOut != ic.PacketsIn+iDrops {
+			return fmt.Sprintf("ESP not accounted for: iked sent %d, charon took in %d, its sockets dropped %d; charon sent %d, iked took in %d, its sockets dropped %d (%s)",
+				ic.PacketsOut, cIn, cDrops, cOut, ic.PacketsIn, iDrops, links)
 		}
-		if ic.PacketsOut-in > overflow {
-			return fmt.Sprintf("iked sent %d ESP packets, charon took in %d, its socket overflowed %d times", ic.PacketsOut, in, overflow)
+		if cBytesIn > cIn*1400 {
+			return fmt.Sprintf("charon took in %d packets of %d octets: more than the MTU each", cIn, cBytesIn)
 		}
-		t.Logf("iked sent %d ESP packets, charon took in %d (%d octets); its socket overflowed %d times", ic.PacketsOut, in, bytesIn, overflow)
+		t.Logf("iked sent %d ESP packets: charon took in %d (%d octets), its sockets dropped %d; charon sent %d: iked took in %d, its sockets dropped %d (%s)",
+			ic.PacketsOut, cIn, cBytesIn, cDrops, cOut, ic.PacketsIn, iDrops, links)
 		return ""
 	})
 	m, err := p.iked.Metrics()
@@ -503,6 +462,53 @@ func TestDataplaneCharonTCP(t *testing.T) {
 			t.Errorf("iked dropped %v packets as %s", v, r)
 		}
 	}
+}
+
+// udpSocketDrops returns the datagrams the UDP sockets in ns dropped (the
+// drops column of /proc/net/udp and udp6: a datagram, or each segment of a
+// GRO datagram, that found the socket's receive buffer full).
+func udpSocketDrops(ns *netns) (uint64, error) {
+	var n uint64
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		out, err := ns.command(context.Background(), "cat", f).Output()
+		if err != nil {
+			return 0, fmt.Errorf("reading %s in %s: %v", f, ns.name, err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+			fs := strings.Fields(l)
+			if len(fs) < 13 {
+				continue
+			}
+			d, err := strconv.ParseUint(fs[len(fs)-1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s in %s: %q: %v", f, ns.name, l, err)
+			}
+			n += d
+		}
+	}
+	return n, nil
+}
+
+// linkDrops describes dev's drop counters in ns, for failure messages.
+func linkDrops(ns *netns, dev string) string {
+	out, err := exec.Command("ip", "-n", ns.name, "-s", "-j", "link", "show", dev).Output()
+	if err != nil {
+		return fmt.Sprintf("%s: %v", dev, err)
+	}
+	var links []struct {
+		Stats64 struct {
+			RX struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"rx"`
+			TX struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return fmt.Sprintf("%s: %v %s", dev, err, out)
+	}
+	return fmt.Sprintf("%s dropped rx %d tx %d", dev, links[0].Stats64.RX.Dropped, links[0].Stats64.TX.Dropped)
 }
 
 // inNS runs f on an OS thread switched into the namespace; sockets f
@@ -713,10 +719,17 @@ type iperf3Result struct {
 	Error string `json:"error"`
 }
 
+// iperfRun is what one iperf3 run carried: the octets the server received
+// (TCP payload) and their rate.
+type iperfRun struct {
+	Bytes float64
+	Mbit  float64
+}
+
 // iperf3 runs an iperf3 server on dstAddr in dst (one test) and a TCP
-// client from srcAddr in src for the duration; it returns the received
-// rate in Mbit/s.
-func iperf3(t *testing.T, src, dst *netns, srcAddr, dstAddr string, secs int) (float64, string) {
+// client from srcAddr in src for the duration; it returns what the server
+// received and a line for the log.
+func iperf3(t *testing.T, src, dst *netns, srcAddr, dstAddr string, secs int) (iperfRun, string) {
 	t.Helper()
 	srv := exec.Command("ip", "netns", "exec", dst.name, "iperf3", "-s", "-1", "-B", dstAddr, "-p", "5201")
 	var srvOut strings.Builder
@@ -736,7 +749,7 @@ func iperf3(t *testing.T, src, dst *netns, srcAddr, dstAddr string, secs int) (f
 	}()
 	var out []byte
 	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(100 * time.Millisecond) {
 		out, err = exec.Command("ip", "netns", "exec", src.name, "iperf3", "-c", dstAddr, "-B", srcAddr, "-p", "5201",
 			"-t", strconv.Itoa(secs), "-J").Output()
 		// Until the server listens, the client reports (in its JSON,
@@ -749,8 +762,8 @@ func iperf3(t *testing.T, src, dst *netns, srcAddr, dstAddr string, secs int) (f
 	if jerr := json.Unmarshal(out, &r); jerr != nil || err != nil || r.Error != "" {
 		t.Fatalf("iperf3 %s -> %s: %v %v %s\n%s\nserver: %s", srcAddr, dstAddr, err, jerr, r.Error, out, srvOut.String())
 	}
-	mbit := r.End.SumReceived.BitsPerSecond / 1e6
-	return mbit, fmt.Sprintf("%.1f Mbit/s received (%.1f MB, %d retransmits)", mbit, r.End.SumReceived.Bytes/1e6, r.End.SumSent.Retransmits)
+	run := iperfRun{Bytes: r.End.SumReceived.Bytes, Mbit: r.End.SumReceived.BitsPerSecond / 1e6}
+	return run, fmt.Sprintf("%.1f Mbit/s received (%.1f MB, %d retransmits)", run.Mbit, run.Bytes/1e6, r.End.SumSent.Retransmits)
 }
 
 // TestDataplaneThroughput runs iperf3 (TCP, one stream, 10.1.0.1 ->
@@ -778,13 +791,15 @@ func TestDataplaneThroughput(t *testing.T) {
 			p := newIkedPair(t, "aes256gcm16")
 			oneChild(t, "iked A", p.a, "AES_GCM_16-256/NO_EXT_SEQ")
 			ping(t, p.topo.I, ikedInnerHost, charonInnerHost, 1)
-			mbit, line := iperf3(t, p.topo.I, p.topo.S, ikedInnerHost, charonInnerHost, secs)
+			run, line := iperf3(t, p.topo.I, p.topo.S, ikedInnerHost, charonInnerHost, secs)
+			mbit := run.Mbit
 			t.Logf("iked ⇄ iked (userspace): %s", line)
 			// The stream crossed the tunnel: B's Child SA took in at
-			// least what iperf3 received.
+			// least what iperf3 received (its TCP payload, without the
+			// headers the Child SA counts too).
 			_, bc := oneChild(t, "iked B", p.b, "AES_GCM_16-256/NO_EXT_SEQ")
-			if float64(bc.BytesIn) < mbit*1e6*float64(secs)/8*0.9 {
-				t.Errorf("iked B's Child SA took in %d octets, less than iperf3 carried", bc.BytesIn)
+			if float64(bc.BytesIn) < run.Bytes {
+				t.Errorf("iked B's Child SA took in %d octets, less than the %.0f iperf3 received", bc.BytesIn, run.Bytes)
 			}
 			for _, side := range []struct {
 				name string
@@ -812,7 +827,8 @@ func TestDataplaneThroughput(t *testing.T) {
 			}
 		})
 		t.Run(fmt.Sprintf("charon-charon/%d", round), func(t *testing.T) {
-			mbit, line := charonCharonIperf(t, secs)
+			run, line := charonCharonIperf(t, secs)
+			mbit := run.Mbit
 			t.Logf("charon ⇄ charon (kernel-libipsec): %s", line)
 			fmt.Fprintf(&report, "charon-charon kernel-libipsec: %s\n", line)
 			swanRates = append(swanRates, mbit)
@@ -853,7 +869,7 @@ func TestDataplaneThroughput(t *testing.T) {
 // charonCharonIperf runs two charons with kernel-libipsec (10.1.0.1 on
 // veth-i in I, 10.2.0.1 on veth-s in S, routes through ipsec0), brings
 // the tunnel up and measures it with iperf3.
-func charonCharonIperf(t *testing.T, secs int) (float64, string) {
+func charonCharonIperf(t *testing.T, secs int) (iperfRun, string) {
 	t.Helper()
 	topo := newTopology(t)
 	iAddr, sAddr := topo.IkedAddr.String(), topo.CharonAddr.String()
@@ -874,14 +890,14 @@ func charonCharonIperf(t *testing.T, secs int) (float64, string) {
 		t.Fatalf("charon B: %+v, want one AES_GCM_16 Child SA in UDP", sas)
 	}
 	ping(t, topo.I, ikedInnerHost, charonInnerHost, 1)
-	mbit, line := iperf3(t, topo.I, topo.S, ikedInnerHost, charonInnerHost, secs)
+	run, line := iperf3(t, topo.I, topo.S, ikedInnerHost, charonInnerHost, secs)
 	// The stream crossed the tunnel: B's Child SA took in at least what
 	// iperf3 received.
 	cc := b.mustListSAs()[0].Children[0]
-	if in := charonCounter(cc, "bytes-in"); float64(in) < mbit*1e6*float64(secs)/8*0.9 {
-		t.Errorf("charon B's Child SA took in %d octets, less than iperf3 carried", in)
+	if in := charonCounter(cc, "bytes-in"); float64(in) < run.Bytes {
+		t.Errorf("charon B's Child SA took in %d octets, less than the %.0f iperf3 received", in, run.Bytes)
 	}
-	return mbit, line
+	return run, line
 }
 
 // TestDataplaneConfigRendering: the data-plane knobs of the harness render

@@ -86,12 +86,7 @@ func (at *adTopology) start(t *testing.T, side, ref, assign string) *iked {
 	if side == "B" {
 		ns, addr = at.topo.S, at.topo.CharonAddr
 	}
-	return startIked(t, ns, ikedOptions{
-		Listen:  []string{addr.String() + ":500", addr.String() + ":4500"},
-		Backend: "userspace", Metrics: true, Userspace: &ikedUserspace{TUN: "iked0"},
-		RetransmitTimeout: time.Second, RetransmitTries: 2,
-		Extra: at.hostYAML(side, ref, assign),
-	})
+	return startIked(t, ns, policyIked(addr, at.hostYAML(side, ref, assign), nil))
 }
 
 func policyInfo(t *testing.T, d *iked) agent.PolicyInfo {

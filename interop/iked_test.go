@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,10 @@ type ikedConn struct {
 	ForceEncap                                   bool
 	// RequirePQ renders require_pq: true.
 	RequirePQ bool
+	// Version renders as version: (ikev2, ikev1, auto) when not empty;
+	// AllowLegacy as allow_legacy: true.
+	Version     string
+	AllowLegacy bool
 }
 
 // ikedCertAuth is iked's auth: {method: cert, ...}; paths are relative to
@@ -236,6 +241,10 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		if c.ForceEncap {
 			b.WriteString("    force_encap: true\n")
 		}
+		field("version", c.Version)
+		if c.AllowLegacy {
+			b.WriteString("    allow_legacy: true\n")
+		}
 	}
 	b.WriteString(o.Extra)
 	return b.String()
@@ -276,7 +285,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 	}
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(d.stop)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for {
 		if _, err := os.Stat(d.socket); err == nil {
 			return d
@@ -288,7 +297,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("iked: no control socket after 10s\n%s", d.Log())
+			t.Fatalf("iked: no control socket after %v\n%s", hangGuard, d.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -298,15 +307,7 @@ func startIked(t *testing.T, ns *netns, o ikedOptions) *iked {
 // fails the test unless it exited 0, and, if the test failed, logs its log.
 func (d *iked) stop() {
 	if !d.exited {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case d.err = <-d.done:
-			d.exited = true
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			d.err = <-d.done
-			d.exited = true
-		}
+		d.err, d.exited = signalAndWait(d.cmd, d.done, syscall.SIGTERM, hangGuard), true // deletes to a dead peer take their retransmissions
 	}
 	d.logFile.Close()
 	if d.err != nil {
@@ -388,21 +389,41 @@ func (d *iked) Metrics() (string, error) {
 	return out.String(), nil
 }
 
-// metricValue returns the value of the sample name{labels} (labels as
-// written by Prometheus, e.g. `reason="timeout"`; empty for none) and
-// whether it is present.
+// metricValue returns the value of the samples name{labels} (labels as
+// written by Prometheus, e.g. `reason="timeout"`; empty for none): the sum
+// of every sample of that name whose labels include the given ones (so
+// that a metric is found whatever further labels, such as version, it
+// carries), and whether there is one.
 func metricValue(metrics, name, labels string) (float64, bool) {
-	want := name
+	var want []string
 	if labels != "" {
-		want += "{" + labels + "}"
+		want = strings.Split(labels, ",")
 	}
+	sum, found := 0.0, false
 	for _, l := range strings.Split(metrics, "\n") {
-		if k, v, ok := strings.Cut(l, " "); ok && k == want {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
+		k, v, ok := strings.Cut(l, " ")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
 		}
+		n, ls, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		have := strings.Split(strings.TrimSuffix(ls, "}"), ",")
+		all := true
+		for _, w := range want {
+			all = all && slices.Contains(have, w)
+		}
+		if !all {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		sum, found = sum+f, true
 	}
-	return 0, false
+	return sum, found
 }
 
 // KeyLog returns the key log: tshark preferences, one per line.

@@ -43,57 +43,26 @@ func newPair(t *testing.T, edit func(*ikedConn, *charonConn)) *pair {
 // connections are set.
 func newPairOpts(t *testing.T, edit func(*ikedConn, *charonConn), opts func(*ikedOptions, *charonOptions)) *pair {
 	t.Helper()
-	requireCharon(t)
-	p := &pair{topo: newTopology(t)}
-	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	p.ic = ikedConn{
-		Name: connName, Local: iAddr, Remote: cAddr, LocalID: ikedID, RemoteID: charonID, PSK: interopPSK,
-		IKEProposals: []string{"aes256gcm16-prfsha256-x25519"}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet},
-	}
-	p.cc = charonConn{
-		Name: connName, Child: childName, LocalAddr: cAddr, RemoteAddr: iAddr, LocalID: charonID, RemoteID: ikedID, PSK: interopPSK,
-		IKEProposals: []string{"aes256gcm16-prfsha256-x25519"}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet},
-	}
-	if edit != nil {
-		edit(&p.ic, &p.cc)
-	}
-	p.cap = startCapture(t, p.topo.S, "veth-s")
-	// Registered before the daemons start, so it runs after they stopped
-	// and the capture holds the whole conversation.
-	t.Cleanup(func() {
-		if !t.Failed() && !verbose() {
-			return
-		}
-		var prefs []string
-		if p.iked != nil {
-			prefs = p.iked.KeyLogPrefs()
-			t.Logf("iked key log:\n%s", p.iked.KeyLog())
-		}
-		t.Logf("capture on %s (IKE decrypted with iked's key log):\n%s", "veth-s", p.cap.Summary(prefs))
-	})
-	io := ikedOptions{
-		Listen: []string{iAddr + ":500", iAddr + ":4500"},
-		Conns:  []ikedConn{p.ic},
-	}
-	co := charonOptions{Conns: []charonConn{p.cc}}
-	if opts != nil {
-		opts(&io, &co)
-	}
-	p.iked = startIked(t, p.topo.I, io)
-	p.charon = startCharon(t, p.topo.S, co)
-	return p
+	return startCharonPair(t, charonPairSetup{filter: "udp", edit: edit, opts: opts})
 }
 
 // verbose reports whether INTEROP_VERBOSE is set: then the capture and the
 // daemons' logs are printed for passing tests too.
 func verbose() bool { return os.Getenv("INTEROP_VERBOSE") != "" }
 
+// hangGuard bounds a wait for something that must eventually happen: it
+// only turns a hang into a failure, so it is long enough for a loaded
+// 2-vCPU machine, and nothing a test asserts depends on it.
+const hangGuard = 60 * time.Second
+
 // waitFor polls cond every 20ms until it returns "" or the timeout
-// expires; then it fails with cond's last complaint.
+// expires; then it fails with cond's last complaint. The timeout is a hang
+// guard, never the thing asserted: it is at least hangGuard, since a loaded
+// machine may take long for what an idle one does at once (a test that
+// means "within T" measures T itself).
 func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 	t.Helper()
+	timeout = max(timeout, hangGuard)
 	deadline := time.Now().Add(timeout)
 	for {
 		msg := cond()

@@ -83,12 +83,9 @@ func TestKerberosNamespaces(t *testing.T) {
 	// responder needs none, and allows only the initiator's principal.
 	authI := kerberosAuth(kdcAddr, ktI, "host/"+krbHostI, "host/"+krbHostS, []string{"host/" + krbHostS + "@" + krbRealm})
 	authS := kerberosAuth(kdcAddr, ktS, "host/"+krbHostS, "", []string{"host/" + krbHostI + "@" + krbRealm})
-	ci := ikedConn{Name: connName, Local: iAddr, Remote: sAddr, LocalID: "fqdn:" + krbHostI, RemoteID: "fqdn:" + krbHostS, Auth: authI,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	cs := ikedConn{Name: connName, Local: sAddr, Remote: iAddr, LocalID: "fqdn:" + krbHostS, RemoteID: "fqdn:" + krbHostI, Auth: authS,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
+	ci, cs := ikedPeers(iAddr, sAddr, esp)
+	ci.LocalID, ci.RemoteID, ci.PSK, ci.Auth = "fqdn:"+krbHostI, "fqdn:"+krbHostS, "", authI
+	cs.LocalID, cs.RemoteID, cs.PSK, cs.Auth = "fqdn:"+krbHostS, "fqdn:"+krbHostI, "", authS
 	var di *iked
 	t.Cleanup(func() {
 		if t.Failed() || verbose() {

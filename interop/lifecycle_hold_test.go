@@ -14,28 +14,11 @@ import (
 // lost silently: it raises an acquire and A initiates. Once the peer is
 // back, that traffic brings a new SA up and the ping goes through it.
 func TestDPDHoldUserspace(t *testing.T) {
-	requireRoot(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	topo := newTopology(t)
-	moveInnerHost(t, topo.I, "veth-i", ikedInnerHost)
-	moveInnerHost(t, topo.S, "veth-s", charonInnerHost)
-	capture := startCaptureFilter(t, topo.I, "veth-i", "")
-	aAddr, bAddr := topo.IkedAddr.String(), topo.CharonAddr.String()
-	ca := ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}, DPDDelay: "1s", DPDAction: "hold"}
-	cb := ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	bOpts := userspaceIked(bAddr, charonInnerHost, cb)
-	aOpts := userspaceIked(aAddr, ikedInnerHost, ca)
-	aOpts.RetransmitTimeout, aOpts.RetransmitTries = 300*time.Millisecond, 2
-	b := startIked(t, topo.S, bOpts)
-	a := startIked(t, topo.I, aOpts)
-	if out, err := a.Initiate(connName); err != nil {
-		t.Fatalf("initiate: %v\n%s", err, out)
-	}
+	p := startIkedPair(t, ikedPairSetup{
+		edit: func(a, _ *ikedConn) { a.DPDDelay, a.DPDAction = "1s", "hold" },
+		opts: func(a, _ *ikedOptions) { a.RetransmitTimeout, a.RetransmitTries = 300*time.Millisecond, 2 },
+	})
+	topo, capture, a, b := p.topo, p.cap, p.a, p.b
 	ping(t, topo.I, ikedInnerHost, charonInnerHost, 2)
 
 	// The peer dies without a word.
@@ -69,7 +52,7 @@ func TestDPDHoldUserspace(t *testing.T) {
 	})
 
 	// The peer comes back; traffic brings the SA up again.
-	startIked(t, topo.S, bOpts)
+	startIked(t, topo.S, p.optsB)
 	waitFor(t, 2*time.Minute, func() string {
 		out, err := exec.Command("ip", "netns", "exec", topo.I.name, "ping", "-n", "-c", "1", "-W", "2", "-I", ikedInnerHost, charonInnerHost).CombinedOutput()
 		if err != nil {

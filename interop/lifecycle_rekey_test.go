@@ -65,13 +65,7 @@ func startPing(t *testing.T, ns *netns, src, dst string, interval time.Duration)
 func (p *pinger) stop() string {
 	if !p.stopped {
 		p.stopped = true
-		_ = p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		_ = signalAndWait(p.cmd, p.done, syscall.SIGINT, 5*time.Second)
 	}
 	return p.out.String()
 }
@@ -143,28 +137,71 @@ func pingLines(out string, seqs []int) string {
 	return b.String()
 }
 
-// checkPingLoss asserts what make-before-break promises: ping carried on
-// through every rekey, losing at most the packets in flight at a switch.
-// At one echo request every 50 ms and a sub-millisecond round trip, at most
-// one echo is in flight at any moment, so a loss is a single sequence
-// number (never two in a row) and there are at most as many as Child SA
-// switches; and at the end at most one echo is outstanding.
-func checkPingLoss(t *testing.T, out string, switches int) pingStats {
+// checkPingLoss asserts the invariant of Child SA rekeys under ping, which
+// holds however slow the machine: every echo request or reply ping missed
+// is an ESP packet one of the daemons (sides) dropped because its SA was
+// no longer, or not yet, installed (unknown_spi); nothing was dropped that
+// ping did not miss; and nothing for any other reason: never without an
+// outbound SA (no packet dropped by policy or for want of a route, none
+// held for an acquire), no replay, no integrity failure. How many echoes
+// a switch loses depends on how long the exchanges take, so on the load:
+// it is logged, never asserted. The namespaces have no IPv6 (noIPv6), so
+// the policy and no_route counts are the tunnel's alone.
+func checkPingLoss(t *testing.T, out string, switches int, sides map[string]*iked) pingStats {
 	t.Helper()
 	s, err := parsePing(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("ping: %d echo requests, %d answered, %d lost (sequence numbers %v), %d in flight when stopped",
-		s.Transmitted, s.Received, len(s.Lost), s.Lost, s.Trailing)
-	if s.Transmitted < 100 {
-		t.Errorf("ping sent only %d echo requests", s.Transmitted)
+	var unknown float64
+	var drops []string
+	for name, d := range sides {
+		m, err := d.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds []string
+		for _, r := range append(espDropReasons, "policy", "no_route") {
+			v, _ := metricValue(m, "iked_esp_packets_dropped_total", `reason="`+r+`"`)
+			ds = append(ds, fmt.Sprintf("%s=%v", r, v))
+			switch r {
+			case "unknown_spi":
+				unknown += v
+			default:
+				if v != 0 {
+					t.Errorf("iked %s dropped %v ESP packets for %s during the rekeys", name, v, r)
+				}
+			}
+		}
+		if v, _ := metricValue(m, "iked_dataplane_events_total", `event="acquire_held"`); v != 0 {
+			t.Errorf("iked %s held %v packets for want of an outbound SA during the rekeys", name, v)
+		}
+		drops = append(drops, fmt.Sprintf("iked %s: %s", name, strings.Join(ds, " ")))
 	}
-	if len(s.Lost) > switches || s.LongestRun > 1 || s.Trailing > 1 {
-		t.Errorf("ping lost more than the packets in flight at the %d Child SA switches: %d lost %v (longest run %d), %d unanswered at the end\n%s",
-			switches, len(s.Lost), s.Lost, s.LongestRun, s.Trailing, pingLines(out, s.Lost))
+	unanswered := s.Transmitted - s.Received
+	t.Logf("ping: %d echo requests, %d answered, %d lost (sequence numbers %v, longest run %d), %d in flight when stopped; ESP dropped as unknown_spi: %v (%s)",
+		s.Transmitted, s.Received, len(s.Lost), s.Lost, s.LongestRun, s.Trailing, unknown, strings.Join(drops, "; "))
+	if s.Transmitted < switches {
+		t.Errorf("ping sent %d echo requests during %d Child SA switches, want at least one each", s.Transmitted, switches)
+	}
+	if float64(len(s.Lost)) > unknown {
+		t.Errorf("ping lost %d echoes %v, but iked dropped only %v ESP packets of a replaced SA: a loss is not accounted for\n%s",
+			len(s.Lost), s.Lost, unknown, pingLines(out, s.Lost))
+	}
+	if unknown > float64(unanswered) {
+		t.Errorf("iked dropped %v ESP packets of a replaced SA, but ping missed only %d echoes", unknown, unanswered)
 	}
 	return s
+}
+
+// noIPv6 turns IPv6 off in ns (before a daemon makes its TUN device there),
+// so that no IPv6 chatter of the kernel reaches a data plane's counters.
+func noIPv6(t *testing.T, ns *netns) {
+	t.Helper()
+	out, err := ns.command(context.Background(), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("disabling IPv6 in %s: %v\n%s", ns.name, err, out)
+	}
 }
 
 // rekeyPair starts two iked with the userspace data plane (A in I, inner
@@ -173,42 +210,8 @@ func checkPingLoss(t *testing.T, out string, switches int) pingStats {
 // and port 4500 behind the non-ESP marker) on veth-i.
 func rekeyPair(t *testing.T, edit func(a, b *ikedConn), opts func(a, b *ikedOptions)) *dpIkedPair {
 	t.Helper()
-	requireRoot(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark", "nft")
-	p := &dpIkedPair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	moveInnerHost(t, p.topo.S, "veth-s", charonInnerHost)
-	p.cap = startCaptureFilter(t, p.topo.I, "veth-i", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
-	aAddr, bAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	ca := ikedConn{Name: connName, Local: aAddr, Remote: bAddr, LocalID: ikedAID, RemoteID: ikedBID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	cb := ikedConn{Name: connName, Local: bAddr, Remote: aAddr, LocalID: ikedBID, RemoteID: ikedAID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{"aes256gcm16"},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	if edit != nil {
-		edit(&ca, &cb)
-	}
-	oa, ob := userspaceIked(aAddr, ikedInnerHost, ca), userspaceIked(bAddr, charonInnerHost, cb)
-	if opts != nil {
-		opts(&oa, &ob)
-	}
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.a != nil {
-				prefs = p.a.KeyLogPrefs()
-			}
-			t.Logf("IKE captured on veth-i:\n%s", tail(p.cap.Summary(prefs), 20000))
-		}
-	})
-	p.b = startIked(t, p.topo.S, ob)
-	p.a = startIked(t, p.topo.I, oa)
-	if out, err := p.a.Initiate(connName); err != nil {
-		t.Fatalf("iked A initiate: %v\n%s", err, out)
-	}
-	return p
+	requireTools(t, "nft")
+	return startIkedPair(t, ikedPairSetup{filter: ikeOnly, edit: edit, opts: opts})
 }
 
 // onePair waits until both iked list one established IKE SA (the same
@@ -266,7 +269,9 @@ const (
 	wantChildRekeys = 50
 	wantIKERekeys   = 20
 	// rekeyWindow bounds the wait for them (per pairing).
-	rekeyWindow = 45 * time.Second
+	// rekeyWindow bounds the wait as a hang guard: at 300 ms a rekey
+	// they take 15-20 s on an idle machine.
+	rekeyWindow = 2 * hangGuard
 )
 
 // waitRekeys polls d's iked_rekeys_total until it shows child and ike
@@ -327,12 +332,12 @@ func engineWarnings(log string) []string {
 
 // TestLifecycleRekey/iked-iked: both iked with rekey_time 300ms and
 // ike_rekey_time 1s, ESP AES-GCM-256 through the userspace data plane,
-// ping 10.1.0.1 → 10.2.0.1 every 50 ms throughout. Asserted: at least 50
-// Child SA and 20 IKE SA rekeys (iked_rekeys_total on A, which counts the
-// rekeys either side started) and as many CREATE_CHILD_SA requests on the
-// wire; ping loses at most the packets in flight at a switch; at the end
-// one IKE SA and one Child SA on each side, SPIs paired; no ESP dropped
-// for integrity or as a replay.
+// ping 10.1.0.1 → 10.2.0.1 every 50 ms throughout. Asserted: 50 Child SA
+// and 20 IKE SA rekeys happen (iked_rekeys_total on A, which counts the
+// rekeys either side started; the wait for them is a hang guard) and as
+// many CREATE_CHILD_SA requests on the wire; every echo ping missed is
+// accounted for by iked (checkPingLoss); at the end one IKE SA and one
+// Child SA on each side, SPIs paired, and ping crosses.
 //
 // TestLifecycleRekey/iked-charon: iked (userspace, rekey_time 300ms, IKE
 // rekeys left to charon) and charon (kernel-libipsec; IKE rekey_time 1s,
@@ -356,27 +361,14 @@ func TestLifecycleRekey(t *testing.T) {
 		bChild := metric(t, p.b, "iked_rekeys_total", `type="child"`)
 		bIKE := metric(t, p.b, "iked_rekeys_total", `type="ike"`)
 		t.Logf("in %.1f s: A counted %v Child SA and %v IKE SA rekeys, B %v and %v", elapsed.Seconds(), child, ikes, bChild, bIKE)
-		checkPingLoss(t, out, int(child))
 		sa, sb := onePair(t, p.a, p.b, 3*time.Second)
 		t.Logf("final: A %s; B %s", describeSAs([]ike.SAInfo{sa}), describeSAs([]ike.SAInfo{sb}))
+		checkPingLoss(t, out, int(child), map[string]*iked{"A": p.a, "B": p.b})
 		ping(t, p.topo.I, ikedInnerHost, charonInnerHost, 2)
 		for _, side := range []struct {
 			name string
 			d    *iked
 		}{{"A", p.a}, {"B", p.b}} {
-			m, err := side.d.Metrics()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var drops []string
-			for _, r := range append(espDropReasons, "policy", "no_route") {
-				v, _ := metricValue(m, "iked_esp_packets_dropped_total", `reason="`+r+`"`)
-				drops = append(drops, fmt.Sprintf("%s=%v", r, v))
-				if (r == "replay" || r == "integrity") && v != 0 {
-					t.Errorf("iked %s dropped %v ESP packets for %s during the rekeys", side.name, v, r)
-				}
-			}
-			t.Logf("iked %s ESP drops: %s", side.name, strings.Join(drops, " "))
 			if w := engineWarnings(side.d.Log()); len(w) > 0 {
 				t.Logf("iked %s logged %d warnings, e.g.:\n%s", side.name, len(w), strings.Join(w[:min(len(w), 5)], "\n"))
 			}
@@ -406,7 +398,6 @@ func TestLifecycleRekey(t *testing.T) {
 		out := pg.stop()
 		elapsed := time.Since(start)
 		t.Logf("in %.1f s: iked counted %v Child SA and %v IKE SA rekeys", elapsed.Seconds(), child, ikes)
-		checkPingLoss(t, out, int(child))
 		// Both sides settle on one IKE SA with one Child SA, the same.
 		var is ike.SAInfo
 		var cs charonIKESA
@@ -442,6 +433,9 @@ func TestLifecycleRekey(t *testing.T) {
 			}
 			return ""
 		})
+		// charon keeps the inbound half of a rekeyed Child SA for 5 s,
+		// so every echo ping missed was dropped by iked.
+		checkPingLoss(t, out, int(child), map[string]*iked{"iked": p.iked})
 		ping(t, p.topo.I, ikedInnerHost, charonInnerHost, 2)
 		ikeID, _ := strconv.Atoi(cs.UniqueID)
 		childID, _ := strconv.Atoi(cs.Children[0].UniqueID)
@@ -453,19 +447,6 @@ func TestLifecycleRekey(t *testing.T) {
 		if ikeID < wantIKERekeys+1 || childID < wantChildRekeys+1 {
 			t.Errorf("charon's final unique IDs IKE %d, Child %d: want >= %d and >= %d (one per rekey)", ikeID, childID, wantIKERekeys+1, wantChildRekeys+1)
 		}
-		m, err := p.iked.Metrics()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var drops []string
-		for _, r := range append(espDropReasons, "policy", "no_route") {
-			v, _ := metricValue(m, "iked_esp_packets_dropped_total", `reason="`+r+`"`)
-			drops = append(drops, fmt.Sprintf("%s=%v", r, v))
-			if (r == "replay" || r == "integrity") && v != 0 {
-				t.Errorf("iked dropped %v ESP packets for %s during the rekeys", v, r)
-			}
-		}
-		t.Logf("iked ESP drops: %s", strings.Join(drops, " "))
 		if w := engineWarnings(p.iked.Log()); len(w) > 0 {
 			t.Logf("iked logged %d warnings, e.g.:\n%s", len(w), strings.Join(w[:min(len(w), 5)], "\n"))
 		}
@@ -482,38 +463,11 @@ func TestLifecycleRekey(t *testing.T) {
 // IKE.
 func newCharonDataplanePairEdit(t *testing.T, esp string, edit func(*ikedConn, *charonConn), opts func(*ikedOptions)) *pair {
 	t.Helper()
-	requireCharon(t)
-	requireTUN(t)
-	requireTools(t, "ping", "tcpdump", "tshark")
-	p := &pair{topo: newTopology(t)}
-	moveInnerHost(t, p.topo.I, "veth-i", ikedInnerHost)
-	iAddr, cAddr := p.topo.IkedAddr.String(), p.topo.CharonAddr.String()
-	p.ic = ikedConn{Name: connName, Local: iAddr, Remote: cAddr, LocalID: ikedID, RemoteID: charonID, PSK: interopPSK,
-		IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{ikedInnerNet}, RemoteTS: []string{charonInnerNet}}
-	p.cc = charonConn{Name: connName, Child: childName, LocalAddr: cAddr, RemoteAddr: iAddr, LocalID: charonID, RemoteID: ikedID,
-		PSK: interopPSK, IKEProposals: []string{dpIKEProposal}, ESPProposals: []string{esp},
-		LocalTS: []string{charonInnerNet}, RemoteTS: []string{ikedInnerNet}}
-	if edit != nil {
-		edit(&p.ic, &p.cc)
-	}
-	p.cap = startCaptureFilter(t, p.topo.S, "veth-s", "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			var prefs []string
-			if p.iked != nil {
-				prefs = p.iked.KeyLogPrefs()
-			}
-			t.Logf("IKE captured on veth-s:\n%s", tail(p.cap.Summary(prefs), 20000))
-		}
-	})
-	o := userspaceIked(iAddr, ikedInnerHost, p.ic)
+	s := charonPairSetup{userspace: true, esp: esp, filter: ikeOnly, edit: edit}
 	if opts != nil {
-		opts(&o)
+		s.opts = func(io *ikedOptions, _ *charonOptions) { opts(io) }
 	}
-	p.iked = startIked(t, p.topo.I, o)
-	p.charon = startCharon(t, p.topo.S, charonOptions{Conns: []charonConn{p.cc}, InstallRoutes: true})
-	return p
+	return startCharonPair(t, s)
 }
 
 // nftIn runs nft with args inside ns.
@@ -569,7 +523,10 @@ func TestLifecycleSimultaneousRekey(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			p := rekeyPair(t, nil, func(a, b *ikedOptions) {
 				for _, o := range []*ikedOptions{a, b} {
-					o.RetransmitTimeout, o.RetransmitTries = 300*time.Millisecond, 5
+					// 8 retransmissions (73 s in all): the responses are
+					// held until both sides' requests were answered, which
+					// takes longer on a busy machine.
+					o.RetransmitTimeout, o.RetransmitTries = 300*time.Millisecond, 8
 				}
 			})
 			sa, sb := onePair(t, p.a, p.b, 5*time.Second)
@@ -589,24 +546,30 @@ func TestLifecycleSimultaneousRekey(t *testing.T) {
 				var wg sync.WaitGroup
 				var outA, outB string
 				var errA, errB error
+				returned := make(chan struct{}, 2)
 				wg.Add(2)
-				go func() { defer wg.Done(); outA, errA = p.a.ikectl(20*time.Second, argsA...) }()
-				go func() { defer wg.Done(); outB, errB = p.b.ikectl(20*time.Second, argsB...) }()
+				go func() { defer wg.Done(); outA, errA = p.a.ikectl(2*hangGuard, argsA...); returned <- struct{}{} }()
+				go func() { defer wg.Done(); outB, errB = p.b.ikectl(2*hangGuard, argsB...); returned <- struct{}{} }()
 				// Both requests answered, both answers dropped: then
-				// let the retransmissions through.
-				deadline := time.Now().Add(5 * time.Second)
+				// let the retransmissions through. A command that
+				// returns first sent no request (or failed): no
+				// collision then. The deadline is a hang guard.
+				deadline := time.Now().Add(hangGuard)
 				for nftCounter(t, p.topo.I, "hold") < 1 || nftCounter(t, p.topo.S, "hold") < 1 {
-					if time.Now().After(deadline) {
-						// A side that has answered the peer's IKE SA rekey
-						// treats its old SA as rekeyed and sends no rekey of
-						// its own (ikectl reports the new SA): no collision
-						// then, only convergence to check. ike's
-						// TestSimultaneousIKERekey forces the collision.
-						report := t.Errorf
-						if kind == "ike" {
-							report = t.Logf
-						}
-						report("round %d: responses dropped: A %d, B %d; want one each", round, nftCounter(t, p.topo.I, "hold"), nftCounter(t, p.topo.S, "hold"))
+					early := false
+					select {
+					case <-returned:
+						early = true
+					default:
+					}
+					if early || time.Now().After(deadline) {
+						// A side that has answered the peer's rekey (of the
+						// IKE SA or of the Child SA) treats the old SA as
+						// rekeyed and sends no rekey of its own (ikectl
+						// succeeds): no collision then, only convergence to
+						// check. ike's TestSimultaneousIKERekey and
+						// TestSimultaneousChildRekey force the collision.
+						t.Logf("round %d: responses dropped: A %d, B %d: no collision this round", round, nftCounter(t, p.topo.I, "hold"), nftCounter(t, p.topo.S, "hold"))
 						break
 					}
 					time.Sleep(5 * time.Millisecond)

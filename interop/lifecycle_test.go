@@ -63,9 +63,11 @@ func TestDelete(t *testing.T) {
 const dpdChecks = 3
 
 // TestDPD: charon runs liveness checks (dpd_delay 1s). iked answers them:
-// after about three seconds charon has had several empty INFORMATIONAL
-// exchanges answered, never retransmitted one, and both sides still hold
-// the same established SAs.
+// charon has several empty INFORMATIONAL exchanges answered (each copy of
+// a request is answered: on a loaded machine an answer may come after
+// charon's 1 s retransmission timeout, and the retransmission is answered
+// from iked's cache), never gives up on one, and both sides still hold the
+// same established SAs.
 func TestDPD(t *testing.T) {
 	for _, dir := range directions {
 		t.Run(dir.name, func(t *testing.T) {
@@ -86,7 +88,7 @@ func TestDPD(t *testing.T) {
 			if len(sent) < dpdChecks {
 				t.Errorf("charon logged %d DPD requests, want >= %d", len(sent), dpdChecks)
 			}
-			for _, bad := range []string{"retransmit", "giving up", "deleting IKE_SA", "state change: ESTABLISHED"} {
+			for _, bad := range []string{"giving up", "deleting IKE_SA", "state change: ESTABLISHED"} {
 				for _, l := range logLines(log, bad) {
 					t.Errorf("charon: %s", l)
 				}

@@ -61,6 +61,22 @@ func wantMetric(t *testing.T, d *iked, name, labels string, min float64) {
 	}
 }
 
+// distinct returns fs without byte-identical repeats: a retransmitted
+// request, or a response repeated from the responder's cache, counts
+// once (a loaded machine may retransmit; RFC 7296 §2.1 answers again with
+// the same bytes).
+func distinct(fs []ikeFrame) []ikeFrame {
+	seen := map[string]bool{}
+	var out []ikeFrame
+	for _, f := range fs {
+		if !seen[string(f.Payload)] {
+			seen[string(f.Payload)] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // framesOf returns the captured IKE messages of an exchange, requests or
 // responses.
 func framesOf(fs []ikeFrame, exchange string, response bool) []ikeFrame {
@@ -81,21 +97,29 @@ func framesOf(fs []ikeFrame, exchange string, response bool) []ikeFrame {
 const charonDropRace = "ignoring request with ID 0, already processing"
 
 // initRounds returns the IKE_SA_INIT requests and responses with byte-
-// identical retransmissions left out, and how many were left out. A
-// retransmission is accepted only when charon's log shows that it
-// dropped the response (charonDropRace): on a veth pair nothing is lost,
-// so any other retransmission is a fault.
+// identical retransmissions left out. A retransmission is no fault: on a
+// veth pair nothing is lost, but on a loaded machine an answer may take
+// longer than the initiator's retransmission timeout, and charon 5.9.8
+// sometimes drops a prompt answer (charonDropRace). What must hold is how
+// iked answers: each request charon sends again is answered with iked's
+// first answer to it, byte for byte (RFC 7296 §2.1), not processed anew
+// (which would make a third distinct message that the callers' counts
+// refuse).
 func initRounds(t *testing.T, p *pair, fs []ikeFrame) (reqs, resps []ikeFrame) {
 	t.Helper()
 	seen := map[string]bool{}
-	dups := 0
-	for _, f := range fs {
+	charon := p.topo.CharonAddr.String()
+	dups, unanswered := 0, 0
+	for i, f := range fs {
 		if f.Exchange != "IKE_SA_INIT" {
 			continue
 		}
 		k := string(f.Payload)
 		if seen[k] {
 			dups++
+			if !f.Response && f.Src == charon && !answeredAgain(fs[i+1:], seen) {
+				unanswered++
+			}
 			continue
 		}
 		seen[k] = true
@@ -105,15 +129,28 @@ func initRounds(t *testing.T, p *pair, fs []ikeFrame) (reqs, resps []ikeFrame) {
 			reqs = append(reqs, f)
 		}
 	}
+	if unanswered > 0 {
+		t.Fatalf("%d IKE_SA_INIT requests charon sent again were not answered with iked's earlier answer:\n%s", unanswered, describeFrames(fs))
+	}
 	if dups > 0 {
-		drops := logLines(p.charon.Log(), charonDropRace)
-		if len(drops) == 0 {
-			t.Fatalf("%d IKE_SA_INIT messages retransmitted, and charon's log does not say it dropped a response (%q):\n%s",
-				dups, charonDropRace, describeFrames(fs))
+		why := "an answer slower than the retransmission timeout"
+		if drops := logLines(p.charon.Log(), charonDropRace); len(drops) > 0 {
+			why = "charon dropped iked's prompt answer (" + drops[0] + ")"
 		}
-		t.Logf("%d IKE_SA_INIT retransmissions: charon dropped iked's prompt answer (%s), retransmitted, and iked answered again", dups, drops[0])
+		t.Logf("%d IKE_SA_INIT messages retransmitted (%s), each answered again with the first answer", dups, why)
 	}
 	return reqs, resps
+}
+
+// answeredAgain reports whether fs holds an IKE_SA_INIT response whose
+// bytes were seen before: an answer repeated from the responder's cache.
+func answeredAgain(fs []ikeFrame, seen map[string]bool) bool {
+	for _, f := range fs {
+		if f.Exchange == "IKE_SA_INIT" && f.Response && seen[string(f.Payload)] {
+			return true
+		}
+	}
+	return false
 }
 
 func describeFrames(fs []ikeFrame) string {
@@ -239,7 +276,7 @@ func TestWrongPSK(t *testing.T) {
 			wantMetric(t, p.iked, "iked_handshakes_failed_total", `reason="authentication_failed"`, 1)
 			waitGone(t, p)
 			proof := checkWireDecrypts(t, p.cap, p.iked)
-			resps := framesOf(proof.Frames, "IKE_AUTH", true)
+			resps := distinct(framesOf(proof.Frames, "IKE_AUTH", true))
 			if len(resps) != 1 || !slices.Contains(resps[0].Notifies, notifyAuthFailed) || slices.Contains(resps[0].Inner, "39") {
 				t.Fatalf("want one IKE_AUTH response carrying N(AUTHENTICATION_FAILED) and no AUTH; captured:\n%s", describeFrames(proof.Frames))
 			}
@@ -250,8 +287,8 @@ func TestWrongPSK(t *testing.T) {
 // TestCookie: iked as responder with ike.cookie_threshold 0 demands a
 // COOKIE from every initiator (RFC 7296 §2.6). charon's first IKE_SA_INIT
 // is answered with N(COOKIE), charon repeats the request with the COOKIE
-// as its first payload, and the SA establishes. Retransmissions of that
-// request are tolerated only as charon's known drop (see initRounds).
+// as its first payload, and the SA establishes. A retransmission of that
+// request must be answered with the same response (see initRounds).
 func TestCookie(t *testing.T) {
 	zero := 0
 	p := newPairOpts(t, nil, func(io *ikedOptions, _ *charonOptions) {
@@ -265,8 +302,8 @@ func TestCookie(t *testing.T) {
 	proof := checkWireDecrypts(t, p.cap, p.iked)
 
 	// charon 5.9.8 sometimes drops iked's answer to the request with the
-	// COOKIE and retransmits it (charonDropRace); initRounds accepts
-	// that only with charon's log line, and iked must then answer the
+	// COOKIE and retransmits it (charonDropRace), and on a loaded machine
+	// it may retransmit before the answer came; iked must answer the
 	// retransmission with the same response (same SA, RFC 7296 §2.1).
 	reqs, resps := initRounds(t, p, proof.Frames)
 	bad := func(why string) {

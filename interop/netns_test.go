@@ -100,7 +100,7 @@ func newTopology(t *testing.T) *topology {
 		}
 	}
 	// Both ends of a veth pair report operstate UP once both are up.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for _, end := range []struct{ ns, dev string }{{tp.I.name, "veth-i"}, {tp.S.name, "veth-s"}} {
 		for {
 			out, err := exec.Command("ip", "-n", end.ns, "-o", "link", "show", end.dev).Output()
@@ -204,7 +204,7 @@ func newNATTopology(t *testing.T) *natTopology {
 			t.Fatalf("NAT router: %s: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for _, end := range []struct{ ns, dev string }{{tp.I.name, "veth-i"}, {tp.R.name, "veth-ri"}, {tp.R.name, "veth-ro"}, {tp.S.name, "veth-s"}} {
 		for {
 			out, err := exec.Command("ip", "-n", end.ns, "-o", "link", "show", end.dev).Output()

@@ -274,7 +274,7 @@ func TestPQCharon6Rekey(t *testing.T) {
 			}
 			time.Sleep(2 * time.Second)
 			out := pg.stop()
-			checkPingLoss(t, out, 1)
+			checkPingLoss(t, out, 1, map[string]*iked{"iked": p.iked})
 			ping(t, p.topo.S, charonInnerHost, ikedInnerHost, 2)
 
 			followups := len(logLines(p.charon.Log(), "IKE_FOLLOWUP_KE"))

@@ -261,7 +261,7 @@ func replayWith(t *testing.T, tr *transcript.Transcript, conn func() (*ike.Conne
 	if tr.Role == "initiator" {
 		go func() { _, _ = e.InitiateNew(context.Background(), "recorded") }()
 	}
-	if err := network.Wait(10 * time.Second); err != nil {
+	if err := network.Wait(hangGuard); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -56,69 +56,69 @@ func sampleStats() ike.Stats {
 const wantSample = `
 # HELP iked_ike_sas Current IKE SAs by state.
 # TYPE iked_ike_sas gauge
-iked_ike_sas{state="authenticating"} 0
-iked_ike_sas{state="connecting"} 1
-iked_ike_sas{state="deleting"} 0
-iked_ike_sas{state="established"} 3
+iked_ike_sas{state="authenticating",version="ikev2"} 0
+iked_ike_sas{state="connecting",version="ikev2"} 1
+iked_ike_sas{state="deleting",version="ikev2"} 0
+iked_ike_sas{state="established",version="ikev2"} 3
 # HELP iked_ike_sas_by_proposal Current established IKE SAs by negotiated proposal (proposal syntax) and whether it has a post-quantum key exchange.
 # TYPE iked_ike_sas_by_proposal gauge
-iked_ike_sas_by_proposal{post_quantum="false",proposal="aes256gcm16-prfsha256-x25519"} 1
-iked_ike_sas_by_proposal{post_quantum="true",proposal="aes256gcm16-prfsha384-x25519-ke1_mlkem768"} 2
+iked_ike_sas_by_proposal{post_quantum="false",proposal="aes256gcm16-prfsha256-x25519",version="ikev2"} 1
+iked_ike_sas_by_proposal{post_quantum="true",proposal="aes256gcm16-prfsha384-x25519-ke1_mlkem768",version="ikev2"} 2
 # HELP iked_child_sas Current installed Child SAs.
 # TYPE iked_child_sas gauge
-iked_child_sas 5
+iked_child_sas{version="ikev2"} 5
 # HELP iked_half_open_ike_sas Current responder IKE SAs between IKE_SA_INIT and IKE_AUTH.
 # TYPE iked_half_open_ike_sas gauge
-iked_half_open_ike_sas 2
+iked_half_open_ike_sas{version="ikev2"} 2
 # HELP iked_handshakes_completed_total IKE SAs established, by role of this side.
 # TYPE iked_handshakes_completed_total counter
-iked_handshakes_completed_total{role="initiator"} 7
-iked_handshakes_completed_total{role="responder"} 0
+iked_handshakes_completed_total{role="initiator",version="ikev2"} 7
+iked_handshakes_completed_total{role="responder",version="ikev2"} 0
 # HELP iked_handshakes_failed_total IKE handshakes that failed, by reason.
 # TYPE iked_handshakes_failed_total counter
-iked_handshakes_failed_total{reason="auth_failed"} 2
-iked_handshakes_failed_total{reason="timeout"} 1
+iked_handshakes_failed_total{reason="auth_failed",version="ikev2"} 2
+iked_handshakes_failed_total{reason="timeout",version="ikev2"} 1
 # HELP iked_retransmissions_total Requests this side sent again after a timeout.
 # TYPE iked_retransmissions_total counter
-iked_retransmissions_total 11
+iked_retransmissions_total{version="ikev2"} 11
 # HELP iked_retransmits_answered_total Peer retransmissions answered from the cached response.
 # TYPE iked_retransmits_answered_total counter
-iked_retransmits_answered_total 4
+iked_retransmits_answered_total{version="ikev2"} 4
 # HELP iked_packets_received_total IKE datagrams received.
 # TYPE iked_packets_received_total counter
-iked_packets_received_total 100
+iked_packets_received_total{version="ikev2"} 100
 # HELP iked_packets_sent_total IKE datagrams sent.
 # TYPE iked_packets_sent_total counter
-iked_packets_sent_total 90
+iked_packets_sent_total{version="ikev2"} 90
 # HELP iked_packets_dropped_total Received IKE datagrams not processed, by reason.
 # TYPE iked_packets_dropped_total counter
-iked_packets_dropped_total{reason="cookie_required"} 0
-iked_packets_dropped_total{reason="half_open_limit"} 0
-iked_packets_dropped_total{reason="integrity"} 6
-iked_packets_dropped_total{reason="invalid_message_id"} 0
-iked_packets_dropped_total{reason="malformed"} 0
-iked_packets_dropped_total{reason="martian"} 1
-iked_packets_dropped_total{reason="oversize"} 0
-iked_packets_dropped_total{reason="rate_limited"} 0
-iked_packets_dropped_total{reason="unexpected"} 0
-iked_packets_dropped_total{reason="unknown_spi"} 0
-iked_packets_dropped_total{reason="unsupported"} 0
+iked_packets_dropped_total{reason="cookie_required",version="ikev2"} 0
+iked_packets_dropped_total{reason="half_open_limit",version="ikev2"} 0
+iked_packets_dropped_total{reason="integrity",version="ikev2"} 6
+iked_packets_dropped_total{reason="invalid_message_id",version="ikev2"} 0
+iked_packets_dropped_total{reason="malformed",version="ikev2"} 0
+iked_packets_dropped_total{reason="martian",version="ikev2"} 1
+iked_packets_dropped_total{reason="oversize",version="ikev2"} 0
+iked_packets_dropped_total{reason="rate_limited",version="ikev2"} 0
+iked_packets_dropped_total{reason="unexpected",version="ikev2"} 0
+iked_packets_dropped_total{reason="unknown_spi",version="ikev2"} 0
+iked_packets_dropped_total{reason="unsupported",version="ikev2"} 0
 # HELP iked_notifies_sent_total Error notifications sent, by notify type.
 # TYPE iked_notifies_sent_total counter
-iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN"} 3
+iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN",version="ikev2"} 3
 # HELP iked_rekeys_total Rekeys completed, by type: child, ike, reauth.
 # TYPE iked_rekeys_total counter
-iked_rekeys_total{type="child"} 0
-iked_rekeys_total{type="ike"} 0
-iked_rekeys_total{type="reauth"} 0
+iked_rekeys_total{type="child",version="ikev2"} 0
+iked_rekeys_total{type="ike",version="ikev2"} 0
+iked_rekeys_total{type="reauth",version="ikev2"} 0
 # HELP iked_handshake_duration_seconds Time from the start of IKE_SA_INIT to the end of IKE_AUTH.
 # TYPE iked_handshake_duration_seconds histogram
-iked_handshake_duration_seconds_bucket{le="0.01"} 2
-iked_handshake_duration_seconds_bucket{le="0.1"} 5
-iked_handshake_duration_seconds_bucket{le="1"} 7
-iked_handshake_duration_seconds_bucket{le="+Inf"} 8
-iked_handshake_duration_seconds_sum 3.25
-iked_handshake_duration_seconds_count 8
+iked_handshake_duration_seconds_bucket{le="0.01",version="ikev2"} 2
+iked_handshake_duration_seconds_bucket{le="0.1",version="ikev2"} 5
+iked_handshake_duration_seconds_bucket{le="1",version="ikev2"} 7
+iked_handshake_duration_seconds_bucket{le="+Inf",version="ikev2"} 8
+iked_handshake_duration_seconds_sum{version="ikev2"} 3.25
+iked_handshake_duration_seconds_count{version="ikev2"} 8
 `
 
 func TestCollect(t *testing.T) {
@@ -175,12 +175,12 @@ func TestEmptyStats(t *testing.T) {
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP iked_child_sas Current installed Child SAs.
 # TYPE iked_child_sas gauge
-iked_child_sas 0
+iked_child_sas{version="ikev2"} 0
 # HELP iked_handshake_duration_seconds Time from the start of IKE_SA_INIT to the end of IKE_AUTH.
 # TYPE iked_handshake_duration_seconds histogram
-iked_handshake_duration_seconds_bucket{le="+Inf"} 0
-iked_handshake_duration_seconds_sum 0
-iked_handshake_duration_seconds_count 0
+iked_handshake_duration_seconds_bucket{le="+Inf",version="ikev2"} 0
+iked_handshake_duration_seconds_sum{version="ikev2"} 0
+iked_handshake_duration_seconds_count{version="ikev2"} 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
@@ -240,10 +240,10 @@ func TestHandler(t *testing.T) {
 	}
 	body := string(b)
 	for _, want := range []string{
-		"\niked_ike_sas{state=\"established\"} 3\n",
-		"\niked_packets_dropped_total{reason=\"integrity\"} 6\n",
-		"\niked_handshake_duration_seconds_bucket{le=\"0.1\"} 5\n",
-		"\niked_handshake_duration_seconds_count 8\n",
+		"\niked_ike_sas{state=\"established\",version=\"ikev2\"} 3\n",
+		"\niked_packets_dropped_total{reason=\"integrity\",version=\"ikev2\"} 6\n",
+		"\niked_handshake_duration_seconds_bucket{version=\"ikev2\",le=\"0.1\"} 5\n",
+		"\niked_handshake_duration_seconds_count{version=\"ikev2\"} 8\n",
 		"\n# TYPE go_goroutines gauge\n",
 		"\n# TYPE process_start_time_seconds gauge\n",
 	} {
@@ -253,4 +253,32 @@ func TestHandler(t *testing.T) {
 	}
 	// A second handler has its own registry: no duplicate registration panic.
 	_ = Handler(&fakeSource{})
+}
+
+// TestVersioned: two engines' statistics side by side, each series under
+// its version label.
+func TestVersioned(t *testing.T) {
+	v2, v1 := sampleStats(), sampleStats()
+	v1.ChildSAs, v1.PacketsSent = 9, 33
+	c := NewVersionedCollector(Versioned{Version: "ikev2", Source: &fakeSource{stats: v2}},
+		Versioned{Version: "ikev1", Source: &fakeSource{stats: v1}})
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP iked_child_sas Current installed Child SAs.
+# TYPE iked_child_sas gauge
+iked_child_sas{version="ikev1"} 9
+iked_child_sas{version="ikev2"} 5
+# HELP iked_packets_sent_total IKE datagrams sent.
+# TYPE iked_packets_sent_total counter
+iked_packets_sent_total{version="ikev1"} 33
+iked_packets_sent_total{version="ikev2"} 90
+`), "iked_child_sas", "iked_packets_sent_total"); err != nil {
+		t.Error(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Error(err)
+	}
 }

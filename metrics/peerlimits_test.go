@@ -38,8 +38,8 @@ func TestPeerLimitMetrics(t *testing.T) {
 		"\niked_blocked_peers 2\n",
 		"\niked_peer_blocks_total 7\n",
 		"\niked_auth_failures_unrecorded_total 1\n",
-		"\niked_packets_dropped_total{reason=\"rate_limited\"} 12\n",
-		"\niked_packets_dropped_total{reason=\"half_open_limit\"} 3\n",
+		"\niked_packets_dropped_total{reason=\"rate_limited\",version=\"ikev2\"} 12\n",
+		"\niked_packets_dropped_total{reason=\"half_open_limit\",version=\"ikev2\"} 3\n",
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("scrape lacks %q", strings.TrimSpace(want))

@@ -128,6 +128,9 @@ type Rule struct {
 	// Tunnel is the tunnel endpoint; the zero Addr means transport between
 	// the two hosts.
 	Tunnel netip.Addr
+	// KeyModule is the rule's key exchange; empty takes the policy's
+	// (Policy.RuleKeyModule).
+	KeyModule KeyModule
 }
 
 // DefaultFallbackDelay is how long a negotiate rule with fallback waits for
@@ -174,6 +177,8 @@ type Policy struct {
 	// KDCs are the Kerberos KDCs: traffic to them is exempt, because
 	// Kerberos must reach its KDC before any SA exists.
 	KDCs []netip.Addr
+	// KeyExchange are the main mode settings and the key module.
+	KeyExchange KeyExchange
 }
 
 // Validate checks what the type cannot: every rule has filters, negotiate

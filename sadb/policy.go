@@ -91,16 +91,25 @@ type Policy struct {
 	Mode                 Mode
 	TunnelSrc, TunnelDst netip.Addr
 	ReqID                uint32
+	// IfID is the XFRM interface ID (if_id) the policy applies to: only
+	// traffic routed through that interface (out) or arriving through an
+	// SA of it (in); 0 means traffic outside any interface.
+	IfID uint32
 }
 
-// PolicyID identifies a policy within a backend: its selector and direction.
+// PolicyID identifies a policy within a backend: its selector, direction
+// and interface ID (the kernel keeps policies of different interfaces
+// apart even when their selectors are equal).
 type PolicyID struct {
 	Selector  Selector
 	Direction Direction
+	IfID      uint32
 }
 
 // ID returns the policy's identifier.
-func (p *Policy) ID() PolicyID { return PolicyID{Selector: p.Selector, Direction: p.Direction} }
+func (p *Policy) ID() PolicyID {
+	return PolicyID{Selector: p.Selector, Direction: p.Direction, IfID: p.IfID}
+}
 
 // Lifetime bounds an SA's life; zero fields are unlimited. When a soft
 // limit is reached the backend raises SoftExpire (the engine rekeys); at a

@@ -104,6 +104,10 @@ type SA struct {
 	// ReplayWindow is the anti-replay window in packets (RFC 4303 §3.4.3);
 	// 0 means the backend's default.
 	ReplayWindow uint32
+	// IfID is the XFRM interface ID (if_id) the SA belongs to, for
+	// route-based IPsec: its traffic enters and leaves through the XFRM
+	// interface with that ID; 0 means none.
+	IfID uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []ipsec.TrafficSelector
 	// Installed is when the SA was added.

@@ -13,8 +13,19 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   libstrongswan-extra-plugins libstrongswan-standard-plugins tshark tcpdump krb5-kdc krb5-admin-server krb5-user
   iperf3 iputils-ping
   samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools smbclient openssl
-  # strongSwan 6.0.6's build (scripts/strongswan6.sh, the post-quantum interop peer)
-  autoconf automake libtool pkg-config gperf flex bison libssl-dev gcc make)
+  # the unit under systemd, man pages, the package, completions
+  systemd groff-base man-db file adduser bash-completion zsh
+  # the kernel data-plane tests' QEMU guest (internal/vmtest; the kernel package is downloaded, not installed)
+  qemu-system-x86 busybox-static kmod cpio xz-utils
+  # libreswan's runtime libraries and certutil: its package conflicts with strongSwan's, so the kernel
+  # data-plane tests unpack it (apt-get download, dpkg -x) and run it in the guest
+  libnss3-tools libnss3 libnspr4 libevent-core-2.1-7 libevent-pthreads-2.1-7 libldns3 libunbound8 libcurl3-nss
+  libldap-2.5-0
+  # racoon's build (../shared/vendor/racoon, built once into a cache: the IKEv1 interop tests run it with
+  # fakepfkey.so, the guest with the kernel's PF_KEY)
+  autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc
+  # strongSwan 6.0.6's build (scripts/strongswan6.sh, the post-quantum interop peer): the same, and gperf
+  gperf make)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
@@ -64,8 +75,8 @@ go run github.com/securego/gosec/v2/cmd/gosec@v2.30.0 -quiet -conf scripts/gosec
 
 echo "== go test -race (engines, data plane, auth, policy, control)"
 # The packages whose goroutines share state run under the race detector too;
-# TestConcurrencyStress (ike) is the lock discipline's test (docs/design.md).
-go test -race -count=1 -timeout 20m "$@" ./ike/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
+# TestConcurrencyStress (ike) and TestStress (ikev1) are the lock discipline's tests (docs/design.md).
+go test -race -count=1 -timeout 20m "$@" ./ike/... ./ikev1/... ./transport/... ./sadb/... ./auth/... ./policy/... ./control/... ./vici/...
 
 echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...

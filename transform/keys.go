@@ -81,6 +81,28 @@ func DeriveIKEKeys(prf *PRF, skeyseed, ni, nr []byte, spii, spir uint64, encKeyL
 	return &k, nil
 }
 
+// Protectors makes the SK protectors of one side of the IKE SA: the
+// initiator sends with SK_ei and SK_ai and receives with SK_er and SK_ar,
+// the responder the other way round (§2.14).
+func (k *IKEKeys) Protectors(encr *Encr, integ *Integ, initiator bool) (out, in *Protector, err error) {
+	ei, ai, er, ar := k.SkEi, k.SkAi, k.SkEr, k.SkAr
+	if !initiator {
+		ei, ai, er, ar = er, ar, ei, ai
+	}
+	return NewProtectorPair(encr, integ, ei, ai, er, ar)
+}
+
+// SignedOctets returns the octets an AUTH payload covers (§2.15): the
+// message the side sent (its IKE_SA_INIT request or response), the other
+// side's nonce and prf(SK_p, RestOfIDPayload) with that side's SK_pi or
+// SK_pr and the body of the ID payload it sends.
+func SignedOctets(prf *PRF, message, peerNonce, skp, restOfID []byte) []byte {
+	out := make([]byte, 0, len(message)+len(peerNonce)+prf.Size)
+	out = append(out, message...)
+	out = append(out, peerNonce...)
+	return prf.Sum(out, skp, restOfID)
+}
+
 // splitter hands out consecutive pieces of a key stream, each capped so
 // that appending to one cannot overwrite the next.
 type splitter struct{ b []byte }

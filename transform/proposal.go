@@ -101,14 +101,31 @@ type EncrChoice struct {
 // implied), a DH group, and integrity unless every encryption is AEAD; AEAD
 // and non-AEAD encryption cannot be mixed in one proposal. Errors name the
 // offending keyword.
-func ParseIKEProposal(s string) (Proposal, error) { return parseProposal(s, false) }
+func ParseIKEProposal(s string) (Proposal, error) { return parseProposal(s, false, false) }
 
 // ParseESPProposal parses an ESP proposal string such as "aes256gcm16",
 // "aes128-sha256-modp2048" (with PFS), "aes256gcm16-x25519-ke1_mlkem768"
 // (PFS with an additional key exchange, RFC 9370 §2.2.4) or
 // "chacha20poly1305-esn". Keywords as for IKE without prf*, plus esn and
 // noesn; additional key exchanges need a PFS method.
-func ParseESPProposal(s string) (Proposal, error) { return parseProposal(s, true) }
+func ParseESPProposal(s string) (Proposal, error) { return parseProposal(s, true, false) }
+
+// ParseIKEv1Proposal parses the proposal of an IKEv1 Main Mode, such as
+// "aes256-sha256-modp2048" or the Windows 2003 default "3des-sha1-modp1024".
+// IKEv1's algorithm set: aes128 aes192 aes256 (CBC) and the legacy 3des;
+// sha256 sha384 sha512 and the legacy sha1 (also sha), each naming the hash
+// and its HMAC as the PRF (RFC 2409 §4: the PRF is the HMAC of the
+// negotiated hash); modp2048 ecp256 ecp384 ecp521 and the legacy modp1024.
+// No AEAD ciphers, no separate prf keywords, no Curve25519 (none of them
+// has an IKEv1 Main Mode attribute value the real peers agree on). Whether
+// the legacy algorithms may be used is the caller's decision
+// (LegacyAlgorithms).
+func ParseIKEv1Proposal(s string) (Proposal, error) { return parseProposal(s, false, true) }
+
+// ParseIKEv1ESPProposal parses an IKEv1 Quick Mode (ESP) proposal such as
+// "aes256-sha256" or, with PFS, "aes256-sha256-modp2048": the encryption
+// and hash keywords of ParseIKEv1Proposal, a DH group for PFS, no ESN.
+func ParseIKEv1ESPProposal(s string) (Proposal, error) { return parseProposal(s, true, true) }
 
 // String prints the proposal in strongSwan's log style, e.g.
 // "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" (all choices joined by "/").
@@ -237,6 +254,7 @@ var canonicalKeywords = []string{
 	"aes128", "aes192", "aes256", "aes128gcm16", "aes256gcm16", "chacha20poly1305",
 	"sha256", "sha384", "sha512", "prfsha256", "prfsha384", "prfsha512",
 	"modp2048", "ecp256", "ecp384", "ecp521", "x25519", "mlkem768", "mlkem1024",
+	"3des", "sha1", "prfsha1", "modp1024", // IKEv1's legacy algorithms
 }
 
 // keyword kinds.
@@ -281,6 +299,11 @@ var keywords = map[string]keyword{
 	"mlkem768":         {kwDH, DHMLKEM768, 0},
 	"mlkem1024":        {kwDH, DHMLKEM1024, 0},
 	"esn":              {kwESN, ESNYes, 0},
+	"3des":             {kwEncr, EncrDES3, 0},
+	"sha1":             {kwInteg, IntegHMACSHA1_96, 0},
+	"sha":              {kwInteg, IntegHMACSHA1_96, 0},
+	"prfsha1":          {kwPRF, PRFHMACSHA1, 0},
+	"modp1024":         {kwDH, DHModp1024, 0},
 	"noesn":            {kwESN, ESNNo, 0},
 }
 
@@ -289,6 +312,14 @@ var prfOfInteg = map[uint16]uint16{
 	IntegHMACSHA2_256_128: PRFHMACSHA2_256,
 	IntegHMACSHA2_384_192: PRFHMACSHA2_384,
 	IntegHMACSHA2_512_256: PRFHMACSHA2_512,
+	IntegHMACSHA1_96:      PRFHMACSHA1,
+}
+
+// v1Words are the keywords IKEv1 proposals accept.
+var v1Words = map[string]bool{
+	"aes128": true, "aes192": true, "aes256": true, "3des": true,
+	"sha1": true, "sha": true, "sha256": true, "sha384": true, "sha512": true,
+	"modp1024": true, "modp2048": true, "ecp256": true, "ecp384": true, "ecp521": true,
 }
 
 func appendUnique[T comparable](list []T, v T) []T {
@@ -303,11 +334,14 @@ func appendUnique[T comparable](list []T, v T) []T {
 // With AEAD encryption, an IKE proposal's hash keywords only imply the PRF
 // (RFC 5282 §8 forbids an integrity transform beside a combined-mode
 // cipher); an ESP proposal rejects them.
-func parseProposal(s string, esp bool) (Proposal, error) {
+func parseProposal(s string, esp, v1 bool) (Proposal, error) {
 	var p Proposal
 	kind := "IKE"
 	if esp {
 		kind = "ESP"
+	}
+	if v1 {
+		kind = "IKEv1 " + kind
 	}
 	if s == "" {
 		return p, fmt.Errorf("empty %s proposal", kind)
@@ -325,6 +359,9 @@ func parseProposal(s string, esp bool) (Proposal, error) {
 			if err != nil {
 				return Proposal{}, fmt.Errorf("%v in proposal %q", err, s)
 			}
+			if v1 {
+				return Proposal{}, fmt.Errorf("additional key exchange %q (RFC 9370) is IKEv2 only, not in %s proposal %q", w, kind, s)
+			}
 			p.AddKE[n-1] = appendUnique(p.AddKE[n-1], id)
 			continue
 		}
@@ -334,6 +371,12 @@ func parseProposal(s string, esp bool) (Proposal, error) {
 		k, ok := keywords[w]
 		if !ok {
 			return Proposal{}, fmt.Errorf("unknown algorithm %q in proposal %q", w, s)
+		}
+		if v1 && !v1Words[w] {
+			return Proposal{}, fmt.Errorf("algorithm %q is not available in IKEv1 proposal %q", w, s)
+		}
+		if !v1 && legacyNames[w] {
+			return Proposal{}, fmt.Errorf("legacy algorithm %q is only available in IKEv1 proposals (version: ikev1), not in %s proposal %q", w, kind, s)
 		}
 		switch k.kind {
 		case kwEncr:
@@ -387,6 +430,10 @@ func parseProposal(s string, esp bool) (Proposal, error) {
 		}
 		return p, nil
 	}
+	if v1 {
+		// The PRF is the HMAC of each hash: no prf keywords.
+		p.PRF = impliedPRF
+	}
 	if len(p.PRF) == 0 {
 		if len(impliedPRF) == 0 {
 			return Proposal{}, fmt.Errorf("IKE proposal %q has no PRF (add prfsha256 or a hash such as sha256)", s)
@@ -418,7 +465,7 @@ func parseAddKE(w string) (n int, id uint16, ok bool, err error) {
 		return 0, 0, true, fmt.Errorf("algorithm %q is not implemented (Go's crypto/mlkem has mlkem768 and mlkem1024)", w)
 	}
 	k, found := keywords[m]
-	if !found || k.kind != kwDH {
+	if !found || k.kind != kwDH || legacyNames[m] {
 		return 0, 0, true, fmt.Errorf("unknown key exchange method %q in %q", m, w)
 	}
 	return n, k.id, true, nil

@@ -110,8 +110,9 @@ func TestParseProposalErrors(t *testing.T) {
 		{false, "aes128gcm16-x25519", []string{"no PRF"}},
 		{false, "aes128-aes128gcm16-sha256-x25519", []string{"mixes", `"aes128gcm16"`, `"aes128"`}},
 		{false, "aes128-sha256-x25519-esn", []string{`"esn"`, "IKE"}},
-		{false, "aes128-sha1-x25519", []string{`unknown algorithm "sha1"`}},
-		{false, "aes128-sha256-modp1024", []string{`unknown algorithm "modp1024"`}},
+		{false, "aes128-sha1-x25519", []string{`legacy algorithm "sha1"`, "only available in IKEv1"}},
+		{false, "aes128-sha256-modp1024", []string{`legacy algorithm "modp1024"`}},
+		{true, "3des-sha256", []string{`legacy algorithm "3des"`}},
 		{false, "aes192gcm16-prfsha256-x25519", []string{`"aes192gcm16"`}},
 		{true, "aes256gcm16-prfsha256", []string{`"prfsha256"`, "ESP"}},
 		{true, "aes128", []string{"integrity", `"aes128"`}},
@@ -228,8 +229,8 @@ func TestParseAddKE(t *testing.T) {
 }
 
 func TestProposalStringUnknown(t *testing.T) {
-	p := Proposal{Encr: []EncrChoice{{3, 0}, {99, 128}}, PRF: []uint16{2}, Integ: []uint16{2}, DH: []uint16{2}, ESN: []uint16{7}}
-	if got, want := p.String(), "ENCR_3/ENCR_99-128/INTEG_2/PRF_2/DH_2/ESN_7"; got != want {
+	p := Proposal{Encr: []EncrChoice{{4, 0}, {99, 128}}, PRF: []uint16{1}, Integ: []uint16{1}, DH: []uint16{1}, ESN: []uint16{7}}
+	if got, want := p.String(), "ENCR_4/ENCR_99-128/INTEG_1/PRF_1/DH_1/ESN_7"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }

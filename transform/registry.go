@@ -37,6 +37,8 @@ func EncrByID(id uint16) *Encr {
 		return encrAESGCM16
 	case EncrChaCha20Poly1305:
 		return encrChaCha20Poly1305
+	case EncrDES3:
+		return encrDES3
 	}
 	return nil
 }
@@ -50,6 +52,8 @@ func PRFByID(id uint16) *PRF {
 		return prfSHA384
 	case PRFHMACSHA2_512:
 		return prfSHA512
+	case PRFHMACSHA1:
+		return prfSHA1
 	}
 	return nil
 }
@@ -63,6 +67,8 @@ func IntegByID(id uint16) *Integ {
 		return integSHA384
 	case IntegHMACSHA2_512_256:
 		return integSHA512
+	case IntegHMACSHA1_96:
+		return integSHA1
 	}
 	return nil
 }
@@ -72,6 +78,8 @@ func GroupByID(id uint16) Group {
 	switch id {
 	case DHModp2048:
 		return modp2048
+	case DHModp1024:
+		return modp1024
 	case DHECP256:
 		return ecp256
 	case DHECP384:

@@ -78,12 +78,16 @@ func TestWriteToNeverWaits(t *testing.T) {
 		}
 		sent <- nil
 	}()
+	// A WriteTo that waited for room would not return ErrSendBufferFull:
+	// it would go on once ARP gave up (after about 3 s) and freed the
+	// buffer, and end with nil or an unreachable host. So the verdict is
+	// the error, whenever it comes; the timer is a hang guard.
 	select {
 	case err := <-sent:
 		if !errors.Is(err, ErrSendBufferFull) {
-			t.Fatalf("200 datagrams queued behind ARP without a full buffer (err %v)", err)
+			t.Fatalf("200 datagrams queued behind ARP without a full buffer (err %v): WriteTo waited for room", err)
 		}
-	case <-time.After(2 * time.Second): // ARP gives up after about 3 s
+	case <-time.After(60 * time.Second):
 		t.Fatal("WriteTo waited for room in the send buffer")
 	}
 }

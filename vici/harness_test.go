@@ -14,10 +14,10 @@ import (
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
 	"github.com/iked/iked/transform"
-	"github.com/iked/iked/transport"
 )
 
 // A test pair: two real engines joined by an in-memory pipe, each with a
@@ -33,10 +33,7 @@ type pair struct {
 	tap      *LogTap
 }
 
-var (
-	addrA = netip.MustParseAddrPort("192.0.2.1:500")
-	addrB = netip.MustParseAddrPort("192.0.2.2:500")
-)
+var addrA, addrB = enginetest.AddrA, enginetest.AddrB
 
 func testConn(t *testing.T, name string, local, remote netip.AddrPort, lid, rid string, initiate bool) *ike.Connection {
 	t.Helper()
@@ -66,28 +63,15 @@ func testConn(t *testing.T, name string, local, remote netip.AddrPort, lid, rid 
 
 func newPair(t *testing.T) *pair {
 	t.Helper()
-	p := &pair{memA: memory.New()}
-	p.dbA, p.dbB = sadb.New(p.memA), sadb.New(memory.New())
 	quiet := slog.New(slog.DiscardHandler)
-	p.tap = NewLogTap(slog.DiscardHandler)
-	var err error
-	p.a, err = ike.New(ike.Config{SADB: p.dbA, Logger: slog.New(p.tap.Handler()), CookieThreshold: -1,
-		Connections: []*ike.Connection{testConn(t, "site", addrA, addrB, "fqdn:a.example", "fqdn:b.example", true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.b, err = ike.New(ike.Config{SADB: p.dbB, Logger: quiet, CookieThreshold: -1,
-		Connections: []*ike.Connection{testConn(t, "site", addrB, addrA, "fqdn:b.example", "fqdn:a.example", false)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ba, bb := transport.Pipe(addrA, addrB)
-	p.a.AddBind(ba)
-	p.b.AddBind(bb)
-	t.Cleanup(func() {
-		p.a.Close()
-		p.b.Close()
-	})
+	tap := NewLogTap(slog.DiscardHandler)
+	e := enginetest.NewPair(t, enginetest.Options{Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
+		*ca = *testConn(t, "site", addrA, addrB, "fqdn:a.example", "fqdn:b.example", true)
+		*cb = *testConn(t, "site", addrB, addrA, "fqdn:b.example", "fqdn:a.example", false)
+		cfgA.Logger, cfgB.Logger = slog.New(tap.Handler()), quiet
+		cfgA.RetransmitTimeout, cfgB.RetransmitTimeout, cfgA.Readers, cfgB.Readers = 0, 0, 0, 0
+	}})
+	p := &pair{a: e.A, b: e.B, dbA: e.DBA, dbB: e.DBB, memA: e.MemA, tap: tap}
 	dir, err := os.MkdirTemp("", "vici-test")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
+	"github.com/iked/iked/internal/testpki"
 )
 
 // benchKeys are the key types benchmarked, with the scheme "auto" picks
@@ -27,26 +29,26 @@ var benchKeys = []struct {
 // and root; the peer's verified chain is cached after the first
 // handshake). Deleting the SA after each handshake is not timed.
 func BenchmarkHandshakeCert(b *testing.B) {
-	p := newPKI(b, "bench")
+	p := testpki.New(b, "bench", "p256", 0)
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
 			sa, sb := certPair(b, p, k.kind, k.kind)
 			ma, mb := sa.method(b), sb.method(b)
 			var rec recorder
 			ma.onProve = rec.hook
-			pr := newPair(b, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelWarn)
-			ctx := ctxT(b)
+			pr := newPair(b, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelWarn)
+			ctx := enginetest.Context(b)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := pr.a.InitiateNew(ctx, "a-b"); err != nil {
+				if _, err := pr.A.InitiateNew(ctx, "a-b"); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if _, err := pr.a.Terminate(ctx, "a-b"); err != nil {
+				if _, err := pr.A.Terminate(ctx, "a-b"); err != nil {
 					b.Fatal(err)
 				}
-				waitFor(b, "responder to delete", func() bool { return len(pr.b.SAs()) == 0 })
+				waitFor(b, "responder to delete", func() bool { return len(pr.B.SAs()) == 0 })
 				b.StartTimer()
 			}
 			if got := rec.get(true); got.String() != k.scheme.String() {
@@ -64,7 +66,7 @@ var benchData = make([]byte, 600) // about the size of InitiatorSignedOctets
 func BenchmarkSign(b *testing.B) {
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
-			key := testKey(b, k.kind)
+			key := testpki.Key(b, k.kind, "")
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := sign(key, k.scheme, benchData, nil); err != nil {
@@ -79,7 +81,7 @@ func BenchmarkSign(b *testing.B) {
 func BenchmarkVerify(b *testing.B) {
 	for _, k := range benchKeys {
 		b.Run(k.kind, func(b *testing.B) {
-			key := testKey(b, k.kind)
+			key := testpki.Key(b, k.kind, "")
 			sig, err := sign(key, k.scheme, benchData, nil)
 			if err != nil {
 				b.Fatal(err)

@@ -16,15 +16,17 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
+	"github.com/iked/iked/internal/testpki"
 )
 
 // certPair issues certificates for a.example and b.example with keys of
 // the given kinds from one PKI and returns both sides' files.
-func certPair(t testing.TB, p *pki, kindA, kindB string) (*side, *side) {
+func certPair(t testing.TB, p *testpki.PKI, kindA, kindB string) (*side, *side) {
 	t.Helper()
-	ka, kb := testKey(t, kindA), testKey(t, kindB)
-	la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	ka, kb := testpki.Key(t, kindA, ""), testpki.Key(t, kindB, "")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 	return writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 }
 
@@ -51,17 +53,17 @@ func (r *recorder) get(initiator bool) Scheme {
 
 // establish runs one handshake and checks that both sides have an
 // established IKE SA with one Child SA.
-func establish(t *testing.T, p *pair) {
+func establish(t *testing.T, p *enginetest.Pair) {
 	t.Helper()
-	infos, err := p.a.InitiateNew(ctxT(t), "a-b")
+	infos, err := p.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err != nil {
-		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.logA, p.logB)
+		t.Fatalf("initiate: %v\ninitiator log:\n%s\nresponder log:\n%s", err, p.LogA, p.LogB)
 	}
 	ia := infos[0]
 	if ia.State != "established" || len(ia.Children) != 1 || ia.Auth != "cert" {
 		t.Fatalf("initiator: state %s, %d children, auth %s", ia.State, len(ia.Children), ia.Auth)
 	}
-	sas := p.b.SAs()
+	sas := p.B.SAs()
 	if len(sas) != 1 || sas[0].State != "established" || len(sas[0].Children) != 1 {
 		t.Fatalf("responder SAs: %+v", sas)
 	}
@@ -71,7 +73,7 @@ func establish(t *testing.T, p *pair) {
 }
 
 func TestHandshakes(t *testing.T) {
-	p := newPKI(t, "hs")
+	p := testpki.New(t, "hs", "p256", 0)
 	cases := []struct {
 		name         string
 		kindA, kindB string
@@ -97,7 +99,7 @@ func TestHandshakes(t *testing.T) {
 			ma, mb := sa.method(t), sb.method(t)
 			var rec recorder
 			ma.onProve, mb.onProve = rec.hook, rec.hook
-			pr := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+			pr := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 			establish(t, pr)
 			if got := rec.get(true).String(); got != c.wantA {
 				t.Errorf("initiator signed with %s, want %s", got, c.wantA)
@@ -111,51 +113,51 @@ func TestHandshakes(t *testing.T) {
 
 // TestHandshakeDNAndIPIdentities binds DN and IP identities.
 func TestHandshakeDNAndIPIdentities(t *testing.T) {
-	p := newPKI(t, "ids")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	la := p.issue(t, ka, leafOpts{cn: "a.example"})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", ips: []net.IP{addrB.Addr().AsSlice()}})
+	p := testpki.New(t, "ids", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example"})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", IPs: []net.IP{enginetest.AddrB.Addr().AsSlice()}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	ma, mb := sa.method(t), sb.method(t)
 	idA := ma.ProvenIdentity()
 	if idA.IDType != wire.IDDERASN1DN {
 		t.Fatalf("default identity of a certificate with a subject: type %d", idA.IDType)
 	}
-	pr := newPair(t, ma, mb, ike.IdentityFromPayload(idA), ike.IdentityFromPayload(&wire.ID{IDType: wire.IDIPv4Addr, Data: addrB.Addr().AsSlice()}), slog.LevelInfo)
-	if _, err := pr.a.InitiateNew(ctxT(t), "a-b"); err != nil {
-		t.Fatalf("initiate: %v\n%s\n%s", err, pr.logA, pr.logB)
+	pr := newPair(t, ma, mb, ike.IdentityFromPayload(idA), ike.IdentityFromPayload(&wire.ID{IDType: wire.IDIPv4Addr, Data: enginetest.AddrB.Addr().AsSlice()}), slog.LevelInfo)
+	if _, err := pr.A.InitiateNew(enginetest.Context(t), "a-b"); err != nil {
+		t.Fatalf("initiate: %v\n%s\n%s", err, pr.LogA, pr.LogB)
 	}
 }
 
 // refusal runs a handshake that must fail and returns the initiator's
 // error and both logs.
-func refusal(t *testing.T, pr *pair) (string, error) {
+func refusal(t *testing.T, pr *enginetest.Pair) (string, error) {
 	t.Helper()
-	_, err := pr.a.InitiateNew(ctxT(t), "a-b")
+	_, err := pr.A.InitiateNew(enginetest.Context(t), "a-b")
 	if err == nil {
 		t.Fatal("handshake succeeded, want a refusal")
 	}
-	return pr.logA.String() + pr.logB.String(), err
+	return pr.LogA.String() + pr.LogB.String(), err
 }
 
 // wantResponderRefusal checks that B answered A's IKE_AUTH with
 // AUTHENTICATION_FAILED and logged reason.
-func wantResponderRefusal(t *testing.T, pr *pair, reason string) {
+func wantResponderRefusal(t *testing.T, pr *enginetest.Pair, reason string) {
 	t.Helper()
 	logs, err := refusal(t, pr)
 	if !strings.Contains(err.Error(), "AUTHENTICATION_FAILED") {
 		t.Errorf("initiator error %q, want AUTHENTICATION_FAILED", err)
 	}
-	if !strings.Contains(pr.logB.String(), reason) {
+	if !strings.Contains(pr.LogB.String(), reason) {
 		t.Errorf("responder log lacks %q:\n%s", reason, logs)
 	}
-	if n := len(pr.b.SAs()); n != 0 {
-		waitFor(t, "responder to drop the SA", func() bool { return len(pr.b.SAs()) == 0 })
+	if n := len(pr.B.SAs()); n != 0 {
+		waitFor(t, "responder to drop the SA", func() bool { return len(pr.B.SAs()) == 0 })
 	}
 }
 
 // wantInitiatorRefusal checks that A refused B's AUTH with reason.
-func wantInitiatorRefusal(t *testing.T, pr *pair, reason string) {
+func wantInitiatorRefusal(t *testing.T, pr *enginetest.Pair, reason string) {
 	t.Helper()
 	logs, err := refusal(t, pr)
 	var f *auth.Failure
@@ -165,30 +167,30 @@ func wantInitiatorRefusal(t *testing.T, pr *pair, reason string) {
 }
 
 func TestRefusals(t *testing.T) {
-	p := newPKI(t, "ref")
-	other := newPKI(t, "other")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	goodA := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	goodB := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	p := testpki.New(t, "ref", "p256", 0)
+	other := testpki.New(t, "other", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	goodA := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	goodB := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 
 	t.Run("expired/initiator", func(t *testing.T) {
-		la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"},
-			notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)})
+		la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"},
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
-		wantResponderRefusal(t, pr, `certificate \"CN=a.example,O=iked test ref\" expired at`)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
+		wantResponderRefusal(t, pr, `certificate \"CN=a.example,O=iked interop,C=CH\" expired at`)
 	})
 	t.Run("expired/responder", func(t *testing.T) {
-		lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"},
-			notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)})
+		lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"},
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, lb)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
-		wantInitiatorRefusal(t, pr, `certificate "CN=b.example,O=iked test ref" expired at`)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
+		wantInitiatorRefusal(t, pr, `certificate "CN=b.example,O=iked interop,C=CH" expired at`)
 	})
 	t.Run("untrusted-ca", func(t *testing.T) {
-		la := other.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
+		la := other.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
 		sa, sb := writeSide(t, other, p, ka, la), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `is not issued by a trusted CA`)
 	})
 	t.Run("id-not-in-cert/responder-sends", func(t *testing.T) {
@@ -196,13 +198,13 @@ func TestRefusals(t *testing.T) {
 		// not hold: B refuses to sign that ID and answers
 		// AUTHENTICATION_FAILED.
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("a.example"), fqdn("c.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("c.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, `local identity fqdn:c.example is not in certificate`)
 	})
 	t.Run("id-not-in-cert/initiator-sends", func(t *testing.T) {
 		// A's own ID is checked before it signs.
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
-		pr := newPair(t, sa.method(t), sb.method(t), fqdn("c.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, sa.method(t), sb.method(t), enginetest.FQDN("c.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		_, err := refusal(t, pr)
 		if !strings.Contains(err.Error(), "local identity fqdn:c.example is not in certificate") {
 			t.Errorf("initiator error %v", err)
@@ -234,12 +236,12 @@ func TestRefusals(t *testing.T) {
 	t.Run("wrong-key", func(t *testing.T) {
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
 		ma := sa.method(t)
-		ma.key = PrivateKey{signer: testKey(t, "p256-intruder")} // signs with a key the certificate does not hold
-		pr := newPair(t, ma, sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		ma.key = PrivateKey{signer: testpki.Key(t, "p256", "intruder")} // signs with a key the certificate does not hold
+		pr := newPair(t, ma, sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, "signature does not verify with the certificate's key")
 	})
 	t.Run("eku", func(t *testing.T) {
-		la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
+		la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
 		sa, sb := writeSide(t, p, p, ka, goodA), writeSide(t, p, p, kb, goodB)
 		if _, err := FromOptions(Options{Cert: "bad.pem", Key: "key.pem", CA: []string{"ca.pem"}}, writeCert(t, sa.dir, "bad.pem", la)); err == nil ||
 			!strings.Contains(err.Error(), "extendedKeyUsage") {
@@ -249,43 +251,43 @@ func TestRefusals(t *testing.T) {
 		// afterwards to see the peer refuse it.
 		ma := sa.method(t)
 		ma.leaf, ma.chain[0] = la, la
-		pr := newPair(t, ma, sb.method(t), fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+		pr := newPair(t, ma, sb.method(t), enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 		wantResponderRefusal(t, pr, "extendedKeyUsage without serverAuth, clientAuth, ipsecIKE or anyExtendedKeyUsage")
 	})
 }
 
 func TestRevocationAndReload(t *testing.T) {
-	p := newPKI(t, "crl")
-	ka, kb := testKey(t, "p256"), testKey(t, "p256-b")
-	la := p.issue(t, ka, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	lb := p.issue(t, kb, leafOpts{cn: "b.example", dns: []string{"b.example"}})
+	p := testpki.New(t, "crl", "p256", 0)
+	ka, kb := testpki.Key(t, "p256", ""), testpki.Key(t, "p256", "b")
+	la := p.Issue(t, ka, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	lb := p.Issue(t, kb, testpki.Leaf{CN: "b.example", DNS: []string{"b.example"}})
 	sa, sb := writeSide(t, p, p, ka, la), writeSide(t, p, p, kb, lb)
 	crlPath := filepath.Join(sb.dir, "inter.crl")
-	writeFile(t, crlPath, p.crl(t, 1, big.NewInt(99999)), 0o644) // revokes someone else
+	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999)), 0o644) // revokes someone else
 	sb.opts.CRLs = []string{"inter.crl"}
 	ma, mb := sa.method(t), sb.method(t)
-	pr := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+	pr := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 	establish(t, pr)
-	if _, err := pr.a.Terminate(ctxT(t), "a-b"); err != nil {
+	if _, err := pr.A.Terminate(enginetest.Context(t), "a-b"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "responder to delete", func() bool { return len(pr.b.SAs()) == 0 })
+	waitFor(t, "responder to delete", func() bool { return len(pr.B.SAs()) == 0 })
 
 	// The CA revokes A; B picks up the new CRL without a restart.
-	writeFile(t, crlPath, p.crl(t, 2, big.NewInt(99999), la.SerialNumber), 0o644)
-	wantResponderRefusal(t, pr, fmt.Sprintf(`certificate \"CN=a.example,O=iked test crl\" (serial %s) is revoked since`, hexSerial(la.SerialNumber)))
-	if !strings.Contains(pr.logB.String(), "keyCompromise") {
-		t.Errorf("revocation reason not logged:\n%s", pr.logB)
+	writeFile(t, crlPath, p.CRL(t, big.NewInt(99999), la.SerialNumber), 0o644)
+	wantResponderRefusal(t, pr, fmt.Sprintf(`certificate \"CN=a.example,O=iked interop,C=CH\" (serial %s) is revoked since`, hexSerial(la.SerialNumber)))
+	if !strings.Contains(pr.LogB.String(), "keyCompromise") {
+		t.Errorf("revocation reason not logged:\n%s", pr.LogB)
 	}
 
 	// And it takes it back.
-	writeFile(t, crlPath, p.crl(t, 3), 0o644)
-	pr2 := newPair(t, ma, mb, fqdn("a.example"), fqdn("b.example"), slog.LevelInfo)
+	writeFile(t, crlPath, p.CRL(t), 0o644)
+	pr2 := newPair(t, ma, mb, enginetest.FQDN("a.example"), enginetest.FQDN("b.example"), slog.LevelInfo)
 	establish(t, pr2)
 }
 
 func writeCert(t testing.TB, dir, name string, c *x509.Certificate) string {
 	t.Helper()
-	writeFile(t, filepath.Join(dir, name), certPEM(c), 0o644)
+	writeFile(t, filepath.Join(dir, name), testpki.CertPEM(c), 0o644)
 	return dir
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/testpki"
 )
 
 // The AlgorithmIdentifier objects of RFC 7427 Appendix A (A.1, A.3,
@@ -72,7 +73,7 @@ func TestAlgorithmIdentifierEncoding(t *testing.T) {
 // TestAlgorithmIdentifierMatchesX509 checks the PSS and PKCS#1 blobs
 // against what crypto/x509 puts in certificates it signs.
 func TestAlgorithmIdentifierMatchesX509(t *testing.T) {
-	key := testKey(t, "rsa2048")
+	key := testpki.Key(t, "rsa2048", "")
 	for _, c := range []struct {
 		alg x509.SignatureAlgorithm
 		der []byte
@@ -175,7 +176,7 @@ func TestSignVerifyAllSchemes(t *testing.T) {
 		{"ed25519", Scheme{Method: wire.AuthDigitalSig, kind: kindEd25519}},
 	} {
 		t.Run(c.key+"/"+c.scheme.String(), func(t *testing.T) {
-			k := testKey(t, c.key)
+			k := testpki.Key(t, c.key, "")
 			sig, err := sign(k, c.scheme, data, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -187,15 +188,15 @@ func TestSignVerifyAllSchemes(t *testing.T) {
 			if _, err := verifyAuth(k.Public(), a, []byte("other octets")); err == nil {
 				t.Fatal("verified over other data")
 			}
-			other := testKey(t, c.key+"-other")
+			other := testpki.Key(t, c.key, "other")
 			if _, err := verifyAuth(other.Public(), a, data); err == nil {
 				t.Fatal("verified with another key")
 			}
 		})
 	}
 	// A method 9 signature does not verify with a P-384 key.
-	sig, _ := sign(testKey(t, "p256"), Scheme{Method: wire.AuthECDSA256, kind: kindECDSA, Hash: crypto.SHA256}, data, nil)
-	if _, err := verifyAuth(testKey(t, "p384").Public(), &wire.Auth{Method: wire.AuthECDSA256, Data: sig}, data); err == nil {
+	sig, _ := sign(testpki.Key(t, "p256", ""), Scheme{Method: wire.AuthECDSA256, kind: kindECDSA, Hash: crypto.SHA256}, data, nil)
+	if _, err := verifyAuth(testpki.Key(t, "p384", "").Public(), &wire.Auth{Method: wire.AuthECDSA256, Data: sig}, data); err == nil {
 		t.Fatal("method 9 verified with a P-384 key")
 	}
 }
@@ -215,31 +216,31 @@ func TestHashNotify(t *testing.T) {
 }
 
 func TestCertReq(t *testing.T) {
-	p := newPKI(t, "req")
+	p := testpki.New(t, "req", "p256", 0)
 	// The hash is over the whole SubjectPublicKeyInfo (RFC 7296 §3.7),
 	// computed here from the public key independently of the certificate.
-	spki, err := x509.MarshalPKIXPublicKey(p.rootKey.Public())
+	spki, err := x509.MarshalPKIXPublicKey(p.RootKey.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := CertReqHash(p.root); h != sha1.Sum(spki) {
+	if h := CertReqHash(p.Root); h != sha1.Sum(spki) {
 		t.Fatalf("CERTREQ hash %x, want %x", h, sha1.Sum(spki))
 	}
-	r := CertReq([]*x509.Certificate{p.root, p.inter})
+	r := CertReq([]*x509.Certificate{p.Root, p.Inter})
 	if r.Encoding != 4 || len(r.Data) != 40 {
 		t.Fatalf("CERTREQ encoding %d, %d octets", r.Encoding, len(r.Data))
 	}
-	set := requestedCAs([]wire.Payload{r, &wire.CertReq{Encoding: 12, Data: make([]byte, 20)}}, []wire.Payload{CertReq([]*x509.Certificate{p.root})})
-	if len(set) != 2 || !set[CertReqHash(p.root)] || !set[CertReqHash(p.inter)] {
+	set := requestedCAs([]wire.Payload{r, &wire.CertReq{Encoding: 12, Data: make([]byte, 20)}}, []wire.Payload{CertReq([]*x509.Certificate{p.Root})})
+	if len(set) != 2 || !set[CertReqHash(p.Root)] || !set[CertReqHash(p.Inter)] {
 		t.Fatalf("requested CAs %v", set)
 	}
 
 	// What is sent for which request.
-	k := testKey(t, "p256")
-	leaf := p.issue(t, k, leafOpts{cn: "a.example", dns: []string{"a.example"}})
-	unrelated := newPKI(t, "unrelated")
+	k := testpki.Key(t, "p256", "")
+	leaf := p.Issue(t, k, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}})
+	unrelated := testpki.New(t, "unrelated", "p256", 0)
 	s := writeSide(t, p, p, k, leaf)
-	writeFile(t, filepath.Join(s.dir, "more.pem"), certPEM(unrelated.inter), 0o644)
+	writeFile(t, filepath.Join(s.dir, "more.pem"), testpki.CertPEM(unrelated.Inter), 0o644)
 	s.opts.Intermediates = append(s.opts.Intermediates, "more.pem")
 	m := s.method(t)
 	count := func(req map[[20]byte]bool) []string {
@@ -256,9 +257,9 @@ func TestCertReq(t *testing.T) {
 		want string
 	}{
 		{"no CERTREQ", nil, "[a.example req Intermediate CA unrelated Intermediate CA]"},
-		{"the root", []*x509.Certificate{p.root}, "[a.example req Intermediate CA]"},
-		{"the intermediate", []*x509.Certificate{p.inter}, "[a.example]"},
-		{"an unknown CA", []*x509.Certificate{unrelated.root}, "[a.example req Intermediate CA unrelated Intermediate CA]"},
+		{"the root", []*x509.Certificate{p.Root}, "[a.example req Intermediate CA]"},
+		{"the intermediate", []*x509.Certificate{p.Inter}, "[a.example]"},
+		{"an unknown CA", []*x509.Certificate{unrelated.Root}, "[a.example req Intermediate CA unrelated Intermediate CA]"},
 	} {
 		var req map[[20]byte]bool
 		if c.req != nil {
@@ -271,13 +272,13 @@ func TestCertReq(t *testing.T) {
 }
 
 func TestMatchIdentity(t *testing.T) {
-	p := newPKI(t, "match")
-	k := testKey(t, "p256")
-	c := p.issue(t, k, leafOpts{cn: "gw.example", dns: []string{"gw.example", "vpn.example."},
-		emails: []string{"admin@Example.org"}, ips: []net.IP{net.ParseIP("192.0.2.7"), net.ParseIP("2001:db8::7")}})
+	p := testpki.New(t, "match", "p256", 0)
+	k := testpki.Key(t, "p256", "")
+	c := p.Issue(t, k, testpki.Leaf{CN: "gw.example", DNS: []string{"gw.example", "vpn.example."},
+		Emails: []string{"admin@Example.org"}, IPs: []net.IP{net.ParseIP("192.0.2.7"), net.ParseIP("2001:db8::7")}})
 	dnT := &x509.Certificate{SerialNumber: bigOne, Subject: pkix.Name{CommonName: "user", Country: []string{"CH"},
 		ExtraNames: []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: "user@example.org"}}}}
-	dnCert := mustCreate(t, dnT, p.inter, k.Public(), p.interKey)
+	dnCert := p.IssueTemplate(t, dnT, k.Public())
 
 	// The same DN re-encoded with other case: matches attribute by attribute.
 	var rdn pkix.RDNSequence
@@ -336,7 +337,7 @@ func TestMatchIdentity(t *testing.T) {
 	if d, _ := CertIdentity(dnCert); d.IDType != wire.IDDERASN1DN || !bytes.Equal(d.Data, dnCert.RawSubject) {
 		t.Errorf("default identity %s", IdentityString(d))
 	}
-	sanOnly := mustCreate(t, &x509.Certificate{SerialNumber: bigOne, DNSNames: []string{"san.example"}}, p.inter, k.Public(), p.interKey)
+	sanOnly := p.IssueTemplate(t, &x509.Certificate{SerialNumber: bigOne, DNSNames: []string{"san.example"}}, k.Public())
 	if d, _ := CertIdentity(sanOnly); IdentityString(d) != "fqdn:san.example" {
 		t.Errorf("default identity of a SAN-only certificate: %s", IdentityString(d))
 	}
@@ -372,14 +373,14 @@ func TestKeyFilePermissions(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "key.pem")
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o602} {
-		writeFile(t, path, keyPEM(t, testKey(t, "p256")), mode)
+		writeFile(t, path, testpki.KeyPEM(t, testpki.Key(t, "p256", "")), mode)
 		_, err := LoadPrivateKey(path)
 		if err == nil || !strings.Contains(err.Error(), "accessible by group or others") || !strings.Contains(err.Error(), fmt.Sprintf("%04o", mode)) {
 			t.Errorf("mode %04o: %v", mode, err)
 		}
 	}
 	for _, mode := range []os.FileMode{0o600, 0o400} {
-		writeFile(t, path, keyPEM(t, testKey(t, "p256")), mode)
+		writeFile(t, path, testpki.KeyPEM(t, testpki.Key(t, "p256", "")), mode)
 		if _, err := LoadPrivateKey(path); err != nil {
 			t.Errorf("mode %04o: %v", mode, err)
 		}
@@ -387,9 +388,9 @@ func TestKeyFilePermissions(t *testing.T) {
 }
 
 func TestPEMKeyFormats(t *testing.T) {
-	rsaKey := testKey(t, "rsa2048").(*rsa.PrivateKey)
-	ecKey := testKey(t, "p384").(*ecdsa.PrivateKey)
-	edKey := testKey(t, "ed25519").(ed25519.PrivateKey)
+	rsaKey := testpki.Key(t, "rsa2048", "").(*rsa.PrivateKey)
+	ecKey := testpki.Key(t, "p384", "").(*ecdsa.PrivateKey)
+	edKey := testpki.Key(t, "ed25519", "").(ed25519.PrivateKey)
 	sec1, err := x509.MarshalECPrivateKey(ecKey)
 	if err != nil {
 		t.Fatal(err)
@@ -401,9 +402,9 @@ func TestPEMKeyFormats(t *testing.T) {
 		pem  []byte
 		pub  crypto.PublicKey
 	}{
-		{"PKCS#8 RSA", keyPEM(t, rsaKey), rsaKey.Public()},
-		{"PKCS#8 ECDSA", keyPEM(t, ecKey), ecKey.Public()},
-		{"PKCS#8 Ed25519", keyPEM(t, edKey), edKey.Public()},
+		{"PKCS#8 RSA", testpki.KeyPEM(t, rsaKey), rsaKey.Public()},
+		{"PKCS#8 ECDSA", testpki.KeyPEM(t, ecKey), ecKey.Public()},
+		{"PKCS#8 Ed25519", testpki.KeyPEM(t, edKey), edKey.Public()},
 		{"PKCS#1 RSA", block("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey)), rsaKey.Public()},
 		{"SEC1 ECDSA", block("EC PRIVATE KEY", sec1), ecKey.Public()},
 		{"SEC1 ECDSA after EC PARAMETERS", append(ecParams, block("EC PRIVATE KEY", sec1)...), ecKey.Public()},
@@ -423,7 +424,7 @@ func TestPEMKeyFormats(t *testing.T) {
 		name, want string
 		pem        []byte
 	}{
-		{"no key", "no PEM private key", certPEM(newPKI(t, "pem").root)},
+		{"no key", "no PEM private key", testpki.CertPEM(testpki.New(t, "pem", "p256", 0).Root)},
 		{"garbage", "no PEM private key", []byte("not a key")},
 		{"encrypted PKCS#8", "encrypted PKCS#8", block("ENCRYPTED PRIVATE KEY", []byte{1})},
 		{"encrypted PEM", "encrypted PEM", encrypted},
@@ -438,9 +439,9 @@ func TestPEMKeyFormats(t *testing.T) {
 
 // TestKeysNeverPrint formats keys and methods every way fmt can.
 func TestKeysNeverPrint(t *testing.T) {
-	p := newPKI(t, "print")
-	k := testKey(t, "rsa2048").(*rsa.PrivateKey)
-	s := writeSide(t, p, p, k, p.issue(t, k, leafOpts{cn: "a.example", dns: []string{"a.example"}}))
+	p := testpki.New(t, "print", "p256", 0)
+	k := testpki.Key(t, "rsa2048", "").(*rsa.PrivateKey)
+	s := writeSide(t, p, p, k, p.Issue(t, k, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}}))
 	m := s.method(t)
 	sess, _ := m.NewSession(nil)
 	secret := k.D.String()
@@ -456,10 +457,10 @@ func TestKeysNeverPrint(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	p := newPKI(t, "opts")
-	k := testKey(t, "p256")
-	s := writeSide(t, p, p, k, p.issue(t, k, leafOpts{cn: "a.example", dns: []string{"a.example"}}))
-	writeFile(t, filepath.Join(s.dir, "other-key.pem"), keyPEM(t, testKey(t, "p256-other")), 0o600)
+	p := testpki.New(t, "opts", "p256", 0)
+	k := testpki.Key(t, "p256", "")
+	s := writeSide(t, p, p, k, p.Issue(t, k, testpki.Leaf{CN: "a.example", DNS: []string{"a.example"}}))
+	writeFile(t, filepath.Join(s.dir, "other-key.pem"), testpki.KeyPEM(t, testpki.Key(t, "p256", "other")), 0o600)
 	writeFile(t, filepath.Join(s.dir, "bad.crl"), []byte("not a CRL"), 0o644)
 	for _, c := range []struct {
 		name string

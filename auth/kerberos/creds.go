@@ -169,3 +169,16 @@ func kdcError(exchange string, err error) error {
 	}
 	return fmt.Errorf("%s exchange: %v", exchange, err)
 }
+
+// cached returns the cached ticket for spn without contacting the KDC, or
+// nil when there is none that is still valid. It is for callers that must
+// not block (the IKEv1 engine holds an SA's lock), after get filled the
+// cache: a ticket past its renewal point is still good until it ends.
+func (c *creds) cached(spn Principal) *ticket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.tickets[spn.String()]; t != nil && c.now().Before(t.end) {
+		return t
+	}
+	return nil
+}

@@ -4,9 +4,6 @@ package kerberos
 // engines joined by transport.Pipe authenticate with Kerberos only.
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -19,10 +16,7 @@ import (
 	"github.com/iked/iked/auth/kerberos/kdctest"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
-	"github.com/iked/iked/sadb"
-	"github.com/iked/iked/sadb/memory"
-	"github.com/iked/iked/transform"
-	"github.com/iked/iked/transport"
+	"github.com/iked/iked/internal/enginetest"
 )
 
 const testRealm = "EXAMPLE.TEST"
@@ -72,67 +66,36 @@ func (r *realm) methods(t testing.TB, edit func(a, b *Options)) (*Method, *Metho
 	return ma, mb
 }
 
-// logBuf collects an engine's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // pair is two engines over an in-memory pipe.
 type pair struct {
 	a, b       *ike.Engine
-	logA, logB *logBuf
+	logA, logB *enginetest.LogBuf
 }
 
+// newPair starts the initiator A (host/a.example.test, method ma) and the
+// responder B (host/b.example.test, mb) over a pipe.
 func newPair(t testing.TB, ma, mb auth.Method) *pair {
 	t.Helper()
-	ikeP, err := transform.ParseIKEProposal("aes256gcm16-prfsha256-x25519")
-	if err != nil {
-		t.Fatal(err)
-	}
-	espP, err := transform.ParseESPProposal("aes256gcm16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fqdn := func(s string) ike.Identity { return ike.Identity{Type: wire.IDFQDN, Value: []byte(s)} }
-	p := &pair{logA: &logBuf{}, logB: &logBuf{}}
-	mk := func(name string, local, remote netip.AddrPort, lid, rid string, m auth.Method, w io.Writer) *ike.Engine {
-		c := &ike.Connection{Name: name, Local: local.Addr(), Remote: remote, LocalID: fqdn(lid), RemoteID: fqdn(rid), Auth: m,
-			IKEProposals: []transform.Proposal{ikeP}, ESPProposals: []transform.Proposal{espP}}
-		e, err := ike.New(ike.Config{Connections: []*ike.Connection{c}, SADB: sadb.New(memory.New()),
-			Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), CookieThreshold: -1,
-			RetransmitTimeout: 200 * time.Millisecond, RetransmitTries: 2, Readers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	p.a = mk("a-b", addrA, addrB, "a.example.test", "b.example.test", ma, p.logA)
-	p.b = mk("b-a", addrB, addrA, "b.example.test", "a.example.test", mb, p.logB)
-	ba, bb := transport.Pipe(addrA, addrB)
-	p.a.AddBind(ba)
-	p.b.AddBind(bb)
-	t.Cleanup(func() { p.a.Close(); p.b.Close() })
-	return p
+	return newPairIDs(t, ma, mb, "a.example.test", "b.example.test")
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+// newPairIDs is newPair with the FQDN identities of A and B.
+func newPairIDs(t testing.TB, ma, mb auth.Method, idA, idB string) *pair {
+	t.Helper()
+	e := enginetest.NewPair(t, enginetest.Options{AddrA: addrA, AddrB: addrB, Edit: func(ca, cb *ike.Connection, cfgA, cfgB *ike.Config) {
+		ca.LocalID, ca.RemoteID, ca.Auth = enginetest.FQDN(idA), enginetest.FQDN(idB), ma
+		cb.LocalID, cb.RemoteID, cb.Auth = enginetest.FQDN(idB), enginetest.FQDN(idA), mb
+		// 1 s and 3 retransmissions (12 s in all): the peers always
+		// answer, but a Kerberos handshake on a busy machine, under the
+		// race detector, may take longer than a short budget.
+		cfgA.RetransmitTimeout, cfgB.RetransmitTimeout = time.Second, time.Second
+		cfgA.RetransmitTries, cfgB.RetransmitTries = 3, 3
+	}})
+	return &pair{a: e.A, b: e.B, logA: e.LogA, logB: e.LogB}
 }
+
+// ctxT is the context of one exchange (a hang guard).
+var ctxT = enginetest.Context
 
 // established checks that both sides hold one established IKE SA with one
 // Child SA.
@@ -203,12 +166,16 @@ func refused(t *testing.T, p *pair, wantA, wantB string) {
 	if err == nil {
 		t.Fatalf("initiation succeeded\nresponder log:\n%s", p.logB)
 	}
-	time.Sleep(20 * time.Millisecond) // let the responder's log line land
 	if wantA != "" && !strings.Contains(p.logA.String()+err.Error(), wantA) {
 		t.Errorf("initiator did not report %q: %v\n%s", wantA, err, p.logA)
 	}
-	if wantB != "" && !strings.Contains(p.logB.String(), wantB) {
-		t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
+	// The responder may log a moment after its answer left: wait for the
+	// line (the deadline is a hang guard).
+	for deadline := time.Now().Add(60 * time.Second); wantB != "" && !strings.Contains(p.logB.String(), wantB); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("responder did not log %q:\n%s", wantB, p.logB)
+			break
+		}
 	}
 	if count() != before {
 		t.Errorf("responder established an SA after refusing")

@@ -14,7 +14,6 @@ import (
 	"github.com/jcmturner/gokrb5/v8/crypto"
 	"github.com/jcmturner/gokrb5/v8/iana"
 	"github.com/jcmturner/gokrb5/v8/iana/errorcode"
-	"github.com/jcmturner/gokrb5/v8/iana/flags"
 	"github.com/jcmturner/gokrb5/v8/messages"
 	"github.com/jcmturner/gokrb5/v8/types"
 )
@@ -168,58 +167,12 @@ func (s *session) verifyInitiator(signedOctets []byte, peer []wire.Payload) erro
 	if err := req.Unmarshal(token); err != nil {
 		return s.refusal(errorcode.KRB_AP_ERR_MSG_TYPE, "malformed", "the Kerberos token is not an AP-REQ: %v", err)
 	}
-	now := m.clock()
-	skew := m.maxSkew
-	tk := &req.Ticket
-	sname := Principal{Name: tk.SName.PrincipalNameString(), Realm: tk.Realm}
-	if !m.servesPrincipal(sname) {
-		return s.refusal(errorcode.KRB_AP_ERR_NOT_US, "", "the ticket is for %s, not for this host's service principals (%s)", sname, m.localServiceList())
+	acc, apErr := m.checkAPReq(&req, s.params.PeerAddr, true)
+	if apErr != nil {
+		return s.refusal(apErr.code, apErr.label, "%s", apErr.msg)
 	}
-	key, kerr := m.serviceKey(tk)
-	if kerr != nil {
-		return s.refusal(kerr.code, "", "%s", kerr.msg)
-	}
-	if err := tk.Decrypt(key); err != nil {
-		return s.refusal(errorcode.KRB_AP_ERR_MODIFIED, "", "cannot decrypt the ticket for %s with key version %d of the keytab: the keytab and the KDC hold different keys", sname, tk.EncPart.KVNO)
-	}
-	enc := &tk.DecryptedEncPart
-	client := Principal{Name: enc.CName.PrincipalNameString(), Realm: enc.CRealm}
-	if start := startOf(enc.StartTime, enc.AuthTime); start.Sub(now) > skew || types.IsFlagSet(&enc.Flags, flags.Invalid) {
-		return s.refusal(errorcode.KRB_AP_ERR_TKT_NYV, "", "the ticket of %s is not yet valid (starts %s)", client, start.Format(time.RFC3339))
-	}
-	if now.Sub(enc.EndTime) > skew {
-		return s.refusal(errorcode.KRB_AP_ERR_TKT_EXPIRED, "", "the ticket of %s expired at %s", client, enc.EndTime.Format(time.RFC3339))
-	}
-	if m.checkAddrs && len(enc.CAddr) > 0 {
-		if !types.HostAddressesContains(enc.CAddr, types.HostAddressFromNetIP(s.params.PeerAddr.Addr().AsSlice())) {
-			return s.refusal(errorcode.KRB_AP_ERR_BADADDR, "", "the ticket of %s does not list the peer's address %s", client, s.params.PeerAddr.Addr())
-		}
-	}
-	if err := req.DecryptAuthenticator(enc.Key); err != nil {
-		return s.refusal(errorcode.KRB_AP_ERR_BAD_INTEGRITY, "", "cannot decrypt the authenticator of %s", client)
-	}
-	au := &req.Authenticator
-	if !au.CName.Equal(enc.CName) || au.CRealm != enc.CRealm {
-		return s.refusal(errorcode.KRB_AP_ERR_BADMATCH, "", "the authenticator names %s@%s, the ticket %s", au.CName.PrincipalNameString(), au.CRealm, client)
-	}
-	ct := au.CTime.Add(time.Duration(au.Cusec) * time.Microsecond)
-	if d := now.Sub(ct); d > skew || -d > skew {
-		return s.refusal(errorcode.KRB_AP_ERR_SKEW, "", "clock skew with %s is %s, more than the %s allowed", client, d.Round(time.Second), skew)
-	}
-	if len(au.SubKey.KeyValue) == 0 {
-		return s.refusal(errorcode.KRB_ERR_GENERIC, "malformed", "the authenticator of %s carries no subkey", client)
-	}
+	client, sname, tk, au := acc.client, acc.service, acc.ticket, acc.auth
 	defer clear(au.SubKey.KeyValue)
-	if !m.replays.insert(newReplayKey(client.String(), au.CTime, au.Cusec, req.EncryptedAuthenticator.Cipher), ct, now, skew) {
-		return s.refusal(errorcode.KRB_AP_ERR_REPEAT, "", "replayed AP-REQ from %s (authenticator of %s already seen)", client, ct.Format(time.RFC3339Nano))
-	}
-	if !m.allowed.Allows(client) {
-		label := "principal_not_allowed"
-		if !m.allowed.hasRealm(client.Realm) {
-			label = "realm_not_allowed"
-		}
-		return s.refusal(errorcode.KDC_ERR_POLICY, label, "client %s is not allowed (allowed: %s)", client, m.allowed)
-	}
 	idi, _ := wire.Find(peer, wire.PayloadIDi).(*wire.ID)
 	if idi == nil || !names(idi, client) {
 		return s.refusal(0, "identity_mismatch", "IDi %s does not name the client principal %s", describeID(idi), client)
@@ -347,6 +300,14 @@ func (s *session) RetryAfter(notifies []*wire.Notify) bool {
 	}
 	name := ErrorName(code)
 	stats.auth("initiator", name)
+	return m.retryAfter(code, serverTime)
+}
+
+// retryAfter decides, for a Kerberos error code the responder refused our
+// AP-REQ with (and its clock, if it sent one), whether a fresh ticket or
+// the responder's clock can cure it; if so it prepares the one retry.
+func (m *Method) retryAfter(code int32, serverTime time.Time) bool {
+	name := ErrorName(code)
 	retry := false
 	switch code {
 	case errorcode.KRB_AP_ERR_TKT_EXPIRED, errorcode.KRB_AP_ERR_TKT_NYV, errorcode.KRB_AP_ERR_BADKEYVER, errorcode.KRB_AP_ERR_MODIFIED, errorcode.KRB_AP_ERR_BAD_INTEGRITY:

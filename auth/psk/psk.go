@@ -121,6 +121,12 @@ func FromOptions(o Options, baseDir string) (*Method, error) {
 // Name implements auth.Method.
 func (*Method) Name() string { return "psk" }
 
+// PresharedKey implements auth.PresharedKeyer: IKEv1 keys SKEYID with the
+// key itself (RFC 2409 §5.4). It returns a copy; the caller wipes it.
+func (m *Method) PresharedKey() []byte { return append([]byte(nil), m.secret.b...) }
+
+var _ auth.PresharedKeyer = (*Method)(nil)
+
 // Accepts implements auth.Method.
 func (*Method) Accepts(m wire.AuthMethod) bool { return m == wire.AuthSharedKeyMIC }
 

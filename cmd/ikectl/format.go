@@ -160,7 +160,7 @@ func formatBytes(n uint64) string {
 // writeSAsJSON writes sas as an indented JSON array, "[]" when empty. The
 // array fields (children, local_ts, remote_ts) are never null.
 func writeSAsJSON(w io.Writer, sas []ike.SAInfo) error {
-	out := make([]ike.SAInfo, len(sas))
+	out := make([]versionedSA, len(sas))
 	for i, sa := range sas {
 		children := make([]ike.ChildInfo, len(sa.Children))
 		for j, c := range sa.Children {
@@ -173,9 +173,26 @@ func writeSAsJSON(w io.Writer, sas []ike.SAInfo) error {
 			children[j] = c
 		}
 		sa.Children = children
-		out[i] = sa
+		out[i] = versionedSA{SAInfo: sa, Version: saVersion(sa.ID)}
 	}
 	return writeJSON(w, out)
+}
+
+// versionedSA is an SA as `ikectl sas --json` prints it: the engine's
+// fields and the key exchange version.
+type versionedSA struct {
+	ike.SAInfo
+	// Version is "ikev2", or "ikev1" for an ISAKMP SA.
+	Version string `json:"version"`
+}
+
+// saVersion tells an SA's key exchange by its ID: the IKEv1 engine names
+// its ISAKMP SAs "isakmp-<n>", the IKEv2 engine its IKE SAs "ike-<n>".
+func saVersion(id string) string {
+	if strings.HasPrefix(id, "isakmp-") {
+		return "ikev1"
+	}
+	return "ikev2"
 }
 
 // writeJSON writes v as indented JSON followed by a newline.
@@ -195,6 +212,9 @@ func writeStatus(w io.Writer, st *control.Status, now time.Time) error {
 	version := st.Version
 	if version == "" {
 		version = "(unknown version)"
+	}
+	if st.Commit != "" || st.GoVersion != "" {
+		version += fmt.Sprintf(" (commit %s, %s)", dash(st.Commit), dash(st.GoVersion))
 	}
 	fmt.Fprintf(bw, "iked %s, pid %d", version, st.PID)
 	if !st.Started.IsZero() {

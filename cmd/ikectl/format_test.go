@@ -76,7 +76,7 @@ func TestWriteSAsEmpty(t *testing.T) {
 var (
 	saFields = []string{"id", "connection", "spi_i", "spi_r", "state", "role",
 		"local_addr", "remote_addr", "local_id", "remote_id", "auth", "algorithms", "proposal", "post_quantum",
-		"nat_local", "nat_remote", "established", "children"}
+		"nat_local", "nat_remote", "established", "children", "version"}
 	childFields = []string{"spi_in", "spi_out", "protocol", "mode", "local_ts", "remote_ts",
 		"algorithms", "proposal", "bytes_in", "bytes_out", "packets_in", "packets_out", "installed"}
 )
@@ -116,6 +116,9 @@ func TestWriteSAsJSON(t *testing.T) {
 	wantPending := slices.DeleteFunc(sorted(saFields), func(s string) bool { return s == "established" || s == "proposal" })
 	if k := keys(got[1]); !slices.Equal(k, wantPending) {
 		t.Errorf("pending SA fields %q, want %q", k, wantPending)
+	}
+	if got[0]["version"] != "ikev2" {
+		t.Errorf("version %v, want ikev2", got[0]["version"])
 	}
 	children, ok := got[0]["children"].([]any)
 	if !ok || len(children) != 2 {
@@ -225,5 +228,21 @@ connections (2):
 	}
 	if got := b.String(); !strings.HasSuffix(got, "no connections configured\n") || !strings.HasPrefix(got, "iked (unknown version), pid 7\n") {
 		t.Errorf("empty status:\n%s", got)
+	}
+}
+
+// TestWriteSAsJSONVersion: an ISAKMP SA (the IKEv1 engine's isakmp-<n>)
+// is marked version ikev1.
+func TestWriteSAsJSONVersion(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeSAsJSON(&b, []ike.SAInfo{{ID: "isakmp-3"}, {ID: "ike-4"}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got[0]["version"] != "ikev1" || got[1]["version"] != "ikev2" {
+		t.Errorf("versions %v %v", got[0]["version"], got[1]["version"])
 	}
 }

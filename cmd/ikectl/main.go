@@ -3,8 +3,9 @@
 //	ikectl [--socket PATH] COMMAND [ARGS]
 //
 // Commands: sas [--json], initiate CONN, terminate CONN|SA-ID,
-// rekey SA-ID [SPI], status [--json], policy [--json], peers [ADDR].
-// See docs/ikectl.md.
+// rekey SA-ID [SPI], status [--json], reload [--json], policy [--json],
+// peers [ADDR]. Options may come before or after the command. See
+// docs/ikectl.md.
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/iked/iked/control"
+	"github.com/iked/iked/internal/buildinfo"
 )
 
 const usage = `usage: ikectl [--socket PATH] COMMAND [ARGS]
@@ -31,6 +33,8 @@ Commands:
   terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
   rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
   status [--json]         show the daemon's status and connections
+  reload [--json]         reload the configuration and show what changed;
+                          on errors the running configuration stays
   policy [--json]         show the assigned IPsec policy and its rules
   policy --source [--json]  where the policy came from (the directory or its cache), when read
   policy export --ldif [--base-dn DN]  the policy as MS-GPIPSEC objects to import
@@ -39,9 +43,10 @@ Commands:
                           in clear (by permit, fallback, no rule) or blocked?
   help                    show this help
 
-Options:
+Options (before or after the command):
   --socket PATH   control socket (default $IKED_SOCKET, else ` + control.DefaultSocket + `)
   --json          print JSON for scripts instead of text
+  --version       print ikectl's version and exit
 `
 
 // Exit codes.
@@ -51,10 +56,14 @@ const (
 	exitUsage = 2
 )
 
-// How long a query may take. Commands that run exchanges with a peer
-// (initiate, terminate, rekey) have no deadline here: the daemon bounds
-// them by its retransmission budget and answers with what happened.
-const queryTimeout = 15 * time.Second
+// How long a query and a reload may take. Commands that run exchanges
+// with a peer (initiate, terminate, rekey) have no deadline here: the
+// daemon bounds them by its retransmission budget and answers with what
+// happened.
+const (
+	queryTimeout  = 15 * time.Second
+	reloadTimeout = 90 * time.Second
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -79,6 +88,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
+	var refused refusedError
+	if errors.As(err, &refused) {
+		// The configuration's errors, one "file:line: message" a line.
+		fmt.Fprintf(stderr, "ikectl: %s\n", strings.TrimRight(refused.msg, "\n"))
+		return exitError
+	}
 	// One line, whatever the error says.
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	fmt.Fprintf(stderr, "ikectl: %s\n", msg)
@@ -95,12 +110,28 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 	if socket == "" {
 		socket = control.DefaultSocket
 	}
-	fs := newFlagSet("ikectl")
-	fs.StringVar(&socket, "socket", socket, "control socket")
-	if err := parse(fs, args); err != nil {
+	g, err := globalFlags(args)
+	if err != nil {
 		return err
 	}
-	args = fs.Args()
+	if g.socket != "" {
+		socket = g.socket
+	}
+	if g.version {
+		fmt.Fprintln(stdout, "ikectl", buildinfo.Get())
+		return nil
+	}
+	args = g.rest
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return flag.ErrHelp
+	}
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--json" {
+		return usageError{fmt.Sprintf("flag provided but not defined: %s", args[0])}
+	}
+	// --json may come before the command too.
+	if len(args) > 1 && args[0] == "--json" {
+		args = append([]string{args[1], "--json"}, args[2:]...)
+	}
 	if len(args) == 0 {
 		return usageError{"missing command"}
 	}
@@ -109,6 +140,8 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 	switch cmd {
 	case "help":
 		return flag.ErrHelp
+	case "reload":
+		return runReload(ctx, socket, args, stdout)
 	case "sas", "status":
 		fs := newFlagSet(cmd)
 		asJSON := fs.Bool("json", false, "print JSON")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -202,5 +203,33 @@ func TestRunUsage(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: ikectl") || r.stderr != "" {
 			t.Errorf("%q: %+v", args, r)
 		}
+	}
+}
+
+// TestGlobalFlagsAnywhere: --socket before or after the command, in both
+// spellings, and --version anywhere.
+func TestGlobalFlagsAnywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"--socket", "/x/s.sock", "sas", "--json"},
+		{"sas", "--socket", "/x/s.sock", "--json"},
+		{"sas", "--json", "--socket=/x/s.sock"},
+		{"-socket", "/x/s.sock", "--json", "sas"},
+	} {
+		g, err := globalFlags(args)
+		if err != nil || g.socket != "/x/s.sock" || strings.Join(g.rest, " ") == "" {
+			t.Fatalf("%q: %+v %v", args, g, err)
+		}
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb, func(string) string { return "" })
+		if code != exitError || !strings.Contains(errb.String(), "/x/s.sock") {
+			t.Fatalf("%q: exit %d, stderr %q (want the socket named)", args, code, errb.String())
+		}
+	}
+	if _, err := globalFlags([]string{"sas", "--socket"}); err == nil {
+		t.Fatal("--socket without a value accepted")
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"sas", "--version"}, &out, io.Discard, func(string) string { return "" }); code != 0 || !strings.HasPrefix(out.String(), "ikectl ") || !strings.Contains(out.String(), "commit") {
+		t.Fatalf("--version: %d %q", code, out.String())
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,8 @@ import (
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/control"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ikev1"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
@@ -42,21 +43,38 @@ type daemon struct {
 	configPath string
 	started    time.Time
 	log        *slog.Logger
+	logging    *logging
+	notify     *notifier
 	keyLog     *os.File
+	updown     *updown
+	// lookup resolves the host names of connections' remotes.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// ctx ends when the daemon shuts down: the start actions' retries.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// alive is served by the main loop: the watchdog's check that it
+	// still turns.
+	alive chan chan struct{}
+
+	// connMu serialises what gives the engine its connections and the
+	// agent its policy, one at a time: reloads (SIGHUP, ikectl reload,
+	// VICI's reload-settings), VICI's load-conn, directory policy changes.
+	// Only they take it, never anything the engine or the agent calls back.
+	connMu sync.Mutex
 
 	mu  sync.Mutex
 	cfg *config.Config
-	// connMu serialises what gives the engine its connections and the
-	// agent its policy: SIGHUP, VICI's reload-settings and load-conn, and
-	// directory policy changes. Only they take it, never anything the
-	// engine or the agent calls back.
-	connMu sync.Mutex
+	// starting names the connections whose start action is running
+	// (dns.go).
+	starting map[string]bool
 
 	dp      *dataPlane
 	dir     *directory // nil unless policy.source is ldap
 	db      *sadb.DB
 	agent   *agent.Agent // nil without an assigned policy
 	engine  *ike.Engine
+	v1      *ikev1.Engine      // nil without IKEv1 connections (ikev1.go)
+	demuxes []*transport.Demux // the sockets split between the engines
 	control *control.Server
 	metrics *http.Server
 	vici    *vici.Server // nil unless vici_socket is set
@@ -84,16 +102,6 @@ func checkConfig(path string) int {
 	return 0
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // dpdActions maps the configuration's DPD action names.
 var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.DPDRestart, "hold": ike.DPDHold}
 
@@ -101,17 +109,28 @@ var dpdActions = map[string]ike.DPDAction{"clear": ike.DPDClear, "restart": ike.
 func engineConnections(cfg *config.Config) []*ike.Connection {
 	out := make([]*ike.Connection, 0, len(cfg.Connections))
 	for _, c := range cfg.Connections {
+		if !c.SpeaksIKEv2() {
+			continue // the IKEv1 engine's (ikev1.go)
+		}
 		mode := ike.ModeTunnel
 		if c.Mode == config.ModeTransport {
 			mode = ike.ModeTransport
 		}
+		remote := c.Remote
+		if c.RemoteHost != "" {
+			// Resolved at each initiation (dns.go); any address as a
+			// responder. The daemon runs the start actions, not the
+			// engine (Initiate is informational).
+			remote = netip.AddrPort{}
+		}
 		out = append(out, &ike.Connection{
-			Name: c.Name, Local: c.Local, Remote: c.Remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
+			Name: c.Name, Local: c.Local, Remote: remote, LocalID: c.LocalID, RemoteID: c.RemoteID,
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
-			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode, Initiate: c.StartAction == config.StartInitiate,
+			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
+			Initiate:   c.StartAction == config.StartInitiate,
 			ForceEncap: c.ForceEncap, RequirePQ: c.RequirePQ, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
-			DPDAction: dpdActions[c.DPDAction],
+			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface,
 		})
 	}
 	return out
@@ -136,10 +155,15 @@ func newDaemon(path string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{configPath: path, cfg: cfg, started: time.Now()}
-	d.logTap = vici.NewLogTap(newLogger(cfg.Log, os.Stderr).Handler())
+	d := &daemon{configPath: path, cfg: cfg, started: time.Now(), lookup: lookupHost, alive: make(chan chan struct{})}
+	d.logging = newLogging(cfg.Log, os.Stderr, stderrIsJournal())
+	// Every line also goes to VICI's log listeners, whatever the level
+	// and format the reloads set.
+	d.logTap = vici.NewLogTap(d.logging.logger.Handler())
 	d.log = slog.New(d.logTap.Handler())
 	logWarnings(d.log, cfg)
+	d.notify = newNotifier(d.log)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	kerberos.SetLogger(d.log) // KDC retries and keytab reloads
 	if cfg.PolicySource != nil {
 		// The directory's policy, or the cached one, before anything else:
@@ -149,6 +173,10 @@ func newDaemon(path string) (*daemon, error) {
 		}
 	}
 	if d.dp, err = openDataPlane(cfg, d.log); err != nil {
+		return nil, err
+	}
+	if err := d.dp.supports(cfg); err != nil {
+		_ = d.dp.backend.Close()
 		return nil, err
 	}
 	d.db = sadb.New(d.dp.backend)
@@ -164,10 +192,8 @@ func newDaemon(path string) (*daemon, error) {
 		_ = d.db.Close()
 		return nil, err
 	}
-	var observer ike.Observer
-	if d.agent != nil {
-		observer = d.agent
-	}
+	d.updown = newUpdown(d.log, cfg)
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
@@ -178,6 +204,11 @@ func newDaemon(path string) (*daemon, error) {
 		AuthFailureLimit: cfg.IKE.AuthFailureLimit, AuthFailureWindow: cfg.IKE.AuthFailureWindow,
 	})
 	if err != nil {
+		d.updown.close()
+		_ = d.db.Close()
+		return nil, err
+	}
+	if err := d.newIKEv1(cfg, keyLog); err != nil {
 		_ = d.db.Close()
 		return nil, err
 	}
@@ -268,51 +299,117 @@ func (d *daemon) serve() (err error) {
 		if d.dir != nil {
 			more = append(more, adsource.NewCollector(d.dir.source))
 		}
-		mux.Handle("/metrics", metrics.Handler(d.engine, more...))
+		more = append(more, buildInfoGauge())
+		mux.Handle("/metrics", metrics.VersionedHandler(d.metricSources(), more...))
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
 	}
 	for _, b := range binds {
-		d.engine.AddBind(b)
+		d.addBind(b)
 	}
 	listen := make([]string, len(binds))
 	for i, b := range binds {
 		listen[i] = b.LocalAddr().String()
 	}
-	d.log.Info("iked started", "version", version, "config", d.configPath, "listen", strings.Join(listen, ","),
+	bi := buildinfo.Get()
+	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d.engine.StartConnections(ctx)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	// The start actions: the daemon's own loops rather than the engine's
+	// StartConnections, so that a reload can start, stop and re-resolve
+	// them.
+	for _, c := range cfg.Connections {
+		if c.StartAction == config.StartInitiate {
+			d.startConnection(c.Name)
+		}
+	}
 	if d.dir != nil {
 		d.dir.start(d)
 		defer d.dir.stop()
 	}
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			d.reload()
-			continue
-		}
-		d.log.Info("shutting down", "signal", sig.String())
-		break
+	// Sockets bound, connections loaded: systemd may start what depends
+	// on iked.
+	d.notify.ready(d.statusLine)
+	if wd := watchdogInterval(); wd > 0 {
+		go d.notify.watchdog(d.ctx, wd, d.health)
 	}
-	cancel()
-	return d.shutdown()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reloadFromSignal()
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown()
+		case reply := <-d.alive:
+			close(reply)
+		}
+	}
+}
+
+// health is the watchdog's check: the engine's locks come free and the
+// main loop turns.
+func (d *daemon) health(ctx context.Context) error {
+	if err := d.engine.Health(ctx); err != nil {
+		return err
+	}
+	reply := make(chan struct{})
+	select {
+	case d.alive <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusLine is the STATUS= systemd shows.
+func (d *daemon) statusLine() string {
+	st := d.engine.Stats()
+	n := 0
+	for _, c := range st.IKESAs {
+		n += c
+	}
+	children := st.ChildSAs
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, c := range s1.ISAKMPSAs {
+			n += c
+		}
+		children += s1.IPsecSAs
+	}
+	d.mu.Lock()
+	conns := len(d.cfg.Connections)
+	d.mu.Unlock()
+	return fmt.Sprintf("%d connections, %d IKE SAs, %d Child SAs", conns, n, children)
 }
 
 // shutdown deletes every IKE SA, empties the data plane and stops.
 func (d *daemon) shutdown() error {
+	d.notify.stopping()
+	d.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	_ = d.control.Close()
 	if d.vici != nil {
 		_ = d.vici.Close()
 	}
-	err := d.engine.Shutdown(ctx)
+	var err error
+	if d.v1 != nil {
+		err = d.v1.Shutdown(ctx)
+	}
+	if e2 := d.engine.Shutdown(ctx); err == nil {
+		err = e2
+	}
+	d.updown.close() // the scripts of the Child SAs just deleted
 	if d.agent != nil {
 		if aerr := d.agent.Stop(ctx); aerr != nil {
 			d.log.Warn("removing the policy's data-plane rules", "err", aerr)
@@ -331,99 +428,35 @@ func (d *daemon) shutdown() error {
 	return err
 }
 
-// reload re-reads the configuration; on error the running one stays.
-func (d *daemon) reload() {
-	if err := d.reloadConfig(); err != nil {
-		d.log.Error("configuration refused; the running one stays", "err", err.Error())
-	}
-}
-
-// reloadConfig is reload, returning why a configuration was refused.
-func (d *daemon) reloadConfig() error {
-	d.connMu.Lock()
-	defer d.connMu.Unlock()
-	cfg, err := config.Load(d.configPath)
-	if err != nil {
-		return err
-	}
-	logWarnings(d.log, cfg)
-	if (cfg.PolicySource == nil) != (d.dir == nil) {
-		return errors.New("changing policy.source takes effect at restart")
-	}
-	if d.dir != nil {
-		// The running directory policy, mapped with the new methods.
-		if err := d.dir.rebuild(cfg); err != nil {
-			return err
-		}
-	}
-	d.mu.Lock()
-	old := d.cfg
-	d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := d.reloadPolicy(ctx, old, cfg); err != nil {
-		return err
-	}
-	if err := d.engine.SetConnections(d.allConnections(cfg)); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
-	if !sameAddrs(old.Listen, cfg.Listen) || old.ControlSocket != cfg.ControlSocket || old.Backend != cfg.Backend ||
-		old.MetricsListen != cfg.MetricsListen || old.KeyLog != cfg.KeyLog || old.ViciSocket != cfg.ViciSocket ||
-		old.ControlSocketGID != cfg.ControlSocketGID || old.ControlSocketMode != cfg.ControlSocketMode {
-		d.log.Warn("listen, control_socket (and its group and mode), vici_socket, metrics_listen, backend and key_log changes take effect at restart")
-	}
-	d.log.Info("configuration reloaded", "connections", len(cfg.Connections))
-	return nil
-}
-
-// logWarnings logs the configuration's warnings (config.Warning): set-ups
-// that run but are weak.
-func logWarnings(log *slog.Logger, cfg *config.Config) {
-	for _, w := range cfg.Warnings {
-		log.Warn("configuration: "+w.Msg, "file", w.File, "line", w.Line)
-	}
-}
-
-func sameAddrs(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // The control.Handler implementation.
 
 // SAs implements control.Handler.
-func (d *daemon) SAs() []ike.SAInfo { return d.engine.SAs() }
+func (d *daemon) SAs() []ike.SAInfo { return d.allSAs() }
 
 // Initiate implements control.Handler.
 func (d *daemon) Initiate(ctx context.Context, name string, fresh bool) ([]ike.SAInfo, error) {
-	if fresh {
-		return d.engine.InitiateNew(ctx, name)
-	}
-	return d.engine.Initiate(ctx, name)
+	return d.initiate(ctx, name, fresh) // by version (ikev1.go)
 }
 
 // ExchangeTimeout implements control.Handler.
 func (d *daemon) ExchangeTimeout() time.Duration {
+	if d.v1 != nil {
+		// An auto connection's IKEv2 attempt, then its IKEv1 one.
+		return d.autoIKEv2Wait() + d.engine.InitiateTimeout()
+	}
 	return d.engine.InitiateTimeout()
 }
 
 // Terminate implements control.Handler.
 func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
-	return d.engine.Terminate(ctx, target)
+	return d.terminate(ctx, target)
 }
 
 // Rekey implements control.Handler.
 func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
+	if d.v1 != nil && strings.HasPrefix(target, "isakmp-") {
+		return d.v1.Rekey(ctx, target, childSPI)
+	}
 	if childSPI != 0 {
 		return target, d.engine.CreateChild(ctx, target, childSPI)
 	}
@@ -436,8 +469,9 @@ func (d *daemon) Status() control.Status {
 	cfg := d.cfg
 	d.mu.Unlock()
 	stats := d.engine.Stats()
+	bi := buildinfo.Get()
 	st := control.Status{
-		Version: version, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
+		Version: bi.Version, Commit: bi.ShortCommit(), GoVersion: bi.GoVersion, PID: os.Getpid(), Started: d.started, ConfigFile: d.configPath, Backend: d.dp.name,
 		ChildSAs: stats.ChildSAs, HalfOpen: stats.HalfOpen,
 	}
 	for _, a := range cfg.Listen {
@@ -446,8 +480,16 @@ func (d *daemon) Status() control.Status {
 	for _, n := range stats.IKESAs {
 		st.IKESAs += n
 	}
+	if d.v1 != nil {
+		s1 := d.v1.Stats()
+		for _, n := range s1.ISAKMPSAs {
+			st.IKESAs += n
+		}
+		st.ChildSAs += s1.IPsecSAs
+		st.HalfOpen += s1.HalfOpen
+	}
 	perConn := map[string]int{}
-	for _, sa := range d.engine.SAs() {
+	for _, sa := range d.allSAs() {
 		perConn[sa.Connection]++
 	}
 	for _, c := range cfg.Connections {
@@ -456,7 +498,10 @@ func (d *daemon) Status() control.Status {
 			local = c.Local.String()
 		}
 		remote := "%any"
-		if !c.RemoteIsAny() {
+		switch {
+		case c.RemoteHost != "":
+			remote = net.JoinHostPort(c.RemoteHost, fmt.Sprint(c.Remote.Port()))
+		case !c.RemoteIsAny():
 			remote = c.Remote.String()
 		}
 		st.Connections = append(st.Connections, control.ConnectionStatus{

@@ -100,3 +100,15 @@ func openUserspace(cfg *config.Config, log *slog.Logger) (*dataPlane, error) {
 	log.Info("userspace data plane ready", "tun", b.TUNName(), "listen", listen.String(), "offloads", strings.Join(b.Offloads(), ","))
 	return &dataPlane{name: "userspace", backend: b, natt: b.IKEBind(), forceEncap: b.RequiresUDPEncap()}, nil
 }
+
+// supports checks what the connections ask of the data plane: an XFRM
+// interface (route-based IPsec) exists only in the kernel's.
+func (dp *dataPlane) supports(cfg *config.Config) error {
+	for _, c := range cfg.Connections {
+		if c.Interface != 0 && dp.name != "xfrm" {
+			return fmt.Errorf("%s:%d: connection %q: interface %d needs the kernel data plane (backend: xfrm), not %s",
+				cfg.File, c.Line, c.Name, c.Interface, dp.name)
+		}
+	}
+	return nil
+}

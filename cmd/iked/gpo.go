@@ -294,7 +294,7 @@ func checkPolicyLDAP(path string) int {
 		fmt.Fprintf(os.Stderr, "%s: policy.source is not ldap\n", path)
 		return 1
 	}
-	d := &daemon{log: newLogger(config.Log{Format: "text", Level: "warn"}, os.Stderr)}
+	d := &daemon{log: newLogging(config.Log{Format: "text", Level: "warn"}, os.Stderr, false).logger}
 	dir, err := newDirectory(context.Background(), cfg, d)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,9 +6,11 @@
 //	iked --check-policy-ldap /etc/iked/iked.yaml
 //
 // SIGTERM or SIGINT deletes every IKE SA (telling the peers), removes all
-// SAs from the data plane and exits 0. SIGHUP reloads the configuration's
-// connections; a configuration with errors is refused and the running one
-// stays.
+// SAs from the data plane and exits 0. SIGHUP (or `ikectl reload`, which
+// waits for the answer) reloads the configuration; a configuration with
+// errors is refused and the running one stays. Under systemd it speaks the
+// notify protocol (Type=notify, WatchdogSec=) and logs with journal
+// priorities.
 package main
 
 import (
@@ -16,10 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-)
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+	"github.com/iked/iked/internal/buildinfo"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -43,7 +44,7 @@ func run(args []string) int {
 	}
 	switch {
 	case *showVersion:
-		fmt.Println("iked", version)
+		fmt.Println("iked", buildinfo.Get())
 		return 0
 	case *checkPath != "":
 		return checkConfig(*checkPath)

@@ -123,17 +123,17 @@ func (d *daemon) Peers(peer netip.Addr, proto uint8, port uint16) ([]agent.PeerS
 	return []agent.PeerStatus{d.agent.Peer(peer, proto, port)}, nil
 }
 
-// reloadPolicy assigns the reloaded configuration's policy; a failure
+// reloadPolicy assigns the reloaded configuration's policy and returns
+// the IKE SAs the new policy no longer allows, which it deleted; a failure
 // leaves the running one.
-func (d *daemon) reloadPolicy(ctx context.Context, old, cfg *config.Config) error {
+func (d *daemon) reloadPolicy(ctx context.Context, old, cfg *config.Config) ([]string, error) {
 	switch {
 	case d.agent == nil && cfg.Policy == nil:
-		return nil
+		return nil, nil
 	case d.agent == nil || cfg.Policy == nil:
-		return errors.New("assigning a policy, or removing the assigned one, takes effect at restart")
+		return nil, errors.New("assigning a policy, or removing the assigned one, takes effect at restart")
 	case old.PolicyOptions != cfg.PolicyOptions:
-		return errors.New("policy.mark, route_table, nft_table, clear_ttl and retry_after changes take effect at restart")
+		return nil, errors.New("policy.mark, route_table, nft_table, clear_ttl and retry_after changes take effect at restart")
 	}
-	_, err := d.agent.Assign(ctx, cfg.Policy, cfg.Authentication)
-	return err
+	return d.agent.Assign(ctx, cfg.Policy, cfg.Authentication)
 }

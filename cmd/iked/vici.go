@@ -7,6 +7,7 @@ import (
 
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/vici"
 )
 
@@ -22,7 +23,7 @@ func (d *daemon) startVICI() error {
 	}
 	plugins := append([]string{"ike", "vici", d.dp.name}, auth.Names()...)
 	s, err := vici.Listen(vici.Config{
-		Path: cfg.ViciSocket, Engine: d.engine, Version: version, Started: d.started, Plugins: plugins,
+		Path: cfg.ViciSocket, Engine: d.engine, Version: buildinfo.Get().Version, Started: d.started, Plugins: plugins,
 		FileConnections: d.fileConnections, SetConnections: d.setVICIConnections, Reload: d.reloadConfig,
 		Logger: d.log, Tap: d.logTap,
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha1" // #nosec G505 -- NAT_DETECTION hashes (RFC 7296 section 2.23)
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -100,87 +99,17 @@ func (s idSource) id(n uint64, local netip.Addr) *wire.ID {
 	return ike.IdentityFromAddr(local).Payload(false)
 }
 
-// proposalsToWire makes the SA payload of proposals, numbered from 1. spi
-// is nil for IKE_SA_INIT.
-func proposalsToWire(ps []transform.Proposal, proto wire.ProtocolID, spi []byte) []wire.Proposal {
-	out := make([]wire.Proposal, 0, len(ps))
-	for i, p := range ps {
-		wp := wire.Proposal{Number: uint8(i + 1), Protocol: proto, SPI: spi}
-		for _, e := range p.Encr {
-			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformENCR, ID: e.ID, KeyLength: e.KeyBits})
-		}
-		for _, id := range p.PRF {
-			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformPRF, ID: id})
-		}
-		for _, id := range p.Integ {
-			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformINTEG, ID: id})
-		}
-		for _, id := range p.DH {
-			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformDH, ID: id})
-		}
-		for _, id := range p.ESN {
-			wp.Transforms = append(wp.Transforms, wire.Transform{Type: wire.TransformESN, ID: id})
-		}
-		if proto == wire.ProtoIKE {
-			wp.Transforms = appendAddKE(wp.Transforms, &p)
-		}
-		out = append(out, wp)
-	}
-	return out
-}
-
-// suite is what the responder chose in IKE_SA_INIT.
-type suite struct {
-	encr    *transform.Encr
-	keyBits uint16
-	prf     *transform.PRF
-	integ   *transform.Integ
-	group   uint16
-	// addKE are the additional key exchanges chosen (RFC 9370), by type;
-	// DHNone where none.
-	addKE [transform.MaxAddKE]uint16
-}
-
-// chosen reads the responder's one proposal and checks that every transform
-// in it was offered in one of ours (§2.7).
-func chosen(offer []transform.Proposal, sa *wire.SA) (*suite, error) {
+// chosen reads the responder's one proposal and checks it against our
+// offer as the engine's initiator does (§2.7).
+func chosen(offer []transform.Proposal, sa *wire.SA) (*ike.IKESuite, error) {
 	if len(sa.Proposals) != 1 {
 		return nil, fail("bad_response", "responder chose %d proposals", len(sa.Proposals))
 	}
-	var s suite
-	var haveEncr, havePRF, haveDH bool
-	for _, t := range sa.Proposals[0].Transforms {
-		switch t.Type {
-		case wire.TransformENCR:
-			s.encr, s.keyBits, haveEncr = transform.EncrByID(t.ID), t.KeyLength, true
-		case wire.TransformPRF:
-			s.prf, havePRF = transform.PRFByID(t.ID), true
-		case wire.TransformINTEG:
-			if t.ID != transform.IntegNone {
-				s.integ = transform.IntegByID(t.ID)
-				if s.integ == nil {
-					return nil, fail("bad_response", "responder chose unknown integrity %d", t.ID)
-				}
-			}
-		case wire.TransformDH:
-			s.group, haveDH = t.ID, true
-		default:
-			if t.Type >= wire.TransformADDKE1 && t.Type <= wire.TransformADDKE7 {
-				s.addKE[t.Type-wire.TransformADDKE1] = t.ID
-			}
-		}
+	s, ok := ike.AcceptIKESuite(offer, sa)
+	if !ok {
+		return nil, fail("bad_response", "responder chose a proposal we did not offer")
 	}
-	if !haveEncr || !havePRF || !haveDH || s.encr == nil || s.prf == nil {
-		return nil, fail("bad_response", "responder's proposal lacks a known ENCR, PRF or DH")
-	}
-	for _, p := range offer {
-		if slices.Contains(p.Encr, transform.EncrChoice{ID: s.encr.ID, KeyBits: s.keyBits}) &&
-			slices.Contains(p.PRF, s.prf.ID) && slices.Contains(p.DH, s.group) && offeredAddKE(&p, &s) &&
-			(s.integ == nil && len(p.Integ) == 0 || s.integ != nil && slices.Contains(p.Integ, s.integ.ID)) {
-			return &s, nil
-		}
-	}
-	return nil, fail("bad_response", "responder chose a proposal we did not offer")
+	return &s, nil
 }
 
 // client is one worker's connection to the responder: a connected UDP
@@ -285,7 +214,7 @@ type hs struct {
 	dh         transform.PrivateKey
 	cookie     []byte
 	msgI, msgR []byte
-	s          *suite
+	s          *ike.IKESuite
 	// nextID is the message ID of the next request after IKE_SA_INIT:
 	// 1, or more after IKE_INTERMEDIATE exchanges; inter their IntAuth
 	// (intermediate.go).
@@ -338,9 +267,8 @@ func (h *hs) buildSAInit() []byte {
 	}
 	ps = append(ps, &wire.SA{Proposals: h.c.sh.offer},
 		&wire.KE{Group: h.group.ID(), Data: h.dh.Public()},
-		&wire.Nonce{Data: h.ni},
-		&wire.Notify{Code: wire.NotifyNATDetectionSourceIP, Data: natHash(h.spii, 0, h.c.loc)},
-		&wire.Notify{Code: wire.NotifyNATDetectionDestinationIP, Data: natHash(h.spii, 0, h.c.rem)})
+		&wire.Nonce{Data: h.ni})
+	ps = append(ps, ike.NATDetectionNotifies(h.spii, 0, h.c.loc, h.c.rem)...)
 	if h.c.sh.addKE {
 		ps = append(ps, &wire.Notify{Code: wire.NotifyIntermediateExchangeSupported})
 	}
@@ -415,7 +343,7 @@ func (h *hs) saInit() error {
 	if err != nil {
 		return err
 	}
-	if s.group != h.group.ID() || ke.Group != h.group.ID() {
+	if s.Group.ID() != h.group.ID() || ke.Group != h.group.ID() {
 		return fail("bad_response", "responder's KE group %d is not the one sent (%d)", ke.Group, h.group.ID())
 	}
 	if c.sh.childless && wire.FindNotify(resp.Payloads, wire.NotifyChildlessIKEv2Supported) == nil {
@@ -425,25 +353,22 @@ func (h *hs) saInit() error {
 	if err != nil {
 		return fail("bad_response", "responder's KE: %v", err)
 	}
-	if s.addKE != [transform.MaxAddKE]uint16{} && wire.FindNotify(resp.Payloads, wire.NotifyIntermediateExchangeSupported) == nil {
+	if len(s.AddKE) > 0 && wire.FindNotify(resp.Payloads, wire.NotifyIntermediateExchangeSupported) == nil {
 		return fail("bad_response", "responder chose additional key exchanges without announcing IKE_INTERMEDIATE")
 	}
 	h.s, h.spir, h.nextID = s, resp.Header.SPIr, 1
 	h.nr = slices.Clone(nonce.Data)
 	h.msgR = slices.Clone(c.buf[:respLen])
-	skeyseed := transform.SKEYSEED(s.prf, h.ni, h.nr, sharedSecret)
-	keys, err := transform.DeriveIKEKeys(s.prf, skeyseed, h.ni, h.nr, h.spii, h.spir, s.encr.KeyMaterialLen(s.keyBits), s.integ)
+	skeyseed := transform.SKEYSEED(s.PRF, h.ni, h.nr, sharedSecret)
+	keys, err := transform.DeriveIKEKeys(s.PRF, skeyseed, h.ni, h.nr, h.spii, h.spir, s.Encr.KeyMaterialLen(s.KeyBits), s.Integ)
 	if err != nil {
 		return fail("other", "%v", err)
 	}
 	h.keys = keys
-	if h.out, err = transform.NewProtector(s.encr, keys.SkEi, s.integ, keys.SkAi); err != nil {
+	if h.out, h.in, err = keys.Protectors(s.Encr, s.Integ, true); err != nil {
 		return fail("other", "%v", err)
 	}
-	if h.in, err = transform.NewProtector(s.encr, keys.SkEr, s.integ, keys.SkAr); err != nil {
-		return fail("other", "%v", err)
-	}
-	h.params = auth.Params{Initiator: true, PRF: s.prf, SPIi: h.spii, SPIr: h.spir, LocalAddr: c.loc, PeerAddr: c.rem, PeerInit: nil}
+	h.params = auth.Params{Initiator: true, PRF: s.PRF, SPIi: h.spii, SPIr: h.spir, LocalAddr: c.loc, PeerAddr: c.rem, PeerInit: nil}
 	// The session may look at the responder's IKE_SA_INIT payloads
 	// (CERTREQ); they must outlive c.buf, so parse the copy.
 	if m, err := wire.Parse(h.msgR); err == nil {
@@ -461,16 +386,13 @@ func (sh *shared) offersGroup(id uint16) bool {
 	return false
 }
 
-// signedOctets is §2.15's RealMessage | Nonce | prf(SK_p, RestOfIDPayload).
+// signedOctets are the octets the AUTH payload of the initiator or the
+// responder covers (§2.15).
 func (h *hs) signedOctets(initiator bool, id *wire.ID) []byte {
-	msg, nonce, skp := h.msgI, h.nr, h.keys.SkPi
-	if !initiator {
-		msg, nonce, skp = h.msgR, h.ni, h.keys.SkPr
+	out := transform.SignedOctets(h.s.PRF, h.msgR, h.ni, h.keys.SkPr, id.AppendBody(nil))
+	if initiator {
+		out = transform.SignedOctets(h.s.PRF, h.msgI, h.nr, h.keys.SkPi, id.AppendBody(nil))
 	}
-	out := make([]byte, 0, len(msg)+len(nonce)+h.s.prf.Size)
-	out = append(out, msg...)
-	out = append(out, nonce...)
-	out = h.s.prf.Sum(out, skp, id.AppendBody(nil))
 	return h.inter.octets(out) // RFC 9242 §3.3.2, after IKE_INTERMEDIATE
 }
 
@@ -548,7 +470,7 @@ func (h *hs) auth(seq uint64) error {
 		h.espSPI = uint32(c.rnd.Uint64()) | 0x100
 		var spi [4]byte
 		binary.BigEndian.PutUint32(spi[:], h.espSPI)
-		ps = append(ps, &wire.SA{Proposals: proposalsToWire(sh.espOffer, wire.ProtoESP, spi[:])},
+		ps = append(ps, &wire.SA{Proposals: ike.ProposalsToWire(sh.espOffer, wire.ProtoESP, spi[:], false)},
 			&wire.TS{Selectors: []wire.TrafficSelector{hostSelector(c.loc.Addr())}},
 			&wire.TS{Responder: true, Selectors: []wire.TrafficSelector{hostSelector(c.rem.Addr())}})
 	}
@@ -617,16 +539,4 @@ func (h *hs) deleteSA() error {
 		return err
 	}
 	return nil
-}
-
-// natHash is the NAT_DETECTION_*_IP data (§2.23): SHA-1(SPIi | SPIr | IP | Port).
-func natHash(spii, spir uint64, ap netip.AddrPort) []byte {
-	var b [8 + 8 + 16 + 2]byte
-	binary.BigEndian.PutUint64(b[0:], spii)
-	binary.BigEndian.PutUint64(b[8:], spir)
-	a := ap.Addr().Unmap().AsSlice()
-	n := 16 + copy(b[16:], a)
-	binary.BigEndian.PutUint16(b[n:], ap.Port())
-	sum := sha1.Sum(b[:n+2]) // #nosec G401 -- NAT_DETECTION hashes are SHA-1 by definition (RFC 7296 section 2.23)
-	return sum[:]
 }

@@ -16,45 +16,13 @@ import (
 	"github.com/iked/iked/auth/psk"
 	"github.com/iked/iked/bench/flood"
 	"github.com/iked/iked/ike"
-	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/internal/enginetest"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
-	"github.com/iked/iked/transform"
 	"github.com/iked/iked/transport"
 )
 
 const testSecret = "correct horse battery staple"
-
-func mustPSK(t testing.TB, s string) *psk.Method {
-	t.Helper()
-	secret, err := psk.NewSecret([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return psk.New(secret)
-}
-
-func mustIKE(t testing.TB, s ...string) []transform.Proposal {
-	t.Helper()
-	var out []transform.Proposal
-	for _, x := range s {
-		p, err := transform.ParseIKEProposal(x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func mustESP(t testing.TB, s string) []transform.Proposal {
-	t.Helper()
-	p, err := transform.ParseESPProposal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []transform.Proposal{p}
-}
 
 // responder is an in-process iked engine on a loopback UDP port that
 // answers any peer with the PSK.
@@ -69,10 +37,10 @@ func newResponder(t testing.TB, opts ...responderOpt) *responder {
 	t.Helper()
 	conn := &ike.Connection{
 		Name:         "load",
-		LocalID:      ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")},
-		Auth:         mustPSK(t, testSecret),
-		IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
-		ESPProposals: mustESP(t, "aes256gcm16"),
+		LocalID:      enginetest.FQDN("responder.example"),
+		Auth:         enginetest.PSK(t, testSecret),
+		IKEProposals: enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
+		ESPProposals: enginetest.ESP(t, "aes256gcm16"),
 	}
 	cfg := ike.Config{
 		SADB:              sadb.New(memory.New()),
@@ -84,17 +52,11 @@ func newResponder(t testing.TB, opts ...responderOpt) *responder {
 		o(conn, &cfg)
 	}
 	cfg.Connections = []*ike.Connection{conn}
-	eng, err := ike.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := transport.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng.AddBind(b)
-	t.Cleanup(func() { eng.Close() })
-	return &responder{eng: eng, addr: b.LocalAddr()}
+	return &responder{eng: enginetest.Start(t, cfg, b), addr: b.LocalAddr()}
 }
 
 // established counts the responder's established IKE SAs.
@@ -105,11 +67,11 @@ func (r *responder) completed() uint64 { return r.eng.Stats().HandshakesComplete
 func baseOptions(t testing.TB, r *responder) Options {
 	return Options{
 		Target:            r.addr,
-		Auth:              mustPSK(t, testSecret),
+		Auth:              enginetest.PSK(t, testSecret),
 		AuthName:          "psk",
-		IKEProposals:      mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		IKEProposals:      enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
 		ProposalText:      "aes256gcm16-prfsha256-x25519",
-		ESPProposals:      mustESP(t, "aes256gcm16"),
+		ESPProposals:      enginetest.ESP(t, "aes256gcm16"),
 		Concurrency:       4,
 		RetransmitTimeout: 500 * time.Millisecond,
 		RetransmitTries:   3,
@@ -118,7 +80,7 @@ func baseOptions(t testing.TB, r *responder) Options {
 
 func runT(t *testing.T, o Options) *Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	res, err := Run(ctx, o)
 	if err != nil {
@@ -127,11 +89,12 @@ func runT(t *testing.T, o Options) *Result {
 	return res
 }
 
-// waitFor polls cond for up to 5 s: the responder may process a Delete
-// a moment after its answer arrives.
+// waitFor polls cond until it holds: the responder may process a Delete
+// a moment after its answer arrives. The deadline is a hang guard, long
+// enough for a loaded machine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -189,7 +152,7 @@ func TestIdentityPerSA(t *testing.T) {
 	o := baseOptions(t, r)
 	o.Childless, o.Keep, o.Count = true, true, 10
 	o.LocalID = "fqdn:client-%d.example"
-	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("responder.example")}
+	o.RemoteID = enginetest.FQDN("responder.example")
 	res := runT(t, o)
 	if res.Completed != 10 {
 		t.Fatalf("completed %d (%v %s)", res.Completed, res.Failures, res.FirstFailure)
@@ -207,7 +170,7 @@ func TestWrongRemoteID(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 3
-	o.RemoteID = ike.Identity{Type: wire.IDFQDN, Value: []byte("someone-else.example")}
+	o.RemoteID = enginetest.FQDN("someone-else.example")
 	res := runT(t, o)
 	if res.Completed != 0 || res.Failures["authentication_failed"] != 3 {
 		t.Fatalf("want 3 authentication failures, got %+v", res)
@@ -218,7 +181,7 @@ func TestWrongPSK(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 5
-	o.Auth = mustPSK(t, "not the responder's secret")
+	o.Auth = enginetest.PSK(t, "not the responder's secret")
 	res := runT(t, o)
 	if res.Completed != 0 || res.Failed != 5 || res.Failures["authentication_failed"] != 5 {
 		t.Fatalf("want 5 authentication failures, got completed %d %v", res.Completed, res.Failures)
@@ -230,7 +193,7 @@ func TestNoProposalChosen(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
 	o.Childless, o.Count = true, 2
-	o.IKEProposals = mustIKE(t, "aes128-sha256-modp2048")
+	o.IKEProposals = enginetest.IKE(t, "aes128-sha256-modp2048")
 	res := runT(t, o)
 	if res.Failures["no_proposal_chosen"] != 2 {
 		t.Fatalf("want no_proposal_chosen, got %v", res.Failures)
@@ -250,10 +213,12 @@ func TestCookie(t *testing.T) {
 
 // TestSpoofedFlood: while IKE_SA_INIT requests from spoofed addresses
 // (raw packets from 127.0.9.1-16, bench/flood) keep more SAs half open
-// than the cookie threshold, the responder demands cookies, and ikeload's
-// handshakes, which return the cookie, complete (at least 99 %, the target
-// of docs/performance.md; the responder is not overloaded here, so all
-// should). Raw sockets need root.
+// than the cookie threshold, the responder demands cookies, and every one
+// of ikeload's handshakes, which return the cookie, completes: a datagram
+// the busy responder's socket drops is retransmitted, and the
+// retransmissions (5, 7.5 s in all) outlast any load the machine is under.
+// How fast they complete is a benchmark's business (docs/performance.md).
+// Raw sockets need root.
 func TestSpoofedFlood(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("raw sockets need root")
@@ -277,14 +242,15 @@ func TestSpoofedFlood(t *testing.T) {
 	waitFor(t, "the cookie threshold", func() bool { return r.eng.Stats().PacketsDropped[ike.DropCookieRequired] > 0 })
 	o := baseOptions(t, r)
 	o.Childless, o.Rate, o.Count, o.Concurrency = true, 100, 100, 16
+	o.RetransmitTries = 5
 	res := runT(t, o)
 	cancel()
 	fr := <-flooded
 	st := r.eng.Stats()
 	t.Logf("flood: %d sent, %d refused by the kernel; responder demanded %d cookies; ikeload: %d completed, %d failed, %d cookies",
 		fr.Sent, fr.Errors, st.PacketsDropped[ike.DropCookieRequired], res.Completed, res.Failed, res.Cookies)
-	if res.Completed*100 < 99*(res.Completed+res.Failed) || res.Completed == 0 {
-		t.Fatalf("completed %d of %d during the flood (%v %s)", res.Completed, res.Completed+res.Failed, res.Failures, res.FirstFailure)
+	if res.Completed != 100 || res.Failed != 0 {
+		t.Fatalf("completed %d of 100 during the flood, %d failed (%v %s)", res.Completed, res.Failed, res.Failures, res.FirstFailure)
 	}
 	if res.Cookies == 0 {
 		t.Fatal("ikeload was never asked for a cookie: the flood did not reach the threshold")
@@ -301,7 +267,7 @@ func TestInvalidKE(t *testing.T) {
 		r := newResponder(t)
 		o := baseOptions(t, r)
 		o.Childless, o.Count, o.FreshDH = true, 5, fresh
-		o.IKEProposals = mustIKE(t, "aes256gcm16-prfsha256-ecp256-x25519")
+		o.IKEProposals = enginetest.IKE(t, "aes256gcm16-prfsha256-ecp256-x25519")
 		res := runT(t, o)
 		if res.Completed != 5 || res.InvalidKE != 5 {
 			t.Fatalf("fresh DH %v: completed %d invalid_ke %d (%v %s)", fresh, res.Completed, res.InvalidKE, res.Failures, res.FirstFailure)
@@ -334,15 +300,31 @@ func TestSeveralSources(t *testing.T) {
 	}
 }
 
-// TestRate asks for 100 handshakes/s for one second.
+// TestRate: the rate is a ceiling ikeload never exceeds, whatever the
+// machine (how close it comes is a benchmark's business). 50 handshakes
+// at 100/s: the last one starts no sooner than 0.5 s after the first token
+// is due, and all complete. 100/s for one second: no more than 100 start,
+// and the run lasts the second.
 func TestRate(t *testing.T) {
 	r := newResponder(t)
 	o := baseOptions(t, r)
-	o.Childless, o.Rate, o.Duration = true, 100, time.Second
+	o.Childless, o.Rate, o.Count = true, 100, 50
 	res := runT(t, o)
-	if res.Completed < 50 || res.Completed > 110 {
-		t.Fatalf("completed %d at 100/s for 1 s", res.Completed)
+	if res.Completed != 50 || res.Failed != 0 {
+		t.Fatalf("completed %d of 50, failed %d (%v %s)", res.Completed, res.Failed, res.Failures, res.FirstFailure)
 	}
+	if res.Elapsed < 0.5 {
+		t.Errorf("50 handshakes at 100/s took %.3f s, less than 0.5 s: faster than the rate", res.Elapsed)
+	}
+	o.Count, o.Duration = 0, time.Second
+	res = runT(t, o)
+	if res.Completed+res.Failed > 100 || res.Completed == 0 {
+		t.Errorf("at 100/s for 1 s: %d completed and %d failed, want at most 100 and some", res.Completed, res.Failed)
+	}
+	if res.Elapsed < 0.99 { // the deadline is set a moment before the clock starts
+		t.Errorf("a 1 s run ended after %.3f s", res.Elapsed)
+	}
+	t.Logf("at 100/s for 1 s: %d completed (%.1f/s), %d not started in time", res.Completed, res.Rate, res.RateShortfall)
 }
 
 // TestTimeout: nothing answers on the target port.
@@ -353,7 +335,7 @@ func TestTimeout(t *testing.T) {
 	}
 	defer b.Close()
 	o := Options{
-		Target: b.LocalAddr(), Auth: mustPSK(t, testSecret), IKEProposals: mustIKE(t, "aes256gcm16-prfsha256-x25519"),
+		Target: b.LocalAddr(), Auth: enginetest.PSK(t, testSecret), IKEProposals: enginetest.IKE(t, "aes256gcm16-prfsha256-x25519"),
 		Childless: true, Count: 1, RetransmitTimeout: 20 * time.Millisecond, RetransmitTries: 2,
 	}
 	res := runT(t, o)
@@ -419,7 +401,9 @@ func TestRetransmission(t *testing.T) {
 	o := baseOptions(t, r)
 	o.Target = lossyProxy(t, r.addr)
 	o.Childless, o.Count, o.Concurrency = true, 3, 1
-	o.RetransmitTimeout = 100 * time.Millisecond
+	// 100 ms, doubled: the first copy is always lost, and 5
+	// retransmissions (3.1 s) leave a busy responder time to answer.
+	o.RetransmitTimeout, o.RetransmitTries = 100*time.Millisecond, 5
 	res := runT(t, o)
 	// A slow machine may add retransmissions, never remove one.
 	if res.Completed != 3 || res.Retransmits < 9 {
@@ -543,9 +527,9 @@ func TestHybridProposals(t *testing.T) {
 		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none", "aes256gcm16-prfsha384-x25519", "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519"},
 	} {
 		t.Run(tc.offer, func(t *testing.T) {
-			r := newResponder(t, func(c *ike.Connection, _ *ike.Config) { c.IKEProposals = mustIKE(t, tc.responder) })
+			r := newResponder(t, func(c *ike.Connection, _ *ike.Config) { c.IKEProposals = enginetest.IKE(t, tc.responder) })
 			o := baseOptions(t, r)
-			o.IKEProposals, o.ProposalText, o.Count, o.Keep = mustIKE(t, tc.offer), tc.offer, 6, true
+			o.IKEProposals, o.ProposalText, o.Count, o.Keep = enginetest.IKE(t, tc.offer), tc.offer, 6, true
 			res := runT(t, o)
 			if res.Completed != 6 || res.ChildSAs != 6 {
 				t.Fatalf("completed %d child SAs %d (%v %s)", res.Completed, res.ChildSAs, res.Failures, res.FirstFailure)

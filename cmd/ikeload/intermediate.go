@@ -17,35 +17,6 @@ import (
 // AUTH. The additional exchanges always use fresh keys (ML-KEM keys are
 // never reused), whatever --fresh-dh says of the first one.
 
-// appendAddKE adds p's additional key exchange transforms (types 6-12).
-func appendAddKE(ts []wire.Transform, p *transform.Proposal) []wire.Transform {
-	for i, l := range p.AddKE {
-		for _, id := range l {
-			ts = append(ts, wire.Transform{Type: wire.TransformADDKE1 + wire.TransformType(i), ID: id})
-		}
-	}
-	return ts
-}
-
-// offeredAddKE reports whether s's additional key exchanges fit proposal
-// p: each chosen method offered for its type, and a type left out only
-// where p offered none for it or allowed none.
-func offeredAddKE(p *transform.Proposal, s *suite) bool {
-	for i, id := range s.addKE {
-		l := p.AddKE[i]
-		if id == transform.DHNone {
-			if len(l) > 0 && !slices.Contains(l, transform.DHNone) {
-				return false
-			}
-			continue
-		}
-		if !slices.Contains(l, id) || transform.GroupByID(id) == nil {
-			return false
-		}
-	}
-	return true
-}
-
 // intAuth is the IntAuth state of a handshake (RFC 9242 §3.3.2).
 type intAuth struct {
 	i, r []byte // IntAuth_iN, IntAuth_rN
@@ -68,11 +39,8 @@ func chain(prf *transform.PRF, skp, prev []byte, hdr wire.Header, first wire.Pay
 
 // intermediates runs the additional key exchanges the responder chose.
 func (h *hs) intermediates() error {
-	for i, id := range h.s.addKE {
-		if id == transform.DHNone {
-			continue
-		}
-		if err := h.intermediate(i+1, transform.GroupByID(id)); err != nil {
+	for i, g := range h.s.AddKE {
+		if err := h.intermediate(i+1, g); err != nil {
 			return err
 		}
 	}
@@ -94,7 +62,7 @@ func (h *hs) intermediate(n int, g transform.Group) error {
 		return fail("other", "sealing: %v", err)
 	}
 	hdr := wire.Header{SPIi: h.spii, SPIr: h.spir, Version: wire.Version, Exchange: wire.IKE_INTERMEDIATE, Flags: wire.FlagInitiator, MessageID: id}
-	h.inter.i = chain(h.s.prf, h.keys.SkPi, h.inter.i, hdr, wire.PayloadKE, wire.AppendPayloads(nil, inner))
+	h.inter.i = chain(h.s.PRF, h.keys.SkPi, h.inter.i, hdr, wire.PayloadKE, wire.AppendPayloads(nil, inner))
 	nb, err := c.exchange(req, h.matchResponse(wire.IKE_INTERMEDIATE, id))
 	if err != nil {
 		return err
@@ -114,22 +82,19 @@ func (h *hs) intermediate(n int, g transform.Group) error {
 		return fail("bad_response", "IKE_INTERMEDIATE %d response without the KE of %s", n, g.Name())
 	}
 	rhdr, _ := wire.ParseHeader(c.buf[:nb])
-	h.inter.r = chain(h.s.prf, h.keys.SkPr, h.inter.r, rhdr, first, plain)
+	h.inter.r = chain(h.s.PRF, h.keys.SkPr, h.inter.r, rhdr, first, plain)
 	shared, err := priv.SharedSecret(ke.Data)
 	if err != nil {
 		return fail("bad_response", "IKE_INTERMEDIATE %d: %v", n, err)
 	}
 	// SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr) (RFC 9370 §2.2.2).
-	skeyseed := transform.RekeySKEYSEED(h.s.prf, h.keys.SkD, [][]byte{shared}, h.ni, h.nr)
-	keys, err := transform.DeriveIKEKeys(h.s.prf, skeyseed, h.ni, h.nr, h.spii, h.spir, h.s.encr.KeyMaterialLen(h.s.keyBits), h.s.integ)
+	skeyseed := transform.RekeySKEYSEED(h.s.PRF, h.keys.SkD, [][]byte{shared}, h.ni, h.nr)
+	keys, err := transform.DeriveIKEKeys(h.s.PRF, skeyseed, h.ni, h.nr, h.spii, h.spir, h.s.Encr.KeyMaterialLen(h.s.KeyBits), h.s.Integ)
 	if err != nil {
 		return fail("other", "%v", err)
 	}
 	h.keys = keys
-	if h.out, err = transform.NewProtector(h.s.encr, keys.SkEi, h.s.integ, keys.SkAi); err != nil {
-		return fail("other", "%v", err)
-	}
-	if h.in, err = transform.NewProtector(h.s.encr, keys.SkEr, h.s.integ, keys.SkAr); err != nil {
+	if h.out, h.in, err = keys.Protectors(h.s.Encr, h.s.Integ, true); err != nil {
 		return fail("other", "%v", err)
 	}
 	return nil

@@ -183,7 +183,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	sh := &shared{
 		opts:      &o,
-		offer:     proposalsToWire(o.IKEProposals, wire.ProtoIKE, nil),
+		offer:     ike.ProposalsToWire(o.IKEProposals, wire.ProtoIKE, nil, true),
 		espOffer:  o.ESPProposals,
 		childless: o.Childless,
 		addKE:     slices.ContainsFunc(o.IKEProposals, func(p transform.Proposal) bool { return p.HasAddKE() }),

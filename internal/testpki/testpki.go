@@ -18,7 +18,9 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -30,7 +32,7 @@ var (
 )
 
 // Key returns the key labelled label, generating one of kind (rsa2048,
-// rsa4096, p256, p384, ed25519) on first use.
+// rsa4096, p256, p384, p521, ed25519) on first use.
 func Key(t testing.TB, kind, label string) crypto.Signer {
 	t.Helper()
 	keyMu.Lock()
@@ -49,6 +51,8 @@ func Key(t testing.TB, kind, label string) crypto.Signer {
 		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	case "p384":
 		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "p521":
+		k, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	case "ed25519":
 		_, k, err = ed25519.GenerateKey(rand.Reader)
 	default:
@@ -69,6 +73,7 @@ type PKI struct {
 	Name              string
 	Root, Inter       *x509.Certificate
 	RootKey, InterKey crypto.Signer
+	crlNumber         atomic.Int64 // the last CRL's number
 }
 
 // Org is the organisation of every test certificate's subject.
@@ -125,14 +130,19 @@ func createCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicK
 type Leaf struct {
 	CN       string   // subject CN (with C=CH, O=Org)
 	DNS      []string // dNSName subjectAltNames
+	Emails   []string // rfc822Name subjectAltNames
+	IPs      []net.IP // iPAddress subjectAltNames
 	NotAfter time.Time
 	// NotBefore defaults to an hour ago, NotAfter to a year ahead.
 	NotBefore time.Time
+	// EKU, when set, replaces the default extended key usages (serverAuth,
+	// clientAuth and ipsecIKE): a certificate IKE should refuse.
+	EKU []x509.ExtKeyUsage
 }
 
 // Issue makes an end-entity certificate for key, issued by the
 // intermediate: keyUsage digitalSignature, extendedKeyUsage serverAuth,
-// clientAuth and ipsecIKE.
+// clientAuth and ipsecIKE unless s.EKU says otherwise.
 func (p *PKI) Issue(t testing.TB, key crypto.Signer, s Leaf) *x509.Certificate {
 	t.Helper()
 	now := time.Now()
@@ -147,17 +157,28 @@ func (p *PKI) Issue(t testing.TB, key crypto.Signer, s Leaf) *x509.Certificate {
 		NotBefore: s.NotBefore, NotAfter: s.NotAfter, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:        []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidIPsecIKE},
-		DNSNames:           s.DNS, BasicConstraintsValid: true,
+		DNSNames:           s.DNS, EmailAddresses: s.Emails, IPAddresses: s.IPs, BasicConstraintsValid: true,
+	}
+	if s.EKU != nil {
+		tmpl.ExtKeyUsage, tmpl.UnknownExtKeyUsage = s.EKU, nil
 	}
 	return createCert(t, tmpl, p.Inter, key.Public(), p.InterKey)
 }
 
+// IssueTemplate signs tmpl as it is with the intermediate, for the
+// certificates Issue does not make (a subject of other attributes, no
+// subject at all).
+func (p *PKI) IssueTemplate(t testing.TB, tmpl *x509.Certificate, pub crypto.PublicKey) *x509.Certificate {
+	t.Helper()
+	return createCert(t, tmpl, p.Inter, pub, p.InterKey)
+}
+
 // CRL returns a PEM CRL of the intermediate CA revoking serials (reason
-// keyCompromise).
+// keyCompromise). Each CRL of a PKI is numbered one above the last.
 func (p *PKI) CRL(t testing.TB, serials ...*big.Int) []byte {
 	t.Helper()
 	now := time.Now()
-	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour)}
+	tmpl := &x509.RevocationList{Number: big.NewInt(p.crlNumber.Add(1)), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour)}
 	for _, s := range serials {
 		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
 			SerialNumber: s, RevocationTime: now.Add(-time.Minute), ReasonCode: 1,

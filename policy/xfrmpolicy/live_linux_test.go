@@ -92,7 +92,7 @@ func TestTheKernelEnforcesThePolicyAndRaisesAcquiresForNegotiatedTraffic(t *test
 		if ev.Kind != sadb.Acquire || ev.Packet.Dst.Addr() != netip.MustParseAddr("10.0.0.2") || ev.Packet.Proto != policy.TCP {
 			t.Errorf("event %+v, want an acquire for the SYN to 10.0.0.2", ev)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(60 * time.Second): // a hang guard
 		t.Fatal("no acquire for traffic a negotiate rule covers")
 	}
 

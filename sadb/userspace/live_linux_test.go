@@ -200,7 +200,10 @@ func TestLiveNetns(t *testing.T) {
 	var capA *capture
 	var probe *net.UDPConn // a plain socket in A, for forged packets
 	if err := inNS(nsA, func() (err error) {
-		if a, err = New(Config{TUN: "ikedA", Listen: netip.MustParseAddrPort("192.0.2.1:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.1/32")}, ExpireCheck: 50 * time.Millisecond}); err != nil {
+		// AcquireInterval a minute: the three pings below raise one
+		// acquire however slowly a busy machine sends them.
+		if a, err = New(Config{TUN: "ikedA", Listen: netip.MustParseAddrPort("192.0.2.1:4500"), Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.1/32")},
+			ExpireCheck: 50 * time.Millisecond, AcquireInterval: time.Minute}); err != nil {
 			return err
 		}
 		if capA, err = openCapture(vA); err != nil {
@@ -330,32 +333,35 @@ func TestLiveNetns(t *testing.T) {
 	if err := b.IKEBind().WriteTo([]byte("reply"), from); err != nil {
 		t.Fatal(err)
 	}
-	_ = probe.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = probe.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
 	n, _, err = probe.ReadFromUDPAddrPort(msg)
 	if err != nil || string(msg[:n]) != "\x00\x00\x00\x00reply" {
 		t.Fatalf("IKE bind wrote %q, %v", msg[:n], err)
 	}
 
-	// A Protect policy without SA drops and raises one Acquire (rate-limited).
+	// A Protect policy without SA holds the packets and raises one Acquire
+	// (one per policy and destination per AcquireInterval).
 	pol := &sadb.Policy{Selector: sadb.Selector{Src: netip.MustParsePrefix("10.1.0.0/24"), Dst: netip.MustParsePrefix("10.3.0.0/24")},
 		Direction: sadb.Out, Action: sadb.Protect, Level: sadb.Required, ReqID: 77, TunnelDst: netip.MustParseAddr("192.0.2.2")}
 	if err := a.AddPolicy(pol); err != nil {
 		t.Fatal(err)
 	}
-	_ = exec.Command("ip", "netns", "exec", nsA, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.3.0.1").Run()
+	pinger := exec.Command("ip", "netns", "exec", nsA, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.3.0.1")
+	if err := pinger.Start(); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case ev := <-a.Events():
 		if ev.Kind != sadb.Acquire || ev.ReqID != 77 || ev.Policy != pol.ID() || ev.Packet.Dst != netip.MustParsePrefix("10.3.0.1/32") || ev.Packet.Proto != 1 {
 			t.Fatalf("event %+v", ev)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(60 * time.Second): // a hang guard
 		t.Fatal("no acquire")
 	}
-	if st := a.Stats(); st.Acquires != 1 || st.Held != 3 || st.Released != 0 {
-		t.Errorf("acquires %d (want 1), held %d (want the 3 pings), released %d", st.Acquires, st.Held, st.Released)
-	}
-	// The SA the acquire asked for arrives: the held pings leave through
-	// it, without being sent again.
+	// The SA the acquire asked for arrives as soon as the three pings are
+	// held (they are held for 3 s at most, a product constant): they leave
+	// through it, without being sent again.
+	waitFor(t, "the 3 pings held", func() bool { return a.Stats().Held == 3 })
 	acqOut, acqIn := saPair(0x7007, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.3.0.0/24", true)
 	acqOut.ReqID, acqIn.ReqID = 77, 77
 	if err := b.AddSA(acqIn); err != nil {
@@ -368,28 +374,33 @@ func TestLiveNetns(t *testing.T) {
 		st, _ := b.SAStats(acqIn.ID())
 		return a.Stats().Released == 3 && st.Packets == 3
 	})
+	_ = pinger.Wait() // no answer comes: 10.3.0.1 is nobody's
+	if st := a.Stats(); st.Acquires != 1 || st.Held != 3 || st.Released != 3 || st.HeldExpired != 0 {
+		t.Errorf("acquires %d (want 1), held %d (want the 3 pings), released %d (want 3), expired %d", st.Acquires, st.Held, st.Released, st.HeldExpired)
+	}
 
-	// Lifetimes: a hard byte limit removes the SA and says so.
+	// Lifetimes: the soft byte limit is reported, then the hard one
+	// removes the SA and says so. Each limit is crossed only once the
+	// previous event came: the expiry check runs every 50 ms, and a busy
+	// machine may run it late, after more than one limit was crossed.
 	hardOut, _ := saPair(0x3003, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.4.0.0/24", true)
 	hardOut.Lifetime = sadb.Lifetime{SoftBytes: 100, HardBytes: 200}
 	if err := a.AddSA(hardOut); err != nil {
 		t.Fatal(err)
 	}
-	_ = exec.Command("ip", "netns", "exec", nsA, "ping", "-c", "4", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.4.0.1").Run()
-	var kinds []sadb.EventKind
-	timeout := time.After(3 * time.Second)
-	for len(kinds) < 2 {
+	for _, step := range []struct {
+		pings string // of 84 octets: 168 crosses the soft limit, 252 the hard
+		want  sadb.EventKind
+	}{{"2", sadb.SoftExpire}, {"1", sadb.HardExpire}} {
+		_ = exec.Command("ip", "netns", "exec", nsA, "ping", "-c", step.pings, "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.4.0.1").Run()
 		select {
 		case ev := <-a.Events():
-			if ev.SA == hardOut.ID() {
-				kinds = append(kinds, ev.Kind)
+			if ev.SA != hardOut.ID() || ev.Kind != step.want {
+				t.Fatalf("event %+v, want %v of SA %v", ev, step.want, hardOut.ID())
 			}
-		case <-timeout:
-			t.Fatalf("events %v, want soft then hard expire", kinds)
+		case <-time.After(60 * time.Second): // a hang guard
+			t.Fatalf("no %v event", step.want)
 		}
-	}
-	if kinds[0] != sadb.SoftExpire || kinds[1] != sadb.HardExpire {
-		t.Fatalf("events %v", kinds)
 	}
 	if _, err := a.Counters(hardOut.ID()); err == nil {
 		t.Fatal("SA still installed after its hard expiry")
@@ -413,9 +424,10 @@ func TestLiveNetns(t *testing.T) {
 	t.Logf("B: %+v", b.Stats())
 }
 
+// waitFor polls cond until it holds; the deadline is a hang guard.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -40,6 +40,7 @@ var aesSizes = []uint16{128, 192, 256}
 // 3686, 7634 in the Linux crypto API).
 var encrAlgs = map[uint16]encrAlg{
 	transform.EncrAESCBC:           {name: "cbc(aes)", keyBits: aesSizes},
+	transform.EncrDES3:             {name: "cbc(des3_ede)", keyBits: []uint16{192}, fixed: true}, // legacy, IKEv1 only
 	encrAESCTR:                     {name: "rfc3686(ctr(aes))", salt: 4, keyBits: aesSizes},
 	encrNull:                       {name: "ecb(cipher_null)", keyBits: []uint16{0}, fixed: true},
 	encrAESGCM8:                    {name: "rfc4106(gcm(aes))", aead: true, icv: 64, salt: 4, keyBits: aesSizes},

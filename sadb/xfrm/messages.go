@@ -235,6 +235,9 @@ func newSA(sa *sadb.SA, marker uint64, defaultWindow uint32) (request, error) {
 	if useESNAttr {
 		b = appendAttr(b, attrReplayESN, replayESN(window))
 	}
+	if sa.IfID != 0 {
+		b = appendAttr(b, attrIfID, u32(sa.IfID))
+	}
 	return request{typ: msgNewSA, flags: nlmFRequest | nlmFAck, body: b}, nil
 }
 
@@ -375,6 +378,9 @@ func newPolicy(p *sadb.Policy, marker uint64, update bool) (request, error) {
 	default:
 		return request{}, fmt.Errorf("xfrm: policy action %d", p.Action)
 	}
+	if p.IfID != 0 {
+		b = appendAttr(b, attrIfID, u32(p.IfID))
+	}
 	typ := uint16(msgNewPolicy)
 	if update {
 		typ = msgUpdPolicy
@@ -430,6 +436,11 @@ func policyIDRequest(typ uint16, id sadb.PolicyID, index uint32) (request, error
 	}
 	ne.PutUint32(b[56:], index)
 	b[60] = kernelDir[id.Direction]
+	if id.IfID != 0 {
+		// The kernel finds a policy, by selector or by index, only with
+		// the interface ID it was added with.
+		b = appendAttr(b, attrIfID, u32(id.IfID))
+	}
 	flags := uint16(nlmFRequest)
 	if typ != msgGetPolicy {
 		flags |= nlmFAck
@@ -476,6 +487,32 @@ type policyInfo struct {
 	lft   lifetime
 }
 
+// parsePolicyMsg decodes a policy message (XFRM_MSG_NEWPOLICY, a dump
+// entry): the xfrm_userpolicy_info and its interface ID attribute.
+func parsePolicyMsg(b []byte) (policyInfo, error) {
+	p, err := parsePolicy(b)
+	if err != nil {
+		return p, err
+	}
+	p.id.IfID = ifIDAttr(parseAttrs(b[sizePolicyInfo:]))
+	return p, nil
+}
+
+// ifIDAttr is the XFRMA_IF_ID among attrs, 0 when absent.
+func ifIDAttr(attrs map[uint16][]byte) uint32 {
+	if v, ok := attrs[attrIfID]; ok && len(v) >= 4 {
+		return ne.Uint32(v)
+	}
+	return 0
+}
+
+// u32 is a netlink u32 attribute's value.
+func u32(v uint32) []byte {
+	b := make([]byte, 4)
+	ne.PutUint32(b, v)
+	return b
+}
+
 // parsePolicy decodes an xfrm_userpolicy_info.
 func parsePolicy(b []byte) (policyInfo, error) {
 	if len(b) < sizePolicyInfo {
@@ -503,9 +540,11 @@ func parseAcquire(b []byte, marker uint64) (ev sadb.Event, ours bool, err error)
 	}
 	proto := b[20] // id.proto
 	ev = sadb.Event{Kind: sadb.Acquire, Policy: pol.id, Packet: fromSelector(getSelector(b[40:]))}
+	attrs := parseAttrs(b[sizeAcquire:])
+	ev.Policy.IfID = ifIDAttr(attrs)
 	// The policy's templates follow as XFRMA_TMPL; the reqid is that of
 	// the template the kernel looked for an SA of.
-	if t, ok := parseAttrs(b[sizeAcquire:])[attrTmpl]; ok {
+	if t, ok := attrs[attrTmpl]; ok {
 		for ; len(t) >= sizeUserTmpl; t = t[sizeUserTmpl:] {
 			if t[20] == proto {
 				ev.ReqID = ne.Uint32(t[44:])

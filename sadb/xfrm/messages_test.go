@@ -649,3 +649,65 @@ func testSA(t *testing.T, kind string) *sadb.SA {
 	}
 	return sa
 }
+
+// TestInterfaceID: an SA and a policy of an XFRM interface carry
+// XFRMA_IF_ID (type 31, a u32); a policy is read and deleted with it, by
+// selector or by index; a dumped policy and an acquire report it.
+func TestInterfaceID(t *testing.T) {
+	requireLittleEndian(t)
+	ifID := func(t *testing.T, attrs []byte) uint32 {
+		t.Helper()
+		v, ok := parseAttrs(attrs)[attrIfID]
+		if !ok || len(v) != 4 {
+			t.Fatalf("no XFRMA_IF_ID among %x", attrs)
+		}
+		return le.Uint32(v)
+	}
+	sa := testSA(t, "gcm128")
+	sa.IfID = 42
+	req, err := newSA(sa, Marker(0), DefaultReplayWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ifID(t, req.body[sizeUsersaInfo:]); got != 42 {
+		t.Errorf("SA if_id %d", got)
+	}
+	sa.IfID = 0
+	req, _ = newSA(sa, Marker(0), DefaultReplayWindow)
+	if _, ok := parseAttrs(req.body[sizeUsersaInfo:])[attrIfID]; ok {
+		t.Error("an SA without an interface ID carries XFRMA_IF_ID")
+	}
+
+	p := &sadb.Policy{Selector: sadb.Selector{Src: pfx("0.0.0.0/0"), Dst: pfx("0.0.0.0/0")}, Direction: sadb.Out, Action: sadb.Protect,
+		Protocol: sadb.ESP, Mode: sadb.Tunnel, TunnelSrc: addr("192.0.2.1"), TunnelDst: addr("192.0.2.2"), ReqID: 3, IfID: 0x2a}
+	req, err = newPolicy(p, Marker(0), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ifID(t, req.body[sizePolicyInfo:]); got != 42 {
+		t.Errorf("policy if_id %d", got)
+	}
+	for _, index := range []uint32{0, 0x1002} {
+		req, err := policyIDRequest(msgDelPolicy, p.ID(), index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ifID(t, req.body[sizePolicyID:]); got != 42 {
+			t.Errorf("delete by index %#x: if_id %d", index, got)
+		}
+	}
+	// The kernel's answer to GETPOLICY, and a dump entry: the policy and
+	// its attributes.
+	info, err := parsePolicyMsg(req.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.id != p.ID() {
+		t.Errorf("parsed %+v, want %+v", info.id, p.ID())
+	}
+	acq := appendAttr(acquireBody(Marker(0)), attrIfID, u32(7))
+	ev, _, err := parseAcquire(acq, Marker(0))
+	if err != nil || ev.Policy.IfID != 7 {
+		t.Errorf("acquire: if_id %d, %v", ev.Policy.IfID, err)
+	}
+}

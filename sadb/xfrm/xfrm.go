@@ -328,7 +328,7 @@ func (b *Backend) policy(id sadb.PolicyID) (p policyInfo, ours bool, err error) 
 	}
 	for _, m := range msgs {
 		if m.typ == msgNewPolicy {
-			p, err := parsePolicy(m.body)
+			p, err := parsePolicyMsg(m.body)
 			return p, err == nil && p.lft.hardPackets == b.marker, err
 		}
 	}
@@ -397,7 +397,7 @@ func (b *Backend) purge() (states, policies int, err error) {
 		if m.typ != msgNewPolicy {
 			continue
 		}
-		p, err := parsePolicy(m.body)
+		p, err := parsePolicyMsg(m.body)
 		if err != nil || p.lft.hardPackets != b.marker {
 			continue
 		}

@@ -35,6 +35,7 @@ type KDC struct {
 	kdcConf  string
 	logPath  string
 	wrap     []string
+	allowRC4 bool
 	cmd      *exec.Cmd
 	done     chan error
 }
@@ -90,6 +91,11 @@ type Options struct {
 	// krb5kdc (keep its PID) and pass the environment on; kdb5_util and
 	// kadmin.local still run directly.
 	Wrap []string
+	// AllowRC4 lets the KDC issue RC4-HMAC session keys (MIT's allow_rc4),
+	// for tests of Windows 2003-era realms. Principals get RC4 keys with
+	// "addprinc -e arcfour-hmac:normal"; a service's session key is RC4
+	// once its session_enctypes string attribute says so.
+	AllowRC4 bool
 }
 
 // StartWith is Start with options.
@@ -99,6 +105,7 @@ func StartWith(t testing.TB, realm string, o Options) *KDC {
 	dir := t.TempDir()
 	k := &KDC{t: t, Realm: realm, Dir: dir, Krb5Conf: filepath.Join(dir, "krb5.conf"), kdcConf: filepath.Join(dir, "kdc.conf"), logPath: filepath.Join(dir, "kdc.log")}
 	k.wrap = append([]string(nil), o.Wrap...)
+	k.allowRC4 = o.AllowRC4
 	if k.Addr = o.Listen; k.Addr == "" {
 		k.Addr = freeAddr(t)
 	} else if _, _, err := net.SplitHostPort(k.Addr); err != nil {
@@ -141,6 +148,7 @@ func (k *KDC) writeConfig() {
 	ticket_lifetime = 10h
 	renew_lifetime = 7d
 	default_ccache_name = FILE:%[3]s/ccache
+	allow_rc4 = %[4]t
 
 [realms]
 	%[1]s = {
@@ -150,7 +158,7 @@ func (k *KDC) writeConfig() {
 [domain_realm]
 	.example.test = %[1]s
 	example.test = %[1]s
-`, k.Realm, k.Addr, k.Dir)
+`, k.Realm, k.Addr, k.Dir, k.allowRC4)
 	kdc := fmt.Sprintf(`[kdcdefaults]
 	kdc_listen = %[2]s
 	kdc_tcp_listen = %[2]s

@@ -11,6 +11,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/sha1" // #nosec G505 -- HMAC-SHA1-96 (RFC 2404) for SAs an IKEv1 peer negotiated with allow_legacy
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -29,6 +30,7 @@ const (
 	EncrAESGCM12          uint16 = 19
 	EncrAESGCM16          uint16 = 20
 	EncrChaCha20Poly1305  uint16 = 28
+	IntegHMACSHA1_96      uint16 = 2 // legacy, negotiated by IKEv1 peers
 	IntegHMACSHA2_256_128 uint16 = 12
 	IntegHMACSHA2_384_192 uint16 = 13
 	IntegHMACSHA2_512_256 uint16 = 14
@@ -170,6 +172,8 @@ func newMAC(id uint16, key []byte) (hash.Hash, int, error) {
 	var h func() hash.Hash
 	var keyLen, icv int
 	switch id {
+	case IntegHMACSHA1_96:
+		h, keyLen, icv = sha1.New, 20, 12
 	case IntegHMACSHA2_256_128:
 		h, keyLen, icv = sha256.New, 32, 16
 	case IntegHMACSHA2_384_192:

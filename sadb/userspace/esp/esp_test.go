@@ -37,6 +37,7 @@ func suites() []suite {
 		{"aes-cbc-256-sha256", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_256_128, IntegKey: key(32, 9)}},
 		{"aes-cbc-256-sha384", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_384_192, IntegKey: key(48, 9)}},
 		{"aes-cbc-256-sha512", Config{EncrID: EncrAESCBC, EncrKeyBits: 256, EncrKey: key(32, 1), IntegID: IntegHMACSHA2_512_256, IntegKey: key(64, 9)}},
+		{"aes-cbc-128-sha1", Config{EncrID: EncrAESCBC, EncrKeyBits: 128, EncrKey: key(16, 1), IntegID: IntegHMACSHA1_96, IntegKey: key(20, 9)}},
 	}
 }
 
