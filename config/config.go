@@ -49,6 +49,11 @@ type Config struct {
 	// MetricsListen is the TCP address of the metrics endpoint, host:port;
 	// empty means no metrics endpoint (key "metrics_listen").
 	MetricsListen string
+	// MetricsPerSALimit bounds the metrics' cardinality (key
+	// "metrics_per_sa_limit"): the per-IKE-SA and per-Child-SA series are
+	// exported while there are at most this many IKE SAs, else only the
+	// per-connection ones; 0 turns the per-SA series off.
+	MetricsPerSALimit int
 	// Log configures logging (key "log").
 	Log Log
 	// Backend names the data-plane backend (key "backend", default
@@ -344,6 +349,8 @@ const (
 	DefaultFragmentSize = 1232
 	// DefaultMaxMessageSize is the default of "ike.max_message_size".
 	DefaultMaxMessageSize = 10000
+	// DefaultMetricsPerSALimit is the default of "metrics_per_sa_limit".
+	DefaultMetricsPerSALimit = 1000
 	// DefaultIKEPort is the port of a remote address written without one.
 	DefaultIKEPort = 500
 )

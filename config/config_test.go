@@ -187,6 +187,9 @@ connections:
 	if c.ControlSocket != "/run/iked/iked.sock" || c.MetricsListen != "" || c.KeyLog != "" || c.Backend != "auto" {
 		t.Errorf("defaults wrong: %+v", c)
 	}
+	if c.MetricsPerSALimit != DefaultMetricsPerSALimit {
+		t.Errorf("MetricsPerSALimit = %d, want %d", c.MetricsPerSALimit, DefaultMetricsPerSALimit)
+	}
 	if c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}

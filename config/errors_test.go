@@ -156,6 +156,8 @@ func TestErrors(t *testing.T) {
 			[]string{`unknown key "colour" in log (expected one of: format, level)`}},
 		{"bad metrics address", "metrics_listen: 9764\n", 1,
 			[]string{`metrics_listen: "9764": expected host:port`}},
+		{"negative per-SA limit", "metrics_per_sa_limit: -1\n", 1,
+			[]string{`metrics_per_sa_limit: -1 out of range (expected 0 to 10000000)`}},
 		{"top level not a mapping", "- a\n- b\n", 1,
 			[]string{"configuration: expected a mapping, got a list"}},
 		{"two documents", "backend: memory\n---\nbackend: memory\n", 2,

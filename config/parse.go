@@ -52,12 +52,13 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	w := &walker{file: filename}
 	cfg := &Config{
-		File:             filename,
-		Listen:           DefaultListen(),
-		ControlSocket:    DefaultControlSocket,
-		ControlSocketGID: -1,
-		Log:              Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
-		Backend:          BackendAuto,
+		File:              filename,
+		Listen:            DefaultListen(),
+		ControlSocket:     DefaultControlSocket,
+		ControlSocketGID:  -1,
+		Log:               Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
+		Backend:           BackendAuto,
+		MetricsPerSALimit: DefaultMetricsPerSALimit,
 		IKE: IKE{
 			CookieThreshold:   DefaultCookieThreshold,
 			HalfOpenTimeout:   DefaultHalfOpenTimeout,
@@ -183,7 +184,7 @@ func (w *walker) syntaxError(err error, data []byte) *Error {
 }
 
 // topKeys are the keys of the top-level mapping.
-var topKeys = []string{"listen", "control_socket", "control_socket_group", "control_socket_mode", "vici_socket", "metrics_listen", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
+var topKeys = []string{"listen", "control_socket", "control_socket_group", "control_socket_mode", "vici_socket", "metrics_listen", "metrics_per_sa_limit", "log", "backend", "userspace", "key_log", "ike", "connections", "authentication", "policy", "policies", "filter_lists"}
 
 // connInfo keeps the nodes of a connection needed by checks that span the
 // whole file.
@@ -239,6 +240,10 @@ func (w *walker) top(root *yaml.Node, cfg *Config, baseDir string) {
 				} else {
 					cfg.MetricsListen = s
 				}
+			}
+		case "metrics_per_sa_limit":
+			if n, ok := w.integer(v, p.key, 0, 10_000_000); ok {
+				cfg.MetricsPerSALimit = int(n)
 			}
 		case "log":
 			w.log(v, &cfg.Log)

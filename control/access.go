@@ -55,7 +55,8 @@ func (o Options) check() error {
 // readOnly are the commands that only read the daemon's state: the ones a
 // member of the socket's group may run. Every other command, including
 // any added later, needs a privileged client.
-var readOnly = map[string]bool{CommandSAs: true, CommandStatus: true, CommandPolicy: true, CommandPeers: true}
+var readOnly = map[string]bool{CommandSAs: true, CommandStatus: true, CommandPolicy: true, CommandPeers: true,
+	CommandLog: true, CommandMonitor: true, CommandListConns: true, CommandListCerts: true, CommandStats: true}
 
 // ReadOnly reports whether command only reads the daemon's state, so that
 // an unprivileged client may run it.

@@ -132,7 +132,7 @@ func TestUnprivilegedClientsOnlyRead(t *testing.T) {
 	} {
 		resp := askAs(t, dir, path, monitor, req)
 		if !strings.HasPrefix(resp.Error, "permission denied: "+req.Command+" changes state, which needs root or iked's own user (uid 990)") ||
-			!strings.Contains(resp.Error, "may run peers, policy, sas, status") {
+			!strings.Contains(resp.Error, "may run list-certs, list-conns, log, monitor, peers, policy, sas, stats, status") {
 			t.Errorf("%s as uid %d: %q", req.Command, monitor, resp.Error)
 		}
 	}

@@ -1,6 +1,9 @@
 // Package control implements iked's control protocol: a unix stream socket
 // on which a client (ikectl) sends one JSON Request line and receives one
-// JSON Response line, after which the daemon closes the connection.
+// JSON Response line, after which the daemon closes the connection; or,
+// for the streams "log" and "monitor" (stream.go), a first Response line
+// followed by one Event line per log record or SA event until the client
+// hangs up.
 //
 // The socket is created with mode 0600, so only the daemon's user (root)
 // can use it. A request looks like
@@ -32,12 +35,15 @@ const (
 	// Request.Connection and answers with the resulting SAs.
 	CommandInitiate = "initiate"
 	// CommandTerminate deletes the IKE SAs selected by Request.Target, a
-	// connection name or an SA ID ("ike-<n>").
+	// connection name or an SA ID ("ike-<n>"), or, with Request.Child,
+	// only that Child SA of it.
 	CommandTerminate = "terminate"
 	// CommandStatus reports the daemon's status.
 	CommandStatus = "status"
-	// CommandRekey rekeys the IKE SA named by Request.Target, or, with
-	// Request.Child, that Child SA of it.
+	// CommandRekey rekeys the IKE SA named by Request.Target (or every
+	// established IKE SA of the connection it names), or, with
+	// Request.Child, that Child SA of it, or with Request.Children all
+	// its Child SAs.
 	CommandRekey = "rekey"
 	// CommandPolicy shows the assigned IPsec policy and its rules.
 	CommandPolicy = "policy"
@@ -75,12 +81,21 @@ type Request struct {
 	// IKE SAs) or an IKE SA ID.
 	Target string `json:"target,omitempty"`
 	// Child is the inbound SPI (8 hex digits) of the Child SA "rekey"
-	// rekeys; empty rekeys the IKE SA.
+	// rekeys or "terminate" deletes; empty means the IKE SA.
 	Child string `json:"child,omitempty"`
+	// Children asks "rekey" for every Child SA of Target (an IKE SA ID or
+	// a connection name) instead of the IKE SAs.
+	Children bool `json:"children,omitempty"`
 	// Protocol ("tcp", "udp", "icmp", a number) and Port narrow the
 	// traffic "peers" asks about; empty and 0 mean any.
 	Protocol string `json:"protocol,omitempty"`
 	Port     uint16 `json:"port,omitempty"`
+	// Level is the lowest level "log" streams: debug, info (the
+	// default), warn or error.
+	Level string `json:"level,omitempty"`
+	// Conn narrows "list-certs" to the certificates of one connection,
+	// and "list-conns" to one connection.
+	Conn string `json:"conn,omitempty"`
 }
 
 // Response is the daemon's answer to a Request. Error is set if and only if
@@ -95,7 +110,8 @@ type Response struct {
 	// Terminated answers "terminate": the number of IKE SAs deleted.
 	Terminated int `json:"terminated,omitempty"`
 	// Rekeyed answers "rekey": the ID of the IKE SA now carrying the
-	// connection (a new one after an IKE SA rekey).
+	// connection (a new one after an IKE SA rekey); for a connection name,
+	// the IDs of its new IKE SAs, joined by ", ".
 	Rekeyed string `json:"rekeyed,omitempty"`
 	// Policy answers "policy".
 	Policy *agent.PolicyInfo `json:"policy,omitempty"`
@@ -107,6 +123,18 @@ type Response struct {
 	Export *PolicyExport `json:"export,omitempty"`
 	// Reload answers "reload".
 	Reload *ReloadResult `json:"reload,omitempty"`
+	// Conns answers "list-conns", Certs "list-certs", Stats "stats".
+	Conns []ConnectionInfo  `json:"conns,omitempty"`
+	Certs []CertificateInfo `json:"certs,omitempty"`
+	Stats *Stats            `json:"stats,omitempty"`
+	// TerminatedChild answers "terminate" of one Child SA: its IKE SA's
+	// ID; RekeyedChildren answers "rekey" with Children: the new Child
+	// SAs' inbound SPIs.
+	TerminatedChild string   `json:"terminated_child,omitempty"`
+	RekeyedChildren []string `json:"rekeyed_children,omitempty"`
+	// Stream is the first line of a stream ("log", "monitor"): the
+	// command accepted; Event lines follow.
+	Stream string `json:"stream,omitempty"`
 }
 
 // PolicyExport is the assigned policy as MS-GPIPSEC objects.

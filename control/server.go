@@ -266,6 +266,11 @@ func (s *Server) handle(conn *net.UnixConn) {
 		s.log.Debug("control request not read", "err", err)
 		return // nobody to answer
 	default:
+		if req, err := decodeRequest(line); err == nil && streaming(req.Command) {
+			// Read-only commands: any client the socket admits.
+			s.stream(conn, req, client)
+			return
+		}
 		resp = s.respond(line, client)
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -380,6 +385,9 @@ func (s *Server) dispatch(req Request) (resp Response) {
 		if req.Target == "" {
 			return Response{Error: "terminate: missing connection name or SA ID"}
 		}
+		if req.Child != "" {
+			return s.terminateChild(ctx, req)
+		}
 		n, err := s.h.Terminate(ctx, req.Target)
 		if err != nil {
 			return Response{Error: err.Error(), Terminated: n}
@@ -391,6 +399,9 @@ func (s *Server) dispatch(req Request) (resp Response) {
 	case CommandRekey:
 		if req.Target == "" {
 			return Response{Error: "rekey: missing IKE SA ID"}
+		}
+		if req.Children {
+			return s.rekeyChildren(ctx, req)
 		}
 		var spi uint64
 		if req.Child != "" {
@@ -451,6 +462,8 @@ func (s *Server) dispatch(req Request) (resp Response) {
 		}
 	case CommandReload:
 		return s.reload(ctx)
+	case CommandListConns, CommandListCerts, CommandStats:
+		return s.readSide(req)
 	case "":
 		return Response{Error: "missing command"}
 	default:

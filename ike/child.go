@@ -46,6 +46,10 @@ type childSA struct {
 	// SAs' soft expiries, a timer and an operator may ask at once).
 	deleting bool
 	rekeying bool
+	// outFinal holds the outbound SA's last counters once deleteChild has
+	// removed it ahead of the inbound one, so that the Child SA's totals
+	// (ChildSADown, ikectl, metrics) keep its outbound traffic.
+	outFinal *sadb.Counters
 }
 
 // childRequest is what a Child SA request carries (§1.2, §1.3).
@@ -138,6 +142,7 @@ func (sa *ikeSA) prepareChild(c *Connection, req childRequest) (*childOffer, err
 	s := req.suite
 	if s == nil {
 		s = selectProposal(c.ESPProposals, req.sa.Proposals, wire.ProtoESP, false)
+		sa.traceSelection("ESP", c.ESPProposals, wire.ProtoESP, req.sa.Proposals, s)
 	}
 	if s == nil {
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(req.sa.Proposals)))
@@ -278,7 +283,7 @@ func (c *childSA) info(db *sadb.DB) ChildInfo {
 	if ctr, err := db.Counters(c.inbound.ID()); err == nil {
 		in.BytesIn, in.PacketsIn = ctr.Bytes, ctr.Packets
 	}
-	if ctr, err := db.Counters(c.outbound.ID()); err == nil {
+	if ctr, ok := c.outCounters(db); ok {
 		in.BytesOut, in.PacketsOut = ctr.Bytes, ctr.Packets
 	}
 	return in

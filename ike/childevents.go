@@ -3,6 +3,8 @@ package ike
 import (
 	"net/netip"
 
+	"github.com/iked/iked/sadb"
+
 	"github.com/iked/iked/ike/wire"
 )
 
@@ -41,6 +43,11 @@ type ChildSAEvent struct {
 	SPIIn, SPIOut uint32
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []wire.TrafficSelector
+	// BytesIn, BytesOut, PacketsIn and PacketsOut are, in ChildSADown,
+	// the data plane's final counters of the Child SA (read just before
+	// it leaves the data plane; 0 when the data plane had removed it
+	// already), so that totals survive rekeys. 0 in ChildSAUp.
+	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 }
 
 // childObserver returns the Observer's ChildObserver side, or nil.
@@ -72,6 +79,25 @@ func (sa *ikeSA) childUp(c *childSA) {
 // childDown tells the ChildObserver c is removed. Caller holds sa.mu.
 func (sa *ikeSA) childDown(c *childSA) {
 	if o := sa.eng.childObserver(); o != nil {
-		o.ChildSADown(sa.childEvent(c))
+		ev := sa.childEvent(c)
+		db := sa.eng.cfg.SADB
+		if ctr, err := db.Counters(c.inbound.ID()); err == nil {
+			ev.BytesIn, ev.PacketsIn = ctr.Bytes, ctr.Packets
+		}
+		if ctr, ok := c.outCounters(db); ok {
+			ev.BytesOut, ev.PacketsOut = ctr.Bytes, ctr.Packets
+		}
+		o.ChildSADown(ev)
 	}
+}
+
+// outCounters reads the outbound SA's counters from the data plane, or
+// the last ones read when deleteChild removed it ahead of the inbound SA.
+// Caller holds the IKE SA's mu.
+func (c *childSA) outCounters(db *sadb.DB) (sadb.Counters, bool) {
+	if c.outFinal != nil {
+		return *c.outFinal, true
+	}
+	ctr, err := db.Counters(c.outbound.ID())
+	return ctr, err == nil
 }

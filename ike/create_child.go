@@ -128,6 +128,7 @@ func (hs *createChildResponder) findRekeyed() error {
 // asks for the selected group when the KE carries another (§1.3).
 func (hs *createChildResponder) chooseProposal() error {
 	s := selectProposal(hs.sa.conn.ESPProposals, hs.req.sa.Proposals, wire.ProtoESP, true)
+	hs.sa.traceSelection("ESP", hs.sa.conn.ESPProposals, wire.ProtoESP, hs.req.sa.Proposals, s)
 	if s == nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, fmt.Errorf("no acceptable ESP proposal in %s", describeOffer(hs.req.sa.Proposals)))
 	}
@@ -573,6 +574,9 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 	// Ours inbound stays until the answer.
 	sa.mu.Lock()
 	if sa.hasChild(c) {
+		if ctr, err := sa.eng.cfg.SADB.Counters(c.outbound.ID()); err == nil {
+			c.outFinal = &ctr // its traffic stays counted (childevents.go)
+		}
 		if err := sa.eng.cfg.SADB.Remove(c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
 			sa.log(slog.LevelWarn, "removing the outbound Child SA before its delete failed", "err", err)
 		}

@@ -296,6 +296,7 @@ func (e *Engine) handlePacket(b transport.Bind, from netip.AddrPort, pkt []byte)
 			e.log.Debug("dropped malformed IKE_SA_INIT request", "peer", from, "spi_i", spiHex(hdr.SPIi), "spi_r", spiHex(hdr.SPIr), "message_id", hdr.MessageID)
 			return
 		}
+		e.traceMessage(from, traceReceived, wire.IKE_SA_INIT, false, 0, msg.Payloads)
 		e.respondSAInit(b, from, pkt, msg)
 		return
 	}
@@ -347,6 +348,7 @@ func (e *Engine) sendInitError(b transport.Bind, to netip.AddrPort, req *wire.He
 		Payloads: []wire.Payload{&wire.Notify{Code: code, Data: data}},
 	}
 	e.stats.notify(code.String())
+	e.traceMessage(to, traceSent, wire.IKE_SA_INIT, true, 0, m.Payloads)
 	e.send(b, to, m.Marshal())
 }
 

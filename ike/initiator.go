@@ -323,6 +323,7 @@ func (hs *initiator) buildSAInit(msgID uint32) ([][]byte, error) {
 		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
 		Payloads: ps,
 	}
+	sa.traceMessage(traceSent, wire.IKE_SA_INIT, false, msgID, ps)
 	sa.msgI = m.Marshal()
 	return [][]byte{sa.msgI}, nil
 }

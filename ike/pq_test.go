@@ -592,3 +592,16 @@ func TestHybridInvalidKE(t *testing.T) {
 	}
 	childKeysPair(t, p)
 }
+
+// TestTraceHybridOffer: the proposal-selection trace names additional key
+// exchanges as strongSwan's "received proposals" line does.
+func TestTraceHybridOffer(t *testing.T) {
+	p, err := transform.ParseIKEProposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none-ke2_mlkem1024")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := formatOffer(toWire([]transform.Proposal{p}, wire.ProtoIKE, nil, true))
+	if want := "IKE:AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768/KE1_NONE/KE2_ML_KEM_1024"; got != want {
+		t.Errorf("offer traced as %s, want %s", got, want)
+	}
+}

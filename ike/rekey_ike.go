@@ -117,6 +117,7 @@ func (hs *rekeyIKEResponder) readPayloads() error {
 // here (they run in IKE_FOLLOWUP_KE); require_pq holds for the new SA too.
 func (hs *rekeyIKEResponder) chooseProposal() error {
 	hs.suite = selectProposalRules(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, matchRules{withDH: true, requirePQ: hs.sa.conn.RequirePQ})
+	hs.sa.traceSelection("IKE", hs.sa.conn.IKEProposals, wire.ProtoIKE, hs.offer.Proposals, hs.suite)
 	if hs.suite == nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, errors.New("no acceptable IKE proposal"))
 	}
@@ -576,7 +577,13 @@ func (hs *rekeyIKERequester) complete() error {
 		alive := theirs.state == stateEstablished && len(theirs.children) == 0
 		theirs.mu.Unlock()
 		if alive {
-			theirs.deleteIKE(context.Background(), "redundant after a simultaneous rekey; the peer did not delete it")
+			// The peer may never have made its half (its own exchange
+			// failed when the old SA went): one Delete, no waiting for
+			// an answer that may not come.
+			if ch := theirs.sendFinalDelete(); ch == nil {
+				return
+			}
+			theirs.destroy("redundant after a simultaneous rekey; the peer did not delete it")
 		}
 	})
 	hs.survivor = n

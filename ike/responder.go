@@ -175,6 +175,7 @@ func (hs *saInitResponder) chooseProposal() error {
 	c := hs.cands[0]
 	rules := matchRules{withDH: true, noAddKE: !hs.intermediate, requirePQ: c.RequirePQ}
 	hs.suite = selectProposalRules(c.IKEProposals, hs.sa.Proposals, wire.ProtoIKE, rules)
+	hs.traceSelection()
 	if hs.suite != nil {
 		return nil
 	}
@@ -281,6 +282,7 @@ func (hs *saInitResponder) createSA() error {
 		Header:   wire.Header{SPIi: sa.spii, SPIr: sa.spir, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagResponse},
 		Payloads: payloads,
 	}
+	sa.traceMessage(traceSent, wire.IKE_SA_INIT, true, 0, payloads)
 	sa.msgR = resp.Marshal()
 
 	// Every field is set before the SA is published: from then on other

@@ -233,6 +233,7 @@ func (sa *ikeSA) flags(isResponse bool) wire.Flags {
 // inner payloads (§3.14); or, when both sides support RFC 7383 and the
 // message is larger than the fragment size, its fragments. Caller holds mu.
 func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bool, inner []wire.Payload) ([][]byte, error) {
+	sa.traceMessage(traceSent, exch, isResponse, msgID, inner)
 	plain := wire.AppendPayloads(nil, inner)
 	defer wipe(plain)
 	first := wire.PayloadNone
@@ -412,6 +413,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		sa.dropUndecryptable(err)
 		return
 	}
+	sa.traceMessage(traceReceived, hdr.Exchange, false, hdr.MessageID, inner)
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
 	sa.dropPrevIn() // a new request under the new keys: no retransmission of the old one is due
@@ -558,6 +560,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 			return
 		}
 		r.payloads = m.Payloads
+		sa.traceMessage(traceReceived, wire.IKE_SA_INIT, true, msg.Header.MessageID, r.payloads)
 	} else {
 		inner, plain, err := sa.openMessagePlain(pkt, msg)
 		if err == errIncomplete {
@@ -569,6 +572,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 		}
 		r.payloads = inner // decrypted into a fresh slice: safe to keep
 		r.plain = plain
+		sa.traceMessage(traceReceived, msg.Header.Exchange, true, msg.Header.MessageID, inner)
 		sa.lastRecv = sa.eng.cfg.Now()
 	}
 	delete(sa.pending, p.id)

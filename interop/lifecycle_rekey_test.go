@@ -510,11 +510,13 @@ func holdResponses(t *testing.T, ns *netns) {
 // lifetimes), ten rounds. In each, both namespaces first drop every IKE
 // response they receive; then ikectl rekey runs on both daemons at the same
 // moment for their Child SA (subtest child: ikectl rekey SA-ID SPI) or
-// their IKE SA (subtest ike: ikectl rekey SA-ID). Each side's request
-// reaches the other and is answered while its own request is still open —
-// a genuine collision (RFC 7296 §2.8.1, §2.8.2) — and once both answers
-// have been dropped the rule goes and the retransmissions complete both
-// exchanges. Asserted after every round: both rekey commands succeed,
+// their IKE SA (subtest ike: ikectl rekey SA-ID). When each side's request
+// reaches the other while its own is still open, it is a genuine collision
+// (RFC 7296 §2.8.1, §2.8.2); when one side answered the peer's rekey before
+// its own command ran, that side does not rekey again (the SA is rekeyed
+// already). Once the answers have been dropped the rule goes and the
+// retransmissions complete the exchanges. Asserted after every round: both
+// rekey commands succeed,
 // each side holds exactly one IKE SA (the same SPIs) with exactly one
 // Child SA, the Child SA SPIs pair (spi_in on one side is spi_out on the
 // other), they are new, and a ping crosses the tunnel.
@@ -600,11 +602,11 @@ func TestLifecycleSimultaneousRekey(t *testing.T) {
 				collisions := len(logLines(side.d.Log(), "simultaneous Child SA rekey"))
 				t.Logf("iked %s: %d \"simultaneous Child SA rekey\" log lines; rekeys counted: child %v, ike %v", side.name, collisions,
 					metric(t, side.d, "iked_rekeys_total", `type="child"`), metric(t, side.d, "iked_rekeys_total", `type="ike"`))
-				// Every round was a collision: each side answered the
-				// peer's request before its own was answered.
-				if kind == "child" && !t.Failed() && collisions != rounds {
-					t.Errorf("iked %s resolved %d simultaneous Child SA rekeys in %d rounds", side.name, collisions, rounds)
-				}
+				// How many rounds were genuine collisions depends on
+				// whether each side's command ran before the peer's
+				// request arrived (a side that answered first does not
+				// rekey again): only logged. ike's TestSimultaneousChildRekey
+				// and TestSimultaneousIKERekey force the collisions.
 			}
 		})
 	}

@@ -28,6 +28,9 @@ var (
 
 type kerberosCollector struct {
 	read func() kerberos.Stats
+	// when, if set, says whether Kerberos is configured: the families are
+	// served only then.
+	when func() bool
 }
 
 // KerberosCollector returns a collector of the process's Kerberos counters
@@ -35,6 +38,13 @@ type kerberosCollector struct {
 // NewCollector when the kerberos method is compiled in.
 func KerberosCollector() prometheus.Collector {
 	return NewKerberosCollector(kerberos.ReadStats)
+}
+
+// KerberosCollectorWhen is KerberosCollector serving its families only
+// while configured reports that a connection or a policy authenticates
+// with Kerberos (a reload may add or remove it).
+func KerberosCollectorWhen(configured func() bool) prometheus.Collector {
+	return &kerberosCollector{read: kerberos.ReadStats, when: configured}
 }
 
 // NewKerberosCollector returns a collector over read, for tests.
@@ -51,6 +61,9 @@ func (c *kerberosCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *kerberosCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.when != nil && !c.when() {
+		return
+	}
 	s := c.read()
 	auths := maps.Clone(s.Authentications)
 	if auths == nil {

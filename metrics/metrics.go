@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ike/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,7 +41,26 @@ var (
 	knownStates = []string{"connecting", "authenticating", "established", "deleting"}
 	knownRoles  = []string{"initiator", "responder"}
 	knownDrops  = []string{ike.DropMalformed, ike.DropUnknownSPI, ike.DropIntegrity, ike.DropInvalidMsgID, ike.DropUnexpected, ike.DropCookieRequired, ike.DropRateLimited, ike.DropHalfOpenLimit, ike.DropUnsupported, ike.DropOversize}
+	// knownFailures are the handshake-failure labels the engine counts;
+	// TestKnownFailuresCoverEngine checks the list against ike's sources.
+	knownFailures = []string{"authentication_failed", "auth_mismatch", "dead_peer", "half_open_timeout", "invalid_ke", "invalid_syntax",
+		"no_connection", "no_proposal_chosen", "other", "pq_required", "timeout", "ts_unacceptable"}
+	// knownNotifies are the error notifies of RFC 7296 and its updates
+	// (types below 16384 that wire names) and COOKIE: what iked sends
+	// when it refuses or defers.
+	knownNotifies = errorNotifyNames()
 )
+
+func errorNotifyNames() []string {
+	out := []string{wire.NotifyCookie.String()}
+	for n := wire.NotifyType(1); n < 16384; n++ {
+		if name := n.String(); !strings.HasPrefix(name, "NOTIFY_") {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Metric descriptions.
 var (
@@ -123,13 +144,19 @@ func collectStats(ch chan<- prometheus.Metric, version string, s ike.Stats) {
 	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(s.HalfOpen), version)
 
 	labelled(ch, descCompleted, prometheus.CounterValue, s.HandshakesCompleted, knownRoles, version)
-	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, nil, version)
+	// The failure reasons and error notifies known in advance are the
+	// IKEv2 engine's (TestKnownFailuresCoverEngine reads ike/).
+	var failures, notifies []string
+	if version == "ikev2" {
+		failures, notifies = knownFailures, knownNotifies
+	}
+	labelled(ch, descFailed, prometheus.CounterValue, s.HandshakesFailed, failures, version)
 	ch <- prometheus.MustNewConstMetric(descRetransmissions, prometheus.CounterValue, float64(s.Retransmissions), version)
 	ch <- prometheus.MustNewConstMetric(descRetransmitsAnswered, prometheus.CounterValue, float64(s.RetransmitsAnswered), version)
 	ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(s.PacketsReceived), version)
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.PacketsSent), version)
 	labelled(ch, descDropped, prometheus.CounterValue, s.PacketsDropped, knownDrops, version)
-	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, nil, version)
+	labelled(ch, descNotifies, prometheus.CounterValue, s.NotifiesSent, notifies, version)
 	labelled(ch, descRekeys, prometheus.CounterValue, s.Rekeys, []string{"child", "ike", "reauth"}, version)
 
 	ch <- histogram(descDuration, s.HandshakeDuration, version)
@@ -170,7 +197,10 @@ func histogram(d *prometheus.Desc, h ike.Histogram, version string) prometheus.M
 // format, src's metrics together with the Go runtime and process metrics
 // (go_*, process_*). Each call uses its own registry.
 //
-// more are further collectors to serve, such as NewDataPlaneCollector.
+// more are further collectors to serve, such as NewDataPlaneCollector,
+// NewTunnelCollector, and KerberosCollectorWhen for a daemon that may
+// authenticate with Kerberos: families of a method not configured are not
+// served.
 func Handler(src Source, more ...prometheus.Collector) http.Handler {
 	return VersionedHandler([]Versioned{{Version: "ikev2", Source: src}}, more...)
 }
@@ -190,7 +220,6 @@ func VersionedHandler(srcs []Versioned, more ...prometheus.Collector) http.Handl
 	}
 	reg.MustRegister(
 		NewVersionedCollector(srcs...),
-		KerberosCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -77,7 +77,18 @@ iked_handshakes_completed_total{role="responder",version="ikev2"} 0
 # HELP iked_handshakes_failed_total IKE handshakes that failed, by reason.
 # TYPE iked_handshakes_failed_total counter
 iked_handshakes_failed_total{reason="auth_failed",version="ikev2"} 2
+iked_handshakes_failed_total{reason="auth_mismatch",version="ikev2"} 0
+iked_handshakes_failed_total{reason="authentication_failed",version="ikev2"} 0
+iked_handshakes_failed_total{reason="dead_peer",version="ikev2"} 0
+iked_handshakes_failed_total{reason="half_open_timeout",version="ikev2"} 0
+iked_handshakes_failed_total{reason="invalid_ke",version="ikev2"} 0
+iked_handshakes_failed_total{reason="invalid_syntax",version="ikev2"} 0
+iked_handshakes_failed_total{reason="no_connection",version="ikev2"} 0
+iked_handshakes_failed_total{reason="no_proposal_chosen",version="ikev2"} 0
+iked_handshakes_failed_total{reason="other",version="ikev2"} 0
+iked_handshakes_failed_total{reason="pq_required",version="ikev2"} 0
 iked_handshakes_failed_total{reason="timeout",version="ikev2"} 1
+iked_handshakes_failed_total{reason="ts_unacceptable",version="ikev2"} 0
 # HELP iked_retransmissions_total Requests this side sent again after a timeout.
 # TYPE iked_retransmissions_total counter
 iked_retransmissions_total{version="ikev2"} 11
@@ -105,7 +116,25 @@ iked_packets_dropped_total{reason="unknown_spi",version="ikev2"} 0
 iked_packets_dropped_total{reason="unsupported",version="ikev2"} 0
 # HELP iked_notifies_sent_total Error notifications sent, by notify type.
 # TYPE iked_notifies_sent_total counter
+iked_notifies_sent_total{type="AUTHENTICATION_FAILED",version="ikev2"} 0
+iked_notifies_sent_total{type="CHILD_SA_NOT_FOUND",version="ikev2"} 0
+iked_notifies_sent_total{type="COOKIE",version="ikev2"} 0
+iked_notifies_sent_total{type="FAILED_CP_REQUIRED",version="ikev2"} 0
+iked_notifies_sent_total{type="INTERNAL_ADDRESS_FAILURE",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_IKE_SPI",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_KE_PAYLOAD",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_MAJOR_VERSION",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_MESSAGE_ID",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_SELECTORS",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_SPI",version="ikev2"} 0
+iked_notifies_sent_total{type="INVALID_SYNTAX",version="ikev2"} 0
+iked_notifies_sent_total{type="NO_ADDITIONAL_SAS",version="ikev2"} 0
 iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN",version="ikev2"} 3
+iked_notifies_sent_total{type="SINGLE_PAIR_REQUIRED",version="ikev2"} 0
+iked_notifies_sent_total{type="STATE_NOT_FOUND",version="ikev2"} 0
+iked_notifies_sent_total{type="TEMPORARY_FAILURE",version="ikev2"} 0
+iked_notifies_sent_total{type="TS_UNACCEPTABLE",version="ikev2"} 0
+iked_notifies_sent_total{type="UNSUPPORTED_CRITICAL_PAYLOAD",version="ikev2"} 0
 # HELP iked_rekeys_total Rekeys completed, by type: child, ike, reauth.
 # TYPE iked_rekeys_total counter
 iked_rekeys_total{type="child",version="ikev2"} 0
@@ -184,9 +213,10 @@ iked_handshake_duration_seconds_count{version="ikev2"} 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	// 4 states + 1 + 1 + 2 roles + 0 + 4 unlabelled + 10 drop reasons + 0 + 1.
-	if n := testutil.CollectAndCount(c); n != 26 {
-		t.Errorf("collected %d metrics from empty stats, want 26", n)
+	// 4 states + 1 + 1 + 2 roles + 12 failure reasons + 4 unlabelled + 10
+	// drop reasons + 19 notifies + 3 rekey types + 1.
+	if n := testutil.CollectAndCount(c); n != 57 {
+		t.Errorf("collected %d metrics from empty stats, want 57", n)
 	}
 }
 

@@ -25,7 +25,9 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   # fakepfkey.so, the guest with the kernel's PF_KEY)
   autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc
   # strongSwan 6.0.6's build (scripts/strongswan6.sh, the post-quantum interop peer): the same, and gperf
-  gperf make)
+  gperf make
+  # a real Prometheus scrapes iked; promtool checks the metrics, the alert rules and their tests
+  prometheus)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

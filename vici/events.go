@@ -82,10 +82,19 @@ type LogTap struct {
 	sink      func(logRecord)
 	listeners atomic.Int32 // want info and above
 	debug     atomic.Int32 // want debug lines too
+	// watchers are Watch's functions (logwatch.go), guarded by mu;
+	// watchMin is the lowest level any of them wants.
+	watchers map[int]watcher
+	nextW    int
+	watchMin atomic.Int64
 }
 
 // NewLogTap wraps next, which keeps receiving every record it enables.
-func NewLogTap(next slog.Handler) *LogTap { return &LogTap{next: next} }
+func NewLogTap(next slog.Handler) *LogTap {
+	t := &LogTap{next: next}
+	t.watchMin.Store(noWatcher)
+	return t
+}
 
 // Handler returns the slog.Handler to log through.
 func (t *LogTap) Handler() slog.Handler { return &tapHandler{tap: t, next: t.next} }
@@ -117,7 +126,8 @@ type tapHandler struct {
 }
 
 func (h *tapHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.next.Enabled(ctx, l) || (h.tap.listeners.Load() > 0 && l >= slog.LevelInfo) || h.tap.debug.Load() > 0
+	return h.next.Enabled(ctx, l) || (h.tap.listeners.Load() > 0 && l >= slog.LevelInfo) || h.tap.debug.Load() > 0 ||
+		int64(l) >= h.tap.watchMin.Load()
 }
 
 func (h *tapHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -132,6 +142,9 @@ func (h *tapHandler) Handle(ctx context.Context, r slog.Record) error {
 		if sink != nil {
 			sink(h.record(r))
 		}
+	}
+	if int64(r.Level) >= h.tap.watchMin.Load() {
+		h.watch(r)
 	}
 	return err
 }

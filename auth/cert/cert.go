@@ -265,6 +265,12 @@ func (m *Method) TrustAnchors() []*x509.Certificate {
 // Certificate returns this side's end-entity certificate.
 func (m *Method) Certificate() *x509.Certificate { return m.leaf }
 
+// Intermediates returns the configured intermediate CA certificates (those
+// in the cert file after the end-entity one, and the intermediates files).
+func (m *Method) Intermediates() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), m.intermediates...)
+}
+
 // NewSession implements auth.Method.
 func (m *Method) NewSession(p *auth.Params) (auth.Session, error) {
 	return &session{m: m, p: p}, nil

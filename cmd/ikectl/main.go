@@ -2,10 +2,10 @@
 //
 //	ikectl [--socket PATH] COMMAND [ARGS]
 //
-// Commands: sas [--json], initiate CONN, terminate CONN|SA-ID,
-// rekey SA-ID [SPI], status [--json], reload [--json], policy [--json],
-// peers [ADDR]. Options may come before or after the command. See
-// docs/ikectl.md.
+// Commands: sas, list-conns, list-certs, stats, status, initiate CONN,
+// terminate CONN|SA-ID [SPI], rekey [--child] CONN|SA-ID [SPI], reload,
+// log [--level L], monitor, policy, peers [ADDR]; --json for scripts.
+// Options may come before or after the command. See docs/ikectl.md.
 package main
 
 import (
@@ -28,11 +28,20 @@ const usage = `usage: ikectl [--socket PATH] COMMAND [ARGS]
 
 Commands:
   sas [--json]            list IKE SAs and their Child SAs
+  list-conns [--json] [CONN]  configured connections with their state
+  list-certs [--json] [CONN]  loaded certificates, their expiry and users
+  stats [--json]          counters, uptime and workers
   initiate [--new] CONN   bring connection CONN up (an established one is
                           reported as it is; --new makes another IKE SA)
-  terminate CONN|SA-ID    delete the IKE SAs of connection CONN, or one IKE SA
-  rekey SA-ID [SPI]       rekey an IKE SA, or its Child SA with inbound SPI
+  terminate CONN|SA-ID [SPI]  delete the IKE SAs of connection CONN, or one
+                          IKE SA; with SPI only that Child SA of it
+  rekey CONN|SA-ID [SPI]  rekey an IKE SA (or every established one of CONN),
+                          or the Child SA with inbound SPI
+  rekey --child CONN|SA-ID  rekey every Child SA of it
   status [--json]         show the daemon's status and connections
+  log [--level L] [--json]  stream the daemon's log live (debug, info, warn,
+                          error; Ctrl-C ends)
+  monitor [--json]        stream SA up, down and rekey events live
   reload [--json]         reload the configuration and show what changed;
                           on errors the running configuration stays
   policy [--json]         show the assigned IPsec policy and its rules
@@ -187,10 +196,18 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 			}
 			args = rest
 		}
+		if cmd == "terminate" && len(args) == 2 && args[0] != "" {
+			resp, err := control.Do(ctx, socket, control.Request{Command: cmd, Target: args[0], Child: args[1]})
+			if err != nil {
+				return daemonError("terminate", args[0], resp, err)
+			}
+			fmt.Fprintf(stdout, "terminated Child SA %s of %s\n", args[1], resp.TerminatedChild)
+			return nil
+		}
 		if len(args) != 1 || args[0] == "" {
 			what := "connection name"
 			if cmd == "terminate" {
-				what = "connection name or SA ID"
+				what = "connection name or SA ID, and optionally a Child SA's inbound SPI"
 			}
 			return usageError{fmt.Sprintf("%s takes one argument, a %s", cmd, what)}
 		}
@@ -216,21 +233,39 @@ func runErr(ctx context.Context, args []string, stdout io.Writer, getenv func(st
 		}
 		fmt.Fprintf(stdout, "terminated %s\n", plural(resp.Terminated, "IKE SA"))
 		return nil
+	case "list-conns", "list-certs", "stats":
+		return runReadSide(ctx, socket, cmd, args, stdout)
+	case "log", "monitor":
+		return runStream(ctx, socket, cmd, args, stdout)
 	case "policy":
 		return runPolicy(ctx, socket, args, stdout)
 	case "peers":
 		return runPeers(ctx, socket, args, stdout)
 	case "rekey":
-		if len(args) < 1 || len(args) > 2 || args[0] == "" {
-			return usageError{"rekey takes an IKE SA ID, and optionally a Child SA's inbound SPI"}
+		children := false
+		var rest []string
+		for _, a := range args {
+			if a == "--child" || a == "-child" {
+				children = true
+				continue
+			}
+			rest = append(rest, a)
 		}
-		req := control.Request{Command: cmd, Target: args[0]}
+		args = rest
+		if len(args) < 1 || len(args) > 2 || args[0] == "" || (children && len(args) != 1) {
+			return usageError{"rekey takes an IKE SA ID or connection name, and optionally a Child SA's inbound SPI (or --child for all)"}
+		}
+		req := control.Request{Command: cmd, Target: args[0], Children: children}
 		if len(args) == 2 {
 			req.Child = args[1]
 		}
 		resp, err := control.Do(ctx, socket, req)
 		if err != nil {
 			return daemonError("rekey", args[0], resp, err)
+		}
+		if children {
+			fmt.Fprintf(stdout, "rekeyed %s of %s: now %s\n", plural(len(resp.RekeyedChildren), "Child SA"), args[0], strings.Join(resp.RekeyedChildren, ", "))
+			return nil
 		}
 		if req.Child != "" {
 			fmt.Fprintf(stdout, "rekeyed Child SA %s of %s\n", req.Child, resp.Rekeyed)

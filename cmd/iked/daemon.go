@@ -23,12 +23,10 @@ import (
 	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/metrics"
-	"github.com/iked/iked/policy/adsource"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transport"
 	"github.com/iked/iked/vici"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // natTPort is the port whose datagrams carry the non-ESP marker (RFC 3948).
@@ -79,6 +77,9 @@ type daemon struct {
 	metrics *http.Server
 	vici    *vici.Server // nil unless vici_socket is set
 	logTap  *vici.LogTap // feeds VICI's log events
+	// totals keeps the traffic of Child SAs gone, for the per-connection
+	// counters (metrics).
+	totals *metrics.Totals
 }
 
 func checkConfig(path string) int {
@@ -193,7 +194,8 @@ func newDaemon(path string) (*daemon, error) {
 		return nil, err
 	}
 	d.updown = newUpdown(d.log, cfg)
-	observer := &observer{agent: d.agent, updown: d.updown, log: d.log}
+	d.totals = metrics.NewTotals()
+	observer := &observer{agent: d.agent, updown: d.updown, log: d.log, totals: d.totals}
 	d.engine, err = ike.New(ike.Config{
 		Connections: d.allConnections(cfg), SADB: d.db, Observer: observer,
 		CookieThreshold: cfg.IKE.CookieThreshold, HalfOpenTimeout: cfg.IKE.HalfOpenTimeout,
@@ -218,6 +220,12 @@ func newDaemon(path string) (*daemon, error) {
 // serve binds, serves until a terminating signal, then shuts down.
 func (d *daemon) serve() (err error) {
 	cfg := d.cfg
+	// Signals from the start: a SIGTERM that comes while the sockets
+	// open (a service manager, a test that saw the control socket) is
+	// handled once the main loop runs, not fatal.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	var binds []transport.Bind
 	defer func() {
 		if err != nil {
@@ -265,6 +273,11 @@ func (d *daemon) serve() (err error) {
 		}
 		binds = append(binds, b)
 	}
+	// The engine reads its sockets before the control socket appears:
+	// whoever sees the control socket may initiate at once.
+	for _, b := range binds {
+		d.addBind(b)
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil { // #nosec G301 -- the control socket's directory must be traversable for control_socket_group; the socket's own mode (0600/0660) guards it
 		return fmt.Errorf("control socket: %w", err)
 	}
@@ -289,23 +302,9 @@ func (d *daemon) serve() (err error) {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
 		mux := http.NewServeMux()
-		var more []prometheus.Collector
-		if r, ok := d.dp.backend.(sadb.StatsReporter); ok {
-			more = append(more, metrics.NewDataPlaneCollector(r))
-		}
-		if d.agent != nil {
-			more = append(more, metrics.NewPolicyCollector(d.agent))
-		}
-		if d.dir != nil {
-			more = append(more, adsource.NewCollector(d.dir.source))
-		}
-		more = append(more, buildInfoGauge())
-		mux.Handle("/metrics", metrics.VersionedHandler(d.metricSources(), more...))
+		mux.Handle("/metrics", d.metricsHandler())
 		d.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = d.metrics.Serve(ln) }()
-	}
-	for _, b := range binds {
-		d.addBind(b)
 	}
 	listen := make([]string, len(binds))
 	for i, b := range binds {
@@ -315,9 +314,6 @@ func (d *daemon) serve() (err error) {
 	d.log.Info("iked started", "version", bi.Version, "commit", bi.ShortCommit(), "config", d.configPath, "listen", strings.Join(listen, ","),
 		"connections", len(cfg.Connections), "backend", d.dp.name, "control", cfg.ControlSocket, "metrics", cfg.MetricsListen)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	// The start actions: the daemon's own loops rather than the engine's
 	// StartConnections, so that a reload can start, stop and re-resolve
 	// them.
@@ -452,15 +448,13 @@ func (d *daemon) Terminate(ctx context.Context, target string) (int, error) {
 	return d.terminate(ctx, target)
 }
 
-// Rekey implements control.Handler.
+// Rekey implements control.Handler: target is an IKE SA ID or a
+// connection name (every established IKE SA of it, readside.go).
 func (d *daemon) Rekey(ctx context.Context, target string, childSPI uint32) (string, error) {
 	if d.v1 != nil && strings.HasPrefix(target, "isakmp-") {
 		return d.v1.Rekey(ctx, target, childSPI)
 	}
-	if childSPI != 0 {
-		return target, d.engine.CreateChild(ctx, target, childSPI)
-	}
-	return d.engine.RekeyIKE(ctx, target)
+	return d.rekeyByName(ctx, target, childSPI)
 }
 
 // Status implements control.Handler.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/metrics"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/sadb"
 )
@@ -16,6 +17,7 @@ type observer struct {
 	agent  *agent.Agent // nil without an assigned policy
 	updown *updown
 	log    *slog.Logger
+	totals *metrics.Totals // the traffic of Child SAs gone
 }
 
 // Acquire implements ike.Observer.
@@ -52,7 +54,10 @@ func (o *observer) HandshakeFailed(peer netip.Addr, initiator bool, reason strin
 func (o *observer) ChildSAUp(ev ike.ChildSAEvent) { o.updown.ChildSAUp(ev) }
 
 // ChildSADown implements ike.ChildObserver.
-func (o *observer) ChildSADown(ev ike.ChildSAEvent) { o.updown.ChildSADown(ev) }
+func (o *observer) ChildSADown(ev ike.ChildSAEvent) {
+	o.totals.ChildSADown(ev)
+	o.updown.ChildSADown(ev)
+}
 
 var (
 	_ ike.Observer      = (*observer)(nil)

@@ -94,6 +94,10 @@ func (d *daemon) reload(ctx context.Context) (*control.ReloadResult, error) {
 		}
 	}
 
+	if old.MetricsPerSALimit != cfg.MetricsPerSALimit {
+		// The tunnel collector reads it at each scrape.
+		res.Applied = append(res.Applied, fmt.Sprintf("metrics_per_sa_limit: %d -> %d", old.MetricsPerSALimit, cfg.MetricsPerSALimit))
+	}
 	if old.Policy != nil && cfg.Policy != nil && old.Policy.Name != cfg.Policy.Name {
 		res.Applied = append(res.Applied, fmt.Sprintf("policy: %s -> %s", old.Policy.Name, cfg.Policy.Name))
 	}

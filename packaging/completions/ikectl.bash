@@ -2,7 +2,7 @@
 _ikectl() {
 	local cur prev words cword
 	_init_completion || return
-	local commands="sas initiate terminate rekey status reload policy peers help"
+	local commands="sas list-conns list-certs stats initiate terminate rekey status reload log monitor policy peers help"
 	local socket=()
 	local i
 	for ((i = 1; i < cword; i++)); do
@@ -22,6 +22,10 @@ _ikectl() {
 	--port)
 		return
 		;;
+	--level)
+		COMPREPLY=($(compgen -W "debug info warn error" -- "$cur"))
+		return
+		;;
 	esac
 	# The command: the first word that is neither an option nor a value.
 	local cmd=""
@@ -38,6 +42,8 @@ _ikectl() {
 	if [[ $cur == -* ]]; then
 		local opts="--socket --json --version --help"
 		[[ $cmd == peers ]] && opts+=" --protocol --port"
+		[[ $cmd == log ]] && opts+=" --level"
+		[[ $cmd == rekey ]] && opts+=" --child"
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		return
 	fi
@@ -45,7 +51,7 @@ _ikectl() {
 	"")
 		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 		;;
-	initiate | terminate)
+	initiate | terminate | list-conns | list-certs)
 		# The configured connections, from the running daemon.
 		local names
 		names=$(ikectl "${socket[@]}" status --json 2>/dev/null | sed -n 's/^ *"name": "\(.*\)",$/\1/p')
@@ -55,7 +61,7 @@ _ikectl() {
 		COMPREPLY=($(compgen -W "$names" -- "$cur"))
 		;;
 	rekey)
-		COMPREPLY=($(compgen -W "$(ikectl "${socket[@]}" sas --json 2>/dev/null | sed -n 's/^    "id": "\(ike-[0-9]*\)",$/\1/p')" -- "$cur"))
+		COMPREPLY=($(compgen -W "$(ikectl "${socket[@]}" status --json 2>/dev/null | sed -n 's/^ *"name": "\(.*\)",$/\1/p') $(ikectl "${socket[@]}" sas --json 2>/dev/null | sed -n 's/^    "id": "\(ike-[0-9]*\)",$/\1/p')" -- "$cur"))
 		;;
 	esac
 }
