@@ -5,6 +5,7 @@ import (
 	"crypto/mlkem"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -184,5 +185,24 @@ func TestRekeySKEYSEED(t *testing.T) {
 	km, _ := prf.Plus(skd, seed, 72)
 	if !bytes.Equal(k.EncI, km[:36]) || !bytes.Equal(k.EncR, km[36:]) {
 		t.Fatal("KEYMAT with an additional secret")
+	}
+}
+
+// TestPQNotInIKEv1: ML-KEM and additional key exchanges are IKEv2 only;
+// IKEv1's legacy groups are no additional key exchange.
+func TestPQNotInIKEv1(t *testing.T) {
+	for _, tc := range []struct {
+		parse func(string) (Proposal, error)
+		in    string
+		want  string
+	}{
+		{ParseIKEv1Proposal, "aes256-sha256-modp2048-ke1_mlkem768", "IKEv2 only"},
+		{ParseIKEv1ESPProposal, "aes256-sha256-modp2048-ke1_mlkem768", "IKEv2 only"},
+		{ParseIKEv1Proposal, "aes256-sha256-mlkem768", `"mlkem768" is not available in IKEv1`},
+		{ParseIKEProposal, "aes256-sha256-x25519-ke1_modp1024", `unknown key exchange method "modp1024"`},
+	} {
+		if _, err := tc.parse(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.want)
+		}
 	}
 }
