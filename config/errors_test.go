@@ -43,6 +43,8 @@ func TestErrors(t *testing.T) {
 			[]string{"require_pq: no IKE proposal has a post-quantum key exchange"}},
 		{"require_pq with the defaults", conn("    remote: 192.0.2.1\n" + okAuth + "    require_pq: true\n"), 5,
 			[]string{"require_pq: no IKE proposal has a post-quantum key exchange"}},
+		{"require_pq over IKEv1", conn("    remote: 192.0.2.1\n" + okAuth + "    version: ikev1\n    require_pq: true\n"), 6,
+			[]string{"require_pq: needs version ikev2 (IKEv1 has no post-quantum key exchange), and this connection's is ikev1"}},
 		{"require_pq not a bool", conn("    remote: 192.0.2.1\n" + okAuth + "    require_pq: yes\n"), 5,
 			[]string{"require_pq"}},
 		{"additional key exchange without a start", conn("    remote: 192.0.2.1\n" + okAuth + "    esp_proposals: [aes256gcm16-ke1_mlkem768]\n"), 5,

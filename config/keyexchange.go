@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -56,16 +57,24 @@ func (w *walker) keyExchange(n *yaml.Node, name string) policy.KeyExchange {
 }
 
 // checkKeyExchange checks the policy's main mode methods and every
-// negotiate rule's security methods against the key modules that use
-// them: IKEv2's algorithm set, IKEv1's, or both for auto; the legacy IKEv1
-// algorithms only with allow_legacy, and then with a warning, as for a
-// connection.
-func (w *walker) checkKeyExchange(pol *policy.Policy, kxNode *yaml.Node) {
+// negotiate rule's (and the default response rule's) security methods
+// against the key modules that use them: a method serves the versions of
+// its rule's key module it fits (IKEv2's algorithm set, IKEv1's), one
+// written in the file that fits none of them is an error, a default one
+// (the built-ins' aes256gcm16, which IKEv1 cannot negotiate) is simply not
+// used there, and a rule needs a method for each version it speaks. The
+// legacy IKEv1 algorithms only with allow_legacy, and then with a warning,
+// as for a connection. at is where an error without a line of its own
+// points (the policy's assign).
+func (w *walker) checkKeyExchange(pol *policy.Policy, kxNode, at *yaml.Node) {
 	kx := pol.KeyExchange
 	modules := map[policy.KeyModule]bool{}
-	check := func(s string, at *yaml.Node, km policy.KeyModule, main bool) {
-		if at == nil {
-			at = kxNode
+	if kxNode != nil {
+		at = kxNode
+	}
+	check := func(s string, node *yaml.Node, km policy.KeyModule, main bool) {
+		if node == nil {
+			node = at
 		}
 		what := "security method"
 		parse2, parse1 := transform.ParseESPProposal, transform.ParseIKEv1ESPProposal
@@ -75,7 +84,7 @@ func (w *walker) checkKeyExchange(pol *policy.Policy, kxNode *yaml.Node) {
 		}
 		if km != policy.KeyModuleIKEv1 {
 			if _, err := parse2(s); err != nil {
-				w.errorf(at, "policy %s: %s %q (key module %s): %v", pol.Name, what, s, km, err)
+				w.errorf(node, "policy %s: %s %q (key module %s): %v", pol.Name, what, s, km, err)
 				return
 			}
 		}
@@ -84,31 +93,74 @@ func (w *walker) checkKeyExchange(pol *policy.Policy, kxNode *yaml.Node) {
 		}
 		p, err := parse1(s)
 		if err != nil {
-			w.errorf(at, "policy %s: %s %q (key module %s): %v", pol.Name, what, s, km, err)
+			w.errorf(node, "policy %s: %s %q (key module %s): %v", pol.Name, what, s, km, err)
 			return
 		}
 		if algs := p.LegacyAlgorithms(); len(algs) > 0 {
 			if !kx.AllowLegacy {
-				w.errorf(at, "policy %s: %s %q uses the legacy %s: set key_exchange.allow_legacy: true to allow them", pol.Name, what, s, strings.Join(algs, ", "))
+				w.errorf(node, "policy %s: %s %q uses the legacy %s: set key_exchange.allow_legacy: true to allow them", pol.Name, what, s, strings.Join(algs, ", "))
 				return
 			}
 			line := 0
-			if at != nil {
-				line = at.Line
+			if node != nil {
+				line = node.Line
 			}
 			w.warns = append(w.warns, Warning{File: w.file, Line: line,
 				Msg: fmt.Sprintf("policy %s: %s %q uses the legacy %s (allowed by allow_legacy)", pol.Name, what, s, strings.Join(algs, ", "))})
+		}
+	}
+	fits := func(s, version string) bool {
+		var err error
+		if version == policy.VersionIKEv1 {
+			_, err = transform.ParseIKEv1ESPProposal(s)
+		} else {
+			_, err = transform.ParseESPProposal(s)
+		}
+		return err == nil
+	}
+	checkRule := func(name string, methods []policy.SecurityMethod, km policy.KeyModule) {
+		modules[km] = true
+		have := map[string]bool{}
+		// The defaults serve the versions they fit, wherever the same
+		// strings are written elsewhere in the file.
+		defaults := slices.Equal(methods, policy.DefaultSecurityMethods())
+		for _, m := range methods {
+			node := w.proposalNodes[m.Proposal]
+			if defaults {
+				node = nil
+			}
+			used := false
+			for _, v := range km.Versions() {
+				if fits(m.Proposal, v) {
+					have[v], used = true, true
+				}
+			}
+			switch {
+			case !used && node != nil:
+				check(m.Proposal, node, km, false) // says why it fits none
+			case used && km.Speaks(policy.VersionIKEv1) && fits(m.Proposal, policy.VersionIKEv1):
+				check(m.Proposal, node, policy.KeyModuleIKEv1, false) // the legacy algorithms
+			}
+		}
+		for _, v := range km.Versions() {
+			if !have[v] && len(methods) > 0 {
+				example := "aes256gcm16"
+				if v == policy.VersionIKEv1 {
+					example = "aes256-sha256"
+				}
+				w.errorf(at, "policy %s: %s (key module %s) has no security method %s can negotiate: add one, e.g. %s",
+					pol.Name, name, km, strings.ToUpper(v[:3])+v[3:], example)
+			}
 		}
 	}
 	for _, r := range pol.Rules {
 		if r.Action != policy.Negotiate {
 			continue
 		}
-		km := pol.RuleKeyModule(r)
-		modules[km] = true
-		for _, m := range r.Methods {
-			check(m.Proposal, w.proposalNodes[m.Proposal], km, false)
-		}
+		checkRule("rule "+r.Name, r.Methods, pol.RuleKeyModule(r))
+	}
+	if d := pol.DefaultResponse; d.Active {
+		checkRule("the default response rule", d.Methods, pol.DefaultResponseKeyModule())
 	}
 	if len(modules) == 0 {
 		modules[pol.RuleKeyModule(&policy.Rule{})] = true

@@ -2,8 +2,14 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jcmturner/gokrb5/v8/iana/etypeID"
+	"github.com/jcmturner/gokrb5/v8/keytab"
 
 	"github.com/iked/iked/policy"
 )
@@ -88,4 +94,118 @@ func TestKeyExchangeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A built-in policy with key_module ikev1 or auto: its default security
+// methods serve the versions they fit (IKEv1 has no AES-GCM).
+func TestKeyExchangeBuiltinsServeEveryKeyModule(t *testing.T) {
+	for _, km := range []string{"ikev2", "ikev1", "auto"} {
+		src := policyAuth + "policy:\n  assign: secure-server-require-security\n  key_exchange: {key_module: " + km + "}\n"
+		c, err := Parse([]byte(src), "p.yaml", "")
+		if err != nil {
+			t.Errorf("%s: %v", km, err)
+			continue
+		}
+		if got := c.Policy.DefaultResponseKeyModule(); string(got) != km {
+			t.Errorf("%s: default response rule's key module %s", km, got)
+		}
+	}
+}
+
+func TestKeyExchangeEveryVersionOfARuleNeedsAMethod(t *testing.T) {
+	for _, tc := range []struct {
+		name, km, methods string
+		want              string
+	}{
+		{"IKEv2-only method under ikev1", "ikev1", "[aes256gcm16]", `security method "aes256gcm16" (key module ikev1)`},
+		{"IKEv2-only method under auto", "auto", "[aes256gcm16]", "rule all-ip (key module auto) has no security method IKEv1 can negotiate"},
+		{"IKEv1-only method under auto", "auto", "[aes128-sha1]", "legacy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := policyAuth + "policy:\n  assign: secure-server-require-security\n  security_methods: " + tc.methods +
+				"\n  key_exchange: {key_module: " + tc.km + "}\n"
+			_, err := Parse([]byte(src), "p.yaml", "")
+			var e *Error
+			if !errors.As(err, &e) || e.Line == 0 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one at a line with %q", err, tc.want)
+			}
+		})
+	}
+	// Under auto a method may serve one version: aes256gcm16 IKEv2,
+	// aes256-sha256 both.
+	src := policyAuth + "policy:\n  assign: secure-server-require-security\n  security_methods: [aes256gcm16, aes128-sha256]\n  key_exchange: {key_module: auto}\n"
+	if _, err := Parse([]byte(src), "p.yaml", ""); err != nil {
+		t.Errorf("auto with one method per version: %v", err)
+	}
+}
+
+// TestPoliciesDocKeyExchangeExampleLoads keeps the key exchange example
+// of docs/policies.md correct (interop's TestPolicyKerberosIKEv1 runs the
+// same policy between two hosts).
+func TestPoliciesDocKeyExchangeExampleLoads(t *testing.T) {
+	c := loadDocExample(t, "../docs/policies.md", "**What the key module does.**")
+	kx := c.Policy.KeyExchange
+	if c.Policy.Name != "secure-server-require-security" || kx.KeyModule != policy.KeyModuleAuto || len(kx.Methods) != 2 || kx.Lifetime.Minutes() != 480 {
+		t.Fatalf("policy %s, key exchange %+v", c.Policy.Name, kx)
+	}
+	if !c.Policy.UsesVersion(policy.VersionIKEv1) || !c.Policy.UsesVersion(policy.VersionIKEv2) {
+		t.Error("an auto policy that does not use both versions")
+	}
+}
+
+// TestWindowsDocPolicyExampleLoads does the same for docs/windows.md's
+// assigned policy for a Windows domain.
+func TestWindowsDocPolicyExampleLoads(t *testing.T) {
+	c := loadDocExample(t, "../docs/windows.md", "## An assigned policy for a Windows domain")
+	if c.Policy == nil || c.Policy.DefaultResponseKeyModule() != policy.KeyModuleIKEv1 {
+		t.Fatalf("policy %+v", c.Policy)
+	}
+	if _, ok := c.Authentication["corp"]; !ok {
+		t.Error("no kerberos method corp")
+	}
+}
+
+// loadDocExample loads the first yaml block after marker in doc, with a
+// keytab made up.
+func loadDocExample(t *testing.T, doc, marker string) *Config {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), marker)
+	_, block, ok2 := strings.Cut(after, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatalf("no yaml block after %q in %s", marker, doc)
+	}
+	dir := t.TempDir()
+	block = strings.ReplaceAll(block, "/etc/krb5.keytab", filepath.Join(dir, "krb5.keytab"))
+	if err := os.WriteFile(filepath.Join(dir, "krb5.keytab"), testKeytab(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "iked.yaml"), []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(filepath.Join(dir, "iked.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testKeytab is a keytab with the docs' hosts' keys.
+func testKeytab(t *testing.T) []byte {
+	t.Helper()
+	k := keytab.New()
+	for _, p := range []string{"host/web1.corp.example", "host/linux.corp.example"} {
+		if err := k.AddEntry(p, "CORP.EXAMPLE", "a password", time.Now(), 1, etypeID.AES256_CTS_HMAC_SHA1_96); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := k.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -666,7 +666,9 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		if len(c.LocalTS) > 0 && len(c.RemoteTS) > 0 && !shareFamily(c.LocalTS, c.RemoteTS) {
 			w.errorf(nodes["remote_ts"], "remote_ts: no address family in common with local_ts (an IPv4 selector needs an IPv4 peer selector, IPv6 likewise)")
 		}
-		if c.RequirePQ && !anyOffersPQ(c.IKEProposals) {
+		if c.RequirePQ && c.SpeaksIKEv1() {
+			w.errorf(nodes["require_pq"], "require_pq: needs version ikev2 (IKEv1 has no post-quantum key exchange), and this connection's is %s", c.Version)
+		} else if c.RequirePQ && !anyOffersPQ(c.IKEProposals) {
 			at := nodes["ike_proposals"]
 			if at == nil {
 				at = nodes["require_pq"]

@@ -226,7 +226,8 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	}
 	pol.Exempt, pol.KDCs = exempt, kdcs
 	pol.KeyExchange = kx
-	w.checkKeyExchange(pol, kxNode)
+	w.checkKeyExchange(pol, kxNode, assignNode)
+	w.checkRequirePQ(pol, assignNode)
 	cfg.Policy = pol
 }
 

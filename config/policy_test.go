@@ -100,6 +100,7 @@ func TestPolicyMistakesAreRefusedWithTheirLine(t *testing.T) {
 		{"lists without a policy", "filter_lists:\n  x:\n    filters: [{source: me}]\n", `p.yaml:2: policies and filter lists are only used by an assigned policy`},
 		{"permit with fallback", strings.Replace(customPolicy, "{filter_list: all-ip, action: permit}", "{filter_list: all-ip, action: permit, fallback: true}", 1), `security settings need action negotiate`},
 		{"block with require_pq", strings.Replace(customPolicy, "{filter_list: telnet, action: block}", "{filter_list: telnet, action: block, require_pq: true}", 1), `security settings need action negotiate`},
+		{"require_pq over IKEv1", strings.Replace(customPolicy, "        require_pq: true\n", "        require_pq: true\n        key_module: ikev1\n", 1), `rule lab: require_pq needs IKEv2 (RFC 9370's additional key exchanges), and its key module is ikev1`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

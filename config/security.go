@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/iked/iked/auth"
 	"io/fs"
 	"os"
 	"os/user"
@@ -82,8 +83,8 @@ func (w *walker) checkSecretFile(n *yaml.Node, name, what, path string) bool {
 	if err != nil || !fi.Mode().IsRegular() {
 		return true // the user of the file says what is wrong with it
 	}
-	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
-		w.errorf(n, "%s: %s %s is accessible by group or others (mode %04o); run chmod 600 %s", name, what, path, mode, path)
+	if err := auth.CheckSecretFile(what, path, fi); err != nil {
+		w.errorf(n, "%s: %v", name, err)
 		return false
 	}
 	return true

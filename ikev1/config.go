@@ -152,6 +152,9 @@ type Config struct {
 	// attribute value (e.g. GSS-API's 65001), beside the built-in
 	// pre-shared keys and signatures.
 	Auths []MainModeAuth
+	// Observer, when set, hears of IPsec SAs' data-plane policies and of
+	// failed Main Modes (a policy layer: see Observer).
+	Observer Observer
 }
 
 // DefaultFragmentSize is the default largest datagram of a fragmented

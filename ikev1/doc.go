@@ -57,6 +57,11 @@
 //     buffer drops the datagram, as the network might), logging, and the
 //     opt-in key log.
 //
+// A policy layer hears of the IPsec SAs' data-plane policies and of
+// failed Main Modes through an Observer (Config.Observer), called without
+// any SA lock: the policies' calls under policyMu, in order, the failures
+// with no lock at all (queued with isakmpSA.later).
+//
 // Timers (retransmission, rekeying, DPD, expiry) run on the runtime's
 // timer goroutines and take the SA's lock like a received message does.
 package ikev1

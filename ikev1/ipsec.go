@@ -104,24 +104,29 @@ func (e *Engine) removeIPsecs(cs []*ipsecSA) {
 
 // addPolicies installs policies and counts a reference to each: SA pairs
 // with the same selectors (a rekey) share them. policyMu is taken without
-// any SA lock; it serialises the reference counts with the backend.
+// any SA lock; it serialises the reference counts with the backend and
+// keeps the Observer's calls in order. The Observer hears of them even
+// when the data plane keeps no policies: the policy layer follows SAs,
+// not the backend.
 func (e *Engine) addPolicies(ps []*sadb.Policy) error {
-	if !e.cfg.SADB.Policies() {
-		return nil
-	}
 	e.policyMu.Lock()
 	defer e.policyMu.Unlock()
-	if err := e.cfg.SADB.AddPolicies(ps...); err != nil {
-		return err
+	if e.cfg.SADB.Policies() {
+		if err := e.cfg.SADB.AddPolicies(ps...); err != nil {
+			return err
+		}
 	}
 	for _, p := range ps {
 		e.policyRefs[p.ID()]++
+	}
+	if o := e.cfg.Observer; o != nil {
+		o.PoliciesAdded(ps)
 	}
 	return nil
 }
 
 func (e *Engine) releasePolicies(ids []sadb.PolicyID) error {
-	if !e.cfg.SADB.Policies() || len(ids) == 0 {
+	if len(ids) == 0 {
 		return nil
 	}
 	e.policyMu.Lock()
@@ -132,6 +137,15 @@ func (e *Engine) releasePolicies(ids []sadb.PolicyID) error {
 			delete(e.policyRefs, id)
 			gone = append(gone, id)
 		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if o := e.cfg.Observer; o != nil {
+		o.PoliciesRemoved(gone)
+	}
+	if !e.cfg.SADB.Policies() {
+		return nil
 	}
 	return e.cfg.SADB.DeletePolicies(gone...)
 }

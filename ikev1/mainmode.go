@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/iked/iked/ikev1/isakmp"
@@ -54,6 +55,9 @@ type mainMode struct {
 	// when Main Mode started: decided then, since looking at other SAs
 	// with this one's lock held would take two SA locks at once).
 	initialContact, sendInitialContact bool
+	// onAnswer (initiator) is called once the peer answers anything
+	// (InitiateOptions.OnAnswer); nil once called.
+	onAnswer func()
 }
 
 // errTimeout ends a handshake whose retransmissions went unanswered.
@@ -82,8 +86,9 @@ func localAddr(b transport.Bind, c *Connection) netip.AddrPort {
 func hardLife(d time.Duration) time.Duration { return d + d/10 }
 
 // startMainMode sends Main Mode's first message for c. done, when not
-// nil, hears how Main Mode ended.
-func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error) {
+// nil, hears how Main Mode ended; onAnswer, when not nil, that the peer
+// answered.
+func (e *Engine) startMainMode(c *Connection, done chan error, onAnswer func()) (*isakmpSA, error) {
 	if !c.Remote.Addr().IsValid() || c.Remote.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("connection %s has no remote address to initiate to", c.Name)
 	}
@@ -124,7 +129,7 @@ func (e *Engine) startMainMode(c *Connection, done chan error) (*isakmpSA, error
 	saP := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
 		Proposals: []isakmp.Proposal{{Number: 1, Protocol: isakmp.ProtoISAKMP, Transforms: offered}}}
 	sa.mm = &mainMode{started: now, authImpl: authImpl, authMethod: method, offered: offered,
-		saiB: saP.MarshalBody(), next: 2, sendInitialContact: !e.haveSAWith(remote.Addr())}
+		saiB: saP.MarshalBody(), next: 2, sendInitialContact: !e.haveSAWith(remote.Addr()), onAnswer: onAnswer}
 	if done != nil {
 		sa.p1Waiters = append(sa.p1Waiters, done)
 	}
@@ -167,6 +172,8 @@ func (sa *isakmpSA) fail(err error, label string) {
 	if sa.state == stateMainMode {
 		sa.eng.stats.failure(label)
 		sa.log(levelWarn, "Main Mode failed", "err", err.Error())
+		peer, initiator := sa.remote.Addr(), sa.initiator
+		sa.later(func() { sa.eng.observeFailure(peer, initiator, label) })
 	}
 	sa.finishWaiters(err)
 	sa.destroyLocked(err.Error())
@@ -555,9 +562,19 @@ func (e *Engine) respondMainMode1(b transport.Bind, from netip.AddrPort, hdr *is
 	}
 	c, authImpl, method, chosen, suite := e.chooseMainMode(b, from, saP)
 	if c == nil {
-		e.stats.failure("no_proposal_chosen")
-		e.log.Info("no acceptable Main Mode proposal", "version", "ikev1", "peer", from, "offer", describeOffer(saP))
+		label := "no_proposal_chosen"
+		if offered, accepted := e.authMismatch(b, from, saP); offered != nil {
+			// The algorithms fit, the authentication method does not:
+			// the two sides have no method in common.
+			label = "auth_mismatch"
+			e.log.Warn("authentication mismatch: the peer offers an authentication method no connection accepts", "version", "ikev1",
+				"peer", from, "offered", offered, "accepted", accepted)
+		} else {
+			e.log.Info("no acceptable Main Mode proposal", "version", "ikev1", "peer", from, "offer", describeOffer(saP))
+		}
+		e.stats.failure(label)
 		e.sendPlainNotify(b, from, hdr.ICookie, 0, isakmp.NoProposalChosen, nil)
+		e.observeFailure(from.Addr(), false, label)
 		return
 	}
 	cookie, err := e.newCookie()
@@ -625,6 +642,67 @@ func (e *Engine) chooseMainMode(b transport.Bind, from netip.AddrPort, saP *isak
 		}
 	}
 	return nil, nil, 0, nil, nil
+}
+
+// authMismatch reports, for an offer chooseMainMode refused, whether a
+// connection for the peer would have taken one of its transforms but for
+// the authentication method: then it returns the methods the peer offered
+// and those the connections accept (nil when the algorithms did not fit
+// either).
+func (e *Engine) authMismatch(b transport.Bind, from netip.AddrPort, saP *isakmp.SA) (offered, accepted []string) {
+	local := b.LocalAddr().Addr()
+	fits := false
+	for _, c := range e.Connections() {
+		if c.Local.IsValid() && !local.IsUnspecified() && c.Local != local {
+			continue
+		}
+		if c.Remote.Addr().IsValid() && !c.Remote.Addr().IsUnspecified() && c.Remote.Addr() != from.Addr() {
+			continue
+		}
+		authImpl, method := e.authFor(c.Auth)
+		if authImpl == nil {
+			continue
+		}
+		if name := authImpl.Name(method); !slices.Contains(accepted, name) {
+			accepted = append(accepted, name)
+		}
+		for _, p := range c.IKEProposals {
+			for i := range saP.Proposals[0].Transforms {
+				if s, err := parsePhase1(&saP.Proposals[0].Transforms[i]); err == nil && matchesPhase1(p, s) {
+					fits = true
+				}
+			}
+		}
+	}
+	if !fits {
+		return nil, nil
+	}
+	for i := range saP.Proposals[0].Transforms {
+		s, err := parsePhase1(&saP.Proposals[0].Transforms[i])
+		if err != nil {
+			continue
+		}
+		if name := authMethodName(s.auth); !slices.Contains(offered, name) {
+			offered = append(offered, name)
+		}
+	}
+	return offered, accepted
+}
+
+// authMethodName names a Main Mode authentication method attribute as
+// the methods name themselves in logs, or by its number.
+func authMethodName(m uint16) string {
+	switch m {
+	case isakmp.AuthPSK:
+		return "psk"
+	case isakmp.AuthRSASig:
+		return "rsa-sig"
+	case isakmp.AuthECDSA256, isakmp.AuthECDSA384, isakmp.AuthECDSA521:
+		return "ecdsa-sig"
+	case isakmp.AuthGSSAPI:
+		return "kerberos"
+	}
+	return fmt.Sprintf("method %d", m)
 }
 
 // describeOffer prints a peer's Main Mode offer for a log line.
@@ -878,6 +956,12 @@ func (e *Engine) InitiateConn(ctx context.Context, c *Connection) (SAInfo, error
 // mainModeFor returns an established ISAKMP SA of c, making one when
 // there is none.
 func (e *Engine) mainModeFor(ctx context.Context, c *Connection) (*isakmpSA, error) {
+	return e.mainModeNotify(ctx, c, nil)
+}
+
+// mainModeNotify is mainModeFor whose new Main Mode calls onAnswer when
+// the peer answers.
+func (e *Engine) mainModeNotify(ctx context.Context, c *Connection, onAnswer func()) (*isakmpSA, error) {
 	for _, sa := range e.allSAs() {
 		sa.mu.Lock()
 		ok := sa.conn == c && sa.state == stateEstablished && !sa.rekeying &&
@@ -887,13 +971,19 @@ func (e *Engine) mainModeFor(ctx context.Context, c *Connection) (*isakmpSA, err
 			return sa, nil
 		}
 	}
-	return e.mainMode(ctx, c)
+	return e.startAndWait(ctx, c, onAnswer)
 }
 
 // mainMode runs a new Main Mode for c and waits for it.
 func (e *Engine) mainMode(ctx context.Context, c *Connection) (*isakmpSA, error) {
+	return e.startAndWait(ctx, c, nil)
+}
+
+// startAndWait runs a new Main Mode for c and waits for it; onAnswer, when
+// not nil, hears that the peer answered.
+func (e *Engine) startAndWait(ctx context.Context, c *Connection, onAnswer func()) (*isakmpSA, error) {
 	done := make(chan error, 1)
-	sa, err := e.startMainMode(c, done)
+	sa, err := e.startMainMode(c, done, onAnswer)
 	if err != nil {
 		return nil, err
 	}
@@ -932,6 +1022,12 @@ func (sa *isakmpSA) receive(b transport.Bind, from netip.AddrPort, hdr *isakmp.H
 	if sa.dead {
 		sa.eng.stats.drop(DropUnknownSPI)
 		return
+	}
+	if mm := sa.mm; sa.initiator && mm != nil && mm.onAnswer != nil {
+		// Anything the peer sends to our cookie, even a refusal, says
+		// it speaks IKEv1; called once the lock is released.
+		sa.later(mm.onAnswer)
+		mm.onAnswer = nil
 	}
 	switch hdr.Exchange {
 	case isakmp.ExchangeMain:

@@ -41,6 +41,9 @@ type policyHost struct {
 	Extra string
 	// Files are written next to the configuration (certificates).
 	Files map[string][]byte
+	// KeyExchange is policy.key_exchange (a YAML flow mapping, e.g.
+	// "{key_module: ikev1}"); empty for the default (IKEv2).
+	KeyExchange string
 }
 
 func (h policyHost) yaml() string {
@@ -48,7 +51,11 @@ func (h policyHost) yaml() string {
 	if auth == "" {
 		auth = fmt.Sprintf("  lab: {method: psk, secret: %s}\n", yamlQuote(matrixPSK))
 	}
-	return "authentication:\n" + auth + h.Extra + "policy:\n  assign: " + h.Policy + "\n  retry_after: 5s\n"
+	kx := ""
+	if h.KeyExchange != "" {
+		kx = "  key_exchange: " + h.KeyExchange + "\n"
+	}
+	return "authentication:\n" + auth + h.Extra + "policy:\n  assign: " + h.Policy + "\n  retry_after: 5s\n" + kx
 }
 
 // matrix is a running case: A in the first namespace, B in the second.

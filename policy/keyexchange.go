@@ -78,3 +78,49 @@ func (p *Policy) RuleKeyModule(r *Rule) KeyModule {
 	}
 	return KeyModuleIKEv2
 }
+
+// IKE versions, as the engines, metrics and ikectl name them.
+const (
+	VersionIKEv2 = "ikev2"
+	VersionIKEv1 = "ikev1"
+)
+
+// Versions lists the IKE versions the key module speaks, in the order it
+// initiates with them: auto tries IKEv2 first.
+func (k KeyModule) Versions() []string {
+	switch k {
+	case KeyModuleIKEv1:
+		return []string{VersionIKEv1}
+	case KeyModuleAuto:
+		return []string{VersionIKEv2, VersionIKEv1}
+	}
+	return []string{VersionIKEv2}
+}
+
+// Speaks reports whether the key module negotiates (and answers) with the
+// IKE version v ("ikev2", "ikev1").
+func (k KeyModule) Speaks(v string) bool {
+	for _, x := range k.Versions() {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultResponseKeyModule is the key module the default response rule
+// answers with: the policy's.
+func (p *Policy) DefaultResponseKeyModule() KeyModule {
+	return p.RuleKeyModule(&Rule{})
+}
+
+// UsesVersion reports whether any negotiate rule, or the active default
+// response rule, speaks IKE version v: a daemon needs that engine.
+func (p *Policy) UsesVersion(v string) bool {
+	for _, r := range p.Rules {
+		if r.Action == Negotiate && p.RuleKeyModule(r).Speaks(v) {
+			return true
+		}
+	}
+	return p.DefaultResponse.Active && p.DefaultResponseKeyModule().Speaks(v)
+}

@@ -222,3 +222,43 @@ func TestValidateRefusesNegotiateWithoutMethodsAndSecuritySettingsOnPermit(t *te
 		}
 	}
 }
+
+func TestReloadKeepsAnSAOnlyIfTheRulesKeyModuleSpeaksItsVersion(t *testing.T) {
+	v1 := SAView{Local: hostA, Remote: hostB, Auth: "psk", Version: VersionIKEv1}
+	v2 := v1
+	v2.Version = VersionIKEv2
+	p, _ := Builtin(SecureServerRequireSecurity, []string{"psk"}, nil)
+	for _, c := range []struct {
+		km     KeyModule
+		sa     SAView
+		keep   bool
+		reason string
+	}{
+		{"", v2, true, "rule all-ip"},
+		{"", v1, false, "rule all-ip now negotiates with ikev2, not ikev1"},
+		{KeyModuleIKEv1, v1, true, "rule all-ip"},
+		{KeyModuleIKEv1, v2, false, "rule all-ip now negotiates with ikev1, not ikev2"},
+		{KeyModuleAuto, v1, true, "rule all-ip"},
+		{KeyModuleAuto, v2, true, "rule all-ip"},
+	} {
+		p.KeyExchange.KeyModule = c.km
+		if got, why := p.Keeps(c.sa, isA, nil); got != c.keep || why != c.reason {
+			t.Errorf("key module %q, %s SA: Keeps = %v (%s), want %v (%s)", c.km, c.sa.Version, got, why, c.keep, c.reason)
+		}
+	}
+	// The default response rule answers with the policy's key module.
+	respond, _ := Builtin(ClientRespondOnly, []string{"psk"}, nil)
+	if ok, why := respond.Keeps(v1, isA, nil); ok {
+		t.Errorf("an IKEv2 default response rule keeps an IKEv1 SA (%s)", why)
+	}
+	respond.KeyExchange.KeyModule = KeyModuleIKEv1
+	if ok, why := respond.Keeps(v1, isA, nil); !ok {
+		t.Errorf("an IKEv1 default response rule removes an IKEv1 SA: %s", why)
+	}
+	if !respond.UsesVersion(VersionIKEv1) || respond.UsesVersion(VersionIKEv2) {
+		t.Error("UsesVersion of an IKEv1 respond-only policy")
+	}
+	if got := KeyModuleAuto.Versions(); len(got) != 2 || got[0] != VersionIKEv2 {
+		t.Errorf("auto initiates with %v, want IKEv2 first", got)
+	}
+}

@@ -14,6 +14,10 @@ type SAView struct {
 	LocalPort, RemotePort uint16
 	// Auth is the auth method's name ("kerberos", "cert", "psk").
 	Auth string
+	// Version is the IKE version that negotiated the SA ("ikev2",
+	// "ikev1"); empty means any. A rule keeps only SAs of a version its
+	// key module speaks.
+	Version string
 }
 
 // accepts reports whether one of names (the policy's authentication
@@ -54,11 +58,16 @@ func (p *Policy) Keeps(sa SAView, local func(netip.Addr) bool, methodOf func(str
 		if !accepts(p.DefaultResponse.Auth, sa.Auth, methodOf) {
 			return false, fmt.Sprintf("the default response rule does not accept %s authentication", sa.Auth)
 		}
+		if km := p.DefaultResponseKeyModule(); sa.Version != "" && !km.Speaks(sa.Version) {
+			return false, fmt.Sprintf("the default response rule answers with %s, not %s", km, sa.Version)
+		}
 		return true, "default response rule"
 	case d.Rule.Action != Negotiate:
 		return false, fmt.Sprintf("rule %s now says %s", d.Rule.Name, d.Rule.Action)
 	case !accepts(d.Rule.Auth, sa.Auth, methodOf):
 		return false, fmt.Sprintf("rule %s does not accept %s authentication", d.Rule.Name, sa.Auth)
+	case sa.Version != "" && !p.RuleKeyModule(d.Rule).Speaks(sa.Version):
+		return false, fmt.Sprintf("rule %s now negotiates with %s, not %s", d.Rule.Name, p.RuleKeyModule(d.Rule), sa.Version)
 	}
 	return true, "rule " + d.Rule.Name
 }

@@ -159,7 +159,7 @@ type target struct {
 // match lists the SAs sel selects, as charon's terminate and rekey do.
 func (s *Server) match(sel selection) []target {
 	var out []target
-	for _, in := range s.cfg.Engine.SAs() {
+	for _, in := range s.allSAs() {
 		if sel.child != "" || sel.childID != 0 {
 			if (sel.ike != "" && in.Connection != sel.ike) || (sel.ikeID != 0 && int64(uniqueID(in.ID)) != sel.ikeID) {
 				continue
@@ -224,10 +224,18 @@ func terminate(c *client, req *Message) *Message {
 					ctx, cancel = context.WithTimeout(ctx, d)
 					defer cancel()
 				}
+				v1 := isISAKMP(t.ikeID)
 				if t.spiIn != "" {
+					if v1 {
+						return errors.New("an IKEv1 IPsec SA is terminated with its ISAKMP SA (ike-id), not alone")
+					}
 					return s.cfg.Engine.TerminateChild(ctx, t.ikeID, parseSPI(t.spiIn))
 				}
-				n, err := s.cfg.Engine.Terminate(ctx, t.ikeID)
+				terminate := s.cfg.Engine.Terminate
+				if v1 {
+					terminate = s.cfg.IKEv1.Terminate
+				}
+				n, err := terminate(ctx, t.ikeID)
 				if err == nil && n == 0 {
 					err = errors.New("already gone")
 				}
@@ -291,9 +299,12 @@ func rekey(c *client, req *Message) *Message {
 	for _, t := range targets {
 		ctx, cancel := context.WithTimeout(s.ctx, rekeyTimeout)
 		var err error
-		if t.spiIn != "" {
+		switch {
+		case isISAKMP(t.ikeID):
+			err = errors.New("IKEv1 SAs are rekeyed with ikectl rekey, not over VICI")
+		case t.spiIn != "":
 			err = s.cfg.Engine.CreateChild(ctx, t.ikeID, parseSPI(t.spiIn))
-		} else {
+		default:
 			_, err = s.cfg.Engine.RekeyIKE(ctx, t.ikeID)
 		}
 		cancel()

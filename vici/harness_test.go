@@ -61,7 +61,9 @@ func testConn(t *testing.T, name string, local, remote netip.AddrPort, lid, rid 
 	return c
 }
 
-func newPair(t *testing.T) *pair {
+// newPair starts the pair and the server; edit adjusts the server's
+// configuration first.
+func newPair(t *testing.T, edit ...func(*Config)) *pair {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	tap := NewLogTap(slog.DiscardHandler)
@@ -79,13 +81,17 @@ func newPair(t *testing.T) *pair {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	p.path = filepath.Join(dir, "charon.vici")
 	base := p.a.Connections()
-	p.srv, err = Listen(Config{Path: p.path, Engine: p.a, Version: "test", Started: time.Now(), Plugins: []string{"ike", "vici"},
+	cfg := Config{Path: p.path, Engine: p.a, Version: "test", Started: time.Now(), Plugins: []string{"ike", "vici"},
 		FileConnections: func() []string { return []string{"site"} },
 		SetConnections: func(cs []*ike.Connection) error {
 			p.loaded = cs
 			return p.a.SetConnections(append(append([]*ike.Connection(nil), base...), cs...))
 		},
-		Reload: func() error { return nil }, Tap: p.tap, Logger: quiet})
+		Reload: func() error { return nil }, Tap: p.tap, Logger: quiet}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	p.srv, err = Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

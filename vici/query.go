@@ -103,7 +103,7 @@ func listSAs(c *client, req *Message) *Message {
 	childName, _ := req.Get("child")
 	childID := intValue(req, "child-id")
 	filtered := ikeName != "" || ikeID != 0 || childName != "" || childID != 0
-	sas := s.cfg.Engine.SAs()
+	sas := s.allSAs()
 	extras := s.cfg.Engine.SAExtras()
 	live := map[string]bool{}
 	for _, in := range sas {

@@ -29,8 +29,24 @@ func ikeState(s string) string {
 	return strings.ToUpper(s)
 }
 
-// uniqueID is the IKE SA's number in "ike-N".
+// isakmpIDBase is added to an ISAKMP SA's number ("isakmp-N") for its
+// unique ID, so that IKEv1 and IKEv2 SAs, numbered apart by their engines,
+// never share one: swanctl shows ISAKMP SAs as #2147483649 and up.
+const isakmpIDBase = 1 << 31
+
+// isISAKMP reports whether id names an IKEv1 SA.
+func isISAKMP(id string) bool { return strings.HasPrefix(id, "isakmp-") }
+
+// uniqueID is the IKE SA's number in "ike-N", or isakmpIDBase+N for
+// "isakmp-N".
 func uniqueID(id string) uint64 {
+	if isISAKMP(id) {
+		n, err := strconv.ParseUint(strings.TrimPrefix(id, "isakmp-"), 10, 31)
+		if err != nil || n == 0 {
+			return 0
+		}
+		return isakmpIDBase + n
+	}
 	n, _ := strconv.ParseUint(strings.TrimPrefix(id, "ike-"), 10, 32)
 	return n
 }
@@ -129,7 +145,11 @@ func secondsSince(t, now time.Time) int64 { return int64(now.Sub(t) / time.Secon
 // addIKE fills m with an IKE SA's fields (list_ike), without child-sas.
 func addIKE(m *Message, in ike.SAInfo, x ike.SAExtra, now time.Time) {
 	m.SetUint("uniqueid", uniqueID(in.ID))
-	m.Set("version", "2")
+	if isISAKMP(in.ID) {
+		m.Set("version", "1")
+	} else {
+		m.Set("version", "2")
+	}
 	m.Set("state", ikeState(in.State))
 	addHost(m, "local", in.LocalAddr)
 	m.Set("local-id", identity(in.LocalID))

@@ -65,6 +65,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Tap, when set, feeds the "log" and "control-log" events.
 	Tap *LogTap
+	// IKEv1, when set, is the IKEv1 engine: its ISAKMP SAs are listed
+	// (version 1) and terminated beside the IKE SAs.
+	IKEv1 IKEv1
+}
+
+// IKEv1 is the IKEv1 engine as the daemon presents it to VICI: its ISAKMP
+// SAs in the IKEv2 engine's shape (IDs "isakmp-N", the cookies as SPIs,
+// IPsec SA pairs as Child SAs) and their deletion with the peer.
+type IKEv1 interface {
+	SAs() []ike.SAInfo
+	Terminate(ctx context.Context, target string) (int, error)
 }
 
 // Server serves VICI on a unix socket.
@@ -112,6 +123,15 @@ func Listen(cfg Config) (*Server, error) {
 		s.untap = cfg.Tap.attach(s.logRecord)
 	}
 	return s, nil
+}
+
+// allSAs lists the IKE SAs, then the ISAKMP SAs.
+func (s *Server) allSAs() []ike.SAInfo {
+	sas := s.cfg.Engine.SAs()
+	if s.cfg.IKEv1 != nil {
+		sas = append(sas, s.cfg.IKEv1.SAs()...)
+	}
+	return sas
 }
 
 // Path returns the socket's path.

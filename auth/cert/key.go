@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/iked/iked/auth"
 	"io"
 	"os"
 )
@@ -44,8 +45,8 @@ func LoadPrivateKey(path string) (PrivateKey, error) {
 	if err != nil {
 		return PrivateKey{}, err
 	}
-	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
-		return PrivateKey{}, fmt.Errorf("private key %s is accessible by group or others (mode %04o); run chmod 600 %s", path, mode, path)
+	if err := auth.CheckSecretFile("private key", path, fi); err != nil {
+		return PrivateKey{}, err
 	}
 	b, err := os.ReadFile(path) // #nosec G304 -- the configured private key; its mode was checked above
 	if err != nil {

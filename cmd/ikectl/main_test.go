@@ -54,26 +54,30 @@ func (f *fakeDaemon) Policy() (*agent.PolicyInfo, error) {
 	return &agent.PolicyInfo{Name: "server-request-security", Exempt: []string{"IKE (UDP 500, 4500), ESP, AH"},
 		Rules: []agent.RuleInfo{{Name: "all-icmp", Action: "permit", Filters: []string{"me -> any icmp (mirrored)"}, Connection: "all"},
 			{Name: "all-ip", Action: "negotiate", Filters: []string{"me -> any (mirrored)"}, Methods: []string{"esp aes256gcm16"},
-				Auth: []string{"kerberos", "psk"}, AcceptUnsecured: true, Fallback: "3s", Connection: "all"}},
-		DefaultResponse: &agent.RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}}}, nil
+				Auth: []string{"kerberos", "psk"}, AcceptUnsecured: true, Fallback: "3s", Connection: "all", KeyModule: "auto"}},
+		DefaultResponse: &agent.RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}, KeyModule: "ikev1"},
+		KeyExchange:     agent.KeyExchangeInfo{KeyModule: "ikev1", Methods: []string{"aes256-sha256-modp2048"}, Lifetime: "8h0m0s", MasterKeyPFS: true}}, nil
 }
 
 func (f *fakeDaemon) Peers(peer netip.Addr, proto uint8, port uint16) ([]agent.PeerStatus, error) {
 	return []agent.PeerStatus{{Peer: peer.String(), Traffic: fmt.Sprintf("proto %d port %d", proto, port), Verdict: agent.VerdictClearFallback,
-		Rule: "all-ip", Filter: "me -> any (mirrored)", Detail: "the peer did not answer IKE", Until: time.Now().Add(4*time.Minute + 30*time.Second)}}, nil
+		Rule: "all-ip", Filter: "me -> any (mirrored)", Detail: "the peer did not answer IKE", Until: time.Now().Add(4*time.Minute + 30*time.Second),
+		KeyModule: "auto", Negotiated: "ikev1", SAs: []string{"isakmp-3"}, Versions: []string{"ikev1"}}}, nil
 }
 
 func TestPolicyAndPeersPrintWhatTheDaemonSays(t *testing.T) {
 	path := startDaemon(t, &fakeDaemon{})
 	env := map[string]string{"IKED_SOCKET": path}
 	r := runIkectl(env, "policy")
-	for _, want := range []string{"policy server-request-security", "all-ip: negotiate (accept unsecured, fallback to clear after 3s)", "auth    kerberos, psk", "default-response: negotiate"} {
+	for _, want := range []string{"policy server-request-security", "all-ip: negotiate (accept unsecured, fallback to clear after 3s)", "auth    kerberos, psk", "default-response: negotiate",
+		"    key     auto", "    key     ikev1", "key exchange: key module ikev1; main mode aes256-sha256-modp2048; lifetime 8h0m0s; master key pfs"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("policy: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
 		}
 	}
 	r = runIkectl(env, "peers", "10.0.0.2", "--protocol", "tcp", "--port", "23")
-	for _, want := range []string{"10.0.0.2: clear-fallback", "proto 6 port 23", "the peer did not answer IKE (for 4m"} {
+	for _, want := range []string{"10.0.0.2: clear-fallback", "proto 6 port 23", "the peer did not answer IKE (for 4m",
+		"  key      auto, last negotiated with ikev1", "  SAs      isakmp-3 (ikev1)"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("peers: exit %d, output lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
 		}

@@ -96,6 +96,7 @@ func writePolicy(w io.Writer, p *agent.PolicyInfo) error {
 		fmt.Fprintf(bw, "  %s\n", p.Description)
 	}
 	fmt.Fprintf(bw, "exempt: %s\n", strings.Join(p.Exempt, "; "))
+	writeKeyExchange(bw, p.KeyExchange)
 	if len(p.Rules) == 0 {
 		fmt.Fprintln(bw, "rules: none")
 	} else {
@@ -146,6 +147,34 @@ func writeRule(bw *bufio.Writer, r agent.RuleInfo) {
 	if len(r.Auth) > 0 {
 		fmt.Fprintf(bw, "    auth    %s\n", strings.Join(r.Auth, ", "))
 	}
+	if r.KeyModule != "" {
+		fmt.Fprintf(bw, "    key     %s\n", r.KeyModule)
+	}
+}
+
+// writeKeyExchange prints the policy's key exchange settings (Windows'
+// main mode) on one line.
+func writeKeyExchange(bw *bufio.Writer, kx agent.KeyExchangeInfo) {
+	if kx.KeyModule == "" {
+		return // an older iked
+	}
+	parts := []string{"key module " + kx.KeyModule}
+	if len(kx.Methods) > 0 {
+		parts = append(parts, "main mode "+strings.Join(kx.Methods, ", "))
+	}
+	if kx.Lifetime != "" {
+		parts = append(parts, "lifetime "+kx.Lifetime)
+	}
+	if kx.QuickModes > 0 {
+		parts = append(parts, fmt.Sprintf("%d quick modes per main mode", kx.QuickModes))
+	}
+	if kx.MasterKeyPFS {
+		parts = append(parts, "master key pfs")
+	}
+	if kx.AllowLegacy {
+		parts = append(parts, "legacy algorithms allowed")
+	}
+	fmt.Fprintf(bw, "key exchange: %s\n", strings.Join(parts, "; "))
 }
 
 func writePeers(w io.Writer, peers []agent.PeerStatus, now time.Time) error {
@@ -159,8 +188,22 @@ func writePeers(w io.Writer, peers []agent.PeerStatus, now time.Time) error {
 		if p.Rule != "" {
 			fmt.Fprintf(bw, "  rule     %s (filter %s)\n", p.Rule, p.Filter)
 		}
+		if p.KeyModule != "" {
+			key := p.KeyModule
+			if p.Negotiated != "" && p.Negotiated != p.KeyModule {
+				key += ", last negotiated with " + p.Negotiated
+			}
+			fmt.Fprintf(bw, "  key      %s\n", key)
+		}
 		if len(p.SAs) > 0 {
-			fmt.Fprintf(bw, "  SAs      %s\n", strings.Join(p.SAs, ", "))
+			sas := make([]string, len(p.SAs))
+			for i, id := range p.SAs {
+				sas[i] = id
+				if i < len(p.Versions) {
+					sas[i] += " (" + p.Versions[i] + ")"
+				}
+			}
+			fmt.Fprintf(bw, "  SAs      %s\n", strings.Join(sas, ", "))
 		}
 		detail := p.Detail
 		if !p.Until.IsZero() {

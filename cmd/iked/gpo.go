@@ -216,6 +216,9 @@ func (d *daemon) applyDirectory(ctx context.Context, s *adsource.Snapshot) error
 	if err := d.engine.SetConnections(d.allConnections(&next)); err != nil {
 		return err
 	}
+	if err := d.reloadIKEv1(&next); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.cfg = &next
 	d.mu.Unlock()

@@ -12,8 +12,10 @@ import (
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ikeauto"
 	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/metrics"
+	"github.com/iked/iked/policy"
 	"github.com/iked/iked/transport"
 )
 
@@ -25,14 +27,25 @@ import (
 
 var v1DPDActions = map[string]ikev1.DPDAction{"clear": ikev1.DPDClear, "restart": ikev1.DPDRestart, "hold": ikev1.DPDHold}
 
-// wantsIKEv1 reports whether any connection speaks IKEv1.
+// wantsIKEv1 reports whether any connection, or a rule of the assigned
+// policy, speaks IKEv1.
 func wantsIKEv1(cfg *config.Config) bool {
 	for _, c := range cfg.Connections {
 		if c.SpeaksIKEv1() {
 			return true
 		}
 	}
-	return false
+	return cfg.Policy != nil && cfg.Policy.UsesVersion(policy.VersionIKEv1)
+}
+
+// v1Connections are the IKEv1 engine's connections: the configured ones
+// and the policy's responders.
+func (d *daemon) v1Connections(cfg *config.Config) []*ikev1.Connection {
+	conns := ikev1Connections(cfg)
+	if d.agent != nil {
+		conns = append(conns, d.agent.ConnectionsV1()...)
+	}
+	return conns
 }
 
 // ikev1Connections maps the configured IKEv1 and auto connections to the
@@ -69,13 +82,20 @@ func (d *daemon) newIKEv1(cfg *config.Config, keyLog io.Writer) error {
 		return nil
 	}
 	var err error
+	var observer ikev1.Observer
+	if d.agent != nil {
+		observer = d.agent.IKEv1Observer()
+	}
 	d.v1, err = ikev1.New(ikev1.Config{
-		Connections: ikev1Connections(cfg), SADB: d.db, Logger: d.log, KeyLog: keyLog,
+		Connections: d.v1Connections(cfg), SADB: d.db, Logger: d.log, KeyLog: keyLog, Observer: observer,
 		HalfOpenTimeout: cfg.IKE.HalfOpenTimeout, RetransmitTimeout: cfg.IKE.RetransmitTimeout,
 		RetransmitBase: cfg.IKE.RetransmitBase, RetransmitTries: cfg.IKE.RetransmitTries,
 		NoFragmentation: !cfg.IKE.Fragmentation, FragmentSize: cfg.IKE.FragmentSize, NATKeepalive: cfg.IKE.NATKeepalive,
 		ForceEncap: d.dp.forceEncap,
 	})
+	if err == nil && d.agent != nil {
+		d.agent.SetIKEv1(d.v1)
+	}
 	return err
 }
 
@@ -106,11 +126,11 @@ func validateIKEv1(cfg *config.Config) error {
 func (d *daemon) reloadIKEv1(cfg *config.Config) error {
 	if d.v1 == nil {
 		if wantsIKEv1(cfg) {
-			d.log.Warn("IKEv1 connections were added: the IKEv1 engine starts at the next restart")
+			d.log.Warn("IKEv1 connections (or policy rules with key module ikev1 or auto) were added: the IKEv1 engine starts at the next restart")
 		}
 		return nil
 	}
-	return d.v1.SetConnections(ikev1Connections(cfg))
+	return d.v1.SetConnections(d.v1Connections(cfg))
 }
 
 // v1Info converts an ISAKMP SA snapshot to the control API's shape: the
@@ -253,42 +273,31 @@ func (d *daemon) hasV2SA(name string) bool {
 	return false
 }
 
-// autoIKEv2Wait is how long an auto connection waits for an IKEv2 answer
-// before it tries IKEv1: the first transmission and one retransmission.
+// autoIKEv2Wait is how long an auto connection (or policy rule) waits for
+// an IKEv2 answer before it tries IKEv1 (ikeauto.Wait).
 func (d *daemon) autoIKEv2Wait() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := d.cfg.IKE.RetransmitTimeout
-	return t + time.Duration(float64(t)*d.cfg.IKE.RetransmitBase) + t/2
+	return ikeauto.Wait(d.cfg.IKE.RetransmitTimeout, d.cfg.IKE.RetransmitBase)
 }
 
 // initiateAuto tries IKEv2 and falls back to IKEv1 when the peer does not
-// answer, or answers that it does not speak IKEv2 (INVALID_MAJOR_VERSION,
-// or NO_PROPOSAL_CHOSEN from a peer with only an IKEv1 configuration for
-// us): what Windows 11 24H2 does. An authentication failure is an answer
-// in IKEv2 and is not retried. A connection up in IKEv1 is reported as it
-// is unless fresh.
+// speak IKEv2 (ikeauto, which the policy agent's auto rules share). A
+// connection up in IKEv1 is reported as it is unless fresh.
 func (d *daemon) initiateAuto(ctx context.Context, c *config.Connection, fresh bool) ([]ike.SAInfo, error) {
 	if !fresh {
 		if sa, ok := d.upV1SA(c.Name); ok {
 			return []ike.SAInfo{v1Info(sa)}, nil
 		}
 	}
-	v2ctx, cancel := context.WithTimeout(ctx, d.autoIKEv2Wait())
-	sas, err := d.initiateV2(v2ctx, c.Name, c, fresh)
-	cancel()
-	if err == nil {
-		return sas, nil
+	v2 := func(ctx context.Context) ([]ike.SAInfo, error) { return d.initiateV2(ctx, c.Name, c, fresh) }
+	var v1 func(context.Context) ([]ike.SAInfo, error)
+	if d.v1 != nil {
+		v1 = func(ctx context.Context) ([]ike.SAInfo, error) { return d.initiateV1(ctx, c, true) }
 	}
-	reason := ike.FailureReason(err)
-	if ctx.Err() != nil || reason == "authentication_failed" || reason == "auth_mismatch" || d.v1 == nil {
-		return sas, err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		reason = "timeout"
-	}
-	d.log.Info("IKEv2 failed, falling back to IKEv1", "connection", c.Name, "reason", reason, "err", err.Error())
-	return d.initiateV1(ctx, c, true)
+	return ikeauto.Initiate(ctx, d.autoIKEv2Wait(), v2, v1, func(reason string, err error) {
+		d.log.Info("IKEv2 failed, falling back to IKEv1", "connection", c.Name, "reason", reason, "err", err.Error())
+	})
 }
 
 // terminate deletes SAs in the engine that owns target.

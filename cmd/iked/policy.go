@@ -10,6 +10,8 @@ import (
 
 	"github.com/iked/iked/config"
 	"github.com/iked/iked/ike"
+	"github.com/iked/iked/ikeauto"
+	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/policy/agent"
 	"github.com/iked/iked/policy/nft"
 	"github.com/iked/iked/policy/xfrmpolicy"
@@ -29,7 +31,8 @@ func newAgent(cfg *config.Config, dp *dataPlane, d *daemon) (*agent.Agent, error
 	}
 	o := cfg.PolicyOptions
 	ac := agent.Config{
-		Policy: cfg.Policy, Auth: cfg.Authentication, Template: policyTemplate(dp),
+		Policy: cfg.Policy, Auth: cfg.Authentication, Template: policyTemplate(dp), TemplateV1: policyTemplateV1(dp),
+		AutoWait: ikeauto.Wait(cfg.IKE.RetransmitTimeout, cfg.IKE.RetransmitBase),
 		ClearTTL: o.ClearTTL, RetryAfter: o.RetryAfter, Logger: d.log, LocalAddrs: localAddrs,
 	}
 	switch b := dp.backend.(type) {
@@ -71,6 +74,29 @@ func policyTemplate(dp *dataPlane) ike.Connection {
 		IKEProposals: props, Mode: mode, ForceEncap: dp.forceEncap,
 		RekeyTime: config.DefaultRekeyTime, IKERekeyTime: config.DefaultIKERekeyTime,
 		DPDDelay: config.DefaultDPDDelay, DPDAction: ike.DPDClear,
+	}
+}
+
+// policyTemplateV1 is what the policy's IKEv1 connections share: the
+// default main mode and quick mode proposals (the policy's key exchange
+// methods and the rules' security methods replace them), lifetimes and
+// DPD as for IKEv2, the same mode.
+func policyTemplateV1(dp *dataPlane) ikev1.Connection {
+	t := policyTemplate(dp)
+	var props, esp []transform.Proposal
+	for _, s := range config.DefaultIKEv1Proposals() {
+		if p, err := transform.ParseIKEv1Proposal(s); err == nil {
+			props = append(props, p)
+		}
+	}
+	for _, s := range config.DefaultIKEv1ESPProposals() {
+		if p, err := transform.ParseIKEv1ESPProposal(s); err == nil {
+			esp = append(esp, p)
+		}
+	}
+	return ikev1.Connection{
+		IKEProposals: props, ESPProposals: esp, Mode: t.Mode, ForceEncap: t.ForceEncap,
+		IKELifetime: t.IKERekeyTime, Lifetime: t.RekeyTime, DPDDelay: t.DPDDelay, DPDAction: ikev1.DPDClear,
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,22 @@ import (
 	"github.com/iked/iked/internal/buildinfo"
 	"github.com/iked/iked/vici"
 )
+
+// viciIKEv1 shows VICI the IKEv1 engine's SAs in the IKEv2 engine's shape
+// (v1Info) and deletes them.
+type viciIKEv1 struct{ d *daemon }
+
+func (v viciIKEv1) SAs() []ike.SAInfo {
+	var out []ike.SAInfo
+	for _, s := range v.d.v1.SAs() {
+		out = append(out, v1Info(s))
+	}
+	return out
+}
+
+func (v viciIKEv1) Terminate(ctx context.Context, target string) (int, error) {
+	return v.d.v1.Terminate(ctx, target)
+}
 
 // startVICI listens on the VICI socket when vici_socket is set, so that
 // strongSwan's swanctl and VICI clients drive the daemon (docs/vici.md).
@@ -22,10 +39,14 @@ func (d *daemon) startVICI() error {
 		return fmt.Errorf("vici socket: %w", err)
 	}
 	plugins := append([]string{"ike", "vici", d.dp.name}, auth.Names()...)
+	var v1 vici.IKEv1
+	if d.v1 != nil {
+		v1, plugins = viciIKEv1{d}, append(plugins, "ikev1")
+	}
 	s, err := vici.Listen(vici.Config{
 		Path: cfg.ViciSocket, Engine: d.engine, Version: buildinfo.Get().Version, Started: d.started, Plugins: plugins,
 		FileConnections: d.fileConnections, SetConnections: d.setVICIConnections, Reload: d.reloadConfig,
-		Logger: d.log, Tap: d.logTap,
+		Logger: d.log, Tap: d.logTap, IKEv1: v1,
 	})
 	if err != nil {
 		return err

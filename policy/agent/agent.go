@@ -5,8 +5,17 @@
 // in step with the policy and the SAs, answers "is my traffic to this host
 // encrypted?", and on a reload keeps the SAs the new policy still allows.
 //
-// The agent is an ike.Observer: the engine tells it of acquires, of Child
-// SA policies and of failed handshakes.
+// Each negotiate rule negotiates with its key module: IKEv2 (the ike
+// engine), IKEv1 (the ikev1 engine: main mode and quick mode from the
+// policy's key exchange settings and the rule's security methods) or auto
+// (IKEv2 first, IKEv1 when the peer does not speak it: package ikeauto,
+// as configured auto connections do), and answers as responder with the
+// same versions.
+//
+// The agent is an ike.Observer: the IKEv2 engine tells it of acquires (it
+// reads the data plane's events for both), of Child SA policies and of
+// failed handshakes; IKEv1Observer is its ikev1.Observer, for the IPsec
+// SAs' policies and failed Main Modes of the IKEv1 engine.
 package agent
 
 import (
@@ -23,15 +32,24 @@ import (
 	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ikeauto"
+	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/policy"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transform"
 )
 
-// Engine is what the agent needs of the IKE engine.
+// Engine is what the agent needs of the IKEv2 engine.
 type Engine interface {
 	InitiateWith(ctx context.Context, c *ike.Connection, o ike.InitiateOptions) (ike.SAInfo, error)
 	SAs() []ike.SAInfo
+	Terminate(ctx context.Context, target string) (int, error)
+}
+
+// EngineV1 is what the agent needs of the IKEv1 engine.
+type EngineV1 interface {
+	InitiateWith(ctx context.Context, c *ikev1.Connection, o ikev1.InitiateOptions) (ikev1.SAInfo, error)
+	SAs() []ikev1.SAInfo
 	Terminate(ctx context.Context, target string) (int, error)
 }
 
@@ -65,10 +83,19 @@ type Config struct {
 	Policy *policy.Policy
 	// Auth are the authentication methods the policy's rules name.
 	Auth map[string]auth.Method
-	// Template holds the settings of the connections the agent makes
-	// (proposals for IKE, rekey and DPD times, mode); its name, addresses,
-	// auth, ESP proposals and selectors are the agent's.
+	// Template holds the settings of the IKEv2 connections the agent
+	// makes (proposals for IKE, rekey and DPD times, mode); its name,
+	// addresses, auth, ESP proposals and selectors are the agent's, and
+	// the policy's key exchange settings (main mode methods, lifetime)
+	// replace its IKE proposals and lifetime when they are set.
 	Template ike.Connection
+	// TemplateV1 is the same for IKEv1 connections (main mode proposals,
+	// lifetimes, DPD, mode).
+	TemplateV1 ikev1.Connection
+	// AutoWait is how long an auto rule waits for an IKEv2 answer before
+	// it tries IKEv1 (ikeauto.Wait of the engine's retransmission
+	// settings); default ikeauto.Wait(2s, 1.8).
+	AutoWait time.Duration
 	// Enforcer enforces the policy in the data plane.
 	Enforcer Enforcer
 	// Traps are installed so that marked traffic without an SA raises an
@@ -109,6 +136,9 @@ type peer struct {
 	since  time.Time
 	until  time.Time // ClearFallback and Failed: when it ends
 	reason string    // Failed: why
+	// version is the IKE version the last negotiation ended in (or is
+	// trying): "ikev2" or "ikev1".
+	version string
 }
 
 // Agent runs the assigned policy.
@@ -117,7 +147,8 @@ type Agent struct {
 	log *slog.Logger
 	ctx context.Context
 	end context.CancelFunc
-	eng Engine
+	eng Engine      // set by Start
+	v1  EngineV1    // set by SetIKEv1 before Start; nil without an IKEv1 engine
 	ops chan func() // enforcement changes, in order, off the engine's goroutines
 	wg  sync.WaitGroup
 
@@ -125,8 +156,12 @@ type Agent struct {
 	pol   *policy.Policy
 	auth  map[string]auth.Method
 	peers map[netip.Addr]*peer
-	flows map[string]uint64
+	flows map[flowKey]uint64
 }
+
+// flowKey counts negotiations by outcome and the IKE version they ended
+// in.
+type flowKey struct{ outcome, version string }
 
 // Flow outcomes counted by Stats.
 const (
@@ -162,10 +197,13 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.LocalAddrs == nil {
 		cfg.LocalAddrs = func() []netip.Addr { return nil }
 	}
+	if cfg.AutoWait == 0 {
+		cfg.AutoWait = ikeauto.Wait(2*time.Second, 1.8)
+	}
 	ctx, end := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "policy"), ctx: ctx, end: end,
 		ops: make(chan func(), 1024), pol: cfg.Policy, auth: cfg.Auth, peers: map[netip.Addr]*peer{},
-		flows: map[string]uint64{}}
+		flows: map[flowKey]uint64{}}
 	return a, nil
 }
 
@@ -179,8 +217,13 @@ var trapSelectors = []sadb.Selector{
 // trapPriority puts the traps after every Child SA's policies (priority 0).
 const trapPriority = 1 << 20
 
-// Start enforces the policy and starts serving acquires. The engine must
-// be set first (SetEngine).
+// SetIKEv1 gives the agent the IKEv1 engine, for rules whose key module
+// is ikev1 or auto. It must be called before Start; without it such rules
+// negotiate nothing and say why.
+func (a *Agent) SetIKEv1(e EngineV1) { a.v1 = e }
+
+// Start enforces the policy and starts serving acquires with eng, the
+// IKEv2 engine (and the IKEv1 engine given to SetIKEv1).
 func (a *Agent) Start(eng Engine) error {
 	a.eng = eng
 	if e := a.cfg.Enforcer; e != nil {
@@ -254,97 +297,137 @@ func (a *Agent) isLocal(ip netip.Addr) bool {
 	return slices.Contains(a.cfg.LocalAddrs(), ip.Unmap())
 }
 
-// Connections returns the responder's connections for the policy: one
-// per negotiate rule and authentication method, most specific rule first,
-// then the default response rule's; any peer may use them. The daemon
+// Connections returns the IKEv2 responder's connections for the policy:
+// one per negotiate rule whose key module speaks IKEv2 and authentication
+// method, most specific rule first, then the default response rule's (if
+// the policy's key module speaks IKEv2); any peer may use them. The daemon
 // puts them next to its configured connections.
 func (a *Agent) Connections() []*ike.Connection {
-	a.mu.Lock()
-	p, methods := a.pol, a.auth
-	a.mu.Unlock()
 	var out []*ike.Connection
+	a.responders(policy.VersionIKEv2, func(p *policy.Policy, r *policy.Rule, name string, m auth.Method, s ruleSettings) {
+		c := a.connection(p, name, s)
+		c.Auth, c.LocalID = m, localIdentity(m)
+		if r != nil && r.Tunnel.IsValid() {
+			// A tunnel rule answers only its tunnel endpoint, for the
+			// filters' addresses.
+			c.Remote = netip.AddrPortFrom(r.Tunnel, policy.IKEPort)
+			c.LocalTS, c.RemoteTS = tunnelSelectors(r)
+			c.Mode = ike.ModeTunnel
+		}
+		out = append(out, c)
+	})
+	return out
+}
+
+// ruleSettings are what a rule (or the default response rule) says of
+// the SAs it negotiates.
+type ruleSettings struct {
+	methods   []policy.SecurityMethod
+	pfs       bool
+	requirePQ bool // IKEv2 only: IKEv1 has no post-quantum key exchange
+}
+
+// responders calls fn for each responder connection of the assigned
+// policy that speaks version: per negotiate rule (most specific first)
+// and authentication method this host has, then the default response
+// rule's (r nil). name is the connection's name. A rule with require_pq
+// has no IKEv1 responder: IKEv1 has no post-quantum key exchange.
+func (a *Agent) responders(version string, fn func(p *policy.Policy, r *policy.Rule, name string, m auth.Method, s ruleSettings)) {
+	a.mu.Lock()
+	p, have := a.pol, a.auth
+	a.mu.Unlock()
+	each := func(r *policy.Rule, rule string, auths []string, s ruleSettings) {
+		if s.requirePQ && version == policy.VersionIKEv1 {
+			return
+		}
+		for _, n := range auths {
+			if m, ok := have[n]; ok {
+				fn(p, r, fmt.Sprintf("policy/%s/%s", rule, n), m, s)
+			}
+		}
+	}
 	seen := map[*policy.Rule]bool{}
 	for _, d := range p.Ordered() {
 		r := d.Rule
-		if r.Action != policy.Negotiate || seen[r] {
+		if r.Action != policy.Negotiate || seen[r] || !p.RuleKeyModule(r).Speaks(version) {
 			continue
 		}
 		seen[r] = true
-		conns := a.ruleConnections(methods, r.Name, r.Methods, r.Auth, r.PFS, r.RequirePQ)
-		if r.Tunnel.IsValid() {
-			// A tunnel rule answers only its tunnel endpoint, for the
-			// filters' addresses.
-			local, remote := tunnelSelectors(r)
-			for _, c := range conns {
-				c.Remote = netip.AddrPortFrom(r.Tunnel, policy.IKEPort)
-				c.LocalTS, c.RemoteTS, c.Mode = local, remote, ike.ModeTunnel
-			}
-		}
-		out = append(out, conns...)
+		each(r, r.Name, r.Auth, ruleSettings{methods: r.Methods, pfs: r.PFS, requirePQ: r.RequirePQ})
 	}
-	if d := p.DefaultResponse; d.Active {
-		out = append(out, a.ruleConnections(methods, "default-response", d.Methods, d.Auth, false, d.RequirePQ)...)
+	if d := p.DefaultResponse; d.Active && p.DefaultResponseKeyModule().Speaks(version) {
+		each(nil, "default-response", d.Auth, ruleSettings{methods: d.Methods, requirePQ: d.RequirePQ})
 	}
-	return out
-}
-
-func (a *Agent) ruleConnections(have map[string]auth.Method, rule string, methods []policy.SecurityMethod, auths []string, pfs, requirePQ bool) []*ike.Connection {
-	var out []*ike.Connection
-	for _, name := range auths {
-		m, ok := have[name]
-		if !ok {
-			continue
-		}
-		c := a.connection(fmt.Sprintf("policy/%s/%s", rule, name), methods, pfs, requirePQ)
-		c.Auth, c.LocalID = m, localIdentity(m)
-		out = append(out, c)
-	}
-	return out
 }
 
 // PQIKEProposals are the IKE proposals a rule with require_pq offers
-// before the template's: X25519 with ML-KEM-768, and ECP-384 with
+// before the others: X25519 with ML-KEM-768, and ECP-384 with
 // ML-KEM-1024 (draft-ietf-ipsecme-ikev2-mlkem's hybrid pairings at two
 // security levels).
 var PQIKEProposals = []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024"}
 
-// connection makes a connection from the template with the rule's
-// security methods; with requirePQ it offers PQIKEProposals first and
-// accepts only a post-quantum IKE SA.
-func (a *Agent) connection(name string, methods []policy.SecurityMethod, pfs, requirePQ bool) *ike.Connection {
+// connection makes an IKEv2 connection from the template with the
+// policy's main mode settings and the rule's security methods; with
+// require_pq it offers PQIKEProposals first and accepts only a
+// post-quantum IKE SA.
+func (a *Agent) connection(p *policy.Policy, name string, s ruleSettings) *ike.Connection {
 	c := a.cfg.Template
 	c.Name = name
 	c.Initiate = false
-	if requirePQ {
-		var props []transform.Proposal
-		for _, s := range PQIKEProposals {
-			if p, err := transform.ParseIKEProposal(s); err == nil {
-				props = append(props, p)
-			}
-		}
-		c.IKEProposals = append(props, c.IKEProposals...)
+	if props := parseEach(p.KeyExchange.Methods, transform.ParseIKEProposal); len(props) > 0 {
+		c.IKEProposals = props
+	}
+	if s.requirePQ {
+		c.IKEProposals = append(parseEach(PQIKEProposals, transform.ParseIKEProposal), c.IKEProposals...)
 		c.RequirePQ = true
 	}
-	c.ESPProposals = espProposals(methods, pfs, c.IKEProposals)
-	if len(methods) > 0 {
-		if methods[0].Lifetime > 0 {
-			c.RekeyTime = methods[0].Lifetime
+	if p.KeyExchange.Lifetime > 0 {
+		c.IKERekeyTime = p.KeyExchange.Lifetime
+	}
+	c.ESPProposals = espProposals(s.methods, s.pfs, c.IKEProposals, transform.ParseESPProposal)
+	if m, ok := firstFit(s.methods, transform.ParseESPProposal); ok {
+		if m.Lifetime > 0 {
+			c.RekeyTime = m.Lifetime
 		}
-		if methods[0].LifetimeBytes > 0 {
-			c.RekeyBytes = methods[0].LifetimeBytes
+		if m.LifetimeBytes > 0 {
+			c.RekeyBytes = m.LifetimeBytes
 		}
 	}
 	return &c
 }
 
-// espProposals parses the security methods; with PFS each gets the first
-// IKE proposal's key exchanges (its DH group, and its additional key
-// exchanges, run in IKE_FOLLOWUP_KE). Config validated them, so errors
-// are skipped.
-func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transform.Proposal) []transform.Proposal {
+// firstFit is the first security method parse accepts: its lifetimes
+// apply to the SAs of that version, whichever method the peer picks.
+func firstFit(methods []policy.SecurityMethod, parse func(string) (transform.Proposal, error)) (policy.SecurityMethod, bool) {
+	for _, m := range methods {
+		if _, err := parse(m.Proposal); err == nil {
+			return m, true
+		}
+	}
+	return policy.SecurityMethod{}, false
+}
+
+// parseEach parses the proposals parse accepts and leaves out the others
+// (a main mode method of the other IKE version).
+func parseEach(ss []string, parse func(string) (transform.Proposal, error)) []transform.Proposal {
+	var out []transform.Proposal
+	for _, s := range ss {
+		if p, err := parse(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// espProposals parses the security methods with parse (IKEv2's or
+// IKEv1's): those of the other version are left out (config checked that
+// each version of a rule has one). With PFS each gets the first IKE
+// proposal's key exchanges: its DH group, and its additional key
+// exchanges (IKEv2's, run in IKE_FOLLOWUP_KE).
+func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transform.Proposal, parse func(string) (transform.Proposal, error)) []transform.Proposal {
 	var out []transform.Proposal
 	for _, m := range methods {
-		p, err := transform.ParseESPProposal(m.Proposal)
+		p, err := parse(m.Proposal)
 		if err != nil {
 			continue
 		}

@@ -14,7 +14,8 @@ import (
 // are swapped atomically, the SAs p still allows are kept and the others
 // deleted (with the peer), and what the agent knew of peers the new policy
 // no longer negotiates with is forgotten. The caller then gives the engine
-// the new Connections. It returns the IDs of the IKE SAs it removed.
+// the new Connections (and ConnectionsV1). It returns the IDs of the IKE
+// and ISAKMP SAs it removed.
 // methods are the authentication methods the new policy's rules name.
 func (a *Agent) Assign(ctx context.Context, p *policy.Policy, methods map[string]auth.Method) ([]string, error) {
 	if err := p.Validate(); err != nil {
@@ -42,26 +43,27 @@ func (a *Agent) Assign(ctx context.Context, p *policy.Policy, methods map[string
 		return ""
 	}
 	var removed []string
-	for _, sa := range a.eng.SAs() {
-		if !strings.HasPrefix(sa.Connection, "policy/") {
+	for _, sa := range a.allSAs() {
+		if !strings.HasPrefix(sa.connection, "policy/") {
 			continue // a configured connection: not the policy's to judge
 		}
-		l, err1 := netip.ParseAddrPort(sa.LocalAddr)
-		r, err2 := netip.ParseAddrPort(sa.RemoteAddr)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		local := func(ip netip.Addr) bool { return ip == l.Addr().Unmap() || a.isLocal(ip) }
-		keep, why := p.Keeps(policy.SAView{Local: l.Addr().Unmap(), Remote: r.Addr().Unmap(), Auth: sa.Auth}, local, methodOf)
+		local := func(ip netip.Addr) bool { return ip == sa.local || a.isLocal(ip) }
+		keep, why := p.Keeps(policy.SAView{Local: sa.local, Remote: sa.remote, Auth: sa.auth, Version: sa.version}, local, methodOf)
 		if keep {
 			continue
 		}
-		a.log.Info("the new policy no longer allows this SA: deleting it", "ike_sa", sa.ID, "peer", r.Addr(), "why", why)
-		if _, err := a.eng.Terminate(ctx, sa.ID); err != nil {
-			a.log.Warn("deleting an SA the new policy refuses", "ike_sa", sa.ID, "err", err)
+		a.log.Info("the new policy no longer allows this SA: deleting it", "sa", sa.id, "version", sa.version, "peer", sa.remote, "why", why)
+		var err error
+		if sa.version == policy.VersionIKEv1 {
+			_, err = a.v1.Terminate(ctx, sa.id)
+		} else {
+			_, err = a.eng.Terminate(ctx, sa.id)
+		}
+		if err != nil {
+			a.log.Warn("deleting an SA the new policy refuses", "sa", sa.id, "err", err)
 			continue
 		}
-		removed = append(removed, sa.ID)
+		removed = append(removed, sa.id)
 	}
 	a.log.Info("policy assigned", "policy", p.Name, "previous", old.Name, "sas_removed", len(removed))
 	return removed, nil

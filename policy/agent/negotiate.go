@@ -7,8 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iked/iked/auth"
 	"github.com/iked/iked/ike"
 	"github.com/iked/iked/ike/wire"
+	"github.com/iked/iked/ikeauto"
+	"github.com/iked/iked/ikev1"
 	"github.com/iked/iked/policy"
 	"github.com/iked/iked/sadb"
 )
@@ -31,9 +34,9 @@ func (a *Agent) Acquire(ev sadb.Event) {
 	a.negotiate(pkt, d)
 }
 
-// negotiate starts IKE with the peer of pkt under rule d, unless a
-// negotiation with it runs, its fallback to clear lasts, or it failed
-// recently.
+// negotiate starts IKE with the peer of pkt under rule d, with the rule's
+// key module, unless a negotiation with it runs, its fallback to clear
+// lasts, or it failed recently.
 func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 	r := d.Rule
 	dst := pkt.Dst
@@ -42,6 +45,9 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
+	pol := a.pol
+	km := pol.RuleKeyModule(r)
+	first := km.Versions()[0]
 	if p, ok := a.peers[dst]; ok {
 		switch {
 		case p.state == Negotiating,
@@ -52,29 +58,68 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 		}
 	}
 	authName, method, err := a.chooseAuth(r.Auth)
+	if err == nil && r.RequirePQ && !km.Speaks(policy.VersionIKEv2) {
+		// Config refuses this; a policy from elsewhere might not.
+		err = fmt.Errorf("the rule requires a post-quantum key exchange (require_pq) and its key module %s has none", km)
+	}
+	if err == nil && km.Speaks(policy.VersionIKEv1) && a.v1 == nil && !r.RequirePQ {
+		err = fmt.Errorf("the rule's key module is %s and this daemon runs no IKEv1 engine", km)
+	}
 	if err != nil {
-		a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: err.Error()}
-		a.flows[FlowFailed]++
+		a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: err.Error(), version: first}
+		a.flows[flowKey{FlowFailed, first}]++
 		a.mu.Unlock()
-		a.log.Warn("cannot negotiate", "peer", dst, "rule", r.Name, "err", err)
+		a.log.Warn("cannot negotiate", "peer", dst, "rule", r.Name, "key_module", string(km), "err", err)
 		return
 	}
-	a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Negotiating, since: now}
+	a.peers[dst] = &peer{addr: dst, rule: r.Name, state: Negotiating, since: now, version: first}
 	a.mu.Unlock()
 
-	c := a.connection(fmt.Sprintf("policy/%s/%s", r.Name, dst), r.Methods, r.PFS, r.RequirePQ)
-	c.Auth, c.LocalID = method, localIdentity(method)
-	if !r.Tunnel.IsValid() {
-		c.Local = pkt.Src // host to host: IKE between the packet's own addresses
+	n := &negotiation{dst: dst, rule: r, module: km, authName: authName, auth: method}
+	name := fmt.Sprintf("policy/%s/%s", r.Name, dst)
+	local, remote := selectors(pkt, d)
+	s := ruleSettings{methods: r.Methods, pfs: r.PFS, requirePQ: r.RequirePQ}
+	if km.Speaks(policy.VersionIKEv2) {
+		c := a.connection(pol, name, s)
+		c.Auth, c.LocalID = method, localIdentity(method)
+		if !r.Tunnel.IsValid() {
+			c.Local = pkt.Src // host to host: IKE between the packet's own addresses
+		}
+		c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
+		c.LocalTS, c.RemoteTS = local, remote
+		if r.Tunnel.IsValid() {
+			c.Mode = ike.ModeTunnel
+		}
+		n.v2 = c
 	}
-	c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
-	c.LocalTS, c.RemoteTS = selectors(pkt, d)
-	if r.Tunnel.IsValid() {
-		c.Mode = ike.ModeTunnel
+	if km.Speaks(policy.VersionIKEv1) && !r.RequirePQ { // auto with require_pq: IKEv2 only, no fallback to IKEv1
+		c := a.connectionV1(pol, name, s)
+		c.Auth = method
+		if !r.Tunnel.IsValid() {
+			c.Local = pkt.Src
+		}
+		c.Remote = netip.AddrPortFrom(dst, policy.IKEPort)
+		c.LocalTS, c.RemoteTS = local, remote
+		if r.Tunnel.IsValid() {
+			c.Mode = sadb.Tunnel
+		}
+		n.v1 = c
 	}
-	a.log.Info("negotiating security", "peer", dst, "rule", r.Name, "auth", authName, "packet", pkt.String())
+	a.log.Info("negotiating security", "peer", dst, "rule", r.Name, "key_module", string(km), "auth", authName, "packet", pkt.String())
 	a.wg.Add(1)
-	go a.initiate(c, dst, r)
+	go a.initiate(n)
+}
+
+// negotiation is one negotiation the agent runs with a peer: the
+// connections of the versions its rule's key module speaks.
+type negotiation struct {
+	dst      netip.Addr
+	rule     *policy.Rule
+	module   policy.KeyModule
+	authName string
+	auth     auth.Method
+	v2       *ike.Connection   // nil unless the key module speaks IKEv2
+	v1       *ikev1.Connection // nil unless it speaks IKEv1
 }
 
 // selectors are the traffic selectors for the filter that matched pkt:
@@ -100,13 +145,17 @@ func selectors(pkt policy.Packet, d policy.Decision) (local, remote []wire.Traff
 	return local, []wire.TrafficSelector{hostTS(pkt.Dst, f.Protocol, f.DstPort)}
 }
 
-// initiate runs one negotiation. A peer that does not answer IKE at all
-// within the rule's fallback delay gets clear traffic (fallback rules
-// only); one that answers and fails never does.
-func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
+// initiate runs one negotiation: with the key module's version, or for
+// auto IKEv2 and then, when the peer does not speak it, IKEv1 (ikeauto). A
+// peer that does not answer IKE at all within the rule's fallback delay
+// gets clear traffic (fallback rules only); one that answers and fails
+// never does.
+func (a *Agent) initiate(n *negotiation) {
 	defer a.wg.Done()
+	dst, r := n.dst, n.rule
 	answered := make(chan struct{})
 	var once sync.Once
+	onAnswer := func() { once.Do(func() { close(answered) }) }
 	var timer *time.Timer
 	if r.Fallback {
 		timer = time.AfterFunc(r.FallbackDelayOrDefault(), func() {
@@ -117,7 +166,31 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 			}
 		})
 	}
-	info, err := a.eng.InitiateWith(a.ctx, c, ike.InitiateOptions{OnAnswer: func() { once.Do(func() { close(answered) }) }})
+	var version string
+	v2 := func(ctx context.Context) (string, error) {
+		version = policy.VersionIKEv2
+		a.setVersion(dst, version)
+		info, err := a.eng.InitiateWith(ctx, n.v2, ike.InitiateOptions{OnAnswer: onAnswer})
+		return info.ID, err
+	}
+	v1 := func(ctx context.Context) (string, error) {
+		version = policy.VersionIKEv1
+		a.setVersion(dst, version)
+		info, err := a.v1.InitiateWith(ctx, n.v1, ikev1.InitiateOptions{OnAnswer: onAnswer})
+		return info.ID, err
+	}
+	var id string
+	var err error
+	switch {
+	case n.v2 != nil && n.v1 != nil:
+		id, err = ikeauto.Initiate(a.ctx, a.cfg.AutoWait, v2, v1, func(reason string, err error) {
+			a.log.Info("the peer does not speak IKEv2: negotiating with IKEv1", "peer", dst, "rule", r.Name, "reason", reason, "err", err.Error())
+		})
+	case n.v1 != nil:
+		id, err = v1(a.ctx)
+	default:
+		id, err = v2(a.ctx)
+	}
 	if timer != nil {
 		timer.Stop()
 	}
@@ -131,9 +204,9 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 	}
 	if err == nil {
 		wasClear := p.state == ClearFallback
-		*p = peer{addr: dst, rule: r.Name, state: Secured, since: now}
-		a.flows[FlowSecured]++
-		a.log.Info("traffic secured", "peer", dst, "rule", r.Name, "ike_sa", info.ID, "auth", info.Auth)
+		*p = peer{addr: dst, rule: r.Name, state: Secured, since: now, version: version}
+		a.flows[flowKey{FlowSecured, version}]++
+		a.log.Info("traffic secured", "peer", dst, "rule", r.Name, "version", version, "sa", id, "auth", n.authName)
 		if wasClear {
 			a.endClear(dst)
 		}
@@ -146,7 +219,7 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 		a.log.Info("peer still does not answer IKE; traffic stays in clear", "peer", dst, "until", p.until.Format(time.RFC3339))
 		return
 	}
-	reason := ike.FailureReason(err)
+	reason := failureReason(version, err)
 	select {
 	case <-answered:
 	default:
@@ -154,21 +227,40 @@ func (a *Agent) initiate(c *ike.Connection, dst netip.Addr, r *policy.Rule) {
 			reason = "no_answer"
 		}
 	}
-	*p = peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter), reason: describe(reason, c.Auth.Name(), err)}
+	*p = peer{addr: dst, rule: r.Name, state: Failed, since: now, until: now.Add(a.cfg.RetryAfter),
+		reason: describe(reason, n.auth.Name(), err), version: version}
 	if reason == "authentication_failed" || reason == "auth_mismatch" {
-		a.flows[FlowAuthMismatch]++
+		a.flows[flowKey{FlowAuthMismatch, version}]++
 		a.log.Warn("authentication mismatch: the peer refused our authentication; traffic to it is not secured",
-			"peer", dst, "rule", r.Name, "auth", c.Auth.Name(), "err", err)
+			"peer", dst, "rule", r.Name, "version", version, "auth", n.auth.Name(), "err", err)
 		return
 	}
 	if reason == FlowPQRequired {
-		a.flows[FlowPQRequired]++
+		a.flows[flowKey{FlowPQRequired, version}]++
 		a.log.Warn("the peer has no post-quantum key exchange and the rule requires one; traffic to it is not secured",
-			"peer", dst, "rule", r.Name, "err", err)
+			"peer", dst, "rule", r.Name, "version", version, "err", err)
 		return
 	}
-	a.flows[FlowFailed]++
-	a.log.Warn("negotiation failed; traffic to the peer is not secured", "peer", dst, "rule", r.Name, "reason", reason, "err", err)
+	a.flows[flowKey{FlowFailed, version}]++
+	a.log.Warn("negotiation failed; traffic to the peer is not secured", "peer", dst, "rule", r.Name, "version", version, "reason", reason, "err", err)
+}
+
+// setVersion notes which IKE version the negotiation with dst tries now.
+func (a *Agent) setVersion(dst netip.Addr, version string) {
+	a.mu.Lock()
+	if p := a.peers[dst]; p != nil && p.state == Negotiating {
+		p.version = version
+	}
+	a.mu.Unlock()
+}
+
+// failureReason classifies an initiation's error with its engine's
+// labels.
+func failureReason(version string, err error) string {
+	if version == policy.VersionIKEv1 {
+		return ikev1.FailureReason(err)
+	}
+	return ike.FailureReason(err)
 }
 
 func describe(reason, authName string, err error) string {
@@ -177,6 +269,10 @@ func describe(reason, authName string, err error) string {
 		return fmt.Sprintf("authentication mismatch: the peer refused %s authentication (%v)", authName, err)
 	case "no_answer":
 		return "the peer did not answer IKE"
+	case "peer_no_proposal_chosen":
+		// IKEv1 offers the authentication method inside the main mode
+		// proposals: the peer cannot say which part it refused.
+		return fmt.Sprintf("the peer accepted none of our main mode proposals with %s authentication: no authentication method or algorithms in common (%v)", authName, err)
 	}
 	return err.Error()
 }
@@ -192,7 +288,7 @@ func (a *Agent) fallBack(dst netip.Addr, r *policy.Rule) {
 		return
 	}
 	p.state, p.since, p.until = ClearFallback, now, now.Add(a.cfg.ClearTTL)
-	a.flows[FlowClearFallback]++
+	a.flows[flowKey{FlowClearFallback, p.version}]++
 	a.mu.Unlock()
 	a.log.Warn("peer did not answer IKE: falling back to clear", "peer", dst, "rule", r.Name,
 		"waited", r.FallbackDelayOrDefault().String(), "for", a.cfg.ClearTTL.String())
@@ -277,18 +373,22 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 // refused by require_pq a pq_required flow, logged and counted on this
 // side too.
 func (a *Agent) HandshakeFailed(peerAddr netip.Addr, initiator bool, reason string) {
+	a.handshakeFailed(peerAddr, initiator, reason, policy.VersionIKEv2)
+}
+
+func (a *Agent) handshakeFailed(peerAddr netip.Addr, initiator bool, reason, version string) {
 	if !initiator && reason == FlowPQRequired {
 		a.mu.Lock()
-		a.flows[FlowPQRequired]++
+		a.flows[flowKey{FlowPQRequired, version}]++
 		a.mu.Unlock()
-		a.log.Warn("the peer offered no post-quantum key exchange and the policy requires one", "peer", peerAddr)
+		a.log.Warn("the peer offered no post-quantum key exchange and the policy requires one", "peer", peerAddr, "version", version)
 		return
 	}
 	if initiator || reason != "auth_mismatch" {
 		return
 	}
 	a.mu.Lock()
-	a.flows[FlowAuthMismatch]++
+	a.flows[flowKey{FlowAuthMismatch, version}]++
 	a.mu.Unlock()
-	a.log.Warn("authentication mismatch: the peer offered an authentication method the policy does not accept", "peer", peerAddr)
+	a.log.Warn("authentication mismatch: the peer offered an authentication method the policy does not accept", "peer", peerAddr, "version", version)
 }
