@@ -194,6 +194,10 @@ type Connection struct {
 	// "dpd_action"; default restart for start_action initiate, else clear).
 	DPDDelay  time.Duration
 	DPDAction string
+	// RequirePQ (key "require_pq") accepts only IKE SAs with a
+	// post-quantum key exchange (ML-KEM): see ike.Connection.RequirePQ and
+	// docs/postquantum.md.
+	RequirePQ bool
 	// ForceEncap pretends this side is behind a NAT so that ESP travels in
 	// UDP on port 4500 (key "force_encap", default false).
 	ForceEncap bool

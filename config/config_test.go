@@ -355,3 +355,22 @@ func TestZeroMeansNever(t *testing.T) {
 		t.Fatalf("negative duration: %v", err)
 	}
 }
+
+// TestRequirePQ: require_pq with a hybrid proposal loads, and reaches the
+// connection; the proposals keep their additional key exchanges.
+func TestRequirePQ(t *testing.T) {
+	src := conn("    remote: 192.0.2.1\n" + okAuth +
+		"    ike_proposals: [aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none, aes256gcm16-prfsha256-x25519]\n" +
+		"    esp_proposals: [aes256gcm16-x25519-ke1_mlkem768]\n    require_pq: true\n")
+	cfg, err := Parse([]byte(src), "t.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Connections[0]
+	if !c.RequirePQ || len(c.IKEProposals) != 2 || !c.IKEProposals[0].OffersPostQuantum() || c.IKEProposals[1].OffersPostQuantum() {
+		t.Fatalf("%+v", c)
+	}
+	if got := c.ESPProposals[0].AddKE[0]; !slices.Equal(got, []uint16{transform.DHMLKEM768}) {
+		t.Fatalf("ESP additional key exchange %v", got)
+	}
+}

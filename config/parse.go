@@ -463,7 +463,7 @@ func (w *walker) connections(n *yaml.Node, baseDir string) ([]Connection, []conn
 }
 
 // connKeys are the keys of a connection.
-var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface", "version", "allow_legacy", "childless"}
+var connKeys = []string{"local", "remote", "local_id", "remote_id", "auth", "ike_proposals", "esp_proposals", "local_ts", "remote_ts", "mode", "start_action", "force_encap", "rekey_time", "ike_rekey_time", "reauth_time", "rekey_bytes", "life_bytes", "dpd_delay", "dpd_action", "updown", "updown_timeout", "interface", "version", "allow_legacy", "childless", "require_pq"}
 
 // connection decodes one connection.
 func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool) {
@@ -597,6 +597,10 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
 				c.ForceEncap = s == "true"
 			}
+		case "require_pq":
+			if s, ok := w.oneOf(v, kv.key, "true", "false"); ok {
+				c.RequirePQ = s == "true"
+			}
 		case "version":
 			if s, ok := w.oneOf(v, kv.key, VersionIKEv2, VersionIKEv1, VersionAuto); ok {
 				c.Version = s
@@ -666,8 +670,28 @@ func (w *walker) connection(p pair, baseDir string) (Connection, connInfo, bool)
 		if len(c.LocalTS) > 0 && len(c.RemoteTS) > 0 && !shareFamily(c.LocalTS, c.RemoteTS) {
 			w.errorf(nodes["remote_ts"], "remote_ts: no address family in common with local_ts (an IPv4 selector needs an IPv4 peer selector, IPv6 likewise)")
 		}
+		if c.RequirePQ && c.SpeaksIKEv1() {
+			w.errorf(nodes["require_pq"], "require_pq: needs version ikev2 (IKEv1 has no post-quantum key exchange), and this connection's is %s", c.Version)
+		} else if c.RequirePQ && !anyOffersPQ(c.IKEProposals) {
+			at := nodes["ike_proposals"]
+			if at == nil {
+				at = nodes["require_pq"]
+			}
+			w.errorf(at, "require_pq: no IKE proposal has a post-quantum key exchange (add one, e.g. aes256gcm16-prfsha384-x25519-ke1_mlkem768)")
+		}
 	}
 	return c, info, len(w.errs) == errsBefore
+}
+
+// anyOffersPQ reports whether some proposal can negotiate a post-quantum
+// key exchange (ML-KEM).
+func anyOffersPQ(props []transform.Proposal) bool {
+	for i := range props {
+		if props[i].OffersPostQuantum() {
+			return true
+		}
+	}
+	return false
 }
 
 // userspaceKeys are the keys of the "userspace" section.

@@ -45,11 +45,11 @@ const (
 var (
 	policyKeys     = []string{"assign", "authentication", "security_methods", "fallback_delay", "exempt", "kdcs", "clear_ttl", "retry_after", "nft_table", "mark", "route_table", "source", "ldap", "key_exchange"}
 	customKeys     = []string{"description", "rules", "default_response"}
-	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "authentication", "connection_type", "tunnel", "key_module"}
+	ruleKeys       = []string{"name", "filter_list", "action", "security_methods", "accept_unsecured", "fallback", "fallback_delay", "pfs", "authentication", "connection_type", "tunnel", "key_module", "require_pq"}
 	filterListKeys = []string{"description", "filters"}
 	filterKeys     = []string{"source", "destination", "protocol", "source_port", "destination_port", "mirrored", "description"}
 	methodKeys     = []string{"proposal", "lifetime", "lifetime_bytes"}
-	responseKeys   = []string{"active", "authentication", "security_methods"}
+	responseKeys   = []string{"active", "authentication", "security_methods", "require_pq"}
 )
 
 // boolean decodes true or false.
@@ -227,6 +227,7 @@ func (w *walker) policy(refs policyRefs, cfg *Config) {
 	pol.Exempt, pol.KDCs = exempt, kdcs
 	pol.KeyExchange = kx
 	w.checkKeyExchange(pol, kxNode, assignNode)
+	w.checkRequirePQ(pol, assignNode)
 	cfg.Policy = pol
 }
 
@@ -488,6 +489,8 @@ func (w *walker) customPolicy(n *yaml.Node, assign string, assignNode *yaml.Node
 				switch r.key {
 				case "active":
 					pol.DefaultResponse.Active, _ = w.boolean(r.vNode, name)
+				case "require_pq":
+					pol.DefaultResponse.RequirePQ, _ = w.boolean(r.vNode, name)
 				case "authentication":
 					pol.DefaultResponse.Auth = w.authRefs(r.vNode, name, cfg)
 				case "security_methods":
@@ -567,6 +570,8 @@ func (w *walker) rule(n *yaml.Node, ctx string, lists map[string]*policy.FilterL
 			r.FallbackDelay, _ = w.duration(p.vNode, name)
 		case "pfs":
 			r.PFS, _ = w.boolean(p.vNode, name)
+		case "require_pq":
+			r.RequirePQ, _ = w.boolean(p.vNode, name)
 		case "authentication":
 			r.Auth, authSet = w.authRefs(p.vNode, name, cfg), true
 		case "connection_type":

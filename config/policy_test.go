@@ -59,6 +59,7 @@ policies:
         security_methods: [aes128gcm16, {proposal: aes256-sha256, lifetime: 30m, lifetime_bytes: 1000000}]
         authentication: [other-psk]
         pfs: true
+        require_pq: true
         connection_type: lan
 policy:
   assign: no-telnet
@@ -80,7 +81,7 @@ func TestACustomPolicyReadsItsRulesAndFilterLists(t *testing.T) {
 	if permit.Action != policy.Permit || permit.Filters.Name != "all-ip" {
 		t.Errorf("permit rule %+v", permit)
 	}
-	if !lab.PFS || lab.Connection != policy.LAN || len(lab.Methods) != 2 || lab.Methods[1].Lifetime.String() != "30m0s" || lab.Methods[1].LifetimeBytes != 1000000 || lab.Auth[0] != "other-psk" {
+	if !lab.PFS || !lab.RequirePQ || block.RequirePQ || lab.Connection != policy.LAN || len(lab.Methods) != 2 || lab.Methods[1].Lifetime.String() != "30m0s" || lab.Methods[1].LifetimeBytes != 1000000 || lab.Auth[0] != "other-psk" {
 		t.Errorf("negotiate rule %+v", lab)
 	}
 }
@@ -98,6 +99,8 @@ func TestPolicyMistakesAreRefusedWithTheirLine(t *testing.T) {
 		{"no authentication at all", "policy:\n  assign: secure-server-require-security\n", `p.yaml:2: policy secure-server-require-security: no authentication methods`},
 		{"lists without a policy", "filter_lists:\n  x:\n    filters: [{source: me}]\n", `p.yaml:2: policies and filter lists are only used by an assigned policy`},
 		{"permit with fallback", strings.Replace(customPolicy, "{filter_list: all-ip, action: permit}", "{filter_list: all-ip, action: permit, fallback: true}", 1), `security settings need action negotiate`},
+		{"block with require_pq", strings.Replace(customPolicy, "{filter_list: telnet, action: block}", "{filter_list: telnet, action: block, require_pq: true}", 1), `security settings need action negotiate`},
+		{"require_pq over IKEv1", strings.Replace(customPolicy, "        require_pq: true\n", "        require_pq: true\n        key_module: ikev1\n", 1), `rule lab: require_pq needs IKEv2 (RFC 9370's additional key exchanges), and its key module is ikev1`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -151,15 +151,27 @@ func (sa *ikeSA) sendFinalDelete() chan *response {
 
 // Stats returns a snapshot of the engine's counters and gauges.
 func (e *Engine) Stats() Stats {
-	s := Stats{IKESAs: map[string]int{}}
+	s := Stats{IKESAs: map[string]int{}, EstablishedByProposal: map[string]ProposalCount{}}
 	e.stats.snapshot(&s)
+	// Suites are shared (suitecache.go): count by suite, name each once.
+	bySuite := map[*suite]int{}
 	for _, sa := range e.allSAs() {
 		sa.mu.Lock()
 		if sa.state != stateDead {
 			s.IKESAs[sa.state.String()]++
 		}
+		if sa.state == stateEstablished && sa.suite != nil {
+			bySuite[sa.suite]++
+		}
 		s.ChildSAs += len(sa.children)
 		sa.mu.Unlock()
+	}
+	for su, n := range bySuite {
+		k := su.keywords()
+		c := s.EstablishedByProposal[k]
+		c.SAs += n
+		c.PostQuantum = su.postQuantum()
+		s.EstablishedByProposal[k] = c
 	}
 	s.HalfOpen = int(e.halfOpenCount.Load())
 	return s

@@ -15,6 +15,9 @@ import (
 // keySeed is what a Child SA's keys are derived from besides SK_d (§2.17).
 type keySeed struct {
 	shared, ni, nr []byte
+	// additional are the secrets of the additional key exchanges (RFC
+	// 9370 §2.2.4), after the nonces in KEYMAT's seed.
+	additional [][]byte
 	// initiator: this side started the exchange (IKE_AUTH or
 	// CREATE_CHILD_SA) whose nonces these are.
 	initiator bool
@@ -99,6 +102,40 @@ func (sa *ikeSA) remoteSelectors(c *Connection) []wire.TrafficSelector {
 // install. It returns the response payloads, or a refusal with the notify
 // to answer with. Caller holds mu.
 func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, rekeys *childSA) ([]wire.Payload, error) {
+	o, err := sa.prepareChild(c, req)
+	if err != nil {
+		return nil, err
+	}
+	return sa.installOffer(o, seed, rekeys)
+}
+
+// childOffer is the responder's answer to a Child SA request before the
+// SA is installed: with additional key exchanges (RFC 9370 §2.2.4) the
+// answer goes out first and the SA is installed after the last one.
+type childOffer struct {
+	suite    *suite
+	mode     Mode
+	spi      uint32 // ours, allocated
+	tsi, tsr []wire.TrafficSelector
+}
+
+// payloads are the answer's [N(USE_TRANSPORT_MODE),] SA, TSi, TSr.
+func (o *childOffer) payloads() []wire.Payload {
+	var spiBytes [4]byte
+	binary.BigEndian.PutUint32(spiBytes[:], o.spi)
+	chosen := o.suite.wire(spiBytes[:])
+	out := []wire.Payload{}
+	if o.mode == ModeTransport {
+		out = append(out, &wire.Notify{Code: wire.NotifyUseTransportMode})
+	}
+	return append(out, &chosen,
+		&wire.TS{Responder: false, Selectors: o.tsi},
+		&wire.TS{Responder: true, Selectors: o.tsr})
+}
+
+// prepareChild chooses the ESP proposal, narrows the selectors (§2.9),
+// settles the mode and allocates our SPI. Caller holds mu.
+func (sa *ikeSA) prepareChild(c *Connection, req childRequest) (*childOffer, error) {
 	if req.tsi == nil || req.tsr == nil {
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, errors.New("SA without TSi and TSr"))
 	}
@@ -127,22 +164,17 @@ func (sa *ikeSA) acceptChild(c *Connection, req childRequest, seed keySeed, reke
 	if err != nil {
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
-	child, err := sa.installChild(s, mode, spi, binary.BigEndian.Uint32(s.spi), tsr, tsi, seed, rekeys)
-	if err != nil {
-		sa.eng.cfg.SADB.ReleaseSPI(spi)
+	return &childOffer{suite: s, mode: mode, spi: spi, tsi: tsi, tsr: tsr}, nil
+}
+
+// installOffer installs a prepared Child SA and returns the answer's
+// payloads; a failure releases the SPI. Caller holds mu.
+func (sa *ikeSA) installOffer(o *childOffer, seed keySeed, rekeys *childSA) ([]wire.Payload, error) {
+	if _, err := sa.installChild(o.suite, o.mode, o.spi, binary.BigEndian.Uint32(o.suite.spi), o.tsr, o.tsi, seed, rekeys); err != nil {
+		sa.eng.cfg.SADB.ReleaseSPI(o.spi)
 		return nil, refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
-	var spiBytes [4]byte
-	binary.BigEndian.PutUint32(spiBytes[:], spi)
-	chosen := s.wire(spiBytes[:])
-	out := []wire.Payload{}
-	if mode == ModeTransport {
-		out = append(out, &wire.Notify{Code: wire.NotifyUseTransportMode})
-	}
-	out = append(out, &chosen,
-		&wire.TS{Responder: false, Selectors: child.remoteTS},
-		&wire.TS{Responder: true, Selectors: child.localTS})
-	return out, nil
+	return o.payloads(), nil
 }
 
 // installChild derives the Child SA keys (§2.17) and hands both SAs to the
@@ -168,7 +200,7 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	if s.integ != nil {
 		integLen, integID = s.integ.KeyLen, s.integ.ID
 	}
-	keys, err := transform.DeriveChildKeys(sa.suite.prf, sa.keys.SkD, seed.shared, seed.ni, seed.nr, s.encr.KeyMaterialLen(s.keyBits), integLen)
+	keys, err := transform.DeriveChildKeys(sa.suite.prf, sa.keys.SkD, seed.shared, seed.ni, seed.nr, s.encr.KeyMaterialLen(s.keyBits), integLen, seed.additional...)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +278,7 @@ func (c *childSA) info(db *sadb.DB) ChildInfo {
 		SPIIn: fmt.Sprintf("%08x", c.inbound.SPI), SPIOut: fmt.Sprintf("%08x", c.outbound.SPI),
 		Protocol: c.inbound.Protocol.String(), Mode: c.mode.String(),
 		LocalTS: formatTSList(c.localTS), RemoteTS: formatTSList(c.remoteTS),
-		Algorithms: c.suite.String(), Installed: c.inbound.Installed,
+		Algorithms: c.suite.String(), Proposal: c.suite.keywords(), Installed: c.inbound.Installed,
 	}
 	if ctr, err := db.Counters(c.inbound.ID()); err == nil {
 		in.BytesIn, in.PacketsIn = ctr.Bytes, ctr.Packets

@@ -25,6 +25,10 @@ type saHandshake struct {
 	sessions      []auth.Session
 	authParams    *auth.Params // what the sessions know of the handshake
 	halfOpenTimer *time.Timer
+	// peerIntermediate: the peer announced IKE_INTERMEDIATE (RFC 9242) in
+	// IKE_SA_INIT; inter is the exchanges' state once one is due.
+	peerIntermediate bool
+	inter            *intermediate
 }
 
 // releaseHandshake drops what only the handshake needed once a responder's
@@ -36,6 +40,7 @@ type saHandshake struct {
 // protectors keep only their keys between messages (transform.Protector
 // SetCompact). Caller holds mu.
 func (sa *ikeSA) releaseHandshake() {
+	sa.dropPrevIn()
 	if sa.saHandshake != nil {
 		for _, s := range sa.sessions {
 			s.Close()

@@ -77,12 +77,31 @@ type Connection struct {
 	// random NAT_DETECTION_SOURCE_IP hash, as strongSwan's encap=yes), so
 	// that ESP goes inside UDP on port 4500 even without a NAT.
 	ForceEncap bool
+	// RequirePQ accepts only IKE SAs with a post-quantum key exchange
+	// (ML-KEM, in IKE_SA_INIT or an additional key exchange): as
+	// responder a peer that offers none is answered NO_PROPOSAL_CHOSEN, as
+	// initiator an answer without one ends the handshake. Optional
+	// exchanges (keN_none) are then chosen only where another exchange is
+	// post-quantum. It guards against the downgrade of
+	// draft-ietf-ipsecme-ikev2-mlkem §4 (docs/postquantum.md).
+	RequirePQ bool
 	// InterfaceID binds the Child SAs and their policies to the XFRM
 	// interface with this if_id (route-based IPsec); zero means none.
 	InterfaceID uint32
 	// Childless is the connection's use of childless IKE SAs (RFC 6023,
 	// childless.go); the zero value is ChildlessAllow.
 	Childless Childless
+}
+
+// offersAddKE reports whether some proposal has additional key exchanges:
+// the initiator then announces IKE_INTERMEDIATE (RFC 9370 §2.2.1).
+func offersAddKE(props []transform.Proposal) bool {
+	for i := range props {
+		if props[i].HasAddKE() {
+			return true
+		}
+	}
+	return false
 }
 
 // Config is the engine's configuration. Zero values take the defaults

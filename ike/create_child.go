@@ -139,7 +139,8 @@ func (hs *createChildResponder) chooseProposal() error {
 	return nil
 }
 
-// keyExchange makes Nr and, with PFS, our KE and the new g^ir.
+// keyExchange makes Nr and, with PFS, our KE and the new g^ir (for ML-KEM
+// the encapsulation; a key failing its checks is INVALID_SYNTAX).
 func (hs *createChildResponder) keyExchange() error {
 	sa := hs.sa
 	hs.nr = make([]byte, nonceLen(sa.suite.prf))
@@ -150,22 +151,25 @@ func (hs *createChildResponder) keyExchange() error {
 	if g == nil {
 		return nil
 	}
-	dh, err := g.GenerateKey(sa.eng.cfg.Rand)
+	pub, shared, err := transform.Respond(g, sa.eng.cfg.Rand, hs.ke.Data)
 	if err != nil {
-		return err
-	}
-	if hs.shared, err = dh.SharedSecret(hs.ke.Data); err != nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, err)
 	}
-	hs.keR = &wire.KE{Group: g.ID(), Data: dh.Public()}
+	hs.shared = shared
+	hs.keR = &wire.KE{Group: g.ID(), Data: pub}
 	return nil
 }
 
 // accept installs the Child SA and builds the response: SA, Nr, [KEr],
-// TSi, TSr (§1.3.1).
+// TSi, TSr (§1.3.1). With additional key exchanges (RFC 9370 §2.2.4) the
+// response goes out with N(ADDITIONAL_KEY_EXCHANGE) and the SA is
+// installed after the last IKE_FOLLOWUP_KE (followup.go).
 func (hs *createChildResponder) accept() error {
 	sa := hs.sa
 	ni := append([]byte(nil), hs.nonce.Data...)
+	if hs.req.suite.hasAddKE() {
+		return hs.acceptLater(ni)
+	}
 	seed := keySeed{shared: hs.shared, ni: ni, nr: hs.nr, initiator: false}
 	payloads, err := sa.acceptChild(sa.conn, hs.req, seed, hs.rekeys)
 	wipe(hs.shared)
@@ -192,6 +196,35 @@ func (hs *createChildResponder) accept() error {
 		hs.resp = append(hs.resp, hs.keR)
 	}
 	hs.resp = append(hs.resp, rest[1:]...)
+	return nil
+}
+
+// acceptLater answers a request whose suite has additional key exchanges:
+// the Child SA is prepared (proposal, selectors, our SPI) and kept with
+// SK(0) under a link for the IKE_FOLLOWUP_KE exchanges.
+func (hs *createChildResponder) acceptLater(ni []byte) error {
+	sa := hs.sa
+	o, err := sa.prepareChild(sa.conn, hs.req)
+	if err != nil {
+		wipe(hs.shared)
+		return err
+	}
+	f := &followup{groups: o.suite.adds(), secrets: [][]byte{hs.shared}, ni: ni, nr: hs.nr, child: o, rekeys: hs.rekeys}
+	ps := o.payloads()
+	var rest []wire.Payload
+	for _, p := range ps {
+		if n, ok := p.(*wire.Notify); ok {
+			hs.resp = append(hs.resp, n)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	hs.resp = append(hs.resp, rest[0], &wire.Nonce{Data: hs.nr}, hs.keR)
+	hs.resp = append(hs.resp, rest[1:]...)
+	if hs.resp, err = sa.startFollowup(f, hs.resp); err != nil {
+		sa.releaseFollowup(f, "internal error")
+		return err
+	}
 	return nil
 }
 
@@ -242,6 +275,12 @@ type createChildRequester struct {
 	group transform.Group
 	dh    transform.PrivateKey
 	resp  *response
+
+	// The checked answer, and the secrets of its key exchanges: SK(0) of
+	// CREATE_CHILD_SA's KE, then those of the IKE_FOLLOWUP_KEs.
+	ans     *childAnswer
+	nr      []byte
+	secrets [][]byte
 }
 
 // createChild runs CREATE_CHILD_SA as requester.
@@ -273,6 +312,14 @@ func (hs *createChildRequester) handshake() error {
 		return err
 	}
 	if err := hs.exchange(); err != nil {
+		hs.sa.eng.cfg.SADB.ReleaseSPI(hs.spi)
+		return err
+	}
+	if err := hs.readAnswer(); err != nil {
+		hs.sa.eng.cfg.SADB.ReleaseSPI(hs.spi)
+		return err
+	}
+	if err := hs.followups(); err != nil {
 		hs.sa.eng.cfg.SADB.ReleaseSPI(hs.spi)
 		return err
 	}
@@ -390,9 +437,9 @@ func (hs *createChildRequester) build(msgID uint32) ([][]byte, error) {
 	return hs.sa.sealMessage(wire.CREATE_CHILD_SA, msgID, false, ps)
 }
 
-// install checks the answer as IKE_AUTH's is checked (checkChildAnswer),
-// derives the keys, with PFS from the new g^ir, and installs the SA.
-func (hs *createChildRequester) install() error {
+// readAnswer checks the answer as IKE_AUTH's is checked
+// (checkChildAnswer) and computes, with PFS, the new g^ir.
+func (hs *createChildRequester) readAnswer() error {
 	ans, err := checkChildAnswer(hs.resp.payloads, "CREATE_CHILD_SA", hs.props, true, hs.local, hs.remote, hs.mode)
 	if err != nil {
 		return err
@@ -401,22 +448,54 @@ func (hs *createChildRequester) install() error {
 	if nonce == nil {
 		return errors.New("CREATE_CHILD_SA response without a Nonce")
 	}
-	var shared []byte
+	hs.ans, hs.nr = ans, append([]byte(nil), nonce.Data...)
 	if ans.suite.group != nil {
 		ke, _ := wire.Find(hs.resp.payloads, wire.PayloadKE).(*wire.KE)
 		if hs.dh == nil || ke == nil || ke.Group != ans.suite.group.ID() {
 			return errors.New("PFS group mismatch in CREATE_CHILD_SA response")
 		}
-		if shared, err = hs.dh.SharedSecret(ke.Data); err != nil {
+		shared, err := hs.dh.SharedSecret(ke.Data)
+		if err != nil {
 			return err
 		}
+		hs.secrets = [][]byte{shared}
 	}
+	return nil
+}
+
+// followups runs the additional key exchanges the answer chose (RFC 9370
+// §2.2.4).
+func (hs *createChildRequester) followups() error {
+	more, err := hs.sa.runFollowups(hs.ctx, "Child SA", hs.ans.suite.adds(), hs.resp.payloads)
+	if err != nil {
+		for _, s := range hs.secrets {
+			wipe(s)
+		}
+		return err
+	}
+	hs.secrets = append(hs.secrets, more...)
+	return nil
+}
+
+// install derives the keys, with PFS from all the key exchanges' secrets,
+// and installs the SA.
+func (hs *createChildRequester) install() error {
+	ans := hs.ans
+	var shared []byte
+	var additional [][]byte
+	if len(hs.secrets) > 0 {
+		shared, additional = hs.secrets[0], hs.secrets[1:]
+	}
+	defer func() {
+		for _, s := range hs.secrets {
+			wipe(s)
+		}
+	}()
 	sa := hs.sa
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	seed := keySeed{shared: shared, ni: hs.ni, nr: append([]byte(nil), nonce.Data...), initiator: true}
+	seed := keySeed{shared: shared, ni: hs.ni, nr: hs.nr, additional: additional, initiator: true}
 	c, err := sa.installChild(ans.suite, hs.mode, hs.spi, binary.BigEndian.Uint32(ans.suite.spi), ans.tsi, ans.tsr, seed, hs.old)
-	wipe(shared)
 	if err != nil {
 		return err
 	}

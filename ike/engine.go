@@ -67,6 +67,9 @@ type Engine struct {
 	timers timerHeaps
 	// suites are the IKE SAs' shared suites (suitecache.go).
 	suites sync.Map
+	// followups are the responder's pending IKE_FOLLOWUP_KE exchanges
+	// (followup.go); its lock is a leaf.
+	followups followupTable
 
 	halfOpenCount atomic.Int64
 	limits        peerLimits // per-address limits (authlimit.go)

@@ -28,6 +28,9 @@ type IKESuite struct {
 	PRF     *transform.PRF
 	Integ   *transform.Integ // nil for AEAD encryption
 	Group   transform.Group
+	// AddKE are the additional key exchanges chosen (RFC 9370), in the
+	// order they run (ADDKE1 first); none for a classical suite.
+	AddKE []transform.Group
 }
 
 // AcceptIKESuite checks the SA payload of a responder's IKE_SA_INIT
@@ -40,7 +43,7 @@ func AcceptIKESuite(offered []transform.Proposal, sa *wire.SA) (s IKESuite, ok b
 	if c == nil {
 		return IKESuite{}, false
 	}
-	return IKESuite{Encr: c.encr, KeyBits: c.keyBits, PRF: c.prf, Integ: c.integ, Group: c.group}, true
+	return IKESuite{Encr: c.encr, KeyBits: c.keyBits, PRF: c.prf, Integ: c.integ, Group: c.group, AddKE: c.adds()}, true
 }
 
 // NATDetectionNotifies returns the NAT_DETECTION_SOURCE_IP and

@@ -51,12 +51,13 @@ func fragmentNotify() *wire.Notify {
 }
 
 // reassemble keeps the decrypted fragment plain of f and, once all
-// fragments of the message are in, returns its payloads (§2.6 of RFC 7383).
+// fragments of the message are in, returns the first inner payload's type
+// and the whole message's inner payloads' octets (§2.6 of RFC 7383).
 // Caller holds mu.
-func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain []byte) ([]wire.Payload, error) {
+func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain []byte) (wire.PayloadType, []byte, error) {
 	if f.Number == 0 || f.Total == 0 || f.Number > f.Total || f.Total > maxFragments {
 		wipe(plain)
-		return nil, &wire.Error{Notify: wire.NotifyInvalidSyntax, Payload: wire.PayloadSKF, Reason: "invalid_syntax", Detail: "fragment number out of range"}
+		return 0, nil, &wire.Error{Notify: wire.NotifyInvalidSyntax, Payload: wire.PayloadSKF, Reason: "invalid_syntax", Detail: "fragment number out of range"}
 	}
 	slot := &sa.reqFragments
 	if hdr.IsResponse() {
@@ -74,14 +75,14 @@ func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain [
 	i := f.Number - 1
 	if r.parts[i] != nil {
 		wipe(plain)
-		return nil, errIncomplete // a duplicate
+		return 0, nil, errIncomplete // a duplicate
 	}
 	if r.size+len(plain) > min(maxReassembled, sa.eng.cfg.MaxMessageSize) {
 		// Fragments count by the size of the message they make up.
 		r.wipe()
 		*slot = nil
 		wipe(plain)
-		return nil, errOversize
+		return 0, nil, errOversize
 	}
 	if f.Number == 1 {
 		r.first = f.First
@@ -90,7 +91,7 @@ func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain [
 	r.have++
 	r.size += len(plain)
 	if r.have < int(r.total) {
-		return nil, errIncomplete
+		return 0, nil, errIncomplete
 	}
 	whole := make([]byte, 0, r.size)
 	for _, p := range r.parts {
@@ -98,7 +99,7 @@ func (sa *ikeSA) reassemble(hdr *wire.Header, f *wire.EncryptedFragment, plain [
 	}
 	r.wipe()
 	*slot = nil
-	return wire.ParsePayloads(r.first, whole)
+	return r.first, whole, nil
 }
 
 func (r *reassembly) wipe() {

@@ -104,10 +104,10 @@ func TestReassemblyBounds(t *testing.T) {
 	frag := func(n, total uint16) *wire.EncryptedFragment {
 		return &wire.EncryptedFragment{Number: n, Total: total, First: wire.PayloadNotify}
 	}
-	if _, err := sa.reassemble(hdr, frag(1, maxFragments+1), make([]byte, 10)); err == nil || err == errIncomplete {
+	if _, _, err := sa.reassemble(hdr, frag(1, maxFragments+1), make([]byte, 10)); err == nil || err == errIncomplete {
 		t.Fatalf("total above the limit: %v", err)
 	}
-	if _, err := sa.reassemble(hdr, frag(3, 2), make([]byte, 10)); err == nil || err == errIncomplete {
+	if _, _, err := sa.reassemble(hdr, frag(3, 2), make([]byte, 10)); err == nil || err == errIncomplete {
 		t.Fatalf("number above total: %v", err)
 	}
 	// Fragments count by the size of the message they make up: the
@@ -115,28 +115,32 @@ func TestReassemblyBounds(t *testing.T) {
 	limit := p.a.cfg.MaxMessageSize
 	chunk := limit / 4
 	for n := uint16(1); n <= 3; n++ {
-		if _, err := sa.reassemble(hdr, frag(n, 4), make([]byte, chunk)); err != errIncomplete {
+		if _, _, err := sa.reassemble(hdr, frag(n, 4), make([]byte, chunk)); err != errIncomplete {
 			t.Fatalf("fragment %d: %v", n, err)
 		}
 	}
-	if _, err := sa.reassemble(hdr, frag(2, 4), make([]byte, 10)); err != errIncomplete || sa.reqFragments.have != 3 {
+	if _, _, err := sa.reassemble(hdr, frag(2, 4), make([]byte, 10)); err != errIncomplete || sa.reqFragments.have != 3 {
 		t.Fatalf("duplicate changed the state: %v, have %d", err, sa.reqFragments.have)
 	}
-	if _, err := sa.reassemble(hdr, frag(4, 4), make([]byte, limit-3*chunk+1)); !errors.Is(err, errOversize) || sa.reqFragments != nil {
+	if _, _, err := sa.reassemble(hdr, frag(4, 4), make([]byte, limit-3*chunk+1)); !errors.Is(err, errOversize) || sa.reqFragments != nil {
 		t.Fatalf("one octet over the size limit: %v, kept %v", err, sa.reqFragments)
 	}
-	if _, err := sa.reassemble(hdr, frag(1, 2), make([]byte, 10)); err != errIncomplete {
+	if _, _, err := sa.reassemble(hdr, frag(1, 2), make([]byte, 10)); err != errIncomplete {
 		t.Fatal(err)
 	}
-	if _, err := sa.reassemble(&wire.Header{MessageID: 6}, frag(1, 2), make([]byte, 10)); err != errIncomplete || sa.reqFragments.msgID != 6 || sa.reqFragments.have != 1 {
+	if _, _, err := sa.reassemble(&wire.Header{MessageID: 6}, frag(1, 2), make([]byte, 10)); err != errIncomplete || sa.reqFragments.msgID != 6 || sa.reqFragments.have != 1 {
 		t.Fatalf("a new message did not replace the old: %+v", sa.reqFragments)
 	}
 	// A whole message: one notify split over two fragments.
 	n := wire.AppendPayloads(nil, []wire.Payload{&wire.Notify{Code: wire.NotifyInitialContact, Data: []byte("abcdef")}})
-	if _, err := sa.reassemble(&wire.Header{MessageID: 7}, frag(2, 2), append([]byte(nil), n[5:]...)); err != errIncomplete {
+	if _, _, err := sa.reassemble(&wire.Header{MessageID: 7}, frag(2, 2), append([]byte(nil), n[5:]...)); err != errIncomplete {
 		t.Fatal(err)
 	}
-	ps, err := sa.reassemble(&wire.Header{MessageID: 7}, frag(1, 2), append([]byte(nil), n[:5]...))
+	first, whole, err := sa.reassemble(&wire.Header{MessageID: 7}, frag(1, 2), append([]byte(nil), n[:5]...))
+	var ps []wire.Payload
+	if err == nil {
+		ps, err = wire.ParsePayloads(first, whole)
+	}
 	if err != nil || wire.FindNotify(ps, wire.NotifyInitialContact) == nil {
 		t.Fatalf("reassembled %v, %v", ps, err)
 	}

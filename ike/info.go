@@ -26,8 +26,15 @@ type SAInfo struct {
 	// Auth is the authentication method name ("psk").
 	Auth string `json:"auth"`
 	// Algorithms is the negotiated IKE proposal in strongSwan's notation,
-	// e.g. "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519".
+	// e.g. "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519", with additional
+	// key exchanges (RFC 9370) as strongSwan logs them: ".../KE1_ML_KEM_768".
 	Algorithms string `json:"algorithms"`
+	// Proposal is the same in proposal-string syntax, as a proposal is
+	// configured: "aes256gcm16-prfsha384-x25519-ke1_mlkem768".
+	Proposal string `json:"proposal,omitempty"`
+	// PostQuantum is true when one of the key exchanges is post-quantum
+	// (ML-KEM).
+	PostQuantum bool `json:"post_quantum"`
 	// NATLocal and NATRemote report NAT detection (RFC 7296 §2.23).
 	NATLocal  bool `json:"nat_local"`
 	NATRemote bool `json:"nat_remote"`
@@ -52,6 +59,9 @@ type ChildInfo struct {
 	RemoteTS []string `json:"remote_ts"`
 	// Algorithms is the negotiated ESP proposal, e.g. "AES_GCM_16-256/NO_EXT_SEQ".
 	Algorithms string `json:"algorithms"`
+	// Proposal is the same in proposal-string syntax, e.g.
+	// "aes256gcm16-x25519-ke1_mlkem768" (with PFS and an additional key exchange).
+	Proposal string `json:"proposal,omitempty"`
 	// Byte and packet counters from the data plane.
 	BytesIn    uint64 `json:"bytes_in"`
 	BytesOut   uint64 `json:"bytes_out"`

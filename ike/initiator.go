@@ -196,6 +196,9 @@ func (hs *initiator) handshake() error {
 	if err := hs.processSAInit(); err != nil {
 		return err
 	}
+	if err := hs.exchangeIntermediates(); err != nil { // intermediate.go
+		return err
+	}
 	if err := hs.exchangeAuth(); err != nil {
 		return err
 	}
@@ -313,6 +316,10 @@ func (hs *initiator) buildSAInit(msgID uint32) ([][]byte, error) {
 	if !hs.eng.cfg.NoFragmentation {
 		ps = append(ps, fragmentNotify())
 	}
+	if offersAddKE(hs.conn.IKEProposals) {
+		// RFC 9370 §2.2.1: additional key exchanges need IKE_INTERMEDIATE.
+		ps = append(ps, &wire.Notify{Code: wire.NotifyIntermediateExchangeSupported})
+	}
 	ps = append(ps, hs.initPayloads...)
 	m := wire.Message{
 		Header:   wire.Header{SPIi: sa.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator, MessageID: msgID},
@@ -345,6 +352,16 @@ func (hs *initiator) processSAInit() error {
 	if s.group.ID() != hs.group.ID() || ke.Group != hs.group.ID() {
 		return fmt.Errorf("responder's KE group %d differs from the one sent (%d)", ke.Group, hs.group.ID())
 	}
+	peerIntermediate := wire.FindNotify(resp.payloads, wire.NotifyIntermediateExchangeSupported) != nil
+	if s.hasAddKE() && !peerIntermediate {
+		// RFC 9370 §2.2.1: the exchanges need IKE_INTERMEDIATE.
+		return refuse(wire.NotifyInvalidSyntax, fmt.Errorf("responder chose additional key exchanges (%s) without announcing IKE_INTERMEDIATE", s)).
+			counted("no_proposal_chosen")
+	}
+	if hs.conn.RequirePQ && !s.postQuantum() {
+		return refuse(wire.NotifyNoProposalChosen, fmt.Errorf("responder chose %s, without a post-quantum key exchange, and require_pq is set", s)).
+			counted(failurePQRequired)
+	}
 	shared, err := hs.dh.SharedSecret(ke.Data)
 	if err != nil {
 		return fmt.Errorf("responder's key exchange value: %w", err)
@@ -358,6 +375,7 @@ func (hs *initiator) processSAInit() error {
 	sa.msgR = resp.raw
 	sa.natLocal, sa.natRemote = detectNAT(resp.payloads, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.fragments = !hs.eng.cfg.NoFragmentation && wire.FindNotify(resp.payloads, wire.NotifyIKEv2FragmentationSupported) != nil
+	sa.peerIntermediate = peerIntermediate
 	if sa.natLocal || sa.natRemote || hs.conn.ForceEncap || hs.eng.cfg.ForceEncap {
 		hs.floatToNATT()
 	}
@@ -442,6 +460,9 @@ func (hs *initiator) authPayloads(spi uint32) ([]wire.Payload, error) {
 	sa := hs.sa
 	hs.idi = sa.localID.Payload(false)
 	sa.mu.Lock()
+	if sa.inter != nil {
+		sa.inter.authMID = sa.nextSendID // IKE_AUTH's, for IntAuth (RFC 9242 §3.3.2)
+	}
 	octets := sa.signedOctets(true, hs.idi)
 	// §2.4: the first IKE SA with this peer tells it to drop state left
 	// from before a restart; a reauthentication is not the first.

@@ -40,7 +40,9 @@ func (sa *ikeSA) signedOctets(forInitiator bool, id *wire.ID) []byte {
 	if !forInitiator {
 		msg, nonce, skp = sa.msgR, sa.ni, sa.keys.SkPr
 	}
-	return transform.SignedOctets(sa.suite.prf, msg, nonce, skp, id.AppendBody(nil))
+	out := transform.SignedOctets(sa.suite.prf, msg, nonce, skp, id.AppendBody(nil))
+	// RFC 9242 §3.3.2: after IKE_INTERMEDIATE exchanges, their IntAuth.
+	return sa.intAuthOctets(out)
 }
 
 func wipe(b []byte) {

@@ -53,15 +53,23 @@ func (sa *ikeSA) respondRekeyIKE(inner []wire.Payload) (pkt [][]byte, after func
 	if err != nil {
 		return nil, nil
 	}
-	newSA := hs.newSA
+	if hs.newSA == nil {
+		return pkt, nil // additional key exchanges follow (followup.go)
+	}
+	return pkt, sa.handOverRekeyed(hs.newSA)
+}
+
+// handOverRekeyed makes newSA, the peer's rekey of sa, take over, and
+// returns what runs once sa's lock is released. Caller holds sa.mu.
+func (sa *ikeSA) handOverRekeyed(newSA *ikeSA) (after func()) {
 	if sa.ikeRekeying {
 		// Our own rekey is outstanding: which new SA survives is decided
 		// when it completes.
 		sa.peerIKERekey = newSA
-		return pkt, func() { newSA.publish(true) }
+		return func() { newSA.publish(true) }
 	}
 	h := sa.detachTo(newSA)
-	return pkt, func() { newSA.adopt(h); newSA.publish(true) }
+	return func() { newSA.adopt(h); newSA.publish(true) }
 }
 
 func (hs *rekeyIKEResponder) handshake() error {
@@ -105,9 +113,10 @@ func (hs *rekeyIKEResponder) readPayloads() error {
 }
 
 // chooseProposal selects by our preference (§2.7); the new SA's SPI comes
-// with the proposal.
+// with the proposal. Additional key exchanges need no IKE_INTERMEDIATE
+// here (they run in IKE_FOLLOWUP_KE); require_pq holds for the new SA too.
 func (hs *rekeyIKEResponder) chooseProposal() error {
-	hs.suite = selectProposal(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, true)
+	hs.suite = selectProposalRules(hs.sa.conn.IKEProposals, hs.offer.Proposals, wire.ProtoIKE, matchRules{withDH: true, requirePQ: hs.sa.conn.RequirePQ})
 	hs.sa.traceSelection("IKE", hs.sa.conn.IKEProposals, wire.ProtoIKE, hs.offer.Proposals, hs.suite)
 	if hs.suite == nil {
 		return refuseWith(&wire.Notify{Code: wire.NotifyNoProposalChosen}, noProposal("IKE", hs.offer.Proposals, hs.sa.conn.IKEProposals, true))
@@ -126,43 +135,53 @@ func (hs *rekeyIKEResponder) checkKE() error {
 	return nil
 }
 
-// makeSA makes the new IKE SA and the response payloads.
+// makeSA makes the new IKE SA and the response payloads; with additional
+// key exchanges the SA is made after the last IKE_FOLLOWUP_KE.
 func (hs *rekeyIKEResponder) makeSA() error {
-	n, payloads, err := hs.sa.rekeyedSA(hs.suite, false, binary.BigEndian.Uint64(hs.suite.spi), hs.nonce.Data, hs.ke)
+	n, payloads, err := hs.sa.rekeyedSA(hs.suite, binary.BigEndian.Uint64(hs.suite.spi), hs.nonce.Data, hs.ke)
 	if err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			return r
+		}
 		return refuseWith(&wire.Notify{Code: wire.NotifyTemporaryFailure}, err)
 	}
 	hs.newSA, hs.payloads = n, payloads
 	return nil
 }
 
-// rekeyedSA makes the new IKE SA: for the responder of the rekey from the
-// requester's nonce and KE (returning the response payloads), for its
-// requester from the response (peerKE is the responder's). Caller holds mu.
-func (sa *ikeSA) rekeyedSA(s *suite, weStarted bool, peerSPI uint64, peerNonce []byte, peerKE *wire.KE) (*ikeSA, []wire.Payload, error) {
+// rekeyedSA makes the new IKE SA of the peer's rekey from its nonce and KE
+// and returns the response payloads; with additional key exchanges (RFC
+// 9370 §2.2.4) it returns no SA but keeps what makes it for the last
+// IKE_FOLLOWUP_KE. Caller holds mu.
+func (sa *ikeSA) rekeyedSA(s *suite, peerSPI uint64, peerNonce []byte, peerKE *wire.KE) (*ikeSA, []wire.Payload, error) {
 	e := sa.eng
 	spi, err := e.newSPI()
 	if err != nil {
 		return nil, nil, err
 	}
-	dh, err := s.group.GenerateKey(e.cfg.Rand)
+	pub, shared, err := transform.Respond(s.group, e.cfg.Rand, peerKE.Data)
 	if err != nil {
-		return nil, nil, err
-	}
-	shared, err := dh.SharedSecret(peerKE.Data)
-	if err != nil {
-		return nil, nil, err
+		return nil, nil, refuseWith(&wire.Notify{Code: wire.NotifyInvalidSyntax}, fmt.Errorf("initiator's %s value: %w", s.group.Name(), err))
 	}
 	nonce := make([]byte, nonceLen(s.prf))
 	if _, err := e.cfg.Rand.Read(nonce); err != nil {
 		return nil, nil, err
 	}
-	n := sa.successor(s, weStarted, spi, peerSPI)
-	n.ni, n.nr = append([]byte(nil), peerNonce...), nonce
-	var spiB [8]byte
-	binary.BigEndian.PutUint64(spiB[:], spi)
-	chosen := s.wire(spiB[:])
-	payloads := []wire.Payload{&chosen, &wire.Nonce{Data: nonce}, &wire.KE{Group: s.group.ID(), Data: dh.Public()}}
+	chosen := s.wire(spiBytes8(spi))
+	payloads := []wire.Payload{&chosen, &wire.Nonce{Data: nonce}, &wire.KE{Group: s.group.ID(), Data: pub}}
+	ni := append([]byte(nil), peerNonce...)
+	if s.hasAddKE() {
+		f := &followup{groups: s.adds(), secrets: [][]byte{shared}, ni: ni, nr: nonce, ike: s, ourSPI: spi, peerSPI: peerSPI}
+		payloads, err = sa.startFollowup(f, payloads)
+		if err != nil {
+			f.wipe()
+			return nil, nil, err
+		}
+		return nil, payloads, nil
+	}
+	n := sa.successor(s, false, spi, peerSPI)
+	n.ni, n.nr = ni, nonce
 	if err := n.deriveRekeyed(sa.suite.prf, sa.keys.SkD, shared); err != nil {
 		return nil, nil, err
 	}
@@ -291,15 +310,22 @@ type rekeyIKERequester struct {
 
 	// Settled from the old SA when the rekey begins; skd is a copy of its
 	// SK_d, which may be wiped (the SA deleted) before the answer comes.
-	props []transform.Proposal
-	prf   *transform.PRF
-	group transform.Group
-	skd   []byte
+	props     []transform.Proposal
+	prf       *transform.PRF
+	group     transform.Group
+	skd       []byte
+	requirePQ bool
 
 	spi  uint64
 	ni   []byte
 	dh   transform.PrivateKey
 	resp *response
+
+	// The answer: the chosen suite, the responder's nonce and the secrets
+	// of all key exchanges, SK(0) first (RFC 9370 §2.2.4).
+	chosen  *suite
+	nr      []byte
+	secrets [][]byte
 
 	// survivor carries the Child SAs now; redundant, after a collision this
 	// side lost, is our new SA, to delete.
@@ -337,6 +363,12 @@ func (hs *rekeyIKERequester) handshake() error {
 	if err := hs.exchange(); err != nil {
 		return err
 	}
+	if err := hs.readAnswer(); err != nil {
+		return err
+	}
+	if err := hs.followups(); err != nil {
+		return err
+	}
 	if err := hs.complete(); err != nil {
 		return err
 	}
@@ -364,7 +396,7 @@ func (hs *rekeyIKERequester) begin() (done string, err error) {
 		return "", errors.New("a Child SA exchange of this IKE SA is in flight")
 	}
 	sa.ikeRekeying = true
-	hs.props, hs.prf, hs.group = sa.conn.IKEProposals, sa.suite.prf, sa.suite.group
+	hs.props, hs.prf, hs.group, hs.requirePQ = sa.conn.IKEProposals, sa.suite.prf, sa.suite.group, sa.conn.RequirePQ
 	hs.skd = append([]byte(nil), sa.keys.SkD...)
 	return "", nil
 }
@@ -446,11 +478,10 @@ func (sa *ikeSA) endRekeying() {
 	}
 }
 
-// complete checks the answer and makes our new SA from it; then §2.8.2
-// decides, after a collision, which new SA survives and takes the Child
-// SAs.
-func (hs *rekeyIKERequester) complete() error {
-	sa, resp := hs.sa, hs.resp
+// readAnswer checks the answer: the suite we offered (require_pq holding
+// for the new SA too), the responder's nonce and SK(0).
+func (hs *rekeyIKERequester) readAnswer() error {
+	resp := hs.resp
 	for _, p := range resp.payloads {
 		if n, ok := p.(*wire.Notify); ok && n.Code.IsError() {
 			return &notifyError{code: n.Code, when: "IKE SA rekey"}
@@ -466,14 +497,38 @@ func (hs *rekeyIKERequester) complete() error {
 	if s == nil || len(s.spi) != 8 || ke.Group != s.group.ID() {
 		return errors.New("responder chose an IKE proposal we did not offer")
 	}
+	if hs.requirePQ && !s.postQuantum() {
+		return fmt.Errorf("responder chose %s for the rekeyed IKE SA, without a post-quantum key exchange, and require_pq is set", s)
+	}
 	shared, err := hs.dh.SharedSecret(ke.Data)
 	if err != nil {
 		return err
 	}
+	hs.chosen, hs.nr, hs.secrets = s, append([]byte(nil), nonce.Data...), [][]byte{shared}
+	return nil
+}
+
+// followups runs the additional key exchanges the answer chose (RFC 9370
+// §2.2.4), on the old SA.
+func (hs *rekeyIKERequester) followups() error {
+	more, err := hs.sa.runFollowups(hs.ctx, "IKE SA rekey", hs.chosen.adds(), hs.resp.payloads)
+	if err != nil {
+		wipe(hs.secrets[0])
+		return err
+	}
+	hs.secrets = append(hs.secrets, more...)
+	return nil
+}
+
+// complete makes our new SA from all the key exchanges; then §2.8.2
+// decides, after a collision, which new SA survives and takes the Child
+// SAs.
+func (hs *rekeyIKERequester) complete() error {
+	sa, s := hs.sa, hs.chosen
 	sa.mu.Lock()
 	n := sa.successor(s, true, hs.spi, binary.BigEndian.Uint64(s.spi))
-	n.ni, n.nr = hs.ni, append([]byte(nil), nonce.Data...)
-	if err := n.deriveRekeyed(hs.prf, hs.skd, shared); err != nil {
+	n.ni, n.nr = hs.ni, hs.nr
+	if err := n.deriveRekeyedMulti(hs.prf, hs.skd, hs.secrets); err != nil {
 		sa.mu.Unlock()
 		return err
 	}

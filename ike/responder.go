@@ -29,6 +29,8 @@ type saInitResponder struct {
 	ke    *wire.KE
 	nonce *wire.Nonce
 	suite *suite
+	// intermediate: the initiator announced IKE_INTERMEDIATE (RFC 9242).
+	intermediate bool
 }
 
 // respondSAInit answers an IKE_SA_INIT request (§1.2). A refusal is
@@ -46,6 +48,7 @@ func (e *Engine) respondSAInit(b transport.Bind, from netip.AddrPort, pkt []byte
 	}
 	if r.failure != "" {
 		e.stats.failure(r.failure)
+		e.observeFailure(from.Addr(), false, r.failure)
 	}
 	if r.drop != "" {
 		e.stats.drop(r.drop)
@@ -132,6 +135,7 @@ func (hs *saInitResponder) readPayloads() error {
 	hs.sa, _ = wire.Find(hs.msg.Payloads, wire.PayloadSA).(*wire.SA)
 	hs.ke, _ = wire.Find(hs.msg.Payloads, wire.PayloadKE).(*wire.KE)
 	hs.nonce, _ = wire.Find(hs.msg.Payloads, wire.PayloadNonce).(*wire.Nonce)
+	hs.intermediate = wire.FindNotify(hs.msg.Payloads, wire.NotifyIntermediateExchangeSupported) != nil
 	if hs.sa == nil || hs.ke == nil || hs.nonce == nil {
 		return dropRequest(DropMalformed, errors.New("IKE_SA_INIT without SA, KE and Nonce")).
 			logged(slog.LevelInfo, "dropped IKE_SA_INIT without SA, KE and Nonce")
@@ -162,16 +166,30 @@ func (hs *saInitResponder) checkCookie() error {
 
 // chooseProposal selects by our preference (§2.7), answering
 // NO_PROPOSAL_CHOSEN when nothing fits.
+//
+// Additional key exchanges (RFC 9370) are chosen only when the initiator
+// announced IKE_INTERMEDIATE, and a connection with RequirePQ takes only a
+// suite with a post-quantum key exchange: the refusal's log line says
+// which of the two made an otherwise acceptable offer unacceptable.
 func (hs *saInitResponder) chooseProposal() error {
-	hs.suite = selectProposal(hs.cands[0].IKEProposals, hs.sa.Proposals, wire.ProtoIKE, true)
+	c := hs.cands[0]
+	rules := matchRules{withDH: true, noAddKE: !hs.intermediate, requirePQ: c.RequirePQ}
+	hs.suite = selectProposalRules(c.IKEProposals, hs.sa.Proposals, wire.ProtoIKE, rules)
 	hs.traceSelection()
-	if hs.suite == nil {
-		err := noProposal("IKE", hs.sa.Proposals, hs.cands[0].IKEProposals, true)
-		return refuse(wire.NotifyNoProposalChosen, err).
-			logged(slog.LevelInfo, "IKE_SA_INIT: no acceptable proposal", "connection", hs.cands[0].Name,
-				"offered", describeOffer(hs.sa.Proposals), "configured", describeConfigured(hs.cands[0].IKEProposals, true))
+	if hs.suite != nil {
+		return nil
 	}
-	return nil
+	offered, configured := describeOffer(hs.sa.Proposals), describeConfigured(c.IKEProposals, true)
+	if rules.requirePQ && selectProposalRules(c.IKEProposals, hs.sa.Proposals, wire.ProtoIKE, matchRules{withDH: true, noAddKE: rules.noAddKE}) != nil {
+		return refuse(wire.NotifyNoProposalChosen, errors.New("the peer offers no post-quantum key exchange and require_pq is set")).counted(failurePQRequired).
+			logged(slog.LevelWarn, "IKE_SA_INIT refused: the peer offers no post-quantum key exchange (ML-KEM) and require_pq is set", "connection", c.Name, "offered", offered, "configured", configured)
+	}
+	if rules.noAddKE && selectProposalRules(c.IKEProposals, hs.sa.Proposals, wire.ProtoIKE, matchRules{withDH: true, requirePQ: rules.requirePQ}) != nil {
+		return refuse(wire.NotifyNoProposalChosen, errors.New("the peer proposes additional key exchanges without announcing IKE_INTERMEDIATE")).
+			logged(slog.LevelInfo, "IKE_SA_INIT: the peer proposes additional key exchanges (RFC 9370) without announcing IKE_INTERMEDIATE", "connection", c.Name, "offered", offered, "configured", configured)
+	}
+	return refuse(wire.NotifyNoProposalChosen, noProposal("IKE", hs.sa.Proposals, c.IKEProposals, true)).
+		logged(slog.LevelInfo, "IKE_SA_INIT: no acceptable proposal", "connection", c.Name, "offered", offered, "configured", configured)
 }
 
 // checkKE asks for the selected group when the initiator guessed another
@@ -191,11 +209,7 @@ func (hs *saInitResponder) createSA() error {
 	if err != nil {
 		return err
 	}
-	dh, err := hs.suite.group.GenerateKey(e.cfg.Rand)
-	if err != nil {
-		return err
-	}
-	shared, err := dh.SharedSecret(hs.ke.Data)
+	pub, shared, err := transform.Respond(hs.suite.group, e.cfg.Rand, hs.ke.Data)
 	if err != nil {
 		// RFC 6989: an invalid public value ends the exchange; the
 		// message cannot be answered with INVALID_SYNTAX unencrypted.
@@ -213,7 +227,8 @@ func (hs *saInitResponder) createSA() error {
 		local: hs.bind.LocalAddr(), remote: hs.from, suite: e.internSuite(hs.suite),
 		saHandshake: &saHandshake{
 			candidates: hs.cands, ni: append([]byte(nil), hs.nonce.Data...), nr: nr,
-			msgI: append([]byte(nil), hs.pkt...),
+			msgI:             append([]byte(nil), hs.pkt...),
+			peerIntermediate: hs.intermediate,
 		},
 		responses: respCache{next: 1},
 		initKey:   halfOpenKey{hs.from, hs.msg.Header.SPIi},
@@ -247,7 +262,7 @@ func (hs *saInitResponder) createSA() error {
 		}
 	}
 	chosen := hs.suite.wire(nil)
-	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: dh.Public()}, &wire.Nonce{Data: nr}}
+	payloads := []wire.Payload{&chosen, &wire.KE{Group: hs.suite.group.ID(), Data: pub}, &wire.Nonce{Data: nr}}
 	nat := natNotifies(sa.spii, sa.spir, sa.local, sa.remote)
 	if hs.cands[0].ForceEncap || e.cfg.ForceEncap {
 		fakeNATSource(nat, e.cfg.Rand)
@@ -260,6 +275,10 @@ func (hs *saInitResponder) createSA() error {
 	}
 	if announceChildless(hs.cands) {
 		payloads = append(payloads, childlessNotify())
+	}
+	// RFC 9242 §3.1: answer the announcement with our own.
+	if hs.intermediate {
+		payloads = append(payloads, &wire.Notify{Code: wire.NotifyIntermediateExchangeSupported})
 	}
 	payloads = append(payloads, extra...)
 	resp := wire.Message{
@@ -334,6 +353,9 @@ func (sa *ikeSA) respondAuth(msg *wire.Message, inner []wire.Payload) [][]byte {
 }
 
 func (hs *authResponder) handshake() error {
+	if err := hs.checkIntermediates(); err != nil {
+		return err
+	}
 	if err := hs.readPayloads(); err != nil {
 		return err
 	}
@@ -352,6 +374,20 @@ func (hs *authResponder) handshake() error {
 	hs.negotiateChild()
 	if wire.FindNotify(hs.inner, wire.NotifyInitialContact) != nil {
 		hs.sa.initialContact = true
+	}
+	return nil
+}
+
+// checkIntermediates refuses IKE_AUTH while additional key exchanges are
+// due (RFC 9370 §2.2.2: IKE_AUTH comes after all of them), and notes its
+// message ID for IntAuth (RFC 9242 §3.3.2).
+func (hs *authResponder) checkIntermediates() error {
+	sa := hs.sa
+	if left := sa.addKEsLeft(); len(left) > 0 {
+		return refuse(wire.NotifyInvalidSyntax, fmt.Errorf("IKE_AUTH before additional key exchange %s", left[0].Name())).counted("invalid_ke")
+	}
+	if sa.inter != nil {
+		sa.inter.authMID = sa.respID
 	}
 	return nil
 }
@@ -491,7 +527,7 @@ func (hs *authResponder) negotiateChild() {
 // finish marks the SA established and seals the response.
 func (hs *authResponder) finish() [][]byte {
 	sa := hs.sa
-	pkt, err := sa.sealMessage(wire.IKE_AUTH, 1, true, hs.resp)
+	pkt, err := sa.sealMessage(wire.IKE_AUTH, sa.respID, true, hs.resp)
 	if err != nil {
 		sa.log(slog.LevelError, "cannot seal IKE_AUTH response", "err", err)
 		sa.destroyLocked("internal error")

@@ -61,6 +61,7 @@ type ikeSA struct {
 	identIndexed   bool // in the identity index (identHash)
 	ikeRekeying    bool // this side's own IKE SA rekey is in flight
 	countedUp      bool // in Engine.up: established (markUp, markDown)
+	hasFollowups   bool // pending IKE_FOLLOWUP_KE exchanges in Engine.followups
 	// childOps counts this side's CREATE_CHILD_SA and Child SA delete
 	// exchanges in flight: an IKE SA rekey waits for them (§2.25.2).
 	childOps uint8
@@ -149,7 +150,8 @@ type pendingRequest struct {
 type response struct {
 	hdr      wire.Header
 	payloads []wire.Payload
-	raw      []byte // the whole message, for IKE_SA_INIT (signed by AUTH)
+	raw      []byte       // the whole message, for IKE_SA_INIT (signed by AUTH)
+	plain    plainMessage // the inner payloads' octets (IKE_INTERMEDIATE's IntAuth)
 }
 
 // id is the SA's name, "ike-N": formatted when asked for rather than
@@ -260,31 +262,52 @@ func (sa *ikeSA) sealMessage(exch wire.ExchangeType, msgID uint32, isResponse bo
 
 // openMessage authenticates and decrypts msg's SK payload. Caller holds mu.
 func (sa *ikeSA) openMessage(pkt []byte, msg *wire.Message) ([]wire.Payload, error) {
+	inner, _, err := sa.openMessagePlain(pkt, msg)
+	return inner, err
+}
+
+// plainMessage is what an SK message (or its reassembled fragments)
+// carried, decrypted: the first inner payload's type and the inner
+// payloads' octets, which RFC 9242's IntAuth covers.
+type plainMessage struct {
+	first wire.PayloadType
+	plain []byte
+}
+
+// openMessagePlain is openMessage that also returns the decrypted octets.
+// Caller holds mu.
+func (sa *ikeSA) openMessagePlain(pkt []byte, msg *wire.Message) ([]wire.Payload, plainMessage, error) {
 	if sa.in == nil {
-		return nil, errUnexpected
+		return nil, plainMessage{}, errUnexpected
 	}
 	n := len(msg.Payloads)
 	if n == 0 {
-		return nil, errUnexpected
+		return nil, plainMessage{}, errUnexpected
 	}
 	switch sk := msg.Payloads[n-1].(type) {
 	case *wire.Encrypted:
 		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
 		if err != nil {
-			return nil, err
+			return nil, plainMessage{}, err
 		}
-		return wire.ParsePayloads(sk.First, plain)
+		inner, err := wire.ParsePayloads(sk.First, plain)
+		return inner, plainMessage{sk.First, plain}, err
 	case *wire.EncryptedFragment:
 		if !sa.fragments {
-			return nil, errUnexpected
+			return nil, plainMessage{}, errUnexpected
 		}
 		plain, err := sa.in.Open(pkt[:len(pkt)-len(sk.Body)], sk.Body)
 		if err != nil {
-			return nil, err
+			return nil, plainMessage{}, err
 		}
-		return sa.reassemble(&msg.Header, sk, plain)
+		first, whole, err := sa.reassemble(&msg.Header, sk, plain)
+		if err != nil {
+			return nil, plainMessage{}, err
+		}
+		inner, err := wire.ParsePayloads(first, whole)
+		return inner, plainMessage{first, whole}, err
 	}
-	return nil, errUnexpected
+	return nil, plainMessage{}, errUnexpected
 }
 
 // isFirstFragmentOrWhole reports whether msg is an SK message or the first
@@ -300,8 +323,13 @@ func isFirstFragmentOrWhole(msg *wire.Message) bool {
 
 // checkOnly authenticates msg's SK or SKF payload without keeping anything.
 func (sa *ikeSA) checkOnly(pkt []byte, msg *wire.Message) error {
+	return checkWith(sa.in, pkt, msg)
+}
+
+// checkWith authenticates msg's SK or SKF payload with in.
+func checkWith(in *transform.Protector, pkt []byte, msg *wire.Message) error {
 	n := len(msg.Payloads)
-	if sa.in == nil || n == 0 {
+	if in == nil || n == 0 {
 		return errUnexpected
 	}
 	var body []byte
@@ -313,7 +341,7 @@ func (sa *ikeSA) checkOnly(pkt []byte, msg *wire.Message) error {
 	default:
 		return errUnexpected
 	}
-	plain, err := sa.in.Open(pkt[:len(pkt)-len(body)], body)
+	plain, err := in.Open(pkt[:len(pkt)-len(body)], body)
 	wipe(plain)
 	return err
 }
@@ -353,8 +381,10 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	switch {
 	case cached != nil:
 		// Verify it is genuine before answering, so a forged header cannot
-		// make us reflect the cached response.
-		if err := sa.checkOnly(pkt, msg); err != nil {
+		// make us reflect the cached response. A retransmitted
+		// IKE_INTERMEDIATE request came under the keys in force before it
+		// (intermediate.go).
+		if err := sa.checkOnly(pkt, msg); err != nil && !sa.checkPrevious(pkt, msg) {
 			sa.eng.stats.drop(DropIntegrity)
 			return
 		}
@@ -368,7 +398,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 		return
 	}
 	sa.respID = hdr.MessageID
-	inner, err := sa.openMessage(pkt, msg)
+	inner, plain, err := sa.openMessagePlain(pkt, msg)
 	if err == errIncomplete {
 		return
 	}
@@ -386,6 +416,7 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 	sa.traceMessage(traceReceived, hdr.Exchange, false, hdr.MessageID, inner)
 	sa.notePath(b, from)
 	sa.lastRecv = sa.eng.cfg.Now()
+	sa.dropPrevIn() // a new request under the new keys: no retransmission of the old one is due
 	var resp [][]byte
 	var after func()
 	switch hdr.Exchange {
@@ -395,6 +426,14 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 			return
 		}
 		resp = sa.respondAuth(msg, inner)
+	case wire.IKE_INTERMEDIATE:
+		if sa.initiator || sa.state != stateAuthenticating {
+			sa.eng.stats.drop(DropUnexpected)
+			return
+		}
+		resp = sa.respondIntermediate(hdr, inner, plain)
+	case wire.IKE_FOLLOWUP_KE:
+		resp, after = sa.respondFollowup(inner)
 	case wire.INFORMATIONAL:
 		resp, after = sa.respondInformational(inner)
 	case wire.CREATE_CHILD_SA:
@@ -425,8 +464,8 @@ func (sa *ikeSA) receive(b transport.Bind, from netip.AddrPort, pkt []byte, msg 
 
 // answerMalformed answers an authenticated request whose inner payloads do
 // not parse: UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, else
-// INVALID_SYNTAX. A malformed IKE_AUTH ends the SA, which cannot be
-// authenticated any more. Caller holds mu.
+// INVALID_SYNTAX. A malformed IKE_AUTH or IKE_INTERMEDIATE ends the SA,
+// which cannot be authenticated any more. Caller holds mu.
 func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	sa.eng.stats.drop(DropMalformed)
 	n := &wire.Notify{Code: wire.NotifyInvalidSyntax}
@@ -434,7 +473,8 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 		n = &wire.Notify{Code: wire.NotifyUnsupportedCriticalPayload, Data: []byte{byte(we.Payload)}}
 	}
 	r := refuseWith(n, we).logged(slog.LevelInfo, "malformed request", "exchange", exch.String())
-	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
+	initial := (exch == wire.IKE_AUTH || exch == wire.IKE_INTERMEDIATE) && sa.state < stateEstablished
+	if initial {
 		r.failure = failureReason(n.Code)
 	}
 	resp := sa.answer(exch, "", r)
@@ -443,8 +483,8 @@ func (sa *ikeSA) answerMalformed(exch wire.ExchangeType, we *wire.Error) {
 	}
 	sa.responses.store(sa.respID, resp, recvWindow)
 	sa.eng.sendAll(sa.bind, sa.remote, resp)
-	if exch == wire.IKE_AUTH && sa.state < stateEstablished {
-		sa.destroyLocked("malformed IKE_AUTH")
+	if initial {
+		sa.destroyLocked("malformed " + exch.String())
 		sa.eng.unregister(sa)
 	}
 }
@@ -522,7 +562,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 		r.payloads = m.Payloads
 		sa.traceMessage(traceReceived, wire.IKE_SA_INIT, true, msg.Header.MessageID, r.payloads)
 	} else {
-		inner, err := sa.openMessage(pkt, msg)
+		inner, plain, err := sa.openMessagePlain(pkt, msg)
 		if err == errIncomplete {
 			return
 		}
@@ -531,6 +571,7 @@ func (sa *ikeSA) receiveResponse(pkt []byte, msg *wire.Message) {
 			return
 		}
 		r.payloads = inner // decrypted into a fresh slice: safe to keep
+		r.plain = plain
 		sa.traceMessage(traceReceived, msg.Header.Exchange, true, msg.Header.MessageID, inner)
 		sa.lastRecv = sa.eng.cfg.Now()
 	}
@@ -724,6 +765,8 @@ func (sa *ikeSA) destroyLocked(reason string) {
 		}
 		sa.sessions = nil
 	}
+	sa.dropPrevIn()
+	sa.dropFollowups()
 	if sa.keys != nil {
 		sa.keys.Wipe()
 	}
@@ -768,7 +811,7 @@ func (sa *ikeSA) info() SAInfo {
 		in.Connection = sa.conn.Name
 	}
 	if sa.suite != nil {
-		in.Algorithms = sa.suite.String()
+		in.Algorithms, in.Proposal, in.PostQuantum = sa.suite.String(), sa.suite.keywords(), sa.suite.postQuantum()
 	}
 	for _, c := range sa.children {
 		in.Children = append(in.Children, c.info(sa.eng.cfg.SADB))

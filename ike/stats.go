@@ -25,6 +25,9 @@ const (
 type Stats struct {
 	// IKESAs counts IKE SAs by state ("connecting", "established", ...).
 	IKESAs map[string]int
+	// EstablishedByProposal counts established IKE SAs by negotiated
+	// proposal, in proposal syntax ("aes256gcm16-prfsha384-x25519-ke1_mlkem768").
+	EstablishedByProposal map[string]ProposalCount
 	// ChildSAs counts installed Child SAs.
 	ChildSAs int
 	// HalfOpen counts responder IKE SAs between IKE_SA_INIT and IKE_AUTH.
@@ -51,6 +54,13 @@ type Stats struct {
 	Rekeys map[string]uint64
 	// HandshakeDuration is a histogram of IKE_SA_INIT start to IKE_AUTH end.
 	HandshakeDuration Histogram
+}
+
+// ProposalCount is how many established IKE SAs have one proposal, and
+// whether it has a post-quantum key exchange.
+type ProposalCount struct {
+	SAs         int
+	PostQuantum bool
 }
 
 // Histogram is a cumulative histogram snapshot in Prometheus's shape.

@@ -20,6 +20,7 @@ type suiteKey struct {
 	esn     bool
 	number  uint8
 	proto   wire.ProtocolID
+	addKE   [transform.MaxAddKE]uint16
 }
 
 // internSuite returns the engine's shared suite equal to s. Suites with
@@ -28,7 +29,7 @@ func (e *Engine) internSuite(s *suite) *suite {
 	if s == nil || len(s.spi) != 0 {
 		return s
 	}
-	k := suiteKey{encr: s.encr, keyBits: s.keyBits, prf: s.prf, integ: s.integ, esn: s.esn, number: s.number, proto: s.proto}
+	k := suiteKey{encr: s.encr, keyBits: s.keyBits, prf: s.prf, integ: s.integ, esn: s.esn, number: s.number, proto: s.proto, addKE: s.addKE}
 	if s.group != nil {
 		k.group = s.group.ID()
 	}

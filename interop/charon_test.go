@@ -89,11 +89,35 @@ type charonOptions struct {
 	// selectors through its TUN device ipsec0 (routing table 220, source
 	// the local address inside the local selector); off by default.
 	InstallRoutes bool
+	// Build is the strongSwan to run; nil is Debian's 5.9.8
+	// (charon6_test.go has the 6.0.6 one).
+	Build *charonBuild
+}
+
+// charonBuild is one strongSwan installation: its charon, swanctl and
+// the plugins to load.
+type charonBuild struct {
+	Version string
+	Charon  string
+	Swanctl string
+	Plugins string
+}
+
+// debianCharon is Debian 12's strongSwan 5.9.8.
+var debianCharon = &charonBuild{Version: "5.9.8", Charon: charonPath, Swanctl: "swanctl", Plugins: charonPlugins}
+
+// build is o's strongSwan, Debian's by default.
+func (o *charonOptions) build() *charonBuild {
+	if o.Build == nil {
+		return debianCharon
+	}
+	return o.Build
 }
 
 // charon is a running strongSwan charon inside a namespace.
 type charon struct {
 	t       *testing.T
+	build   *charonBuild
 	ns      *netns
 	dir     string
 	conf    string // strongswan.conf
@@ -167,7 +191,7 @@ func strongswanConf(dir string, o charonOptions) string {
 		}
 	}
 }
-`, charonPlugins, installRoutes, rt, tries, settings, filepath.Join(dir, "charon.log"),
+`, o.build().Plugins, installRoutes, rt, tries, settings, filepath.Join(dir, "charon.log"),
 		l.Default, l.IKE, l.CFG, l.ENC, l.NET, l.CHD, l.KNL, filepath.Join(dir, "charon.vici"))
 }
 
@@ -254,10 +278,12 @@ func swanctlConf(conns []charonConn) string {
 // t.Cleanup stops it (SIGTERM, then SIGKILL) and logs its log on failure.
 func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 	t.Helper()
-	requireCharon(t)
+	if o.Build == nil {
+		requireCharon(t)
+	}
 	dir := t.TempDir()
 	c := &charon{
-		t: t, ns: ns, dir: dir,
+		t: t, ns: ns, dir: dir, build: o.build(),
 		conf:    filepath.Join(dir, "strongswan.conf"),
 		swanDir: filepath.Join(dir, "swanctl"),
 		uri:     "unix://" + filepath.Join(dir, "charon.vici"),
@@ -291,7 +317,7 @@ func startCharon(t *testing.T, ns *netns, o charonOptions) *charon {
 	}
 	// ip netns exec gives the command its own mount namespace, so the bind
 	// mount is private to charon; exec keeps the PID charon's.
-	c.cmd = ns.command(context.Background(), "sh", "-c", `mount --bind "$1" /run && exec "$2"`, "sh", run, charonPath)
+	c.cmd = ns.command(context.Background(), "sh", "-c", `mount --bind "$1" /run && exec "$2"`, "sh", run, c.build.Charon)
 	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
 	f, err := os.Create(c.outPath)
 	if err != nil {
@@ -364,7 +390,7 @@ func (c *charon) output() string {
 func (c *charon) swanctl(timeout time.Duration, cmd string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	x := exec.CommandContext(ctx, "swanctl", append([]string{cmd, "--uri", c.uri}, args...)...)
+	x := exec.CommandContext(ctx, c.build.Swanctl, append([]string{cmd, "--uri", c.uri}, args...)...)
 	x.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf, "SWANCTL_DIR="+c.swanDir)
 	out, err := x.CombinedOutput()
 	if ctx.Err() != nil {
@@ -421,17 +447,20 @@ type charonIKESA struct {
 	IntegAlg   string // empty for AEAD
 	PRFAlg     string // e.g. PRF_HMAC_SHA2_256
 	DHGroup    string // e.g. CURVE_25519
-	NATRemote  bool   // nat-remote = yes
-	NATLocal   bool   // nat-local = yes
-	NATAny     bool   // nat-any = yes (also set when charon fakes a NAT)
-	Children   []charonChildSA
-	Raw        map[string]string // every scalar of the IKE SA section
+	// AddKE are the additional key exchanges (strongSwan 6: ake1 ...
+	// ake7), e.g. ["KE1_ML_KEM_768"].
+	AddKE     []string
+	NATRemote bool // nat-remote = yes
+	NATLocal  bool // nat-local = yes
+	NATAny    bool // nat-any = yes (also set when charon fakes a NAT)
+	Children  []charonChildSA
+	Raw       map[string]string // every scalar of the IKE SA section
 }
 
 // Algorithms returns the IKE algorithms in iked's notation:
 // ENCR[-KEYSIZE]/[INTEG/]PRF/DH.
 func (s charonIKESA) Algorithms() string {
-	return joinAlgs(s.EncrAlg, s.EncrKey, s.IntegAlg, s.PRFAlg, s.DHGroup)
+	return joinAlgs(s.EncrAlg, s.EncrKey, append([]string{s.IntegAlg, s.PRFAlg, s.DHGroup}, s.AddKE...)...)
 }
 
 // charonChildSA is one Child SA of a charonIKESA.
@@ -448,6 +477,7 @@ type charonChildSA struct {
 	EncrKey   string
 	IntegAlg  string
 	DHGroup   string
+	AddKE     []string // as charonIKESA's
 	ESN       bool
 	LocalTS   []string
 	RemoteTS  []string
@@ -463,7 +493,18 @@ func (c charonChildSA) Algorithms() string {
 	if c.ESN {
 		esn = "EXT_SEQ"
 	}
-	return joinAlgs(c.EncrAlg, c.EncrKey, c.IntegAlg, c.DHGroup, esn)
+	return joinAlgs(c.EncrAlg, c.EncrKey, append(append([]string{c.IntegAlg, c.DHGroup}, c.AddKE...), esn)...)
+}
+
+// addKE reads vici's ake1 ... ake7 into strongSwan's log notation.
+func addKE(v map[string]string) []string {
+	var out []string
+	for i := 1; i <= 7; i++ {
+		if m := v[fmt.Sprintf("ake%d", i)]; m != "" {
+			out = append(out, fmt.Sprintf("KE%d_%s", i, m))
+		}
+	}
+	return out
 }
 
 func joinAlgs(encr, keysize string, rest ...string) string {
@@ -576,7 +617,7 @@ func parseListSAs(out string) ([]charonIKESA, error) {
 				Initiator: v["initiator"] == "yes",
 				SPIi:      v["initiator-spi"], SPIr: v["responder-spi"],
 				EncrAlg: v["encr-alg"], EncrKey: v["encr-keysize"], IntegAlg: v["integ-alg"],
-				PRFAlg: v["prf-alg"], DHGroup: v["dh-group"],
+				PRFAlg: v["prf-alg"], DHGroup: v["dh-group"], AddKE: addKE(v),
 				NATRemote: v["nat-remote"] == "yes", NATLocal: v["nat-local"] == "yes", NATAny: v["nat-any"] == "yes",
 				Raw: v,
 			}
@@ -591,7 +632,7 @@ func parseListSAs(out string) ([]charonIKESA, error) {
 						Mode: cv["mode"], Protocol: cv["protocol"], Encap: cv["encap"] == "yes",
 						SPIIn: cv["spi-in"], SPIOut: cv["spi-out"],
 						EncrAlg: cv["encr-alg"], EncrKey: cv["encr-keysize"], IntegAlg: cv["integ-alg"],
-						DHGroup: cv["dh-group"], ESN: cv["esn"] == "1" || cv["esn"] == "yes",
+						DHGroup: cv["dh-group"], AddKE: addKE(cv), ESN: cv["esn"] == "1" || cv["esn"] == "yes",
 						LocalTS: ch.lists["local-ts"], RemoteTS: ch.lists["remote-ts"],
 						BytesIn: cv["bytes-in"], PacketsIn: cv["packets-in"],
 						Raw: cv,

@@ -42,6 +42,8 @@ type ikedConn struct {
 	// dpd_action when not empty; ForceEncap as force_encap: true.
 	RekeyTime, IKERekeyTime, DPDDelay, DPDAction string
 	ForceEncap                                   bool
+	// RequirePQ renders require_pq: true.
+	RequirePQ bool
 	// Version renders as version: (ikev2, ikev1, auto) when not empty;
 	// AllowLegacy as allow_legacy: true.
 	Version     string
@@ -236,6 +238,9 @@ func ikedConfig(socket, keyLog string, o ikedOptions) string {
 		field("ike_rekey_time", c.IKERekeyTime)
 		field("dpd_delay", c.DPDDelay)
 		field("dpd_action", c.DPDAction)
+		if c.RequirePQ {
+			b.WriteString("    require_pq: true\n")
+		}
 		if c.ForceEncap {
 			b.WriteString("    force_encap: true\n")
 		}

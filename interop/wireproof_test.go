@@ -134,6 +134,7 @@ type ikeFrame struct {
 	Num        int
 	Src        string // source IP address
 	Exchange   string // e.g. IKE_AUTH
+	ExchNum    string // the exchange type's number, e.g. "43" (IKE_INTERMEDIATE)
 	Response   bool
 	Initiator  bool // sent by the original initiator (I flag)
 	MsgID      string
@@ -192,6 +193,7 @@ func ikeFrames(c *capture, prefs []string) ([]ikeFrame, []droppedPref, error) {
 			case "udp.payload":
 				fr.Payload, _ = hex.DecodeString(f.Value)
 			case "isakmp.exchangetype":
+				fr.ExchNum = f.Show
 				fr.Exchange = f.ShowName
 				if _, v, ok := strings.Cut(f.ShowName, ": "); ok {
 					fr.Exchange, _, _ = strings.Cut(v, " (")

@@ -24,7 +24,15 @@ func engineFailureLabels(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
+	// consts are the package's string constants, for a label counted
+	// by name (counted(failurePQRequired)).
+	consts := map[string]string{}
 	lit := func(e ast.Expr) {
+		if id, ok := e.(*ast.Ident); ok {
+			if v, ok := consts[id.Name]; ok {
+				seen[v] = true
+			}
+		}
 		if b, ok := e.(*ast.BasicLit); ok && b.Kind == token.STRING {
 			if v, err := strconv.Unquote(b.Value); err == nil {
 				seen[v] = true
@@ -32,6 +40,7 @@ func engineFailureLabels(t *testing.T) []string {
 		}
 	}
 	fset := token.NewFileSet()
+	var parsed []*ast.File
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -40,6 +49,25 @@ func engineFailureLabels(t *testing.T) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		parsed = append(parsed, f)
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, sp := range g.Specs {
+					vs := sp.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if i < len(vs.Values) {
+							if b, ok := vs.Values[i].(*ast.BasicLit); ok && b.Kind == token.STRING {
+								if v, err := strconv.Unquote(b.Value); err == nil {
+									consts[n.Name] = v
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, f := range parsed {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch x := n.(type) {
 			case *ast.CallExpr:

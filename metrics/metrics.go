@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/iked/iked/ike"
@@ -43,7 +44,7 @@ var (
 	// knownFailures are the handshake-failure labels the engine counts;
 	// TestKnownFailuresCoverEngine checks the list against ike's sources.
 	knownFailures = []string{"authentication_failed", "auth_mismatch", "childless_mismatch", "dead_peer", "half_open_timeout", "invalid_ke", "invalid_syntax",
-		"no_connection", "no_proposal_chosen", "other", "timeout", "ts_unacceptable"}
+		"no_connection", "no_proposal_chosen", "other", "pq_required", "timeout", "ts_unacceptable"}
 	// knownNotifies are the error notifies of RFC 7296 and its updates
 	// (types below 16384 that wire names) and COOKIE: what iked sends
 	// when it refuses or defers.
@@ -67,6 +68,9 @@ var (
 		"Current IKE SAs by state.", []string{"state", "version"}, nil)
 	descChildSAs = prometheus.NewDesc("iked_child_sas",
 		"Current installed Child SAs.", []string{"version"}, nil)
+	descByProposal = prometheus.NewDesc("iked_ike_sas_by_proposal",
+		"Current established IKE SAs by negotiated proposal (proposal syntax) and whether it has a post-quantum key exchange.",
+		[]string{"proposal", "post_quantum", "version"}, nil)
 	descHalfOpen = prometheus.NewDesc("iked_half_open_ike_sas",
 		"Current responder IKE SAs between IKE_SA_INIT and IKE_AUTH.", []string{"version"}, nil)
 	descCompleted = prometheus.NewDesc("iked_handshakes_completed_total",
@@ -113,7 +117,7 @@ func NewVersionedCollector(srcs ...Versioned) prometheus.Collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descIKESAs, descChildSAs, descHalfOpen, descCompleted, descFailed,
+		descIKESAs, descByProposal, descChildSAs, descHalfOpen, descCompleted, descFailed,
 		descRetransmissions, descRetransmitsAnswered, descReceived, descSent,
 		descDropped, descNotifies, descNotifiesReceived, descRekeys, descDuration,
 	} {
@@ -134,6 +138,10 @@ func collectStats(ch chan<- prometheus.Metric, version string, s ike.Stats) {
 		ikeSAs[state] = uint64(max(n, 0))
 	}
 	labelled(ch, descIKESAs, prometheus.GaugeValue, ikeSAs, knownStates, version)
+	for _, p := range slices.Sorted(maps.Keys(s.EstablishedByProposal)) {
+		c := s.EstablishedByProposal[p]
+		ch <- prometheus.MustNewConstMetric(descByProposal, prometheus.GaugeValue, float64(c.SAs), p, strconv.FormatBool(c.PostQuantum), version)
+	}
 	ch <- prometheus.MustNewConstMetric(descChildSAs, prometheus.GaugeValue, float64(s.ChildSAs), version)
 	ch <- prometheus.MustNewConstMetric(descHalfOpen, prometheus.GaugeValue, float64(s.HalfOpen), version)
 

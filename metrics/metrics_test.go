@@ -29,7 +29,11 @@ func (f *fakeSource) Stats() ike.Stats {
 
 func sampleStats() ike.Stats {
 	return ike.Stats{
-		IKESAs:              map[string]int{"established": 3, "connecting": 1},
+		IKESAs: map[string]int{"established": 3, "connecting": 1},
+		EstablishedByProposal: map[string]ike.ProposalCount{
+			"aes256gcm16-prfsha384-x25519-ke1_mlkem768": {SAs: 2, PostQuantum: true},
+			"aes256gcm16-prfsha256-x25519":              {SAs: 1},
+		},
 		ChildSAs:            5,
 		HalfOpen:            2,
 		HandshakesCompleted: map[string]uint64{"initiator": 7},
@@ -57,6 +61,10 @@ iked_ike_sas{state="authenticating",version="ikev2"} 0
 iked_ike_sas{state="connecting",version="ikev2"} 1
 iked_ike_sas{state="deleting",version="ikev2"} 0
 iked_ike_sas{state="established",version="ikev2"} 3
+# HELP iked_ike_sas_by_proposal Current established IKE SAs by negotiated proposal (proposal syntax) and whether it has a post-quantum key exchange.
+# TYPE iked_ike_sas_by_proposal gauge
+iked_ike_sas_by_proposal{post_quantum="false",proposal="aes256gcm16-prfsha256-x25519",version="ikev2"} 1
+iked_ike_sas_by_proposal{post_quantum="true",proposal="aes256gcm16-prfsha384-x25519-ke1_mlkem768",version="ikev2"} 2
 # HELP iked_child_sas Current installed Child SAs.
 # TYPE iked_child_sas gauge
 iked_child_sas{version="ikev2"} 5
@@ -80,6 +88,7 @@ iked_handshakes_failed_total{reason="invalid_syntax",version="ikev2"} 0
 iked_handshakes_failed_total{reason="no_connection",version="ikev2"} 0
 iked_handshakes_failed_total{reason="no_proposal_chosen",version="ikev2"} 0
 iked_handshakes_failed_total{reason="other",version="ikev2"} 0
+iked_handshakes_failed_total{reason="pq_required",version="ikev2"} 0
 iked_handshakes_failed_total{reason="timeout",version="ikev2"} 1
 iked_handshakes_failed_total{reason="ts_unacceptable",version="ikev2"} 0
 # HELP iked_retransmissions_total Requests this side sent again after a timeout.
@@ -124,6 +133,7 @@ iked_notifies_sent_total{type="INVALID_SYNTAX",version="ikev2"} 0
 iked_notifies_sent_total{type="NO_ADDITIONAL_SAS",version="ikev2"} 0
 iked_notifies_sent_total{type="NO_PROPOSAL_CHOSEN",version="ikev2"} 3
 iked_notifies_sent_total{type="SINGLE_PAIR_REQUIRED",version="ikev2"} 0
+iked_notifies_sent_total{type="STATE_NOT_FOUND",version="ikev2"} 0
 iked_notifies_sent_total{type="TEMPORARY_FAILURE",version="ikev2"} 0
 iked_notifies_sent_total{type="TS_UNACCEPTABLE",version="ikev2"} 0
 iked_notifies_sent_total{type="UNSUPPORTED_CRITICAL_PAYLOAD",version="ikev2"} 0
@@ -208,11 +218,11 @@ iked_handshake_duration_seconds_count{version="ikev2"} 0
 `), "iked_child_sas", "iked_handshake_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	// 4 states + 1 + 1 + 2 roles + 12 failure reasons + 4 unlabelled + 10
-	// drop reasons + 18 notifies sent + 1 received (AUTHENTICATION_FAILED)
+	// 4 states + 1 + 1 + 2 roles + 13 failure reasons + 4 unlabelled + 10
+	// drop reasons + 19 notifies sent + 1 received (AUTHENTICATION_FAILED)
 	// + 3 rekey types + 1.
-	if n := testutil.CollectAndCount(c); n != 57 {
-		t.Errorf("collected %d metrics from empty stats, want 57", n)
+	if n := testutil.CollectAndCount(c); n != 59 {
+		t.Errorf("collected %d metrics from empty stats, want 59", n)
 	}
 }
 

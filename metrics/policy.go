@@ -15,7 +15,7 @@ var (
 		"Packets by what the assigned IPsec policy did with them: secured (sent into the data plane), clear_permit, clear_fallback, blocked, clear_accepted (inbound clear traffic a negotiate rule accepts unsecured), refused (inbound clear traffic a negotiate rule requires secured).",
 		[]string{"outcome"}, nil)
 	descPolicyFlows = prometheus.NewDesc("iked_policy_flows_total",
-		"Negotiations the assigned policy started, by outcome: secured, clear_fallback (the peer did not answer IKE), auth_mismatch (no authentication method in common; counted on both sides), failed; and by the IKE version they ended in (ikev2, ikev1).",
+		"Negotiations the assigned policy started, by outcome: secured, clear_fallback (the peer did not answer IKE), auth_mismatch (no authentication method in common; counted on both sides), pq_required (require_pq refused a peer without a post-quantum key exchange; IKEv2 only), failed; and by the IKE version they ended in (ikev2, ikev1).",
 		[]string{"outcome", "version"}, nil)
 )
 
@@ -62,7 +62,10 @@ func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, v := range []string{"ikev2", "ikev1"} {
-		for _, f := range []string{agent.FlowSecured, agent.FlowClearFallback, agent.FlowAuthMismatch, agent.FlowFailed} {
+		for _, f := range []string{agent.FlowSecured, agent.FlowClearFallback, agent.FlowAuthMismatch, agent.FlowPQRequired, agent.FlowFailed} {
+			if f == agent.FlowPQRequired && v == "ikev1" {
+				continue // IKEv1 has no post-quantum key exchange to require
+			}
 			ch <- prometheus.MustNewConstMetric(descPolicyFlows, prometheus.CounterValue, float64(s.FlowsByVersion[v][f]), f, v)
 		}
 	}

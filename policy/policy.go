@@ -114,6 +114,11 @@ type Rule struct {
 	// PFS asks for a fresh Diffie-Hellman exchange for every Child SA
 	// ("Session key perfect forward secrecy").
 	PFS bool
+	// RequirePQ asks for a post-quantum key exchange (ML-KEM, RFC 9370)
+	// in every IKE SA of the rule: a peer that cannot do one is refused,
+	// not secured classically. With PFS the Child SAs get it too. An iked
+	// extension; Windows has no such setting (docs/postquantum.md).
+	RequirePQ bool
 	// Auth names the authentication methods in preference order: the
 	// initiator uses the first it has credentials for, the responder
 	// accepts any of them.
@@ -151,6 +156,8 @@ type DefaultResponse struct {
 	// accepts.
 	Methods []SecurityMethod
 	Auth    []string
+	// RequirePQ: as Rule.RequirePQ.
+	RequirePQ bool
 }
 
 // Policy is an IPsec policy: rules and the default response rule.
@@ -185,7 +192,7 @@ func (p *Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("rule %q: an empty filter list matches nothing", name))
 		}
 		if r.Action != Negotiate {
-			if r.Fallback || r.AcceptUnsecured || len(r.Methods) > 0 || len(r.Auth) > 0 || r.PFS || r.Tunnel.IsValid() {
+			if r.Fallback || r.AcceptUnsecured || len(r.Methods) > 0 || len(r.Auth) > 0 || r.PFS || r.RequirePQ || r.Tunnel.IsValid() {
 				errs = append(errs, fmt.Errorf("rule %q: security settings need action negotiate, not %s", name, r.Action))
 			}
 			continue

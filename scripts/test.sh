@@ -24,6 +24,8 @@ packages=(iproute2 nftables strongswan-charon strongswan-swanctl libcharon-extra
   # racoon's build (../shared/vendor/racoon, built once into a cache: the IKEv1 interop tests run it with
   # fakepfkey.so, the guest with the kernel's PF_KEY)
   autoconf automake libtool pkg-config flex bison libfl-dev libssl-dev libkrb5-dev libpam0g-dev libldap2-dev gcc
+  # strongSwan 6.0.6's build (scripts/strongswan6.sh, the post-quantum interop peer): the same, and gperf
+  gperf make
   # a real Prometheus scrapes iked; promtool checks the metrics, the alert rules and their tests
   prometheus)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -37,6 +39,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # tshark asks whether non-root users may capture; answer no, quietly.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+echo "== strongSwan 6.0.6 (the post-quantum interop peer, built once into a cache)"
+# The interop tests use it as they use Debian's 5.9.8 (interop/charon6_test.go);
+# the script prints how long the build took, or that it was cached.
+if [ "$(id -u)" = 0 ]; then
+  if ! ./scripts/strongswan6.sh; then
+    if [ "${CI:-}" = true ]; then
+      echo "strongSwan 6.0.6 could not be built (CI=true: failing)"; exit 1
+    fi
+    echo "strongSwan 6.0.6 could not be built: its interop tests will skip"
   fi
 fi
 

@@ -27,6 +27,26 @@ func SKEYSEED(prf *PRF, ni, nr, sharedSecret []byte) []byte {
 	return prf.Sum(nil, key, sharedSecret)
 }
 
+// RekeySKEYSEED computes the SKEYSEED of keys derived from an earlier SA's
+// SK_d: prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)), where SK(0) is
+// the shared secret of the exchange's first key exchange and SK(1)...
+// those of the additional ones (RFC 9370 §2.2.4; RFC 7296 §2.18 with one
+// secret). It is also the key update after each IKE_INTERMEDIATE key
+// exchange, SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr) (RFC 9370
+// §2.2.2), with the SA's own SK_d and that exchange's secret alone.
+func RekeySKEYSEED(prf *PRF, skd []byte, secrets [][]byte, ni, nr []byte) []byte {
+	var data []byte
+	if len(secrets) > 0 {
+		data = append(data, secrets[0]...)
+	}
+	data = append(append(data, ni...), nr...)
+	for _, s := range secrets[min(1, len(secrets)):] {
+		data = append(data, s...)
+	}
+	defer clear(data)
+	return prf.Sum(nil, skd, data)
+}
+
 // DeriveIKEKeys computes {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
 // = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) (§2.14). encKeyLen is the
 // Encr.KeyMaterialLen; integ is nil for AEAD ciphers.
@@ -110,11 +130,16 @@ func (k *ChildKeys) Wipe() {
 // DeriveChildKeys computes KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) and
 // splits it in the order of §2.17: initiator-to-responder encryption then
 // integrity, then responder-to-initiator. sharedSecret is nil without PFS.
-func DeriveChildKeys(prf *PRF, skd, sharedSecret, ni, nr []byte, encKeyLen, integKeyLen int) (*ChildKeys, error) {
+// With additional key exchanges (RFC 9370 §2.2.4) their secrets follow the
+// nonces: prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)).
+func DeriveChildKeys(prf *PRF, skd, sharedSecret, ni, nr []byte, encKeyLen, integKeyLen int, additional ...[]byte) (*ChildKeys, error) {
 	if encKeyLen <= 0 || integKeyLen < 0 {
 		return nil, errors.New("transform: invalid Child SA key lengths")
 	}
 	seed := slices.Concat(sharedSecret, ni, nr)
+	for _, a := range additional {
+		seed = append(seed, a...)
+	}
 	defer clear(seed)
 	km, err := prf.Plus(skd, seed, 2*(encKeyLen+integKeyLen))
 	if err != nil {

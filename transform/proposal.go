@@ -16,6 +16,68 @@ type Proposal struct {
 	Integ []uint16     // empty for AEAD-only proposals
 	DH    []uint16     // IKE: required; ESP: optional (PFS); DHNone never listed
 	ESN   []uint16     // ESP only; defaults to [ESNNo]
+	// AddKE are the additional key exchanges of RFC 9370 (transform types
+	// 6-12, ADDKE1...ADDKE7, keywords ke1_... ke7_...): for each, the
+	// acceptable methods in preference order, DHNone meaning the exchange
+	// is optional. An empty list means the type is not proposed.
+	AddKE [MaxAddKE][]uint16
+}
+
+// MaxAddKE is the number of additional key exchange types (RFC 9370 §2.2.1:
+// Transform Types 6 to 12).
+const MaxAddKE = 7
+
+// HasAddKE reports whether the proposal has any additional key exchange,
+// optional ones included: an initiator that offers one announces
+// IKE_INTERMEDIATE support (RFC 9370 §2.2.1).
+func (p *Proposal) HasAddKE() bool {
+	for _, l := range p.AddKE {
+		if len(l) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// PostQuantum reports whether every combination the proposal allows
+// includes a post-quantum key exchange (IsPostQuantum): its main method
+// is one, or some additional key exchange offers only such methods.
+func (p *Proposal) PostQuantum() bool {
+	allPQ := func(ids []uint16) bool {
+		for _, id := range ids {
+			if !IsPostQuantum(id) {
+				return false
+			}
+		}
+		return len(ids) > 0
+	}
+	if allPQ(p.DH) {
+		return true
+	}
+	for _, l := range p.AddKE {
+		if allPQ(l) {
+			return true
+		}
+	}
+	return false
+}
+
+// OffersPostQuantum reports whether some combination the proposal allows
+// includes a post-quantum key exchange.
+func (p *Proposal) OffersPostQuantum() bool {
+	for _, id := range p.DH {
+		if IsPostQuantum(id) {
+			return true
+		}
+	}
+	for _, l := range p.AddKE {
+		for _, id := range l {
+			if IsPostQuantum(id) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // EncrChoice is an encryption transform and its key size in bits (0 for
@@ -31,10 +93,14 @@ type EncrChoice struct {
 // aes128gcm aes256gcm), chacha20poly1305; sha256 sha384 sha512 (integrity,
 // and the PRF of the same hash when no prf keyword is given); prfsha256
 // prfsha384 prfsha512; modp2048 modp3072 modp4096 ecp256 ecp384 ecp521
-// x25519 (also curve25519) x448 (also curve448). The deprecated sha1 (also
-// sha: HMAC_SHA1_96 and PRF_HMAC_SHA1) and prfsha1 are accepted when named
-// (LegacyAlgorithms lists them for warnings); iked's defaults never name
-// them.
+// x25519 (also curve25519) x448 (also curve448) mlkem768 mlkem1024; and for
+// the additional key exchanges of RFC 9370 keN_METHOD (N 1 to 7) with any
+// of these methods or none, e.g.
+// "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_none" (strongSwan's
+// syntax: ke1_mlkem768-ke1_none makes the first one optional). The
+// deprecated sha1 (also sha: HMAC_SHA1_96 and PRF_HMAC_SHA1) and prfsha1
+// are accepted when named (LegacyAlgorithms lists them for warnings);
+// iked's defaults never name them.
 // An IKE proposal needs at least one encryption algorithm, a PRF (given or
 // implied), a DH group, and integrity unless every encryption is AEAD; AEAD
 // and non-AEAD encryption cannot be mixed in one proposal. Errors name the
@@ -42,8 +108,10 @@ type EncrChoice struct {
 func ParseIKEProposal(s string) (Proposal, error) { return parseProposal(s, false, false) }
 
 // ParseESPProposal parses an ESP proposal string such as "aes256gcm16",
-// "aes128-sha256-modp2048" (with PFS) or "chacha20poly1305-esn". Keywords
-// as for IKE without prf*, plus esn and noesn.
+// "aes128-sha256-modp2048" (with PFS), "aes256gcm16-x25519-ke1_mlkem768"
+// (PFS with an additional key exchange, RFC 9370 §2.2.4) or
+// "chacha20poly1305-esn". Keywords as for IKE without prf*, plus esn and
+// noesn; additional key exchanges need a PFS method.
 func ParseESPProposal(s string) (Proposal, error) { return parseProposal(s, true, false) }
 
 // ParseIKEv1Proposal parses the proposal of an IKEv1 Main Mode, such as
@@ -97,6 +165,11 @@ func (p Proposal) String() string {
 			parts = append(parts, "DH_"+strconv.Itoa(int(id)))
 		}
 	}
+	for i, l := range p.AddKE {
+		for _, id := range l {
+			parts = append(parts, AddKEName(i+1, id))
+		}
+	}
 	for _, id := range p.ESN {
 		switch id {
 		case ESNNo:
@@ -108,6 +181,84 @@ func (p Proposal) String() string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// GroupName is the key exchange method's name as strongSwan prints it
+// (CURVE_25519, ML_KEM_768), "NONE" for DHNone, or "DH_N".
+func GroupName(id uint16) string {
+	if id == DHNone {
+		return "NONE"
+	}
+	if g := GroupByID(id); g != nil {
+		return g.Name()
+	}
+	return "DH_" + strconv.Itoa(int(id))
+}
+
+// AddKEName is an additional key exchange as strongSwan logs it: "KE1_ML_KEM_768",
+// "KE2_NONE" (n is 1 for ADDKE1).
+func AddKEName(n int, id uint16) string {
+	return "KE" + strconv.Itoa(n) + "_" + GroupName(id)
+}
+
+// Keywords prints the proposal in the syntax it is written in, strongSwan's
+// (aes256gcm16-prfsha384-x25519-ke1_mlkem768): what a negotiated suite is
+// shown as in ikectl, the JSON and the metrics. The PRF is always written
+// out; ESN only when it is offered (noesn is the default). A transform iked
+// has no keyword for prints as TYPE_ID (e.g. ENCR_3).
+func (p Proposal) Keywords() string {
+	var parts []string
+	for _, e := range p.Encr {
+		parts = append(parts, keywordOf(kwEncr, e.ID, e.KeyBits, "encr"))
+	}
+	for _, id := range p.Integ {
+		parts = append(parts, keywordOf(kwInteg, id, 0, "integ"))
+	}
+	for _, id := range p.PRF {
+		parts = append(parts, keywordOf(kwPRF, id, 0, "prf"))
+	}
+	for _, id := range p.DH {
+		parts = append(parts, keywordOf(kwDH, id, 0, "ke"))
+	}
+	for i, l := range p.AddKE {
+		for _, id := range l {
+			w := "none"
+			if id != DHNone {
+				w = keywordOf(kwDH, id, 0, "ke")
+			}
+			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+w)
+		}
+	}
+	for _, id := range p.ESN {
+		if id == ESNYes {
+			parts = append(parts, "esn")
+		}
+	}
+	return strings.Join(parts, "-")
+}
+
+// keywordOf finds the canonical keyword of a transform: the first in
+// canonicalKeywords of its kind and ID.
+func keywordOf(kind int, id, keyBits uint16, prefix string) string {
+	for _, w := range canonicalKeywords {
+		k := keywords[w]
+		if k.kind == kind && k.id == id && k.keyBits == keyBits {
+			return w
+		}
+	}
+	if keyBits != 0 {
+		return prefix + strconv.Itoa(int(id)) + "_" + strconv.Itoa(int(keyBits))
+	}
+	return prefix + strconv.Itoa(int(id))
+}
+
+// canonicalKeywords are the keywords Keywords prints, one per transform
+// (aliases such as aes128gcm and curve25519 are read, never printed).
+var canonicalKeywords = []string{
+	"aes128", "aes192", "aes256", "aes128gcm16", "aes256gcm16", "chacha20poly1305",
+	"sha256", "sha384", "sha512", "prfsha256", "prfsha384", "prfsha512",
+	"modp2048", "ecp256", "ecp384", "ecp521", "x25519", "mlkem768", "mlkem1024",
+	"3des", "sha1", "prfsha1", "modp1024", // IKEv1's legacy algorithms
 }
 
 // keyword kinds.
@@ -153,6 +304,8 @@ var keywords = map[string]keyword{
 	"curve25519":       {kwDH, DHCurve25519, 0},
 	"x448":             {kwDH, DHCurve448, 0},
 	"curve448":         {kwDH, DHCurve448, 0},
+	"mlkem768":         {kwDH, DHMLKEM768, 0},
+	"mlkem1024":        {kwDH, DHMLKEM1024, 0},
 	"esn":              {kwESN, ESNYes, 0},
 	"3des":             {kwEncr, EncrDES3, 0},
 	"sha1":             {kwInteg, IntegHMACSHA1_96, 0},
@@ -210,6 +363,19 @@ func parseProposal(s string, esp, v1 bool) (Proposal, error) {
 		if w == "" {
 			return Proposal{}, fmt.Errorf("empty algorithm in proposal %q", s)
 		}
+		if n, id, ok, err := parseAddKE(w); ok {
+			if err != nil {
+				return Proposal{}, fmt.Errorf("%v in proposal %q", err, s)
+			}
+			if v1 {
+				return Proposal{}, fmt.Errorf("additional key exchange %q (RFC 9370) is IKEv2 only, not in %s proposal %q", w, kind, s)
+			}
+			p.AddKE[n-1] = appendUnique(p.AddKE[n-1], id)
+			continue
+		}
+		if w == "mlkem512" {
+			return Proposal{}, fmt.Errorf("algorithm %q in proposal %q is not implemented (Go's crypto/mlkem has mlkem768 and mlkem1024)", w, s)
+		}
 		k, ok := keywords[w]
 		if !ok {
 			if why := unsupported(w); why != "" {
@@ -266,6 +432,9 @@ func parseProposal(s string, esp, v1 bool) (Proposal, error) {
 	if aeadWord == "" && len(p.Integ) == 0 {
 		return Proposal{}, fmt.Errorf("%s proposal %q needs an integrity algorithm for %q", kind, s, otherWord)
 	}
+	if p.HasAddKE() && len(p.DH) == 0 {
+		return Proposal{}, fmt.Errorf("%s proposal %q has additional key exchanges (keN_...) but no key exchange method to start with (add one, e.g. x25519)", kind, s)
+	}
 	if esp {
 		if len(p.ESN) == 0 {
 			p.ESN = []uint16{ESNNo}
@@ -286,6 +455,31 @@ func parseProposal(s string, esp, v1 bool) (Proposal, error) {
 		return Proposal{}, fmt.Errorf("IKE proposal %q has no Diffie-Hellman group", s)
 	}
 	return p, nil
+}
+
+// parseAddKE parses an additional key exchange keyword, keN_METHOD (N 1
+// to 7, METHOD a key exchange keyword or none). ok is false for a word
+// that is not one.
+func parseAddKE(w string) (n int, id uint16, ok bool, err error) {
+	if len(w) < 4 || w[:2] != "ke" || w[3] != '_' || w[2] < '0' || w[2] > '9' {
+		return 0, 0, false, nil
+	}
+	n = int(w[2] - '0')
+	if n < 1 || n > MaxAddKE {
+		return 0, 0, true, fmt.Errorf("additional key exchange %q: RFC 9370 has ke1 to ke7", w)
+	}
+	m := w[4:]
+	if m == "none" {
+		return n, DHNone, true, nil
+	}
+	if m == "mlkem512" {
+		return 0, 0, true, fmt.Errorf("algorithm %q is not implemented (Go's crypto/mlkem has mlkem768 and mlkem1024)", w)
+	}
+	k, found := keywords[m]
+	if !found || k.kind != kwDH || ikev1OnlyNames[m] {
+		return 0, 0, true, fmt.Errorf("unknown key exchange method %q in %q", m, w)
+	}
+	return n, k.id, true, nil
 }
 
 // Errors returned by Protector.Open.

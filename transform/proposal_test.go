@@ -162,6 +162,94 @@ func TestParseProposalErrors(t *testing.T) {
 	}
 }
 
+// TestParseAddKE: RFC 9370's additional key exchanges in strongSwan's
+// syntax, their display and their keyword form.
+func TestParseAddKE(t *testing.T) {
+	tests := []struct {
+		esp       bool
+		in        string
+		want      [MaxAddKE][]uint16
+		dh        []uint16
+		str, kw   string
+		pq, anyPQ bool
+	}{
+		{false, "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_none",
+			[MaxAddKE][]uint16{{DHMLKEM768}, {DHNone}}, []uint16{DHCurve25519},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768/KE2_NONE",
+			"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_none", true, true},
+		{false, "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024",
+			[MaxAddKE][]uint16{{DHMLKEM1024}}, []uint16{DHECP384},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384/KE1_ML_KEM_1024", "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024", true, true},
+		// Optional: ke1_mlkem768-ke1_none.
+		{false, "aes128-sha256-x25519-ke1_mlkem768-ke1_none",
+			[MaxAddKE][]uint16{{DHMLKEM768, DHNone}}, []uint16{DHCurve25519},
+			"AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768/KE1_NONE",
+			"aes128-sha256-prfsha256-x25519-ke1_mlkem768-ke1_none", false, true},
+		{false, "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024",
+			[MaxAddKE][]uint16{{DHMLKEM768}, {DHMLKEM1024}}, []uint16{DHCurve25519},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768/KE2_ML_KEM_1024",
+			"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024", true, true},
+		{false, "aes256gcm16-prfsha384-mlkem768", [MaxAddKE][]uint16{}, []uint16{DHMLKEM768},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_384/ML_KEM_768", "aes256gcm16-prfsha384-mlkem768", true, true},
+		{false, "aes256gcm16-prfsha384-x25519-ke7_ecp256", [MaxAddKE][]uint16{6: {DHECP256}}, []uint16{DHCurve25519},
+			"AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE7_ECP_256", "aes256gcm16-prfsha384-x25519-ke7_ecp256", false, false},
+		{true, "aes256gcm16-x25519-ke1_mlkem768", [MaxAddKE][]uint16{{DHMLKEM768}}, []uint16{DHCurve25519},
+			"AES_GCM_16-256/CURVE_25519/KE1_ML_KEM_768/NO_EXT_SEQ", "aes256gcm16-x25519-ke1_mlkem768", true, true},
+	}
+	for _, tc := range tests {
+		parse := ParseIKEProposal
+		if tc.esp {
+			parse = ParseESPProposal
+		}
+		p, err := parse(tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(p.AddKE, tc.want) || !reflect.DeepEqual(p.DH, tc.dh) {
+			t.Errorf("%q: AddKE %v DH %v, want %v %v", tc.in, p.AddKE, p.DH, tc.want, tc.dh)
+		}
+		if s := p.String(); s != tc.str {
+			t.Errorf("%q: String() = %q, want %q", tc.in, s, tc.str)
+		}
+		if s := p.Keywords(); s != tc.kw {
+			t.Errorf("%q: Keywords() = %q, want %q", tc.in, s, tc.kw)
+		}
+		if p.PostQuantum() != tc.pq || p.OffersPostQuantum() != tc.anyPQ {
+			t.Errorf("%q: PostQuantum %v OffersPostQuantum %v, want %v %v", tc.in, p.PostQuantum(), p.OffersPostQuantum(), tc.pq, tc.anyPQ)
+		}
+		if !p.HasAddKE() && !reflect.DeepEqual(tc.want, [MaxAddKE][]uint16{}) {
+			t.Errorf("%q: HasAddKE false", tc.in)
+		}
+		// The keyword form parses back to the same proposal.
+		back, err := parse(p.Keywords())
+		if err != nil || !reflect.DeepEqual(back, p) {
+			t.Errorf("%q: Keywords %q parses back to %+v, %v", tc.in, p.Keywords(), back, err)
+		}
+	}
+	for _, tc := range []struct {
+		esp  bool
+		in   string
+		want string
+	}{
+		{false, "aes256gcm16-prfsha384-x25519-ke8_mlkem768", "ke1 to ke7"},
+		{false, "aes256gcm16-prfsha384-x25519-ke0_mlkem768", "ke1 to ke7"},
+		{false, "aes256gcm16-prfsha384-x25519-ke1_mlkem512", "not implemented"},
+		{false, "aes256gcm16-prfsha384-mlkem512", "not implemented"},
+		{false, "aes256gcm16-prfsha384-x25519-ke1_aes128", `unknown key exchange method "aes128"`},
+		{false, "aes256gcm16-prfsha384-x25519-ke1_", `unknown key exchange method ""`},
+		{true, "aes256gcm16-ke1_mlkem768", "no key exchange method to start with"},
+	} {
+		parse := ParseIKEProposal
+		if tc.esp {
+			parse = ParseESPProposal
+		}
+		if _, err := parse(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
 func TestProposalStringUnknown(t *testing.T) {
 	p := Proposal{Encr: []EncrChoice{{4, 0}, {99, 128}}, PRF: []uint16{1}, Integ: []uint16{1}, DH: []uint16{1}, ESN: []uint16{7}}
 	if got, want := p.String(), "ENCR_4/ENCR_99-128/INTEG_1/PRF_1/DH_1/ESN_7"; got != want {

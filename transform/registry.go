@@ -94,6 +94,10 @@ func GroupByID(id uint16) Group {
 		return curve25519
 	case DHCurve448:
 		return curve448
+	case DHMLKEM768:
+		return mlkem768
+	case DHMLKEM1024:
+		return mlkem1024
 	}
 	return nil
 }

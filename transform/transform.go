@@ -38,6 +38,9 @@ const (
 	DHECP521              uint16 = 21
 	DHCurve25519          uint16 = 31
 	DHCurve448            uint16 = 32
+	DHMLKEM512            uint16 = 35 // draft-ietf-ipsecme-ikev2-mlkem; not implemented (Go has 768 and 1024)
+	DHMLKEM768            uint16 = 36
+	DHMLKEM1024           uint16 = 37
 	DHNone                uint16 = 0
 	ESNNo                 uint16 = 0
 	ESNYes                uint16 = 1
@@ -136,25 +139,32 @@ type Integ struct {
 // New returns an HMAC keyed with key; callers truncate its Sum to ICVLen.
 func (i *Integ) New(key []byte) hash.Hash { return hmac.New(i.newHash, key) }
 
-// Group describes a Diffie-Hellman group.
+// Group describes a key exchange method (RFC 9370's name for what RFC
+// 7296 calls a Diffie-Hellman group): a Diffie-Hellman group, or a KEM
+// (kem.go), whose responder side is KEM.Encapsulate.
 type Group interface {
 	// ID is the IANA transform ID.
 	ID() uint16
 	// Name is strongSwan's name: MODP_2048, MODP_3072, MODP_4096, ECP_256,
-	// ECP_384, ECP_521, CURVE_25519, CURVE_448.
+	// ECP_384, ECP_521, CURVE_25519, CURVE_448, ML_KEM_768, ML_KEM_1024.
 	Name() string
-	// PublicLen is the length of a KE payload's key exchange data.
+	// PublicLen is the length of the initiator's KE payload's key exchange
+	// data (for a Diffie-Hellman group, either side's; ResponseLen gives
+	// the responder's).
 	PublicLen() int
 	// GenerateKey makes a fresh private key from rand.
 	GenerateKey(rand io.Reader) (PrivateKey, error)
 }
 
-// PrivateKey is one side's ephemeral Diffie-Hellman key.
+// PrivateKey is one side's ephemeral Diffie-Hellman key, or a KEM
+// initiator's decapsulation key.
 type PrivateKey interface {
 	// Public returns the key exchange data for the KE payload (RFC 7296
-	// §3.4; for ECP groups x||y without a point-format octet, RFC 5903 §7).
+	// §3.4; for ECP groups x||y without a point-format octet, RFC 5903 §7;
+	// for ML-KEM the encapsulation key).
 	Public() []byte
 	// SharedSecret checks the peer's public value as RFC 6989 asks (range for
-	// MODP, on-curve for ECP, non-zero result for Curve25519) and returns g^ir.
+	// MODP, on-curve for ECP, non-zero result for Curve25519) and returns g^ir;
+	// for ML-KEM it checks the ciphertext's length and decapsulates it, once.
 	SharedSecret(peerPublic []byte) ([]byte, error)
 }

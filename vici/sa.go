@@ -82,6 +82,9 @@ func identity(s string) string {
 type algorithms struct {
 	encr, encrBits, integ, prf, dh string
 	esn                            bool
+	// ake are the additional key exchanges ("KE1_ML_KEM_768" in the
+	// suite), listed as ake1 ... ake7 as strongSwan 6 lists them.
+	ake [7]string
 }
 
 func parseAlgorithms(s string) algorithms {
@@ -103,6 +106,8 @@ func parseAlgorithms(s string) algorithms {
 		case p == "EXT_SEQ":
 			a.esn = true
 		case p == "NO_EXT_SEQ":
+		case len(p) > 4 && p[0:2] == "KE" && p[2] >= '1' && p[2] <= '7' && p[3] == '_':
+			a.ake[p[2]-'1'] = p[4:]
 		default:
 			a.dh = p
 		}
@@ -125,6 +130,11 @@ func (a algorithms) add(m *Message, withPRF bool) {
 	}
 	if a.dh != "" {
 		m.Set("dh-group", a.dh)
+	}
+	for i, k := range a.ake {
+		if k != "" {
+			m.Set("ake"+strconv.Itoa(i+1), k)
+		}
 	}
 }
 

@@ -27,9 +27,12 @@ import (
 	"time"
 )
 
+// proposal is what every peer negotiates; the pq subcommand (pq.go)
+// changes it between runs.
+var proposal = "aes256gcm16-prfsha256-x25519"
+
 const (
 	psk        = "correct horse battery staple, benchmark only"
-	proposal   = "aes256gcm16-prfsha256-x25519"
 	respAddr   = "10.77.0.1"
 	refAddr    = "10.77.1.1" // the reference responder of the held-SA runs
 	clockTicks = 100         // USER_HZ
@@ -60,6 +63,9 @@ type config struct {
 	cookies    bool // start responders with cookies on (their default threshold)
 
 	idStart int // the last first identity number of a held-rate run
+
+	charon6 string // strongSwan 6.0.6's prefix, for the charon6 responder (pq.go)
+	swanctl string // the swanctl of the charon started last
 }
 
 // ikeloadResult is the part of ikeload --json this program reads.
@@ -113,6 +119,10 @@ type measurement struct {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "flood" {
 		floodMain(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "pq" {
+		pqMain(os.Args[2:])
 		return
 	}
 	var c config
@@ -370,9 +380,20 @@ connections:
 		}
 		script = fmt.Sprintf(`exec taskset -c 0 %s --config %s/iked.yaml`, filepath.Join(c.bin, "iked"), dir)
 		version = "this tree"
-	case "charon":
+	case "charon", "charon6":
+		plugins, charonBin, swanctlBin := "random nonce openssl aes sha2 hmac gcm curve25519 kdf kernel-netlink socket-default vici", "/usr/lib/ipsec/charon", "swanctl"
+		version = "strongSwan " + dpkgVersion("strongswan-charon")
+		if kind == "charon6" {
+			if c.charon6 == "" {
+				return nil, "", errors.New("strongSwan 6 not built (--charon6)")
+			}
+			plugins = "random nonce openssl aes sha2 hmac gcm curve25519 ml kdf kernel-netlink socket-default vici"
+			charonBin, swanctlBin = filepath.Join(c.charon6, "libexec/ipsec/charon"), filepath.Join(c.charon6, "sbin/swanctl")
+			version = "strongSwan 6.0.6 (shared/vendor)"
+		}
+		c.swanctl = swanctlBin
 		conf := fmt.Sprintf(`charon {
-	load = random nonce openssl aes sha2 hmac gcm curve25519 kdf kernel-netlink socket-default vici
+	load = %s
 	threads = 8
 	ikesa_table_size = 65536
 	ikesa_table_segments = 64
@@ -405,7 +426,7 @@ connections:
 		}
 	}
 }
-`, dir)
+`, plugins, dir)
 		swanctl := fmt.Sprintf(`connections {
 	load {
 		version = 2
@@ -448,8 +469,7 @@ secrets {
 			return nil, "", err
 		}
 		env = []string{"STRONGSWAN_CONF=" + filepath.Join(dir, "strongswan.conf")}
-		script = fmt.Sprintf(`mount --bind %s/run /run && exec taskset -c 0 /usr/lib/ipsec/charon`, dir)
-		version = "strongSwan " + dpkgVersion("strongswan-charon")
+		script = fmt.Sprintf(`mount --bind %s/run /run && exec taskset -c 0 %s`, dir, charonBin)
 	case "pluto":
 		if c.libreswan == "" {
 			return nil, "", errors.New("libreswan not unpacked (--libreswan)")
@@ -520,7 +540,7 @@ conn load
 	}
 	d := &daemon{cmd: cmd, done: make(chan error, 1), out: outPath}
 	go func() { d.done <- cmd.Wait(); _ = f.Close() }()
-	if kind == "charon" {
+	if kind == "charon" || kind == "charon6" {
 		if err := c.loadSwanctl(d, dir); err != nil {
 			d.stop()
 			return nil, "", err
@@ -552,7 +572,11 @@ conn load
 func (c *config) loadSwanctl(d *daemon, dir string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		x := exec.Command("swanctl", "--load-all", "--uri", "unix://"+dir+"/charon.vici")
+		swanctl := c.swanctl
+		if swanctl == "" {
+			swanctl = "swanctl"
+		}
+		x := exec.Command(swanctl, "--load-all", "--uri", "unix://"+dir+"/charon.vici")
 		x.Env = append(os.Environ(), "STRONGSWAN_CONF="+dir+"/strongswan.conf", "SWANCTL_DIR="+dir+"/swanctl")
 		out, err := x.CombinedOutput()
 		if err == nil {

@@ -15,8 +15,11 @@ import (
 // writeSAs writes the readable listing of sas: a line per IKE SA, followed
 // by an indented line per Child SA. now is used for ages.
 //
-//	ike-1  site-a  established  initiator  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519  established 5m03s ago
-//	    esp tunnel  c1a2b3c4_i 0d0e0f10_o  10.1.0.0/24 === 10.2.0.0/24  AES_GCM_16-256/NO_EXT_SEQ  in 1.2 KiB/10 pkts  out 300 B/4 pkts  installed 5m03s ago
+//	ike-1  site-a  established  initiator  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  aes256gcm16-prfsha384-x25519-ke1_mlkem768  established 5m03s ago
+//	    esp tunnel  c1a2b3c4_i 0d0e0f10_o  10.1.0.0/24 === 10.2.0.0/24  aes256gcm16  in 1.2 KiB/10 pkts  out 300 B/4 pkts  installed 5m03s ago
+//
+// The algorithms are shown as a proposal string, the way they are
+// configured (the JSON has strongSwan's notation too).
 func writeSAs(w io.Writer, sas []ike.SAInfo, now time.Time) error {
 	bw := bufio.NewWriter(w)
 	if len(sas) == 0 {
@@ -37,7 +40,7 @@ func writeSAs(w io.Writer, sas []ike.SAInfo, now time.Time) error {
 	for i, sa := range sas {
 		line := fmt.Sprintf("%-*s  %-*s  %-*s  %-*s  %-*s  %s  %s",
 			wID, dash(sa.ID), wConn, dash(sa.Connection), wState, dash(sa.State),
-			wRole, dash(sa.Role), wEnds, ends[i], dash(sa.Auth), dash(sa.Algorithms))
+			wRole, dash(sa.Role), wEnds, ends[i], dash(sa.Auth), dash(orElse(sa.Proposal, sa.Algorithms)))
 		if !sa.Established.IsZero() {
 			line += "  established " + formatAge(now.Sub(sa.Established)) + " ago"
 		}
@@ -56,13 +59,21 @@ func writeSAs(w io.Writer, sas []ike.SAInfo, now time.Time) error {
 func childLine(c ike.ChildInfo, now time.Time) string {
 	line := fmt.Sprintf("%s %s  %s_i %s_o  %s === %s  %s  in %s/%s  out %s/%s",
 		dash(c.Protocol), dash(c.Mode), dash(c.SPIIn), dash(c.SPIOut),
-		selectors(c.LocalTS), selectors(c.RemoteTS), dash(c.Algorithms),
+		selectors(c.LocalTS), selectors(c.RemoteTS), dash(orElse(c.Proposal, c.Algorithms)),
 		formatBytes(c.BytesIn), packets(c.PacketsIn),
 		formatBytes(c.BytesOut), packets(c.PacketsOut))
 	if !c.Installed.IsZero() {
 		line += "  installed " + formatAge(now.Sub(c.Installed)) + " ago"
 	}
 	return line
+}
+
+// orElse is s, or t when s is empty.
+func orElse(s, t string) string {
+	if s != "" {
+		return s
+	}
+	return t
 }
 
 // endpoint formats an address with its identity: "192.0.2.1:500 [fqdn:a]".

@@ -21,18 +21,20 @@ func sampleSAs() []ike.SAInfo {
 		State: "established", Role: "initiator",
 		LocalAddr: "192.0.2.1:500", RemoteAddr: "198.51.100.2:4500",
 		LocalID: "fqdn:a.example", RemoteID: "fqdn:b.example", Auth: "psk",
-		Algorithms: "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519",
-		NATRemote:  true, Established: est,
+		Algorithms:  "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768",
+		Proposal:    "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
+		PostQuantum: true,
+		NATRemote:   true, Established: est,
 		Children: []ike.ChildInfo{{
 			SPIIn: "c1a2b3c4", SPIOut: "0d0e0f10", Protocol: "esp", Mode: "tunnel",
 			LocalTS: []string{"10.1.0.0/24"}, RemoteTS: []string{"10.2.0.0/24", "10.3.0.0/16"},
-			Algorithms: "AES_GCM_16-256/NO_EXT_SEQ",
-			BytesIn:    1229, BytesOut: 300, PacketsIn: 10, PacketsOut: 1, Installed: est,
+			Algorithms: "AES_GCM_16-256/NO_EXT_SEQ", Proposal: "aes256gcm16",
+			BytesIn: 1229, BytesOut: 300, PacketsIn: 10, PacketsOut: 1, Installed: est,
 		}, {
 			SPIIn: "00000001", SPIOut: "00000002", Protocol: "esp", Mode: "transport",
 			LocalTS: []string{"192.0.2.1/32[tcp/80]"}, RemoteTS: []string{"198.51.100.2/32"},
-			Algorithms: "AES_CBC-128/HMAC_SHA2_256_128/NO_EXT_SEQ",
-			BytesIn:    3 << 30, Installed: now.Add(-2 * time.Hour),
+			Algorithms: "AES_CBC-128/HMAC_SHA2_256_128/NO_EXT_SEQ", Proposal: "aes128-sha256",
+			BytesIn: 3 << 30, Installed: now.Add(-2 * time.Hour),
 		}},
 	}, {
 		ID: "ike-12", Connection: "roadwarrior", SPIi: "1111111111111111",
@@ -42,9 +44,9 @@ func sampleSAs() []ike.SAInfo {
 	}}
 }
 
-const wantSAs = `ike-1   site-a       established  initiator  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519  established 5m03s ago  NAT: remote
-    esp tunnel  c1a2b3c4_i 0d0e0f10_o  10.1.0.0/24 === 10.2.0.0/24,10.3.0.0/16  AES_GCM_16-256/NO_EXT_SEQ  in 1.2 KiB/10 pkts  out 300 B/1 pkt  installed 5m03s ago
-    esp transport  00000001_i 00000002_o  192.0.2.1/32[tcp/80] === 198.51.100.2/32  AES_CBC-128/HMAC_SHA2_256_128/NO_EXT_SEQ  in 3.0 GiB/0 pkts  out 0 B/0 pkts  installed 2h00m ago
+const wantSAs = `ike-1   site-a       established  initiator  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  aes256gcm16-prfsha384-x25519-ke1_mlkem768  established 5m03s ago  NAT: remote
+    esp tunnel  c1a2b3c4_i 0d0e0f10_o  10.1.0.0/24 === 10.2.0.0/24,10.3.0.0/16  aes256gcm16  in 1.2 KiB/10 pkts  out 300 B/1 pkt  installed 5m03s ago
+    esp transport  00000001_i 00000002_o  192.0.2.1/32[tcp/80] === 198.51.100.2/32  aes128-sha256  in 3.0 GiB/0 pkts  out 0 B/0 pkts  installed 2h00m ago
 ike-12  roadwarrior  connecting   responder  192.0.2.1:500 === 203.0.113.7:500                                      -  -
 `
 
@@ -73,10 +75,10 @@ func TestWriteSAsEmpty(t *testing.T) {
 // The documented fields of ikectl sas --json (docs/ikectl.md).
 var (
 	saFields = []string{"id", "connection", "spi_i", "spi_r", "state", "role",
-		"local_addr", "remote_addr", "local_id", "remote_id", "auth", "algorithms",
+		"local_addr", "remote_addr", "local_id", "remote_id", "auth", "algorithms", "proposal", "post_quantum",
 		"nat_local", "nat_remote", "established", "children", "version"}
 	childFields = []string{"spi_in", "spi_out", "protocol", "mode", "local_ts", "remote_ts",
-		"algorithms", "bytes_in", "bytes_out", "packets_in", "packets_out", "installed"}
+		"algorithms", "proposal", "bytes_in", "bytes_out", "packets_in", "packets_out", "installed"}
 )
 
 func keys(m map[string]any) []string {
@@ -110,7 +112,8 @@ func TestWriteSAsJSON(t *testing.T) {
 		t.Errorf("SA fields %q, want %q", k, sorted(saFields))
 	}
 	// Not established: "established" is left out.
-	wantPending := slices.DeleteFunc(sorted(saFields), func(s string) bool { return s == "established" })
+	// Not negotiated yet: no proposal either.
+	wantPending := slices.DeleteFunc(sorted(saFields), func(s string) bool { return s == "established" || s == "proposal" })
 	if k := keys(got[1]); !slices.Equal(k, wantPending) {
 		t.Errorf("pending SA fields %q, want %q", k, wantPending)
 	}

@@ -122,6 +122,9 @@ func writeRule(bw *bufio.Writer, r agent.RuleInfo) {
 	if r.Fallback != "" {
 		opts = append(opts, "fallback to clear after "+r.Fallback)
 	}
+	if r.RequirePQ {
+		opts = append(opts, "require_pq")
+	}
 	if r.PFS {
 		opts = append(opts, "pfs")
 	}

@@ -19,7 +19,7 @@ func TestMonitorAndLogLines(t *testing.T) {
 		ev   control.SAEvent
 		want string
 	}{
-		{control.SAEvent{Event: control.EventIKEUp, SA: sas[0]}, "ike-up       site-a ike-1  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519"},
+		{control.SAEvent{Event: control.EventIKEUp, SA: sas[0]}, "ike-up       site-a ike-1  192.0.2.1:500 [fqdn:a.example] === 198.51.100.2:4500 [fqdn:b.example]  psk  AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768"},
 		{control.SAEvent{Event: control.EventChildUp, SA: sas[0], Child: &c}, "child-up     site-a ike-1  esp tunnel  c1a2b3c4_i 0d0e0f10_o  10.1.0.0/24 === 10.2.0.0/24,10.3.0.0/16"},
 		{control.SAEvent{Event: control.EventChildRekey, SA: sas[0], Child: &sas[0].Children[1], OldChild: &c}, "child-rekey  site-a ike-1  c1a2b3c4_i -> 00000001_i"},
 		{control.SAEvent{Event: control.EventIKERekey, SA: sas[0], Old: &old}, "ike-rekey    site-a ike-0 -> ike-1"},

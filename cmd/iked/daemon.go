@@ -130,7 +130,7 @@ func engineConnections(cfg *config.Config) []*ike.Connection {
 			Auth: c.Auth, IKEProposals: c.IKEProposals, ESPProposals: c.ESPProposals,
 			LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Mode: mode,
 			Initiate:   c.StartAction == config.StartInitiate,
-			ForceEncap: c.ForceEncap, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
+			ForceEncap: c.ForceEncap, RequirePQ: c.RequirePQ, RekeyTime: c.RekeyTime, IKERekeyTime: c.IKERekeyTime, ReauthTime: c.ReauthTime,
 			RekeyBytes: c.RekeyBytes, LifeBytes: c.LifeBytes, DPDDelay: c.DPDDelay,
 			DPDAction: dpdActions[c.DPDAction], InterfaceID: c.Interface, Childless: childless,
 		})

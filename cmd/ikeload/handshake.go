@@ -75,6 +75,9 @@ type shared struct {
 	remoteID  *wire.ID                        // IDr sent, when a remote ID is configured
 	localIDs  idSource
 	childless bool
+	// addKE: some proposal has additional key exchanges (RFC 9370), so
+	// IKE_SA_INIT announces IKE_INTERMEDIATE.
+	addKE bool
 }
 
 // idSource makes the IDi of handshake n: fixed, or a template with %d.
@@ -212,12 +215,17 @@ type hs struct {
 	cookie     []byte
 	msgI, msgR []byte
 	s          *ike.IKESuite
-	keys       *transform.IKEKeys
-	out, in    *transform.Protector
-	params     auth.Params
-	session    auth.Session
-	idi        *wire.ID
-	espSPI     uint32
+	// nextID is the message ID of the next request after IKE_SA_INIT:
+	// 1, or more after IKE_INTERMEDIATE exchanges; inter their IntAuth
+	// (intermediate.go).
+	nextID  uint32
+	inter   intAuth
+	keys    *transform.IKEKeys
+	out, in *transform.Protector
+	params  auth.Params
+	session auth.Session
+	idi     *wire.ID
+	espSPI  uint32
 	// up is set once the responder answered IKE_AUTH with IDr and AUTH:
 	// it holds an established IKE SA, which a later failure on our side
 	// (its AUTH, its identity, the Child SA) must delete.
@@ -233,6 +241,9 @@ func (c *client) handshake(seq uint64) (*hs, error) {
 	h.ni = make([]byte, 32)
 	_, _ = c.rnd.Read(h.ni)
 	if err := h.saInit(); err != nil {
+		return h, err
+	}
+	if err := h.intermediates(); err != nil {
 		return h, err
 	}
 	if err := h.auth(seq); err != nil {
@@ -258,6 +269,9 @@ func (h *hs) buildSAInit() []byte {
 		&wire.KE{Group: h.group.ID(), Data: h.dh.Public()},
 		&wire.Nonce{Data: h.ni})
 	ps = append(ps, ike.NATDetectionNotifies(h.spii, 0, h.c.loc, h.c.rem)...)
+	if h.c.sh.addKE {
+		ps = append(ps, &wire.Notify{Code: wire.NotifyIntermediateExchangeSupported})
+	}
 	m := wire.Message{
 		Header:   wire.Header{SPIi: h.spii, Version: wire.Version, Exchange: wire.IKE_SA_INIT, Flags: wire.FlagInitiator},
 		Payloads: ps,
@@ -339,7 +353,10 @@ func (h *hs) saInit() error {
 	if err != nil {
 		return fail("bad_response", "responder's KE: %v", err)
 	}
-	h.s, h.spir = s, resp.Header.SPIr
+	if len(s.AddKE) > 0 && wire.FindNotify(resp.Payloads, wire.NotifyIntermediateExchangeSupported) == nil {
+		return fail("bad_response", "responder chose additional key exchanges without announcing IKE_INTERMEDIATE")
+	}
+	h.s, h.spir, h.nextID = s, resp.Header.SPIr, 1
 	h.nr = slices.Clone(nonce.Data)
 	h.msgR = slices.Clone(c.buf[:respLen])
 	skeyseed := transform.SKEYSEED(s.PRF, h.ni, h.nr, sharedSecret)
@@ -372,10 +389,11 @@ func (sh *shared) offersGroup(id uint16) bool {
 // signedOctets are the octets the AUTH payload of the initiator or the
 // responder covers (§2.15).
 func (h *hs) signedOctets(initiator bool, id *wire.ID) []byte {
+	out := transform.SignedOctets(h.s.PRF, h.msgR, h.ni, h.keys.SkPr, id.AppendBody(nil))
 	if initiator {
-		return transform.SignedOctets(h.s.PRF, h.msgI, h.nr, h.keys.SkPi, id.AppendBody(nil))
+		out = transform.SignedOctets(h.s.PRF, h.msgI, h.nr, h.keys.SkPi, id.AppendBody(nil))
 	}
-	return transform.SignedOctets(h.s.PRF, h.msgR, h.ni, h.keys.SkPr, id.AppendBody(nil))
+	return h.inter.octets(out) // RFC 9242 §3.3.2, after IKE_INTERMEDIATE
 }
 
 // seal builds an encrypted request of this IKE SA.
@@ -456,11 +474,12 @@ func (h *hs) auth(seq uint64) error {
 			&wire.TS{Selectors: []wire.TrafficSelector{hostSelector(c.loc.Addr())}},
 			&wire.TS{Responder: true, Selectors: []wire.TrafficSelector{hostSelector(c.rem.Addr())}})
 	}
-	req, err := h.seal(wire.IKE_AUTH, 1, ps)
+	req, err := h.seal(wire.IKE_AUTH, h.nextID, ps)
 	if err != nil {
 		return fail("other", "sealing: %v", err)
 	}
-	n, err := c.exchange(req, h.matchResponse(wire.IKE_AUTH, 1))
+	n, err := c.exchange(req, h.matchResponse(wire.IKE_AUTH, h.nextID))
+	h.nextID++
 	if err != nil {
 		return err
 	}
@@ -512,11 +531,11 @@ func hostSelector(a netip.Addr) wire.TrafficSelector {
 // deleteSA deletes the established IKE SA (and its Child SAs) with an
 // INFORMATIONAL exchange (§1.4.1), waiting for the answer.
 func (h *hs) deleteSA() error {
-	req, err := h.seal(wire.INFORMATIONAL, 2, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
+	req, err := h.seal(wire.INFORMATIONAL, h.nextID, []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}})
 	if err != nil {
 		return err
 	}
-	if _, err := h.c.exchange(req, h.matchResponse(wire.INFORMATIONAL, 2)); err != nil {
+	if _, err := h.c.exchange(req, h.matchResponse(wire.INFORMATIONAL, h.nextID)); err != nil {
 		return err
 	}
 	return nil

@@ -513,3 +513,38 @@ func BenchmarkInProcessResponder(b *testing.B) {
 	}
 	b.ReportMetric(res.Rate, "handshakes/s")
 }
+
+// TestHybridProposals: ikeload offers hybrid post-quantum proposals (RFC
+// 9370 additional key exchanges in IKE_INTERMEDIATE, RFC 9242) and the
+// responder establishes them, Child SA and Delete included; ML-KEM as the
+// only exchange works too, and the optional form falls back to the
+// classical one with a responder that has no ML-KEM.
+func TestHybridProposals(t *testing.T) {
+	for _, tc := range []struct {
+		offer, responder, want string
+	}{
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-x25519-ke1_mlkem768", "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768"},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024", "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024", "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768/KE2_ML_KEM_1024"},
+		{"aes256gcm16-prfsha384-mlkem768", "aes256gcm16-prfsha384-mlkem768", "AES_GCM_16-256/PRF_HMAC_SHA2_384/ML_KEM_768"},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none", "aes256gcm16-prfsha384-x25519", "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519"},
+	} {
+		t.Run(tc.offer, func(t *testing.T) {
+			r := newResponder(t, func(c *ike.Connection, _ *ike.Config) { c.IKEProposals = enginetest.IKE(t, tc.responder) })
+			o := baseOptions(t, r)
+			o.IKEProposals, o.ProposalText, o.Count, o.Keep = enginetest.IKE(t, tc.offer), tc.offer, 6, true
+			res := runT(t, o)
+			if res.Completed != 6 || res.ChildSAs != 6 {
+				t.Fatalf("completed %d child SAs %d (%v %s)", res.Completed, res.ChildSAs, res.Failures, res.FirstFailure)
+			}
+			for _, sa := range r.eng.SAs() {
+				if sa.Algorithms != tc.want {
+					t.Fatalf("responder's SA %s, want %s", sa.Algorithms, tc.want)
+				}
+			}
+			o.Keep, o.Count = false, 4
+			if res := runT(t, o); res.Completed != 4 || res.Deleted != 4 {
+				t.Fatalf("with deletes: completed %d deleted %d (%v %s)", res.Completed, res.Deleted, res.Failures, res.FirstFailure)
+			}
+		})
+	}
+}

@@ -186,6 +186,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		offer:     ike.ProposalsToWire(o.IKEProposals, wire.ProtoIKE, nil, true),
 		espOffer:  o.ESPProposals,
 		childless: o.Childless,
+		addKE:     slices.ContainsFunc(o.IKEProposals, func(p transform.Proposal) bool { return p.HasAddKE() }),
 		dhKeys:    map[uint16]transform.PrivateKey{},
 	}
 	sh.firstDH = transform.GroupByID(o.IKEProposals[0].DH[0])
@@ -195,7 +196,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if !o.FreshDH {
 		for _, p := range o.IKEProposals {
 			for _, id := range p.DH {
-				if g := transform.GroupByID(id); g != nil && sh.dhKeys[id] == nil {
+				// An ML-KEM key decapsulates once: never shared.
+				if g := transform.GroupByID(id); g != nil && sh.dhKeys[id] == nil && !transform.IsPostQuantum(id) {
 					k, err := g.GenerateKey(rand.Reader)
 					if err != nil {
 						return nil, err

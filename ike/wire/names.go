@@ -9,6 +9,7 @@ import "strconv"
 
 var exchangeNames = map[ExchangeType]string{
 	IKE_SA_INIT: "IKE_SA_INIT", IKE_AUTH: "IKE_AUTH", CREATE_CHILD_SA: "CREATE_CHILD_SA", INFORMATIONAL: "INFORMATIONAL",
+	IKE_INTERMEDIATE: "IKE_INTERMEDIATE", IKE_FOLLOWUP_KE: "IKE_FOLLOWUP_KE",
 }
 
 // String returns the exchange's IANA name, or "exchange-N".
@@ -32,6 +33,7 @@ func (p ProtocolID) String() string { return name(protocolNames, p, "protocol-")
 
 var transformTypeNames = map[TransformType]string{
 	TransformENCR: "ENCR", TransformPRF: "PRF", TransformINTEG: "INTEG", TransformDH: "KE", TransformESN: "ESN",
+	TransformADDKE1: "ADDKE1", 7: "ADDKE2", 8: "ADDKE3", 9: "ADDKE4", 10: "ADDKE5", 11: "ADDKE6", TransformADDKE7: "ADDKE7",
 }
 
 // String returns the transform type's IANA abbreviation, or "transform-N".
@@ -72,23 +74,26 @@ var notifyNames = map[NotifyType]string{
 	NotifyInvalidSelectors:           "INVALID_SELECTORS",
 	NotifyTemporaryFailure:           "TEMPORARY_FAILURE",
 	NotifyChildSANotFound:            "CHILD_SA_NOT_FOUND",
+	NotifyStateNotFound:              "STATE_NOT_FOUND",
 
-	NotifyInitialContact:              "INITIAL_CONTACT",
-	NotifySetWindowSize:               "SET_WINDOW_SIZE",
-	NotifyAdditionalTSPossible:        "ADDITIONAL_TS_POSSIBLE",
-	NotifyIPCompSupported:             "IPCOMP_SUPPORTED",
-	NotifyNATDetectionSourceIP:        "NAT_DETECTION_SOURCE_IP",
-	NotifyNATDetectionDestinationIP:   "NAT_DETECTION_DESTINATION_IP",
-	NotifyCookie:                      "COOKIE",
-	NotifyUseTransportMode:            "USE_TRANSPORT_MODE",
-	NotifyHTTPCertLookupSupported:     "HTTP_CERT_LOOKUP_SUPPORTED",
-	NotifyRekeySA:                     "REKEY_SA",
-	NotifyESPTFCPaddingNotSupported:   "ESP_TFC_PADDING_NOT_SUPPORTED",
-	NotifyNonFirstFragmentsAlso:       "NON_FIRST_FRAGMENTS_ALSO",
-	NotifyMobikeSupported:             "MOBIKE_SUPPORTED",
-	NotifyIKEv2FragmentationSupported: "IKEV2_FRAGMENTATION_SUPPORTED",
-	NotifySignatureHashAlgorithms:     "SIGNATURE_HASH_ALGORITHMS",
-	NotifyChildlessIKEv2Supported:     "CHILDLESS_IKEV2_SUPPORTED",
+	NotifyInitialContact:                "INITIAL_CONTACT",
+	NotifySetWindowSize:                 "SET_WINDOW_SIZE",
+	NotifyAdditionalTSPossible:          "ADDITIONAL_TS_POSSIBLE",
+	NotifyIPCompSupported:               "IPCOMP_SUPPORTED",
+	NotifyNATDetectionSourceIP:          "NAT_DETECTION_SOURCE_IP",
+	NotifyNATDetectionDestinationIP:     "NAT_DETECTION_DESTINATION_IP",
+	NotifyCookie:                        "COOKIE",
+	NotifyUseTransportMode:              "USE_TRANSPORT_MODE",
+	NotifyHTTPCertLookupSupported:       "HTTP_CERT_LOOKUP_SUPPORTED",
+	NotifyRekeySA:                       "REKEY_SA",
+	NotifyESPTFCPaddingNotSupported:     "ESP_TFC_PADDING_NOT_SUPPORTED",
+	NotifyNonFirstFragmentsAlso:         "NON_FIRST_FRAGMENTS_ALSO",
+	NotifyMobikeSupported:               "MOBIKE_SUPPORTED",
+	NotifyIKEv2FragmentationSupported:   "IKEV2_FRAGMENTATION_SUPPORTED",
+	NotifySignatureHashAlgorithms:       "SIGNATURE_HASH_ALGORITHMS",
+	NotifyChildlessIKEv2Supported:       "CHILDLESS_IKEV2_SUPPORTED",
+	NotifyIntermediateExchangeSupported: "INTERMEDIATE_EXCHANGE_SUPPORTED",
+	NotifyAdditionalKeyExchange:         "ADDITIONAL_KEY_EXCHANGE",
 }
 
 // String returns the notify type's IANA name, or "NOTIFY_N" (the metric

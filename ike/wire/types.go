@@ -27,6 +27,13 @@ const (
 	IKE_AUTH        ExchangeType = 35
 	CREATE_CHILD_SA ExchangeType = 36
 	INFORMATIONAL   ExchangeType = 37
+	// IKE_INTERMEDIATE (RFC 9242): exchanges between IKE_SA_INIT and
+	// IKE_AUTH, protected and fragmentable, e.g. for additional key
+	// exchanges (RFC 9370 §2.2.2).
+	IKE_INTERMEDIATE ExchangeType = 43
+	// IKE_FOLLOWUP_KE (RFC 9370 §2.2.4): the additional key exchanges of a
+	// CREATE_CHILD_SA.
+	IKE_FOLLOWUP_KE ExchangeType = 44
 )
 
 // Flags is the flags octet of the IKE header (§3.1).
@@ -116,6 +123,10 @@ const (
 	TransformINTEG TransformType = 3
 	TransformDH    TransformType = 4 // "Key Exchange Method" in later RFCs
 	TransformESN   TransformType = 5
+	// TransformADDKE1 to TransformADDKE7 are RFC 9370's Additional Key
+	// Exchange 1 to 7 (types 6 to 12).
+	TransformADDKE1 TransformType = 6
+	TransformADDKE7 TransformType = 12
 )
 
 // AttrKeyLength is the Key Length transform attribute (§3.3.5), always TV.

@@ -168,7 +168,10 @@ const (
 	FlowSecured       = "secured"
 	FlowClearFallback = "clear_fallback"
 	FlowAuthMismatch  = "auth_mismatch"
-	FlowFailed        = "failed"
+	// FlowPQRequired is a negotiation refused by require_pq: the peer has
+	// no post-quantum key exchange (docs/postquantum.md).
+	FlowPQRequired = "pq_required"
+	FlowFailed     = "failed"
 )
 
 // New returns an agent; Start applies the policy.
@@ -319,19 +322,24 @@ func (a *Agent) Connections() []*ike.Connection {
 // ruleSettings are what a rule (or the default response rule) says of
 // the SAs it negotiates.
 type ruleSettings struct {
-	methods []policy.SecurityMethod
-	pfs     bool
+	methods   []policy.SecurityMethod
+	pfs       bool
+	requirePQ bool // IKEv2 only: IKEv1 has no post-quantum key exchange
 }
 
 // responders calls fn for each responder connection of the assigned
 // policy that speaks version: per negotiate rule (most specific first)
 // and authentication method this host has, then the default response
-// rule's (r nil). name is the connection's name.
+// rule's (r nil). name is the connection's name. A rule with require_pq
+// has no IKEv1 responder: IKEv1 has no post-quantum key exchange.
 func (a *Agent) responders(version string, fn func(p *policy.Policy, r *policy.Rule, name string, m auth.Method, s ruleSettings)) {
 	a.mu.Lock()
 	p, have := a.pol, a.auth
 	a.mu.Unlock()
 	each := func(r *policy.Rule, rule string, auths []string, s ruleSettings) {
+		if s.requirePQ && version == policy.VersionIKEv1 {
+			return
+		}
 		for _, n := range auths {
 			if m, ok := have[n]; ok {
 				fn(p, r, fmt.Sprintf("policy/%s/%s", rule, n), m, s)
@@ -345,21 +353,33 @@ func (a *Agent) responders(version string, fn func(p *policy.Policy, r *policy.R
 			continue
 		}
 		seen[r] = true
-		each(r, r.Name, r.Auth, ruleSettings{methods: r.Methods, pfs: r.PFS})
+		each(r, r.Name, r.Auth, ruleSettings{methods: r.Methods, pfs: r.PFS, requirePQ: r.RequirePQ})
 	}
 	if d := p.DefaultResponse; d.Active && p.DefaultResponseKeyModule().Speaks(version) {
-		each(nil, "default-response", d.Auth, ruleSettings{methods: d.Methods})
+		each(nil, "default-response", d.Auth, ruleSettings{methods: d.Methods, requirePQ: d.RequirePQ})
 	}
 }
 
+// PQIKEProposals are the IKE proposals a rule with require_pq offers
+// before the others: X25519 with ML-KEM-768, and ECP-384 with
+// ML-KEM-1024 (draft-ietf-ipsecme-ikev2-mlkem's hybrid pairings at two
+// security levels).
+var PQIKEProposals = []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024"}
+
 // connection makes an IKEv2 connection from the template with the
-// policy's main mode settings and the rule's security methods.
+// policy's main mode settings and the rule's security methods; with
+// require_pq it offers PQIKEProposals first and accepts only a
+// post-quantum IKE SA.
 func (a *Agent) connection(p *policy.Policy, name string, s ruleSettings) *ike.Connection {
 	c := a.cfg.Template
 	c.Name = name
 	c.Initiate = false
 	if props := parseEach(p.KeyExchange.Methods, transform.ParseIKEProposal); len(props) > 0 {
 		c.IKEProposals = props
+	}
+	if s.requirePQ {
+		c.IKEProposals = append(parseEach(PQIKEProposals, transform.ParseIKEProposal), c.IKEProposals...)
+		c.RequirePQ = true
 	}
 	if p.KeyExchange.Lifetime > 0 {
 		c.IKERekeyTime = p.KeyExchange.Lifetime
@@ -402,7 +422,8 @@ func parseEach(ss []string, parse func(string) (transform.Proposal, error)) []tr
 // espProposals parses the security methods with parse (IKEv2's or
 // IKEv1's): those of the other version are left out (config checked that
 // each version of a rule has one). With PFS each gets the first IKE
-// proposal's DH group.
+// proposal's key exchanges: its DH group, and its additional key
+// exchanges (IKEv2's, run in IKE_FOLLOWUP_KE).
 func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transform.Proposal, parse func(string) (transform.Proposal, error)) []transform.Proposal {
 	var out []transform.Proposal
 	for _, m := range methods {
@@ -412,6 +433,7 @@ func espProposals(methods []policy.SecurityMethod, pfs bool, ikeProps []transfor
 		}
 		if pfs && len(p.DH) == 0 && len(ikeProps) > 0 && len(ikeProps[0].DH) > 0 {
 			p.DH = []uint16{ikeProps[0].DH[0]}
+			p.AddKE = ikeProps[0].AddKE
 		}
 		out = append(out, p)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/policy"
 	"github.com/iked/iked/sadb"
+	"github.com/iked/iked/transform"
 )
 
 var (
@@ -342,5 +343,65 @@ func TestAssigningAPolicyDeletesOnlyThePolicySAsItRefuses(t *testing.T) {
 	}
 	if a.Policy().Name != "block-b" || len(a.Connections()) != 1 {
 		t.Errorf("after assign: policy %s, %d responder connections", a.Policy().Name, len(a.Connections()))
+	}
+}
+
+// TestRequirePQRule: a negotiate rule with require_pq (and pfs) yields
+// connections, initiating and responding, that offer the hybrid ML-KEM
+// proposals first and accept only a post-quantum IKE SA; their Child SAs'
+// PFS carries the additional key exchange too. A rule without it is
+// unchanged.
+func TestRequirePQRule(t *testing.T) {
+	p := requestSecurity(t, time.Second)
+	for _, r := range p.Rules {
+		if r.Action == policy.Negotiate {
+			r.RequirePQ, r.PFS = true, true
+		}
+	}
+	eng := &fakeEngine{answer: func(context.Context, ike.InitiateOptions) (ike.SAInfo, error) {
+		return ike.SAInfo{ID: "ike-1", Auth: "psk"}, nil
+	}}
+	a, _ := newTestAgent(t, p, eng)
+	check := func(c *ike.Connection) {
+		t.Helper()
+		if !c.RequirePQ || len(c.IKEProposals) < 2 || c.IKEProposals[0].Keywords() != PQIKEProposals[0] || c.IKEProposals[1].Keywords() != PQIKEProposals[1] {
+			t.Fatalf("%s: RequirePQ %v, IKE proposals %v", c.Name, c.RequirePQ, c.IKEProposals)
+		}
+		if esp := c.ESPProposals[0]; len(esp.DH) != 1 || esp.DH[0] != transform.DHCurve25519 || !esp.PostQuantum() {
+			t.Fatalf("%s: ESP proposal %s", c.Name, esp)
+		}
+	}
+	var responders int
+	for _, c := range a.Connections() {
+		if strings.HasPrefix(c.Name, "policy/default-response/") {
+			if c.RequirePQ {
+				t.Fatalf("the default response rule requires PQ: %s", c.Name)
+			}
+			continue
+		}
+		check(c)
+		responders++
+	}
+	if responders == 0 {
+		t.Fatal("no responder connections for the rule")
+	}
+	acquire(a, policy.TCP, 80)
+	waitVerdict(t, a, VerdictOnDemand)
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	check(eng.initiated[0])
+}
+
+// TestPQRequiredFlows: a negotiation this host started that require_pq
+// refused, and one it answered and refused, count as pq_required flows.
+func TestPQRequiredFlows(t *testing.T) {
+	eng := &fakeEngine{answer: func(context.Context, ike.InitiateOptions) (ike.SAInfo, error) {
+		return ike.SAInfo{}, errors.New("responder chose a classical suite")
+	}}
+	a, _ := newTestAgent(t, requestSecurity(t, time.Second), eng)
+	a.HandshakeFailed(peerB, false, FlowPQRequired)
+	a.HandshakeFailed(peerB, true, FlowPQRequired) // the initiator's own outcome is counted where it initiated
+	if s, _ := a.Stats(context.Background()); s.Flows[FlowPQRequired] != 1 {
+		t.Errorf("flows %v, want one pq_required", s.Flows)
 	}
 }

@@ -58,7 +58,11 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 		}
 	}
 	authName, method, err := a.chooseAuth(r.Auth)
-	if err == nil && km.Speaks(policy.VersionIKEv1) && a.v1 == nil {
+	if err == nil && r.RequirePQ && !km.Speaks(policy.VersionIKEv2) {
+		// Config refuses this; a policy from elsewhere might not.
+		err = fmt.Errorf("the rule requires a post-quantum key exchange (require_pq) and its key module %s has none", km)
+	}
+	if err == nil && km.Speaks(policy.VersionIKEv1) && a.v1 == nil && !r.RequirePQ {
 		err = fmt.Errorf("the rule's key module is %s and this daemon runs no IKEv1 engine", km)
 	}
 	if err != nil {
@@ -74,7 +78,7 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 	n := &negotiation{dst: dst, rule: r, module: km, authName: authName, auth: method}
 	name := fmt.Sprintf("policy/%s/%s", r.Name, dst)
 	local, remote := selectors(pkt, d)
-	s := ruleSettings{methods: r.Methods, pfs: r.PFS}
+	s := ruleSettings{methods: r.Methods, pfs: r.PFS, requirePQ: r.RequirePQ}
 	if km.Speaks(policy.VersionIKEv2) {
 		c := a.connection(pol, name, s)
 		c.Auth, c.LocalID = method, localIdentity(method)
@@ -88,7 +92,7 @@ func (a *Agent) negotiate(pkt policy.Packet, d policy.Decision) {
 		}
 		n.v2 = c
 	}
-	if km.Speaks(policy.VersionIKEv1) {
+	if km.Speaks(policy.VersionIKEv1) && !r.RequirePQ { // auto with require_pq: IKEv2 only, no fallback to IKEv1
 		c := a.connectionV1(pol, name, s)
 		c.Auth = method
 		if !r.Tunnel.IsValid() {
@@ -231,6 +235,12 @@ func (a *Agent) initiate(n *negotiation) {
 			"peer", dst, "rule", r.Name, "version", version, "auth", n.auth.Name(), "err", err)
 		return
 	}
+	if reason == FlowPQRequired {
+		a.flows[flowKey{FlowPQRequired, version}]++
+		a.log.Warn("the peer has no post-quantum key exchange and the rule requires one; traffic to it is not secured",
+			"peer", dst, "rule", r.Name, "version", version, "err", err)
+		return
+	}
 	a.flows[flowKey{FlowFailed, version}]++
 	a.log.Warn("negotiation failed; traffic to the peer is not secured", "peer", dst, "rule", r.Name, "version", version, "reason", reason, "err", err)
 }
@@ -359,13 +369,21 @@ func (a *Agent) PoliciesRemoved(ids []sadb.PolicyID) {
 }
 
 // HandshakeFailed implements ike.Observer: a peer whose authentication
-// method this host does not accept is an authentication mismatch, logged
-// and counted on this side too.
+// method this host does not accept is an authentication mismatch, and one
+// refused by require_pq a pq_required flow, logged and counted on this
+// side too.
 func (a *Agent) HandshakeFailed(peerAddr netip.Addr, initiator bool, reason string) {
 	a.handshakeFailed(peerAddr, initiator, reason, policy.VersionIKEv2)
 }
 
 func (a *Agent) handshakeFailed(peerAddr netip.Addr, initiator bool, reason, version string) {
+	if !initiator && reason == FlowPQRequired {
+		a.mu.Lock()
+		a.flows[flowKey{FlowPQRequired, version}]++
+		a.mu.Unlock()
+		a.log.Warn("the peer offered no post-quantum key exchange and the policy requires one", "peer", peerAddr, "version", version)
+		return
+	}
 	if initiator || reason != "auth_mismatch" {
 		return
 	}

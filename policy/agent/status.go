@@ -209,6 +209,7 @@ type RuleInfo struct {
 	AcceptUnsecured bool     `json:"accept_unsecured,omitempty"`
 	Fallback        string   `json:"fallback,omitempty"`
 	PFS             bool     `json:"pfs,omitempty"`
+	RequirePQ       bool     `json:"require_pq,omitempty"`
 	Connection      string   `json:"connection_type"`
 	Tunnel          string   `json:"tunnel,omitempty"`
 	// KeyModule is a negotiate rule's key module.
@@ -261,7 +262,7 @@ func (a *Agent) Describe() PolicyInfo {
 			continue
 		}
 		seen[r] = true
-		ri := RuleInfo{Name: r.Name, Action: r.Action.String(), Auth: r.Auth, AcceptUnsecured: r.AcceptUnsecured, PFS: r.PFS, Connection: r.Connection.String()}
+		ri := RuleInfo{Name: r.Name, Action: r.Action.String(), Auth: r.Auth, AcceptUnsecured: r.AcceptUnsecured, PFS: r.PFS, RequirePQ: r.RequirePQ, Connection: r.Connection.String()}
 		if r.Action == policy.Negotiate {
 			ri.KeyModule = string(p.RuleKeyModule(r))
 		}
@@ -280,7 +281,7 @@ func (a *Agent) Describe() PolicyInfo {
 		info.Rules = append(info.Rules, ri)
 	}
 	if d := p.DefaultResponse; d.Active {
-		ri := RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}, Auth: d.Auth, Connection: "all",
+		ri := RuleInfo{Name: "default-response", Action: "negotiate", Filters: []string{"dynamic"}, Auth: d.Auth, RequirePQ: d.RequirePQ, Connection: "all",
 			KeyModule: string(p.DefaultResponseKeyModule())}
 		for _, m := range d.Methods {
 			ri.Methods = append(ri.Methods, methodString(m))
