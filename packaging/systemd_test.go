@@ -76,7 +76,15 @@ func bootContainer(t *testing.T, deb string, dropIns map[string]string) *contain
 	}
 	deadline := time.Now().Add(3 * time.Minute) // a hang guard: booting is quick
 	for {
-		if c.pid == 0 {
+		// The container's PID 1 is unshare's child: read it only once the
+		// shell has become unshare (before that its child is mkdir, gone
+		// a moment later), and forget a process that went.
+		if c.pid != 0 {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid)); err != nil {
+				c.pid = 0
+			}
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.cmd.Process.Pid)); c.pid == 0 && strings.TrimSpace(string(comm)) == "unshare" {
 			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", c.cmd.Process.Pid, c.cmd.Process.Pid)); err == nil {
 				if f := strings.Fields(string(b)); len(f) > 0 {
 					c.pid, _ = strconv.Atoi(f[0])
