@@ -1018,16 +1018,21 @@ func (sa *isakmpSA) later(fn func()) { sa.deferred = append(sa.deferred, fn) }
 // receive handles one message for this SA.
 func (sa *isakmpSA) receive(b transport.Bind, from netip.AddrPort, hdr *isakmp.Header, pkt []byte) {
 	sa.mu.Lock()
+	if mm := sa.mm; !sa.dead && sa.initiator && mm != nil && mm.onAnswer != nil {
+		// Anything the peer sends to our cookie, even a refusal, says
+		// it speaks IKEv1. Heard before the message is handled, so
+		// before a refusal ends the initiation: whoever waits on it
+		// learns both in order. Called with the lock released.
+		onAnswer := mm.onAnswer
+		mm.onAnswer = nil
+		sa.unlock()
+		onAnswer()
+		sa.mu.Lock()
+	}
 	defer sa.unlock()
 	if sa.dead {
 		sa.eng.stats.drop(DropUnknownSPI)
 		return
-	}
-	if mm := sa.mm; sa.initiator && mm != nil && mm.onAnswer != nil {
-		// Anything the peer sends to our cookie, even a refusal, says
-		// it speaks IKEv1; called once the lock is released.
-		sa.later(mm.onAnswer)
-		mm.onAnswer = nil
 	}
 	switch hdr.Exchange {
 	case isakmp.ExchangeMain:
