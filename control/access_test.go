@@ -187,10 +187,9 @@ func TestSOPeerCredIsTheKernels(t *testing.T) {
 // disconnected, while a client that was connected all along, clients
 // meanwhile and clients that come later are served.
 func TestGarbageClientDisconnectedOthersServed(t *testing.T) {
-	defer func(d time.Duration) { readTimeout = d }(readTimeout)
-	readTimeout = time.Minute // the early client's hang guard
 	h := &fakeHandler{sas: sampleSAs()}
-	_, path := serve(t, h)
+	// The early client's hang guard is a minute, not the default.
+	_, path := serveWith(t, h, soPeerCred, func(s *Server) { s.readTimeout = time.Minute })
 
 	// A client that connects first and sends its request last.
 	early, err := net.Dial("unix", path)
@@ -264,9 +263,7 @@ func TestGarbageClientDisconnectedOthersServed(t *testing.T) {
 // TestSilentClientCutOff: a client that connects and says nothing is
 // disconnected at the read timeout, and holds no slot afterwards.
 func TestSilentClientCutOff(t *testing.T) {
-	defer func(d time.Duration) { readTimeout = d }(readTimeout)
-	readTimeout = 100 * time.Millisecond
-	s, path := serveWith(t, &fakeHandler{sas: sampleSAs()}, uidFromAddr)
+	s, path := serveWith(t, &fakeHandler{sas: sampleSAs()}, uidFromAddr, func(s *Server) { s.readTimeout = 100 * time.Millisecond })
 	c := dialAs(t, t.TempDir(), path, 4242)
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
@@ -293,25 +290,31 @@ func TestSilentClientCutOff(t *testing.T) {
 func TestConnectionsPerUserBounded(t *testing.T) {
 	// The held connections send nothing: they must outlive the wait below
 	// on a loaded machine, so the server's read timeout is no factor.
-	defer func(d time.Duration) { readTimeout = d }(readTimeout)
-	readTimeout = 5 * time.Minute
 	h := &fakeHandler{sas: sampleSAs()}
-	_, path := serveWith(t, h, uidFromAddr)
+	srv, path := serveWith(t, h, uidFromAddr, func(s *Server) { s.readTimeout = 5 * time.Minute })
 	dir := t.TempDir()
 	var held []*net.UnixConn
 	for range maxConnsPerUser {
 		held = append(held, dialAs(t, dir, path, 4242))
 	}
-	// Wait until the server has counted them all: one more is refused.
-	var resp Response
+	// Wait until the server has counted them all. Asking sooner would
+	// race them: the server handles connections in parallel, so the
+	// question could take the last slot and a held connection be the one
+	// refused.
 	deadline := time.Now().Add(time.Minute) // a hang guard
 	for {
-		resp = askAs(t, dir, path, 4242, Request{Command: CommandSAs})
-		if resp.Error != "" || time.Now().After(deadline) {
+		srv.usersMu.Lock()
+		n := srv.users[4242]
+		srv.usersMu.Unlock()
+		if n == maxConnsPerUser {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("the server counts %d of the user's %d connections", n, maxConnsPerUser)
+		}
+		time.Sleep(time.Millisecond)
 	}
+	resp := askAs(t, dir, path, 4242, Request{Command: CommandSAs})
 	if want := fmt.Sprintf("too many control connections from uid 4242 (limit %d)", maxConnsPerUser); resp.Error != want {
 		t.Fatalf("connection %d: %q, want %q", maxConnsPerUser+1, resp.Error, want)
 	}

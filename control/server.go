@@ -23,10 +23,15 @@ import (
 	"github.com/iked/iked/policy"
 )
 
-// Server timeouts. They are variables so tests can shorten them.
+// Server timeouts.
+const (
+	// defaultReadTimeout bounds how long a client may take to send its
+	// request; a Server keeps its own copy so that a test can shorten it
+	// without racing another server's handlers.
+	defaultReadTimeout = 10 * time.Second
+)
+
 var (
-	// readTimeout bounds how long a client may take to send its request.
-	readTimeout = 10 * time.Second
 	// requestTimeout bounds how long a request may run; initiating a
 	// connection can take ~30 s when the peer retransmits.
 	requestTimeout = 60 * time.Second
@@ -43,10 +48,12 @@ type Server struct {
 	log  *slog.Logger
 
 	// Access (access.go): who is connected, and who is privileged.
-	creds   func(*net.UnixConn) (peerCred, error)
-	ownUID  uint32
-	usersMu sync.Mutex
-	users   map[uint32]int // open connections of unprivileged clients, by uid
+	creds  func(*net.UnixConn) (peerCred, error)
+	ownUID uint32
+	// readTimeout is set before Serve and only read afterwards.
+	readTimeout time.Duration
+	usersMu     sync.Mutex
+	users       map[uint32]int // open connections of unprivileged clients, by uid
 
 	ctx    context.Context // cancelled by Close; parent of request contexts
 	cancel context.CancelFunc
@@ -86,16 +93,17 @@ func ListenWith(path string, h Handler, log *slog.Logger, opts Options) (*Server
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		path:   path,
-		ln:     ln,
-		info:   info,
-		h:      h,
-		log:    log,
-		creds:  soPeerCred,
-		ownUID: uint32(os.Geteuid()), // #nosec G115 -- a uid fits in 32 bits
-		users:  map[uint32]int{},
-		ctx:    ctx,
-		cancel: cancel,
+		path:        path,
+		ln:          ln,
+		info:        info,
+		h:           h,
+		log:         log,
+		creds:       soPeerCred,
+		ownUID:      uint32(os.Geteuid()), // #nosec G115 -- a uid fits in 32 bits
+		users:       map[uint32]int{},
+		readTimeout: defaultReadTimeout,
+		ctx:         ctx,
+		cancel:      cancel,
 	}, nil
 }
 
@@ -255,7 +263,7 @@ func (s *Server) handle(conn *net.UnixConn) {
 		}
 		defer s.leave(client.uid)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
+	_ = conn.SetReadDeadline(time.Now().Add(s.readTimeout))
 	line, err := readLine(conn, MaxRequestSize)
 	tooLarge := errors.Is(err, errTooLarge)
 	var resp Response
