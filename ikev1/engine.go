@@ -44,6 +44,9 @@ type Engine struct {
 	tableMu  sync.Mutex
 	byCookie map[uint64]*isakmpSA
 	halfOpen map[halfOpenKey]*isakmpSA
+	// contacts counts, per peer address, the SAs that speak for this
+	// side's state with the peer (contact.go); guarded by tableMu.
+	contacts map[netip.Addr]int
 
 	// policyRefs counts the IPsec SAs using each data-plane policy;
 	// guarded by policyMu (a leaf lock).
@@ -84,6 +87,7 @@ func New(cfg Config) (*Engine, error) {
 		log:        cfg.Logger,
 		byCookie:   map[uint64]*isakmpSA{},
 		halfOpen:   map[halfOpenKey]*isakmpSA{},
+		contacts:   map[netip.Addr]int{},
 		policyRefs: map[sadb.PolicyID]int{},
 		frags:      newReassembler(),
 		stats:      newCounters(),
@@ -319,6 +323,9 @@ func (e *Engine) register(sa *isakmpSA, ho *halfOpenKey) {
 	if ho != nil {
 		e.halfOpen[*ho] = sa
 	}
+	if sa.initiator {
+		e.countContactLocked(sa)
+	}
 	e.tableMu.Unlock()
 }
 
@@ -333,6 +340,7 @@ func (e *Engine) unregister(sa *isakmpSA) {
 			delete(e.halfOpen, k)
 		}
 	}
+	e.uncountContactLocked(sa)
 	e.tableMu.Unlock()
 }
 

@@ -38,6 +38,13 @@ type isakmpSA struct {
 	serial    uint64
 	initiator bool
 	started   time.Time
+	// contact is the peer's address when the SA was made: the SA's key
+	// among the SAs with that peer that INITIAL-CONTACT weighs (see
+	// Engine.contacts).
+	contact netip.Addr
+	// counted: the SA is among Engine.contacts. Guarded by the engine's
+	// tableMu, not mu.
+	counted bool
 
 	mu    sync.Mutex
 	state state
