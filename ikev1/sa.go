@@ -101,6 +101,11 @@ type isakmpSA struct {
 	dpdTries   int
 	timers     []*time.Timer
 	rekeying   bool // a phase 1 rekey (a new Main Mode) was started
+	// retireWhenDone retires the SA once its pending Quick Modes end
+	// (linger).
+	retireWhenDone func()
+	// peerGone: the peer deleted the SA; what is sent on it is lost.
+	peerGone bool
 
 	// deferred are run by unlock once mu is released (later).
 	deferred []func()
