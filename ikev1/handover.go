@@ -89,7 +89,7 @@ func (e *Engine) deleteElsewhere(from *isakmpSA, spi uint32) {
 		o.unlock()
 	}
 	from.mu.Lock()
-	from.log(levelInfo, "Delete for an unknown IPsec SA ignored", "spi", fmt.Sprintf("%08x", spi))
+	from.log(levelInfo, "Delete for an unknown IPsec SA: kept for a handover under way, else ignored", "spi", fmt.Sprintf("%08x", spi))
 	from.unlock()
 }
 
