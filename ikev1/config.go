@@ -131,7 +131,9 @@ type Config struct {
 	// FragmentSize is the largest datagram (UDP payload) sent when a
 	// message is fragmented; default 1232.
 	FragmentSize int
-	// Readers is the number of goroutines reading each bind; default 2.
+	// Readers is the number of goroutines reading each bind and handling
+	// what they read; default 2. They read in turn, and one ISAKMP SA's
+	// messages are handled by one of them at a time, in arrival order.
 	Readers int
 	// ReqIDBase is where the engine's ReqIDs (which link IPsec SAs to
 	// their data-plane policies) start; default 1<<30, far from the

@@ -34,9 +34,12 @@
 //     deleting the SAs of a rebooted peer) takes one, releases it, then
 //     takes the next.
 //   - The engine's own locks (tableMu for the SA table, bindMu for the
-//     binds) and the SA database's SPI allocator are leaves: taken after
-//     an SA's lock, never the reverse, and nothing is called out while
-//     they are held. policyMu, which keeps the data-plane policies'
+//     binds, peerDeletes' for the Deletes remembered during a handover)
+//     and the SA database's SPI allocator are leaves: taken after an SA's
+//     lock, never the reverse, and nothing is called out while they are
+//     held. A bind's read turn and the inboxes' lock (dispatch.go) are
+//     taken by the readers with no SA lock held, the turn around one read
+//     and the queueing of what it read. policyMu, which keeps the data-plane policies'
 //     reference counts in step with the backend, is taken only without
 //     any SA lock.
 //   - Nothing is called out with an SA lock held: peer verification (a
@@ -61,6 +64,13 @@
 // failed Main Modes through an Observer (Config.Observer), called without
 // any SA lock: the policies' calls under policyMu, in order, the failures
 // with no lock at all (queued with isakmpSA.later).
+//
+// Each ISAKMP SA's messages are handled in the order they arrived, one at
+// a time, and different SAs' in parallel (dispatch.go): IKEv1's
+// Informational exchanges are not acknowledged, so a Delete handled before
+// the message the peer sent ahead of it would lose an IPsec SA on one
+// side only. How IPsec SAs move between ISAKMP SAs with the same peer,
+// each side choosing on its own, is in handover.go.
 //
 // Timers (retransmission, rekeying, DPD, expiry) run on the runtime's
 // timer goroutines and take the SA's lock like a received message does.

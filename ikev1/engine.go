@@ -1,6 +1,7 @@
 package ikev1
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -44,11 +45,21 @@ type Engine struct {
 	tableMu  sync.Mutex
 	byCookie map[uint64]*isakmpSA
 	halfOpen map[halfOpenKey]*isakmpSA
+	// contacts counts, per peer address, the SAs that speak for this
+	// side's state with the peer (contact.go); guarded by tableMu.
+	contacts map[netip.Addr]int
 
 	// policyRefs counts the IPsec SAs using each data-plane policy;
 	// guarded by policyMu (a leaf lock).
 	policyMu   sync.Mutex
 	policyRefs map[sadb.PolicyID]int
+
+	// peerDeletes are Deletes for IPsec SAs being handed over between
+	// ISAKMP SAs (handover.go); its lock is a leaf.
+	peerDeletes peerDeletes
+	// inboxes order each ISAKMP SA's messages (dispatch.go); its lock is
+	// a leaf.
+	inboxes inboxes
 
 	frags *reassembler
 
@@ -84,6 +95,7 @@ func New(cfg Config) (*Engine, error) {
 		log:        cfg.Logger,
 		byCookie:   map[uint64]*isakmpSA{},
 		halfOpen:   map[halfOpenKey]*isakmpSA{},
+		contacts:   map[netip.Addr]int{},
 		policyRefs: map[sadb.PolicyID]int{},
 		frags:      newReassembler(),
 		stats:      newCounters(),
@@ -132,9 +144,10 @@ func (e *Engine) AddBind(b transport.Bind) {
 	e.bindMu.Lock()
 	e.binds = append(e.binds, b)
 	e.bindMu.Unlock()
+	turn := new(sync.Mutex) // the readers' turn to read b (dispatch.go)
 	for range e.cfg.Readers {
 		e.wg.Add(1)
-		go e.readLoop(b)
+		go e.readLoop(b, turn)
 	}
 }
 
@@ -168,12 +181,17 @@ func (e *Engine) keepTrying(ctx context.Context, c *Connection) {
 	}
 }
 
-func (e *Engine) readLoop(b transport.Bind) {
+// readLoop is one of a bind's readers: it reads in turn with the others,
+// so that datagrams are queued in the order they arrived, and handles the
+// queue of the ISAKMP SA it found idle (dispatch.go).
+func (e *Engine) readLoop(b transport.Bind, turn *sync.Mutex) {
 	defer e.wg.Done()
 	buf := make([]byte, maxDatagram)
 	for {
+		turn.Lock()
 		n, from, err := b.ReadFrom(buf)
 		if err != nil {
+			turn.Unlock()
 			select {
 			case <-e.closing:
 				return
@@ -186,7 +204,11 @@ func (e *Engine) readLoop(b transport.Bind) {
 			continue
 		}
 		e.stats.received.Add(1)
-		e.handlePacket(b, from, buf[:n])
+		key, handle := e.dispatch(b, from, bytes.Clone(buf[:n]))
+		turn.Unlock()
+		if handle {
+			e.drain(key)
+		}
 	}
 }
 
@@ -319,6 +341,9 @@ func (e *Engine) register(sa *isakmpSA, ho *halfOpenKey) {
 	if ho != nil {
 		e.halfOpen[*ho] = sa
 	}
+	if sa.initiator {
+		e.countContactLocked(sa)
+	}
 	e.tableMu.Unlock()
 }
 
@@ -333,6 +358,7 @@ func (e *Engine) unregister(sa *isakmpSA) {
 			delete(e.halfOpen, k)
 		}
 	}
+	e.uncountContactLocked(sa)
 	e.tableMu.Unlock()
 }
 

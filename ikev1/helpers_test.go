@@ -1,11 +1,15 @@
 package ikev1
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,6 +62,63 @@ type pair struct {
 	dbA, dbB   *sadb.DB
 	memA, memB *memory.Backend
 	ca, cb     *Connection
+	// logA and logB hold each engine's log at debug level, for a failing
+	// test to tell what happened (IKEV1_LOG sends it to stderr instead).
+	logA, logB *logBuf
+}
+
+// logBuf is a goroutine-safe buffer for an engine's log.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines logged so far.
+func (l *logBuf) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
+}
+
+// logger logs to l, or to stderr when IKEV1_LOG is set.
+func (l *logBuf) logger() *slog.Logger {
+	if os.Getenv("IKEV1_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// story logs the lines of both engines' logs about an IPsec SA: those
+// naming its SPI and those of the ISAKMP SAs (by initiator cookie) that
+// held it.
+func (p *pair) story(t testing.TB, spi uint32) {
+	t.Helper()
+	k := fmt.Sprintf("%08x", spi)
+	keys := []string{k}
+	for _, l := range append(p.logA.lines(), p.logB.lines()...) {
+		if i := strings.Index(l, "cookie_i="); i >= 0 && strings.Contains(l, k) && i+25 <= len(l) {
+			keys = append(keys, l[i:i+25])
+		}
+	}
+	for _, side := range []struct {
+		name string
+		l    *logBuf
+	}{{"a", p.logA}, {"b", p.logB}} {
+		for _, line := range side.l.lines() {
+			for _, k := range keys {
+				if strings.Contains(line, k) {
+					t.Logf("%s: %s", side.name, line)
+					break
+				}
+			}
+		}
+	}
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -70,14 +131,14 @@ func testLogger(t testing.TB) *slog.Logger {
 // newPair builds the pair; tweak adjusts connections and configs first.
 func newPair(t testing.TB, tweak func(ca, cb *Connection, fa, fb *Config)) *pair {
 	t.Helper()
-	p := &pair{memA: memory.New(), memB: memory.New()}
+	p := &pair{memA: memory.New(), memB: memory.New(), logA: &logBuf{}, logB: &logBuf{}}
 	p.dbA, p.dbB = sadb.New(p.memA), sadb.New(p.memB)
 	p.ca = &Connection{Name: "a-b", Remote: addrB, Auth: testPSK("a very secret key"),
 		IKEProposals: mustIKE(t, "aes256-sha256-modp2048"), ESPProposals: mustESP(t, "aes256-sha256")}
 	p.cb = &Connection{Name: "b-a", Remote: addrA, Auth: testPSK("a very secret key"),
 		IKEProposals: mustIKE(t, "aes256-sha256-modp2048"), ESPProposals: mustESP(t, "aes256-sha256")}
-	fa := Config{SADB: p.dbA, Logger: testLogger(t), RetransmitTimeout: 200 * time.Millisecond, Readers: 1}
-	fb := Config{SADB: p.dbB, Logger: testLogger(t), RetransmitTimeout: 200 * time.Millisecond, Readers: 1}
+	fa := Config{SADB: p.dbA, Logger: p.logA.logger(), RetransmitTimeout: 200 * time.Millisecond, Readers: 1}
+	fb := Config{SADB: p.dbB, Logger: p.logB.logger(), RetransmitTimeout: 200 * time.Millisecond, Readers: 1}
 	if tweak != nil {
 		tweak(p.ca, p.cb, &fa, &fb)
 	}

@@ -3,6 +3,7 @@ package ikev1
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -208,7 +209,10 @@ func (sa *isakmpSA) onDelete(d *isakmp.Delete) {
 					sa.log(levelInfo, "peer deleted the IPsec SA of a Quick Mode not yet complete here", "spi", fmt.Sprintf("%x", spi))
 					continue
 				}
-				sa.log(levelInfo, "Delete for an unknown IPsec SA ignored", "spi", fmt.Sprintf("%x", spi))
+				// Another ISAKMP SA with the peer may hold it: each side
+				// hands IPsec SAs over on a phase 1 rekey as it sees fit.
+				peerSPI := binary.BigEndian.Uint32(spi)
+				sa.later(func() { sa.eng.deleteElsewhere(sa, peerSPI) })
 				continue
 			}
 			c.deleting = true
@@ -224,9 +228,19 @@ func (sa *isakmpSA) onDelete(d *isakmp.Delete) {
 
 // peerDeleted ends the SA after the peer's Delete: its IPsec SAs move to
 // another ISAKMP SA with the peer if there is one (a phase 1 rekey), else
-// they go too (retire). Caller holds mu.
+// they go too (retire). The Quick Modes this side started and the peer
+// has not answered end now: the peer forgot them with the SA. Those the
+// peer may have completed (it answered, or this side waits for its
+// HASH(3)) finish first, so that their IPsec SAs are not lost when the
+// Delete overtook the Quick Mode's last message. Caller holds mu.
 func (sa *isakmpSA) peerDeleted() {
 	sa.state = stateDeleting
+	sa.peerGone = true
+	for _, qm := range sa.qms {
+		if qm.initiator && qm.next == 2 && !qm.busy {
+			sa.quickModeFailed(qm, errors.New("ikev1: the peer deleted the ISAKMP SA"), "peer_deleted")
+		}
+	}
 	sa.later(func() { sa.retire("deleted by peer", nil, false) })
 }
 

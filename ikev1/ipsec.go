@@ -26,7 +26,10 @@ type ipsecSA struct {
 	rekeying          bool
 	replacedBy        *ipsecSA
 	deleting          bool
-	timers            []*time.Timer
+	// deleteOnAdopt: deleted while its ISAKMP SA could no longer tell
+	// the peer (the peer had deleted it); the SA that adopts it does.
+	deleteOnAdopt string
+	timers        []*time.Timer
 }
 
 func (c *ipsecSA) stopTimers() {
@@ -196,10 +199,16 @@ func (sa *isakmpSA) deleteIPsec(c *ipsecSA, reason string) {
 	if c.deleting {
 		return
 	}
+	if sa.peerGone {
+		// The Delete would be lost: the pair waits for the ISAKMP SA that
+		// takes it over (or goes with this one).
+		c.deleteOnAdopt = reason
+		return
+	}
 	c.deleting = true
 	c.stopTimers()
 	sa.removeChild(c)
-	if sa.state == stateEstablished {
+	if sa.state == stateEstablished || sa.state == stateDeleting {
 		sa.sendInformational([]isakmp.Payload{&isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoESP, SPISize: 4,
 			SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.inbound.SPI)}}})
 	}

@@ -136,19 +136,37 @@ func (sa *isakmpSA) rekeyISAKMP() {
 
 // retire ends the ISAKMP SA when it expires or a phase 1 rekey replaced
 // it: its IPsec SAs, which do not depend on it (RFC 2409 §5.5), move to
-// successor, or to another established ISAKMP SA with the peer, when there
-// is one (as charon's IKEv1 adopts them); else they are deleted with it.
-// tell sends the Deletes. Called without locks: finding a successor takes
-// other SAs' locks.
+// successor, or to the newest other established ISAKMP SA with the peer,
+// when there is one (as charon's IKEv1 adopts them); else they are
+// deleted with it. tell sends the Deletes. Called without locks: finding a
+// successor takes other SAs' locks.
+//
+// A Quick Mode still running on the SA is let finish first (see
+// linger): the peer may have completed it already and keep its IPsec
+// SA, which must then be among those handed over.
 func (sa *isakmpSA) retire(reason string, successor *isakmpSA, tell bool) {
+	sa.mu.Lock()
+	if sa.dead {
+		sa.unlock()
+		return
+	}
+	if sa.linger(func() { sa.retire(reason, successor, tell) }) {
+		sa.unlock()
+		return
+	}
+	sa.unlock()
 	if successor == nil {
-		if peers := sa.eng.peersOf(sa); len(peers) > 0 {
-			successor = peers[0]
-		}
+		successor = sa.eng.newestPeerOf(sa)
 	}
 	sa.mu.Lock()
 	if sa.dead {
 		sa.unlock()
+		return
+	}
+	if sa.quickModesPending() {
+		// A Quick Mode began while no lock was held: start again.
+		sa.unlock()
+		sa.retire(reason, successor, tell)
 		return
 	}
 	if successor == nil {
@@ -166,27 +184,14 @@ func (sa *isakmpSA) retire(reason string, successor *isakmpSA, tell bool) {
 		c.stopTimers()
 	}
 	if tell && (sa.state == stateEstablished || sa.state == stateDeleting) && sa.keys != nil {
-		sa.state = stateEstablished // for sendInformational's sake
 		sa.sendInformational([]isakmp.Payload{&isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, SPISize: 16,
 			SPIs: [][]byte{cookiePair(sa.icookie, sa.rcookie)}}})
 	}
 	sa.destroyLocked(reason)
 	sa.unlock()
-	if len(children) == 0 {
-		return
+	if len(children) > 0 {
+		successor.adopt(sa, children)
 	}
-	successor.mu.Lock()
-	if successor.dead {
-		successor.unlock()
-		sa.eng.removeIPsecs(children)
-		return
-	}
-	for _, c := range children {
-		successor.ipsecs = append(successor.ipsecs, c)
-		successor.startIPsecTimers(c)
-	}
-	successor.log(levelInfo, "took over the IPsec SAs of a retired ISAKMP SA", "from", sa.id(), "count", len(children))
-	successor.unlock()
 }
 
 // deleteISAKMPLocked deletes the ISAKMP SA and its IPsec SAs, telling
@@ -195,11 +200,19 @@ func (sa *isakmpSA) deleteISAKMPLocked(reason string) {
 	if sa.dead {
 		return
 	}
-	if sa.state == stateEstablished {
+	if (sa.state == stateEstablished || sa.state == stateDeleting) && sa.keys != nil {
 		var spis [][]byte
 		for _, c := range sa.ipsecs {
 			c.deleting = true
 			spis = append(spis, u32(c.inbound.SPI))
+		}
+		// Quick Modes past their second message: the peer may have
+		// completed them (an initiator does on message 2) and must hear
+		// that their IPsec SAs go too.
+		for _, qm := range sa.qms {
+			if qm.busy || !qm.initiator && qm.next == 3 {
+				spis = append(spis, u32(qm.spi))
+			}
 		}
 		if len(spis) > 0 {
 			sa.sendInformational([]isakmp.Payload{&isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoESP, SPISize: 4, SPIs: spis}})

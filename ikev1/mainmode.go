@@ -50,11 +50,8 @@ type mainMode struct {
 	// call-out: a message of this Main Mode arriving then is dropped.
 	busy  bool
 	hoKey halfOpenKey
-	// initialContact: the peer's message 5 carried INITIAL-CONTACT;
-	// sendInitialContact: this side sends it (no other SA with the peer
-	// when Main Mode started: decided then, since looking at other SAs
-	// with this one's lock held would take two SA locks at once).
-	initialContact, sendInitialContact bool
+	// initialContact: the peer's message 5 carried INITIAL-CONTACT.
+	initialContact bool
 	// onAnswer (initiator) is called once the peer answers anything
 	// (InitiateOptions.OnAnswer); nil once called.
 	onAnswer func()
@@ -124,12 +121,12 @@ func (e *Engine) startMainMode(c *Connection, done chan error, onAnswer func()) 
 	if remote.Port() == 0 {
 		remote = netip.AddrPortFrom(remote.Addr(), 500)
 	}
-	sa := &isakmpSA{eng: e, serial: e.nextSerial.Add(1), initiator: true, started: now,
+	sa := &isakmpSA{eng: e, serial: e.nextSerial.Add(1), initiator: true, started: now, contact: remote.Addr(),
 		conn: c, bind: b, local: localAddr(b, c), remote: remote, icookie: cookie, lastHeard: now}
 	saP := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SitIdentityOnly,
 		Proposals: []isakmp.Proposal{{Number: 1, Protocol: isakmp.ProtoISAKMP, Transforms: offered}}}
 	sa.mm = &mainMode{started: now, authImpl: authImpl, authMethod: method, offered: offered,
-		saiB: saP.MarshalBody(), next: 2, sendInitialContact: !e.haveSAWith(remote.Addr()), onAnswer: onAnswer}
+		saiB: saP.MarshalBody(), next: 2, onAnswer: onAnswer}
 	if done != nil {
 		sa.p1Waiters = append(sa.p1Waiters, done)
 	}
@@ -456,7 +453,7 @@ func (sa *isakmpSA) initiatorMM4(hdr *isakmp.Header, pkt []byte) error {
 		return err
 	}
 	ps := append([]isakmp.Payload{idP}, proof...)
-	if mm.sendInitialContact {
+	if sa.eng.firstContact(sa) {
 		ps = append(ps, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, Code: isakmp.InitialContact,
 			SPI: cookiePair(sa.icookie, sa.rcookie)})
 	}
@@ -582,7 +579,7 @@ func (e *Engine) respondMainMode1(b transport.Bind, from netip.AddrPort, hdr *is
 		return
 	}
 	now := e.cfg.Now()
-	sa := &isakmpSA{eng: e, serial: e.nextSerial.Add(1), started: now, conn: c, bind: b,
+	sa := &isakmpSA{eng: e, serial: e.nextSerial.Add(1), started: now, contact: from.Addr(), conn: c, bind: b,
 		local: localAddr(b, c), remote: from, icookie: hdr.ICookie, rcookie: cookie, lastHeard: now}
 	if suite.life == 0 {
 		suite.life = hardLife(c.ikeLifetime())
@@ -849,6 +846,9 @@ func (sa *isakmpSA) establish() {
 	sa.p1Flight = nil
 	sa.keys.skeyid = nil
 	mm.auth.Close()
+	if !sa.initiator {
+		sa.eng.countContact(sa)
+	}
 	initialContact := mm.initialContact
 	sa.mm = nil
 	sa.eng.stats.completedHandshake(sa.role(), now.Sub(mm.started))
@@ -868,23 +868,6 @@ func (sa *isakmpSA) establish() {
 	if initialContact {
 		sa.later(func() { sa.eng.initialContact(sa) })
 	}
-}
-
-// haveSAWith reports whether an SA with the peer exists, of any
-// connection, established or being initiated: INITIAL-CONTACT, which tells
-// the peer to forget all it had with us, is sent only when none does (of
-// Main Modes started at once, only the first carries it). Called without
-// locks: it takes each SA's lock in turn.
-func (e *Engine) haveSAWith(peer netip.Addr) bool {
-	for _, o := range e.allSAs() {
-		o.mu.Lock()
-		same := (o.state == stateEstablished || o.state == stateMainMode && o.initiator) && o.remote.Addr() == peer
-		o.mu.Unlock()
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 // peers returns the other established SAs with sa's peer: same remote
@@ -910,8 +893,9 @@ func (e *Engine) peersOf(sa *isakmpSA) []*isakmpSA {
 
 // initialContact deletes the SAs the peer had with us before it
 // rebooted (RFC 2407 §4.6.3.3), without telling it: it has forgotten them.
-// Only SAs established before sa's Main Mode began are the peer's old
-// ones: two Main Modes the peer ran at once may both carry it.
+// Only SAs established before sa's Main Mode reached us are the peer's
+// old ones: one it established since may be in use (contact.go says why
+// that bound suffices).
 func (e *Engine) initialContact(sa *isakmpSA) {
 	sa.mu.Lock()
 	started := sa.started

@@ -199,6 +199,7 @@ func (sa *isakmpSA) quickModeFailed(qm *quickMode, err error, label string) {
 	if qm.rekeys != nil {
 		qm.rekeys.rekeying = false
 	}
+	sa.quickModeEnded()
 }
 
 // markSeen records a message ID as used, so that a replay of its
@@ -222,11 +223,13 @@ func (sa *isakmpSA) markSeen(mid uint32) {
 
 // onQuickMode dispatches a Quick Mode message. Caller holds mu.
 func (sa *isakmpSA) onQuickMode(b transport.Bind, from netip.AddrPort, hdr *isakmp.Header, pkt []byte) {
-	if sa.state != stateEstablished || !hdr.Encrypted() || hdr.MessageID == 0 {
+	qm := sa.qms[hdr.MessageID]
+	// A deleting SA finishes the Quick Modes it has (linger), and starts
+	// no new one.
+	if !(sa.state == stateEstablished || sa.state == stateDeleting && qm != nil) || !hdr.Encrypted() || hdr.MessageID == 0 {
 		sa.eng.stats.drop(DropUnexpected)
 		return
 	}
-	qm := sa.qms[hdr.MessageID]
 	if qm != nil && qm.reply != nil && sha256.Sum256(pkt) == qm.lastIn {
 		sa.eng.stats.retransmitsAnswered.Add(1)
 		sa.send(qm.reply)
@@ -626,6 +629,7 @@ func (sa *isakmpSA) completeQuickMode(qm *quickMode) error {
 	err = sa.eng.installIPsec(child)
 	sa.mu.Lock()
 	qm.busy = false
+	defer sa.quickModeEnded()
 	if err != nil {
 		sa.eng.cfg.SADB.ReleaseSPI(qm.spi)
 		sa.eng.stats.failure("install")

@@ -38,6 +38,13 @@ type isakmpSA struct {
 	serial    uint64
 	initiator bool
 	started   time.Time
+	// contact is the peer's address when the SA was made: the SA's key
+	// among the SAs with that peer that INITIAL-CONTACT weighs (see
+	// Engine.contacts).
+	contact netip.Addr
+	// counted: the SA is among Engine.contacts. Guarded by the engine's
+	// tableMu, not mu.
+	counted bool
 
 	mu    sync.Mutex
 	state state
@@ -94,6 +101,11 @@ type isakmpSA struct {
 	dpdTries   int
 	timers     []*time.Timer
 	rekeying   bool // a phase 1 rekey (a new Main Mode) was started
+	// retireWhenDone retires the SA once its pending Quick Modes end
+	// (linger).
+	retireWhenDone func()
+	// peerGone: the peer deleted the SA; what is sent on it is lost.
+	peerGone bool
 
 	// deferred are run by unlock once mu is released (later).
 	deferred []func()

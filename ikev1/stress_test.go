@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/transform"
 )
 
@@ -37,7 +38,7 @@ func watchdog(t *testing.T, d time.Duration) (done func()) {
 // nothing is left in either data plane after Close.
 func TestStress(t *testing.T) {
 	const conns = 24
-	done := watchdog(t, 3*time.Minute)
+	done := watchdog(t, 5*time.Minute)
 	defer done()
 	p := newPair(t, func(ca, cb *Connection, fa, fb *Config) {
 		ca.IKEProposals, cb.IKEProposals = mustIKE(t, "aes128-sha256-ecp256"), mustIKE(t, "aes128-sha256-ecp256")
@@ -96,8 +97,8 @@ func TestStress(t *testing.T) {
 						errs <- fmt.Errorf("%s: IPsec rekey: %w", name, err)
 					}
 				}
-			case 2: // a phase 1 rekey: a new Main Mode adopts the IPsec SA
-				if _, err := p.a.mainMode(ctx, sa.conn); err != nil {
+			case 2: // a phase 1 rekey: a new Main Mode adopts the IPsec SA, the old one is deleted
+				if _, err := p.a.Rekey(ctx, sa.id(), 0); err != nil {
 					errs <- fmt.Errorf("%s: phase 1 rekey: %w", name, err)
 				}
 			case 3: // deleted by the responder
@@ -120,26 +121,27 @@ func TestStress(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	// Settled: every IPsec SA has its twin with the same keys.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(p.memA.SAs()) != len(p.memB.SAs()) {
-		if time.Now().After(deadline) {
-			spis := map[uint32]string{}
-			for _, x := range p.memA.SAs() {
-				spis[x.SPI] += "a"
-			}
-			for _, x := range p.memB.SAs() {
-				spis[x.SPI] += "b"
-			}
-			for spi, where := range spis {
-				if len(where) == 1 {
-					t.Errorf("SA %08x only in %s", spi, where)
+	// Settled: every IPsec SA has its twin.
+	settle(t, p)
+	checkKeys(t, p.memA.SAs(), p.memB.SAs())
+
+	// Phase A2: the even connections (the rekeyed ones among them) are
+	// terminated by a; b must forget exactly their IPsec SAs, whichever
+	// of its ISAKMP SAs holds them.
+	var wg1 sync.WaitGroup
+	for i, name := range names {
+		if i%2 == 0 {
+			wg1.Add(1)
+			go func() {
+				defer wg1.Done()
+				if _, err := p.a.Terminate(ctx, name); err != nil {
+					t.Errorf("%s: %v", name, err)
 				}
-			}
-			t.Fatal("the data planes do not agree")
+			}()
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	wg1.Wait()
+	settle(t, p)
 	checkKeys(t, p.memA.SAs(), p.memB.SAs())
 
 	// Phase B: new handshakes and deletes still in flight when both
@@ -164,4 +166,46 @@ func TestStress(t *testing.T) {
 		t.Errorf("%d IPsec SAs left in the memory backends after Close", n)
 	}
 	_ = transform.EncrAESCBC
+}
+
+// settle waits until every IPsec SA in either data plane has its twin on
+// the other side, failing after a hang guard with each stray SA's story
+// from the logs. The guard outlasts twice the peer's whole retransmission
+// schedule: the longest a Quick Mode can keep an ISAKMP SA lingering.
+func settle(t *testing.T, p *pair) {
+	t.Helper()
+	deadline := time.Now().Add(max(20*time.Second, 2*p.b.retransmitWindow()))
+	for {
+		lone := unpaired(p.memA.SAs(), p.memB.SAs())
+		if len(lone) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for spi, where := range lone {
+				t.Errorf("SA %08x only in %s", spi, where)
+				p.story(t, spi)
+			}
+			t.Fatalf("the data planes do not agree (the pipe's full queues dropped %d datagrams from a, %d from b)",
+				p.ab.Overflows(), p.ba.Overflows())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// unpaired returns the SPIs of the SAs that have no twin on the other
+// side, with the side that holds them.
+func unpaired(a, b []sadb.SA) map[uint32]string {
+	spis := map[uint32]string{}
+	for _, x := range a {
+		spis[x.SPI] += "a"
+	}
+	for _, x := range b {
+		spis[x.SPI] += "b"
+	}
+	for spi, where := range spis {
+		if len(where) == 2 {
+			delete(spis, spi)
+		}
+	}
+	return spis
 }

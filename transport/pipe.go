@@ -3,6 +3,7 @@ package transport
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Pipe returns two in-memory binds with the given addresses, each
@@ -31,7 +32,16 @@ type Mem struct {
 	// Filter, when set before use, sees every datagram this end sends and
 	// drops it by returning false: tests use it to lose or alter packets.
 	Filter func(b []byte) bool
+
+	// overflows counts the datagrams this end sent that the peer's full
+	// queue dropped.
+	overflows atomic.Uint64
 }
+
+// Overflows returns how many datagrams this end sent were dropped because
+// the peer's queue was full (Filter's drops are not counted): a test
+// asserting what was lost accounts for them.
+func (m *Mem) Overflows() uint64 { return m.overflows.Load() }
 
 // ReadFrom implements Bind.
 func (m *Mem) ReadFrom(b []byte) (int, netip.AddrPort, error) {
@@ -57,6 +67,7 @@ func (m *Mem) WriteTo(b []byte, _ netip.AddrPort) error {
 	select {
 	case m.peer.in <- datagram{b: c, from: m.local}:
 	default:
+		m.overflows.Add(1)
 	}
 	return nil
 }
