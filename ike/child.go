@@ -46,6 +46,12 @@ type childSA struct {
 	// SAs' soft expiries, a timer and an operator may ask at once).
 	deleting bool
 	rekeying bool
+	// outPending: the outbound half is not in the data plane yet. The
+	// responder of a rekey sends on the new SA only once the old one goes
+	// (concludePeerRekey): until the initiator has read our answer it has
+	// no inbound SA for it, and a packet sent on it would be lost. This is
+	// what strongSwan does as the responder (child_rekey.c).
+	outPending bool
 	// outFinal holds the outbound SA's last counters once deleteChild has
 	// removed it ahead of the inbound one, so that the Child SA's totals
 	// (ChildSADown, ikectl, metrics) keep its outbound traffic.
@@ -230,11 +236,18 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 	}
 	in.SPI, in.Inbound, in.Src, in.Dst, in.EncrKey, in.IntegKey = spiIn, true, remote, local, sadb.Key(encIn), sadb.Key(intIn)
 	out.SPI, out.Src, out.Dst, out.EncrKey, out.IntegKey = spiOut, local, remote, sadb.Key(encOut), sadb.Key(intOut)
-	if err := sa.eng.cfg.SADB.Install(&in, &out); err != nil {
+	install := []*sadb.SA{&in, &out}
+	// The responder of a rekey keeps sending on the old SA until the
+	// initiator deletes it (outPending).
+	outPending := rekeys != nil && !seed.initiator
+	if outPending {
+		install = install[:1]
+	}
+	if err := sa.eng.cfg.SADB.Install(install...); err != nil {
 		keys.Wipe()
 		return nil, err
 	}
-	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID}
+	c := &childSA{suite: s, mode: mode, inbound: &in, outbound: &out, localTS: localTS, remoteTS: remoteTS, reqID: reqID, outPending: outPending}
 	if rekeys != nil {
 		sa.eng.stats.rekeys("child")
 	}
@@ -246,7 +259,13 @@ func (sa *ikeSA) installChild(s *suite, mode Mode, spiIn, spiOut uint32, localTS
 		p.IfID = base.IfID
 	}
 	if err := sa.eng.addPolicies(policies); err != nil {
-		_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
+		if outPending {
+			_ = sa.eng.cfg.SADB.Remove(in.ID())
+			out.EncrKey.Wipe()
+			out.IntegKey.Wipe()
+		} else {
+			_ = sa.eng.cfg.SADB.Remove(in.ID(), out.ID())
+		}
 		return nil, err
 	}
 	for _, p := range policies {
@@ -315,4 +334,23 @@ func (sa *ikeSA) childLifetime() sadb.Lifetime {
 		l.HardTime = c.RekeyTime + max(c.RekeyTime/10, time.Minute)
 	}
 	return l
+}
+
+// concludePeerRekey lets the Child SA that the peer's rekey of old made
+// send, now that old is going: its outbound half enters the data plane
+// before old's leaves it, so that the policy always has an SA. Caller
+// holds mu.
+func (sa *ikeSA) concludePeerRekey(old *childSA) {
+	c := old.peerRekey
+	if c == nil || !c.outPending || !sa.hasChild(c) {
+		return
+	}
+	c.outPending = false
+	if err := sa.eng.cfg.SADB.Install(c.outbound); err != nil {
+		sa.log(slog.LevelError, "installing the outbound half of the peer's rekeyed Child SA failed", "spi_out", fmt.Sprintf("%08x", c.outbound.SPI), "err", err)
+		return
+	}
+	if sa.logs(slog.LevelDebug) {
+		sa.log(slog.LevelDebug, "outbound Child SA of the peer's rekey installed", "spi_out", fmt.Sprintf("%08x", c.outbound.SPI))
+	}
 }

@@ -574,6 +574,8 @@ func (sa *ikeSA) deleteChild(ctx context.Context, c *childSA) {
 	// Ours inbound stays until the answer.
 	sa.mu.Lock()
 	if sa.hasChild(c) {
+		// If the peer's rekey of c won a collision, its SA takes over.
+		sa.concludePeerRekey(c)
 		if ctr, err := sa.eng.cfg.SADB.Counters(c.outbound.ID()); err == nil {
 			c.outFinal = &ctr // its traffic stays counted (childevents.go)
 		}

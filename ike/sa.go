@@ -512,6 +512,11 @@ func (sa *ikeSA) notePath(b transport.Bind, from netip.AddrPort) {
 		if err := db.Move(c.inbound, sa.remote.Addr(), sa.local.Addr(), rp, lp); err != nil {
 			sa.log(slog.LevelWarn, "moving the inbound Child SA failed", "err", err)
 		}
+		if c.outPending {
+			// Installed later, where it goes then.
+			c.outbound.Src, c.outbound.Dst, c.outbound.EncapSrcPort, c.outbound.EncapDstPort = sa.local.Addr(), sa.remote.Addr(), lp, rp
+			continue
+		}
 		if err := db.Move(c.outbound, sa.local.Addr(), sa.remote.Addr(), lp, rp); err != nil {
 			sa.log(slog.LevelWarn, "moving the outbound Child SA failed", "err", err)
 		}
@@ -783,12 +788,20 @@ func (sa *ikeSA) destroyLocked(reason string) {
 
 // removeChild removes a Child SA from the data plane. Caller holds mu.
 func (sa *ikeSA) removeChild(c *childSA) {
+	sa.concludePeerRekey(c)
 	sa.eng.subs.childDown(sa, c)
 	sa.childDown(c)
 	if err := sa.eng.releasePolicies(c.policies); err != nil {
 		sa.log(slog.LevelWarn, "removing Child SA policies from the data plane failed", "err", err)
 	}
-	if err := sa.eng.cfg.SADB.Remove(c.inbound.ID(), c.outbound.ID()); err != nil && !errors.Is(err, sadb.ErrNotFound) {
+	ids := []sadb.ID{c.inbound.ID(), c.outbound.ID()}
+	if c.outPending {
+		// Never installed: only its keys to forget.
+		ids = ids[:1]
+		c.outbound.EncrKey.Wipe()
+		c.outbound.IntegKey.Wipe()
+	}
+	if err := sa.eng.cfg.SADB.Remove(ids...); err != nil && !errors.Is(err, sadb.ErrNotFound) {
 		sa.log(slog.LevelWarn, "removing Child SA from the data plane failed", "err", err)
 	}
 	if sa.logs(slog.LevelInfo) {

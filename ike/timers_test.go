@@ -1,11 +1,12 @@
 package ike
 
 import (
-	"github.com/iked/iked/ike/wire"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iked/iked/ike/wire"
 	"github.com/iked/iked/sadb"
 	"github.com/iked/iked/sadb/memory"
 )
@@ -232,5 +233,70 @@ func TestChildLifetimeToDataPlane(t *testing.T) {
 		if s.Lifetime != want {
 			t.Fatalf("SA %08x lifetime %+v, want %+v", s.SPI, s.Lifetime, want)
 		}
+	}
+}
+
+// TestChildRekeyResponderSendsAfterDelete: the responder of a Child SA
+// rekey keeps sending on the old SA until the initiator deletes it — the
+// initiator has no inbound SA for the new one until it has read the
+// answer, so a packet sent on it sooner is lost (strongSwan 6 lost an echo
+// to iked this way) — and switches before the old SA leaves its data
+// plane, so that its policy never lacks an outbound SA.
+func TestChildRekeyResponderSendsAfterDelete(t *testing.T) {
+	p := newPair(t)
+	if _, err := p.a.InitiateNew(ctxT(t), "a-b"); err != nil {
+		t.Fatal(err)
+	}
+	sa := p.a.allSAs()[0]
+	sa.mu.Lock()
+	c := sa.children[0]
+	sa.mu.Unlock()
+	oldOut := p.b.SAs()[0].Children[0].SPIOut
+	// The initiator's Delete of the old SA waits on the wire.
+	release := make(chan struct{})
+	var held atomic.Bool
+	p.ba.Filter = func(b []byte) bool {
+		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.INFORMATIONAL && !h.IsResponse() && !held.Swap(true) {
+			<-release
+		}
+		return true
+	}
+	done := make(chan error, 1)
+	go func() { done <- sa.createChild(ctxT(t), c) }()
+	waitFor(t, held.Load)
+
+	outbound := func(m *memory.Backend) []string {
+		var spis []string
+		for _, x := range m.SAs() {
+			if !x.Inbound {
+				spis = append(spis, fmt.Sprintf("%08x", x.SPI))
+			}
+		}
+		return spis
+	}
+	children := p.b.SAs()[0].Children
+	if len(children) != 2 {
+		t.Fatalf("the responder holds %d Child SAs while the Delete is on its way, want the old and the new", len(children))
+	}
+	newOut := children[1].SPIOut
+	if got := outbound(p.memB); len(got) != 1 || got[0] != oldOut {
+		t.Fatalf("the responder's outbound SAs before the Delete: %v, want only the old one (%s)", got, oldOut)
+	}
+	// The initiator, which has read the answer, can receive on the new SA.
+	inA := false
+	for _, x := range p.memA.SAs() {
+		inA = inA || x.Inbound && fmt.Sprintf("%08x", x.SPI) == newOut
+	}
+	if !inA {
+		t.Fatalf("the initiator has no inbound SA %s for the responder's new outbound one", newOut)
+	}
+
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(p.memB.SAs()) == 2 })
+	if got := outbound(p.memB); len(got) != 1 || got[0] != newOut {
+		t.Fatalf("the responder's outbound SAs after the Delete: %v, want the new one (%s)", got, newOut)
 	}
 }
