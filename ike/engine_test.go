@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +185,17 @@ func waitFor(t testing.TB, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// holdFirstRequest holds the first request of exchange that m sends on
+// the wire until release is closed; held reports that it is being held.
+func holdFirstRequest(m *transport.Mem, exchange wire.ExchangeType) (held *atomic.Bool, release chan struct{}) {
+	held, release = new(atomic.Bool), make(chan struct{})
+	m.Filter = func(b []byte) bool {
+		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == exchange && !h.IsResponse() && !held.Swap(true) {
+			<-release
+		}
+		return true
+	}
+	return held, release
 }

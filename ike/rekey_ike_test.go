@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,14 +160,7 @@ func TestRekeyCollisionsDeferred(t *testing.T) {
 	sa.mu.Lock()
 	c := sa.children[0]
 	sa.mu.Unlock()
-	release := make(chan struct{})
-	var held atomic.Bool
-	p.ba.Filter = func(b []byte) bool {
-		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.CREATE_CHILD_SA && !h.IsResponse() && !held.Swap(true) {
-			<-release
-		}
-		return true
-	}
+	held, release := holdFirstRequest(p.ba, wire.CREATE_CHILD_SA)
 	done := make(chan error, 1)
 	go func() { done <- sa.createChild(ctxT(t), c) }()
 	waitFor(t, held.Load)

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,14 +147,7 @@ func TestChildRekeyOnceAtATime(t *testing.T) {
 	sa.mu.Unlock()
 	// The first rekey's request waits on the wire until the second rekey
 	// has been asked for.
-	release := make(chan struct{})
-	var held atomic.Bool
-	p.ba.Filter = func(b []byte) bool {
-		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.CREATE_CHILD_SA && !h.IsResponse() && !held.Swap(true) {
-			<-release
-		}
-		return true
-	}
+	held, release := holdFirstRequest(p.ba, wire.CREATE_CHILD_SA)
 	first := make(chan error, 1)
 	go func() { first <- sa.createChild(ctxT(t), c) }()
 	waitFor(t, held.Load)
@@ -253,14 +245,7 @@ func TestChildRekeyResponderSendsAfterDelete(t *testing.T) {
 	sa.mu.Unlock()
 	oldOut := p.b.SAs()[0].Children[0].SPIOut
 	// The initiator's Delete of the old SA waits on the wire.
-	release := make(chan struct{})
-	var held atomic.Bool
-	p.ba.Filter = func(b []byte) bool {
-		if h, err := wire.ParseHeader(b); err == nil && h.Exchange == wire.INFORMATIONAL && !h.IsResponse() && !held.Swap(true) {
-			<-release
-		}
-		return true
-	}
+	held, release := holdFirstRequest(p.ba, wire.INFORMATIONAL)
 	done := make(chan error, 1)
 	go func() { done <- sa.createChild(ctxT(t), c) }()
 	waitFor(t, held.Load)
