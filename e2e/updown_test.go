@@ -42,7 +42,12 @@ func TestUpdown(t *testing.T) {
 	if _, err := da.ikectl("initiate", "peer"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the up run", func() bool { return strings.Contains(runs(), "== up-client\n") })
+	// The script's first line is out before the rest: wait until iked has
+	// seen it exit.
+	waitUntil(t, "the up run logged", func() bool { return strings.Contains(da.log.String(), `"msg":"updown script ran"`) })
+	if !strings.Contains(runs(), "== up-client\n") {
+		t.Fatalf("the script ran, but not as up-client:\n%s", runs())
+	}
 	sa := da.sas()[0]
 	for _, want := range []string{
 		"PLUTO_CONNECTION=peer", "PLUTO_VERSION=1.1", "PLUTO_PROTO=esp", "PLUTO_ME=127.0.0.1", "PLUTO_PEER=127.0.0.11",
@@ -56,7 +61,6 @@ func TestUpdown(t *testing.T) {
 			t.Fatalf("the up run lacks %s:\n%s", want, runs())
 		}
 	}
-	waitUntil(t, "the run logged", func() bool { return strings.Contains(da.log.String(), `"msg":"updown script ran"`) })
 	if !strings.Contains(da.log.String(), `"verb":"up-client"`) || !strings.Contains(da.log.String(), `"exit":0`) {
 		t.Fatalf("the run's log line lacks verb or exit status:\n%s", da.log.String())
 	}
