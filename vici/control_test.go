@@ -10,13 +10,22 @@ import (
 // the old and the new SA, and no up/down events.
 func TestRekeyEvents(t *testing.T) {
 	p := newPair(t)
+	mon := p.dial(t)
+	for _, e := range []string{"ike-rekey", "child-rekey", "ike-updown", "child-updown"} {
+		mon.register(e)
+	}
 	sas, err := p.a.Initiate(context.Background(), "site")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mon := p.dial(t)
-	for _, e := range []string{"ike-rekey", "child-rekey", "ike-updown", "child-updown"} {
-		mon.register(e)
+	// The initiation's up events come first; they are delivered apart
+	// from Initiate, which may return before them.
+	for seen := map[string]bool{}; !seen["ike-updown"] || !seen["child-updown"]; {
+		typ, name, ev, err := mon.read(30e9)
+		if err != nil || typ != pktEvent || name != "ike-updown" && name != "child-updown" || str(ev, "up") != "yes" || seen[name] {
+			t.Fatalf("before the rekey: %q %v", name, err)
+		}
+		seen[name] = true
 	}
 	c := p.dial(t)
 	_, resp := c.command("rekey", NewMessage().Set("ike", "site"))
