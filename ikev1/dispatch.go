@@ -1,6 +1,7 @@
 package ikev1
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"sync"
@@ -52,6 +53,12 @@ func (x *inboxes) put(key uint64, r received) (handle, ok bool) {
 	q, busy := x.boxes[key]
 	if busy && len(q) >= maxInbox {
 		return false, false
+	}
+	if busy {
+		// Another reader handles it, after this one has read into
+		// the buffer again: it needs its own copy. An idle inbox's
+		// datagram is handled by this reader before it reads again.
+		r.pkt = bytes.Clone(r.pkt)
 	}
 	x.boxes[key] = append(q, r)
 	return !busy, true

@@ -1,7 +1,6 @@
 package ikev1
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -204,7 +203,7 @@ func (e *Engine) readLoop(b transport.Bind, turn *sync.Mutex) {
 			continue
 		}
 		e.stats.received.Add(1)
-		key, handle := e.dispatch(b, from, bytes.Clone(buf[:n]))
+		key, handle := e.dispatch(b, from, buf[:n])
 		turn.Unlock()
 		if handle {
 			e.drain(key)
